@@ -1,0 +1,3 @@
+from collabkit.cli import app
+
+app()

@@ -1,0 +1,81 @@
+"""Ratings: one table of who rated what, plus optional user and item metadata."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import pandas as pd
+
+COLUMNS = ("user", "item", "rating", "timestamp")
+
+
+@dataclass
+class Ratings:
+    """Ratings (or interactions) in the user's own ids, the common currency of collabkit.
+
+    ``frame`` has columns user, item, rating and optionally timestamp, one row per (user, item).
+    ``items``/``users`` are metadata tables indexed by the same raw ids (title, year, genres...;
+    age, gender...). ``scale`` is the declared rating scale (low, high); ``step`` its resolution.
+    """
+
+    frame: pd.DataFrame
+    items: pd.DataFrame | None = None
+    users: pd.DataFrame | None = None
+    scale: tuple[float, float] | None = None
+    name: str = "ratings"
+    source: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        missing = [c for c in ("user", "item", "rating") if c not in self.frame.columns]
+        if missing:
+            raise ValueError(f"{self.name}: frame lacks column(s) {missing}")
+        if self.scale is None and len(self.frame):
+            r = self.frame["rating"]
+            self.scale = (float(r.min()), float(r.max()))
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def __repr__(self) -> str:
+        return (
+            f"Ratings({self.name!r}: {len(self)} ratings, {self.n_users} users, "
+            f"{self.n_items} items, scale={self.scale})"
+        )
+
+    @property
+    def n_users(self) -> int:
+        return int(self.frame["user"].nunique())
+
+    @property
+    def n_items(self) -> int:
+        return int(self.frame["item"].nunique())
+
+    @property
+    def has_timestamps(self) -> bool:
+        return "timestamp" in self.frame.columns
+
+    def subset(self, rows: np.ndarray | pd.Series, name: str | None = None) -> Ratings:
+        """A Ratings holding only the given rows (boolean mask or positions); metadata is shared."""
+        rows = np.asarray(rows)
+        frame = self.frame[rows] if rows.dtype == bool else self.frame.iloc[rows]
+        return replace(self, frame=frame.reset_index(drop=True), name=name or self.name, notes=[])
+
+    def with_frame(self, frame: pd.DataFrame, name: str | None = None) -> Ratings:
+        return replace(self, frame=frame.reset_index(drop=True), name=name or self.name, notes=[])
+
+    def titles(self, items: np.ndarray | list) -> list[str]:
+        """Human-readable names for item ids: the title when metadata has one, else the id."""
+        if self.items is not None and "title" in self.items.columns:
+            t = self.items["title"].reindex(list(items))
+            return [str(x) if isinstance(x, str) else str(i) for x, i in zip(t, items)]
+        return [str(i) for i in items]
+
+    def crosstab(self, n_users: int = 15, n_items: int = 15) -> pd.DataFrame:
+        """The chapter's view: most active users x most rated items, NaN where the model must fill in."""
+        top_u = self.frame["user"].value_counts().index[:n_users]
+        top_i = self.frame["item"].value_counts().index[:n_items]
+        sub = self.frame[self.frame["user"].isin(top_u) & self.frame["item"].isin(top_i)]
+        table = sub.pivot_table(index="user", columns="item", values="rating", aggfunc="mean")
+        return table.reindex(index=top_u, columns=top_i)

@@ -1,0 +1,90 @@
+"""Vocab: the one place where users' own ids meet the model's contiguous indices."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+class UnknownIdError(KeyError):
+    """Raised when an id is not in a vocabulary and the caller asked for strictness."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0])
+
+
+class Vocab:
+    """Maps raw ids (ints or strings, in the user's own type) to indices 0..n-1 and back.
+
+    Indices follow the sorted order of the ids, so the same data always gives the same vocab.
+    There is no hidden padding entry: index i is exactly ``ids[i]``.
+    """
+
+    def __init__(self, ids: Iterable[Any], name: str = "id") -> None:
+        values = pd.Index(pd.unique(pd.Series(list(ids) if not hasattr(ids, "__len__") else ids)))
+        self.name = name
+        self._index = values.sort_values()
+        if self._index.hasnans:
+            raise ValueError(f"{name} vocabulary: ids must not be missing (NaN/None)")
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __contains__(self, raw: Any) -> bool:
+        return raw in self._index
+
+    def __repr__(self) -> str:
+        return f"Vocab({self.name!r}, n={len(self)})"
+
+    @property
+    def ids(self) -> np.ndarray:
+        """Raw ids in index order."""
+        return self._index.to_numpy()
+
+    def lookup(self, raw: Sequence[Any] | np.ndarray | pd.Series | Any, strict: bool = True) -> np.ndarray:
+        """Raw ids -> int64 indices; unknown ids raise (strict) or map to -1."""
+        if isinstance(raw, (pd.Series, pd.Index)):
+            arr = pd.Index(raw)
+        elif isinstance(raw, np.ndarray) and raw.dtype != object:
+            arr = pd.Index(np.atleast_1d(raw))
+        else:
+            arr = pd.Index(np.atleast_1d(np.asarray(raw, dtype=object)))
+        idx = self._index.get_indexer(_coerce_like(arr, self._index))
+        if strict and (idx < 0).any():
+            missing = list(arr[idx < 0][:5])
+            raise UnknownIdError(
+                f"unknown {self.name} id(s) {missing}"
+                + (f" and {int((idx < 0).sum()) - 5} more" if (idx < 0).sum() > 5 else "")
+                + f"; the model knows {len(self)} {self.name}s"
+            )
+        return idx.astype(np.int64)
+
+    def decode(self, idx: np.ndarray | Sequence[int]) -> np.ndarray:
+        """Indices -> raw ids."""
+        return self._index.to_numpy()[np.asarray(idx, dtype=np.int64)]
+
+    def to_json(self) -> dict[str, Any]:
+        kind = "int" if pd.api.types.is_integer_dtype(self._index.dtype) else "str"
+        values = [int(v) for v in self.ids] if kind == "int" else [str(v) for v in self.ids]
+        return {"name": self.name, "kind": kind, "ids": values}
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> Vocab:
+        ids = np.asarray(obj["ids"], dtype=np.int64 if obj["kind"] == "int" else object)
+        return cls(ids, name=obj["name"])
+
+
+def _coerce_like(arr: pd.Index, target: pd.Index) -> pd.Index:
+    """Let '42' find 42 (and 42 find '42'): ids typed on a command line arrive as strings."""
+    if pd.api.types.is_integer_dtype(target.dtype) and not pd.api.types.is_integer_dtype(arr.dtype):
+        num = pd.to_numeric(pd.Series(arr, dtype=object), errors="coerce")
+        ok = num.notna() & (num == num.round())
+        out = pd.Series(arr, dtype=object).copy()
+        out[ok] = num[ok].astype(np.int64)
+        return pd.Index(out.to_numpy(), dtype=object)
+    if not pd.api.types.is_integer_dtype(target.dtype):
+        return pd.Index(arr.astype(str))
+    return arr

@@ -1,0 +1,120 @@
+"""Dot-product models of the fastai chapter: user . item, optionally plus biases and sigmoid_range."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from collabkit.models.base import CollabModel, ModelConfig, sigmoid_range
+
+
+def _table(n: int, dim: int) -> nn.Embedding:
+    """A learnable lookup table, initialised N(0, 0.01) as in the chapter."""
+    emb = nn.Embedding(n, dim)
+    nn.init.normal_(emb.weight, 0.0, 0.01)
+    return emb
+
+
+class DotProduct(CollabModel):
+    """score = u_f . i_f  (optionally squashed into y_range)."""
+
+    kind = "dot"
+    wants_y_range = False
+    user_item_tables = {"user_factors.weight": "user", "item_factors.weight": "item"}
+
+    def __init__(self, config: ModelConfig, users, items) -> None:
+        super().__init__(config, users, items)
+        self.user_factors = _table(len(users), config.n_factors)
+        self.item_factors = _table(len(items), config.n_factors)
+
+    def user_repr(self, u: Tensor) -> Tensor:
+        return self.user_factors(u)
+
+    def item_repr(self, i: Tensor) -> Tensor:
+        return self.item_factors(i)
+
+    def head(self, ur: Tensor, ir: Tensor) -> Tensor:
+        return self._squash((ur * ir).sum(-1))
+
+    def _squash(self, x: Tensor) -> Tensor:
+        y = self.config.y_range
+        return x if y is None else sigmoid_range(x, *y)
+
+    @torch.no_grad()
+    def score_all_items(self, u: Tensor, batch_users: int = 4096) -> Tensor:
+        """A matrix product instead of the generic pairwise head: (U, F) @ (F, n_items)."""
+        ir = self.item_repr(torch.arange(len(self.items)))
+        ur = self.user_repr(u.clamp(min=0)) * (u >= 0).unsqueeze(1)
+        return self._combine_all(ur, ir)
+
+    def _combine_all(self, ur: Tensor, ir: Tensor) -> Tensor:
+        return self._squash(ur @ ir.T)
+
+
+@dataclass
+class BiasConfig(ModelConfig):
+    y_range: tuple[float, float] | None = (0.0, 5.5)
+
+
+class DotProductBias(DotProduct):
+    """score = sigmoid_range(u_f . i_f + u_b + i_b, *y_range).
+
+    The representation of a user is [factors, bias] (F+1 numbers), likewise for items, so the
+    head is a dot product over the factor part plus the two bias columns.
+    """
+
+    kind = "dot-bias"
+    wants_y_range = True
+    Config = BiasConfig
+    user_item_tables = {**DotProduct.user_item_tables, "user_bias.weight": "user", "item_bias.weight": "item"}
+
+    def __init__(self, config: ModelConfig, users, items) -> None:
+        super().__init__(config, users, items)
+        self.user_bias = _table(len(users), 1)
+        self.item_bias = _table(len(items), 1)
+
+    def user_repr(self, u: Tensor) -> Tensor:
+        return torch.cat([self.user_factors(u), self.user_bias(u)], 1)
+
+    def item_repr(self, i: Tensor) -> Tensor:
+        return torch.cat([self.item_factors(i), self.item_bias(i)], 1)
+
+    def head(self, ur: Tensor, ir: Tensor) -> Tensor:
+        dot = (ur[..., :-1] * ir[..., :-1]).sum(-1)
+        return self._squash(dot + ur[..., -1] + ir[..., -1])
+
+    def forward(self, u: Tensor, i: Tensor) -> Tensor:
+        # same maths as head(user_repr, item_repr) without the concatenations: the training hot path
+        dot = (self.user_factors(u) * self.item_factors(i)).sum(1)
+        return self._squash(dot + self.user_bias(u).squeeze(1) + self.item_bias(i).squeeze(1))
+
+    def _combine_all(self, ur: Tensor, ir: Tensor) -> Tensor:
+        return self._squash(ur[:, :-1] @ ir[:, :-1].T + ur[:, -1:] + ir[:, -1].unsqueeze(0))
+
+
+class BiasOnly(DotProductBias):
+    """score = sigmoid_range(u_b + i_b): the user/item bias baseline (no factors)."""
+
+    kind = "bias"
+
+    def __init__(self, config: ModelConfig, users, items) -> None:
+        config.n_factors = 0
+        super().__init__(config, users, items)
+
+
+class GlobalMean(CollabModel):
+    """score = the training set's mean rating, for everyone: the floor every model must beat."""
+
+    kind = "mean"
+    wants_y_range = False
+
+    def user_repr(self, u: Tensor) -> Tensor:
+        return torch.zeros(len(u), 0)
+
+    def item_repr(self, i: Tensor) -> Tensor:
+        return torch.zeros(len(i), 0)
+
+    def head(self, ur: Tensor, ir: Tensor) -> Tensor:
+        return torch.full((max(len(ur), len(ir)),), float(self.meta.get("global_mean", 0.0)))

@@ -1,0 +1,63 @@
+"""EmbeddingNN: concatenated user and item embeddings through an MLP (the chapter's neural model)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from collabkit.data.vocab import Vocab
+from collabkit.models.base import CollabModel, ModelConfig, sigmoid_range
+from collabkit.models.dot import _table
+
+
+def emb_size(n: int) -> int:
+    """fastai's rule of thumb for an embedding's width: min(600, round(1.6 * n ** 0.56))."""
+    return int(min(600, round(1.6 * n**0.56)))
+
+
+@dataclass
+class NNConfig(ModelConfig):
+    n_factors: int = 0  # 0 = per-table sizes from emb_size(); else both tables this wide
+    layers: tuple[int, ...] = (100,)  # hidden layer widths
+    dropout: float = 0.0  # dropout after each hidden layer
+    emb_dropout: float = 0.0  # dropout on the concatenated embeddings
+    y_range: tuple[float, float] | None = (0.0, 5.5)
+
+
+class EmbeddingNN(CollabModel):
+    """score = sigmoid_range(MLP([u_emb, i_emb])); hidden layers are Linear -> ReLU -> BatchNorm."""
+
+    kind = "nn"
+    Config = NNConfig
+    user_item_tables = {"user_factors.weight": "user", "item_factors.weight": "item"}
+
+    def __init__(self, config: NNConfig, users: Vocab, items: Vocab) -> None:
+        super().__init__(config, users, items)
+        du = config.n_factors or emb_size(len(users))
+        di = config.n_factors or emb_size(len(items))
+        self.user_factors = _table(len(users), du)
+        self.item_factors = _table(len(items), di)
+        self.emb_drop = nn.Dropout(config.emb_dropout)
+        sizes = [du + di, *config.layers]
+        blocks: list[nn.Module] = []
+        for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+            blocks += [nn.Linear(n_in, n_out), nn.ReLU(), nn.BatchNorm1d(n_out)]
+            if config.dropout:
+                blocks.append(nn.Dropout(config.dropout))
+        blocks.append(nn.Linear(sizes[-1], 1))
+        self.mlp = nn.Sequential(*blocks)
+
+    def user_repr(self, u: Tensor) -> Tensor:
+        return self.user_factors(u)
+
+    def item_repr(self, i: Tensor) -> Tensor:
+        return self.item_factors(i)
+
+    def head(self, ur: Tensor, ir: Tensor) -> Tensor:
+        ur, ir = ur.expand(max(len(ur), len(ir)), -1), ir.expand(max(len(ur), len(ir)), -1)
+        x = self.emb_drop(torch.cat([ur, ir], 1))  # (B, Du + Di)
+        out = self.mlp(x).squeeze(1)  # (B,)
+        y = self.config.y_range
+        return out if y is None else sigmoid_range(out, *y)

@@ -1,0 +1,196 @@
+"""The training loop: one-cycle AdamW over batches sliced from pre-built index tensors."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from torch import Tensor
+
+from collabkit.data.interactions import Ratings
+from collabkit.models.base import CollabModel
+from collabkit.train.optim import RowAdamW
+from collabkit.train.schedule import one_cycle
+
+DEFAULT_BS = 256  # 4x the chapter's 64: same accuracy on ML-100k, a third of the time
+
+
+@dataclass
+class Encoded:
+    """Ratings as index tensors in a model's vocabularies (-1 marks an id the model does not know)."""
+
+    users: Tensor
+    items: Tensor
+    ratings: Tensor
+
+    def __len__(self) -> int:
+        return len(self.ratings)
+
+    @property
+    def known(self) -> Tensor:
+        return (self.users >= 0) & (self.items >= 0)
+
+
+def encode(model: CollabModel, ratings: Ratings, strict: bool = True) -> Encoded:
+    """Map raw ids to the model's indices once, so batches are tensor slices."""
+    f = ratings.frame
+    return Encoded(
+        torch.from_numpy(model.users.lookup(f["user"], strict=strict)),
+        torch.from_numpy(model.items.lookup(f["item"], strict=strict)),
+        torch.tensor(f["rating"].to_numpy(dtype=np.float32)),
+    )
+
+
+@dataclass
+class History:
+    """What training measured, kept (not only printed): one row per epoch."""
+
+    rows: list[dict[str, float]] = field(default_factory=list)
+    fit_seconds: float = 0.0
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows)
+
+    @property
+    def final(self) -> dict[str, float]:
+        return self.rows[-1] if self.rows else {}
+
+
+def fit_one_cycle(
+    model: CollabModel,
+    train: Ratings,
+    valid: Ratings | None = None,
+    epochs: int = 5,
+    lr_max: float = 5e-3,
+    wd: float = 0.1,
+    bs: int = DEFAULT_BS,
+    seed: int = 42,
+    console: Console | None = None,
+    progress: bool = True,
+    loss_fn: Callable[[Tensor, Tensor], Tensor] = torch.nn.functional.mse_loss,
+) -> History:
+    """Train ``model`` with the one-cycle schedule; returns the per-epoch History.
+
+    ``console`` receives the chapter's epoch table (epoch, train_loss, valid_loss, time) and a
+    progress bar (unless ``progress=False``); with no console training is silent.
+    """
+    data = encode(model, train)
+    if not any(p.requires_grad for p in model.parameters()):
+        epochs = 0  # closed-form models (GlobalMean) have nothing to learn here
+    val = encode(model, valid, strict=False) if valid is not None and len(valid) else None
+    opt = RowAdamW(list(model.parameters()))
+    gen = torch.Generator().manual_seed(seed)
+    n = len(data)
+    bounds = _batch_bounds(n, bs)
+    total = epochs * len(bounds)
+    history = History()
+    bar = _progress(console, progress)
+    task = bar.add_task("training", total=total) if bar else None
+    if console is not None:
+        console.print(f"{'epoch':>5} {'train_loss':>11} {'valid_loss':>11} {'time':>7}")
+    t_start = time.perf_counter()
+    step = 0
+    # Adam's second moments of rarely-seen rows decay into subnormal floats, which are ~100x
+    # slower on x86; flushing them to zero changes nothing measurable and keeps steps fast.
+    torch.set_flush_denormal(True)
+    try:
+        if bar:
+            bar.start()
+        for epoch in range(epochs):
+            t0 = time.perf_counter()
+            model.train()
+            perm = torch.randperm(n, generator=gen)
+            loss_sum = torch.zeros(())
+            for s, e in bounds:
+                idx = perm[s:e]
+                lr, mom = one_cycle(step / total, lr_max)
+                loss = train_step(model, opt, data.users[idx], data.items[idx], data.ratings[idx], lr, mom, wd, loss_fn)
+                loss_sum += loss * len(idx)
+                step += 1
+                if bar and step % 50 == 0:
+                    bar.update(task, completed=step)
+            row = {"epoch": epoch, "train_loss": float(loss_sum) / n}
+            if val is not None:
+                row["valid_loss"] = float(loss_fn(model.predict_idx(val.users, val.items), val.ratings))
+            row["time"] = time.perf_counter() - t0
+            history.rows.append(row)
+            if console is not None:
+                v = f"{row['valid_loss']:11.6f}" if "valid_loss" in row else f"{'':>11}"
+                console.print(f"{epoch:>5} {row['train_loss']:11.6f} {v} {_clock(row['time']):>7}")
+    finally:
+        torch.set_flush_denormal(False)  # back to PyTorch's default
+        if bar:
+            bar.stop()
+    history.fit_seconds = time.perf_counter() - t_start
+    model.eval()
+    return history
+
+
+def train_step(
+    model: CollabModel,
+    opt: RowAdamW,
+    u: Tensor,
+    i: Tensor,
+    r: Tensor,
+    lr: float,
+    mom: float,
+    wd: float,
+    loss_fn: Callable[[Tensor, Tensor], Tensor] = torch.nn.functional.mse_loss,
+) -> Tensor:
+    """One optimiser step on a batch; returns the batch loss.
+
+    The fast path: for the tables a model declares as indexed by user or item, gather just the
+    batch's unique rows into small leaf tensors, run the model on those (via functional_call with
+    remapped indices), and hand the row gradients to RowAdamW. Backward and update then cost
+    O(batch), never O(table), and need no sparse-gradient coalescing.
+    """
+    tables = model.indexed_tables()
+    opt.zero_grad()
+    if not tables:
+        loss = loss_fn(model(u, i), r)
+        loss.backward()
+        opt.step(lr, mom, wd)
+        return loss.detach()
+    uu, u_local = torch.unique(u, return_inverse=True)
+    ii, i_local = torch.unique(i, return_inverse=True)
+    params = dict(model.named_parameters())
+    subs = {name: params[name].detach()[uu if side == "user" else ii].requires_grad_() for name, side in tables.items()}
+    loss = loss_fn(torch.func.functional_call(model, subs, (u_local, i_local)), r)
+    loss.backward()
+    rows = {
+        id(params[n]): (uu if side == "user" else ii, subs[n].grad, subs[n].detach())
+        for n, side in tables.items()
+    }
+    opt.step(lr, mom, wd, rows)
+    return loss.detach()
+
+
+def _batch_bounds(n: int, bs: int) -> list[tuple[int, int]]:
+    """Batch (start, end) pairs; a final batch of one row joins the previous one (BatchNorm needs 2)."""
+    starts = list(range(0, n, bs))
+    if len(starts) > 1 and n - starts[-1] == 1:
+        starts.pop()
+    return [(s, starts[k + 1] if k + 1 < len(starts) else n) for k, s in enumerate(starts)]
+
+
+def _progress(console: Console | None, enabled: bool) -> Progress | None:
+    if console is None or not enabled:
+        return None
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} batches"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    )
+
+
+def _clock(seconds: float) -> str:
+    return f"{int(seconds // 60):02d}:{seconds % 60:04.1f}" if seconds < 3600 else f"{seconds:.0f}s"

@@ -1,0 +1,49 @@
+"""Shared fixtures: small generated ratings everywhere, the real ML-100k when $COLLABKIT_TEST_DATA has it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from collabkit.data.interactions import Ratings
+
+
+def make_ratings(n_users: int = 60, n_items: int = 40, density: float = 0.3, n_factors: int = 3, seed: int = 0) -> Ratings:
+    """Ratings 1..5 from a hidden low-rank taste model plus biases, so models have something to learn."""
+    rng = np.random.default_rng(seed)
+    U = rng.normal(size=(n_users, n_factors))
+    V = rng.normal(size=(n_items, n_factors))
+    bu, bi = rng.normal(0, 0.5, n_users), rng.normal(0, 0.5, n_items)
+    mask = rng.random((n_users, n_items)) < density
+    mask[np.arange(n_users), rng.integers(0, n_items, n_users)] = True  # everyone rates something
+    mask[rng.integers(0, n_users, n_items), np.arange(n_items)] = True  # every item is rated
+    u, i = np.nonzero(mask)
+    score = 3 + (U[u] * V[i]).sum(1) * 0.6 + bu[u] + bi[i] + rng.normal(0, 0.3, len(u))
+    frame = pd.DataFrame(
+        {
+            "user": u + 1,
+            "item": i + 101,
+            "rating": np.clip(np.round(score), 1, 5).astype(np.float32),
+            "timestamp": rng.integers(8e8, 9e8, len(u)),
+        }
+    )
+    items = pd.DataFrame({"title": [f"Movie {k} ({1980 + k % 20})" for k in range(n_items)]}, index=pd.Index(np.arange(n_items) + 101, name="item"))
+    return Ratings(frame, items=items, scale=(1.0, 5.0), name="synthetic")
+
+
+@pytest.fixture
+def tiny() -> Ratings:
+    return make_ratings()
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    """Folder holding ml-100k, from $COLLABKIT_TEST_DATA; tests that need it skip without it."""
+    root = os.environ.get("COLLABKIT_TEST_DATA")
+    if not root or not (Path(root) / "ml-100k" / "u.data").exists():
+        pytest.skip("set COLLABKIT_TEST_DATA to a folder holding ml-100k (e.g. ../shared/data)")
+    return Path(root)

@@ -1,0 +1,114 @@
+"""The conformance suite every model runs: same contract, same tests."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import collabkit as ck
+from collabkit.checkpoint import load_model, save_model
+from collabkit.models.base import default_y_range
+
+MODELS = ["dot", "dot-bias", "nn", "bias", "mean"]
+
+
+def trained(kind: str, ratings: ck.Ratings, epochs: int = 5) -> ck.CollabModel:
+    model = ck.CollabModel.registry[kind].from_data(ratings, seed=0)
+    ck.fit_one_cycle(model, ratings, epochs=epochs, lr_max=1e-2, wd=0.01, bs=32)
+    return model
+
+
+@pytest.mark.parametrize("kind", MODELS)
+def test_batch_equals_loop_and_batch_size_one(kind, tiny):
+    model = trained(kind, tiny, epochs=1)
+    f = tiny.frame.head(20)
+    batch = model.predict(f["user"], f["item"])
+    loop = np.array([model.predict([u], [i])[0] for u, i in zip(f["user"], f["item"])])
+    np.testing.assert_allclose(batch, loop, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", MODELS)
+def test_save_load_round_trip_identical(kind, tiny, tmp_path):
+    model = trained(kind, tiny, epochs=1)
+    save_model(model, tmp_path / "m", items=tiny.items)
+    again = load_model(tmp_path / "m")
+    f = tiny.frame
+    np.testing.assert_array_equal(model.predict(f["user"], f["item"]), again.predict(f["user"], f["item"]))
+    assert list(again.users.ids) == list(model.users.ids) and type(again.users.ids[0]) is type(model.users.ids[0])
+
+
+@pytest.mark.parametrize("kind", MODELS)
+def test_unknown_ids_use_the_zero_fallback(kind, tiny):
+    model = trained(kind, tiny, epochs=1)
+    item = tiny.frame["item"].iloc[0]
+    out = model.predict(["nobody", 10**9], [item, item])
+    assert np.isfinite(out).all() and out[0] == out[1]  # both unknown users: same fallback score
+    with pytest.raises(ck.UnknownIdError, match="unknown user id"):
+        model.users.lookup(["nobody"])
+
+
+@pytest.mark.parametrize("kind", ["dot-bias", "nn", "bias"])
+def test_predictions_stay_inside_y_range(kind, tiny):
+    model = trained(kind, tiny, epochs=1)
+    low, high = model.config.y_range
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(50)  # push pre-activations far out
+    out = model.predict(tiny.frame["user"], tiny.frame["item"])
+    assert (out >= low).all() and (out <= high).all()
+
+
+def test_default_y_range_matches_the_chapter():
+    assert default_y_range((1, 5)) == (0.0, 5.5)
+    low, high = default_y_range((0.5, 5))
+    assert low == 0.0 and 5.5 < high < 5.7
+
+
+@pytest.mark.parametrize("kind", ["dot", "dot-bias", "nn"])
+def test_learns_better_than_the_mean(kind, tiny):
+    model = trained(kind, tiny, epochs=30)
+    rmse = ck.evaluate_ratings(model, tiny)["rmse"]
+    base = float(tiny.frame["rating"].std(ddof=0))
+    assert rmse < 0.8 * base
+
+
+@pytest.mark.parametrize("kind", ["dot", "dot-bias"])
+def test_checkerboard_oracle(kind):
+    """Two taste groups: user group g loves item group g and dislikes the other; the model must find it."""
+    users, items = np.arange(40), np.arange(40)
+    u, i = np.meshgrid(users, items, indexing="ij")
+    u, i = u.ravel(), i.ravel()
+    keep = np.random.default_rng(0).random(len(u)) < 0.6
+    rating = np.where(u % 2 == i % 2, 5.0, 1.0)
+    r = ck.Ratings(pd.DataFrame({"user": u[keep], "item": i[keep], "rating": rating[keep]}), scale=(1, 5))
+    model = ck.CollabModel.registry[kind].from_data(r, n_factors=4, seed=0)
+    ck.fit_one_cycle(model, r, epochs=40, lr_max=3e-2, wd=0.0, bs=64)
+    held_u, held_i = u[~keep], i[~keep]
+    pred = model.predict(held_u, held_i)
+    assert ((pred > 3) == (held_u % 2 == held_i % 2)).mean() > 0.95
+
+
+def test_embedding_is_one_hot_times_matrix(tiny):
+    """The chapter's identity: looking up row k equals one_hot(k) @ table."""
+    model = ck.DotProductBias.from_data(tiny)
+    table = model.user_factors.weight.detach()
+    idx = torch.tensor([0, 3, 7])
+    one_hot = torch.nn.functional.one_hot(idx, len(model.users)).float()
+    torch.testing.assert_close(model.user_factors(idx).detach(), one_hot @ table)
+
+
+def test_score_all_items_matches_pairwise(tiny):
+    for kind in ["dot", "dot-bias", "nn"]:
+        model = trained(kind, tiny, epochs=1)
+        u = torch.tensor([0, 2, -1])
+        full = model.score_all_items(u)
+        pairs = model.predict_idx(u.repeat_interleave(len(model.items)), torch.arange(len(model.items)).repeat(3))
+        torch.testing.assert_close(full, pairs.view(3, -1), rtol=1e-5, atol=1e-5)
+
+
+def test_emb_size_rule_matches_fastai():
+    from collabkit.models.neural import emb_size
+
+    assert emb_size(944) == 74 and emb_size(1665) == 102

@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from collabkit.checkpoint import load_model
+from collabkit.cli import app
+from conftest import make_ratings
+
+runner = CliRunner()
+
+
+def run(*args: str) -> str:
+    result = runner.invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+@pytest.fixture
+def csv(tmp_path):
+    path = tmp_path / "ratings.csv"
+    r = make_ratings()
+    r.frame.assign(user=[f"u{x}" for x in r.frame.user]).rename(
+        columns={"user": "who", "item": "movie", "rating": "stars"}
+    ).to_csv(path, index=False)
+    return path
+
+
+def test_train_json_then_predict_in_a_new_process(csv, tmp_path):
+    out = tmp_path / "model"
+    cols = ["--ratings", csv, "--user-col", "who", "--item-col", "movie", "--rating-col", "stars"]
+    result = json.loads(run("train", *cols, "--epochs", "3", "--out", out, "--json"))
+    assert {"rmse", "mae", "fit_seconds", "n_train", "n_test"} <= result.keys()
+    assert result["n_train"] + result["n_test"] == len(make_ratings())
+    here = float(load_model(out).predict(["u3"], [105])[0])
+    proc = subprocess.run(
+        [sys.executable, "-m", "collabkit.cli", "predict", str(out), "u3", "105", "--json"],
+        capture_output=True, text=True, check=True,
+    )
+    there = json.loads(proc.stdout)
+    assert there["user"] == "u3" and there["prediction"] == pytest.approx(here, abs=0)
+
+
+def test_train_prints_epoch_table_by_default(csv):
+    text = run("train", "--ratings", csv, "--user-col", "who", "--item-col", "movie", "--rating-col", "stars", "--epochs", "2", "--no-progress")
+    assert "train_loss" in text and "rmse" in text
+
+
+def test_evaluate_reports_unknown_users(csv, tmp_path):
+    out = tmp_path / "model"
+    cols = ["--user-col", "who", "--item-col", "movie", "--rating-col", "stars"]
+    run("train", "--ratings", csv, *cols, "--epochs", "1", "--out", out, "--json")
+    held = tmp_path / "held.csv"
+    held.write_text("who,movie,stars\nu1,101,4\nstranger,101,3\nu2,99999,2\n")
+    result = json.loads(run("evaluate", out, "--ratings", held, *cols, "--json"))
+    assert result["n_test"] == 3 and result["n_unknown_users"] == 1 and result["n_unknown_items"] == 1
+    assert np.isfinite(result["rmse"])
+
+
+def test_bad_input_is_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("user,item,rating\n1,2,5\n1,3,lots\n")
+    result = runner.invoke(app, ["train", "--ratings", str(bad)])
+    assert result.exit_code == 2
+    assert "bad.csv" in result.output and "line 3" in result.output and "lots" in result.output
+
+
+def test_predict_unknown_user_fails_clearly(csv, tmp_path):
+    out = tmp_path / "model"
+    run("train", "--ratings", csv, "--user-col", "who", "--item-col", "movie", "--rating-col", "stars", "--epochs", "1", "--out", out, "--json")
+    result = runner.invoke(app, ["predict", str(out), "nobody", "101"])
+    assert result.exit_code == 2 and "unknown user" in result.output
+
+
+def test_crosstab_shows_blanks(csv):
+    text = run("crosstab", "--ratings", csv, "--user-col", "who", "--item-col", "movie", "--rating-col", "stars", "--users", "5", "--items", "5")
+    assert "most active users" in text
+
+
+def test_lr_find_json_and_plot(csv, tmp_path):
+    obj = json.loads(run("lr-find", "--ratings", csv, "--user-col", "who", "--item-col", "movie", "--rating-col", "stars", "--plot", tmp_path / "lr.png", "--json"))
+    assert obj["suggestion"] > 0 and (tmp_path / "lr.png").exists()

@@ -1,0 +1,31 @@
+"""The chapter's recipes on the real MovieLens 100k (needs $COLLABKIT_TEST_DATA; a few seconds each)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from collabkit.cli import app
+
+pytestmark = pytest.mark.slow
+
+
+def train_json(data_root, *args: str) -> dict:
+    result = CliRunner().invoke(
+        app, ["train", "--dataset", "ml-100k", "--data-dir", str(data_root), "--split", "u1", "--json", *args]
+    )
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_chapter_recipe_dot_bias_on_u1(data_root):
+    out = train_json(data_root, "--model", "dot-bias", "--epochs", "5", "--lr", "5e-3", "--wd", "0.1")
+    assert out["n_train"] == 80000 and out["n_test"] == 20000
+    assert out["rmse"] <= 0.935
+
+
+def test_chapter_recipe_embedding_nn_on_u1(data_root):
+    out = train_json(data_root, "--model", "nn", "--layers", "100", "--epochs", "5", "--lr", "5e-3", "--wd", "0.1")
+    assert out["rmse"] <= 0.945

@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import collabkit as ck
+from collabkit.train.loop import _batch_bounds
+from collabkit.train.lr_find import lr_find
+from collabkit.train.optim import RowAdamW
+from collabkit.train.schedule import one_cycle
+
+
+def test_same_seed_same_model(tiny):
+    runs = []
+    for _ in range(2):
+        m = ck.DotProductBias.from_data(tiny, seed=3)
+        ck.fit_one_cycle(m, tiny, epochs=2, bs=16, seed=5)
+        runs.append(m.predict(tiny.frame["user"], tiny.frame["item"]))
+    np.testing.assert_array_equal(runs[0], runs[1])
+    other = ck.DotProductBias.from_data(tiny, seed=4)
+    ck.fit_one_cycle(other, tiny, epochs=2, bs=16, seed=5)
+    assert not np.array_equal(runs[0], other.predict(tiny.frame["user"], tiny.frame["item"]))
+
+
+def test_history_has_the_chapter_columns_and_loss_falls(tiny):
+    train, valid = ck.random_split(tiny, 0.2, seed=1)
+    m = ck.DotProductBias.from_data(train)
+    h = ck.fit_one_cycle(m, train, valid, epochs=4, lr_max=1e-2, bs=32)
+    frame = h.to_frame()
+    assert list(frame.columns) == ["epoch", "train_loss", "valid_loss", "time"]
+    assert len(frame) == 4 and frame["train_loss"].iloc[-1] < frame["train_loss"].iloc[0]
+    assert h.fit_seconds > 0
+
+
+def test_epoch_table_is_printed(tiny):
+    from rich.console import Console
+
+    console = Console(record=True, width=100)
+    ck.fit_one_cycle(ck.DotProductBias.from_data(tiny), tiny, epochs=2, console=console, progress=False)
+    text = console.export_text()
+    assert "train_loss" in text and "valid_loss" in text and "\n    1 " in text
+
+
+def test_one_cycle_shape():
+    lrs = [one_cycle(p, 1.0)[0] for p in np.linspace(0, 1, 101)]
+    moms = [one_cycle(p, 1.0)[1] for p in np.linspace(0, 1, 101)]
+    assert lrs[0] == pytest.approx(1 / 25) and max(lrs) == pytest.approx(1.0)
+    assert lrs[-1] == pytest.approx(1e-5) and int(np.argmax(lrs)) == 25
+    assert moms[0] == pytest.approx(0.95) and min(moms) == pytest.approx(0.85) and moms[-1] == pytest.approx(0.95)
+
+
+def test_row_adamw_touches_only_the_rows_used():
+    emb = torch.nn.Embedding(10, 3, sparse=True)
+    before = emb.weight.detach().clone()
+    opt = RowAdamW(list(emb.parameters()))
+    emb(torch.tensor([2, 5, 5])).sum().backward()
+    opt.step(lr=0.1, beta1=0.9, wd=0.1)
+    changed = (emb.weight.detach() != before).any(1)
+    assert changed.tolist() == [k in (2, 5) for k in range(10)]
+
+
+def test_row_adamw_matches_dense_adamw_when_every_row_is_used():
+    torch.manual_seed(0)
+    sparse, dense = torch.nn.Embedding(4, 2, sparse=True), torch.nn.Embedding(4, 2)
+    dense.weight.data.copy_(sparse.weight.data)
+    ours = RowAdamW(list(sparse.parameters()))
+    ref = torch.optim.AdamW(dense.parameters(), lr=0.01, betas=(0.9, 0.99), eps=1e-5, weight_decay=0.1)
+    idx = torch.arange(4)
+    for _ in range(5):
+        ours.zero_grad(), ref.zero_grad()
+        (sparse(idx) ** 2).sum().backward(), (dense(idx) ** 2).sum().backward()
+        ours.step(0.01, 0.9, 0.1), ref.step()
+    torch.testing.assert_close(sparse.weight, dense.weight, rtol=1e-4, atol=1e-6)
+
+
+def test_batch_bounds_cover_every_row_and_never_leave_one_alone():
+    for n, bs in [(10, 3), (9, 3), (1, 4), (65, 64), (64, 64)]:
+        bounds = _batch_bounds(n, bs)
+        assert bounds[0][0] == 0 and bounds[-1][1] == n
+        assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
+        assert n == 1 or all(e - s > 1 for s, e in bounds)
+
+
+def test_lr_find_suggests_and_leaves_model_alone(tiny, tmp_path):
+    m = ck.DotProductBias.from_data(tiny)
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    res = lr_find(m, tiny, bs=32)
+    assert 1e-6 <= res.suggestion <= 1.0 and 1e-6 <= res.steepest <= 1.0
+    assert len(res.lrs) == len(res.losses) > 10
+    assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
+    assert res.plot(tmp_path / "lr.png").stat().st_size > 1000
