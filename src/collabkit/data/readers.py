@@ -6,8 +6,12 @@ silently. Duplicate (user, item) pairs are an error unless a policy ("last" or "
 
 from __future__ import annotations
 
+import csv
+import re
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -15,6 +19,7 @@ import pandas as pd
 from collabkit.data.interactions import Ratings
 
 Duplicates = Literal["error", "last", "mean"]
+POLICIES = ("error", "last", "mean")
 
 
 class RatingsFormatError(ValueError):
@@ -33,12 +38,17 @@ def read_ratings(
     name: str | None = None,
 ) -> Ratings:
     """Load and validate ratings; ``rating_col=None`` reads implicit interactions (rating 1)."""
+    _check_policy(duplicates)
+    locate = None
     if isinstance(source, pd.DataFrame):
         raw, where, first_line, label = source, "DataFrame", 0, "row"
     else:
-        raw, where, first_line, label = _read_file(Path(source), sep), str(source), 2, "line"
-        if str(source).endswith(".parquet"):
+        path = Path(source)
+        raw, where, first_line, label = _read_file(path, sep), str(source), 2, "line"
+        if path.suffix == ".parquet":
             first_line, label = 0, "row"
+        else:  # blank lines and quoted newlines shift rows against lines: count them on error
+            locate = partial(_csv_lines, path, _sep_for(path, sep))
     return validate(
         raw,
         {"user": user_col, "item": item_col, "rating": rating_col, "timestamp": timestamp_col},
@@ -48,7 +58,49 @@ def read_ratings(
         scale=scale,
         duplicates=duplicates,
         name=name or (Path(where).stem if where != "DataFrame" else "ratings"),
+        locate=locate,
     )
+
+
+def _check_policy(duplicates: str) -> None:
+    if duplicates not in POLICIES:
+        raise ValueError(f"unknown duplicates policy {duplicates!r}; use 'error', 'last' or 'mean'")
+
+
+def _sep_for(path: Path, sep: str | None) -> str:
+    return sep or ("\t" if path.suffix in (".tsv", ".tab") else ",")
+
+
+def _csv_lines(path: Path, sep: str, positions: Sequence[int]) -> list[int]:
+    """File line numbers (1-based, header included) where the data rows at ``positions`` start.
+
+    Mirrors pandas: blank lines are skipped and a quoted field may span lines. Falls back to
+    ``position + 2`` when the file cannot be re-scanned the same way.
+    """
+    wanted = {int(p) for p in positions}
+    found: dict[int, int] = {}
+    if len(sep) == 1 and wanted:
+        try:
+            with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
+                reader = csv.reader(fh, delimiter=sep, skipinitialspace=True)
+                end, row = 0, -1  # row -1 is the header
+                for record in reader:
+                    start, end = end + 1, reader.line_num
+                    if not record or (len(record) == 1 and not record[0].strip()):
+                        continue
+                    if row in wanted:
+                        found[row] = start
+                    row += 1
+                    if row > max(wanted):
+                        break
+        except (OSError, csv.Error):
+            pass
+    return [found.get(int(p), int(p) + 2) for p in positions]
+
+
+def _show(value: Any) -> str:
+    """repr of a raw value, without numpy's 'np.int64(...)' wrapping."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
 
 
 def _read_file(path: Path, sep: str | None) -> pd.DataFrame:
@@ -58,11 +110,17 @@ def _read_file(path: Path, sep: str | None) -> pd.DataFrame:
         raise RatingsFormatError(f"{path}: the file is empty")
     if path.suffix == ".parquet":
         return pd.read_parquet(path)
-    sep = sep or ("\t" if path.suffix in (".tsv", ".tab") else ",")
     try:
-        return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, skipinitialspace=True)
+        return pd.read_csv(
+            path, sep=_sep_for(path, sep), dtype=str, keep_default_na=False, skipinitialspace=True
+        )
     except pd.errors.ParserError as e:  # e.g. "Expected 3 fields in line 7, saw 4"
-        raise RatingsFormatError(f"{path}: malformed row: {e}") from None
+        m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(e))
+        if m:
+            raise RatingsFormatError(
+                f"{path}: line {m[2]}: malformed row: expected {m[1]} fields, saw {m[3]}"
+            ) from None
+        raise RatingsFormatError(f"{path}: malformed row: {str(e).strip()}") from None
     except pd.errors.EmptyDataError:
         raise RatingsFormatError(f"{path}: the file is empty") from None
 
@@ -76,8 +134,16 @@ def validate(
     scale: tuple[float, float] | None = None,
     duplicates: Duplicates = "error",
     name: str = "ratings",
+    locate: Callable[[Sequence[int]], list[int]] | None = None,
 ) -> Ratings:
-    """Turn a raw table into a validated Ratings; ``first_line`` is the line of the first data row."""
+    """Turn a raw table into a validated Ratings; ``first_line`` is the line of the first data row.
+
+    ``locate`` maps 0-based row positions to the numbers shown in messages (default
+    ``first_line + position``).
+    """
+    _check_policy(duplicates)
+    if locate is None:
+        locate = partial(_offset_lines, first_line)
     if len(raw) == 0:
         raise RatingsFormatError(f"{where}: no ratings (the input has a header but no rows)")
     wanted = {k: v for k, v in columns.items() if v is not None}
@@ -90,7 +156,8 @@ def validate(
     def fail(mask: np.ndarray, col: str, problem: str) -> None:
         pos = np.flatnonzero(mask)
         shown = ", ".join(
-            f"{label} {first_line + p}: {problem} {raw[col].iloc[p]!r}" for p in pos[:5]
+            f"{label} {line}: {problem} {_show(raw[col].iloc[p])}"
+            for p, line in zip(pos[:5], locate(pos[:5]))
         )
         more = f" (and {len(pos) - 5} more)" if len(pos) > 5 else ""
         raise RatingsFormatError(f"{where}: column {col!r}: {shown}{more}")
@@ -99,43 +166,44 @@ def validate(
     for key in ("user", "item"):
         col = wanted[key]
         values = raw[col]
-        blank = values.isna().to_numpy() | (values.astype(str).str.strip() == "").to_numpy()
+        blank = _blank(values)
         if blank.any():
-            fail(blank, col, f"missing {key} id")
+            fail(blank, col, f"{key} id is missing:")
         frame[key] = _as_ids(values)
 
     if "rating" in wanted:
         col = wanted["rating"]
-        rating = pd.to_numeric(raw[col], errors="coerce")
+        values = raw[col]
+        blank = _blank(values)
+        if blank.any():
+            fail(blank, col, "rating is missing:")
+        rating = pd.to_numeric(values, errors="coerce")
         bad = rating.isna().to_numpy()
         if bad.any():
             fail(bad, col, "rating is not a number:")
-        bad = ~np.isfinite(rating.to_numpy(dtype=float))
+        r = rating.to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(r)
         if bad.any():
             fail(bad, col, "rating is not finite:")
-        frame["rating"] = rating.astype(np.float32)
     else:
-        frame["rating"] = np.float32(1.0)
-    if scale is not None:
+        r = np.ones(len(raw))
+    if scale is not None:  # checked before the float32 cast so 4.1 on a ..4.1 scale stays inside
         lo, hi = scale
-        r = frame["rating"].to_numpy()
         bad = (r < lo) | (r > hi)
+        if bad.any() and "rating" not in wanted:
+            raise RatingsFormatError(
+                f"{where}: implicit interactions have rating 1, outside the scale {lo}..{hi}"
+            )
         if bad.any():
-            fail(bad, wanted.get("rating", "rating"), f"rating outside the scale {lo}..{hi}:")
+            fail(bad, wanted["rating"], f"rating outside the scale {lo}..{hi}:")
+    frame["rating"] = r.astype(np.float32)
 
     if "timestamp" in wanted:
         col = wanted["timestamp"]
-        ts = pd.to_numeric(raw[col], errors="coerce")
-        if ts.isna().any():  # not epoch seconds: try dates
-            dates = pd.to_datetime(raw[col], errors="coerce", utc=True)
-            bad = dates.isna().to_numpy()
-            if bad.any():
-                fail(bad, col, "timestamp is neither a number nor a date:")
-            ts = (dates - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
-        frame["timestamp"] = ts.astype(np.int64)
+        frame["timestamp"] = _timestamps(raw[col], lambda mask, problem: fail(mask, col, problem))
 
     n_read = len(frame)
-    frame = _resolve_duplicates(frame, duplicates, where, first_line, label)
+    frame = _resolve_duplicates(frame, duplicates, where, locate, label)
     out = Ratings(frame.reset_index(drop=True), scale=scale, name=name, source=where)
     out.notes.append(f"read {n_read} rows from {where}, kept {len(out)}")
     if len(out) != n_read:
@@ -143,28 +211,99 @@ def validate(
     return out
 
 
+def _blank(values: pd.Series) -> np.ndarray:
+    """Missing (NaN/None) or, for text, empty after stripping."""
+    blank = values.isna().to_numpy().copy()
+    kind = values.dtype
+    if not (pd.api.types.is_numeric_dtype(kind) or pd.api.types.is_bool_dtype(kind)):
+        blank |= (values.astype(str).str.strip() == "").to_numpy()
+    return blank
+
+
+def _offset_lines(first_line: int, positions: Sequence[int]) -> list[int]:
+    return [first_line + int(p) for p in positions]
+
+
+def _timestamps(values: pd.Series, fail: Callable[[np.ndarray, str], None]) -> np.ndarray:
+    """Epoch seconds (numbers) or dates (ISO 8601 or anything pandas parses; naive means UTC)."""
+    if pd.api.types.is_datetime64_any_dtype(values.dtype):
+        dates = pd.to_datetime(values, utc=True)
+    else:
+        num = pd.to_numeric(values, errors="coerce")
+        is_num = num.notna().to_numpy()
+        dates = None
+        if not is_num.all():
+            dates = _parse_dates(values)
+            if not dates[~is_num].notna().any():  # no value is a date: it is a column of numbers
+                dates = None
+        if dates is None:
+            if not is_num.all():
+                fail(~is_num, "timestamp is neither a number nor a date:")
+            ts = num.to_numpy(dtype=np.float64)
+            bad = ~np.isfinite(ts) | (np.abs(ts) >= 2.0**63)
+            if bad.any():
+                fail(bad, "timestamp is not a finite number:")
+            return ts.astype(np.int64)
+    bad = dates.isna().to_numpy()
+    if bad.any():
+        fail(bad, "timestamp is neither a number nor a date:")
+    return ((dates - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)).to_numpy(np.int64)
+
+
+def _parse_dates(values: pd.Series) -> pd.Series:
+    dates = pd.to_datetime(values, errors="coerce", utc=True, format="ISO8601")
+    if dates.isna().any():  # other formats, or ISO mixed with others: element by element
+        dates = pd.to_datetime(values, errors="coerce", utc=True, format="mixed")
+    return dates
+
+
+_INT_TEXT = r"[+-]?(?:0|[1-9][0-9]{0,17})(?:\.0*)?"
+
+
 def _as_ids(values: pd.Series) -> pd.Series:
-    """Ids stay integers when every value is an integer, else become strings."""
-    num = pd.to_numeric(values, errors="coerce")
-    if num.notna().all() and (num == np.floor(num)).all():
-        return num.astype(np.int64)
-    return values.astype(str).str.strip()
+    """Ids stay integers when every value is an integer, else become strings.
+
+    Text counts as an integer only in canonical form ("42", "-7", "42.0"): "007" or "1e3" stay
+    strings so distinct ids never collapse into one.
+    """
+    if pd.api.types.is_bool_dtype(values.dtype):
+        return values.astype(str)
+    if pd.api.types.is_integer_dtype(values.dtype):
+        return values.astype(np.int64)
+    if pd.api.types.is_float_dtype(values.dtype):
+        v = values.to_numpy(dtype=np.float64)
+        if (np.isfinite(v) & (v == np.floor(v)) & (np.abs(v) < 2.0**53)).all():
+            return values.astype(np.int64)
+        return values.astype(str)
+    text = values.astype(str).str.strip()
+    if text.str.fullmatch(_INT_TEXT).all():
+        return text.str.replace(r"\.0*$", "", regex=True).astype(np.int64)
+    return text
 
 
 def _resolve_duplicates(
-    frame: pd.DataFrame, policy: Duplicates, where: str, first_line: int, label: str
+    frame: pd.DataFrame,
+    policy: Duplicates,
+    where: str,
+    locate: Callable[[Sequence[int]], list[int]],
+    label: str,
 ) -> pd.DataFrame:
     dup = frame.duplicated(["user", "item"], keep=False).to_numpy()
     if not dup.any():
         return frame
     if policy == "error":
-        pos = np.flatnonzero(dup)[:6]
-        shown = ", ".join(
-            f"{label} {first_line + p} (user {frame['user'].iloc[p]!r}, item {frame['item'].iloc[p]!r})"
-            for p in pos
-        )
+        pos = np.flatnonzero(dup)
+        pair = frame.iloc[pos].groupby(["user", "item"], sort=False).ngroup().to_numpy()
+        shown = []
+        for g in range(min(3, int(pair.max()) + 1)):  # the first pairs, each with all its lines
+            rows = pos[pair == g]
+            lines = ", ".join(map(str, locate(rows[:4]))) + (", ..." if len(rows) > 4 else "")
+            user, item = frame["user"].iloc[rows[0]], frame["item"].iloc[rows[0]]
+            shown.append(f"user {_show(user)}, item {_show(item)} at {label}s {lines}")
+        extra = int(pair.max()) - 2
+        more = f" (and {extra} more pair{'s' if extra > 1 else ''})" if extra > 0 else ""
         raise RatingsFormatError(
-            f"{where}: {int(dup.sum())} rows repeat a (user, item) pair, e.g. {shown}; "
+            f"{where}: {len(pos)} rows repeat a (user, item) pair: {'; '.join(shown)}{more}; "
             "pass duplicates='last' or 'mean' (--duplicates) to merge them"
         )
     if policy == "last":

@@ -57,9 +57,20 @@ def temporal_split(ratings: Ratings, last_k: int = 1) -> tuple[Ratings, Ratings]
 
 
 def kfold(ratings: Ratings, folds: int = 5, seed: int = 42) -> Iterator[tuple[Ratings, Ratings]]:
-    """Yield ``folds`` (train, test) pairs; every row is in exactly one test fold."""
+    """Yield ``folds`` (train, test) pairs; every row is in exactly one test fold.
+
+    Arguments are checked at the call, not at the first ``next()``.
+    """
     if folds < 2:
-        raise ValueError("folds must be at least 2")
+        raise ValueError(f"folds must be at least 2, got {folds}")
+    if folds > len(ratings):
+        raise ValueError(
+            f"{ratings.name}: {folds} folds need at least {folds} ratings, got {len(ratings)}"
+        )
+    return _kfold(ratings, folds, seed)
+
+
+def _kfold(ratings: Ratings, folds: int, seed: int) -> Iterator[tuple[Ratings, Ratings]]:
     rng = np.random.default_rng(seed)
     fold_of = rng.permutation(len(ratings)) % folds
     for k in range(folds):

@@ -24,7 +24,9 @@ class Vocab:
     """
 
     def __init__(self, ids: Iterable[Any], name: str = "id") -> None:
-        values = pd.Index(pd.unique(pd.Series(list(ids) if not hasattr(ids, "__len__") else ids)))
+        if not isinstance(ids, (np.ndarray, pd.Series, pd.Index, list, tuple)):
+            ids = list(ids)  # generators, sets, dict keys...
+        values = pd.Index(pd.unique(pd.Series(ids)))
         self.name = name
         self._index = values.sort_values()
         if self._index.hasnans:
@@ -34,7 +36,8 @@ class Vocab:
         return len(self._index)
 
     def __contains__(self, raw: Any) -> bool:
-        return raw in self._index
+        """Same matching as ``lookup``: '42' is in a vocabulary of int ids holding 42."""
+        return bool(self.lookup([raw], strict=False)[0] >= 0)
 
     def __repr__(self) -> str:
         return f"Vocab({self.name!r}, n={len(self)})"
@@ -63,8 +66,15 @@ class Vocab:
         return idx.astype(np.int64)
 
     def decode(self, idx: np.ndarray | Sequence[int]) -> np.ndarray:
-        """Indices -> raw ids."""
-        return self._index.to_numpy()[np.asarray(idx, dtype=np.int64)]
+        """Indices -> raw ids; -1 (an unknown id from ``lookup(strict=False)``) is an error."""
+        idx = np.asarray(idx, dtype=np.int64)
+        bad = (idx < 0) | (idx >= len(self))
+        if bad.any():
+            raise IndexError(
+                f"{self.name} index(es) {np.atleast_1d(idx[bad])[:5].tolist()} out of range: "
+                f"the vocabulary has {len(self)} {self.name}s (0..{len(self) - 1})"
+            )
+        return self._index.to_numpy()[idx]
 
     def to_json(self) -> dict[str, Any]:
         kind = "int" if pd.api.types.is_integer_dtype(self._index.dtype) else "str"
