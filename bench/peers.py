@@ -1,0 +1,67 @@
+"""Run a peer library on a given train/test CSV (user,item,rating) and print one JSON line.
+
+Runs inside the peers venv (../shared/tools/peers-venv.sh), never in collabkit's own:
+    .peers-venv/bin/python bench/peers.py --train tr.csv --test te.csv --which fastai|svd|svdpp
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+
+import numpy as np
+import pandas as pd
+
+
+def fastai(train: pd.DataFrame, test: pd.DataFrame) -> tuple[np.ndarray, float]:
+    """The chapter's recipe: collab_learner(n_factors=50, y_range=(0, 5.5)), fit_one_cycle(5, 5e-3, wd=0.1), bs 64."""
+    import torch
+    from fastai.collab import CollabDataLoaders, collab_learner
+
+    torch.manual_seed(42)
+    df = pd.concat([train.assign(is_valid=False), test.assign(is_valid=True)], ignore_index=True)
+    from fastai.data.transforms import ColSplitter
+
+    dls = CollabDataLoaders.from_df(df, user_name="user", item_name="item", rating_name="rating", bs=64,
+                                    splitter=ColSplitter("is_valid"))
+    learn = collab_learner(dls, n_factors=50, y_range=(0, 5.5))
+    t0 = time.perf_counter()
+    with learn.no_bar(), learn.no_logging():
+        learn.fit_one_cycle(5, 5e-3, wd=0.1)
+    fit = time.perf_counter() - t0
+    preds, _ = learn.get_preds(dl=dls.valid)
+    # dls.valid holds exactly the test rows (in order, as the valid split keeps row order)
+    return preds.reshape(-1).numpy(), fit
+
+
+def surprise(train: pd.DataFrame, test: pd.DataFrame, which: str) -> tuple[np.ndarray, float]:
+    from surprise import SVD, Dataset, Reader, SVDpp
+
+    data = Dataset.load_from_df(train[["user", "item", "rating"]], Reader(rating_scale=(1, 5)))
+    algo = (SVD if which == "svd" else SVDpp)(random_state=42)
+    t0 = time.perf_counter()
+    algo.fit(data.build_full_trainset())
+    fit = time.perf_counter() - t0
+    return np.array([algo.predict(u, i).est for u, i in zip(test.user, test.item)]), fit
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--train", required=True)
+    ap.add_argument("--test", required=True)
+    ap.add_argument("--which", choices=["fastai", "svd", "svdpp"], required=True)
+    a = ap.parse_args()
+    train, test = pd.read_csv(a.train), pd.read_csv(a.test)
+    pred, fit = fastai(train, test) if a.which == "fastai" else surprise(train, test, a.which)
+    err = pred - test.rating.to_numpy()
+    print(json.dumps({
+        "rmse": float(np.sqrt(np.mean(err**2))), "mae": float(np.mean(np.abs(err))), "fit_seconds": fit,
+        "ratings_per_second": len(train) * (5 if a.which == "fastai" else 20) / fit,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }))
+
+
+if __name__ == "__main__":
+    main()
