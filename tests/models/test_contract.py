@@ -11,7 +11,7 @@ import collabkit as ck
 from collabkit.checkpoint import load_model, save_model
 from collabkit.models.base import default_y_range
 
-MODELS = ["dot", "dot-bias", "nn", "bias", "mean"]
+MODELS = ["dot", "dot-bias", "nn", "bias", "mean", "hybrid"]
 
 
 def trained(kind: str, ratings: ck.Ratings, epochs: int = 5) -> ck.CollabModel:

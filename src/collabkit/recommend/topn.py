@@ -12,13 +12,20 @@ from collabkit.models.base import CollabModel
 
 def seen_csr(model: CollabModel, ratings: Ratings) -> tuple[np.ndarray, np.ndarray]:
     """Each known user's known items as CSR (indptr over model user indices, item indices)."""
+    indptr, items, _ = rated_csr(model, ratings)
+    return indptr, items
+
+
+def rated_csr(model: CollabModel, ratings: Ratings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Like ``seen_csr`` plus the ratings, aligned with the item indices (for explanations)."""
     u = model.users.lookup(ratings.frame["user"], strict=False)
     i = model.items.lookup(ratings.frame["item"], strict=False)
+    r = ratings.frame["rating"].to_numpy(dtype=np.float32)
     keep = (u >= 0) & (i >= 0)
-    u, i = u[keep], i[keep]
+    u, i, r = u[keep], i[keep], r[keep]
     order = np.lexsort((i, u))
     counts = np.bincount(u, minlength=len(model.users))
-    return np.r_[0, np.cumsum(counts)], i[order]
+    return np.r_[0, np.cumsum(counts)], i[order], r[order]
 
 
 def top_n(
@@ -28,12 +35,15 @@ def top_n(
     seen: tuple[np.ndarray, np.ndarray] | None = None,
     candidates: np.ndarray | None = None,
     batch_users: int = 1024,
+    reprs: Tensor | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(items, scores), each (U, n), best first, for user indices ``users`` (-1 = unknown user).
 
     ``seen`` (CSR from ``seen_csr``) removes each user's already-rated items; ``candidates``
     (item indices) restricts the catalogue. Short lists are padded with item -1 and score NaN.
-    Ties break towards the lower item index, so results are deterministic.
+    Ties break towards the lower item index, so results are deterministic. ``reprs`` (U, Du)
+    scores these user representations instead of looking the users up (folded-in or fallback
+    users); ``users`` then only index the rows of ``seen``.
     """
     users = torch.as_tensor(np.asarray(users), dtype=torch.int64)
     allowed = None
@@ -43,7 +53,10 @@ def top_n(
     out_items, out_scores = [], []
     for s in range(0, len(users), batch_users):
         ub = users[s : s + batch_users]
-        scores = model.score_all_items(ub).double()  # (B, n_items)
+        if reprs is None:
+            scores = model.score_all_items(ub).double()  # (B, n_items)
+        else:
+            scores = score_reprs(model, reprs[s : s + batch_users]).double()
         if allowed is not None:
             scores[:, ~allowed] = -np.inf
         if seen is not None:
@@ -64,10 +77,38 @@ def top_n(
     return np.concatenate(out_items), np.concatenate(out_scores)
 
 
+@torch.no_grad()
+def score_reprs(model: CollabModel, ur: Tensor, batch_users: int = 256) -> Tensor:
+    """(U, Du) user representations -> (U, n_items) scores of every item.
+
+    What ``score_all_items`` does after its lookup: one matrix product for the dot family
+    (``_combine_all``), the generic pairwise head otherwise.
+    """
+    was = model.training
+    model.eval()
+    ur = ur.to(torch.float32)
+    ir = model.item_repr(torch.arange(len(model.items)))
+    combine = getattr(model, "_combine_all", None)
+    if combine is not None:
+        out = combine(ur, ir)
+    else:
+        n = ir.shape[0]
+        rows = [
+            model.head(b.repeat_interleave(n, 0), ir.repeat(len(b), 1)).view(len(b), n)
+            for b in ur.split(batch_users)
+        ]
+        out = torch.cat(rows) if rows else torch.empty(0, n)
+    model.train(was)
+    return out
+
+
 def _mask_seen(scores: Tensor, users: np.ndarray, indptr: np.ndarray, indices: np.ndarray) -> None:
     """Set scores[b, item] = -inf for every item user b has seen (vectorised over the batch)."""
     known = users >= 0
-    starts, ends = np.where(known, indptr[np.maximum(users, 0)], 0), np.where(known, indptr[np.maximum(users, 0) + 1], 0)
+    starts, ends = (
+        np.where(known, indptr[np.maximum(users, 0)], 0),
+        np.where(known, indptr[np.maximum(users, 0) + 1], 0),
+    )
     counts = ends - starts
     if counts.sum() == 0:
         return

@@ -1,0 +1,173 @@
+"""Fold-in: recovers a known user, shrinks to the prior, batches, and refuses non-linear heads."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import make_ratings
+
+import collabkit as ck
+from collabkit.recommend import UserPrior, average_taste, fold_in, fold_in_frame, user_prior
+from collabkit.recommend.foldin import DEFAULT_NOISE, NOISE_GRID, linear_parts, pad_answers, squash
+
+
+@pytest.fixture(scope="module")
+def setup():
+    data = make_ratings(n_users=80, n_items=50, density=0.4)
+    model = ck.DotProductBias.from_data(data, n_factors=4, seed=0)
+    ck.fit_one_cycle(model, data, epochs=20, lr_max=1e-2, wd=0.01, bs=32, progress=False)
+    return data, model, user_prior(model, data)
+
+
+def planted_model(
+    n_items: int = 60, dim: int = 3, seed: int = 0
+) -> tuple[ck.DotProductBias, torch.Tensor]:
+    """A dot-bias model with random item factors/biases, and a true user [factors, bias] to find."""
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        {"user": [0, 1] * n_items, "item": np.repeat(np.arange(n_items), 2), "rating": 3.0}
+    )
+    model = ck.DotProductBias.from_data(ck.Ratings(frame, scale=(1, 5)), n_factors=dim)
+    with torch.no_grad():
+        model.item_factors.weight.copy_(torch.from_numpy(rng.normal(0, 1, (n_items, dim))))
+        model.item_bias.weight.copy_(torch.from_numpy(rng.normal(0, 0.3, (n_items, 1))))
+        model.user_factors.weight.copy_(torch.from_numpy(rng.normal(0, 1, (2, dim))))
+    return model, torch.tensor([0.8, -0.5, 0.3, 0.2], dtype=torch.float64)
+
+
+def predict(model, x: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    A, c = linear_parts(model, items)
+    return squash(A @ x + c, model.config.y_range)[0]
+
+
+def test_recovers_a_planted_user_from_noiseless_answers():
+    model, truth = planted_model()
+    items = torch.arange(40)
+    ratings = predict(model, truth, items)
+    weak = UserPrior(
+        torch.zeros(4, dtype=torch.float64), torch.full((4,), 1e-6, dtype=torch.float64)
+    )
+    x = fold_in(model, items, ratings, weak, steps=20)
+    torch.testing.assert_close(x, truth, atol=1e-4, rtol=0)
+    ridge = fold_in(model, items, ratings, weak, method="logit-ridge")
+    torch.testing.assert_close(
+        ridge, truth, atol=1e-4, rtol=0
+    )  # exact targets: the linearisation is exact too
+
+
+def test_gauss_newton_reaches_a_stationary_point_better_than_the_ridge_start(setup):
+    _, model, prior = setup
+    items = torch.tensor([0, 5, 9, 14, 20, 33])
+    ratings = torch.tensor([5.0, 1.0, 4.0, 2.0, 5.0, 1.0], dtype=torch.float64)
+
+    def objective(x):
+        f = predict(model, x, items)
+        return ((ratings - f) ** 2).sum() + (prior.precision * (x - prior.mean) ** 2).sum()
+
+    gn = fold_in(model, items, ratings, prior, steps=10)
+    ridge = fold_in(model, items, ratings, prior, method="logit-ridge")
+    assert objective(gn) < objective(ridge)
+    x = gn.clone().requires_grad_(True)
+    objective(x).backward()
+    assert x.grad.norm() < 1e-5
+
+
+def test_no_answers_gives_the_average_taste_user(setup):
+    _, model, prior = setup
+    x = fold_in(
+        model, torch.empty(0, dtype=torch.int64), torch.empty(0, dtype=torch.float64), prior
+    )
+    torch.testing.assert_close(x, prior.mean)
+    assert prior.average_user in model.users
+    idx = model.users.lookup([prior.average_user])[0]
+    torch.testing.assert_close(
+        prior.mean, model.user_repr(torch.tensor([idx]))[0].double().detach()
+    )
+
+
+def test_average_taste_is_the_user_nearest_the_mean_prediction(setup):
+    data, model, _ = setup
+    scores = model.score_all_items(torch.arange(len(model.users))).double()
+    dist = ((scores - scores.mean(0)) ** 2).mean(1)
+    assert average_taste(model) == int(dist.argmin())
+    counts = data.frame["user"].value_counts().reindex(model.users.ids).to_numpy()
+    chosen = average_taste(model, counts)
+    assert counts[chosen] >= np.median(counts)
+
+
+def test_batched_equals_one_at_a_time(setup):
+    data, model, prior = setup
+    prior = user_prior(model, noise_var=0.3)
+    answers = data.frame[data.frame["user"].isin([1, 2, 3])].groupby("user").head(4)
+    answers = answers[
+        (answers["user"] != 3) | (answers.groupby("user").cumcount() == 0)
+    ]  # user 3: one answer
+    users, batch = fold_in_frame(model, answers, prior)
+    for k, u in enumerate(users):
+        own = answers[answers["user"] == u]
+        one = fold_in(
+            model,
+            torch.from_numpy(model.items.lookup(own["item"])),
+            torch.tensor(own["rating"].to_numpy(np.float64)),
+            prior,
+        )
+        torch.testing.assert_close(batch[k], one)
+
+
+def test_folding_in_a_known_user_lands_near_what_training_learned(setup):
+    data, model, prior = setup
+    users, reprs = fold_in_frame(model, data.frame, prior)
+    trained = model.user_repr(torch.from_numpy(model.users.lookup(users))).double().detach()
+    all_items = torch.arange(len(model.items))
+    A, c = linear_parts(model, all_items)
+    folded, learned = A @ reprs.T + c.unsqueeze(1), A @ trained.T + c.unsqueeze(1)  # (N, U) logits
+    assert np.corrcoef(folded.ravel(), learned.ravel())[0, 1] > 0.9
+
+
+def test_noise_is_calibrated_or_defaults(setup):
+    _, model, prior = setup
+    width2 = 16.0
+    frac = prior.noise_var / width2
+    assert min(abs(frac - g) for g in NOISE_GRID) < 1e-9
+    assert user_prior(model).noise_var == pytest.approx(DEFAULT_NOISE * width2)
+    assert user_prior(model, noise_var=0.5).noise_var == 0.5
+
+
+def test_stronger_prior_shrinks_towards_the_centre(setup):
+    _, model, _ = setup
+    items, ratings = torch.tensor([1, 2, 3]), torch.tensor([5.0, 5.0, 5.0], dtype=torch.float64)
+    dist = [
+        float(
+            (
+                fold_in(model, items, ratings, user_prior(model, noise_var=v))
+                - user_prior(model).mean
+            ).norm()
+        )
+        for v in (0.01, 0.3, 10.0)
+    ]
+    assert dist[0] > dist[1] > dist[2]
+
+
+def test_hybrid_and_plain_dot_fold_in_too(setup):
+    data, _, _ = setup
+    for kind in ("dot", "hybrid", "bias"):
+        model = ck.CollabModel.registry[kind].from_data(data, seed=0)
+        ck.fit_one_cycle(model, data, epochs=2, progress=False)
+        users, reprs = fold_in_frame(model, data.frame.head(30), user_prior(model))
+        assert reprs.shape == (len(users), model.user_repr(torch.tensor([0])).shape[1])
+        assert torch.isfinite(reprs).all()
+
+
+def test_non_linear_heads_are_refused(setup):
+    data, _, _ = setup
+    nn = ck.EmbeddingNN.from_data(data)
+    with pytest.raises(TypeError, match="fold-in needs.*'nn'"):
+        user_prior(nn)
+
+
+def test_answers_about_unknown_items_are_an_error(setup):
+    _, model, _ = setup
+    with pytest.raises(ck.UnknownIdError, match="unknown item id"):
+        pad_answers(model, pd.DataFrame({"user": [1], "item": [424242], "rating": [3.0]}))

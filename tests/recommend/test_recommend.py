@@ -1,0 +1,178 @@
+"""recommend(): never a seen item, deterministic, batch == loop, explained, unknown users handled."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import make_ratings
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import collabkit as ck
+from collabkit.recommend import (
+    explain_items,
+    rated_csr,
+    recommend,
+    recommend_new_users,
+    seen_csr,
+    top_n,
+    user_prior,
+)
+from collabkit.recommend.recommend import FALLBACK_REASON
+
+
+def trained(
+    ratings: ck.Ratings, kind: str = "dot-bias", epochs: int = 3, **config
+) -> ck.CollabModel:
+    model = ck.CollabModel.registry[kind].from_data(ratings, seed=0, **config)
+    ck.fit_one_cycle(model, ratings, epochs=epochs, lr_max=1e-2, wd=0.01, bs=32, progress=False)
+    return model
+
+
+@pytest.fixture(scope="module")
+def setup():
+    data = make_ratings()
+    return data, trained(data)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    n_users=st.integers(2, 12),
+    n_items=st.integers(2, 15),
+    density=st.floats(0.05, 0.95),
+    n=st.integers(1, 20),
+    seed=st.integers(0, 10_000),
+    kind=st.sampled_from(["dot-bias", "dot", "nn", "hybrid"]),
+    restrict=st.booleans(),
+)
+def test_never_recommends_a_rated_item(n_users, n_items, density, n, seed, kind, restrict):
+    data = make_ratings(n_users, n_items, density, seed=seed)
+    model = ck.CollabModel.registry[kind].from_data(data, seed=seed)  # random weights are enough
+    rng = np.random.default_rng(seed)
+    items = data.frame["item"].unique()
+    candidates = (
+        rng.choice(items, size=max(1, len(items) // 2), replace=False) if restrict else None
+    )
+    recs = recommend(model, data, None, n, candidates=candidates)
+    rated = set(zip(data.frame["user"], data.frame["item"]))
+    assert not {(u, i) for u, i in zip(recs["user"], recs["item"])} & rated
+    if candidates is not None:
+        assert set(recs["item"]) <= set(candidates)
+    per_user = recs.groupby("user")
+    assert (per_user.size() <= n).all()
+    assert all((g["rank"].to_numpy() == np.arange(1, len(g) + 1)).all() for _, g in per_user)
+    assert all((np.diff(g["score"].to_numpy()) <= 0).all() for _, g in per_user)
+    pd.testing.assert_frame_equal(recs, recommend(model, data, None, n, candidates=candidates))
+
+
+def test_lists_have_every_unrated_item_until_n(setup):
+    data, model = setup
+    recs = recommend(model, data, None, n=1000, explain=False)
+    unrated = len(model.items) - data.frame.groupby("user").size()
+    assert (recs.groupby("user").size() == unrated.reindex(recs["user"].unique())).all()
+
+
+def test_batch_equals_one_user_at_a_time(setup):
+    data, model = setup
+    users = list(model.users.ids[:7])
+    batch = recommend(model, data, users, n=5)
+    loop = pd.concat([recommend(model, data, u, n=5) for u in users], ignore_index=True)
+    pd.testing.assert_frame_equal(batch, loop)
+
+
+def test_checkerboard_users_get_their_own_group():
+    """Two taste groups: after training, every recommendation comes from the user's own group."""
+    u, i = np.meshgrid(np.arange(30), np.arange(30), indexing="ij")
+    u, i = u.ravel(), i.ravel()
+    keep = np.random.default_rng(0).random(len(u)) < 0.5
+    rating = np.where(u % 2 == i % 2, 5.0, 1.0)
+    data = ck.Ratings(
+        pd.DataFrame({"user": u[keep], "item": i[keep], "rating": rating[keep]}), scale=(1, 5)
+    )
+    model = ck.DotProductBias.from_data(data, n_factors=4, seed=0)
+    ck.fit_one_cycle(model, data, epochs=40, lr_max=3e-2, wd=0.0, bs=64, progress=False)
+    recs = recommend(model, data, None, n=3, explain=False)
+    assert ((recs["user"] % 2) == (recs["item"] % 2)).mean() > 0.95
+
+
+def test_unknown_users_error_or_fallback(setup):
+    data, model = setup
+    with pytest.raises(ck.UnknownIdError, match="unknown user id.*'nobody'.*fallback"):
+        recommend(model, data, ["nobody", 1])
+    prior = user_prior(model, data)
+    recs = recommend(model, data, ["nobody", "stranger", 1], n=4, unknown="fallback", prior=prior)
+    a, b = (recs[recs["user"] == u].reset_index(drop=True) for u in ("nobody", "stranger"))
+    pd.testing.assert_frame_equal(
+        a.drop(columns="user"), b.drop(columns="user")
+    )  # same average-taste list
+    assert (a["because"] == FALLBACK_REASON).all()
+    top = model.predict(np.repeat(prior.average_user, len(model.items)), model.items.ids)
+    assert a["item"].tolist() == list(model.items.ids[np.argsort(-top, kind="stable")[:4]])
+    assert recs[recs["user"] == 1]["because"].str.startswith("because you rated").all()
+
+
+def test_exclude_seen_needs_the_ratings(setup):
+    _, model = setup
+    with pytest.raises(ValueError, match="exclude_seen needs data"):
+        recommend(model, None, [1])
+    recs = recommend(model, None, [1], n=len(model.items), exclude_seen=False, explain=False)
+    assert len(recs) == len(model.items)
+
+
+def test_titles_come_from_metadata(setup):
+    data, model = setup
+    recs = recommend(model, data, [1], n=3)
+    assert recs["title"].tolist() == data.titles(recs["item"].tolist())
+
+
+def test_because_names_the_nearest_liked_items(setup):
+    data, model = setup
+    recs, _ = top_n(model, np.arange(5), 4, seen=seen_csr(model, data))
+    history = rated_csr(model, data)
+    because = explain_items(model, recs, history, np.arange(5))
+    vectors = torch.nn.functional.normalize(model.item_factors.weight.detach(), dim=1)
+    indptr, items, ratings = history
+    for u in range(5):
+        own, r = items[indptr[u] : indptr[u + 1]], ratings[indptr[u] : indptr[u + 1]]
+        liked = own[r >= r.mean() - 1e-6]
+        for k, item in enumerate(recs[u]):
+            sims = (vectors[liked] @ vectors[item]).numpy()
+            expected = liked[np.argsort(-sims, kind="stable")[:2]]
+            assert because[u, k, : len(expected)].tolist() == expected.tolist()
+
+
+def test_new_users_get_fold_in_recommendations(setup):
+    _, model = setup
+    answers = {101: 5.0, 102: 1.0, 103: 4.0}
+    recs = recommend_new_users(model, answers, n=5)
+    assert len(recs) == 5 and not set(recs["item"]) & set(answers)
+    assert (recs["user"] == "new").all() and recs["because"].str.contains("highly").all()
+    empty = recommend_new_users(model, {}, n=5)
+    assert (empty["because"] == FALLBACK_REASON).all()
+    many = recommend_new_users(
+        model,
+        pd.DataFrame({"user": ["a", "a", "b"], "item": [101, 102, 101], "rating": [5, 1, 2]}),
+        n=3,
+    )
+    assert set(many["user"]) == {"a", "b"}
+    with pytest.raises(ck.UnknownIdError, match="unknown item"):
+        recommend_new_users(model, {999999: 4.0})
+
+
+def test_non_dot_models_rank_but_have_no_fallback(setup):
+    data, _ = setup
+    model = trained(data, "nn", epochs=1)
+    assert len(recommend(model, data, [1, 2], n=3)) == 6
+    with pytest.raises(TypeError, match="fold-in needs"):
+        recommend(model, data, ["nobody"], unknown="fallback")
+
+
+def test_recommend_on_movielens(data_root):
+    data = ck.load_movielens("100k", data_dir=data_root, progress=False)
+    model = trained(data.subset(np.arange(len(data)) % 5 != 0), epochs=1, n_factors=8)
+    recs = recommend(model, data, [1, 42], n=10)
+    rated = set(zip(data.frame["user"], data.frame["item"]))
+    assert len(recs) == 20 and not {(u, i) for u, i in zip(recs["user"], recs["item"])} & rated
+    assert recs["title"].str.contains(r"\(\d{4}\)").all()
