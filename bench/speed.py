@@ -89,7 +89,7 @@ def one_run(spec: dict) -> dict:
 
 
 def run_child(spec: dict) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True, check=False)
     if out.returncode:
         raise RuntimeError(f"benchmark child failed for {spec}:\n{out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -114,7 +114,7 @@ def fastai_run(peers_python: str, data_dir: str, split: str) -> dict:
         test.frame.to_csv(f"{tmp}/test.csv", index=False)
         out = subprocess.run(
             [peers_python, str(script), "--train", f"{tmp}/train.csv", "--test", f"{tmp}/test.csv", "--which", "fastai"],
-            capture_output=True, text=True,
+            capture_output=True, text=True, check=False,
         )
         if out.returncode:
             raise RuntimeError(f"fastai peer failed:\n{out.stderr[-2000:]}")

@@ -5,12 +5,13 @@ import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
+from conftest import make_ratings
 from typer.testing import CliRunner
 
 from collabkit.checkpoint import load_model
 from collabkit.cli import app
-from conftest import make_ratings
 
 runner = CliRunner()
 
@@ -85,3 +86,33 @@ def test_crosstab_shows_blanks(csv):
 def test_lr_find_json_and_plot(csv, tmp_path):
     obj = json.loads(run("lr-find", "--ratings", csv, "--user-col", "who", "--item-col", "movie", "--rating-col", "stars", "--plot", tmp_path / "lr.png", "--json"))
     assert obj["suggestion"] > 0 and (tmp_path / "lr.png").exists()
+
+
+def test_train_implicit_from_a_click_log_then_recommend(tmp_path):
+    """--implicit on a log with no rating column: counts via --duplicates sum, ranking metrics out."""
+    r = make_ratings(n_users=80, n_items=50, density=0.4)
+    log = r.frame.loc[r.frame.rating >= 3, ["user", "item"]]
+    clicks = tmp_path / "clicks.csv"
+    pd.concat([log, log.iloc[::3]]).to_csv(clicks, index=False)  # some items clicked twice
+    out = tmp_path / "als"
+    cols = ["--ratings", clicks, "--rating-col", "", "--duplicates", "sum"]
+    result = json.loads(run("train", *cols, "--implicit", "--threshold", "0", "--model", "als",
+                            "--split", "user", "--out", out, "--json"))
+    assert {"ndcg@10", "recall@10", "precision@10", "fit_seconds"} <= result.keys()
+    assert "rmse" not in result and result["n_users"] > 0
+    bad = runner.invoke(app, ["train", *map(str, cols), "--implicit", "--threshold", "0", "--model", "dot-bias"])
+    assert bad.exit_code == 2 and "not an implicit model" in bad.output
+    assert load_model(out).kind == "als"
+    recs = json.loads(run("recommend", out, "1", "-n", "5", *cols[:4], "--json"))["recommendations"]
+    seen = set(log.item[log.user == 1])
+    assert len(recs) == 5 and not {x["item"] for x in recs} & seen
+
+
+def test_train_preset_and_its_conflicts(csv):
+    cols = ["--ratings", csv, "--user-col", "who", "--item-col", "movie", "--rating-col", "stars"]
+    result = json.loads(run("train", *cols, "--preset", "chapter", "--json"))
+    assert result["model"] == "preset chapter" and result["rmse"] < 1.2
+    bad = runner.invoke(app, ["train", *map(str, cols), "--preset", "best", "--model", "dot"])
+    assert bad.exit_code == 2 and "--preset" in bad.output
+    bad = runner.invoke(app, ["train", *map(str, cols), "--preset", "fastest"])
+    assert bad.exit_code == 2 and "unknown preset" in bad.output

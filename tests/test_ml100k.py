@@ -29,3 +29,20 @@ def test_chapter_recipe_dot_bias_on_u1(data_root):
 def test_chapter_recipe_embedding_nn_on_u1(data_root):
     out = train_json(data_root, "--model", "nn", "--layers", "100", "--epochs", "5", "--lr", "5e-3", "--wd", "0.1")
     assert out["rmse"] <= 0.945
+
+
+def test_preset_best_beats_0_900_on_u1(data_root):
+    """The accuracy preset (tuned on validation ratings of u1.base only) on the u1 test ratings."""
+    out = train_json(data_root, "--preset", "best")
+    assert out["rmse"] <= 0.900
+
+
+def test_implicit_models_beat_most_popular_and_reach_ease(data_root):
+    """ML-100k as implicit (rating >= 4), 20% of each user's positives held out: NDCG@10."""
+    ndcg = {
+        kind: train_json(data_root, "--implicit", "--model", kind, "--split", "user")["ndcg@10"]
+        for kind in ("most-popular", "ease", "als", "bpr")
+    }
+    for kind in ("ease", "als", "bpr"):
+        assert ndcg[kind] > 1.5 * ndcg["most-popular"], ndcg
+    assert max(ndcg["als"], ndcg["bpr"]) >= 0.95 * ndcg["ease"], ndcg

@@ -6,11 +6,11 @@ from collabkit.data.movielens import canonical_split, load_movielens
 from collabkit.data.readers import RatingsFormatError, read_ratings
 from collabkit.data.split import kfold, random_split, temporal_split, user_split
 from collabkit.data.vocab import UnknownIdError, Vocab
+from collabkit.evaluate import evaluate_ratings
 from collabkit.models.base import CollabModel, sigmoid_range
 from collabkit.models.dot import BiasOnly, DotProduct, DotProductBias, GlobalMean
 from collabkit.models.hybrid import Hybrid
 from collabkit.models.neural import EmbeddingNN
-from collabkit.evaluate import evaluate_ratings
 from collabkit.train.loop import History, fit_one_cycle
 from collabkit.train.lr_find import lr_find
 

@@ -510,3 +510,12 @@ def test_property_every_valid_row_is_kept_and_round_trips(df, via_csv):
         assert (f[col].dtype == np.int64) == pd.api.types.is_integer_dtype(df[col].dtype)
     np.testing.assert_array_equal(f["rating"].to_numpy(), df["rating"].to_numpy(np.float32))
     assert f["timestamp"].tolist() == df["ts"].tolist()
+
+
+def test_duplicates_sum_counts_events_of_an_implicit_log(tmp_path):
+    """An event log without ratings: 'sum' turns repeated (user, item) rows into counts."""
+    text = "user,item\n1,10\n1,10\n2,10\n1,11\n1,10\n"
+    r = read_ratings(write(tmp_path, text), rating_col=None, duplicates="sum")
+    got = dict(zip(zip(r.frame["user"], r.frame["item"]), r.frame["rating"]))
+    assert got == {(1, 10): 3.0, (2, 10): 1.0, (1, 11): 1.0}
+    assert "merged 2 duplicate" in r.notes[1] and "'sum'" in r.notes[1]

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -78,7 +80,7 @@ def test_batch_bounds_cover_every_row_and_never_leave_one_alone():
     for n, bs in [(10, 3), (9, 3), (1, 4), (65, 64), (64, 64)]:
         bounds = _batch_bounds(n, bs)
         assert bounds[0][0] == 0 and bounds[-1][1] == n
-        assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
+        assert all(a[1] == b[0] for a, b in itertools.pairwise(bounds))
         assert n == 1 or all(e - s > 1 for s, e in bounds)
 
 

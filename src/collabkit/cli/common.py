@@ -16,6 +16,7 @@ from collabkit.data.interactions import Ratings
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="collabkit: collaborative filtering you can train, explain and serve.")
 
 MODELS = "mean, bias, dot, dot-bias, nn, hybrid"
+IMPLICIT_MODELS = "als, bpr, ease, most-popular"
 
 # --- shared options --------------------------------------------------------------------------
 Dataset = Annotated[str | None, typer.Option(help="MovieLens set: ml-100k, ml-1m, ... (see `collabkit datasets list`).")]

@@ -270,7 +270,8 @@ def _training_ratings(
 
     try:
         if ratings is not None:
-            return read_ratings(ratings, user_col, item_col, rating_col)
+            # only which (user, item) pairs exist matters here, so repeated rows are fine
+            return read_ratings(ratings, user_col, item_col, rating_col or None, duplicates="last")
         recorded = read_config(model_dir).get("train", {}).get("dataset")
         name = dataset or recorded
         if name is not None:

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from collabkit.cli.common import (
+    IMPLICIT_MODELS,
     MODELS,
     DataDir,
     Dataset,
@@ -37,58 +38,139 @@ def train(
     user_col: UserCol = "user",
     item_col: ItemCol = "item",
     rating_col: RatingCol = "rating",
-    duplicates: Annotated[str, typer.Option(help="Repeated (user, item) rows: error, last or mean.")] = "error",
+    duplicates: Annotated[str, typer.Option(help="Repeated (user, item) rows: error, last, mean or sum.")] = "error",
     split: Annotated[str, typer.Option(help="random, user, temporal, none, or u1..u5/ua/ub (ML-100k).")] = "random",
     valid_pct: Annotated[float, typer.Option(help="Held-out fraction for random/user splits.")] = 0.2,
-    model: Annotated[str, typer.Option(help=f"Model: {MODELS}.")] = "dot-bias",
+    model: Annotated[str | None, typer.Option(help=f"Model: {MODELS}; with --implicit: {IMPLICIT_MODELS}.")] = None,
+    preset: Annotated[str | None, typer.Option(help="A named recipe instead of --model: chapter, best, bpmf, autorec.")] = None,
+    implicit: Annotated[bool, typer.Option("--implicit", help="Treat rows as 0/1 interactions and train a ranking model.")] = False,
+    threshold: Annotated[float | None, typer.Option(help="--implicit: a rating >= this is a positive (default 4; 0 keeps every row).")] = None,
+    k: Annotated[int, typer.Option("-k", help="--implicit: length of the top-k lists scored.")] = 10,
     n_factors: Annotated[int | None, typer.Option(help="Embedding width (default 50; nn: rule of thumb).")] = None,
     layers: Annotated[str, typer.Option(help="Hidden layers of nn, comma separated.")] = "100",
-    epochs: Annotated[int, typer.Option()] = 5,
-    lr: Annotated[float, typer.Option(help="Peak learning rate of the one-cycle schedule.")] = 5e-3,
-    wd: Annotated[float, typer.Option(help="Weight decay.")] = 0.1,
+    epochs: Annotated[int | None, typer.Option(help="Epochs (default 5; --implicit: the model's own default).")] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate of the one-cycle schedule (default 5e-3).")] = None,
+    wd: Annotated[float | None, typer.Option(help="Weight decay (default 0.1).")] = None,
     bs: Annotated[int | None, typer.Option(help="Batch size (default: the engine's).")] = None,
     seed: Annotated[int, typer.Option()] = 42,
     out: Annotated[Path | None, typer.Option(help="Save the trained model to this folder.")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     as_json: Json = False,
 ) -> None:
-    """Train a model and report its test metrics (the chapter's epoch table, then RMSE/MAE)."""
+    """Train a model and report its test metrics (the chapter's epoch table, then RMSE/MAE).
+
+    With --implicit the ratings become 0/1 interactions (rating >= --threshold) and the model
+    (als, bpr, ease, most-popular) is scored by ranking metrics @k on the held-out positives.
+    """
     from collabkit.checkpoint import save_model
-    from collabkit.evaluate import evaluate_ratings
-    from collabkit.models.base import get_model_class
-    from collabkit.train.loop import DEFAULT_BS, fit_one_cycle
 
     out_console, log = consoles(as_json)
+    if preset is not None and (model is not None or implicit):
+        fail("--preset is a whole recipe: give it without --model and --implicit")
+    if not implicit and threshold is not None:
+        fail("--threshold only applies with --implicit")
     try:
-        data = load_source(dataset, data_dir, ratings, user_col, item_col, rating_col, duplicates)
-        train_set, test_set = split_source(data, split, dataset, data_dir, valid_pct, seed)
-        cls = get_model_class(model)
+        data = load_source(dataset, data_dir, ratings, user_col, item_col, rating_col or None, duplicates)
+        if implicit:
+            train_set, test_set = _implicit_split(data, split, dataset, data_dir, valid_pct, seed, threshold)
+        else:
+            train_set, test_set = split_source(data, split, dataset, data_dir, valid_pct, seed)
     except (ValueError, FileNotFoundError, KeyError) as e:
         fail(str(e))
-    config: dict[str, Any] = {"seed": seed}
-    if n_factors is not None:
-        config["n_factors"] = n_factors
-    if model == "nn":
-        config["layers"] = tuple(int(x) for x in layers.split(",") if x.strip())
-    net = cls.from_data(train_set, **config)
     for note in data.notes:
         log.print(f"[dim]{note}[/dim]")
-    log.print(f"[bold]{model}[/bold] on {data.name}: {len(train_set)} train / {len(test_set) if test_set is not None else 0} test ratings")
-    history = fit_one_cycle(
-        net, train_set, test_set, epochs=epochs, lr_max=lr, wd=wd, bs=bs or DEFAULT_BS, seed=seed,
-        console=log, progress=progress,
-    )
-    result: dict[str, Any] = {"model": model, "dataset": data.name, "split": split}
-    if test_set is not None:
+    name = preset and f"preset {preset}" or model or ("als" if implicit else "dot-bias")
+    n_test = len(test_set) if test_set is not None else 0
+    log.print(f"[bold]{name}[/bold] on {data.name}: {len(train_set)} train / {n_test} test {'interactions' if implicit else 'ratings'}")
+    recipe: dict[str, Any] = {"split": split, "dataset": data.name}
+    try:
+        if preset is not None:
+            from collabkit.train.presets import fit_preset
+
+            net, history = fit_preset(preset, train_set, console=log, seed=seed)
+            recipe["preset"] = preset
+        elif implicit:
+            net, history = _fit_implicit(name, train_set, n_factors, epochs, lr, wd, bs, seed, log)
+            recipe.update(implicit=True, threshold=4.0 if threshold is None else threshold)
+        else:
+            net, history = _fit_explicit(
+                name, train_set, test_set, n_factors, layers, epochs, lr, wd, bs, seed, log, progress
+            )
+            recipe.update(lr=lr or 5e-3, wd=0.1 if wd is None else wd, epochs=epochs or 5, bs=net_bs(bs))
+    except ValueError as e:
+        fail(str(e))
+    result: dict[str, Any] = {"model": name, "dataset": data.name, "split": split}
+    if test_set is not None and implicit:
+        from collabkit.evaluate import evaluate_ranking
+
+        result.update(evaluate_ranking(net, train_set, test_set, k=k, relevant_threshold=None))
+    elif test_set is not None:
+        from collabkit.evaluate import evaluate_ratings
+
         result.update(evaluate_ratings(net, test_set))
-    result.update({"n_train": len(train_set), "fit_seconds": round(history.fit_seconds, 3), "epochs": epochs})
+    result.update({"n_train": len(train_set), "fit_seconds": round(history.fit_seconds, 3)})
     if out is not None:
-        save_model(net, out, items=data.items, extra={"history": history.rows, "train": {"lr": lr, "wd": wd, "epochs": epochs, "bs": bs or DEFAULT_BS, "split": split, "dataset": data.name}})
+        save_model(net, out, items=data.items, extra={"history": history.rows, "train": recipe})
         result["out"] = str(out)
     if as_json:
         print_json(result)
     else:
-        out_console.print(metrics_table(f"{model} on {data.name} ({split})", result))
+        out_console.print(metrics_table(f"{name} on {data.name} ({split})", result))
+
+
+def net_bs(bs: int | None) -> int:
+    from collabkit.train.loop import DEFAULT_BS
+
+    return bs or DEFAULT_BS
+
+
+def _fit_explicit(kind, train_set, test_set, n_factors, layers, epochs, lr, wd, bs, seed, log, progress):
+    """The chapter's fit_one_cycle on a rating model (defaults: 5 epochs, lr 5e-3, wd 0.1)."""
+    from collabkit.models.base import get_model_class
+    from collabkit.train.loop import fit_one_cycle
+
+    cls = get_model_class(kind)
+    config: dict[str, Any] = {"seed": seed}
+    if n_factors is not None:
+        config["n_factors"] = n_factors
+    if kind == "nn":
+        config["layers"] = tuple(int(x) for x in layers.split(",") if x.strip())
+    net = cls.from_data(train_set, **config)
+    if hasattr(net, "fit"):  # kinds with their own solver (implicit rankers, AutoRec, Bayesian MF)
+        raise ValueError(f"{kind} has its own solver: use --implicit (als, bpr, ease, most-popular) or --preset")
+    history = fit_one_cycle(
+        net, train_set, test_set, epochs=epochs or 5, lr_max=lr or 5e-3, wd=0.1 if wd is None else wd,
+        bs=net_bs(bs), seed=seed, console=log, progress=progress,
+    )
+    return net, history
+
+
+def _fit_implicit(kind, train_set, n_factors, epochs, lr, wd, bs, seed, log):
+    """An implicit ranker with its own tuned defaults; only the options given override them."""
+    from collabkit.train.implicit import train_implicit
+
+    options: dict[str, Any] = {"seed": seed}
+    given = {"n_factors": n_factors, "lr_max": lr, "wd": wd, "bs": bs}
+    options.update({key: v for key, v in given.items() if v is not None})
+    if epochs is not None:
+        options["iterations" if kind == "als" else "epochs"] = epochs
+    net, history = train_implicit(kind, train_set, **options)
+    if not history.fit_seconds and history.rows:
+        history.fit_seconds = float(sum(r.get("time", 0.0) for r in history.rows))
+    log.print(f"{kind}: fitted in {history.fit_seconds:.2f}s")
+    return net, history
+
+
+def _implicit_split(data, split, dataset, data_dir, valid_pct, seed, threshold):
+    """(train, test) interactions: positives are ratings >= threshold (default 4; 0 = every row)."""
+    from collabkit.data.implicit import to_implicit
+
+    cut = 4.0 if threshold is None else threshold
+    cut = None if cut <= 0 else cut
+    if split in ("random", "user", "temporal", "none"):
+        return split_source(to_implicit(data, cut), split, dataset, data_dir, valid_pct, seed)
+    train_set, test_set = split_source(data, split, dataset, data_dir, valid_pct, seed)
+    return to_implicit(train_set, cut), to_implicit(test_set, cut)
 
 
 @app.command()

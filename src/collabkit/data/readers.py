@@ -18,8 +18,8 @@ import pandas as pd
 
 from collabkit.data.interactions import Ratings
 
-Duplicates = Literal["error", "last", "mean"]
-POLICIES = ("error", "last", "mean")
+Duplicates = Literal["error", "last", "mean", "sum"]
+POLICIES = ("error", "last", "mean", "sum")
 
 
 class RatingsFormatError(ValueError):
@@ -64,7 +64,7 @@ def read_ratings(
 
 def _check_policy(duplicates: str) -> None:
     if duplicates not in POLICIES:
-        raise ValueError(f"unknown duplicates policy {duplicates!r}; use 'error', 'last' or 'mean'")
+        raise ValueError(f"unknown duplicates policy {duplicates!r}; use 'error', 'last', 'mean' or 'sum'")
 
 
 def _sep_for(path: Path, sep: str | None) -> str:
@@ -304,15 +304,15 @@ def _resolve_duplicates(
         more = f" (and {extra} more pair{'s' if extra > 1 else ''})" if extra > 0 else ""
         raise RatingsFormatError(
             f"{where}: {len(pos)} rows repeat a (user, item) pair: {'; '.join(shown)}{more}; "
-            "pass duplicates='last' or 'mean' (--duplicates) to merge them"
+            "pass duplicates='last', 'mean' or 'sum' (--duplicates) to merge them"
         )
     if policy == "last":
         return frame.drop_duplicates(["user", "item"], keep="last")
-    if policy == "mean":
-        agg = {"rating": "mean"}
+    if policy in ("mean", "sum"):  # sum: event logs, e.g. clicks without ratings -> click counts
+        agg = {"rating": policy}
         if "timestamp" in frame.columns:
             agg["timestamp"] = "max"
         out = frame.groupby(["user", "item"], as_index=False, sort=False).agg(agg)
         out["rating"] = out["rating"].astype(np.float32)
         return out
-    raise ValueError(f"unknown duplicates policy {policy!r}; use 'error', 'last' or 'mean'")
+    raise ValueError(f"unknown duplicates policy {policy!r}; use 'error', 'last', 'mean' or 'sum'")

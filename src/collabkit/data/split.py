@@ -19,7 +19,7 @@ def random_split(ratings: Ratings, valid_pct: float = 0.2, seed: int = 42) -> tu
     rng = np.random.default_rng(seed)
     n = len(ratings)
     test = np.zeros(n, dtype=bool)
-    test[rng.permutation(n)[: int(round(valid_pct * n))]] = True
+    test[rng.permutation(n)[: round(valid_pct * n)]] = True
     return ratings.subset(~test, "train"), ratings.subset(test, "test")
 
 

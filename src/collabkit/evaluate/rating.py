@@ -22,7 +22,7 @@ def evaluate_ratings(model: CollabModel, test: Ratings) -> dict[str, float | int
     pred = model.predict_idx(enc.users, enc.items).numpy().astype(np.float64)
     return {
         **rating_metrics(enc.ratings.numpy().astype(np.float64), pred),
-        "n_test": int(len(test)),
+        "n_test": len(test),
         "n_unknown_users": int((enc.users < 0).sum()),
         "n_unknown_items": int((enc.items < 0).sum()),
     }

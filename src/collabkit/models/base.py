@@ -8,6 +8,7 @@ new user's representation with the item side fixed.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar
 
@@ -163,7 +164,14 @@ class CollabModel(nn.Module):
         return self.user_item_tables
 
 
+#: every module that defines model kinds; imported on first lookup so the registry is complete
+MODEL_MODULES = ("dot", "neural", "hybrid", "svdpp", "bayes", "autorec", "ensemble", "implicit")
+
+
 def get_model_class(kind: str) -> type[CollabModel]:
+    """The model class registered under ``kind`` (as saved in a checkpoint's config)."""
+    for name in MODEL_MODULES:
+        importlib.import_module(f"collabkit.models.{name}")
     try:
         return CollabModel.registry[kind]
     except KeyError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -22,7 +23,7 @@ class DotProduct(CollabModel):
 
     kind = "dot"
     wants_y_range = False
-    user_item_tables = {"user_factors.weight": "user", "item_factors.weight": "item"}
+    user_item_tables: ClassVar[dict[str, str]] = {"user_factors.weight": "user", "item_factors.weight": "item"}
 
     def __init__(self, config: ModelConfig, users, items) -> None:
         super().__init__(config, users, items)
@@ -68,7 +69,7 @@ class DotProductBias(DotProduct):
     kind = "dot-bias"
     wants_y_range = True
     Config = BiasConfig
-    user_item_tables = {**DotProduct.user_item_tables, "user_bias.weight": "user", "item_bias.weight": "item"}
+    user_item_tables: ClassVar[dict[str, str]] = {**DotProduct.user_item_tables, "user_bias.weight": "user", "item_bias.weight": "item"}
 
     def __init__(self, config: ModelConfig, users, items) -> None:
         super().__init__(config, users, items)

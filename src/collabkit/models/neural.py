@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -31,7 +33,7 @@ class EmbeddingNN(CollabModel):
 
     kind = "nn"
     Config = NNConfig
-    user_item_tables = {"user_factors.weight": "user", "item_factors.weight": "item"}
+    user_item_tables: ClassVar[dict[str, str]] = {"user_factors.weight": "user", "item_factors.weight": "item"}
 
     def __init__(self, config: NNConfig, users: Vocab, items: Vocab) -> None:
         super().__init__(config, users, items)
@@ -42,7 +44,7 @@ class EmbeddingNN(CollabModel):
         self.emb_drop = nn.Dropout(config.emb_dropout)
         sizes = [du + di, *config.layers]
         blocks: list[nn.Module] = []
-        for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        for n_in, n_out in itertools.pairwise(sizes):
             blocks += [nn.Linear(n_in, n_out), nn.ReLU(), nn.BatchNorm1d(n_out)]
             if config.dropout:
                 blocks.append(nn.Dropout(config.dropout))

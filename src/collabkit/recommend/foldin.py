@@ -284,8 +284,12 @@ def fold_in_frame(
 ) -> tuple[np.ndarray, Tensor]:
     """(raw users, (U, D) representations) from a long frame of answers: user, item, rating.
 
+    Implicit models (ALS, EASE, most-popular) use their own exact ``fold_in``, with each answer's
+    value as the interaction's weight (1 = interacted, as in training).
     Items must be known to the model (UnknownIdError otherwise: an answer about an item the model
     cannot place carries no information, and dropping it silently would hide the mistake).
     """
     users, items, ratings = pad_answers(model, answers, users)
+    if hasattr(model, "fold_in"):  # implicit rankers solve their own user exactly; answers = weights
+        return users, model.fold_in(items, ratings)
     return users, fold_in(model, items, ratings, prior, **kw)

@@ -107,7 +107,8 @@ def recommend_new_users(
     """
     frame = _answers_frame(answers, user)
     users = np.unique(frame["user"].to_numpy()) if len(frame) else np.array([user], dtype=object)
-    prior = prior or user_prior(model)
+    if prior is None and not hasattr(model, "fold_in"):  # implicit models fold in exactly
+        prior = user_prior(model)
     users, reprs = fold_in_frame(model, frame, prior, users)
     history = _history_of(model, frame, users)
     reason = np.where(np.diff(history[0]) == 0, FALLBACK_REASON, "")

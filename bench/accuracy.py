@@ -1,0 +1,362 @@
+"""Accuracy on MovieLens 100k: every preset on u1 and on the chapter's random split, peers beside them.
+
+    python bench/accuracy.py --data-dir ../shared/data/ml-100k            # human table
+    python bench/accuracy.py --data-dir ../shared/data/ml-100k --json     # one JSON object
+    python bench/accuracy.py --runs 1 --presets best                       # quick
+    python bench/accuracy.py --peers-python .peers-venv/bin/python         # + fastai, Surprise SVD/SVD++
+    python bench/accuracy.py --tune [--json]                               # how "best" was chosen
+
+Splits: GroupLens's u1.base/u1.test, and the chapter's random 20% holdout of u.data (seed 42).
+Each preset (``collabkit.train.presets``) is trained ``--runs`` times (seeds 42, 43, ...), each
+run in a fresh child process so its peak RSS is its own; the table shows medians of test RMSE,
+MAE, fit seconds and peak RSS. With ``--peers-python`` (a venv with fastai and scikit-surprise,
+never a collabkit dependency) ``bench/peers.py`` trains fastai's chapter recipe (bs 64) and
+Surprise's SVD and SVD++ (defaults) on the very same split files in the same run.
+
+``--tune`` never reads a test file: it carves a validation split (10%, seed 7) out of each
+training part, fits every candidate member of TUNE_GRID on the rest, and reports validation
+RMSE for each candidate and each weighted pair (a Bayesian MF with an AutoRec). The "best" preset
+is the pair that did best on both validation splits, written as fixed numbers in presets.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+SPLITS = ("u1", "random")
+PEERS = {
+    "fastai": "fastai collab_learner (chapter recipe, bs 64)",
+    "svd": "Surprise SVD (defaults)",
+    "svdpp": "Surprise SVD++ (defaults)",
+}
+TUNE_GRID = {
+    "bpmf": [
+        {"n_factors": 10, "samples": 130, "burn_in": 20},
+        {"n_factors": 20, "samples": 130, "burn_in": 20},
+        {"n_factors": 10, "samples": 230, "burn_in": 20},
+        {"n_factors": 5, "samples": 130, "burn_in": 20},
+    ],
+    "autorec": [
+        {"n_factors": 500, "reg": 60.0, "epochs": 220, "lr": 4e-3},
+        {"n_factors": 500, "reg": 40.0, "epochs": 220, "lr": 4e-3},
+        {"n_factors": 500, "reg": 100.0, "epochs": 220, "lr": 4e-3},
+        {"n_factors": 300, "reg": 60.0, "epochs": 220, "lr": 4e-3},
+        {"n_factors": 500, "reg": 60.0, "epochs": 300, "lr": 4e-3},
+        {"n_factors": 500, "reg": 40.0, "epochs": 300, "lr": 4e-3},
+        {"n_factors": 500, "reg": 60.0, "epochs": 400, "lr": 4e-3},
+        {"n_factors": 700, "reg": 60.0, "epochs": 300, "lr": 4e-3},
+    ],
+}
+TUNE_WEIGHTS = (0.3, 0.4, 0.5, 0.6, 0.7)  # weight of the Bayesian MF in a pair
+
+
+def load_split(split: str, data_dir: str):
+    """(train, test) Ratings of a benchmark split."""
+    import collabkit as ck
+
+    if split == "u1":
+        return ck.canonical_split("u1", data_dir=data_dir)
+    return ck.random_split(ck.load_movielens("100k", data_dir=data_dir), 0.2, seed=42)
+
+
+def one_run(spec: dict) -> dict:
+    """Train one preset on one split in this process and report its test metrics (a child)."""
+    import torch
+
+    import collabkit as ck
+    from collabkit.train.presets import fit_preset
+
+    torch.set_num_threads(spec["threads"])
+    train, test = load_split(spec["split"], spec["data_dir"])
+    t0 = time.perf_counter()
+    model, _ = fit_preset(spec["preset"], train, seed=spec["seed"])
+    fit = time.perf_counter() - t0
+    metrics = ck.evaluate_ratings(model, test)
+    return {
+        "rmse": metrics["rmse"],
+        "mae": metrics["mae"],
+        "fit_seconds": fit,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "n_train": len(train),
+        "n_test": len(test),
+    }
+
+
+def run_child(spec: dict) -> dict:
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if out.returncode:
+        raise RuntimeError(f"benchmark child failed for {spec}:\n{out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def peer_run(peers_python: str, which: str, train_csv: str, test_csv: str) -> dict:
+    """One peer fit (bench/peers.py in the peers venv) on the given split files."""
+    cmd = [
+        peers_python,
+        str(HERE / "peers.py"),
+        "--train",
+        train_csv,
+        "--test",
+        test_csv,
+        "--which",
+        which,
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if out.returncode:
+        raise RuntimeError(f"peer {which} failed:\n{out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def median_of(runs: list[dict]) -> dict:
+    keys = [k for k, v in runs[0].items() if isinstance(v, (int, float))]
+    return {k: statistics.median(r[k] for r in runs) for k in keys}
+
+
+def benchmark(args: argparse.Namespace) -> dict:
+    rows = []
+    for split in SPLITS:
+        for preset in args.presets.split(","):
+            runs = [
+                run_child(
+                    {
+                        "split": split,
+                        "data_dir": args.data_dir,
+                        "preset": preset,
+                        "seed": 42 + k,
+                        "threads": args.threads,
+                    }
+                )
+                for k in range(args.runs)
+            ]
+            rows.append(
+                {
+                    "run": f"collabkit --preset {preset}",
+                    "split": split,
+                    **median_of(runs),
+                    "rmse_runs": [r["rmse"] for r in runs],
+                }
+            )
+            log(args, rows[-1])
+        if args.peers_python:
+            with tempfile.TemporaryDirectory() as tmp:
+                train, test = load_split(split, args.data_dir)
+                cols = ["user", "item", "rating"]
+                train.frame[cols].to_csv(f"{tmp}/train.csv", index=False)
+                test.frame[cols].to_csv(f"{tmp}/test.csv", index=False)
+                for which in args.peers.split(","):
+                    runs = [
+                        peer_run(args.peers_python, which, f"{tmp}/train.csv", f"{tmp}/test.csv")
+                        for _ in range(args.runs)
+                    ]
+                    rows.append(
+                        {
+                            "run": PEERS[which],
+                            "split": split,
+                            **median_of(runs),
+                            "rmse_runs": [r["rmse"] for r in runs],
+                        }
+                    )
+                    log(args, rows[-1])
+    return {"runs": rows, **summarise(rows), "n_runs": args.runs}
+
+
+def summarise(rows: list[dict]) -> dict:
+    """The issue's acceptance figures, when the rows needed are there."""
+
+    def find(split: str, run: str) -> dict | None:
+        return next((r for r in rows if r["split"] == split and r["run"] == run), None)
+
+    out: dict = {}
+    best_u1, best_rnd = (
+        find("u1", "collabkit --preset best"),
+        find("random", "collabkit --preset best"),
+    )
+    if best_u1:
+        out["best_u1_rmse"], out["best_u1_fit_seconds"] = best_u1["rmse"], best_u1["fit_seconds"]
+        out["accept_u1_rmse_le_0.900"] = best_u1["rmse"] <= 0.900
+        out["accept_fit_under_60s"] = best_u1["fit_seconds"] < 60
+    if best_rnd:
+        out["best_random_rmse"] = best_rnd["rmse"]
+        svdpp = find("random", PEERS["svdpp"])
+        if svdpp:
+            out["svdpp_random_rmse"] = svdpp["rmse"]
+            out["accept_beats_svdpp_random"] = best_rnd["rmse"] < svdpp["rmse"]
+    return out
+
+
+# --- tuning (validation only) -----------------------------------------------------------------
+def tune(args: argparse.Namespace) -> dict:
+    """Validation RMSE of every TUNE_GRID candidate and of every (bpmf, autorec) weighted pair."""
+    import torch
+
+    import collabkit as ck
+    from collabkit.train.presets import Member, Preset, fit_preset
+
+    torch.set_num_threads(args.threads)
+    rows, preds, truth = [], {}, {}
+    for split in SPLITS:
+        train, _ = load_split(split, args.data_dir)  # the test part is never used here
+        fit_part, valid = ck.random_split(train, 0.1, seed=7)
+        truth[split] = valid.frame["rating"].to_numpy(np.float64)
+        for kind, configs in TUNE_GRID.items():
+            for c, config in enumerate(configs):
+                t0 = time.perf_counter()
+                model, _ = fit_preset(Preset(kind, (Member(kind, config),)), fit_part, seed=42)
+                p = model.predict(valid.frame["user"], valid.frame["item"]).astype(np.float64)
+                preds[split, kind, c] = p
+                rows.append(
+                    {
+                        "split": split,
+                        "candidate": f"{kind}#{c}",
+                        "config": config,
+                        "valid_rmse": _rmse(p, truth[split]),
+                        "fit_seconds": time.perf_counter() - t0,
+                    }
+                )
+                log(
+                    args,
+                    {
+                        "run": rows[-1]["candidate"],
+                        "split": split,
+                        "fit_seconds": rows[-1]["fit_seconds"],
+                        "rmse": rows[-1]["valid_rmse"],
+                    },
+                )
+    pairs = []
+    for b in range(len(TUNE_GRID["bpmf"])):
+        for a in range(len(TUNE_GRID["autorec"])):
+            for w in TUNE_WEIGHTS:
+                score = {
+                    s: _rmse(w * preds[s, "bpmf", b] + (1 - w) * preds[s, "autorec", a], truth[s])
+                    for s in SPLITS
+                }
+                pairs.append(
+                    {
+                        "bpmf": b,
+                        "autorec": a,
+                        "bpmf_weight": w,
+                        **{f"valid_rmse_{s}": v for s, v in score.items()},
+                        "mean_valid_rmse": float(np.mean(list(score.values()))),
+                    }
+                )
+    pairs.sort(key=lambda r: r["mean_valid_rmse"])
+    return {"candidates": rows, "pairs": pairs[:10]}
+
+
+def _rmse(p: np.ndarray, y: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((p - y) ** 2)))
+
+
+# --- output -------------------------------------------------------------------------------------
+def log(args: argparse.Namespace, row: dict) -> None:
+    if not args.json:
+        print(
+            f"  done: {row['run']} [{row['split']}] rmse {row['rmse']:.4f} fit {row['fit_seconds']:.1f}s",
+            file=sys.stderr,
+        )
+
+
+def show(result: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="collabkit accuracy on MovieLens 100k (test split; medians)")
+    for col in ("run", "split", "rmse", "mae", "fit s", "peak RSS MB"):
+        table.add_column(col, justify="left" if col in ("run", "split") else "right")
+    for r in result["runs"]:
+        table.add_row(
+            r["run"],
+            r["split"],
+            f"{r['rmse']:.4f}",
+            f"{r['mae']:.4f}",
+            f"{r['fit_seconds']:.1f}",
+            f"{r.get('peak_rss_mb', 0):.0f}",
+        )
+    Console().print(table)
+    print(
+        " ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+            for k, v in result.items()
+            if k not in ("runs",)
+        )
+    )
+
+
+def show_tune(result: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="candidates (validation carved from the training part)")
+    for col in ("split", "candidate", "config", "valid rmse", "fit s"):
+        table.add_column(col)
+    for r in result["candidates"]:
+        table.add_row(
+            r["split"],
+            r["candidate"],
+            json.dumps(r["config"]),
+            f"{r['valid_rmse']:.4f}",
+            f"{r['fit_seconds']:.1f}",
+        )
+    pairs = Table(title="best (bpmf, autorec) pairs by mean validation RMSE")
+    for col in ("bpmf", "autorec", "bpmf weight", *(f"valid {s}" for s in SPLITS), "mean"):
+        pairs.add_column(col)
+    for r in result["pairs"]:
+        pairs.add_row(
+            f"#{r['bpmf']}",
+            f"#{r['autorec']}",
+            f"{r['bpmf_weight']:.1f}",
+            *(f"{r[f'valid_rmse_{s}']:.4f}" for s in SPLITS),
+            f"{r['mean_valid_rmse']:.4f}",
+        )
+    Console().print(table, pairs)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument(
+        "--data-dir", default=os.environ.get("COLLABKIT_DATA", "../shared/data/ml-100k")
+    )
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument(
+        "--presets", default="chapter,bpmf,autorec,best", help="comma-separated preset names"
+    )
+    ap.add_argument("--peers-python", help="python of a venv with fastai and scikit-surprise")
+    ap.add_argument("--peers", default=",".join(PEERS), help="comma-separated: fastai, svd, svdpp")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads per run")
+    ap.add_argument(
+        "--tune", action="store_true", help="validation-only search behind the best preset"
+    )
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        print(json.dumps(one_run(json.loads(args.child))))
+        return
+    result = tune(args) if args.tune else benchmark(args)
+    if args.json:
+        print(json.dumps(result))
+    elif args.tune:
+        show_tune(result)
+    else:
+        show(result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,345 @@
+"""One folder a person can open: what a trained model learned and how well it does.
+
+``write_report(model_dir, out, train, test)`` writes a self-contained page (inline SVG, CSS and
+JS; no network) with one section per question, the map as its own files, and every number as
+JSON::
+
+    out/index.html  out/item_map.png  out/item_map.html  out/report.json
+
+    model     what was trained, on what                       (config.json)
+    training  train/valid loss per epoch                      (the history `train --out` saves)
+    biases    top and bottom items by bias; does bias rank items like their mean rating?
+    pca       the item map on two principal components; what each axis means
+    similar   nearest items by factor cosine, for the most-rated items
+    compare   this model against the baselines on the same split (rmse, mae, ranking @k)
+
+A section that doesn't apply (a mean model has no biases, no test set...) says why instead of
+disappearing, so every report has the same sections.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from collabkit.checkpoint import load_items, load_model, read_config
+from collabkit.data.interactions import Ratings
+from collabkit.evaluate.compare import BASELINES, compare, evaluate_model
+from collabkit.evaluate.ranking import RELEVANT_THRESHOLD
+from collabkit.interpret.biases import bias_table, bias_vs_mean
+from collabkit.interpret.pca import html_page, item_pca, map_svg, save_html, save_png
+from collabkit.interpret.similar import similar_items
+from collabkit.models.base import CollabModel
+
+SECTIONS = {  # anchor -> heading, in page order
+    "model": "The model",
+    "training": "Training curves",
+    "biases": "Item biases",
+    "pca": "Map of the item factors",
+    "similar": "Similar items",
+    "compare": "Comparison with baselines",
+}
+
+
+@dataclass
+class Inputs:
+    """What every section may read: the saved model and the data it was trained and tested on."""
+
+    model: CollabModel
+    config: dict[str, Any]  # config.json: kind, config, train recipe, history
+    items: pd.DataFrame | None  # titles, genres
+    train: Ratings
+    test: Ratings | None
+    out: Path
+
+
+def write_report(
+    model_dir: str | Path,
+    out: str | Path,
+    train: Ratings,
+    test: Ratings | None = None,
+    baselines: Sequence[str] = BASELINES,
+    k: int = 10,
+    relevant_threshold: float | None = RELEVANT_THRESHOLD,
+    n_top: int = 5,
+    n_map: int = 50,
+    components: tuple[int, int] = (1, 2),
+    examples: Sequence[object] | None = None,
+    min_ratings: int = 20,
+) -> dict[str, Any]:
+    """Write the report of the model saved in ``model_dir`` into folder ``out``; returns its data.
+
+    ``train`` is the data the model was trained on (rating counts, means, baselines), ``test``
+    its held-out part (the comparison; None skips it). ``examples`` (ids or titles) are the items
+    of the similar-items section, by default the 4 most-rated. Neighbours and the bias-vs-mean
+    comparison only count items with >= ``min_ratings`` training ratings.
+    """
+    model_dir, out = Path(model_dir), Path(out)
+    items = load_items(model_dir)
+    inputs = Inputs(
+        load_model(model_dir), read_config(model_dir),
+        items if items is not None else train.items, train, test, out,
+    )  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    builders = {
+        "model": lambda: _model(inputs),
+        "training": lambda: _training(inputs),
+        "biases": lambda: _biases(inputs, n_top, min_ratings),
+        "pca": lambda: _pca(inputs, n_map, components),
+        "similar": lambda: _similar(inputs, examples, n_top, min_ratings),
+        "compare": lambda: _compare(inputs, baselines, k, relevant_threshold),
+    }
+    data: dict[str, Any] = {}
+    body = []
+    for anchor, build in builders.items():
+        try:
+            inner, data[anchor] = build()
+        except NotApplicable as e:
+            inner, data[anchor] = _note(str(e)), None
+        body.append(
+            f"<section id='{anchor}'><h2>{html.escape(SECTIONS[anchor])}</h2>\n{inner}\n</section>"
+        )
+    nav = " &middot; ".join(f"<a href='#{a}'>{html.escape(t)}</a>" for a, t in SECTIONS.items())
+    title = f"collabkit report: {inputs.model.kind} on {train.name}"
+    page = html_page(title, f"<nav><p>{nav}</p></nav>\n" + "\n".join(body))
+    (out / "index.html").write_text(page, encoding="utf-8")
+    data = jsonable(data)
+    (out / "report.json").write_text(json.dumps(data, indent=1), encoding="utf-8")
+    files = sorted(p.name for p in out.iterdir())
+    return {"out": str(out), "index": str(out / "index.html"), "files": files, **data}
+
+
+class NotApplicable(Exception):
+    """A section that can't be drawn for this model or data; its message is shown instead."""
+
+
+# --- the sections: each returns (inner HTML, its data) ------------------------------------------
+
+
+def _model(inputs: Inputs) -> tuple[str, dict]:
+    m = inputs.model
+    facts = {
+        "kind": m.kind,
+        "config": m.config.to_json(),
+        "train": inputs.config.get("train", {}),
+        "n_users": len(m.users),
+        "n_items": len(m.items),
+        "data": inputs.train.name,
+    }
+    shown = pd.DataFrame({"": list(facts), "value": [_text(v) for v in facts.values()]})
+    return _table(shown), facts
+
+
+def _training(inputs: Inputs) -> tuple[str, list]:
+    history = pd.DataFrame(inputs.config.get("history", []))
+    if history.empty or "train_loss" not in history.columns:
+        raise NotApplicable(
+            "No training history was saved with this model (`collabkit train --out` saves one)."
+        )
+    inner = (
+        "<p>Mean squared error per epoch: the training loss should fall; the validation loss "
+        "should fall too (rising again would mean over-fitting).</p>"
+        + curves_svg(history)
+        + _table(history)
+    )
+    return inner, history.to_dict(orient="records")
+
+
+def _biases(inputs: Inputs, n_top: int, min_ratings: int) -> tuple[str, dict]:
+    try:
+        table = bias_table(inputs.model, "item", inputs.train, inputs.items)
+        agree = bias_vs_mean(table, min_ratings, n=10)
+    except ValueError as e:
+        raise NotApplicable(str(e)) from None
+    show = [c for c in ("title", "item", "bias", "n_ratings", "mean_rating") if c in table.columns]
+    top, bottom = table.head(n_top)[show], table.tail(n_top)[::-1][show]
+    inner = (
+        "<p>An item's bias is its appeal once taste is accounted for: a low bias means even "
+        "people whose taste fits the item tend not to like it.</p>"
+        + _table(top, f"Top {n_top} items by bias")
+        + _table(bottom, f"Bottom {n_top} items by bias")
+        + "<p>Does ranking by bias agree with ranking by mean rating? Spearman rank correlation "
+        f"<b>{agree.spearman:.3f}</b> over the {agree.n_items} items with at least {min_ratings} "
+        "ratings. The largest disagreements (rank_gap &gt; 0: the model ranks the item higher "
+        "than its mean rating does):</p>"
+        + _table(agree.disagreements[[*show, "bias_rank", "mean_rank", "rank_gap"]])
+    )
+    data = {
+        "top": top.to_dict(orient="records"),
+        "bottom": bottom.to_dict(orient="records"),
+        "bias_vs_mean": agree.to_json(),
+    }
+    return inner, data
+
+
+def _pca(inputs: Inputs, n_map: int, components: tuple[int, int]) -> tuple[str, dict]:
+    x, y = components
+    try:
+        pca = item_pca(inputs.model, max(3, x, y), inputs.train, inputs.items)
+    except ValueError as e:
+        raise NotApplicable(str(e)) from None
+    save_png(pca, inputs.out / "item_map.png", n_map, x, y)
+    save_html(pca, inputs.out / "item_map.html", n_map, x, y)
+    ev = pca.explained_variance_ratio
+    ends = "".join(
+        f"<li>PC{j + 1} ({ev[j]:.1%}): {_text(pca.extremes(j + 1)['low'])} &mdash; at the other "
+        f"end {_text(pca.extremes(j + 1)['high'])}</li>"
+        for j in range(len(ev))
+    )
+    inner = (
+        f"<p>PCA of the factors of the {len(pca.coords)} most-rated items; the map shows the "
+        f"{min(n_map, len(pca.coords))} most-rated. Hover a point for details. Also as "
+        "<a href='item_map.png'>PNG</a> and as <a href='item_map.html'>a page of its own</a>.</p>"
+        + map_svg(pca, n_map, x, y)
+        + f"<p>What each axis separates, by the items at its two ends:</p><ul>{ends}</ul>"
+    )
+    return inner, pca.to_json()
+
+
+def _similar(
+    inputs: Inputs, examples: Sequence[object] | None, n_top: int, min_ratings: int
+) -> tuple[str, dict]:
+    counts = inputs.train.frame["item"].value_counts()
+    if examples is None:
+        examples = [i for i in counts.index if i in inputs.model.items][:4]
+    rated = counts.index[counts >= min_ratings]
+    try:
+        found = {q: similar_items(inputs.model, q, n_top, inputs.items, rated) for q in examples}
+    except (ValueError, KeyError) as e:
+        raise NotApplicable(str(e)) from None
+    names = dict(zip(examples, _titles(list(examples), inputs.items)))
+    inner = (
+        "<p>Nearest items by cosine similarity of their factors, among the items with at least "
+        f"{min_ratings} ratings (rarely-rated items have short, noisy factor vectors).</p>"
+    )
+    for q, table in found.items():
+        shown = [c for c in ("title", "item", "similarity") if c in table.columns]
+        inner += _table(table[shown], f"Like {names[q]}")
+    return inner, {str(q): t.to_dict(orient="records") for q, t in found.items()}
+
+
+def _compare(
+    inputs: Inputs, baselines: Sequence[str], k: int, relevant_threshold: float | None
+) -> tuple[str, list]:
+    train, test = inputs.train, inputs.test
+    if test is None or len(test) == 0:
+        raise NotApplicable("No test set: nothing to compare on.")
+    this = {
+        "model": f"{inputs.model.kind} (this model)",
+        **evaluate_model(inputs.model, train, test, k, relevant_threshold),
+        "fit_seconds": sum(row.get("time", np.nan) for row in inputs.config.get("history", [])),
+    }
+    recipe = inputs.config.get("train", {})  # the baselines get the model's own recipe
+    epochs, lr, wd = recipe.get("epochs", 5), recipe.get("lr", 5e-3), recipe.get("wd", 0.1)
+    rows = [pd.DataFrame([this])]
+    if baselines:
+        rows.append(compare(baselines, train, test, k, relevant_threshold, epochs, lr, wd))
+    table = pd.concat(rows, ignore_index=True)
+    relevant = (
+        "every held-out item"
+        if relevant_threshold is None
+        else (f"held-out items rated &ge; {relevant_threshold:g}")
+    )
+    inner = (
+        f"<p>Trained on {html.escape(train.name)}, scored on {html.escape(test.name)}. Ranking "
+        f"metrics score each user's top {k} among the items they did not rate in training "
+        f"against the relevant ones: {relevant}.</p>" + _table(table)
+    )
+    return inner, table.to_dict(orient="records")
+
+
+# --- drawing -----------------------------------------------------------------------------------
+
+
+def curves_svg(history: pd.DataFrame, width: int = 560, height: int = 260) -> str:
+    """Line chart of train_loss (and valid_loss) per epoch as inline SVG."""
+    cols = [c for c in ("train_loss", "valid_loss") if c in history.columns]
+    values = history[cols].to_numpy(dtype=float)
+    lo, hi = float(np.nanmin(values)), float(np.nanmax(values))
+    hi = hi if hi > lo else lo + 1.0
+    pad, top = 45, 22  # left/bottom margin, top margin
+    px = pad + np.arange(len(history)) / max(len(history) - 1, 1) * (width - 2 * pad)
+    colours = {"train_loss": "#1f77b4", "valid_loss": "#d62728"}
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="curves" viewBox="0 0 {width} {height}" '
+        + f'width="{width}" height="{height}">',
+        "<style>text{font:11px sans-serif;fill:#333} polyline{fill:none;stroke-width:2}</style>",
+        f'<polyline points="{pad},{top} {pad},{height - pad} {width - pad},{height - pad}" '
+        + 'stroke="#888" style="stroke-width:1"/>',
+        f'<text x="{pad - 4}" y="{top + 4}" text-anchor="end">{hi:.3g}</text>',
+        f'<text x="{pad - 4}" y="{height - pad}" text-anchor="end">{lo:.3g}</text>',
+        f'<text x="{width / 2}" y="{height - 10}" text-anchor="middle">epoch</text>',
+    ]
+    for epoch, xe in zip(history.get("epoch", range(len(history))), px):
+        parts.append(
+            f'<text x="{xe:.1f}" y="{height - pad + 14}" text-anchor="middle">{epoch}</text>'
+        )
+    for j, col in enumerate(cols):
+        py = height - pad - (values[:, j] - lo) / (hi - lo) * (height - pad - top)
+        pts = " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(px, py) if np.isfinite(b))
+        parts.append(f'<polyline points="{pts}" stroke="{colours[col]}"/>')
+        parts.append(
+            f'<text x="{width - pad}" y="{top + 14 * j}" text-anchor="end" '
+            + f'style="fill:{colours[col]}">{col}</text>'
+        )
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
+def _table(frame: pd.DataFrame, caption: str = "") -> str:
+    """A DataFrame as an escaped HTML table; numbers right-aligned, floats to 4 significant digits."""
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
+    rows = []
+    for rec in frame.itertuples(index=False):
+        cells = []
+        for v in rec:
+            if isinstance(v, (float, np.floating)):
+                cells.append(f"<td class='num'>{'' if np.isnan(v) else f'{v:.4g}'}</td>")
+            elif isinstance(v, (int, np.integer)):
+                cells.append(f"<td class='num'>{v}</td>")
+            else:
+                cells.append(f"<td>{html.escape(str(v))}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
+    return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _note(text: str) -> str:
+    return f"<p class='note'><i>{html.escape(text)}</i></p>"
+
+
+def _text(v: Any) -> str:
+    """Escaped display text: lists joined by '; ', dicts as JSON."""
+    if isinstance(v, (list, tuple)):
+        return html.escape("; ".join(map(str, v)))
+    return html.escape(json.dumps(v) if isinstance(v, dict) else str(v))
+
+
+def _titles(ids: list, items: pd.DataFrame | None) -> list[str]:
+    """Titles of ``ids`` (ids or titles themselves); the id when there is none."""
+    if items is None or "title" not in items.columns:
+        return [str(i) for i in ids]
+    t = items["title"].reindex(ids)
+    return [str(x) if isinstance(x, str) else str(i) for x, i in zip(t, ids)]
+
+
+def jsonable(obj: Any) -> Any:
+    """Nested dicts/lists of numpy/pandas values -> plain JSON values; NaN -> null (strict JSON)."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, np.ndarray)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, (np.integer, np.floating, np.bool_)):
+        obj = obj.item()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    if obj is None or isinstance(obj, (str, int, float, bool)):
+        return obj
+    return None if pd.isna(obj) else str(obj)

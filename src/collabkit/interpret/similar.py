@@ -1,0 +1,149 @@
+"""Similar items and users: nearest neighbours by cosine similarity of learned factors.
+
+``factors`` reads the latent factors of any model from its representation (``item_repr`` /
+``user_repr`` of every index), dropping the bias column of the dot-bias family, so the same code
+serves DotProduct, DotProductBias, EmbeddingNN, the hybrid and the implicit rankers. Models with
+no factors (mean, bias, most-popular) are refused with a clear error.
+
+Titles are looked up exactly (ignoring case and spacing); a title that is not found raises
+``TitleNotFoundError`` carrying the nearest titles (difflib), so a typo gets suggestions.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+
+from collabkit.data.vocab import UnknownIdError
+from collabkit.models.base import CollabModel
+from collabkit.models.dot import DotProductBias
+
+SIDES = ("item", "user")
+
+
+class TitleNotFoundError(UnknownIdError):
+    """No item has this title (or id); ``suggestions`` holds the closest titles."""
+
+    def __init__(self, message: str, suggestions: list[str]) -> None:
+        super().__init__(message)
+        self.suggestions = suggestions
+
+
+@torch.no_grad()
+def factors(model: CollabModel, side: str = "item") -> Tensor:
+    """(n, F) latent factors of every item (or user): its representation minus any bias column.
+
+    Raises ValueError for models with fewer than two factors (nothing to compare directions of).
+    """
+    check_side(side)
+    n = len(model.items if side == "item" else model.users)
+    was = model.training
+    model.eval()
+    rep = (model.item_repr if side == "item" else model.user_repr)(torch.arange(n)).float()
+    model.train(was)
+    if isinstance(model, DotProductBias):  # repr = [factors, bias]
+        rep = rep[:, :-1]
+    if rep.ndim != 2 or rep.shape[1] < 2:  # mean, bias: no factors; most-popular: a count
+        raise ValueError(
+            f"a {model.kind!r} model has no {side} factors to interpret; "
+            "train one with latent factors (dot, dot-bias, nn, hybrid, ...)"
+        )
+    return rep
+
+
+def find_item(model: CollabModel, query: object, items: pd.DataFrame | None = None) -> object:
+    """The raw id of the item ``query`` names: an id the model knows, or an exact title.
+
+    Titles match ignoring case and spacing; two items with the same title are ambiguous (pass
+    the id). Anything else raises TitleNotFoundError with up to five near titles.
+    """
+    if query in model.items:
+        return model.items.decode(model.items.lookup([query]))[0]
+    if items is None or "title" not in items.columns:
+        raise TitleNotFoundError(f"unknown item id {query!r} (no titles to search)", [])
+    titles = items["title"][items.index.isin(model.items.ids)].dropna().astype(str)
+    key = titles.map(_norm)
+    hits = titles.index[key == _norm(str(query))]
+    if len(hits) == 1:
+        return hits[0]
+    if len(hits) > 1:
+        raise TitleNotFoundError(
+            f"{len(hits)} items are titled {query!r} (ids {', '.join(map(str, hits))}); pass an id",
+            [],
+        )
+    near = suggest(str(query), titles)
+    hint = f"; did you mean: {'; '.join(near)}?" if near else ""
+    raise TitleNotFoundError(f"no item titled {query!r}{hint}", near)
+
+
+def suggest(query: str, titles: pd.Series, n: int = 5) -> list[str]:
+    """Up to ``n`` titles close to ``query``: those containing it first, then difflib's nearest."""
+    q = _norm(query)
+    unique = pd.unique(titles)
+    by_key = {_norm(t): t for t in unique}
+    containing = sorted((k for k in by_key if q and q in k), key=len)
+    close = difflib.get_close_matches(q, list(by_key), n=n, cutoff=0.5)
+    return [by_key[k] for k in dict.fromkeys(containing + close)][:n]
+
+
+def similar_items(
+    model: CollabModel,
+    item: object,
+    k: int = 5,
+    items: pd.DataFrame | None = None,
+    candidates: object | None = None,
+) -> pd.DataFrame:
+    """The ``k`` items whose factors point the most like ``item``'s (id or title).
+
+    cos(i, j) = f_i . f_j / (|f_i| |f_j|). Columns: item, similarity (+ title, genres when
+    ``items`` metadata is given), most similar first; ties go to the lower index. Cosine ignores
+    how long a factor vector is, so rarely-rated items (short, noisy vectors) can come up:
+    ``candidates`` (raw item ids, e.g. those with 20+ ratings) restricts the neighbours.
+    """
+    raw = find_item(model, item, items)
+    allowed = None if candidates is None else model.items.lookup(candidates, strict=False)
+    out = _nearest(model, "item", int(model.items.lookup([raw])[0]), k, allowed)
+    if items is not None:
+        for col in ("title", "genres"):
+            if col in items.columns:
+                out[col] = items[col].reindex(out["item"]).to_numpy()
+    return out
+
+
+def similar_users(model: CollabModel, user: object, k: int = 5) -> pd.DataFrame:
+    """The ``k`` users whose factors are most cosine-similar to ``user``'s (a raw user id)."""
+    idx = int(model.users.lookup([user])[0])  # unknown ids raise UnknownIdError
+    return _nearest(model, "user", idx, k)
+
+
+def _nearest(
+    model: CollabModel, side: str, idx: int, k: int, allowed: np.ndarray | None = None
+) -> pd.DataFrame:
+    """Top-k rows by cosine similarity to row ``idx`` (itself excluded), among ``allowed`` indices."""
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    f = torch.nn.functional.normalize(factors(model, side), dim=1)  # zero rows stay zero
+    sims = (f @ f[idx]).double().numpy()
+    keep = (
+        np.ones(len(sims), dtype=bool)
+        if allowed is None
+        else np.isin(np.arange(len(sims)), allowed)
+    )
+    keep[idx] = False  # not itself
+    order = np.argsort(-np.where(keep, sims, -np.inf), kind="stable")[: int(keep.sum())][:k]
+    vocab = model.items if side == "item" else model.users
+    return pd.DataFrame({side: vocab.decode(order), "similarity": sims[order]})
+
+
+def _norm(title: str) -> str:
+    return re.sub(r"\s+", " ", title).strip().casefold()
+
+
+def check_side(side: str) -> None:
+    if side not in SIDES:
+        raise ValueError(f"side must be one of {SIDES}, not {side!r}")

@@ -1,0 +1,183 @@
+"""Bayesian probabilistic matrix factorisation (Salakhutdinov & Mnih 2008), with biases, by Gibbs sampling.
+
+    r_ui ~ N(mu + b_u + c_i + p_u . v_i, 1 / alpha)
+    [p_u, b_u] ~ N(m_U, L_U^-1),  [v_i, c_i] ~ N(m_V, L_V^-1),  (m, L) ~ Normal-Wishart(0, 2, I, d)
+    alpha ~ Gamma(1, 1)
+
+Each Gibbs sweep draws the hyper-parameters, then every user's [p_u, b_u] from its Gaussian
+conditional (one batched Cholesky), then every item's, then alpha. The prediction is the
+posterior mean, the average over the kept samples s of mu + b_u^s + c_i^s + p_u^s . v_i^s.
+Averaging over the posterior instead of fitting one point estimate is what makes BPMF hard to
+overfit on small data, with nothing to tune but the width and the number of sweeps.
+
+That average is exactly one dot product: concatenating the S samples' factors, each scaled by
+S^-1/2, gives tables of width n_factors * samples, and the biases average (mu goes into the item
+bias). So the trained model IS a DotProductBias and everything built on it (top-N, biases, fold-in,
+save/load) works unchanged; its predictions are clipped to the rating scale (``clip``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from rich.console import Console
+from torch import Tensor
+
+from collabkit.data.interactions import Ratings
+from collabkit.data.vocab import Vocab
+from collabkit.models.base import CollabModel, ModelConfig
+from collabkit.models.dot import DotProductBias, _table
+from collabkit.train.loop import History, encode
+
+
+@dataclass
+class BayesConfig(ModelConfig):
+    n_factors: int = 10  # width of one posterior sample (the tables hold n_factors * samples)
+    samples: int = 130  # Gibbs sweeps kept and averaged
+    burn_in: int = 20  # sweeps discarded first, while the chain forgets its random start
+    y_range: tuple[float, float] | None = None  # no sigmoid: the model is linear in each side
+    clip: tuple[float, float] | None = None  # predictions clipped here; from_data sets the scale
+
+
+class BayesianMF(DotProductBias):
+    """BPMF by Gibbs sampling (module docstring); ``fit(train)`` samples, there is no gradient training."""
+
+    kind = "bpmf"
+    Config = BayesConfig
+    wants_y_range = False
+
+    def __init__(self, config: BayesConfig, users: Vocab, items: Vocab) -> None:
+        # Not DotProductBias.__init__: the tables are n_factors * samples wide (concatenated samples)
+        CollabModel.__init__(self, config, users, items)
+        width = config.n_factors * config.samples
+        self.user_factors = _table(len(users), width)
+        self.item_factors = _table(len(items), width)
+        self.user_bias = _table(len(users), 1)
+        self.item_bias = _table(len(items), 1)
+        self.requires_grad_(False)  # filled by Gibbs sampling, never by an optimiser
+
+    @classmethod
+    def from_data(cls, ratings: Ratings, **config: Any) -> CollabModel:
+        config.setdefault("clip", tuple(ratings.scale) if ratings.scale else None)
+        return super().from_data(ratings, **config)
+
+    def _squash(self, x: Tensor) -> Tensor:
+        c = self.config.clip
+        return x if c is None else x.clamp(*c)
+
+    @torch.no_grad()
+    def fit(self, train: Ratings, console: Console | None = None) -> History:
+        """Run burn_in + samples Gibbs sweeps on ``train``; the History has one row per sweep."""
+        cfg: BayesConfig = self.config
+        t_start = time.perf_counter()
+        data = encode(self, train)
+        u, i = data.users, data.items
+        r = data.ratings.double()
+        mu = float(r.mean())
+        rng = np.random.default_rng(cfg.seed)
+        gen = torch.Generator().manual_seed(cfg.seed)
+        k, d = cfg.n_factors, cfg.n_factors + 1
+        n_users, n_items = len(self.users), len(self.items)
+        U = torch.randn(n_users, d, generator=gen, dtype=torch.float64) * 0.1  # rows [p_u, b_u]
+        V = torch.randn(n_items, d, generator=gen, dtype=torch.float64) * 0.1  # rows [v_i, c_i]
+        alpha = 2.0
+        sum_u, sum_v = [], []
+        history = History()
+        for sweep in range(cfg.burn_in + cfg.samples):
+            t0 = time.perf_counter()
+            # user side: the target r - mu - c_i is linear in [p_u, b_u] with features [v_i, 1]
+            U = _draw_rows(u, i, r - mu - V[i, k], _with_ones(V, k), U, alpha, rng, gen)
+            V = _draw_rows(i, u, r - mu - U[u, k], _with_ones(U, k), V, alpha, rng, gen)
+            err = r - mu - (U[u, :k] * V[i, :k]).sum(1) - U[u, k] - V[i, k]
+            sse = float(err.pow(2).sum())
+            alpha = float(rng.gamma(1 + len(r) / 2, 1 / (1 + sse / 2)))  # Gamma(shape, scale)
+            if sweep >= cfg.burn_in:
+                sum_u.append(U.float())
+                sum_v.append(V.float())
+            history.rows.append(
+                {"epoch": sweep, "train_loss": sse / len(r), "time": time.perf_counter() - t0}
+            )
+            if console is not None and (sweep + 1) % 25 == 0:
+                console.print(
+                    f"BPMF sweep {sweep + 1}: train mse {sse / len(r):.4f}, alpha {alpha:.3f}"
+                )
+        self._store(torch.stack(sum_u), torch.stack(sum_v), mu)
+        history.fit_seconds = time.perf_counter() - t_start
+        self.eval()
+        return history
+
+    def _store(self, Us: Tensor, Vs: Tensor, mu: float) -> None:
+        """(S, n, k+1) samples -> tables: factors concatenated and scaled by S^-1/2, biases averaged."""
+        S, k = Us.shape[0], self.config.n_factors
+        scale = S**-0.5
+        self.user_factors.weight.copy_(
+            Us[:, :, :k].permute(1, 0, 2).reshape(Us.shape[1], S * k) * scale
+        )
+        self.item_factors.weight.copy_(
+            Vs[:, :, :k].permute(1, 0, 2).reshape(Vs.shape[1], S * k) * scale
+        )
+        self.user_bias.weight.copy_(Us[:, :, k:].mean(0))
+        self.item_bias.weight.copy_(Vs[:, :, k:].mean(0) + mu)
+
+
+def _with_ones(X: Tensor, k: int) -> Tensor:
+    """[x_factors, 1]: the features the other side's bias column multiplies."""
+    return torch.cat([X[:, :k], torch.ones(len(X), 1, dtype=X.dtype)], 1)
+
+
+def _draw_rows(
+    rows: Tensor,
+    cols: Tensor,
+    target: Tensor,
+    feats: Tensor,
+    X: Tensor,
+    alpha: float,
+    rng: np.random.Generator,
+    gen: torch.Generator,
+) -> Tensor:
+    """One Gibbs draw of every row x_n of X given the other side's ``feats``.
+
+    Conditional: precision P_n = L + alpha sum_j f_j f_j^T, mean P_n^-1 (L m + alpha sum_j f_j t_nj)
+    over the ratings (n, j); (m, L) drawn first from their Normal-Wishart posterior given X.
+    """
+    n, d = X.shape
+    m, L = _draw_hyper(X, rng)
+    f = feats[cols]  # (R, d)
+    outer = (f.unsqueeze(2) * f.unsqueeze(1)).reshape(len(f), d * d)
+    P = torch.zeros(n, d * d, dtype=X.dtype).index_add_(0, rows, outer).view(n, d, d) * alpha + L
+    b = (
+        torch.zeros(n, d, dtype=X.dtype).index_add_(0, rows, f * target.unsqueeze(1)) * alpha
+        + L @ m
+    )
+    chol = torch.linalg.cholesky(P)
+    mean = torch.cholesky_solve(b.unsqueeze(2), chol)
+    z = torch.randn(n, d, 1, generator=gen, dtype=X.dtype)
+    # x = mean + chol^-T z has covariance P^-1
+    return (mean + torch.linalg.solve_triangular(chol.transpose(1, 2), z, upper=True)).squeeze(2)
+
+
+def _draw_hyper(X: Tensor, rng: np.random.Generator, beta0: float = 2.0) -> tuple[Tensor, Tensor]:
+    """(m, L) from the Normal-Wishart posterior given rows X, prior mean 0, W0 = I, nu0 = d."""
+    x = X.numpy()
+    n, d = x.shape
+    xbar = x.mean(0)
+    scatter = (x - xbar).T @ (x - xbar)
+    beta, nu = beta0 + n, d + n
+    W = np.linalg.inv(np.eye(d) + scatter + (beta0 * n / beta) * np.outer(xbar, xbar))
+    L = _wishart(nu, (W + W.T) / 2, rng)
+    cov = np.linalg.inv(beta * L)
+    m = rng.multivariate_normal(n * xbar / beta, (cov + cov.T) / 2)
+    return torch.from_numpy(m), torch.from_numpy(L)
+
+
+def _wishart(nu: float, W: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A Wishart(nu, W) draw by the Bartlett decomposition: C A A^T C^T with W = C C^T."""
+    d = len(W)
+    A = np.tril(rng.standard_normal((d, d)), -1)
+    A[np.diag_indices(d)] = np.sqrt(rng.chisquare(nu - np.arange(d)))
+    CA = np.linalg.cholesky(W) @ A
+    return CA @ CA.T

@@ -1,0 +1,101 @@
+"""Ensemble: a fixed weighted average of trained models, saved and loaded as one model.
+
+    score(u, i) = sum_k w_k score_k(u, i)
+
+Models that err differently (a Bayesian factorisation and an autoencoder, say) average to a lower
+error than either. In the contract's terms user_repr/item_repr are the members' representations
+side by side and the head splits them again; the members share the ensemble's vocabularies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from collabkit.data.vocab import Vocab
+from collabkit.models.base import CollabModel, ModelConfig, get_model_class
+
+
+@dataclass
+class EnsembleConfig(ModelConfig):
+    n_factors: int = 0  # not used: each member has its own width
+    members: tuple[dict, ...] = ()  # {"kind": ..., "config": {...}} per member, in order
+    weights: tuple[float, ...] = ()  # w_k, one per member
+
+
+class Ensemble(CollabModel):
+    """Weighted average of member models (module docstring); build one with ``Ensemble.of``."""
+
+    kind = "ensemble"
+    Config = EnsembleConfig
+    wants_y_range = False
+    user_item_tables: ClassVar[dict[str, str]] = {}  # members are trained on their own, never here
+
+    def __init__(
+        self,
+        config: EnsembleConfig,
+        users: Vocab,
+        items: Vocab,
+        members: list[CollabModel] | None = None,
+    ) -> None:
+        super().__init__(config, users, items)
+        if len(config.weights) != len(config.members):
+            raise ValueError(
+                f"ensemble: {len(config.members)} members but {len(config.weights)} weights"
+            )
+        if members is None:  # loading: empty members, the weights come from the saved state
+            members = []
+            for m in config.members:
+                cls = get_model_class(m["kind"])
+                members.append(cls(cls.Config.from_json(m["config"]), users, items))
+        self.members = nn.ModuleList(members)
+        probe = torch.zeros(1, dtype=torch.int64)
+        with torch.no_grad():  # representation widths, to split the concatenation in head()
+            self._widths = [
+                (m.user_repr(probe).shape[1], m.item_repr(probe).shape[1]) for m in members
+            ]
+
+    @classmethod
+    def of(cls, members: list[CollabModel], weights: list[float]) -> Ensemble:
+        """An ensemble of trained ``members`` (same users and items, in the same order)."""
+        first = members[0]
+        for m in members[1:]:
+            if list(m.users.ids) != list(first.users.ids) or list(m.items.ids) != list(
+                first.items.ids
+            ):
+                raise ValueError(
+                    "ensemble members must be built from the same training data (same ids)"
+                )
+        config = EnsembleConfig(
+            members=tuple({"kind": m.kind, "config": m.config.to_json()} for m in members),
+            weights=tuple(float(w) for w in weights),
+            seed=first.config.seed,
+        )
+        model = cls(config, first.users, first.items, members)
+        model.meta = dict(first.meta)
+        return model
+
+    def user_repr(self, u: Tensor) -> Tensor:
+        return torch.cat([m.user_repr(u) for m in self.members], 1)
+
+    def item_repr(self, i: Tensor) -> Tensor:
+        return torch.cat([m.item_repr(i) for m in self.members], 1)
+
+    def head(self, ur: Tensor, ir: Tensor) -> Tensor:
+        out, su, si = 0.0, 0, 0
+        for m, w, (du, di) in zip(self.members, self.config.weights, self._widths):
+            out = out + w * m.head(ur[..., su : su + du], ir[..., si : si + di])
+            su, si = su + du, si + di
+        return out
+
+    def score(self, u: Tensor, i: Tensor) -> Tensor:
+        """Each member's own scoring (and unknown-id fallback), averaged."""
+        return sum(w * m.score(u, i) for m, w in zip(self.members, self.config.weights))
+
+    @torch.no_grad()
+    def score_all_items(self, u: Tensor, batch_users: int = 1024) -> Tensor:
+        """Each member's fast all-items path, averaged."""
+        return sum(w * m.score_all_items(u) for m, w in zip(self.members, self.config.weights))

@@ -1,0 +1,116 @@
+"""The report folder: every section present and filled, parsed back from its HTML."""
+
+from __future__ import annotations
+
+import json
+from html.parser import HTMLParser
+
+import pytest
+from conftest import make_ratings
+
+from collabkit.checkpoint import save_model
+from collabkit.data.split import random_split
+from collabkit.interpret.report import SECTIONS, write_report
+from collabkit.models.dot import DotProductBias, GlobalMean
+from collabkit.train.loop import fit_one_cycle
+
+
+class Sections(HTMLParser):
+    """section id -> its text, tables (as lists of rows) and number of SVG map points."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sections: dict[str, dict] = {}
+        self._current: dict | None = None
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "section":
+            self._current = self.sections.setdefault(
+                a["id"], {"text": "", "tables": [], "points": 0, "svg": 0}
+            )
+        elif self._current is None:
+            return
+        elif tag == "table":
+            self._current["tables"].append([])
+        elif tag == "tr":
+            self._current["tables"][-1].append([])
+        elif tag in ("td", "th"):
+            self._cell = []
+        elif tag == "svg":
+            self._current["svg"] += 1
+        elif tag == "g" and a.get("class") == "pt":
+            self._current["points"] += 1
+
+    def handle_endtag(self, tag):
+        if tag == "section":
+            self._current = None
+        elif tag in ("td", "th") and self._cell is not None and self._current is not None:
+            self._current["tables"][-1][-1].append("".join(self._cell))
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._current is not None:
+            self._current["text"] += data
+            if self._cell is not None:
+                self._cell.append(data)
+
+
+def parse(path) -> dict[str, dict]:
+    parser = Sections()
+    parser.feed(path.read_text())
+    return parser.sections
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    data = make_ratings(n_users=80, n_items=50, density=0.4)
+    train, test = random_split(data, 0.2, seed=3)
+    model = DotProductBias.from_data(train, n_factors=6)
+    history = fit_one_cycle(model, train, test, epochs=4, lr_max=0.05, wd=0.01, progress=False)
+    folder = tmp_path_factory.mktemp("model")
+    recipe = {"lr": 0.05, "wd": 0.01, "epochs": 4, "split": "random", "dataset": "synthetic"}
+    save_model(model, folder, items=data.items, extra={"history": history.rows, "train": recipe})
+    return folder, train, test
+
+
+def test_every_section_is_written_and_filled(trained, tmp_path):
+    folder, train, test = trained
+    result = write_report(
+        folder, tmp_path / "report", train, test, baselines=["mean", "most-popular"], min_ratings=5
+    )
+    assert result["files"] == ["index.html", "item_map.html", "item_map.png", "report.json"]
+    sections = parse(tmp_path / "report" / "index.html")
+    assert list(sections) == list(SECTIONS)
+    assert (
+        sections["training"]["svg"] == 1 and len(sections["training"]["tables"][0]) == 1 + 4
+    )  # header + epochs
+    top, bottom, gaps = sections["biases"]["tables"]
+    assert top[0][:2] == ["title", "item"] and len(top) == len(bottom) == 1 + 5
+    assert "Spearman" in sections["biases"]["text"] and len(gaps) > 1
+    assert sections["pca"]["points"] == 50 and "Movie" in sections["pca"]["text"]
+    assert len(sections["similar"]["tables"]) == 4 and all(
+        len(t) == 1 + 5 for t in sections["similar"]["tables"]
+    )
+    rows = sections["compare"]["tables"][0]
+    assert [r[0] for r in rows] == ["model", "dot-bias (this model)", "mean", "most-popular"]
+    assert rows[0][1:3] == ["rmse", "mae"]
+    data = json.loads((tmp_path / "report" / "report.json").read_text())  # strict JSON: NaN -> null
+    assert set(data) == set(SECTIONS) and data["compare"][2]["rmse"] is None
+
+
+def test_sections_that_do_not_apply_say_why(trained, tmp_path):
+    _, train, _ = trained
+    mean = GlobalMean.from_data(train)
+    save_model(mean, tmp_path / "mean")  # no history, no biases, no factors
+    write_report(tmp_path / "mean", tmp_path / "report", train, None)
+    sections = parse(tmp_path / "report" / "index.html")
+    assert list(sections) == list(SECTIONS)
+    assert "No training history" in sections["training"]["text"]
+    assert "no item biases" in sections["biases"]["text"]
+    assert (
+        "no item factors" in sections["pca"]["text"]
+        and "no item factors" in sections["similar"]["text"]
+    )
+    assert "No test set" in sections["compare"]["text"]

@@ -1,0 +1,59 @@
+"""Bayesian MF: the concatenated tables reproduce the posterior-mean prediction exactly."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from conftest import make_ratings
+
+import collabkit as ck
+from collabkit.checkpoint import load_model, save_model
+from collabkit.models.bayes import BayesianMF, _wishart
+
+
+def test_tables_give_the_average_of_the_samples(tiny):
+    model = BayesianMF.from_data(tiny, n_factors=3, samples=4)
+    gen = torch.Generator().manual_seed(0)
+    Us = torch.randn(4, len(model.users), 4, generator=gen)  # (S, users, [p, b])
+    Vs = torch.randn(4, len(model.items), 4, generator=gen)
+    model._store(Us, Vs, mu=3.5)
+    u, i = torch.tensor([0, 3, 7]), torch.tensor([1, 1, 9])
+    per_sample = 3.5 + (Us[:, u, :3] * Vs[:, i, :3]).sum(-1) + Us[:, u, 3] + Vs[:, i, 3]  # (S, 3)
+    model.config.clip = None
+    torch.testing.assert_close(model.score(u, i), per_sample.mean(0))
+
+
+def test_wishart_draws_have_the_right_mean():
+    rng = np.random.default_rng(0)
+    W = np.array([[2.0, 0.3], [0.3, 0.5]])
+    mean = np.mean([_wishart(5.0, W, rng) for _ in range(4000)], axis=0)
+    np.testing.assert_allclose(mean, 5.0 * W, rtol=0.05, atol=0.05)  # E = nu W
+
+
+def test_learns_clips_and_round_trips(tmp_path):
+    data = make_ratings(seed=4)
+    train, test = ck.random_split(data, 0.2, seed=0)
+    model = BayesianMF.from_data(train, n_factors=3, samples=20, burn_in=10)
+    history = model.fit(train)
+    assert len(history.rows) == 30 and history.fit_seconds > 0
+    mean = ck.GlobalMean.from_data(train)
+    assert ck.evaluate_ratings(model, test)["rmse"] < 0.9 * ck.evaluate_ratings(mean, test)["rmse"]
+    out = model.predict(test.frame["user"], test.frame["item"])
+    assert out.min() >= 1.0 and out.max() <= 5.0
+    save_model(model, tmp_path / "m")
+    again = load_model(tmp_path / "m")
+    np.testing.assert_array_equal(out, again.predict(test.frame["user"], test.frame["item"]))
+
+
+def test_same_seed_same_model(tiny):
+    a, b = (BayesianMF.from_data(tiny, n_factors=2, samples=3, burn_in=2, seed=5) for _ in range(2))
+    a.fit(tiny), b.fit(tiny)
+    assert torch.equal(a.user_factors.weight, b.user_factors.weight)
+
+
+def test_unknown_user_scores_the_item_mean_part(tiny):
+    model = BayesianMF.from_data(tiny, n_factors=2, samples=3, burn_in=2)
+    model.fit(tiny)
+    item = tiny.frame["item"].iloc[0]
+    out = model.predict(["nobody"], [item])
+    assert out[0] == np.clip(model.item_bias.weight[model.items.lookup([item])[0], 0].item(), 1, 5)

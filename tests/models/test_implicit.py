@@ -1,0 +1,253 @@
+"""Implicit models (most-popular, EASE, iALS, BPR): the model contract, their maths, and ML-100k."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import make_ratings
+
+import collabkit as ck
+from collabkit.checkpoint import load_model, save_model
+from collabkit.data.implicit import interactions, to_implicit
+from collabkit.evaluate.ranking import evaluate_ranking
+from collabkit.models.base import get_model_class
+from collabkit.models.implicit import ALS, KINDS, MostPopular, _als_half_step, _als_loss, _sparse
+from collabkit.recommend import recommend, seen_csr, top_n
+from collabkit.train.implicit import train_implicit
+
+FAST = {
+    "als": {"iterations": 5, "n_factors": 8},
+    "bpr": {"epochs": 3, "n_factors": 8},
+    "ease": {"reg": 10.0},
+}
+
+
+@pytest.fixture(scope="module")
+def positives() -> ck.Ratings:
+    return to_implicit(make_ratings(), threshold=4)
+
+
+def fitted(kind: str, data: ck.Ratings, **options) -> ck.CollabModel:
+    return train_implicit(kind, data, **{**FAST.get(kind, {}), **options})[0]
+
+
+def test_every_kind_is_registered():
+    for kind in KINDS:
+        assert get_model_class(kind).kind == kind
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_batch_equals_loop(kind, positives):
+    model = fitted(kind, positives)
+    f = positives.frame.head(15)
+    batch = model.predict(f["user"], f["item"])
+    loop = np.array([model.predict([u], [i])[0] for u, i in zip(f["user"], f["item"])])
+    np.testing.assert_allclose(batch, loop, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_score_all_items_matches_pairwise(kind, positives):
+    model = fitted(kind, positives)
+    u = torch.tensor([0, 3, -1])
+    n = len(model.items)
+    full = model.score_all_items(u)
+    pairs = model.predict_idx(u.repeat_interleave(n), torch.arange(n).repeat(3)).view(3, n)
+    torch.testing.assert_close(full, pairs, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_save_load_round_trip_identical(kind, positives, tmp_path):
+    model = fitted(kind, positives)
+    save_model(model, tmp_path / kind, items=positives.items)
+    again = load_model(tmp_path / kind)
+    f = positives.frame
+    np.testing.assert_array_equal(
+        model.predict(f["user"], f["item"]), again.predict(f["user"], f["item"])
+    )
+    assert again.meta["implicit"] is True and again.config == model.config
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_unknown_ids_use_the_zero_fallback(kind, positives):
+    model = fitted(kind, positives)
+    item = positives.frame["item"].iloc[0]
+    out = model.predict(
+        ["nobody", 10**9, positives.frame["user"].iloc[0]], [item, item, "no-such-item"]
+    )
+    assert np.isfinite(out).all() and out[0] == out[1] and out[2] == 0.0
+
+
+@pytest.mark.parametrize("kind", ["ease", "als", "bpr"])
+def test_checkerboard_oracle(kind):
+    """Two taste groups: user g interacts only with items of parity g; held-out pairs must come first."""
+    u, i = (a.ravel() for a in np.meshgrid(np.arange(40), np.arange(40), indexing="ij"))
+    same = u % 2 == i % 2
+    held = np.random.default_rng(0).random(len(u)) < 0.3
+    frame = pd.DataFrame({"user": u[same & ~held], "item": i[same & ~held], "rating": 1.0})
+    train = ck.Ratings(frame, scale=(0, 1))
+    options = {
+        "als": {"n_factors": 4, "iterations": 10},
+        "bpr": {"n_factors": 4, "epochs": 30},
+    }.get(kind, {})
+    model = train_implicit(kind, train, **options)[0]
+    users = np.arange(len(model.users))
+    recs, _ = top_n(model, users, 3, seen=seen_csr(model, train))
+    raw_users, raw_items = (
+        model.users.decode(users),
+        model.items.decode(recs.ravel()).reshape(recs.shape),
+    )
+    assert ((raw_items % 2) == (raw_users[:, None] % 2)).mean() > 0.95
+
+
+def test_most_popular_ranks_by_count_for_everyone(positives):
+    model = fitted("most-popular", positives)
+    counts = positives.frame["item"].value_counts()
+    scores = model.predict(["nobody"] * len(counts), counts.index)
+    np.testing.assert_array_equal(scores, counts.to_numpy(dtype=np.float32))
+
+
+def test_ease_matches_the_closed_form(positives):
+    """B = I - P diag(1/diag(P)), P = (X^T X + reg I)^-1, and scores = X B (Steck 2019), in numpy."""
+    reg = 7.0
+    model = fitted("ease", positives, reg=reg)
+    X = positives.frame.pivot_table(index="user", columns="item", values="rating", fill_value=0.0)
+    X = X.reindex(index=model.users.ids, columns=model.items.ids, fill_value=0.0).to_numpy(
+        np.float64
+    )
+    P = np.linalg.inv(X.T @ X + reg * np.eye(X.shape[1]))
+    B = np.eye(len(P)) - P / np.diag(P)
+    np.testing.assert_allclose(model.B.numpy(), B, atol=1e-5)
+    assert (np.diag(model.B.numpy()) == 0).all()
+    np.testing.assert_allclose(
+        model.score_all_items(torch.arange(len(X))).numpy(), X @ B, atol=1e-4
+    )
+
+
+def test_ease_fold_in_rebuilds_a_known_users_row(positives):
+    model = fitted("ease", positives)
+    data = interactions(positives, model.users, model.items)
+    row = data.items[data.indptr[2] : data.indptr[3]]
+    torch.testing.assert_close(
+        model.fold_in(torch.from_numpy(row)), model.user_repr(torch.tensor([2]))
+    )
+
+
+def test_als_loss_never_increases(positives):
+    model = ALS.from_data(positives, n_factors=6, reg=0.5, alpha=5.0, seed=1)
+    losses = model.fit(positives, iterations=12).to_frame()["train_loss"].to_numpy()
+    assert len(losses) == 12
+    assert (np.diff(losses) <= 1e-9 * losses[:-1]).all()
+    assert losses[-1] < losses[0]
+
+
+def test_als_half_step_is_the_exact_minimiser(positives):
+    """After solving the users, the gradient of the full iALS loss with respect to X is zero."""
+    model = ALS.from_data(positives, n_factors=5, reg=0.3, alpha=4.0)
+    data = interactions(positives, model.users, model.items)
+    w = data.weights.astype(np.float64)
+    Y = torch.randn(len(model.items), 5, dtype=torch.float64)
+    X = _als_half_step(_sparse(data, 4.0 * w), _sparse(data, 1 + 4.0 * w), Y, 0.3).requires_grad_()
+    conf = torch.from_numpy(1 + 4.0 * w)
+    dense = torch.zeros(len(model.users), len(model.items), dtype=torch.float64)  # the loss, O(U N)
+    dense[data.users, data.items] = 1.0
+    c = torch.ones_like(dense)
+    c[data.users, data.items] = conf
+    brute = (c * (dense - X @ Y.T) ** 2).sum() + 0.3 * (X.pow(2).sum() + Y.pow(2).sum())
+    fast = _als_loss(
+        X.detach(), Y, torch.from_numpy(data.users), torch.from_numpy(data.items), conf, 0.3
+    )
+    assert abs(float(brute.detach()) - fast) < 1e-8 * abs(fast)
+    (grad,) = torch.autograd.grad(brute, X)
+    assert float(grad.abs().max()) < 1e-8
+
+
+def test_als_fold_in_equals_the_batched_user_solve(positives):
+    model = fitted("als", positives)
+    data = interactions(positives, model.users, model.items)
+    cfg = model.config
+    w = data.weights.astype(np.float64)
+    Y = model.item_factors.weight.detach().double()
+    solved = _als_half_step(
+        _sparse(data, cfg.alpha * w), _sparse(data, 1 + cfg.alpha * w), Y, cfg.reg
+    )
+    u = 4
+    row = torch.from_numpy(data.items[data.indptr[u] : data.indptr[u + 1]])
+    torch.testing.assert_close(model.fold_in(row)[0].double(), solved[u], rtol=1e-4, atol=1e-5)
+
+
+def test_bpr_user_bias_stays_zero(positives):
+    model = fitted("bpr", positives)
+    assert float(model.user_bias.weight.detach().abs().max()) == 0.0
+    assert float(model.item_bias.weight.detach().abs().max()) > 0.0
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_recommend_works_and_skips_seen(kind, positives):
+    model = fitted(kind, positives)
+    users = positives.frame["user"].unique()[:3]
+    recs = recommend(model, positives, users=users, n=5)
+    assert len(recs) == 15 and set(recs["user"]) == set(users)
+    seen = set(zip(positives.frame["user"], positives.frame["item"]))
+    assert not any((u, i) in seen for u, i in zip(recs["user"], recs["item"]))
+
+
+def test_implicit_models_reject_explicit_ratings_of_zero():
+    data = ck.Ratings(pd.DataFrame({"user": [1, 2], "item": [1, 1], "rating": [1.0, 0.0]}))
+    with pytest.raises(ValueError, match="positive weight.*to_implicit"):
+        train_implicit("als", data)
+    with pytest.raises(ValueError, match="not an implicit model"):
+        train_implicit("dot", data)
+    with pytest.raises(ValueError, match="unknown option.*'learning_rate'"):
+        train_implicit("ease", data, learning_rate=1.0)
+
+
+def test_popularity_count_weights_are_used():
+    f = pd.DataFrame({"user": [1, 1, 1, 2, 3], "item": [10, 10, 10, 11, 11], "rating": 1.0})
+    data = to_implicit(ck.Ratings(f), threshold=None, weight="count")
+    model = fitted("most-popular", data)
+    assert isinstance(model, MostPopular)
+    np.testing.assert_array_equal(model.popularity.numpy(), [3.0, 2.0])
+
+
+@pytest.mark.slow
+def test_ml100k_acceptance(data_root):
+    """ML-100k, rating >= 4, 20% per-user holdout: everyone beats most-popular; best learned ~ EASE."""
+    data = to_implicit(ck.load_movielens("100k", data_dir=data_root, progress=False), threshold=4)
+    train, test = ck.user_split(data, 0.2, seed=42)
+    ndcg = {
+        kind: evaluate_ranking(train_implicit(kind, train)[0], train, test, 10, None)["ndcg@10"]
+        for kind in KINDS
+    }
+    for kind in ("ease", "als", "bpr"):
+        assert ndcg[kind] > 1.5 * ndcg["most-popular"], ndcg
+    assert max(ndcg["als"], ndcg["bpr"]) >= 0.95 * ndcg["ease"], ndcg
+
+
+def test_bpr_fold_in_ranks_a_users_own_items_like_training_does(positives):
+    """Folding a known user back in from their items reproduces a good ranking (AUC on them)."""
+    model = fitted("bpr", positives, epochs=20)
+    data = interactions(positives, model.users, model.items)
+    for u in (1, 5, 9):
+        row = torch.from_numpy(data.items[data.indptr[u] : data.indptr[u + 1]])
+        x = model.fold_in(row)
+        assert x.shape == (1, model.user_repr(torch.tensor([u])).shape[1]) and x[0, -1] == 0
+        scores = model.head(x.expand(len(model.items), -1), model.item_repr(torch.arange(len(model.items))))
+        own = torch.zeros(len(model.items), dtype=torch.bool)
+        own[row] = True
+        auc = (scores[own].unsqueeze(1) > scores[~own].unsqueeze(0)).float().mean()
+        assert auc > 0.8  # random would be 0.5
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_new_user_recommendations_from_their_items(kind, positives):
+    """recommend_new_users works on every implicit model and never returns an answered item."""
+    from collabkit.recommend import recommend_new_users
+
+    model = fitted(kind, positives)
+    answers = {101: 1.0, 105: 1.0, 110: 1.0}
+    recs = recommend_new_users(model, answers, n=5)
+    assert len(recs) == 5 and not set(recs["item"]) & set(answers)
+    again = recommend_new_users(model, answers, n=5)
+    assert list(recs["item"]) == list(again["item"])
