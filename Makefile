@@ -20,9 +20,12 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(BIN)/collabkit train --dataset ml-100k $(DATA_OPT) --split u1 --model dot-bias \
 		--epochs 5 --lr 5e-3 --wd 0.1 --out model/
-	$(BIN)/collabkit predict model/ 1 1
+	$(BIN)/collabkit biases model/ $(DATA_OPT) --top 5
+	$(BIN)/collabkit similar model/ "Silence of the Lambs, The (1991)" -k 5 $(DATA_OPT)
+	$(BIN)/collabkit recommend model/ 42 -n 5 $(DATA_OPT)
 
 test: install
+	$(BIN)/ruff check src tests bench
 	COLLABKIT_TEST_DATA=$(DATA) $(BIN)/python -m pytest -q
 
 lint: install

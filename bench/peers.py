@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 
-def fastai(train: pd.DataFrame, test: pd.DataFrame) -> tuple[np.ndarray, float]:
+def fastai(train: pd.DataFrame, test: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, float]:
     """The chapter's recipe: collab_learner(n_factors=50, y_range=(0, 5.5)), fit_one_cycle(5, 5e-3, wd=0.1), bs 64."""
     import torch
     from fastai.collab import CollabDataLoaders, collab_learner
@@ -31,12 +31,12 @@ def fastai(train: pd.DataFrame, test: pd.DataFrame) -> tuple[np.ndarray, float]:
     with learn.no_bar(), learn.no_logging():
         learn.fit_one_cycle(5, 5e-3, wd=0.1)
     fit = time.perf_counter() - t0
-    preds, _ = learn.get_preds(dl=dls.valid)
-    # dls.valid holds exactly the test rows (in order, as the valid split keeps row order)
-    return preds.reshape(-1).numpy(), fit
+    # dls.valid holds exactly the test rows, but not in the file's order: score against its targets
+    preds, targets = learn.get_preds(dl=dls.valid)
+    return preds.reshape(-1).numpy(), targets.reshape(-1).numpy(), fit
 
 
-def surprise(train: pd.DataFrame, test: pd.DataFrame, which: str) -> tuple[np.ndarray, float]:
+def surprise(train: pd.DataFrame, test: pd.DataFrame, which: str) -> tuple[np.ndarray, np.ndarray, float]:
     from surprise import SVD, Dataset, Reader, SVDpp
 
     data = Dataset.load_from_df(train[["user", "item", "rating"]], Reader(rating_scale=(1, 5)))
@@ -44,7 +44,8 @@ def surprise(train: pd.DataFrame, test: pd.DataFrame, which: str) -> tuple[np.nd
     t0 = time.perf_counter()
     algo.fit(data.build_full_trainset())
     fit = time.perf_counter() - t0
-    return np.array([algo.predict(u, i).est for u, i in zip(test.user, test.item)]), fit
+    pred = np.array([algo.predict(u, i).est for u, i in zip(test.user, test.item)])
+    return pred, test.rating.to_numpy(), fit
 
 
 def main() -> None:
@@ -54,8 +55,8 @@ def main() -> None:
     ap.add_argument("--which", choices=["fastai", "svd", "svdpp"], required=True)
     a = ap.parse_args()
     train, test = pd.read_csv(a.train), pd.read_csv(a.test)
-    pred, fit = fastai(train, test) if a.which == "fastai" else surprise(train, test, a.which)
-    err = pred - test.rating.to_numpy()
+    pred, truth, fit = fastai(train, test) if a.which == "fastai" else surprise(train, test, a.which)
+    err = pred - truth
     print(json.dumps({
         "rmse": float(np.sqrt(np.mean(err**2))), "mae": float(np.mean(np.abs(err))), "fit_seconds": fit,
         "ratings_per_second": len(train) * (5 if a.which == "fastai" else 20) / fit,

@@ -61,7 +61,6 @@ def one_run(spec: dict) -> dict:
 
     import collabkit as ck
     from collabkit.models.base import get_model_class
-    from collabkit.train.loop import DEFAULT_BS
 
     if spec["data"] == "synthetic":
         data = synthetic(spec["n_ratings"], spec["n_users"], spec["n_items"])
@@ -72,7 +71,7 @@ def one_run(spec: dict) -> dict:
         train, test = ck.random_split(ck.load_movielens("100k", data_dir=spec["data_dir"]), 0.2, seed=42)
     torch.manual_seed(0)
     model = get_model_class(spec["model"]).from_data(train, **spec["config"])
-    bs = spec["bs"] or DEFAULT_BS
+    bs = spec["bs"] or model.default_bs
     t0 = time.perf_counter()
     history = ck.fit_one_cycle(model, train, None, epochs=spec["epochs"], lr_max=spec["lr"], wd=spec["wd"], bs=bs, progress=False)
     fit = time.perf_counter() - t0
@@ -127,7 +126,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--skip-scale", action="store_true", help="skip the synthetic 5M-rating run")
     ap.add_argument("--scale-ratings", type=int, default=5_000_000)
-    ap.add_argument("--scale-bs", type=int, default=16384, help="batch size of the scale run")
+    ap.add_argument("--scale-bs", type=int, default=65536, help="batch size of the scale run (threaded)")
     ap.add_argument("--peers-python", help="python of a venv with fastai (measures fastai in the same run)")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--child", help=argparse.SUPPRESS)

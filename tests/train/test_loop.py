@@ -92,3 +92,31 @@ def test_lr_find_suggests_and_leaves_model_alone(tiny, tmp_path):
     assert len(res.lrs) == len(res.losses) > 10
     assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
     assert res.plot(tmp_path / "lr.png").stat().st_size > 1000
+
+
+def test_lr_scale_is_square_root_above_the_reference_batch():
+    from collabkit.train.loop import LR_REF_BS, lr_scale
+
+    assert lr_scale(64) == lr_scale(LR_REF_BS) == 1.0
+    assert lr_scale(4 * LR_REF_BS) == pytest.approx(2.0)
+    assert lr_scale(4096, ref=None) == 1.0
+
+
+def _fit_preds(data, **kw):
+    m = ck.DotProductBias.from_data(data, seed=1)
+    if "default_bs" in kw:
+        m.default_bs = kw.pop("default_bs")
+    ck.fit_one_cycle(m, data, epochs=2, seed=2, progress=False, **kw)
+    return m.predict(data.frame["user"], data.frame["item"])
+
+
+def test_batch_size_defaults_to_the_models_own(tiny):
+    np.testing.assert_array_equal(_fit_preds(tiny, default_bs=16), _fit_preds(tiny, bs=16))
+    assert not np.array_equal(_fit_preds(tiny, default_bs=16), _fit_preds(tiny, bs=32))
+    assert ck.DotProductBias.default_bs == 1024 and ck.EmbeddingNN.default_bs == 256
+
+
+def test_large_batches_train_at_the_scaled_rate(tiny):
+    scaled = _fit_preds(tiny, bs=1024, lr_max=3e-3)
+    np.testing.assert_array_equal(scaled, _fit_preds(tiny, bs=1024, lr_max=3e-3 * 2.0, lr_ref_bs=None))
+    assert not np.array_equal(scaled, _fit_preds(tiny, bs=1024, lr_max=3e-3, lr_ref_bs=None))

@@ -96,7 +96,7 @@ def train(
             net, history = _fit_explicit(
                 name, train_set, test_set, n_factors, layers, epochs, lr, wd, bs, seed, log, progress
             )
-            recipe.update(lr=lr or 5e-3, wd=0.1 if wd is None else wd, epochs=epochs or 5, bs=net_bs(bs))
+            recipe.update(lr=lr or 5e-3, wd=0.1 if wd is None else wd, epochs=epochs or 5, bs=bs or net.default_bs)
     except ValueError as e:
         fail(str(e))
     result: dict[str, Any] = {"model": name, "dataset": data.name, "split": split}
@@ -118,12 +118,6 @@ def train(
         out_console.print(metrics_table(f"{name} on {data.name} ({split})", result))
 
 
-def net_bs(bs: int | None) -> int:
-    from collabkit.train.loop import DEFAULT_BS
-
-    return bs or DEFAULT_BS
-
-
 def _fit_explicit(kind, train_set, test_set, n_factors, layers, epochs, lr, wd, bs, seed, log, progress):
     """The chapter's fit_one_cycle on a rating model (defaults: 5 epochs, lr 5e-3, wd 0.1)."""
     from collabkit.models.base import get_model_class
@@ -140,7 +134,7 @@ def _fit_explicit(kind, train_set, test_set, n_factors, layers, epochs, lr, wd, 
         raise ValueError(f"{kind} has its own solver: use --implicit (als, bpr, ease, most-popular) or --preset")
     history = fit_one_cycle(
         net, train_set, test_set, epochs=epochs or 5, lr_max=lr or 5e-3, wd=0.1 if wd is None else wd,
-        bs=net_bs(bs), seed=seed, console=log, progress=progress,
+        bs=bs, seed=seed, console=log, progress=progress,
     )
     return net, history
 

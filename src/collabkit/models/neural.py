@@ -33,6 +33,9 @@ class EmbeddingNN(CollabModel):
 
     kind = "nn"
     Config = NNConfig
+    # an MLP with batch norm wants more, smaller steps: chapter recipe on u1, bs 256 RMSE 0.936,
+    # bs 1024 0.945
+    default_bs: ClassVar[int] = 256
     user_item_tables: ClassVar[dict[str, str]] = {"user_factors.weight": "user", "item_factors.weight": "item"}
 
     def __init__(self, config: NNConfig, users: Vocab, items: Vocab) -> None:

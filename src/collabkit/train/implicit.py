@@ -173,6 +173,7 @@ def fit_ranking(
         progress=progress,
         loss_fn=bpr_loss,
         batch_fn=pairs_batch(sample, n_negatives),
+        lr_ref_bs=None,  # lr_max was tuned at this batch size: use it as is
     )
 
 

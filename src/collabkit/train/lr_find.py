@@ -12,7 +12,7 @@ import torch
 
 from collabkit.data.interactions import Ratings
 from collabkit.models.base import CollabModel
-from collabkit.train.loop import DEFAULT_BS, encode, train_step
+from collabkit.train.loop import encode, lr_scale, train_step
 from collabkit.train.optim import RowAdamW
 
 
@@ -49,10 +49,15 @@ def lr_find(
     end_lr: float = 1.0,
     steps: int = 100,
     wd: float = 0.1,
-    bs: int = DEFAULT_BS,
+    bs: int | None = None,
     seed: int = 42,
 ) -> LRFinderResult:
-    """Sweep lr from start_lr to end_lr over ``steps`` batches on a copy; ``model`` is untouched."""
+    """Sweep lr from start_lr to end_lr over ``steps`` batches on a copy; ``model`` is untouched.
+
+    Rates are reported as ``fit_one_cycle`` takes them: at batch size ``bs`` both scale them by
+    ``lr_scale(bs)``, so the suggestion can be passed straight to ``fit_one_cycle(bs=bs)``.
+    """
+    bs = bs or model.default_bs
     trial = copy.deepcopy(model)
     trial.train()
     data = encode(trial, train)
@@ -63,7 +68,8 @@ def lr_find(
     for k in range(steps):
         lr = start_lr * (end_lr / start_lr) ** (k / max(1, steps - 1))
         idx = torch.randint(len(data), (bs,), generator=gen)
-        loss = train_step(trial, opt, data.users[idx], data.items[idx], data.ratings[idx], lr, 0.9, wd)
+        u, i, r = data.users[idx], data.items[idx], data.ratings[idx]
+        loss = train_step(trial, opt, u, i, r, lr * lr_scale(bs), 0.9, wd)
         avg = 0.98 * avg + 0.02 * float(loss)
         smooth = avg / (1 - 0.98 ** (k + 1))
         lrs.append(lr)
