@@ -15,13 +15,16 @@ Surprise's SVD and SVD++ (defaults) on the very same split files in the same run
 
 ``--tune`` never reads a test file: it carves a validation split (10%, seed 7) out of each
 training part, fits every candidate member of TUNE_GRID on the rest, and reports validation
-RMSE for each candidate and each weighted pair (a Bayesian MF with an AutoRec). The "best" preset
-is the pair that did best on both validation splits, written as fixed numbers in presets.py.
+RMSE for each candidate and for each weighted blend of a Bayesian MF, an AutoRec and optionally
+one fast SGD-trained member (dot-bias, or hybrid with the side features). The "best" preset is
+the blend with the lowest mean RMSE over both validation splits, written as fixed numbers in
+presets.py.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import resource
@@ -58,8 +61,12 @@ TUNE_GRID = {
         {"n_factors": 500, "reg": 60.0, "epochs": 400, "lr": 4e-3},
         {"n_factors": 700, "reg": 60.0, "epochs": 300, "lr": 4e-3},
     ],
+    # the third member: cheap, and wrong in other ways (trained by SGD; hybrid adds metadata)
+    "dot-bias": [{"n_factors": 50}],
+    "hybrid": [{"n_factors": 50}],
 }
-TUNE_WEIGHTS = (0.3, 0.4, 0.5, 0.6, 0.7)  # weight of the Bayesian MF in a pair
+THIRDS = ("dot-bias", "hybrid")
+TUNE_WEIGHTS = np.round(np.arange(0.0, 1.0001, 0.05), 2)  # the blend weights tried
 
 
 def load_split(split: str, data_dir: str):
@@ -203,7 +210,7 @@ def summarise(rows: list[dict]) -> dict:
 
 # --- tuning (validation only) -----------------------------------------------------------------
 def tune(args: argparse.Namespace) -> dict:
-    """Validation RMSE of every TUNE_GRID candidate and of every (bpmf, autorec) weighted pair."""
+    """Validation RMSE of every TUNE_GRID candidate and of every weighted blend of them."""
     import torch
 
     import collabkit as ck
@@ -239,25 +246,31 @@ def tune(args: argparse.Namespace) -> dict:
                         "rmse": rows[-1]["valid_rmse"],
                     },
                 )
-    pairs = []
+    blends = []
+    thirds = [(None, 0)] + [(k, c) for k in THIRDS for c in range(len(TUNE_GRID[k]))]
     for b in range(len(TUNE_GRID["bpmf"])):
         for a in range(len(TUNE_GRID["autorec"])):
-            for w in TUNE_WEIGHTS:
-                score = {
-                    s: _rmse(w * preds[s, "bpmf", b] + (1 - w) * preds[s, "autorec", a], truth[s])
-                    for s in SPLITS
-                }
-                pairs.append(
+            for (t, c), w_b, w_t in itertools.product(thirds, TUNE_WEIGHTS, TUNE_WEIGHTS):
+                w_a = round(1.0 - w_b - w_t, 2)
+                if w_a < 0.2 or (t is None and w_t > 0):
+                    continue
+                score = {}
+                for s in SPLITS:
+                    p = w_b * preds[s, "bpmf", b] + w_a * preds[s, "autorec", a]
+                    score[s] = _rmse(p + (w_t * preds[s, t, c] if t else 0.0), truth[s])
+                blends.append(
                     {
                         "bpmf": b,
                         "autorec": a,
-                        "bpmf_weight": w,
+                        "third": f"{t}#{c}" if t else "-",
+                        "weights": [float(w_b), w_a, float(w_t)],
                         **{f"valid_rmse_{s}": v for s, v in score.items()},
                         "mean_valid_rmse": float(np.mean(list(score.values()))),
                     }
                 )
-    pairs.sort(key=lambda r: r["mean_valid_rmse"])
-    return {"candidates": rows, "pairs": pairs[:10]}
+    blends.sort(key=lambda r: r["mean_valid_rmse"])
+    best_pair = next(r for r in blends if r["third"] == "-")
+    return {"candidates": rows, "blends": blends[:10], "best_pair": best_pair}
 
 
 def _rmse(p: np.ndarray, y: np.ndarray) -> float:
@@ -314,18 +327,19 @@ def show_tune(result: dict) -> None:
             f"{r['valid_rmse']:.4f}",
             f"{r['fit_seconds']:.1f}",
         )
-    pairs = Table(title="best (bpmf, autorec) pairs by mean validation RMSE")
-    for col in ("bpmf", "autorec", "bpmf weight", *(f"valid {s}" for s in SPLITS), "mean"):
-        pairs.add_column(col)
-    for r in result["pairs"]:
-        pairs.add_row(
+    blends = Table(title="best blends by mean validation RMSE (last row: the best bpmf+autorec pair)")
+    for col in ("bpmf", "autorec", "third", "weights", *(f"valid {s}" for s in SPLITS), "mean"):
+        blends.add_column(col)
+    for r in [*result["blends"], result["best_pair"]]:
+        blends.add_row(
             f"#{r['bpmf']}",
             f"#{r['autorec']}",
-            f"{r['bpmf_weight']:.1f}",
+            r["third"],
+            " / ".join(f"{w:.2f}" for w in r["weights"]),
             *(f"{r[f'valid_rmse_{s}']:.4f}" for s in SPLITS),
             f"{r['mean_valid_rmse']:.4f}",
         )
-    Console().print(table, pairs)
+    Console().print(table, blends)
 
 
 def main() -> None:

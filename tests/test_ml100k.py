@@ -31,10 +31,11 @@ def test_chapter_recipe_embedding_nn_on_u1(data_root):
     assert out["rmse"] <= 0.945
 
 
-def test_preset_best_beats_0_900_on_u1(data_root):
-    """The accuracy preset (tuned on validation ratings of u1.base only) on the u1 test ratings."""
+def test_preset_best_reaches_0_890_on_u1(data_root):
+    """The accuracy preset (tuned on validation ratings of u1.base only) on the u1 test ratings:
+    the issue's stretch goal, GLocal-K's published 0.889 (bench/accuracy.py measures 0.8867)."""
     out = train_json(data_root, "--preset", "best")
-    assert out["rmse"] <= 0.900
+    assert out["rmse"] <= 0.890
 
 
 def test_implicit_models_beat_most_popular_and_reach_ease(data_root):

@@ -1,4 +1,4 @@
-"""Presets: named fixed recipes that build, train, save/load and beat the mean; best reaches 0.900 on u1."""
+"""Presets: named fixed recipes that build, train, save/load and beat the mean (best on ML-100k: tests/test_ml100k.py)."""
 
 from __future__ import annotations
 
@@ -53,10 +53,3 @@ def test_custom_recipe_and_unknown_name(tiny):
     assert model.config.weights == (1.0, 1.0) and model.config.members[1]["config"]["seed"] == 43
     with pytest.raises(ValueError, match="unknown preset 'fastest'"):
         fit_preset("fastest", tiny)
-
-
-@pytest.mark.slow
-def test_best_reaches_0900_on_u1(data_root):
-    train, test = ck.canonical_split("u1", data_dir=data_root)
-    model, _ = fit_preset("best", train)
-    assert ck.evaluate_ratings(model, test)["rmse"] <= 0.900
