@@ -29,6 +29,22 @@ def test_batch_equals_loop_and_batch_size_one(kind, tiny):
     np.testing.assert_allclose(batch, loop, rtol=1e-5, atol=1e-6)
 
 
+def test_predictions_come_in_chunks_sized_by_the_representation(tiny, monkeypatch):
+    """Wide models (Bayesian MF's are thousands of columns) score in small chunks, same result."""
+    from collabkit.models import base
+
+    model = trained("dot-bias", tiny, epochs=1)
+    u = torch.arange(3000) % len(model.users)
+    i = torch.arange(3000) % len(model.items)
+    whole = model.predict_idx(u, i)
+    calls = []
+    score = model.score
+    monkeypatch.setattr(model, "score", lambda a, b: calls.append(len(a)) or score(a, b))
+    monkeypatch.setattr(base, "PREDICT_CELLS", 1)  # every chunk at the 1024-pair floor
+    torch.testing.assert_close(model.predict_idx(u, i), whole)
+    assert calls == [1024, 1024, 952]
+
+
 @pytest.mark.parametrize("kind", MODELS)
 def test_save_load_round_trip_identical(kind, tiny, tmp_path):
     model = trained(kind, tiny, epochs=1)

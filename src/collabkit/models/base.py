@@ -39,6 +39,10 @@ def default_y_range(scale: tuple[float, float]) -> tuple[float, float]:
     return (float(low), float(hi + width / 8))
 
 
+#: predict_idx's chunk holds about this many representation cells (4M floats: 16 MB per side)
+PREDICT_CELLS = 1 << 22
+
+
 @dataclass
 class ModelConfig:
     """Hyper-parameters shared by the factor models; subclasses add their own."""
@@ -125,7 +129,7 @@ class CollabModel(nn.Module):
         return self.head(ur, ir)
 
     @torch.no_grad()
-    def predict(self, users: Any, items: Any, batch_size: int = 65536) -> np.ndarray:
+    def predict(self, users: Any, items: Any, batch_size: int | None = None) -> np.ndarray:
         """Predicted scores for raw (user, item) id pairs; unknown ids use the zero fallback."""
         u = torch.from_numpy(self.users.lookup(users, strict=False))
         i = torch.from_numpy(self.items.lookup(items, strict=False))
@@ -134,9 +138,14 @@ class CollabModel(nn.Module):
         return self.predict_idx(u, i, batch_size).numpy()
 
     @torch.no_grad()
-    def predict_idx(self, u: Tensor, i: Tensor, batch_size: int = 65536) -> Tensor:
+    def predict_idx(self, u: Tensor, i: Tensor, batch_size: int | None = None) -> Tensor:
+        """Scores of index pairs, in chunks of ``batch_size`` pairs (default: PREDICT_CELLS //
+        the user representation's width, so wide models such as Bayesian MF stay small)."""
         was = self.training
         self.eval()
+        if batch_size is None:
+            width = self.user_repr(torch.zeros(1, dtype=torch.int64)).shape[-1] if len(u) else 1
+            batch_size = max(1024, PREDICT_CELLS // max(1, width))
         out = torch.cat([self.score(u[s : s + batch_size], i[s : s + batch_size]) for s in range(0, len(u), batch_size)]) if len(u) else torch.empty(0)
         self.train(was)
         return out
