@@ -99,8 +99,9 @@ def fit_one_cycle(
     rewrites each batch (users, items, ratings) before the step, drawing randomness from the
     loop's generator: ranking losses add sampled negatives this way (``train.implicit``). The
     validation loss goes through it too, with a generator reseeded each epoch (same negatives).
-    ``bs`` defaults to the model's ``default_bs``. ``lr_max`` is scaled by ``lr_scale(bs, lr_ref_bs)`` (None: never). ``threads``: default 1 for
-    batches below THREADED_BS, all of torch's threads for larger ones.
+    ``bs`` defaults to the model's ``default_bs``; ``lr_max`` is scaled by ``lr_scale(bs,
+    lr_ref_bs)`` (``lr_ref_bs=None``: never). ``threads`` defaults to 1 for batches below
+    THREADED_BS and to all of torch's threads for larger ones.
     """
     data = encode(model, train)
     if not any(p.requires_grad for p in model.parameters()):

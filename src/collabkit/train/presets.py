@@ -8,7 +8,7 @@ preset is then retrained on the whole training part it is given.
     chapter  the fastai chapter: DotProductBias, 50 factors, 5 epochs, lr 5e-3, wd 0.1
     best     a weighted average of Bayesian MF (Gibbs-sampled), item-based AutoRec and the
              hybrid model (ids + user/item metadata, SGD-trained), which err differently:
-             ~0.015 RMSE better than the best of them alone on validation
+             ~0.013 RMSE better than the best of them alone on validation
 """
 
 from __future__ import annotations
