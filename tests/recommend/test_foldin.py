@@ -10,7 +10,14 @@ from conftest import make_ratings
 
 import collabkit as ck
 from collabkit.recommend import UserPrior, average_taste, fold_in, fold_in_frame, user_prior
-from collabkit.recommend.foldin import DEFAULT_NOISE, NOISE_GRID, linear_parts, pad_answers, squash
+from collabkit.recommend.foldin import (
+    DEFAULT_NOISE,
+    NOISE_GRID,
+    _ridge,
+    linear_parts,
+    pad_answers,
+    squash,
+)
 
 
 @pytest.fixture(scope="module")
@@ -158,6 +165,55 @@ def test_hybrid_and_plain_dot_fold_in_too(setup):
         users, reprs = fold_in_frame(model, data.frame.head(30), user_prior(model))
         assert reprs.shape == (len(users), model.user_repr(torch.tensor([0])).shape[1])
         assert torch.isfinite(reprs).all()
+
+
+def test_few_answers_solve_the_dual_with_the_same_answer():
+    """Fewer answers than dimensions (wide models) take the m x m Woodbury path: same minimiser."""
+    g = torch.Generator().manual_seed(0)
+    U, m, D = 4, 5, 12
+    A = torch.randn(U, m, D, generator=g, dtype=torch.float64)
+    A[1, 3:] = 0  # a user with padding rows
+    weight = torch.rand(U, m, generator=g, dtype=torch.float64) + 0.1
+    weight[1, 3:] = 0
+    target = torch.randn(U, m, generator=g, dtype=torch.float64) * (weight > 0)
+    lam = torch.rand(D, generator=g, dtype=torch.float64) + 0.5
+    mu = torch.randn(U, D, generator=g, dtype=torch.float64)
+    H = (A * weight.unsqueeze(-1)).mT @ A + torch.diag(lam)
+    primal = torch.linalg.solve(H, (A.mT @ (weight * target).unsqueeze(-1)).squeeze(-1) + lam * mu)
+    torch.testing.assert_close(_ridge(A, target, weight, lam, mu), primal)
+
+
+def test_autorec_bpmf_and_their_ensemble_fold_in(setup):
+    """Identity-link models fold in exactly; an ensemble folds the answers into every member."""
+    from collabkit.train.presets import AUTOREC, BPMF, Member, Preset, fit_preset
+
+    data, _, _ = setup
+    small = {"bpmf": {"samples": 10, "burn_in": 5}, "autorec": {"n_factors": 16, "epochs": 50}}
+    members = tuple(
+        Member(m.kind, {**m.config, **small[m.kind]}, weight=0.5) for m in (BPMF, AUTOREC)
+    )
+    ens, _ = fit_preset(Preset("pair", members), data)
+    answers = data.frame[data.frame["user"] == data.frame["user"].iloc[0]].assign(user="new")
+    prior = user_prior(ens, data)
+    _, reprs = fold_in_frame(ens, answers, prior)
+    parts = [
+        fold_in_frame(m, answers, user_prior(m, data))[1] for m in ens.members
+    ]  # the same answers, member by member
+    torch.testing.assert_close(reprs, torch.cat(parts, -1))
+    assert reprs.shape == (1, sum(ens.user_widths)) and torch.isfinite(reprs).all()
+    # with its own ratings as answers, the folded-in user predicts them better than the fallback
+    items = torch.from_numpy(ens.items.lookup(answers["item"]))
+    truth = torch.tensor(answers["rating"].to_numpy())
+    ens.eval()
+    with torch.no_grad():
+        ir = ens.item_repr(items)
+        err = [
+            float((ens.head(x.float().expand(len(items), -1), ir) - truth).pow(2).mean())
+            for x in (reprs, prior.mean.unsqueeze(0))
+        ]
+    assert err[0] < err[1]
+    with pytest.raises(TypeError, match="not linear"):
+        linear_parts(ens, items)
 
 
 def test_non_linear_heads_are_refused(setup):

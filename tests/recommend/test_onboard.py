@@ -75,6 +75,21 @@ def test_an_answer_devalues_items_pointing_the_same_way(setup):
     )
 
 
+def test_ensembles_add_their_members_gains_weighted_by_w_squared(setup):
+    from collabkit.models.ensemble import Ensemble
+
+    data, model, _ = setup
+    other = ck.DotProductBias.from_data(data, n_factors=3, seed=1)
+    ck.fit_one_cycle(other, data, epochs=5, lr_max=1e-2, bs=32, progress=False)
+    ens = Ensemble.of([model, other], [0.7, 0.3])
+    q = Questionnaire(ens, data)
+    alone = [Questionnaire(m, data).expected_gains() for m in (model, other)]
+    torch.testing.assert_close(q.expected_gains(), 0.49 * alone[0] + 0.09 * alone[1])
+    first = q.next_item()
+    q.answer(first, 5.0)
+    assert q.user_repr().shape == (sum(ens.user_widths),) and q.next_item() != first
+
+
 def test_ratings_outside_the_scale_are_refused(setup):
     data, model, prior = setup
     q = Questionnaire(model, data, prior)

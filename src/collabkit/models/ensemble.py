@@ -78,6 +78,11 @@ class Ensemble(CollabModel):
         model.meta = dict(first.meta)
         return model
 
+    @property
+    def user_widths(self) -> list[int]:
+        """Width of each member's user representation, in the order user_repr concatenates them."""
+        return [du for du, _ in self._widths]
+
     def user_repr(self, u: Tensor) -> Tensor:
         return torch.cat([m.user_repr(u) for m in self.members], 1)
 

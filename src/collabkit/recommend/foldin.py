@@ -35,8 +35,10 @@ import torch
 from torch import Tensor
 
 from collabkit.data.interactions import Ratings
+from collabkit.models.autorec import AutoRec
 from collabkit.models.base import CollabModel
 from collabkit.models.dot import DotProduct, DotProductBias
+from collabkit.models.ensemble import Ensemble
 
 Method = Literal["gauss-newton", "logit-ridge"]
 EPS = 1e-3  # logit targets are clipped to (EPS, 1 - EPS) of the output range
@@ -44,6 +46,7 @@ DEFAULT_NOISE = (
     1 / 80
 )  # noise_var / (hi - lo)^2 without ratings to calibrate on (0.2 for 1-5 stars)
 NOISE_GRID = (1 / 320, 1 / 160, 1 / 80, 1 / 53, 1 / 32, 1 / 16)  # candidates for calibrate_noise
+CALIBRATE_CELLS = 1 << 24  # calibrate_noise caps answers per user so users x answers x D stays below
 
 
 @dataclass
@@ -57,12 +60,25 @@ class UserPrior:
 
 
 def check_foldable(model: CollabModel) -> None:
-    """Fold-in needs a score that is f(linear in the user representation): the dot family."""
-    if not isinstance(model, DotProduct):
-        raise TypeError(
-            f"fold-in needs a model whose score is sigmoid_range(user . item + biases) (dot, dot-bias, "
-            f"bias, hybrid); {model.kind!r} has a non-linear head"
-        )
+    """Fold-in needs a score f(linear in the user representation): the dot family and I-AutoRec,
+    or an ensemble of them (folded in member by member)."""
+    for member in model.members if isinstance(model, Ensemble) else [model]:
+        if not isinstance(member, (DotProduct, AutoRec)):
+            raise TypeError(
+                f"fold-in needs a model whose score is f(user . item + biases) (dot, dot-bias, "
+                f"bias, hybrid, bpmf, autorec, or an ensemble of them); {member.kind!r} has a "
+                "non-linear head"
+            )
+
+
+def _member_priors(model: Ensemble, prior: UserPrior) -> list[UserPrior]:
+    """An ensemble's prior (its members' priors side by side) cut back into the members' parts."""
+    parts, start = [], 0
+    for width in model.user_widths:
+        end = start + width
+        parts.append(UserPrior(prior.mean[start:end], prior.precision[start:end]))
+        start = end
+    return parts
 
 
 @torch.no_grad()
@@ -98,6 +114,14 @@ def user_prior(
     average-taste choice skip thinly estimated users.
     """
     check_foldable(model)
+    if isinstance(model, Ensemble):  # each member's own prior, side by side
+        parts = [user_prior(m, ratings, noise_var) for m in model.members]
+        return UserPrior(
+            torch.cat([p.mean for p in parts]),
+            torch.cat([p.precision for p in parts]),
+            parts[0].average_user,
+            float("nan"),  # per member
+        )
     reps = model.user_repr(torch.arange(len(model.users))).double()  # (U, D)
     var = reps.var(0).clamp(min=1e-8)
     counts = None
@@ -127,7 +151,9 @@ def calibrate_noise(
     For ``n_users`` known users (a fixed random sample), fold in their training ratings with each
     candidate noise_var and measure sum_i (z_i(fold-in) - z_i(trained))^2 over the whole catalogue,
     i.e. (x - x_t)^T G (x - x_t) with G = A^T A; keep the candidate with the smallest mean.
-    ``prior`` supplies the centre and 1 / var_k (its noise_var is ignored).
+    ``prior`` supplies the centre and 1 / var_k (its noise_var is ignored). For wide models
+    (Bayesian MF: thousands of dimensions) each user contributes a random subset of at most
+    CALIBRATE_CELLS / (n_users * D) ratings, which bounds memory and time.
     """
     known = np.unique(model.users.lookup(ratings.frame["user"], strict=False))
     known = known[known >= 0]
@@ -138,6 +164,8 @@ def calibrate_noise(
     rows = ratings.frame[
         ratings.frame["user"].isin(raw) & ratings.frame["item"].isin(model.items.ids)
     ]
+    cap = max(32, CALIBRATE_CELLS // (len(sample) * model.user_repr(torch.zeros(1, dtype=torch.int64)).shape[1]))
+    rows = rows.sample(frac=1.0, random_state=seed).groupby("user", sort=False).head(cap)
     _, items, values = pad_answers(model, rows, raw)
     target = model.user_repr(torch.from_numpy(sample)).double()
     A, _ = linear_parts(model, torch.arange(len(model.items)))
@@ -161,8 +189,14 @@ def _width(model: CollabModel) -> float:
 @torch.no_grad()
 def linear_parts(model: CollabModel, items: Tensor) -> tuple[Tensor, Tensor]:
     """z = A . x + c for item indices ``items`` (...,): A (..., D), c (...,) in float64."""
+    if isinstance(model, Ensemble):
+        raise TypeError("an ensemble is not linear in its users: take the parts of each member")
     ir = model.item_repr(items.clamp(min=0).reshape(-1)).double()
     ir = ir.reshape(*items.shape, ir.shape[-1])
+    if isinstance(model, AutoRec):  # mu + [V_u, c_u] . [h_i, 1]
+        return torch.cat([ir, torch.ones_like(ir[..., :1])], -1), torch.full(
+            items.shape, float(model.global_mean), dtype=torch.float64
+        )
     if isinstance(model, DotProductBias):
         return torch.cat([ir[..., :-1], torch.ones_like(ir[..., -1:])], -1), ir[..., -1]
     return ir, torch.zeros(items.shape, dtype=torch.float64)
@@ -190,9 +224,12 @@ def fold_in(
     A 1-D ``items``/``ratings`` pair is one user and gives a (D,) representation.
     """
     check_foldable(model)
+    prior = prior or user_prior(model)
+    if isinstance(model, Ensemble):  # each member folds the same answers in its own space
+        parts = zip(model.members, _member_priors(model, prior))
+        return torch.cat([fold_in(m, items, ratings, p, method, steps) for m, p in parts], -1)
     single = items.dim() == 1
     items, ratings = torch.atleast_2d(items), torch.atleast_2d(ratings).double()
-    prior = prior or user_prior(model)
     w = (items >= 0).double()  # (U, m) 1 for answers, 0 for padding
     A, c = linear_parts(model, items)  # (U, m, D), (U, m)
     A = A * w.unsqueeze(-1)
@@ -207,10 +244,10 @@ def fold_in(
         slope = squash(t, y)[1]
     wt = w * slope**2  # (U, m)
     x = _ridge(A, (t - c) * w, wt, lam, mu)
-    if method == "logit-ridge":
-        return x[0] if single else x
-    if method != "gauss-newton":
+    if method not in ("gauss-newton", "logit-ridge"):
         raise ValueError(f"method must be 'gauss-newton' or 'logit-ridge', not {method!r}")
+    if method == "logit-ridge" or y is None:  # without a sigmoid the ridge solution is exact
+        return x[0] if single else x
     damp = torch.full((len(items),), 1e-3, dtype=torch.float64)  # Levenberg-Marquardt damping
     f, df = squash(_z(A, x, c), y)
     loss = _objective(f, ratings, w, x, lam, mu)
@@ -241,10 +278,24 @@ def _objective(f: Tensor, r: Tensor, w: Tensor, x: Tensor, lam: Tensor, mu: Tens
 
 
 def _ridge(A: Tensor, target: Tensor, weight: Tensor, lam: Tensor, mu: Tensor) -> Tensor:
-    """argmin_x sum_i weight_i (target_i - A_i . x)^2 + sum_k lam_k (x_k - mu_k)^2, batched."""
-    H = (A * weight.unsqueeze(-1)).mT @ A + torch.diag(lam)  # (U, D, D)
-    g = (A.mT @ (weight * target).unsqueeze(-1)).squeeze(-1) + lam * mu  # (U, D)
-    return torch.linalg.solve(H, g)
+    """argmin_x sum_i weight_i (target_i - A_i . x)^2 + sum_k lam_k (x_k - mu_k)^2, batched.
+
+    Padding rows have A_i = 0 and weight 0. With fewer answers m than dimensions D (new users of
+    wide models) it solves the m x m dual instead (Woodbury):
+    x = mu + L^-1 A^T (A L^-1 A^T + W^-1)^-1 (target - A mu).
+    """
+    m, D = A.shape[-2], A.shape[-1]
+    if m >= D:
+        H = (A * weight.unsqueeze(-1)).mT @ A + torch.diag(lam)  # (U, D, D)
+        g = (A.mT @ (weight * target).unsqueeze(-1)).squeeze(-1) + lam * mu  # (U, D)
+        return torch.linalg.solve(H, g)
+    AL = A / lam  # (U, m, D)
+    live = weight > 0
+    inv_w = torch.where(live, 1 / torch.where(live, weight, 1.0), 1.0)  # padding: any finite value
+    K = AL @ A.mT + torch.diag_embed(inv_w)  # (U, m, m)
+    resid = torch.where(live, target - (A @ mu.unsqueeze(-1)).squeeze(-1), 0.0)
+    alpha = torch.linalg.solve(K, resid.unsqueeze(-1))  # (U, m, 1)
+    return mu + (AL.mT @ alpha).squeeze(-1)
 
 
 def pad_answers(

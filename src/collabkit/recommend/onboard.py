@@ -17,7 +17,8 @@ popular items on which users disagree (divisive) in directions shared by many po
 Each answer grows H along its item's direction, so later questions move to directions not yet
 covered: the questionnaire spreads across the factor space. A skipped item ("haven't seen it")
 changes nothing but is not asked again. On ML-100k this beats asking the most popular items
-first at every number of answers (``bench/coldstart.py``).
+first at every number of answers (``bench/coldstart.py``). For an ensemble sum_k w_k f_k the
+members' gains add up weighted by w_k^2 (the variance of a weighted sum of independent parts).
 """
 
 from __future__ import annotations
@@ -31,8 +32,10 @@ from torch import Tensor
 
 from collabkit.data.interactions import Ratings
 from collabkit.models.base import CollabModel
+from collabkit.models.ensemble import Ensemble
 from collabkit.recommend.foldin import (
     UserPrior,
+    _member_priors,
     check_foldable,
     fold_in,
     linear_parts,
@@ -55,7 +58,13 @@ class Questionnaire:
         self.model = model
         self.prior = prior or user_prior(model, ratings)
         self.popularity = _popularity(model, ratings)  # (N,) p_i
-        self.A, self.c = linear_parts(model, torch.arange(len(model.items)))  # (N, D), (N,)
+        # (member, weight, its prior, its A (N, D_k), its c (N,)): one part unless an ensemble
+        every = torch.arange(len(model.items))
+        if isinstance(model, Ensemble):
+            members = zip(model.members, model.config.weights, _member_priors(model, self.prior))
+        else:
+            members = [(model, 1.0, self.prior)]
+        self.parts = [(m, w, p, *linear_parts(m, every)) for m, w, p in members]
         self.asked = np.zeros(len(model.items), dtype=bool)
         self.items: list[int] = []  # answered item indices
         self.ratings: list[float] = []
@@ -105,14 +114,19 @@ class Questionnaire:
     @torch.no_grad()
     def expected_gains(self) -> Tensor:
         """(N,) expected reduction of the popularity-weighted predictive variance per item (-inf: asked)."""
-        _, slope = squash(self.A @ self._x + self.c, self.model.config.y_range)
-        J = self.A * slope.unsqueeze(1)  # (N, D) every item's gradient at the current estimate
-        answered = J[torch.tensor(self.items, dtype=torch.int64)]
-        H = answered.T @ answered + torch.diag(self.prior.precision)
         p = torch.from_numpy(self.popularity)
-        V = J @ torch.linalg.inv(H)  # (N, D) v_i = H^-1 j_i
-        G = (J * p.unsqueeze(1)).T @ J  # (D, D) sum_j p_j j_j j_j^T
-        gain = p * (V @ G * V).sum(1) / (1 + (V * J).sum(1))  # p_i v_i^T G v_i / (1 + j_i^T v_i)
+        answered = torch.tensor(self.items, dtype=torch.int64)
+        gain, start = torch.zeros(len(p), dtype=torch.float64), 0
+        for model, weight, prior, A, c in self.parts:
+            x = self._x[start : start + A.shape[1]]
+            start += A.shape[1]
+            _, slope = squash(A @ x + c, model.config.y_range)
+            J = A * slope.unsqueeze(1)  # (N, D) every item's gradient at the current estimate
+            H = J[answered].T @ J[answered] + torch.diag(prior.precision)
+            V = J @ torch.linalg.inv(H)  # (N, D) v_i = H^-1 j_i
+            G = (J * p.unsqueeze(1)).T @ J  # (D, D) sum_j p_j j_j j_j^T
+            # p_i v_i^T G v_i / (1 + j_i^T v_i)
+            gain += weight**2 * p * (V @ G * V).sum(1) / (1 + (V * J).sum(1))
         gain[torch.from_numpy(self.asked)] = -torch.inf
         return gain
 
