@@ -83,12 +83,10 @@ def one_run(spec: dict) -> dict:
     import torch
 
     import collabkit as ck
-    from collabkit.train.presets import fit_preset
-
     torch.set_num_threads(spec["threads"])
     train, test = load_split(spec["split"], spec["data_dir"])
     t0 = time.perf_counter()
-    model, _ = fit_preset(spec["preset"], train, seed=spec["seed"])
+    model, _ = ck.build_model(spec["preset"], train, seed=spec["seed"])
     fit = time.perf_counter() - t0
     metrics = ck.evaluate_ratings(model, test)
     return {
@@ -214,7 +212,7 @@ def tune(args: argparse.Namespace) -> dict:
     import torch
 
     import collabkit as ck
-    from collabkit.train.presets import Member, Preset, fit_preset
+    from collabkit.train.build import ModelSpec
 
     torch.set_num_threads(args.threads)
     rows, preds, truth = [], {}, {}
@@ -225,7 +223,7 @@ def tune(args: argparse.Namespace) -> dict:
         for kind, configs in TUNE_GRID.items():
             for c, config in enumerate(configs):
                 t0 = time.perf_counter()
-                model, _ = fit_preset(Preset(kind, (Member(kind, config),)), fit_part, seed=42)
+                model, _ = ck.build_model(ModelSpec.of(kind, **config), fit_part, seed=42)
                 p = model.predict(valid.frame["user"], valid.frame["item"]).astype(np.float64)
                 preds[split, kind, c] = p
                 rows.append(

@@ -271,9 +271,7 @@ def genre_mean(train: ck.Ratings, genres: pd.Series) -> pd.Series:
 
 # --- helpers ---------------------------------------------------------------------------------------
 def fit(model: ck.CollabModel, train: ck.Ratings, args: argparse.Namespace) -> ck.CollabModel:
-    ck.fit_one_cycle(
-        model, train, epochs=args.epochs, lr_max=args.lr, wd=args.wd, seed=args.seed, progress=False
-    )
+    model.fit(train, epochs=args.epochs, lr_max=args.lr, wd=args.wd, seed=args.seed)
     return model
 
 

@@ -33,7 +33,7 @@ import collabkit as ck
 from collabkit.data.implicit import to_implicit
 from collabkit.evaluate.ranking import evaluate_ranking
 from collabkit.models.implicit import KINDS
-from collabkit.train.implicit import train_implicit
+from collabkit.train.build import ModelSpec, build_model
 
 # searched by --tune (validation NDCG@K); the defaults in the code are the winners on ML-100k
 GRIDS: dict[str, dict[str, list[Any]]] = {
@@ -97,7 +97,7 @@ def run(
 ) -> dict[str, Any]:
     """Fit one model (wall-clock timed) and score its top-K on the held-out interactions."""
     t0 = time.perf_counter()
-    model, _ = train_implicit(kind, train, **options, seed=args.seed)
+    model, _ = build_model(ModelSpec.of(kind, **options), train, seed=args.seed)
     seconds = time.perf_counter() - t0
     scores = evaluate_ranking(model, train, test, args.k, relevant_threshold=None)
     log.print(f"  {kind:<13} ndcg@{args.k} {scores[f'ndcg@{args.k}']:.4f}  fit {seconds:.2f}s")
@@ -117,7 +117,7 @@ def tune(train: ck.Ratings, args, log: Console) -> dict[str, Any]:
         rows = []
         for values in itertools.product(*grid.values()):
             options = _options(dict(zip(grid, values)))
-            model, _ = train_implicit(kind, fit, **options, seed=args.seed)
+            model, _ = build_model(ModelSpec.of(kind, **options), fit, seed=args.seed)
             ndcg = evaluate_ranking(model, fit, valid, args.k, relevant_threshold=None)[
                 f"ndcg@{args.k}"
             ]
@@ -133,7 +133,7 @@ def tune(train: ck.Ratings, args, log: Console) -> dict[str, Any]:
 
 
 def _options(point: dict[str, Any]) -> dict[str, Any]:
-    """Grid point -> train_implicit options (iALS's reg and alpha move together, so they are paired)."""
+    """Grid point -> config options (iALS's reg and alpha move together, so they are paired)."""
     if "reg_alpha" in point:
         reg, alpha = point.pop("reg_alpha")
         point.update(reg=reg, alpha=alpha)

@@ -73,7 +73,7 @@ def one_run(spec: dict) -> dict:
     model = get_model_class(spec["model"]).from_data(train, **spec["config"])
     bs = spec["bs"] or model.default_bs
     t0 = time.perf_counter()
-    history = ck.fit_one_cycle(model, train, None, epochs=spec["epochs"], lr_max=spec["lr"], wd=spec["wd"], bs=bs, progress=False)
+    history = model.fit(train, epochs=spec["epochs"], lr_max=spec["lr"], wd=spec["wd"], bs=bs)
     fit = time.perf_counter() - t0
     metrics = ck.evaluate_ratings(model, test)
     return {

@@ -57,10 +57,23 @@ def test_evaluate_reports_unknown_users(csv, tmp_path):
     cols = ["--user-col", "who", "--item-col", "movie", "--rating-col", "stars"]
     run("train", "--ratings", csv, *cols, "--epochs", "1", "--out", out, "--json")
     held = tmp_path / "held.csv"
-    held.write_text("who,movie,stars\nu1,101,4\nstranger,101,3\nu2,99999,2\n")
-    result = json.loads(run("evaluate", out, "--ratings", held, *cols, "--json"))
-    assert result["n_test"] == 3 and result["n_unknown_users"] == 1 and result["n_unknown_items"] == 1
-    assert np.isfinite(result["rmse"])
+    held.write_text("who,movie,stars\nstranger,101,3\nu2,99999,2\n")
+    result = json.loads(run("evaluate", out, "--test", held, "--json"))
+    assert result["n_test"] == 2 and result["n_unknown_users"] == 1 and result["n_unknown_items"] == 1
+    assert result["n_fallback"] == 2 and np.isfinite(result["rmse"]) and "rmse_known" not in result
+
+
+def test_evaluate_uses_the_recorded_split_and_refuses_training_data(csv, tmp_path):
+    """Trained with --split random --seed 7: evaluate scores that test part, and nothing else silently."""
+    out = tmp_path / "model"
+    cols = ["--user-col", "who", "--item-col", "movie", "--rating-col", "stars"]
+    trained = json.loads(run("train", "--ratings", csv, *cols, "--seed", "7", "--epochs", "2", "--out", out, "--json"))
+    again = json.loads(run("evaluate", out, "--json"))
+    assert again["rmse"] == pytest.approx(trained["rmse"]) and again["n_test"] == trained["n_test"]
+    refused = runner.invoke(app, ["evaluate", str(out), "--test", str(csv)])
+    assert refused.exit_code == 2 and "trained on" in refused.output
+    flagged = json.loads(run("evaluate", out, "--test", csv, "--allow-train-overlap", "--json"))
+    assert flagged["scored_on"] == "training data" and flagged["n_train_overlap"] == trained["n_train"]
 
 
 def test_bad_input_is_a_clear_error(tmp_path):
@@ -101,7 +114,7 @@ def test_train_implicit_from_a_click_log_then_recommend(tmp_path):
     assert {"ndcg@10", "recall@10", "precision@10", "fit_seconds"} <= result.keys()
     assert "rmse" not in result and result["n_users"] > 0
     bad = runner.invoke(app, ["train", *map(str, cols), "--implicit", "--threshold", "0", "--model", "dot-bias"])
-    assert bad.exit_code == 2 and "not an implicit model" in bad.output
+    assert bad.exit_code == 2 and "is a rating model" in bad.output
     assert load_model(out).kind == "als"
     recs = json.loads(run("recommend", out, "1", "-n", "5", *cols[:4], "--json"))["recommendations"]
     seen = set(log.item[log.user == 1])
@@ -111,8 +124,8 @@ def test_train_implicit_from_a_click_log_then_recommend(tmp_path):
 def test_train_preset_and_its_conflicts(csv):
     cols = ["--ratings", csv, "--user-col", "who", "--item-col", "movie", "--rating-col", "stars"]
     result = json.loads(run("train", *cols, "--preset", "chapter", "--json"))
-    assert result["model"] == "preset chapter" and result["rmse"] < 1.2
+    assert result["model"] == "chapter" and result["rmse"] < 1.2
     bad = runner.invoke(app, ["train", *map(str, cols), "--preset", "best", "--model", "dot"])
     assert bad.exit_code == 2 and "--preset" in bad.output
     bad = runner.invoke(app, ["train", *map(str, cols), "--preset", "fastest"])
-    assert bad.exit_code == 2 and "unknown preset" in bad.output
+    assert bad.exit_code == 2 and "unknown model 'fastest'" in bad.output

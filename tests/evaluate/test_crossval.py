@@ -16,19 +16,19 @@ def data():
 
 
 def test_one_row_per_fold_and_a_summary(data):
-    cv = cross_validate("bias", data, folds=3, epochs=2)
+    cv = cross_validate("bias(epochs=2)", data, folds=3)
     assert cv.folds["fold"].tolist() == [1, 2, 3]
     metrics = cv.folds.drop(columns="fold")
     assert np.allclose(cv.summary["mean"], metrics.mean())
     assert np.allclose(cv.summary["std"], metrics.std(ddof=1))
     out = cv.to_json()
-    assert out["model"] == "bias" and out["n_folds"] == 3 and len(out["folds"]) == 3
+    assert out["model"] == "bias(epochs=2)" and out["n_folds"] == 3 and len(out["folds"]) == 3
     assert set(out["mean"]) == set(metrics.columns)
 
 
 def test_seeded_and_same_as_explicit_kfold_splits(data):
-    a = cross_validate("dot-bias(n_factors=4)", data, folds=3, seed=7, epochs=2)
-    b = cross_validate("dot-bias(n_factors=4)", splits=kfold(data, 3, seed=7), seed=7, epochs=2)
+    a = cross_validate("dot-bias(n_factors=4, epochs=2)", data, folds=3, seed=7)
+    b = cross_validate("dot-bias(n_factors=4, epochs=2)", splits=kfold(data, 3, seed=7), seed=7)
     drop = ["fit_seconds"]
     assert a.folds.drop(columns=drop).equals(b.folds.drop(columns=drop))
 

@@ -54,13 +54,12 @@ def test_compare_json_is_one_object_with_a_row_per_model(csv):
             "--ratings",
             csv,
             "--models",
-            "mean,bias,dot-bias(n_factors=4)",
-            "--epochs",
-            "2",
+            "mean,bias(epochs=2),dot-bias(n_factors=4, epochs=2)",
             "--json",
         )
     )
-    assert [m["model"] for m in out["models"]] == ["mean", "bias", "dot-bias(n_factors=4)"]
+    want = ["mean", "bias(epochs=2)", "dot-bias(n_factors=4, epochs=2)"]
+    assert [m["model"] for m in out["models"]] == want
     assert {"rmse", "mae", "ndcg@10", "precision@10", "recall@10", "fit_seconds"} <= out["models"][
         0
     ].keys()
@@ -79,11 +78,9 @@ def test_cross_validate(csv):
             "--ratings",
             csv,
             "--model",
-            "bias",
+            "bias(epochs=1)",
             "--folds",
             "3",
-            "--epochs",
-            "1",
             "--json",
         )
     )
@@ -103,8 +100,13 @@ def test_biases(model, csv):
     assert "Spearman" in run("biases", model, "--ratings", csv, "--min-ratings", "5")
 
 
-def test_biases_needs_the_training_data(model):
-    assert "not a MovieLens set" in run("biases", model, code=2)
+def test_biases_reads_the_recorded_training_data(model, csv, tmp_path):
+    """The model folder remembers its data: no option needed; a model saved from Python says so."""
+    from collabkit.checkpoint import load_model, save_model
+
+    assert json.loads(run("biases", model, "--min-ratings", "5", "--json"))["top"]
+    save_model(load_model(model), tmp_path / "bare")
+    assert "does not record its training data" in run("biases", tmp_path / "bare", code=2)
 
 
 def test_pca_writes_png_and_html(model, csv, tmp_path):

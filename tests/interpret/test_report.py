@@ -9,10 +9,10 @@ import pytest
 from conftest import make_ratings
 
 from collabkit.checkpoint import save_model
+from collabkit.core.loop import fit_one_cycle
 from collabkit.data.split import random_split
 from collabkit.interpret.report import SECTIONS, write_report
 from collabkit.models.dot import DotProductBias, GlobalMean
-from collabkit.train.loop import fit_one_cycle
 
 
 class Sections(HTMLParser):
@@ -110,7 +110,7 @@ def test_sections_that_do_not_apply_say_why(trained, tmp_path):
     assert "No training history" in sections["training"]["text"]
     assert "no item biases" in sections["biases"]["text"]
     assert (
-        "no item factors" in sections["pca"]["text"]
-        and "no item factors" in sections["similar"]["text"]
+        "no 'factors' capability" in sections["pca"]["text"]
+        and "no 'factors' capability" in sections["similar"]["text"]
     )
     assert "No test set" in sections["compare"]["text"]

@@ -16,7 +16,7 @@ def test_item_codes_come_from_the_training_column(tiny):
     model = AutoRec.from_data(tiny, n_factors=8, epochs=1)
     model.fit(tiny)
     R = torch.zeros(len(model.items), len(model.users))
-    enc = ck.train.loop.encode(model, tiny)
+    enc = ck.core.loop.encode(model, tiny)
     R[enc.items, enc.users] = enc.ratings
     i = torch.tensor([4, 0, 4, 2])
     want = torch.sigmoid(R[i] @ model.encoder.weight.T + model.encoder.bias)
@@ -41,11 +41,14 @@ def test_learns_and_round_trips(tmp_path):
     torch.testing.assert_close(all_items[0], pairs)
 
 
-def test_unknown_user_gets_the_global_mean(tiny):
+def test_unknown_user_gets_the_baseline(tiny):
     model = AutoRec.from_data(tiny, n_factors=8, epochs=5)
     model.fit(tiny)
-    out = model.predict(["nobody"], [tiny.frame["item"].iloc[0]])
-    assert out[0] == pytest.approx(float(tiny.frame["rating"].mean()), rel=1e-6)
+    item = tiny.frame["item"].iloc[0]
+    out = model.predict(["nobody"], [item])
+    i = int(model.items.lookup([item])[0])
+    want = float(tiny.frame["rating"].mean()) + float(model.baseline_item[i])
+    assert out[0] == pytest.approx(want, rel=1e-5)
 
 
 def test_a_zero_rating_is_refused():

@@ -125,9 +125,9 @@ def test_contract_batch_equals_loop_and_unknown_ids(model, data):
     np.testing.assert_allclose(batch, loop, rtol=1e-5, atol=1e-6)
     out = model.predict(["nobody", 10**9], [101, 101])
     assert np.isfinite(out).all() and out[0] == out[1]
-    full = model.score_all_items(torch.tensor([0, 3, -1]))
+    full = model.score_all_items(torch.tensor([0, 3, 4]))
     pairs = model.predict_idx(
-        torch.tensor([0, 3, -1]).repeat_interleave(len(model.items)),
+        torch.tensor([0, 3, 4]).repeat_interleave(len(model.items)),
         torch.arange(len(model.items)).repeat(3),
     )
     torch.testing.assert_close(full, pairs.view(3, -1), rtol=1e-5, atol=1e-5)

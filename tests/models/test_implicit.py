@@ -15,7 +15,7 @@ from collabkit.evaluate.ranking import evaluate_ranking
 from collabkit.models.base import get_model_class
 from collabkit.models.implicit import ALS, KINDS, MostPopular, _als_half_step, _als_loss, _sparse
 from collabkit.recommend import recommend, seen_csr, top_n
-from collabkit.train.implicit import train_implicit
+from collabkit.train.build import build_model
 
 FAST = {
     "als": {"iterations": 5, "n_factors": 8},
@@ -29,8 +29,14 @@ def positives() -> ck.Ratings:
     return to_implicit(make_ratings(), threshold=4)
 
 
+def spec(kind: str, **options) -> str:
+    """'kind(name=value, ...)' for build_model."""
+    text = ", ".join(f"{k}={v!r}" for k, v in options.items())
+    return f"{kind}({text})" if text else kind
+
+
 def fitted(kind: str, data: ck.Ratings, **options) -> ck.CollabModel:
-    return train_implicit(kind, data, **{**FAST.get(kind, {}), **options})[0]
+    return build_model(spec(kind, **{**FAST.get(kind, {}), **options}), data)[0]
 
 
 def test_every_kind_is_registered():
@@ -91,7 +97,7 @@ def test_checkerboard_oracle(kind):
         "als": {"n_factors": 4, "iterations": 10},
         "bpr": {"n_factors": 4, "epochs": 30},
     }.get(kind, {})
-    model = train_implicit(kind, train, **options)[0]
+    model = build_model(spec(kind, **options), train)[0]
     users = np.arange(len(model.users))
     recs, _ = top_n(model, users, 3, seen=seen_csr(model, train))
     raw_users, raw_items = (
@@ -196,11 +202,9 @@ def test_recommend_works_and_skips_seen(kind, positives):
 def test_implicit_models_reject_explicit_ratings_of_zero():
     data = ck.Ratings(pd.DataFrame({"user": [1, 2], "item": [1, 1], "rating": [1.0, 0.0]}))
     with pytest.raises(ValueError, match="positive weight.*to_implicit"):
-        train_implicit("als", data)
-    with pytest.raises(ValueError, match="not an implicit model"):
-        train_implicit("dot", data)
-    with pytest.raises(ValueError, match="unknown option.*'learning_rate'"):
-        train_implicit("ease", data, learning_rate=1.0)
+        build_model("als", data)
+    with pytest.raises(ValueError, match="no option learning_rate"):
+        build_model("ease(learning_rate=1.0)", data)
 
 
 def test_popularity_count_weights_are_used():
@@ -217,7 +221,7 @@ def test_ml100k_acceptance(data_root):
     data = to_implicit(ck.load_movielens("100k", data_dir=data_root, progress=False), threshold=4)
     train, test = ck.user_split(data, 0.2, seed=42)
     ndcg = {
-        kind: evaluate_ranking(train_implicit(kind, train)[0], train, test, 10, None)["ndcg@10"]
+        kind: evaluate_ranking(build_model(kind, train)[0], train, test, 10, None)["ndcg@10"]
         for kind in KINDS
     }
     for kind in ("ease", "als", "bpr"):

@@ -185,14 +185,12 @@ def test_few_answers_solve_the_dual_with_the_same_answer():
 
 def test_autorec_bpmf_and_their_ensemble_fold_in(setup):
     """Identity-link models fold in exactly; an ensemble folds the answers into every member."""
-    from collabkit.train.presets import AUTOREC, BPMF, Member, Preset, fit_preset
+    from collabkit.models.ensemble import Ensemble
+    from collabkit.train.build import build_model
 
     data, _, _ = setup
-    small = {"bpmf": {"samples": 10, "burn_in": 5}, "autorec": {"n_factors": 16, "epochs": 50}}
-    members = tuple(
-        Member(m.kind, {**m.config, **small[m.kind]}, weight=0.5) for m in (BPMF, AUTOREC)
-    )
-    ens, _ = fit_preset(Preset("pair", members), data)
+    small = ("bpmf(samples=10, burn_in=5)", "autorec(n_factors=16, epochs=50)")
+    ens = Ensemble.of([build_model(s, data)[0] for s in small], [0.5, 0.5])
     answers = data.frame[data.frame["user"] == data.frame["user"].iloc[0]].assign(user="new")
     prior = user_prior(ens, data)
     _, reprs = fold_in_frame(ens, answers, prior)
@@ -219,7 +217,7 @@ def test_autorec_bpmf_and_their_ensemble_fold_in(setup):
 def test_non_linear_heads_are_refused(setup):
     data, _, _ = setup
     nn = ck.EmbeddingNN.from_data(data)
-    with pytest.raises(TypeError, match="fold-in needs.*'nn'"):
+    with pytest.raises(TypeError, match="'nn' model has no 'fold-in' capability; kinds that do:"):
         user_prior(nn)
 
 

@@ -165,7 +165,7 @@ def test_non_dot_models_rank_but_have_no_fallback(setup):
     data, _ = setup
     model = trained(data, "nn", epochs=1)
     assert len(recommend(model, data, [1, 2], n=3)) == 6
-    with pytest.raises(TypeError, match="fold-in needs"):
+    with pytest.raises(TypeError, match="no 'fold-in' capability"):
         recommend(model, data, ["nobody"], unknown="fallback")
 
 

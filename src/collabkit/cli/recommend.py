@@ -1,10 +1,9 @@
 """`collabkit recommend`, `recommend-all` and `onboard`: top-N lists, in bulk, and for newcomers.
 
 A saved model does not hold its ratings, so these commands read them again to know what each user
-has already rated (never recommended back) and what explains a recommendation: from --ratings
-FILE, from --dataset, or by default from the dataset recorded when the model was trained
-(config.json "train" entry; for MovieLens that is the whole set, so items a user rated in the
-test split are excluded too).
+has already rated (never recommended back) and what explains a recommendation: the data recorded
+in the model folder at `train` (all of it, test part included: what a user rated anywhere is not
+recommended back), or the data options given here.
 """
 
 from __future__ import annotations
@@ -19,21 +18,18 @@ from rich.console import Console
 from rich.table import Table
 
 from collabkit.cli.common import (
-    DataDir,
-    Dataset,
-    ItemCol,
+    DataSource,
     Json,
-    RatingCol,
-    RatingsFile,
-    UserCol,
+    ModelDir,
     app,
     consoles,
     fail,
+    model_data,
     print_json,
+    with_source,
 )
 from collabkit.data.interactions import Ratings
 
-ModelDir = Annotated[Path, typer.Argument(help="Folder written by `collabkit train --out`.")]
 TopN = Annotated[int, typer.Option("-n", "--n", help="Length of each list.")]
 IncludeSeen = Annotated[
     bool,
@@ -50,16 +46,12 @@ Genre = Annotated[
 
 
 @app.command("recommend")
+@with_source
 def recommend_cmd(
     model_dir: ModelDir,
+    source: DataSource,
     user: Annotated[str, typer.Argument(help="User id as in the training data.")],
     n: TopN = 10,
-    dataset: Dataset = None,
-    data_dir: DataDir = None,
-    ratings: RatingsFile = None,
-    user_col: UserCol = "user",
-    item_col: ItemCol = "item",
-    rating_col: RatingCol = "rating",
     include_seen: IncludeSeen = False,
     genre: Genre = None,
     fallback: Annotated[
@@ -74,17 +66,8 @@ def recommend_cmd(
     from collabkit.data.vocab import UnknownIdError
     from collabkit.recommend.recommend import recommend
 
-    model, items = _load(model_dir)
-    data = _training_ratings(
-        model_dir,
-        dataset,
-        data_dir,
-        ratings,
-        user_col,
-        item_col,
-        rating_col,
-        needed=not include_seen,
-    )
+    model, items = load_model_dir(model_dir)
+    data = _training_ratings(model_dir, source, needed=not include_seen)
     try:
         recs = recommend(
             model,
@@ -111,16 +94,12 @@ def recommend_cmd(
 
 
 @app.command("recommend-all")
+@with_source
 def recommend_all_cmd(
     model_dir: ModelDir,
+    source: DataSource,
     out: Annotated[Path, typer.Option("--out", help="Where to write: .parquet or .csv.")],
     n: TopN = 10,
-    dataset: Dataset = None,
-    data_dir: DataDir = None,
-    ratings: RatingsFile = None,
-    user_col: UserCol = "user",
-    item_col: ItemCol = "item",
-    rating_col: RatingCol = "rating",
     include_seen: IncludeSeen = False,
     genre: Genre = None,
     explain: Annotated[bool, typer.Option(help="Add the 'because' column.")] = True,
@@ -132,17 +111,8 @@ def recommend_all_cmd(
     if out.suffix not in (".parquet", ".csv"):
         fail(f"--out must end in .parquet or .csv, not {out.name!r}")
     out_console, _ = consoles(as_json)
-    model, items = _load(model_dir)
-    data = _training_ratings(
-        model_dir,
-        dataset,
-        data_dir,
-        ratings,
-        user_col,
-        item_col,
-        rating_col,
-        needed=not include_seen,
-    )
+    model, items = load_model_dir(model_dir)
+    data = _training_ratings(model_dir, source, needed=not include_seen)
     t0 = time.perf_counter()
     recs = recommend(
         model,
@@ -176,16 +146,12 @@ def recommend_all_cmd(
 
 
 @app.command("onboard")
+@with_source
 def onboard_cmd(
     model_dir: ModelDir,
+    source: DataSource,
     questions: Annotated[int, typer.Option(help="Stop after this many answers.")] = 10,
     n: TopN = 10,
-    dataset: Dataset = None,
-    data_dir: DataDir = None,
-    ratings: RatingsFile = None,
-    user_col: UserCol = "user",
-    item_col: ItemCol = "item",
-    rating_col: RatingCol = "rating",
     as_json: Json = False,
 ) -> None:
     """Rate a few items the model picks (Enter = haven't seen it, q = done), then get recommendations.
@@ -200,10 +166,8 @@ def onboard_cmd(
     from collabkit.recommend.recommend import recommend_new_users
 
     _, log = consoles(as_json)
-    model, items = _load(model_dir)
-    data = _training_ratings(
-        model_dir, dataset, data_dir, ratings, user_col, item_col, rating_col, needed=False
-    )
+    model, items = load_model_dir(model_dir)
+    data = _training_ratings(model_dir, source, needed=False)
     if data is None:
         log.print(
             "[yellow]no training ratings found: questions ignore how popular items are[/yellow]"
@@ -243,53 +207,26 @@ def onboard_cmd(
 
 
 # --- helpers ---------------------------------------------------------------------------------------
-def _load(model_dir: Path) -> tuple[Any, pd.DataFrame | None]:
-    """The model and the item metadata saved beside it."""
+def load_model_dir(model_dir: Path) -> tuple[Any, pd.DataFrame | None]:
+    """The model and the item metadata saved beside it, or a clear error (never a traceback)."""
     from collabkit.checkpoint import load_items, load_model
 
     try:
         return load_model(model_dir), load_items(model_dir)
-    except (FileNotFoundError, ValueError, KeyError) as e:
-        fail(str(e))
+    except (FileNotFoundError, ValueError, KeyError, OSError, RuntimeError) as e:
+        fail(f"cannot load the model in {model_dir}: {e}")
 
 
-def _training_ratings(
-    model_dir: Path,
-    dataset: str | None,
-    data_dir: Path | None,
-    ratings: Path | None,
-    user_col: str,
-    item_col: str,
-    rating_col: str,
-    needed: bool,
-) -> Ratings | None:
-    """The ratings that tell what users have seen: --ratings, --dataset, or the model's recorded dataset."""
-    from collabkit.checkpoint import read_config
-    from collabkit.data.movielens import load_movielens, resolve_name
-    from collabkit.data.readers import read_ratings
+def _training_ratings(model_dir: Path, source: DataSource, needed: bool) -> Ratings | None:
+    """What users have rated: the model's recorded data (or the options given), all of it.
 
+    Only which (user, item) pairs exist matters here, so repeated rows are fine.
+    """
     try:
-        if ratings is not None:
-            # only which (user, item) pairs exist matters here, so repeated rows are fine
-            return read_ratings(ratings, user_col, item_col, rating_col or None, duplicates="last")
-        recorded = read_config(model_dir).get("train", {}).get("dataset")
-        name = dataset or recorded
-        if name is not None:
-            try:
-                resolve_name(name)
-            except ValueError:
-                if dataset is not None:
-                    raise
-                name = None
-        if name is not None:
-            return load_movielens(name, data_dir=data_dir, progress=False)
+        return model_data(model_dir, source)[1]
     except (ValueError, FileNotFoundError, OSError) as e:
-        fail(str(e))
-    if needed:
-        fail(
-            f"cannot tell what users have already rated: the model was trained on {recorded or 'unrecorded data'!r}, "
-            "which is not a MovieLens set. Pass --ratings FILE (the training ratings) or --dataset, or --include-seen"
-        )
+        if needed:
+            fail(f"cannot tell what users have already rated: {e} (or pass --include-seen)")
     return None
 
 

@@ -1,7 +1,8 @@
-"""Train, evaluate, predict, lr-find and crosstab: the foundation verbs."""
+"""`collabkit train`, `predict`, `lr-find` and `crosstab`: the foundation verbs."""
 
 from __future__ import annotations
 
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,46 +14,34 @@ from rich.table import Table
 from collabkit.cli.common import (
     IMPLICIT_MODELS,
     MODELS,
-    DataDir,
-    Dataset,
-    ItemCol,
+    DataSource,
     Json,
-    RatingCol,
-    RatingsFile,
-    UserCol,
+    ModelDir,
     app,
     consoles,
     fail,
-    load_source,
     metrics_table,
     print_json,
-    split_source,
+    with_source,
 )
+from collabkit.data.interactions import Ratings
 
 
 @app.command()
+@with_source
 def train(
-    dataset: Dataset = None,
-    data_dir: DataDir = None,
-    ratings: RatingsFile = None,
-    user_col: UserCol = "user",
-    item_col: ItemCol = "item",
-    rating_col: RatingCol = "rating",
-    duplicates: Annotated[str, typer.Option(help="Repeated (user, item) rows: error, last, mean or sum.")] = "error",
-    split: Annotated[str, typer.Option(help="random, user, temporal, none, or u1..u5/ua/ub (ML-100k).")] = "random",
-    valid_pct: Annotated[float, typer.Option(help="Held-out fraction for random/user splits.")] = 0.2,
-    model: Annotated[str | None, typer.Option(help=f"Model: {MODELS}; with --implicit: {IMPLICIT_MODELS}.")] = None,
-    preset: Annotated[str | None, typer.Option(help="A named recipe instead of --model: chapter, best, bpmf, autorec.")] = None,
+    source: DataSource,
+    model: Annotated[str | None, typer.Option(help=f"Model spec, e.g. dot-bias or dot-bias(n_factors=20): {MODELS}; with --implicit: {IMPLICIT_MODELS}.")] = None,
+    preset: Annotated[str | None, typer.Option(help="A named recipe instead of --model: chapter, best.")] = None,
     implicit: Annotated[bool, typer.Option("--implicit", help="Treat rows as 0/1 interactions and train a ranking model.")] = False,
     threshold: Annotated[float | None, typer.Option(help="--implicit: a rating >= this is a positive (default 4; 0 keeps every row).")] = None,
     k: Annotated[int, typer.Option("-k", help="--implicit: length of the top-k lists scored.")] = 10,
     n_factors: Annotated[int | None, typer.Option(help="Embedding width (default 50; nn: rule of thumb).")] = None,
-    layers: Annotated[str, typer.Option(help="Hidden layers of nn, comma separated.")] = "100",
-    epochs: Annotated[int | None, typer.Option(help="Epochs (default 5; --implicit: the model's own default).")] = None,
+    layers: Annotated[str | None, typer.Option(help="Hidden layers of nn, comma separated (default 100).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs (ALS: iterations); default: the model's recipe.")] = None,
     lr: Annotated[float | None, typer.Option(help="Peak learning rate of the one-cycle schedule (default 5e-3).")] = None,
     wd: Annotated[float | None, typer.Option(help="Weight decay (default 0.1).")] = None,
-    bs: Annotated[int | None, typer.Option(help="Batch size (default: the engine's).")] = None,
-    seed: Annotated[int, typer.Option()] = 42,
+    bs: Annotated[int | None, typer.Option(help="Batch size (default: the model's).")] = None,
     out: Annotated[Path | None, typer.Option(help="Save the trained model to this folder.")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     as_json: Json = False,
@@ -61,45 +50,43 @@ def train(
 
     With --implicit the ratings become 0/1 interactions (rating >= --threshold) and the model
     (als, bpr, ease, most-popular) is scored by ranking metrics @k on the held-out positives.
+    The data description (source, columns, split, seed) is saved with the model, so later
+    commands (evaluate, report, recommend...) need only the model folder.
     """
     from collabkit.checkpoint import save_model
+    from collabkit.models.base import supports
+    from collabkit.train.build import ModelSpec, build_model
 
     out_console, log = consoles(as_json)
     if preset is not None and (model is not None or implicit):
         fail("--preset is a whole recipe: give it without --model and --implicit")
     if not implicit and threshold is not None:
         fail("--threshold only applies with --implicit")
+    source = replace(source, split=source.split or "random", valid_pct=source.valid_pct or 0.2, seed=42 if source.seed is None else source.seed)
+    cut = None
+    if implicit:
+        cut = 4.0 if threshold is None else threshold
     try:
-        data = load_source(dataset, data_dir, ratings, user_col, item_col, rating_col or None, duplicates)
-        if implicit:
-            train_set, test_set = _implicit_split(data, split, dataset, data_dir, valid_pct, seed, threshold)
-        else:
-            train_set, test_set = split_source(data, split, dataset, data_dir, valid_pct, seed)
-    except (ValueError, FileNotFoundError, KeyError) as e:
+        spec = ModelSpec.parse(preset or model or ("als" if implicit else "dot-bias"))
+        spec = spec.with_options(**_overrides(spec, n_factors, layers, epochs, lr, wd, bs))
+        if implicit and supports(_class(spec), "ratings"):
+            raise ValueError(f"{spec.kind} is a rating model; with --implicit choose one of {IMPLICIT_MODELS}")
+        data = source.load()
+        train_set, test_set = _split(source, data, cut)
+    except (ValueError, FileNotFoundError, KeyError, OSError) as e:
         fail(str(e))
     for note in data.notes:
         log.print(f"[dim]{note}[/dim]")
-    name = preset and f"preset {preset}" or model or ("als" if implicit else "dot-bias")
     n_test = len(test_set) if test_set is not None else 0
-    log.print(f"[bold]{name}[/bold] on {data.name}: {len(train_set)} train / {n_test} test {'interactions' if implicit else 'ratings'}")
-    recipe: dict[str, Any] = {"split": split, "dataset": data.name}
+    unit = "interactions" if implicit else "ratings"
+    log.print(f"[bold]{spec.name}[/bold] on {data.name}: {len(train_set)} train / {n_test} test {unit}")
     try:
-        if preset is not None:
-            from collabkit.train.presets import fit_preset
-
-            net, history = fit_preset(preset, train_set, console=log, seed=seed)
-            recipe["preset"] = preset
-        elif implicit:
-            net, history = _fit_implicit(name, train_set, n_factors, epochs, lr, wd, bs, seed, log)
-            recipe.update(implicit=True, threshold=4.0 if threshold is None else threshold)
-        else:
-            net, history = _fit_explicit(
-                name, train_set, test_set, n_factors, layers, epochs, lr, wd, bs, seed, log, progress
-            )
-            recipe.update(lr=lr or 5e-3, wd=0.1 if wd is None else wd, epochs=epochs or 5, bs=bs or net.default_bs)
+        net, history = build_model(
+            spec, train_set, None if implicit else test_set, seed=source.seed, console=log, progress=progress
+        )
     except ValueError as e:
         fail(str(e))
-    result: dict[str, Any] = {"model": name, "dataset": data.name, "split": split}
+    result: dict[str, Any] = {"model": spec.name, "dataset": data.name, "split": source.split}
     if test_set is not None and implicit:
         from collabkit.evaluate import evaluate_ranking
 
@@ -108,121 +95,94 @@ def train(
         from collabkit.evaluate import evaluate_ratings
 
         result.update(evaluate_ratings(net, test_set))
+        _warn_if_worse_than_baseline(net, test_set, result, log)
     result.update({"n_train": len(train_set), "fit_seconds": round(history.fit_seconds, 3)})
     if out is not None:
-        save_model(net, out, items=data.items, extra={"history": history.rows, "train": recipe})
+        recipe = {"spec": spec.name, "implicit": implicit, "threshold": cut}
+        extra = {"history": history.rows, "data": source.to_json(), "train": recipe}
+        try:
+            save_model(net, out, items=data.items, extra=extra)
+        except (OSError, ValueError) as e:
+            fail(str(e))
         result["out"] = str(out)
     if as_json:
         print_json(result)
     else:
-        out_console.print(metrics_table(f"{name} on {data.name} ({split})", result))
+        out_console.print(metrics_table(f"{spec.name} on {data.name} ({source.split})", result))
 
 
-def _fit_explicit(kind, train_set, test_set, n_factors, layers, epochs, lr, wd, bs, seed, log, progress):
-    """The chapter's fit_one_cycle on a rating model (defaults: 5 epochs, lr 5e-3, wd 0.1)."""
+def _class(spec: Any) -> Any:
     from collabkit.models.base import get_model_class
-    from collabkit.train.loop import fit_one_cycle
+    from collabkit.models.ensemble import Ensemble
+    from collabkit.train.build import build_untrained  # noqa: F401  (registers every kind)
 
-    cls = get_model_class(kind)
-    config: dict[str, Any] = {"seed": seed}
-    if n_factors is not None:
-        config["n_factors"] = n_factors
-    if kind == "nn":
-        config["layers"] = tuple(int(x) for x in layers.split(",") if x.strip())
-    net = cls.from_data(train_set, **config)
-    if hasattr(net, "fit"):  # kinds with their own solver (implicit rankers, AutoRec, Bayesian MF)
-        raise ValueError(f"{kind} has its own solver: use --implicit (als, bpr, ease, most-popular) or --preset")
-    history = fit_one_cycle(
-        net, train_set, test_set, epochs=epochs or 5, lr_max=lr or 5e-3, wd=0.1 if wd is None else wd,
-        bs=bs, seed=seed, console=log, progress=progress,
-    )
-    return net, history
+    return Ensemble if spec.is_preset else get_model_class(spec.kind)
 
 
-def _fit_implicit(kind, train_set, n_factors, epochs, lr, wd, bs, seed, log):
-    """An implicit ranker with its own tuned defaults; only the options given override them."""
-    from collabkit.train.implicit import train_implicit
+def _overrides(spec: Any, n_factors, layers, epochs, lr, wd, bs) -> dict[str, Any]:
+    """The training flags given, as config overrides of ``spec``'s kind (--epochs is ALS's iterations)."""
+    if spec.is_preset:
+        given = [f for f, v in (("--n-factors", n_factors), ("--layers", layers), ("--epochs", epochs), ("--lr", lr), ("--wd", wd), ("--bs", bs)) if v is not None]
+        if given:
+            raise ValueError(f"{spec.kind} is a preset, a whole recipe: drop {', '.join(given)}")
+        return {}
+    names = {f.name for f in fields(_class(spec).Config)}
+    options = {"n_factors": n_factors, "lr_max": lr, "wd": wd, "bs": bs}
+    options["iterations" if "iterations" in names else "epochs"] = epochs
+    if layers is not None:
+        options["layers"] = tuple(int(x) for x in layers.split(",") if x.strip())
+    return {key: v for key, v in options.items() if v is not None}
 
-    options: dict[str, Any] = {"seed": seed}
-    given = {"n_factors": n_factors, "lr_max": lr, "wd": wd, "bs": bs}
-    options.update({key: v for key, v in given.items() if v is not None})
-    if epochs is not None:
-        options["iterations" if kind == "als" else "epochs"] = epochs
-    net, history = train_implicit(kind, train_set, **options)
-    if not history.fit_seconds and history.rows:
-        history.fit_seconds = float(sum(r.get("time", 0.0) for r in history.rows))
-    log.print(f"{kind}: fitted in {history.fit_seconds:.2f}s")
-    return net, history
 
-
-def _implicit_split(data, split, dataset, data_dir, valid_pct, seed, threshold):
-    """(train, test) interactions: positives are ratings >= threshold (default 4; 0 = every row)."""
+def _split(source: DataSource, data: Ratings, cut: float | None) -> tuple[Ratings, Ratings | None]:
+    """(train, test); with --implicit, positives are ratings >= cut (0 = every row)."""
     from collabkit.data.implicit import to_implicit
 
-    cut = 4.0 if threshold is None else threshold
-    cut = None if cut <= 0 else cut
-    if split in ("random", "user", "temporal", "none"):
-        return split_source(to_implicit(data, cut), split, dataset, data_dir, valid_pct, seed)
-    train_set, test_set = split_source(data, split, dataset, data_dir, valid_pct, seed)
-    return to_implicit(train_set, cut), to_implicit(test_set, cut)
+    if cut is None:
+        return source.split_data(data)
+    keep = None if cut <= 0 else cut
+    if source.split in ("random", "user", "temporal", "none"):
+        return source.split_data(to_implicit(data, keep))
+    train_set, test_set = source.split_data(data)
+    return to_implicit(train_set, keep), to_implicit(test_set, keep)
 
 
-@app.command()
-def evaluate(
-    model_dir: Annotated[Path, typer.Argument(help="Folder written by `collabkit train --out`.")],
-    dataset: Dataset = None,
-    data_dir: DataDir = None,
-    split: Annotated[str, typer.Option(help="Canonical split whose test part to score (u1..ub), or random/user/temporal.")] = "u1",
-    valid_pct: Annotated[float, typer.Option()] = 0.2,
-    seed: Annotated[int, typer.Option()] = 42,
-    ratings: Annotated[Path | None, typer.Option("--ratings", help="Held-out file with the training columns.")] = None,
-    user_col: UserCol = "user",
-    item_col: ItemCol = "item",
-    rating_col: RatingCol = "rating",
-    as_json: Json = False,
-) -> None:
-    """Score a saved model on a held-out set; unknown users/items are counted and use the fallback."""
-    from collabkit.checkpoint import load_model, read_config
-    from collabkit.data.readers import read_ratings
-    from collabkit.evaluate import evaluate_ratings
+def _warn_if_worse_than_baseline(net: Any, test_set: Ratings, result: dict, log: Console) -> None:
+    """Guard rail: a model that loses to its own baseline predictor (mu + b_u + b_i) has overfitted."""
+    from collabkit.core.loop import encode
 
-    out_console, log = consoles(as_json)
-    try:
-        net = load_model(model_dir)
-        if ratings is not None:
-            test_set = read_ratings(ratings, user_col, item_col, rating_col)
-        else:
-            dataset = dataset or read_config(model_dir).get("train", {}).get("dataset")
-            data = load_source(dataset, data_dir, None)
-            _, test_set = split_source(data, split, dataset, data_dir, valid_pct, seed)
-    except (ValueError, FileNotFoundError, KeyError) as e:
-        fail(str(e))
-    result = {"model": net.kind, **evaluate_ratings(net, test_set)}
-    if result["n_unknown_users"] or result["n_unknown_items"]:
+    enc = encode(net, test_set, strict=False)
+    base = net.baseline(enc.users, enc.items).double()
+    base_rmse = float((base - enc.ratings.double()).pow(2).mean().sqrt())
+    result["baseline_rmse"] = base_rmse
+    if result["rmse"] > base_rmse:
         log.print(
-            f"[yellow]{result['n_unknown_users']} rows with an unknown user and {result['n_unknown_items']} with an "
-            "unknown item were scored by the fallback (zero factors and bias for the unknown side)[/yellow]"
+            f"[yellow]warning: this model (RMSE {result['rmse']:.4f}) is worse than the baseline predictor "
+            f"mu + b_u + b_i (RMSE {base_rmse:.4f}) on the held-out ratings: it has overfitted. Try more weight "
+            "decay (--wd), fewer factors (--n-factors), fewer epochs, or the bias model.[/yellow]"
         )
-    if as_json:
-        print_json(result)
-    else:
-        out_console.print(metrics_table(f"{net.kind} on {test_set.name}", result))
 
 
 @app.command()
 def predict(
-    model_dir: Annotated[Path, typer.Argument()],
+    model_dir: ModelDir,
     user: Annotated[str, typer.Argument()],
     item: Annotated[str, typer.Argument()],
     as_json: Json = False,
 ) -> None:
     """Predicted rating of USER for ITEM (ids as in the training data)."""
-    from collabkit.checkpoint import load_model
+    from collabkit.cli.recommend import load_model_dir
 
-    net = load_model(model_dir)
-    known = net.users.lookup([user], strict=False)[0] >= 0 and net.items.lookup([item], strict=False)[0] >= 0
-    if not known:
-        fail(f"unknown user {user!r} or item {item!r} (the model knows {len(net.users)} users, {len(net.items)} items)")
+    net, _ = load_model_dir(model_dir)
+    unknown = [
+        f"{side} {value!r}"
+        for side, vocab, value in (("user", net.users, user), ("item", net.items, item))
+        if vocab.lookup([value], strict=False)[0] < 0
+    ]
+    if unknown:
+        fail(
+            f"unknown {' and '.join(unknown)} (the model knows {len(net.users)} users, {len(net.items)} items)"
+        )
     score = float(net.predict([user], [item])[0])
     if as_json:
         print_json({"user": user, "item": item, "prediction": score})
@@ -231,24 +191,23 @@ def predict(
 
 
 @app.command("lr-find")
+@with_source
 def lr_find_cmd(
-    dataset: Dataset = None,
-    data_dir: DataDir = None,
-    ratings: RatingsFile = None,
-    user_col: UserCol = "user",
-    item_col: ItemCol = "item",
-    rating_col: RatingCol = "rating",
-    model: Annotated[str, typer.Option(help=f"Model: {MODELS}.")] = "dot-bias",
+    source: DataSource,
+    model: Annotated[str, typer.Option(help=f"Model spec: {MODELS}.")] = "dot-bias",
     wd: Annotated[float, typer.Option()] = 0.1,
     plot: Annotated[Path | None, typer.Option(help="Save the loss-vs-lr plot (PNG).")] = None,
     as_json: Json = False,
 ) -> None:
     """Sweep the learning rate and suggest one (fastai's 'valley' rule)."""
-    from collabkit.models.base import get_model_class
+    from collabkit.train.build import build_untrained
     from collabkit.train.lr_find import lr_find
 
-    data = load_source(dataset, data_dir, ratings, user_col, item_col, rating_col)
-    result = lr_find(get_model_class(model).from_data(data), data, wd=wd)
+    try:
+        data = source.load()
+        result = lr_find(build_untrained(model, data), data, wd=wd)
+    except (ValueError, FileNotFoundError, OSError) as e:
+        fail(str(e))
     if plot is not None:
         result.plot(plot)
     obj = {"suggestion": result.suggestion, "steepest": result.steepest, "plot": str(plot) if plot else None}
@@ -259,18 +218,17 @@ def lr_find_cmd(
 
 
 @app.command()
+@with_source
 def crosstab(
-    dataset: Dataset = None,
-    data_dir: DataDir = None,
-    ratings: RatingsFile = None,
-    user_col: UserCol = "user",
-    item_col: ItemCol = "item",
-    rating_col: RatingCol = "rating",
+    source: DataSource,
     users: Annotated[int, typer.Option(help="Most active users to show.")] = 15,
     items: Annotated[int, typer.Option(help="Most rated items to show.")] = 15,
 ) -> None:
     """The chapter's table: most active users x most rated items, blanks where the model must fill in."""
-    data = load_source(dataset, data_dir, ratings, user_col, item_col, rating_col)
+    try:
+        data = source.load()
+    except (ValueError, FileNotFoundError, OSError) as e:
+        fail(str(e))
     table = data.crosstab(users, items)
     view = Table(title=f"{data.name}: {users} most active users x {items} most rated items")
     view.add_column("user")

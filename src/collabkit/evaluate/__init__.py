@@ -1,6 +1,6 @@
 """Evaluation: rating and ranking metrics, cross-validation and model comparison."""
 
-from collabkit.evaluate.compare import ModelSpec, compare, evaluate_model, fit_spec
+from collabkit.evaluate.compare import compare, evaluate_model
 from collabkit.evaluate.crossval import CrossValidation, canonical_folds, cross_validate
 from collabkit.evaluate.metrics import (
     hits_matrix,
@@ -12,7 +12,7 @@ from collabkit.evaluate.ranking import evaluate_ranking
 from collabkit.evaluate.rating import evaluate_ratings
 
 __all__ = [
-    "CrossValidation", "ModelSpec", "canonical_folds", "compare", "cross_validate", "evaluate_model",
-    "evaluate_ranking", "evaluate_ratings", "fit_spec", "hits_matrix", "per_user_ranking_metrics",
+    "CrossValidation", "canonical_folds", "compare", "cross_validate", "evaluate_model",
+    "evaluate_ranking", "evaluate_ratings", "hits_matrix", "per_user_ranking_metrics",
     "ranking_metrics", "rating_metrics",
 ]

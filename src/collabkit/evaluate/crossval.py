@@ -15,8 +15,9 @@ import pandas as pd
 
 from collabkit.data.interactions import Ratings
 from collabkit.data.split import kfold
-from collabkit.evaluate.compare import ModelSpec, evaluate_model, fit_spec
+from collabkit.evaluate.compare import evaluate_model
 from collabkit.evaluate.ranking import RELEVANT_THRESHOLD
+from collabkit.train.build import ModelSpec, build_model
 
 
 @dataclass
@@ -61,9 +62,6 @@ def cross_validate(
     splits: Iterable[tuple[Ratings, Ratings]] | None = None,
     k: int = 10,
     relevant_threshold: float | None = RELEVANT_THRESHOLD,
-    epochs: int = 5,
-    lr_max: float = 5e-3,
-    wd: float = 0.1,
 ) -> CrossValidation:
     """Train and score ``spec`` on each fold: seeded ``kfold(data, folds, seed)`` or the given ``splits``.
 
@@ -79,12 +77,7 @@ def cross_validate(
         raise ValueError("splits is empty: nothing to cross-validate")
     rows = []
     for n, (train, test) in enumerate(pairs, start=1):
-        model, seconds = fit_spec(spec, train, epochs, lr_max, wd, seed, relevant_threshold)
-        rows.append(
-            {
-                "fold": n,
-                **evaluate_model(model, train, test, k, relevant_threshold),
-                "fit_seconds": seconds,
-            }
-        )
+        model, history = build_model(spec, train, seed=seed, threshold=relevant_threshold)
+        metrics = evaluate_model(model, train, test, k, relevant_threshold)
+        rows.append({"fold": n, **metrics, "fit_seconds": history.fit_seconds})
     return CrossValidation(spec.name, pd.DataFrame(rows))

@@ -1,28 +1,39 @@
-"""Score a model on held-out ratings, counting ids it never saw (scored by its zero fallback)."""
+"""Score a model on held-out ratings, counting ids it never saw (scored by the baseline fallback)."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from collabkit.core.loop import encode
 from collabkit.data.interactions import Ratings
 from collabkit.evaluate.metrics import rating_metrics
 from collabkit.models.base import CollabModel
-from collabkit.train.loop import encode
 
 
 def evaluate_ratings(model: CollabModel, test: Ratings) -> dict[str, float | int]:
-    """RMSE/MAE/MSE on ``test`` plus how many rows had a user or item unknown to the model.
+    """RMSE/MAE/MSE on ``test``, the same on known and on fallback rows, and how many rows had an
+    unknown user or item.
 
-    Unknown ids are not dropped: they are scored by the model's documented fallback (the all-zero
-    user or item representation, e.g. item bias alone for an unknown user).
+    Unknown ids are not dropped: such rows are scored by the model's documented fallback (the
+    baseline predictor mu + b_u + b_i, ``models.base``); ``rmse_known``/``rmse_fallback`` (left out
+    when a part has no rows) and ``n_fallback`` show how much each part weighs in ``rmse``.
     """
     if len(test) == 0:
         raise ValueError(f"{test.name}: no ratings to evaluate")
     enc = encode(model, test, strict=False)
     pred = model.predict_idx(enc.users, enc.items).numpy().astype(np.float64)
+    true = enc.ratings.numpy().astype(np.float64)
+    known = enc.known.numpy()
+    parts = {  # only parts that have rows
+        f"rmse_{name}": rating_metrics(true[rows], pred[rows])["rmse"]
+        for name, rows in (("known", known), ("fallback", ~known))
+        if rows.any()
+    }
     return {
-        **rating_metrics(enc.ratings.numpy().astype(np.float64), pred),
+        **rating_metrics(true, pred),
+        **parts,
         "n_test": len(test),
+        "n_fallback": int((~known).sum()),
         "n_unknown_users": int((enc.users < 0).sum()),
         "n_unknown_items": int((enc.items < 0).sum()),
     }

@@ -236,11 +236,9 @@ def _compare(
         **evaluate_model(inputs.model, train, test, k, relevant_threshold),
         "fit_seconds": sum(row.get("time", np.nan) for row in inputs.config.get("history", [])),
     }
-    recipe = inputs.config.get("train", {})  # the baselines get the model's own recipe
-    epochs, lr, wd = recipe.get("epochs", 5), recipe.get("lr", 5e-3), recipe.get("wd", 0.1)
     rows = [pd.DataFrame([this])]
-    if baselines:
-        rows.append(compare(baselines, train, test, k, relevant_threshold, epochs, lr, wd))
+    if baselines:  # each with its kind's default recipe, on the model's own split
+        rows.append(compare(baselines, train, test, k, relevant_threshold))
     table = pd.concat(rows, ignore_index=True)
     relevant = (
         "every held-out item"

@@ -21,7 +21,6 @@ from torch import Tensor
 
 from collabkit.data.vocab import UnknownIdError
 from collabkit.models.base import CollabModel
-from collabkit.models.dot import DotProductBias
 
 SIDES = ("item", "user")
 
@@ -34,23 +33,17 @@ class TitleNotFoundError(UnknownIdError):
         self.suggestions = suggestions
 
 
-@torch.no_grad()
 def factors(model: CollabModel, side: str = "item") -> Tensor:
     """(n, F) latent factors of every item (or user): its representation minus any bias column.
 
-    Raises ValueError for models with fewer than two factors (nothing to compare directions of).
+    Raises CapabilityError for kinds without factors, ValueError for fewer than two factors
+    (nothing to compare directions of).
     """
     check_side(side)
-    n = len(model.items if side == "item" else model.users)
-    was = model.training
-    model.eval()
-    rep = (model.item_repr if side == "item" else model.user_repr)(torch.arange(n)).float()
-    model.train(was)
-    if isinstance(model, DotProductBias):  # repr = [factors, bias]
-        rep = rep[:, :-1]
-    if rep.ndim != 2 or rep.shape[1] < 2:  # mean, bias: no factors; most-popular: a count
+    rep = model.factors(side)
+    if rep.shape[1] < 2:
         raise ValueError(
-            f"a {model.kind!r} model has no {side} factors to interpret; "
+            f"a {model.kind!r} model has no {side} factors to interpret (width {rep.shape[1]}); "
             "train one with latent factors (dot, dot-bias, nn, hybrid, ...)"
         )
     return rep

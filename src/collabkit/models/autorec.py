@@ -25,10 +25,10 @@ import torch
 from rich.console import Console
 from torch import Tensor, nn
 
+from collabkit.core.loop import History, encode
 from collabkit.data.interactions import Ratings
 from collabkit.data.vocab import Vocab
-from collabkit.models.base import CollabModel, ModelConfig
-from collabkit.train.loop import History, encode
+from collabkit.models.base import FACTORS, FOLD_IN, RATINGS, CollabModel, ModelConfig
 
 
 @dataclass
@@ -45,6 +45,8 @@ class AutoRec(CollabModel):
 
     kind = "autorec"
     Config = AutoRecConfig
+    capabilities = frozenset({FOLD_IN, FACTORS, RATINGS})
+    bias_columns = (1, 0)  # user_repr = [V_u, c_u]; item_repr = the code h_i
     wants_y_range = False
     _sized_on_load = ("item_users", "item_ratings")  # length = number of training ratings
 
@@ -86,7 +88,9 @@ class AutoRec(CollabModel):
         return self._clip(self.global_mean + ur[:, :-1] @ codes.T + ur[:, -1:])
 
     # --- training ---------------------------------------------------------------------------
-    def fit(self, train: Ratings, console: Console | None = None) -> History:
+    def _fit(
+        self, train: Ratings, valid: Ratings | None, console: Console | None, progress: bool
+    ) -> History:
         """Store the item columns of ``train`` and fit full-batch (module docstring)."""
         cfg: AutoRecConfig = self.config
         t_start = time.perf_counter()

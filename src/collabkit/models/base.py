@@ -1,23 +1,44 @@
 """The model contract every collabkit model honours.
 
 A model scores (user, item) index pairs as ``head(user_repr(u), item_repr(i))``. Splitting the
-score this way gives one mechanism for everything else: unknown ids get the all-zero
-representation (documented fallback), top-N scores every item at once, and fold-in solves for a
-new user's representation with the item side fixed.
+score this way gives one mechanism for everything else: top-N scores every item at once, and
+fold-in solves for a new user's representation with the item side fixed.
+
+Every kind trains through one method, ``model.fit(train, valid=None, **recipe) -> History``; the
+recipe (epochs, learning rate, ...) lives in the model's config, so a saved model records how it
+was trained. What a kind can do beyond scoring is declared in ``capabilities`` and asked with
+``require``/``supports``, never probed.
+
+Unknown ids: a rating model scores a pair whose user or item it never saw with the **baseline
+predictor** b_ui = mu + b_u + b_i (Koren 2008; only the known side's term, mu alone when both are
+unknown), fitted on the training ratings with shrinkage and clipped to the rating scale. Ranking
+models (implicit data) give such pairs the all-zero representation's score. ``score_all_items``
+(the top-N path) serves known users; top-N gives an unknown user the average-taste user instead.
 """
 
 from __future__ import annotations
 
 import importlib
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from collabkit.core.loop import History, fit_one_cycle
 from collabkit.data.interactions import Ratings
 from collabkit.data.vocab import Vocab
+
+# --- capabilities: what a kind can do beyond scoring ------------------------------------------
+FOLD_IN = "fold-in"  # new users from a few answers, without retraining (recommend.foldin)
+FACTORS = "factors"  # latent vectors per item and user: similar items/users, the PCA map
+RATINGS = "ratings"  # scores are ratings on the data's scale (else ranking scores, implicit data)
+PROBA = "proba"  # a probability for each rating level (predict_proba)
+CAPABILITIES = (FOLD_IN, FACTORS, RATINGS, PROBA)
+
+#: shrinkage of the baseline predictor's item and user offsets (Koren 2008's lambda_2, lambda_3)
+BASELINE_REG = (25.0, 10.0)
 
 
 def sigmoid_range(x: Tensor, low: float, high: float) -> Tensor:
@@ -54,6 +75,16 @@ class ModelConfig:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    def updated(self, **changes: Any) -> ModelConfig:
+        """A copy with ``changes``; a name the config does not have is a ValueError naming the valid ones."""
+        names = {f.name for f in fields(self)}
+        unknown = sorted(set(changes) - names)
+        if unknown:
+            raise ValueError(
+                f"unknown option(s) {', '.join(unknown)}; this model's options: {', '.join(sorted(names))}"
+            )
+        return replace(self, **{k: tuple(v) if isinstance(v, list) else v for k, v in changes.items()})
+
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> ModelConfig:
         names = {f.name for f in fields(cls)}
@@ -66,12 +97,33 @@ class ModelConfig:
         return cls(**kw)
 
 
+@dataclass
+class SGDConfig(ModelConfig):
+    """A gradient-trained model's config: its shape plus the one-cycle recipe (the chapter's)."""
+
+    epochs: int = 5  # passes over the training ratings
+    lr_max: float = 5e-3  # peak learning rate, given for batches of 256 (scaled up above)
+    wd: float = 0.1  # decoupled weight decay
+    bs: int | None = None  # batch size; None: the model's default_bs
+
+
+class CapabilityError(TypeError, ValueError):
+    """A model was asked for something its kind does not declare (see ``require``)."""
+
+
 class CollabModel(nn.Module):
     """Base class: scores users x items; vocabularies map the user's own ids to indices."""
 
     kind: ClassVar[str] = ""
     Config: ClassVar[type[ModelConfig]] = ModelConfig
     registry: ClassVar[dict[str, type[CollabModel]]] = {}
+    #: what this kind can do beyond scoring (FOLD_IN, FACTORS, RATINGS, PROBA)
+    capabilities: ClassVar[frozenset[str]] = frozenset({RATINGS})
+    #: True for kinds that fold in a new user by their own exact solve, ``fold_in(items, weights)``
+    #: (the implicit rankers); rating models fold in through ``recommend.foldin``'s prior
+    solves_new_users: ClassVar[bool] = False
+    #: columns at the end of (user_repr, item_repr) that are biases, not factors
+    bias_columns: ClassVar[tuple[int, int]] = (0, 0)
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
@@ -84,6 +136,9 @@ class CollabModel(nn.Module):
         self.users = users
         self.items = items
         self.meta: dict[str, Any] = {}  # trained-on facts (scale, global mean...) saved with the model
+        # the baseline predictor's offsets b_u, b_i (fallback for unknown ids; set by fit)
+        self.register_buffer("baseline_user", torch.zeros(len(users)))
+        self.register_buffer("baseline_item", torch.zeros(len(items)))
 
     @classmethod
     def from_data(cls, ratings: Ratings, **config: Any) -> CollabModel:
@@ -99,6 +154,67 @@ class CollabModel(nn.Module):
         return model
 
     wants_y_range: ClassVar[bool] = True
+
+    # --- training: one protocol for every kind --------------------------------------------
+    def fit(
+        self,
+        train: Ratings,
+        valid: Ratings | None = None,
+        *,
+        console: Any = None,
+        progress: bool = False,
+        **recipe: Any,
+    ) -> History:
+        """Train on ``train`` (``valid`` is only reported on); returns what training measured.
+
+        ``recipe`` overrides fields of the config (``epochs=10``, ``lr_max=1e-2``...) and is kept
+        in it, so the saved model says how it was trained. ``console`` gets the epoch table.
+        """
+        if recipe:
+            self.config = self.config.updated(**recipe)
+        if len(train) == 0:
+            raise ValueError("cannot train on an empty set of ratings")
+        if RATINGS in self.capabilities:
+            self.set_baseline(train)
+        history = self._fit(train, valid, console, progress)
+        self.eval()
+        return history
+
+    def _fit(self, train: Ratings, valid: Ratings | None, console: Any, progress: bool) -> History:
+        """The kind's training; by default the one-cycle engine with the config's recipe."""
+        cfg = self.config
+        if not isinstance(cfg, SGDConfig):
+            raise NotImplementedError(f"{self.kind} must define _fit or use an SGDConfig")
+        return fit_one_cycle(
+            self, train, valid, epochs=cfg.epochs, lr_max=cfg.lr_max, wd=cfg.wd, bs=cfg.bs,
+            seed=cfg.seed, console=console, progress=progress,
+        )  # fmt: skip
+
+    @torch.no_grad()
+    def set_baseline(self, train: Ratings) -> None:
+        """Fit the baseline predictor mu + b_u + b_i to ``train`` (one shrunk sweep: items, then users)."""
+        u = self.users.lookup(train.frame["user"], strict=False)
+        i = self.items.lookup(train.frame["item"], strict=False)
+        r = train.frame["rating"].to_numpy(dtype=np.float64)
+        keep = (u >= 0) & (i >= 0)
+        u, i, r = u[keep], i[keep], r[keep]
+        mu = float(r.mean()) if len(r) else 0.0
+        reg_i, reg_u = BASELINE_REG
+        n_i = np.bincount(i, minlength=len(self.items))
+        b_i = np.bincount(i, r - mu, len(self.items)) / (reg_i + n_i)
+        n_u = np.bincount(u, minlength=len(self.users))
+        b_u = np.bincount(u, r - mu - b_i[i], len(self.users)) / (reg_u + n_u)
+        self.baseline_item.copy_(torch.from_numpy(b_i))
+        self.baseline_user.copy_(torch.from_numpy(b_u))
+        self.meta["global_mean"] = mu
+
+    def baseline(self, u: Tensor, i: Tensor) -> Tensor:
+        """(B,) mu + b_u + b_i with the term of an unknown side (index -1) left out, clipped to the scale."""
+        out = torch.full(u.shape, float(self.meta.get("global_mean", 0.0)))
+        out = out + torch.where(u >= 0, self.baseline_user[u.clamp(min=0)], 0.0)
+        out = out + torch.where(i >= 0, self.baseline_item[i.clamp(min=0)], 0.0)
+        scale = self.meta.get("scale") or ()
+        return out.clamp(*scale) if len(scale) == 2 else out
 
     # --- the three pieces every model defines -------------------------------------------
     def user_repr(self, u: Tensor) -> Tensor:
@@ -119,14 +235,29 @@ class CollabModel(nn.Module):
 
     # --- built on the pieces ---------------------------------------------------------------
     def score(self, u: Tensor, i: Tensor) -> Tensor:
-        """Like forward, but index -1 (unknown id) gets the all-zero representation.
+        """Like forward, but a pair with an unknown side (index -1) gets the fallback (module doc)."""
+        s = self._score(u, i)
+        unknown = (u < 0) | (i < 0)
+        if RATINGS in self.capabilities and bool(unknown.any()):
+            s = torch.where(unknown, self.baseline(u, i), s)
+        return s
 
-        For the bias models this means an unknown user is scored by the item's bias alone (and
-        vice versa): the documented fallback, reported by ``evaluate``.
-        """
+    def _score(self, u: Tensor, i: Tensor) -> Tensor:
+        """Scores with the all-zero representation for an unknown side."""
         ur = self.user_repr(u.clamp(min=0)) * (u >= 0).unsqueeze(1)
         ir = self.item_repr(i.clamp(min=0)) * (i >= 0).unsqueeze(1)
         return self.head(ur, ir)
+
+    @torch.no_grad()
+    def factors(self, side: str = "item") -> Tensor:
+        """(n, F) latent vectors of every item (or user): the representation minus its bias columns."""
+        require(self, FACTORS)
+        n = len(self.items if side == "item" else self.users)
+        was = self.training
+        self.eval()
+        rep = (self.item_repr if side == "item" else self.user_repr)(torch.arange(n)).float()
+        self.train(was)
+        return rep[:, : rep.shape[1] - self.bias_columns[side == "item"]]
 
     @torch.no_grad()
     def predict(self, users: Any, items: Any, batch_size: int | None = None) -> np.ndarray:
@@ -180,11 +311,33 @@ class CollabModel(nn.Module):
 MODEL_MODULES = ("dot", "neural", "hybrid", "svdpp", "bayes", "autorec", "ensemble", "implicit")
 
 
-def get_model_class(kind: str) -> type[CollabModel]:
-    """The model class registered under ``kind`` (as saved in a checkpoint's config)."""
+def registry() -> dict[str, type[CollabModel]]:
+    """Every registered model kind -> its class (importing the model modules registers them)."""
     for name in MODEL_MODULES:
         importlib.import_module(f"collabkit.models.{name}")
+    return dict(CollabModel.registry)
+
+
+def get_model_class(kind: str) -> type[CollabModel]:
+    """The model class registered under ``kind`` (as saved in a checkpoint's config)."""
+    kinds = registry()
     try:
-        return CollabModel.registry[kind]
+        return kinds[kind]
     except KeyError:
-        raise ValueError(f"unknown model {kind!r}; choose one of {sorted(CollabModel.registry)}") from None
+        raise ValueError(f"unknown model {kind!r}; choose one of {sorted(kinds)}") from None
+
+
+def supports(model: CollabModel | type[CollabModel], capability: str) -> bool:
+    """True when ``model`` (a model or a kind's class) declares ``capability``."""
+    if capability not in CAPABILITIES:
+        raise ValueError(f"unknown capability {capability!r}; one of {CAPABILITIES}")
+    return capability in model.capabilities
+
+
+def require(model: CollabModel, capability: str) -> None:
+    """Raise CapabilityError, naming the kinds that have ``capability``, unless ``model`` has it."""
+    if not supports(model, capability):
+        having = sorted(k for k, cls in registry().items() if capability in cls.capabilities)
+        raise CapabilityError(
+            f"a {model.kind!r} model has no {capability!r} capability; kinds that do: {', '.join(having)}"
+        )

@@ -27,11 +27,11 @@ import torch
 from rich.console import Console
 from torch import Tensor
 
+from collabkit.core.loop import History, encode
 from collabkit.data.interactions import Ratings
 from collabkit.data.vocab import Vocab
 from collabkit.models.base import CollabModel, ModelConfig
 from collabkit.models.dot import DotProductBias, _table
-from collabkit.train.loop import History, encode
 
 
 @dataclass
@@ -70,7 +70,9 @@ class BayesianMF(DotProductBias):
         return x if c is None else x.clamp(*c)
 
     @torch.no_grad()
-    def fit(self, train: Ratings, console: Console | None = None) -> History:
+    def _fit(
+        self, train: Ratings, valid: Ratings | None, console: Console | None, progress: bool
+    ) -> History:
         """Run burn_in + samples Gibbs sweeps on ``train``; the History has one row per sweep."""
         cfg: BayesConfig = self.config
         t_start = time.perf_counter()

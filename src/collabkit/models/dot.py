@@ -8,7 +8,17 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from collabkit.models.base import CollabModel, ModelConfig, sigmoid_range
+from collabkit.core.loop import History
+from collabkit.data.interactions import Ratings
+from collabkit.models.base import (
+    FACTORS,
+    FOLD_IN,
+    RATINGS,
+    CollabModel,
+    ModelConfig,
+    SGDConfig,
+    sigmoid_range,
+)
 
 
 def _table(n: int, dim: int) -> nn.Embedding:
@@ -22,6 +32,8 @@ class DotProduct(CollabModel):
     """score = u_f . i_f  (optionally squashed into y_range)."""
 
     kind = "dot"
+    Config = SGDConfig
+    capabilities = frozenset({FOLD_IN, FACTORS, RATINGS})
     wants_y_range = False
     user_item_tables: ClassVar[dict[str, str]] = {"user_factors.weight": "user", "item_factors.weight": "item"}
 
@@ -55,7 +67,7 @@ class DotProduct(CollabModel):
 
 
 @dataclass
-class BiasConfig(ModelConfig):
+class BiasConfig(SGDConfig):
     y_range: tuple[float, float] | None = (0.0, 5.5)
 
 
@@ -69,6 +81,7 @@ class DotProductBias(DotProduct):
     kind = "dot-bias"
     wants_y_range = True
     Config = BiasConfig
+    bias_columns = (1, 1)
     user_item_tables: ClassVar[dict[str, str]] = {**DotProduct.user_item_tables, "user_bias.weight": "user", "item_bias.weight": "item"}
 
     def __init__(self, config: ModelConfig, users, items) -> None:
@@ -99,6 +112,7 @@ class BiasOnly(DotProductBias):
     """score = sigmoid_range(u_b + i_b): the user/item bias baseline (no factors)."""
 
     kind = "bias"
+    capabilities = frozenset({FOLD_IN, RATINGS})  # no factors to compare
 
     def __init__(self, config: ModelConfig, users, items) -> None:
         config.n_factors = 0
@@ -110,6 +124,9 @@ class GlobalMean(CollabModel):
 
     kind = "mean"
     wants_y_range = False
+
+    def _fit(self, train: Ratings, valid: Ratings | None, console: object, progress: bool) -> History:
+        return History()  # the mean is the baseline's mu, set by fit
 
     def user_repr(self, u: Tensor) -> Tensor:
         return torch.zeros(len(u), 0)

@@ -15,8 +15,18 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from collabkit.core.loop import History
+from collabkit.data.interactions import Ratings
 from collabkit.data.vocab import Vocab
-from collabkit.models.base import CollabModel, ModelConfig, get_model_class
+from collabkit.models.base import (
+    FACTORS,
+    FOLD_IN,
+    RATINGS,
+    CollabModel,
+    ModelConfig,
+    get_model_class,
+    require,
+)
 
 
 @dataclass
@@ -32,6 +42,8 @@ class Ensemble(CollabModel):
     kind = "ensemble"
     Config = EnsembleConfig
     wants_y_range = False
+    # what every member can do (set per instance)
+    capabilities = frozenset({FOLD_IN, FACTORS, RATINGS})
     user_item_tables: ClassVar[dict[str, str]] = {}  # members are trained on their own, never here
 
     def __init__(
@@ -52,6 +64,9 @@ class Ensemble(CollabModel):
                 cls = get_model_class(m["kind"])
                 members.append(cls(cls.Config.from_json(m["config"]), users, items))
         self.members = nn.ModuleList(members)
+        self.capabilities = frozenset.intersection(
+            type(self).capabilities, *(m.capabilities for m in members)
+        )
         probe = torch.zeros(1, dtype=torch.int64)
         with torch.no_grad():  # representation widths, to split the concatenation in head()
             self._widths = [
@@ -76,7 +91,33 @@ class Ensemble(CollabModel):
         )
         model = cls(config, first.users, first.items, members)
         model.meta = dict(first.meta)
+        model.baseline_user.copy_(first.baseline_user)
+        model.baseline_item.copy_(first.baseline_item)
         return model
+
+    def _fit(self, train: Ratings, valid: Ratings | None, console: object, progress: bool) -> History:
+        """Train every member on ``train`` (each with its own recipe); one History row per member."""
+        history = History()
+        for k, member in enumerate(self.members):
+            h = member.fit(train, valid, console=console, progress=progress)
+            row = {"epoch": k, "train_loss": h.final.get("train_loss", float("nan"))}
+            if "valid_loss" in h.final:
+                row["valid_loss"] = h.final["valid_loss"]
+            history.rows.append({**row, "time": h.fit_seconds})
+            history.fit_seconds += h.fit_seconds
+        return history
+
+    @torch.no_grad()
+    def factors(self, side: str = "item") -> Tensor:
+        """Members' unit-length factors side by side, member k scaled by sqrt(w_k / sum w): the
+        cosine of two such rows is the weighted mean of the members' cosines."""
+        require(self, FACTORS)
+        total = sum(self.config.weights)
+        parts = [
+            nn.functional.normalize(m.factors(side), dim=1) * (w / total) ** 0.5
+            for m, w in zip(self.members, self.config.weights)
+        ]
+        return torch.cat(parts, 1)
 
     @property
     def user_widths(self) -> list[int]:
@@ -96,8 +137,8 @@ class Ensemble(CollabModel):
             su, si = su + du, si + di
         return out
 
-    def score(self, u: Tensor, i: Tensor) -> Tensor:
-        """Each member's own scoring (and unknown-id fallback), averaged."""
+    def _score(self, u: Tensor, i: Tensor) -> Tensor:
+        """Each member's own scoring, averaged (the ensemble's baseline covers unknown ids)."""
         return sum(w * m.score(u, i) for m, w in zip(self.members, self.config.weights))
 
     @torch.no_grad()

@@ -29,31 +29,30 @@ import torch
 from rich.console import Console
 from torch import Tensor, nn
 
+from collabkit.core.loop import History
+from collabkit.core.sampling import Distribution, fit_ranking
 from collabkit.data.implicit import Interactions, interactions
 from collabkit.data.interactions import Ratings
 from collabkit.data.vocab import Vocab
-from collabkit.models.base import CollabModel, ModelConfig
+from collabkit.models.base import FACTORS, FOLD_IN, CollabModel, ModelConfig
 from collabkit.models.dot import BiasConfig, DotProduct, DotProductBias
-from collabkit.train.implicit import fit_ranking
-from collabkit.train.loop import History
 
 KINDS = ("most-popular", "ease", "als", "bpr")
 
 
 class ImplicitModel:
-    """Mixin for models fitted to implicit interactions: no y_range, ``fit(train) -> History``."""
+    """Mixin for models fitted to implicit interactions: ranking scores, no y_range, and an exact
+    ``fold_in(items, weights)`` of their own for new users."""
 
     wants_y_range: ClassVar[bool] = False
+    capabilities: ClassVar[frozenset[str]] = frozenset({FOLD_IN, FACTORS})
+    solves_new_users: ClassVar[bool] = True
 
     @classmethod
     def from_data(cls, ratings: Ratings, **config: Any) -> CollabModel:
         model = super().from_data(ratings, **config)  # type: ignore[misc]
         model.meta["implicit"] = True
         return model
-
-    def fit(self, train: Ratings, **options: Any) -> History:
-        """Fit to ``train`` (interactions in this model's vocabularies); returns what was measured."""
-        raise NotImplementedError
 
     def _interactions(self, train: Ratings) -> Interactions:
         return interactions(train, self.users, self.items)  # type: ignore[attr-defined]
@@ -70,12 +69,15 @@ class MostPopular(ImplicitModel, CollabModel):
 
     kind = "most-popular"
     Config = PopularConfig
+    capabilities = frozenset({FOLD_IN})
 
     def __init__(self, config: PopularConfig, users: Vocab, items: Vocab) -> None:
         super().__init__(config, users, items)
         self.register_buffer("popularity", torch.zeros(len(items)))
 
-    def fit(self, train: Ratings, console: Console | None = None) -> History:
+    def _fit(
+        self, train: Ratings, valid: Ratings | None, console: Console | None, progress: bool
+    ) -> History:
         t0 = time.perf_counter()
         data = self._interactions(train)
         pop = np.bincount(data.items, weights=data.weights, minlength=len(self.items))
@@ -130,7 +132,9 @@ class EASE(ImplicitModel, CollabModel):
         self.register_buffer("history_items", torch.zeros(0, dtype=torch.int64))
         self.register_buffer("history_weights", torch.zeros(0))
 
-    def fit(self, train: Ratings, console: Console | None = None) -> History:
+    def _fit(
+        self, train: Ratings, valid: Ratings | None, console: Console | None, progress: bool
+    ) -> History:
         """One regularised inverse; the History's single row holds the objective it minimised."""
         t0 = time.perf_counter()
         data = self._interactions(train)
@@ -165,7 +169,7 @@ class EASE(ImplicitModel, CollabModel):
     def head(self, ur: Tensor, ir: Tensor) -> Tensor:
         return (ur * ir).sum(-1)
 
-    def score(self, u: Tensor, i: Tensor) -> Tensor:
+    def _score(self, u: Tensor, i: Tensor) -> Tensor:
         """Pairs via full rows x_u B of the distinct users (never a (pairs, n_items) product)."""
         uu, inv = torch.unique(u, return_inverse=True)
         out = torch.empty(len(u))
@@ -209,7 +213,7 @@ class ALSConfig(ModelConfig):
     n_factors: int = 64
     reg: float = 50.0  # lambda on ||X||^2 + ||Y||^2 (the best reg grows with alpha: ~5 alpha)
     alpha: float = 10.0  # confidence c_ui = 1 + alpha * w_ui on observed pairs, 1 elsewhere
-    iterations: int = 15  # alternating sweeps (users then items)
+    iterations: int = 15  # alternating sweeps (users then items); fit goes on from the current factors
 
 
 class ALS(ImplicitModel, DotProduct):
@@ -227,15 +231,15 @@ class ALS(ImplicitModel, DotProduct):
     kind = "als"
     Config = ALSConfig
 
-    def fit(
-        self, train: Ratings, iterations: int | None = None, console: Console | None = None
+    def _fit(
+        self, train: Ratings, valid: Ratings | None, console: Console | None, progress: bool
     ) -> History:
-        """``iterations`` sweeps (default: the config's); History rows hold L after each sweep.
+        """The config's ``iterations`` sweeps; History rows hold L after each sweep.
 
         Starts from the current factors (a new model's are N(0, 0.01)), so a second call goes on.
         """
         cfg = self.config
-        n_iter = cfg.iterations if iterations is None else iterations
+        n_iter = cfg.iterations
         if n_iter < 0:
             raise ValueError(f"iterations must be >= 0, got {n_iter}")
         data = self._interactions(train)
@@ -327,6 +331,14 @@ def _als_loss(
 class BPRConfig(BiasConfig):
     n_factors: int = 64
     y_range: tuple[float, float] | None = None  # scores are for ranking: no squashing
+    # the recipe (tuned, module docstring): one-cycle AdamW on sampled (u, i, j) triples
+    epochs: int = 40
+    lr_max: float = 3e-2  # used as is: tuned at this batch size
+    wd: float = 1.0
+    bs: int | None = 1024
+    sampler: Distribution = "uniform"  # negatives: uniform, or by popularity ** power
+    n_negatives: int = 4  # negatives per positive
+    power: float = 0.75
 
 
 class BPR(ImplicitModel, DotProductBias):
@@ -334,7 +346,7 @@ class BPR(ImplicitModel, DotProductBias):
 
     Trained by the shared one-cycle engine on (u, i, j) triples, i a training positive of u and
     j a sampled negative, minimising  -log sigmoid(s(u, i) - s(u, j))  with decoupled weight decay
-    as the L2 prior (``train.implicit.fit_ranking``). A user bias would cancel in s(u, i) - s(u, j),
+    as the L2 prior (``core.sampling.fit_ranking``). A user bias would cancel in s(u, i) - s(u, j),
     so it is frozen at 0; the dot-bias layout is kept so that fold-in, explanations and similar
     items treat BPR exactly like dot-bias.
     """
@@ -360,9 +372,16 @@ class BPR(ImplicitModel, DotProductBias):
         # sub-tables do not include it)
         return (self.user_factors(u) * self.item_factors(i)).sum(1) + self.item_bias(i).squeeze(1)
 
-    def fit(self, train: Ratings, **options: Any) -> History:
-        """``train.implicit.fit_ranking`` with its defaults (epochs, lr_max, wd, bs, sampler, ...)."""
-        return fit_ranking(self, train, **options)
+    def _fit(
+        self, train: Ratings, valid: Ratings | None, console: Console | None, progress: bool
+    ) -> History:
+        """``core.sampling.fit_ranking`` with the config's recipe."""
+        c = self.config
+        return fit_ranking(
+            self, train, valid, epochs=c.epochs, lr_max=c.lr_max, wd=c.wd, bs=c.bs or 1024,
+            sampler=c.sampler, n_negatives=c.n_negatives, power=c.power, seed=c.seed,
+            console=console, progress=progress,
+        )  # fmt: skip
 
     @torch.enable_grad()
     def fold_in(

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from collabkit.data.vocab import Vocab
-from collabkit.models.base import CollabModel, ModelConfig, sigmoid_range
+from collabkit.models.base import FACTORS, RATINGS, CollabModel, SGDConfig, sigmoid_range
 from collabkit.models.dot import _table
 
 
@@ -20,7 +20,7 @@ def emb_size(n: int) -> int:
 
 
 @dataclass
-class NNConfig(ModelConfig):
+class NNConfig(SGDConfig):
     n_factors: int = 0  # 0 = per-table sizes from emb_size(); else both tables this wide
     layers: tuple[int, ...] = (100,)  # hidden layer widths
     dropout: float = 0.0  # dropout after each hidden layer
@@ -33,6 +33,7 @@ class EmbeddingNN(CollabModel):
 
     kind = "nn"
     Config = NNConfig
+    capabilities = frozenset({FACTORS, RATINGS})  # a non-linear head: no fold-in
     # an MLP with batch norm wants more, smaller steps: chapter recipe on u1, bs 256 RMSE 0.936,
     # bs 1024 0.945
     default_bs: ClassVar[int] = 256

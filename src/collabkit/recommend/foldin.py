@@ -36,8 +36,8 @@ from torch import Tensor
 
 from collabkit.data.interactions import Ratings
 from collabkit.models.autorec import AutoRec
-from collabkit.models.base import CollabModel
-from collabkit.models.dot import DotProduct, DotProductBias
+from collabkit.models.base import FOLD_IN, CollabModel, require
+from collabkit.models.dot import DotProductBias
 from collabkit.models.ensemble import Ensemble
 
 Method = Literal["gauss-newton", "logit-ridge"]
@@ -60,15 +60,9 @@ class UserPrior:
 
 
 def check_foldable(model: CollabModel) -> None:
-    """Fold-in needs a score f(linear in the user representation): the dot family and I-AutoRec,
-    or an ensemble of them (folded in member by member)."""
-    for member in model.members if isinstance(model, Ensemble) else [model]:
-        if not isinstance(member, (DotProduct, AutoRec)):
-            raise TypeError(
-                f"fold-in needs a model whose score is f(user . item + biases) (dot, dot-bias, "
-                f"bias, hybrid, bpmf, autorec, or an ensemble of them); {member.kind!r} has a "
-                "non-linear head"
-            )
+    """Fold-in needs a kind that declares it: a score f(linear in the user representation) (the
+    dot family and I-AutoRec, or an ensemble of them, folded in member by member)."""
+    require(model, FOLD_IN)
 
 
 def _member_priors(model: Ensemble, prior: UserPrior) -> list[UserPrior]:
@@ -341,6 +335,6 @@ def fold_in_frame(
     cannot place carries no information, and dropping it silently would hide the mistake).
     """
     users, items, ratings = pad_answers(model, answers, users)
-    if hasattr(model, "fold_in"):  # implicit rankers solve their own user exactly; answers = weights
+    if model.solves_new_users:  # implicit rankers solve their own user exactly; answers = weights
         return users, model.fold_in(items, ratings)
     return users, fold_in(model, items, ratings, prior, **kw)

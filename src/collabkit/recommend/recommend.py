@@ -18,8 +18,7 @@ from torch import Tensor
 
 from collabkit.data.interactions import Ratings
 from collabkit.data.vocab import UnknownIdError
-from collabkit.models.base import CollabModel
-from collabkit.models.dot import DotProductBias
+from collabkit.models.base import FACTORS, CollabModel, supports
 from collabkit.recommend.foldin import UserPrior, fold_in_frame, user_prior
 from collabkit.recommend.topn import rated_csr, top_n
 
@@ -107,7 +106,7 @@ def recommend_new_users(
     """
     frame = _answers_frame(answers, user)
     users = np.unique(frame["user"].to_numpy()) if len(frame) else np.array([user], dtype=object)
-    if prior is None and not hasattr(model, "fold_in"):  # implicit models fold in exactly
+    if prior is None and not model.solves_new_users:  # implicit models fold in exactly
         prior = user_prior(model)
     users, reprs = fold_in_frame(model, frame, prior, users)
     history = _history_of(model, frame, users)
@@ -221,10 +220,10 @@ def _liked(history: History, rows: np.ndarray) -> np.ndarray:
 
 
 def _factor_vectors(model: CollabModel) -> Tensor:
-    """(n_items, F) unit-length item factor vectors (bias column dropped for the dot-bias family)."""
-    v = model.item_repr(torch.arange(len(model.items))).float()
-    if isinstance(model, DotProductBias):
-        v = v[:, :-1]
+    """(n_items, F) unit-length item factor vectors; (n_items, 0) for kinds without factors."""
+    if not supports(model, FACTORS):
+        return torch.zeros(len(model.items), 0)
+    v = model.factors("item")
     return torch.nn.functional.normalize(v, dim=1) if v.shape[1] else v
 
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from collabkit.core.loop import encode, lr_scale, train_step
+from collabkit.core.optim import RowAdamW
 from collabkit.data.interactions import Ratings
 from collabkit.models.base import CollabModel
-from collabkit.train.loop import encode, lr_scale, train_step
-from collabkit.train.optim import RowAdamW
 
 
 @dataclass

@@ -1,4 +1,8 @@
-"""The training loop: one-cycle AdamW over batches sliced from pre-built index tensors."""
+"""The one-cycle engine every gradient-trained model uses: AdamW over batches sliced from index tensors.
+
+It sits below ``models`` (models call it from their ``fit``) and knows a model only by the contract:
+``users``/``items`` vocabularies, ``forward(u, i)``, ``predict_idx`` and ``indexed_tables()``.
+"""
 
 from __future__ import annotations
 
@@ -12,12 +16,11 @@ import pandas as pd
 import torch
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-from torch import Tensor
+from torch import Tensor, nn
 
+from collabkit.core.optim import RowAdamW
+from collabkit.core.schedule import one_cycle
 from collabkit.data.interactions import Ratings
-from collabkit.models.base import CollabModel
-from collabkit.train.optim import RowAdamW
-from collabkit.train.schedule import one_cycle
 
 #: learning rates are given for batches up to this size; larger batches take fewer, less noisy
 #: steps, so the engine scales lr by sqrt(bs / LR_REF_BS) (Adam's square-root rule). Measured on
@@ -31,6 +34,8 @@ def lr_scale(bs: int, ref: int | None = LR_REF_BS) -> float:
     """Factor applied to lr_max at batch size ``bs``: sqrt(bs / ref) above ``ref``, else 1."""
     return 1.0 if ref is None or bs <= ref else math.sqrt(bs / ref)
 
+#: a collabkit model (models.base.CollabModel); the engine needs only the contract's parts
+Model = nn.Module
 #: (users, items, ratings, generator) -> the batch the step sees
 BatchFn = Callable[[Tensor, Tensor, Tensor, torch.Generator], tuple[Tensor, Tensor, Tensor]]
 
@@ -51,7 +56,7 @@ class Encoded:
         return (self.users >= 0) & (self.items >= 0)
 
 
-def encode(model: CollabModel, ratings: Ratings, strict: bool = True) -> Encoded:
+def encode(model: Model, ratings: Ratings, strict: bool = True) -> Encoded:
     """Map raw ids to the model's indices once, so batches are tensor slices."""
     f = ratings.frame
     return Encoded(
@@ -77,7 +82,7 @@ class History:
 
 
 def fit_one_cycle(
-    model: CollabModel,
+    model: Model,
     train: Ratings,
     valid: Ratings | None = None,
     epochs: int = 5,
@@ -170,7 +175,7 @@ def fit_one_cycle(
 
 
 def train_step(
-    model: CollabModel,
+    model: Model,
     opt: RowAdamW,
     u: Tensor,
     i: Tensor,

@@ -10,13 +10,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import collabkit as ck
-from collabkit.data.implicit import Interactions, to_implicit
-from collabkit.train.implicit import (
+from collabkit.core.sampling import (
     NegativeSampler,
     bpr_loss,
     fit_ranking,
     pairs_batch,
 )
+from collabkit.data.implicit import Interactions, to_implicit
 
 
 def csr(rows: list[set[int]], n_items: int) -> Interactions:

@@ -1,17 +1,13 @@
-"""Training and scoring on implicit feedback: negative samplers, the BPR loss, ranking evaluation.
+"""Pairwise ranking on the one-cycle engine: negative samplers and the BPR loss.
 
-``fit_ranking`` trains BPR with the shared one-cycle engine: each batch of positives (u, i) gets
-sampled negatives j (``NegativeSampler``, through ``fit_one_cycle``'s ``batch_fn``) and the loss
-is -log sigmoid(s(u, i) - s(u, j)). ``train_implicit`` is the one entry point for every implicit
-kind (what ``collabkit train --implicit`` calls). Score the result with
-``collabkit.evaluate.ranking.evaluate_ranking(model, train, test, k, relevant_threshold=None)``.
+``fit_ranking`` trains a model on implicit positives: each batch of positives (u, i) gets sampled
+negatives j (``NegativeSampler``, through ``fit_one_cycle``'s ``batch_fn``) and the loss is
+-log sigmoid(s(u, i) - s(u, j)).
 """
 
 from __future__ import annotations
 
-import inspect
-from dataclasses import fields
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import torch
@@ -19,10 +15,9 @@ import torch.nn.functional as F
 from rich.console import Console
 from torch import Tensor
 
+from collabkit.core.loop import History, Model, fit_one_cycle
 from collabkit.data.implicit import Interactions, interactions
 from collabkit.data.interactions import Ratings
-from collabkit.models.base import CollabModel, get_model_class
-from collabkit.train.loop import History, fit_one_cycle
 
 Distribution = Literal["uniform", "popularity"]
 
@@ -137,7 +132,7 @@ def bpr_loss(scores: Tensor, weights: Tensor) -> Tensor:
 
 
 def fit_ranking(
-    model: CollabModel,
+    model: Model,
     train: Ratings,
     valid: Ratings | None = None,
     epochs: int = 40,
@@ -175,32 +170,3 @@ def fit_ranking(
         batch_fn=pairs_batch(sample, n_negatives),
         lr_ref_bs=None,  # lr_max was tuned at this batch size: use it as is
     )
-
-
-def train_implicit(kind: str, train: Ratings, **options: Any) -> tuple[CollabModel, History]:
-    """Build and fit an implicit model of ``kind`` ("most-popular", "ease", "als", "bpr") on ``train``.
-
-    ``options`` are the kind's config fields (n_factors, reg, alpha, seed...) and its ``fit``
-    arguments (iterations; epochs, lr_max, wd, sampler...); anything else is a ValueError naming
-    what is accepted. ``train`` holds interactions (``to_implicit``).
-    """
-    from collabkit.models import implicit
-
-    if kind not in implicit.KINDS:
-        raise ValueError(f"{kind!r} is not an implicit model; choose one of {list(implicit.KINDS)}")
-    cls = get_model_class(kind)
-    config_names = {f.name for f in fields(cls.Config)}
-    fit_names = set(inspect.signature(cls.fit).parameters) - {"self", "train", "options"}
-    if kind == "bpr":
-        fit_names |= set(inspect.signature(fit_ranking).parameters) - {"model", "train"}
-    unknown = sorted(set(options) - config_names - fit_names)
-    if unknown:
-        raise ValueError(
-            f"{kind}: unknown option(s) {unknown}; accepted: {sorted(config_names | fit_names)}"
-        )
-    model = cls.from_data(train, **{k: v for k, v in options.items() if k in config_names})
-    fit_options = {k: v for k, v in options.items() if k in fit_names and k not in config_names}
-    if "seed" in fit_names and "seed" in options:
-        fit_options["seed"] = options["seed"]
-    history = model.fit(train, **fit_options)
-    return model, history

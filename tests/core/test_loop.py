@@ -7,10 +7,10 @@ import pytest
 import torch
 
 import collabkit as ck
-from collabkit.train.loop import _batch_bounds
+from collabkit.core.loop import _batch_bounds
+from collabkit.core.optim import RowAdamW
+from collabkit.core.schedule import one_cycle
 from collabkit.train.lr_find import lr_find
-from collabkit.train.optim import RowAdamW
-from collabkit.train.schedule import one_cycle
 
 
 def test_same_seed_same_model(tiny):
@@ -95,7 +95,7 @@ def test_lr_find_suggests_and_leaves_model_alone(tiny, tmp_path):
 
 
 def test_lr_scale_is_square_root_above_the_reference_batch():
-    from collabkit.train.loop import LR_REF_BS, lr_scale
+    from collabkit.core.loop import LR_REF_BS, lr_scale
 
     assert lr_scale(64) == lr_scale(LR_REF_BS) == 1.0
     assert lr_scale(4 * LR_REF_BS) == pytest.approx(2.0)
