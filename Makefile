@@ -26,7 +26,7 @@ demo: install
 
 test: install
 	$(BIN)/ruff check src tests bench
-	COLLABKIT_TEST_DATA=$(DATA) $(BIN)/python -m pytest -q
+	COLLABKIT_TEST_DATA=$(DATA) $(BIN)/python -m pytest -q -m "slow or not slow" --durations=10
 
 lint: install
 	$(BIN)/ruff check src tests bench

@@ -47,3 +47,11 @@ def data_root() -> Path:
     if not root or not (Path(root) / "ml-100k" / "u.data").exists():
         pytest.skip("set COLLABKIT_TEST_DATA to a folder holding ml-100k (e.g. ../shared/data)")
     return Path(root)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that read the real ML-100k are slow by definition: ``make test`` runs them, plain
+    ``pytest`` (the fast tier) does not."""
+    for item in items:
+        if "data_root" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

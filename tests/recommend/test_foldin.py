@@ -183,6 +183,7 @@ def test_few_answers_solve_the_dual_with_the_same_answer():
     torch.testing.assert_close(_ridge(A, target, weight, lam, mu), primal)
 
 
+@pytest.mark.slow
 def test_autorec_bpmf_and_their_ensemble_fold_in(setup):
     """Identity-link models fold in exactly; an ensemble folds the answers into every member."""
     from collabkit.models.ensemble import Ensemble

@@ -88,7 +88,9 @@ def shrunk(preset: Preset) -> Preset:
     return Preset(preset.description, members, preset.weights)
 
 
-@pytest.mark.parametrize("name", sorted(PRESETS))
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n == "best" else n for n in sorted(PRESETS)]
+)
 def test_preset_trains_round_trips_and_beats_the_mean(name, tmp_path, monkeypatch):
     monkeypatch.setitem(PRESETS, name, shrunk(PRESETS[name]))
     data = make_ratings(seed=6)

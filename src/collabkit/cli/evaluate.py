@@ -17,18 +17,8 @@ import typer
 from rich import box
 from rich.table import Table
 
-from collabkit.cli.common import (
-    DataSource,
-    Json,
-    ModelDir,
-    app,
-    consoles,
-    fail,
-    metrics_table,
-    print_json,
-    training_data,
-    with_source,
-)
+from collabkit.cli.common import Json, ModelDir, app, consoles, fail, metrics_table, print_json
+from collabkit.cli.source import DataSource, training_data, with_source
 from collabkit.data.interactions import Ratings
 
 K = Annotated[int, typer.Option("-k", "--k", help="Length of the top-k lists ranking metrics score.")]
@@ -118,16 +108,16 @@ def compare(
     from collabkit.train.build import ModelSpec, split_specs
 
     out, log = consoles(as_json)
-    seed = 42 if source.seed is None else source.seed
+    source = source.resolved()
     try:
         specs = [ModelSpec.parse(s) for s in split_specs(models)]
         data = source.load()
         train, test = source.split_data(data)
         if test is None:
             raise ValueError("--split none leaves nothing to score; choose a split with a test part")
-        split = source.split or "random"
+        split = source.split
         log.print(f"{len(specs)} models on {data.name} ({split}): {len(train)} train / {len(test)} test ratings")
-        table = compare_models(specs, train, test, k, relevant, seed)
+        table = compare_models(specs, train, test, k, relevant, source.seed)
     except (ValueError, FileNotFoundError, KeyError, OSError) as e:
         fail(str(e))
     if as_json:
@@ -146,22 +136,22 @@ def compare(
 @with_source
 def cross_validate_cmd(
     source: DataSource,
+    canonical: Annotated[bool, typer.Option("--canonical", help="Use ML-100k's own folds u1..u5 instead.")] = False,
     model: Annotated[str, typer.Option(help=f"One model spec, {SPEC_HELP}")] = "dot-bias",
     folds: Annotated[int, typer.Option(help="Number of seeded random folds.")] = 5,
-    canonical: Annotated[bool, typer.Option("--canonical", help="Use ML-100k's own folds u1..u5 instead.")] = False,
+    as_json: Json = False,
     k: K = 10,
     relevant: Relevant = 4.0,
-    as_json: Json = False,
 ) -> None:
     """Train and score one model on k folds; per-fold metrics and mean ± std."""
     from collabkit.evaluate.crossval import canonical_folds, cross_validate
 
+    if canonical and source.dataset is None:
+        fail("--canonical needs --dataset ml-100k (the u1..u5 folds ship with it)")
     out, log = consoles(as_json)
-    seed = 42 if source.seed is None else source.seed
+    seed = source.resolved().seed
     try:
         if canonical:
-            if source.dataset is None:
-                raise ValueError("--canonical needs --dataset ml-100k (the u1..u5 folds ship with it)")
             data, splits = None, canonical_folds(source.dataset, source.data_dir)
             name = f"{source.dataset} u1..u5"
         else:

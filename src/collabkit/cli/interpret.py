@@ -13,18 +13,9 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from collabkit.cli.common import (
-    DataSource,
-    Json,
-    ModelDir,
-    app,
-    consoles,
-    fail,
-    print_json,
-    training_data,
-    with_source,
-)
+from collabkit.cli.common import Json, ModelDir, app, consoles, fail, print_json
 from collabkit.cli.evaluate import K, Relevant, frame_table
+from collabkit.cli.source import DataSource, training_data, with_source
 from collabkit.data.interactions import Ratings
 
 
@@ -104,11 +95,11 @@ def pca(
     """PCA of the item factors: the chapter's titled map (PNG + interactive HTML) and what each axis means."""
     from collabkit.interpret.pca import item_pca, save_html, save_png
 
-    out, _ = consoles(as_json)
     try:
         x, y = (int(c) for c in components.split(","))
     except ValueError:
         fail(f"--components takes two numbers like 1,2, not {components!r}")
+    out, _ = consoles(as_json)
     model, items = _load(model_dir)
     train = _train_part(model_dir, source)
     try:

@@ -17,17 +17,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from collabkit.cli.common import (
-    DataSource,
-    Json,
-    ModelDir,
-    app,
-    consoles,
-    fail,
-    model_data,
-    print_json,
-    with_source,
-)
+from collabkit.cli.common import Json, ModelDir, app, consoles, fail, print_json
+from collabkit.cli.source import DataSource, model_data, with_source
 from collabkit.data.interactions import Ratings
 
 TopN = Annotated[int, typer.Option("-n", "--n", help="Length of each list.")]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import fields, replace
+from dataclasses import fields
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,7 +14,6 @@ from rich.table import Table
 from collabkit.cli.common import (
     IMPLICIT_MODELS,
     MODELS,
-    DataSource,
     Json,
     ModelDir,
     app,
@@ -22,8 +21,8 @@ from collabkit.cli.common import (
     fail,
     metrics_table,
     print_json,
-    with_source,
 )
+from collabkit.cli.source import DataSource, with_source
 from collabkit.data.interactions import Ratings
 
 
@@ -62,7 +61,7 @@ def train(
         fail("--preset is a whole recipe: give it without --model and --implicit")
     if not implicit and threshold is not None:
         fail("--threshold only applies with --implicit")
-    source = replace(source, split=source.split or "random", valid_pct=source.valid_pct or 0.2, seed=42 if source.seed is None else source.seed)
+    source = source.resolved()
     cut = None
     if implicit:
         cut = 4.0 if threshold is None else threshold
