@@ -92,7 +92,7 @@ def test_predict_unknown_user_fails_clearly(csv, tmp_path):
 
 
 def test_crosstab_shows_blanks(csv):
-    text = run("crosstab", "--ratings", csv, "--user-col", "who", "--item-col", "movie", "--rating-col", "stars", "--users", "5", "--items", "5")
+    text = run("crosstab", "--ratings", csv, "--user-col", "who", "--item-col", "movie", "--rating-col", "stars", "--n-users", "5", "--n-items", "5")
     assert "most active users" in text
 
 

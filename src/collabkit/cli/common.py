@@ -21,14 +21,19 @@ IMPLICIT_MODELS = "als, bpr, ease, most-popular"
 SPLITS = "random, user, temporal, none, or u1..u5/ua/ub (ML-100k)"
 
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout instead of tables.")]
-DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Folder holding the dataset; default: $COLLABKIT_DATA, ../shared/data or the download cache.")]
+DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Folder holding the dataset (offline); default: $COLLABKIT_DATA, else ~/.cache/collabkit, where it is downloaded once.")]
 ModelDir = Annotated[Path, typer.Argument(help="Folder written by `collabkit train --out`.")]
+
+
+#: width of tables written to a pipe or file (a terminal's own width is used otherwise)
+PIPE_WIDTH = 200
 
 
 def consoles(as_json: bool) -> tuple[Console, Console]:
     """(stdout console for results, console for tables/progress): stderr when --json."""
     err = Console(stderr=True)
-    return (err if as_json else Console()), err if as_json else Console()
+    out = Console(width=None if sys.stdout.isatty() else PIPE_WIDTH)
+    return (err if as_json else out), err if as_json else out
 
 
 def fail(message: str) -> None:

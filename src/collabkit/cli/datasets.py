@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from collabkit.cli.common import DataDir, Json, app, fail, print_json
+from collabkit.cli.common import DataDir, Json, app, consoles, fail, print_json
 
 datasets_app = typer.Typer(no_args_is_help=True, help="List, download and locate MovieLens datasets.")
 app.add_typer(datasets_app, name="datasets")
@@ -26,7 +25,7 @@ def datasets_list(data_dir: DataDir = None, as_json: Json = False) -> None:
         table.add_column(col)
     for r in rows:
         table.add_row(r["name"], "yes" if r["present"] else "no", str(r.get("path") or ""), r["url"])
-    Console().print(table)
+    consoles(False)[0].print(table)
 
 
 @datasets_app.command("download")
@@ -38,7 +37,7 @@ def datasets_download(name: str, data_dir: DataDir = None) -> None:
         path = fetch_movielens(name, data_dir=data_dir)
     except (ValueError, OSError) as e:
         fail(str(e))
-    Console().print(f"{name}: {path}")
+    consoles(False)[0].print(f"{name}: {path}")
 
 
 @datasets_app.command("where")
@@ -47,4 +46,4 @@ def datasets_where(name: str, data_dir: DataDir = None) -> None:
     from collabkit.data.movielens import cache_dir, find_dataset_dir
 
     path = find_dataset_dir(name, data_dir)
-    Console().print(str(path) if path else f"not present; would download under {data_dir or cache_dir()}")
+    consoles(False)[0].print(str(path) if path else f"not present; would download under {data_dir or cache_dir()}")

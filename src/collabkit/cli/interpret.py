@@ -18,6 +18,9 @@ from collabkit.cli.evaluate import K, Relevant, frame_table
 from collabkit.cli.source import DataSource, training_data, with_source
 from collabkit.data.interactions import Ratings
 
+#: similar items: the fewest training ratings a neighbour needs by default
+MIN_RATINGS = 5
+
 
 @app.command()
 @with_source
@@ -64,7 +67,7 @@ def biases(
     )
     name = "title" if "title" in table.columns else side
     gap = [name, "n_ratings", "mean_rating", "bias_rank", "mean_rank", "rank_gap"]
-    ranks = {"bias_rank": 1, "mean_rank": 1, "rank_gap": 1}
+    ranks = {"bias_rank": 0, "mean_rank": 0, "rank_gap": 0}  # whole numbers
     out.print(
         frame_table(
             agree.disagreements[gap],
@@ -139,22 +142,27 @@ def similar(
     min_ratings: Annotated[
         int,
         typer.Option(
-            help="Only items with this many training ratings as neighbours (reads the data)."
+            help="Neighbours need this many training ratings: an item rated once or twice has "
+            "barely moved from its random start (0: any item)."
         ),
-    ] = 0,
+    ] = MIN_RATINGS,
     as_json: Json = False,
 ) -> None:
     """Nearest items (or users) by cosine similarity of their factors; suggests titles for typos."""
     from collabkit.data.vocab import UnknownIdError
     from collabkit.interpret.similar import similar_items, similar_users
 
-    out, _ = consoles(as_json)
+    out, log = consoles(as_json)
     model, items = _load(model_dir)
     candidates = None
     if min_ratings > 0 and not user:
-        train = _train_part(model_dir, source)
-        counts = train.frame["item"].value_counts()
-        candidates = counts.index[counts >= min_ratings]
+        try:
+            _, train, _ = training_data(model_dir, source)
+        except (ValueError, FileNotFoundError, KeyError, OSError) as e:
+            log.print(f"[yellow]no rating counts ({e}): every item may be a neighbour[/yellow]")
+        else:
+            counts = train.frame["item"].value_counts()
+            candidates = counts.index[counts >= min_ratings]
     try:
         table = (
             similar_users(model, query, k)

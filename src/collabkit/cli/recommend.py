@@ -14,7 +14,6 @@ from typing import Annotated, Any
 
 import pandas as pd
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from collabkit.cli.common import Json, ModelDir, app, consoles, fail, print_json
@@ -81,7 +80,7 @@ def recommend_cmd(
         print_json({"user": user, "n": n, "recommendations": _records(recs)})
         return
     seen = "" if include_seen else " (items you rated are left out)"
-    Console().print(_table(f"Top {n} for user {user}{seen}", recs))
+    consoles(False)[0].print(_table(f"Top {n} for user {user}{seen}", recs))
 
 
 @app.command("recommend-all")
@@ -194,7 +193,7 @@ def onboard_cmd(
             {"answers": _records(answers), "recommendations": _records(recs.drop(columns="user"))}
         )
         return
-    Console().print(_table(f"Top {n} from your {len(session.items)} answers", recs))
+    consoles(False)[0].print(_table(f"Top {n} from your {len(session.items)} answers", recs))
 
 
 # --- helpers ---------------------------------------------------------------------------------------

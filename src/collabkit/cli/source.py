@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Annotated, Any
 
+import pandas as pd
 import typer
 
 from collabkit.cli.common import SPLITS, DataDir
@@ -33,6 +34,9 @@ class DataSource:
     item_col: str | None = None
     rating_col: str | None = None
     duplicates: str | None = None
+    no_header: bool | None = None
+    names: str | None = None
+    items: Path | None = None
     split: str | None = None
     valid_pct: float | None = None
     seed: int | None = None
@@ -55,7 +59,7 @@ class DataSource:
     def load(self) -> Ratings:
         """The ratings (exactly one of --dataset or --ratings)."""
         from collabkit.data.movielens import load_movielens
-        from collabkit.data.readers import read_ratings
+        from collabkit.data.readers import read_items, read_ratings
 
         if (self.dataset is None) == (self.ratings is None):
             raise ValueError(
@@ -64,11 +68,16 @@ class DataSource:
             )
         if self.ratings is not None:
             rating_col = "rating" if self.rating_col is None else (self.rating_col or None)
-            return read_ratings(
+            names = [n.strip() for n in self.names.split(",")] if self.names else None
+            data = read_ratings(
                 self.ratings, self.user_col or "user", self.item_col or "item", rating_col,
-                duplicates=self.duplicates or "error",
+                duplicates=self.duplicates or "error", names=() if self.no_header and not names else names,
             )  # fmt: skip
-        return load_movielens(self.dataset, data_dir=self.data_dir)
+        else:
+            data = load_movielens(self.dataset, data_dir=self.data_dir)
+        if self.items is not None:
+            data.items = _aligned(read_items(self.items), data)
+        return data
 
     def split_data(self, data: Ratings) -> tuple[Ratings, Ratings | None]:
         """(train, test) for the split: random, user, temporal, none, or canonical ML-100k u1..u5/ua/ub."""
@@ -99,9 +108,18 @@ class DataSource:
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> DataSource:
         kw = {f.name: obj.get(f.name) for f in fields(cls)}
-        for name in ("data_dir", "ratings"):
+        for name in ("data_dir", "ratings", "items"):
             kw[name] = Path(kw[name]) if kw[name] else None
         return cls(**kw)
+
+
+def _aligned(items: pd.DataFrame, data: Ratings) -> pd.DataFrame:
+    """``items`` indexed like ``data``'s item ids (text ids stay text, integer ids integers)."""
+    if pd.api.types.is_integer_dtype(data.frame["item"].dtype):
+        return items if pd.api.types.is_integer_dtype(items.index.dtype) else items.set_axis(
+            pd.to_numeric(items.index, errors="coerce")
+        )
+    return items.set_axis(items.index.astype(str))
 
 
 def file_sha256(path: Path) -> str:
@@ -121,6 +139,9 @@ SOURCE_OPTIONS: dict[str, Any] = {
     "item_col": Annotated[str | None, typer.Option(help="Item column of --ratings (default item).")],
     "rating_col": Annotated[str | None, typer.Option(help="Rating column of --ratings (default rating; '' for a log without ratings).")],
     "duplicates": Annotated[str | None, typer.Option(help="Repeated (user, item) rows: error (default), last, mean or sum.")],
+    "no_header": Annotated[bool | None, typer.Option("--no-header", help="--ratings has no header line: name columns by position (--user-col 0 ...).")],
+    "names": Annotated[str | None, typer.Option(help="--ratings has no header line; its columns, in order, e.g. user,item,category,rating.")],
+    "items": Annotated[Path | None, typer.Option("--items", help="Item names/metadata: CSV/TSV/Parquet, first column the item id, a title or name column.")],
     "split": Annotated[str | None, typer.Option(help=f"Split: {SPLITS}.")],
     "valid_pct": Annotated[float | None, typer.Option(help="Held-out fraction for random/user splits (default 0.2).")],
     "seed": Annotated[int | None, typer.Option(help="Seeds the split (and weights, when training; default 42).")],

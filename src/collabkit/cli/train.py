@@ -186,7 +186,7 @@ def predict(
     if as_json:
         print_json({"user": user, "item": item, "prediction": score})
     else:
-        Console().print(f"{score:.3f}")
+        consoles(False)[0].print(f"{score:.3f}")
 
 
 @app.command("lr-find")
@@ -213,29 +213,29 @@ def lr_find_cmd(
     if as_json:
         print_json(obj)
     else:
-        Console().print(f"suggested lr: {result.suggestion:.2e} (steepest descent at {result.steepest:.2e})")
+        consoles(False)[0].print(f"suggested lr: {result.suggestion:.2e} (steepest descent at {result.steepest:.2e})")
 
 
 @app.command()
 @with_source
 def crosstab(
     source: DataSource,
-    users: Annotated[int, typer.Option(help="Most active users to show.")] = 15,
-    items: Annotated[int, typer.Option(help="Most rated items to show.")] = 15,
+    n_users: Annotated[int, typer.Option(help="Most active users to show.")] = 15,
+    n_items: Annotated[int, typer.Option(help="Most rated items to show.")] = 15,
 ) -> None:
     """The chapter's table: most active users x most rated items, blanks where the model must fill in."""
     try:
         data = source.load()
     except (ValueError, FileNotFoundError, OSError) as e:
         fail(str(e))
-    table = data.crosstab(users, items)
-    view = Table(title=f"{data.name}: {users} most active users x {items} most rated items")
+    table = data.crosstab(n_users, n_items)
+    view = Table(title=f"{data.name}: {n_users} most active users x {n_items} most rated items")
     view.add_column("user")
     for item in table.columns:
         view.add_column(str(item), justify="right")
     for user, row in table.iterrows():
         view.add_row(str(user), *("" if pd.isna(v) else f"{v:g}" for v in row))
-    Console().print(view)
+    consoles(False)[0].print(view)
     titles = data.titles(list(table.columns))
     if titles != [str(i) for i in table.columns]:
-        Console().print("items: " + "; ".join(f"{i}={t}" for i, t in zip(table.columns, titles)))
+        consoles(False)[0].print("items: " + "; ".join(f"{i}={t}" for i, t in zip(table.columns, titles)))

@@ -36,19 +36,26 @@ def read_ratings(
     duplicates: Duplicates = "error",
     sep: str | None = None,
     name: str | None = None,
+    names: Sequence[str] | None = None,
 ) -> Ratings:
-    """Load and validate ratings; ``rating_col=None`` reads implicit interactions (rating 1)."""
+    """Load and validate ratings; ``rating_col=None`` reads implicit interactions (rating 1).
+
+    ``names``: the CSV has no header line; these are its columns, in order. ``names=()``: no
+    header either, and the columns are called by position, "0", "1", ...
+    """
     _check_policy(duplicates)
     locate = None
     if isinstance(source, pd.DataFrame):
         raw, where, first_line, label = source, "DataFrame", 0, "row"
     else:
         path = Path(source)
-        raw, where, first_line, label = _read_file(path, sep), str(source), 2, "line"
+        header = names is None
+        raw, where, label = _read_file(path, sep, names), str(source), "line"
+        first_line = 2 if header else 1
         if path.suffix == ".parquet":
             first_line, label = 0, "row"
         else:  # blank lines and quoted newlines shift rows against lines: count them on error
-            locate = partial(_csv_lines, path, _sep_for(path, sep))
+            locate = partial(_csv_lines, path, _sep_for(path, sep), header=header)
     return validate(
         raw,
         {"user": user_col, "item": item_col, "rating": rating_col, "timestamp": timestamp_col},
@@ -71,7 +78,7 @@ def _sep_for(path: Path, sep: str | None) -> str:
     return sep or ("\t" if path.suffix in (".tsv", ".tab") else ",")
 
 
-def _csv_lines(path: Path, sep: str, positions: Sequence[int]) -> list[int]:
+def _csv_lines(path: Path, sep: str, positions: Sequence[int], header: bool = True) -> list[int]:
     """File line numbers (1-based, header included) where the data rows at ``positions`` start.
 
     Mirrors pandas: blank lines are skipped and a quoted field may span lines. Falls back to
@@ -83,7 +90,7 @@ def _csv_lines(path: Path, sep: str, positions: Sequence[int]) -> list[int]:
         try:
             with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
                 reader = csv.reader(fh, delimiter=sep, skipinitialspace=True)
-                end, row = 0, -1  # row -1 is the header
+                end, row = 0, -1 if header else 0  # row -1 is the header
                 for record in reader:
                     start, end = end + 1, reader.line_num
                     if not record or (len(record) == 1 and not record[0].strip()):
@@ -95,7 +102,7 @@ def _csv_lines(path: Path, sep: str, positions: Sequence[int]) -> list[int]:
                         break
         except (OSError, csv.Error):
             pass
-    return [found.get(int(p), int(p) + 2) for p in positions]
+    return [found.get(int(p), int(p) + 1 + header) for p in positions]
 
 
 def _show(value: Any) -> str:
@@ -103,7 +110,7 @@ def _show(value: Any) -> str:
     return repr(value.item() if isinstance(value, np.generic) else value)
 
 
-def _read_file(path: Path, sep: str | None) -> pd.DataFrame:
+def _read_file(path: Path, sep: str | None, names: Sequence[str] | None = None) -> pd.DataFrame:
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
     if path.stat().st_size == 0:
@@ -111,9 +118,13 @@ def _read_file(path: Path, sep: str | None) -> pd.DataFrame:
     if path.suffix == ".parquet":
         return pd.read_parquet(path)
     try:
-        return pd.read_csv(
-            path, sep=_sep_for(path, sep), dtype=str, keep_default_na=False, skipinitialspace=True
-        )
+        headless = {} if names is None else {"header": None, "names": list(names) or None}
+        frame = pd.read_csv(
+            path, sep=_sep_for(path, sep), dtype=str, keep_default_na=False,
+            skipinitialspace=True, **headless,
+        )  # fmt: skip
+        frame.columns = [str(c) for c in frame.columns]  # position names 0, 1, ... as text
+        return frame
     except pd.errors.ParserError as e:  # e.g. "Expected 3 fields in line 7, saw 4"
         m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(e))
         if m:
@@ -316,3 +327,28 @@ def _resolve_duplicates(
         out["rating"] = out["rating"].astype(np.float32)
         return out
     raise ValueError(f"unknown duplicates policy {policy!r}; use 'error', 'last', 'mean' or 'sum'")
+
+
+def read_items(path: str | Path, id_col: str | None = None, sep: str | None = None) -> pd.DataFrame:
+    """Item names and metadata from a CSV/TSV/Parquet file: one row per item, indexed by its id.
+
+    The id is ``id_col`` (default: the first column); a ``name`` column is taken as the title when
+    there is no ``title``. Repeated ids are an error naming them.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    frame = _read_file(path, sep)
+    id_col = id_col if id_col is not None else str(frame.columns[0])
+    if id_col not in frame.columns:
+        raise RatingsFormatError(f"{path}: no column {id_col!r}; the columns are {list(frame.columns)}")
+    ids = _as_ids(frame[id_col])
+    repeated = ids[ids.duplicated()].unique()
+    if len(repeated):
+        raise RatingsFormatError(
+            f"{path}: {len(repeated)} item id(s) appear more than once, e.g. {list(repeated[:3])}"
+        )
+    table = frame.drop(columns=id_col).set_axis(pd.Index(ids, name="item"))
+    if "title" not in table.columns and "name" in table.columns:
+        table = table.rename(columns={"name": "title"})
+    return table
