@@ -1,7 +1,11 @@
 """Run a peer library on a given train/test CSV (user,item,rating) and print one JSON line.
 
 Runs inside the peers venv (../shared/tools/peers-venv.sh), never in collabkit's own:
-    .peers-venv/bin/python bench/peers.py --train tr.csv --test te.csv --which fastai|svd|svdpp
+    .peers-venv/bin/python bench/peers.py --train tr.csv --test te.csv --which fastai|svd|svdpp \
+        [--bs 64 --lr 5e-3 --threads 1]
+
+fastai's timed work is ``fit_one_cycle``: 5 epochs with a pass over the valid set after each
+(its default), on ``--threads`` torch threads; bench/speed.py times collabkit doing the same.
 """
 
 from __future__ import annotations
@@ -15,8 +19,10 @@ import numpy as np
 import pandas as pd
 
 
-def fastai(train: pd.DataFrame, test: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, float]:
-    """The chapter's recipe: collab_learner(n_factors=50, y_range=(0, 5.5)), fit_one_cycle(5, 5e-3, wd=0.1), bs 64."""
+def fastai(
+    train: pd.DataFrame, test: pd.DataFrame, bs: int = 64, lr: float = 5e-3
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """The chapter's recipe: collab_learner(n_factors=50, y_range=(0, 5.5)), fit_one_cycle(5, lr, wd=0.1) at ``bs``."""
     import torch
     from fastai.collab import CollabDataLoaders, collab_learner
 
@@ -24,12 +30,12 @@ def fastai(train: pd.DataFrame, test: pd.DataFrame) -> tuple[np.ndarray, np.ndar
     df = pd.concat([train.assign(is_valid=False), test.assign(is_valid=True)], ignore_index=True)
     from fastai.data.transforms import ColSplitter
 
-    dls = CollabDataLoaders.from_df(df, user_name="user", item_name="item", rating_name="rating", bs=64,
+    dls = CollabDataLoaders.from_df(df, user_name="user", item_name="item", rating_name="rating", bs=bs,
                                     splitter=ColSplitter("is_valid"))
     learn = collab_learner(dls, n_factors=50, y_range=(0, 5.5))
     t0 = time.perf_counter()
     with learn.no_bar(), learn.no_logging():
-        learn.fit_one_cycle(5, 5e-3, wd=0.1)
+        learn.fit_one_cycle(5, lr, wd=0.1)
     fit = time.perf_counter() - t0
     # dls.valid holds exactly the test rows, but not in the file's order: score against its targets
     preds, targets = learn.get_preds(dl=dls.valid)
@@ -53,9 +59,19 @@ def main() -> None:
     ap.add_argument("--train", required=True)
     ap.add_argument("--test", required=True)
     ap.add_argument("--which", choices=["fastai", "svd", "svdpp"], required=True)
+    ap.add_argument("--bs", type=int, default=64, help="fastai's batch size")
+    ap.add_argument("--lr", type=float, default=5e-3, help="fastai's peak learning rate")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     a = ap.parse_args()
+    if a.threads:
+        import torch
+
+        torch.set_num_threads(a.threads)
     train, test = pd.read_csv(a.train), pd.read_csv(a.test)
-    pred, truth, fit = fastai(train, test) if a.which == "fastai" else surprise(train, test, a.which)
+    if a.which == "fastai":
+        pred, truth, fit = fastai(train, test, a.bs, a.lr)
+    else:
+        pred, truth, fit = surprise(train, test, a.which)
     err = pred - truth
     print(json.dumps({
         "rmse": float(np.sqrt(np.mean(err**2))), "mae": float(np.mean(np.abs(err))), "fit_seconds": fit,
