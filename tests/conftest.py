@@ -47,3 +47,24 @@ def data_root() -> Path:
     if not root or not (Path(root) / "ml-100k" / "u.data").exists():
         pytest.skip("set COLLABKIT_TEST_DATA to a folder holding ml-100k (e.g. ../shared/data)")
     return Path(root)
+
+
+def peak_rss(fn, *args, **kw) -> tuple[object, int]:
+    """(fn's result, the bytes by which the process's peak resident memory rose while it ran).
+
+    Linux only: writing 5 to /proc/self/clear_refs resets the peak (VmHWM) to the current RSS,
+    so the rise counts every allocation fn made, torch's included (tracemalloc sees none of them).
+    """
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pytest.skip("peak memory needs a writable /proc/self/clear_refs (Linux)")
+    before = _status_kb("VmRSS")
+    out = fn(*args, **kw)
+    return out, (_status_kb("VmHWM") - before) * 1024
+
+
+def _status_kb(key: str) -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(key + ":"))
