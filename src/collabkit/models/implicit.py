@@ -247,14 +247,20 @@ class ALS(ImplicitModel, DotProduct):
         Y = self.item_factors.weight.detach().clone()
         history = History()
         t_start = time.perf_counter()
-        for it in range(n_iter):
-            t0 = time.perf_counter()
-            _als_half_step(by_user, Y, X, cfg.reg)
-            _als_half_step(by_item, X, Y, cfg.reg)
-            loss = _als_loss(by_user, X, Y, cfg.reg)
-            history.rows.append({"epoch": it, "train_loss": loss, "time": time.perf_counter() - t0})
-            if console is not None:
-                console.print(f"{it:>5} {loss:14.4f} {history.rows[-1]['time']:6.2f}s")
+        threads_was = torch.get_num_threads()
+        if len(data.items) < ALS_THREADED_NNZ:  # small sparse products: thread hand-offs cost more
+            torch.set_num_threads(1)
+        try:
+            for it in range(n_iter):
+                t0 = time.perf_counter()
+                _als_half_step(by_user, Y, X, cfg.reg)
+                _als_half_step(by_item, X, Y, cfg.reg)
+                loss = _als_loss(by_user, X, Y, cfg.reg)
+                history.rows.append({"epoch": it, "train_loss": loss, "time": time.perf_counter() - t0})
+                if console is not None:
+                    console.print(f"{it:>5} {loss:14.4f} {history.rows[-1]['time']:6.2f}s")
+        finally:
+            torch.set_num_threads(threads_was)
         history.fit_seconds = time.perf_counter() - t_start
         with torch.no_grad():
             self.user_factors.weight.copy_(X)
@@ -293,6 +299,9 @@ ALS_CHUNK = 1 << 20
 #: conjugate-gradient steps per row and half-step, warm-started from the previous factors (as the
 #: implicit package does); 3 gives the exact solve's NDCG@10 on ML-100k (see ALS)
 CG_STEPS = 3
+#: below this many interactions ALS runs on one thread: on ML-100k (55k) two threads were 2-20x
+#: slower than one on a busy 2-core machine (OpenMP waits for a descheduled thread)
+ALS_THREADED_NNZ = 1 << 20
 
 
 @dataclass
