@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from conftest import make_ratings
@@ -18,7 +19,7 @@ from conftest import make_ratings
 from collabkit.checkpoint import load_model
 from collabkit.data.movielens import canonical_split
 from collabkit.models.dot import DotProductBias
-from collabkit.train.distributed import build_model, fit_distributed, shard
+from collabkit.train.distributed import build_model, fit_distributed, read_shard, shard
 from collabkit.train.loop import fit_one_cycle
 
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -83,3 +84,16 @@ def test_two_ranks_match_one_process_and_save_a_loadable_model(data_root, tmp_pa
     assert rmse == pytest.approx(result["rmse"], abs=1e-5)
     assert abs(rmse - rmse_single) < 0.005, (rmse, rmse_single)
     np.testing.assert_array_equal(load_model(out).predict(test.frame["user"], test.frame["item"]), pred)
+
+
+def test_read_shard_takes_every_world_th_file(tiny, tmp_path):
+    frame = tiny.frame[["user", "item", "rating"]]
+    parts = np.array_split(np.arange(len(frame)), 3)
+    for k, part in enumerate(parts):
+        frame.iloc[part].to_csv(tmp_path / f"part-{k}.csv", index=False)
+    shards = [read_shard(tmp_path, rank, 2, scale=(1.0, 5.0)) for rank in range(2)]
+    assert [len(s) for s in shards] == [len(parts[0]) + len(parts[2]), len(parts[1])]  # files 0, 2 | 1
+    rows = pd.concat([s.frame for s in shards]).sort_values(["user", "item"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(rows, frame.sort_values(["user", "item"]).reset_index(drop=True), check_dtype=False)
+    with pytest.raises(ValueError, match="shard file"):
+        read_shard(tmp_path, 0, 4)
