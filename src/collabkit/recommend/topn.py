@@ -80,12 +80,32 @@ def top_n(
 def _top_k(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
     """(B, N) scores -> (items, scores), each (B, k), best first, ties to the lower item index.
 
-    torch.topk finds each row's k-th best score t; every item above t is kept, and of the items
-    equal to t the lowest-indexed ones fill the list: O(B N), never a sort of the B x N scores.
+    One torch.topk of k + 1 per row: where the k-th and (k+1)-th scores differ the top k are
+    settled and only their order needs the tie rule (a sort of k numbers). The rows where they
+    tie (or hold a NaN) go through ``_top_k_ties``. Never a sort of the B x N scores.
     """
-    scores.masked_fill_(scores.isnan(), -torch.inf)  # a NaN score ranks last, like a masked item
+    n = scores.shape[1]
     if k == 0:
         return torch.zeros(len(scores), 0, dtype=torch.int64), scores[:, :0]
+    top, items = torch.topk(scores, min(k + 1, n), dim=1)
+    ties = torch.isnan(top).any(1)
+    if k < n:
+        ties |= top[:, k - 1] == top[:, k]
+    top, items = top[:, :k], items[:, :k]
+    by_item = items.argsort(1)  # then a stable sort by score keeps equal scores in item order
+    items, top = items.gather(1, by_item), top.gather(1, by_item)
+    order = torch.sort(-top, dim=1, stable=True).indices
+    items, top = items.gather(1, order), top.gather(1, order)
+    if ties.any():
+        rows = ties.nonzero().squeeze(1)
+        items[rows], top[rows] = _top_k_ties(scores[rows], k)
+    return items, top
+
+
+def _top_k_ties(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """``_top_k`` for rows tied at the k-th place: every item above the k-th best score t is
+    kept, and of the items equal to t the lowest-indexed ones fill the list. NaN ranks last."""
+    scores = scores.masked_fill(scores.isnan(), -torch.inf)
     t = torch.topk(scores, k, dim=1, sorted=False).values.min(1, keepdim=True).values  # (B, 1)
     above = scores > t
     tied = scores == t
