@@ -54,7 +54,10 @@ def peak_rss(fn, *args, **kw) -> tuple[object, int]:
 
     Linux only: writing 5 to /proc/self/clear_refs resets the peak (VmHWM) to the current RSS,
     so the rise counts every allocation fn made, torch's included (tracemalloc sees none of them).
+    glibc is first told to map every block of 64 KB or more on its own (mallopt), so a freed block
+    goes back to the system and cannot hide a later allocation inside already-resident memory.
     """
+    _map_large_blocks()
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
@@ -68,3 +71,12 @@ def peak_rss(fn, *args, **kw) -> tuple[object, int]:
 def _status_kb(key: str) -> int:
     with open("/proc/self/status") as f:
         return next(int(line.split()[1]) for line in f if line.startswith(key + ":"))
+
+
+def _map_large_blocks() -> None:
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 16)  # M_MMAP_THRESHOLD: fixed at 64 KB
+    except (OSError, AttributeError):
+        pass
