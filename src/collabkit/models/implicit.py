@@ -224,7 +224,9 @@ class ALS(ImplicitModel, DotProduct):
     and symmetrically for y_i. As in the implicit package, each half-step takes CG_STEPS conjugate-
     gradient steps towards it from the previous factors (float32, chunks of users, no (U, F, F)
     block: ``_als_half_step``); on ML-100k (>= 4) this gives the exact solves' NDCG@10 (0.3144 vs
-    0.3145) in a fiftieth of the time. Each step lowers the block objective, so L never rises.
+    0.3145, 15 iterations) about 30x faster (0.5-0.7 s vs 18-21 s for the float64 batched
+    Cholesky it replaced, one thread, busy machine). Each CG step lowers the block objective,
+    so L never rises.
     """
 
     kind = "als"
