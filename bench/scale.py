@@ -11,13 +11,15 @@ half-star scale (0.5..5). Steps, in one process: generate; dot-bias (50 factors,
 feedback, seconds per iteration; top-10 for every user (seen items excluded). Each step reports
 its own peak RSS above what was resident when it started, and the whole run its peak RSS. With
 ``--peers-python``, implicit's ALS (same factors, reg, alpha, iterations, threads) fits the same
-interaction matrix in a child process.
+interaction matrix in a child process. With ``--torchrun 2``, dot-bias also trains through
+``collabkit.train.distributed`` on Parquet shards of the same split, in 1 process and in 2 ranks.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -158,7 +160,10 @@ def run(args: argparse.Namespace, log) -> dict[str, Any]:
         out["top10_all_users_seconds"] = round(time.perf_counter() - t0, 2)
     out["top10_peak_mb"] = peak.mb
     log(f"top-10 for {len(model.users):,} users in {out['top10_all_users_seconds']}s")
-    del model, holdout
+    del model
+    if args.torchrun:
+        out.update(distributed_runs(args, train, holdout, log))
+    del holdout
 
     t0 = time.perf_counter()
     positives = to_implicit(train, threshold=4.0)
@@ -180,6 +185,37 @@ def run(args: argparse.Namespace, log) -> dict[str, Any]:
         matrix = interactions(positives, als.users, als.items)
         out.update(peer_implicit_als(args, als.config, matrix, log))
     out["peak_rss_mb"] = Peak.overall_mb()
+    return out
+
+
+def distributed_runs(args: argparse.Namespace, train, holdout, log) -> dict[str, Any]:
+    """dot-bias by ``collabkit.train.distributed`` in 1 process and in ``--torchrun`` ranks under
+    torchrun (gloo, 127.0.0.1), each rank reading its own Parquet shard files of the same split."""
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, part in (("train", train), ("holdout", holdout)):
+            (Path(tmp) / name).mkdir()
+            for k, rows in enumerate(np.array_split(np.arange(len(part)), args.torchrun)):
+                part.frame.iloc[rows].to_parquet(Path(tmp) / name / f"part-{k:03d}.parquet")
+        common = [
+            "-m", "collabkit.train.distributed", "--ratings", f"{tmp}/train", "--valid", f"{tmp}/holdout",
+            "--epochs", str(args.epochs), "--lr", str(args.lr), "--bs", str(args.bs), "--json",
+        ]  # fmt: skip
+        launch = [
+            "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", str(args.torchrun),
+            "--master-addr", "127.0.0.1", "--master-port", "29577",
+        ]  # fmt: skip
+        env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1"}
+        for label, cmd in (("1 process", common), (f"{args.torchrun} ranks", launch + common)):
+            res = subprocess.run([sys.executable, *cmd], capture_output=True, text=True, env=env, check=False)
+            key = "distributed_1" if label == "1 process" else f"distributed_{args.torchrun}"
+            if res.returncode != 0:
+                log(f"{label}: failed: {res.stderr.strip()[-500:]}")
+                out[f"{key}_error"] = res.stderr.strip()[-500:]
+                continue
+            got = json.loads(res.stdout.strip().splitlines()[-1])
+            out[f"{key}_ratings_per_s"], out[f"{key}_rmse"] = got["ratings_per_s"], round(got["rmse"], 4)
+            log(f"distributed, {label}: {got['ratings_per_s']:,} ratings/s, holdout RMSE {got['rmse']:.4f}")
     return out
 
 
@@ -235,6 +271,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--peers-python", default=None, help="python of a venv with implicit (shared/tools/peers-venv.sh)")
+    p.add_argument("--torchrun", type=int, default=0, help="also train dot-bias with this many torchrun ranks (and 1 process)")
     p.add_argument("--exact-memory", action="store_true", help="exact per-step peaks (slower: every block over 64 KB is mmapped)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args()
