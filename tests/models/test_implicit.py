@@ -6,14 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import make_ratings
+from conftest import make_ratings, peak_rss
 
 import collabkit as ck
 from collabkit.checkpoint import load_model, save_model
 from collabkit.data.implicit import interactions, to_implicit
 from collabkit.evaluate.ranking import evaluate_ranking
 from collabkit.models.base import get_model_class
-from collabkit.models.implicit import ALS, KINDS, MostPopular, _als_half_step, _als_loss, _sparse
+from collabkit.models.implicit import ALS, KINDS, MostPopular, _als_half_step, _als_loss, _als_rows
 from collabkit.recommend import recommend, seen_csr, top_n
 from collabkit.train.build import build_model
 
@@ -154,16 +154,17 @@ def test_als_half_step_is_the_exact_minimiser(positives):
     data = interactions(positives, model.users, model.items)
     w = data.weights.astype(np.float64)
     Y = torch.randn(len(model.items), 5, dtype=torch.float64)
-    X = _als_half_step(_sparse(data, 4.0 * w), _sparse(data, 1 + 4.0 * w), Y, 0.3).requires_grad_()
+    rows = _als_rows(data, 4.0, chunk=50)  # several chunks
+    X = torch.zeros(len(model.users), 5, dtype=torch.float64)
+    _als_half_step(rows, Y, X, 0.3, steps=12)  # CG is exact after F steps (in exact arithmetic)
+    X.requires_grad_()
     conf = torch.from_numpy(1 + 4.0 * w)
     dense = torch.zeros(len(model.users), len(model.items), dtype=torch.float64)  # the loss, O(U N)
     dense[data.users, data.items] = 1.0
     c = torch.ones_like(dense)
     c[data.users, data.items] = conf
     brute = (c * (dense - X @ Y.T) ** 2).sum() + 0.3 * (X.pow(2).sum() + Y.pow(2).sum())
-    fast = _als_loss(
-        X.detach(), Y, torch.from_numpy(data.users), torch.from_numpy(data.items), conf, 0.3
-    )
+    fast = _als_loss(rows, X.detach(), Y, 0.3)
     assert abs(float(brute.detach()) - fast) < 1e-8 * abs(fast)
     (grad,) = torch.autograd.grad(brute, X)
     assert float(grad.abs().max()) < 1e-8
@@ -173,11 +174,9 @@ def test_als_fold_in_equals_the_batched_user_solve(positives):
     model = fitted("als", positives)
     data = interactions(positives, model.users, model.items)
     cfg = model.config
-    w = data.weights.astype(np.float64)
     Y = model.item_factors.weight.detach().double()
-    solved = _als_half_step(
-        _sparse(data, cfg.alpha * w), _sparse(data, 1 + cfg.alpha * w), Y, cfg.reg
-    )
+    solved = torch.zeros(len(model.users), Y.shape[1], dtype=torch.float64)
+    _als_half_step(_als_rows(data, cfg.alpha), Y, solved, cfg.reg, steps=3 * Y.shape[1])
     u = 4
     row = torch.from_numpy(data.items[data.indptr[u] : data.indptr[u + 1]])
     torch.testing.assert_close(model.fold_in(row)[0].double(), solved[u], rtol=1e-4, atol=1e-5)
@@ -255,3 +254,25 @@ def test_new_user_recommendations_from_their_items(kind, positives):
     assert len(recs) == 5 and not set(recs["item"]) & set(answers)
     again = recommend_new_users(model, answers, n=5)
     assert list(recs["item"]) == list(again["item"])
+
+
+def test_als_half_step_memory_is_bounded_by_the_chunk():
+    """Peak memory of a half-step stays flat from 20k to 80k users (the old (U, F, F) float64
+    blocks: 650 MB at 80k users, 32 factors), for the same chunk size."""
+    F, n_items = 32, 2000
+    rng = np.random.default_rng(0)
+    Y = torch.randn(n_items, F) * 0.1
+    peaks = []
+    for n_users in (20_000, 80_000):
+        users = np.repeat(np.arange(n_users), 10)
+        items = rng.integers(0, n_items, len(users))
+        frame = pd.DataFrame({"user": users, "item": items, "rating": 1.0}).drop_duplicates(["user", "item"])
+        data = ck.Ratings(frame.reset_index(drop=True))
+        model = ALS.from_data(data, n_factors=F)
+        rows = _als_rows(interactions(data, model.users, model.items), 10.0, chunk=1 << 14)
+        X = torch.zeros(n_users, F)
+        _, peak = peak_rss(_als_half_step, rows, Y, X, 50.0)
+        peaks.append(peak)
+        assert X.abs().sum() > 0
+    assert peaks[1] < 24 << 20, peaks  # a few (16k, 32) float32 blocks and (16k,) vectors
+    assert peaks[1] < peaks[0] + (4 << 20), peaks

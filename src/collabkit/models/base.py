@@ -62,6 +62,8 @@ def default_y_range(scale: tuple[float, float]) -> tuple[float, float]:
 
 #: predict_idx's chunk holds about this many representation cells (4M floats: 16 MB per side)
 PREDICT_CELLS = 1 << 22
+#: score_all_items' generic path feeds the head about this many representation numbers at a time
+SCORE_CELLS = 1 << 22
 
 
 @dataclass
@@ -283,18 +285,30 @@ class CollabModel(nn.Module):
 
     @torch.no_grad()
     def score_all_items(self, u: Tensor, batch_users: int = 256) -> Tensor:
-        """(U,) user indices -> (U, n_items) scores of every item (the top-N fast path)."""
+        """(U,) user indices -> (U, n_items) scores of every item (the top-N fast path).
+
+        Per chunk of ``batch_users`` users: one (B, Du) x (N, Di) matrix product when the head is a
+        dot product (``_combine_all``); otherwise the pairwise head on slices of the B x N pairs,
+        each slice holding about SCORE_CELLS representation numbers, so no (B, N, D) block exists.
+        """
         was = self.training
         self.eval()
-        ir = self.item_repr(torch.arange(len(self.items)))
+        n = len(self.items)
+        ir = self.item_repr(torch.arange(n))
+        combine = getattr(self, "_combine_all", None)
         rows = []
-        for s in range(0, len(u), batch_users):
-            ub = u[s : s + batch_users]
+        for ub in u.split(batch_users):
             ur = self.user_repr(ub.clamp(min=0)) * (ub >= 0).unsqueeze(1)
-            b, n = len(ub), ir.shape[0]
-            rows.append(self.head(ur.repeat_interleave(n, 0), ir.repeat(b, 1)).view(b, n))
+            if combine is not None:
+                rows.append(combine(ur, ir))
+                continue
+            step = max(1, SCORE_CELLS // max(1, ur.shape[1] + ir.shape[1]))  # pairs per head call
+            total = len(ub) * n
+            spans = (torch.arange(s, min(s + step, total)) for s in range(0, total, step))
+            flat = [self.head(ur[p // n], ir[p % n]) for p in spans]
+            rows.append(torch.cat(flat).view(len(ub), n) if flat else torch.empty(len(ub), n))
         self.train(was)
-        return torch.cat(rows) if rows else torch.empty(0, len(self.items))
+        return torch.cat(rows) if rows else torch.empty(0, n)
 
     #: parameter name -> "user" or "item" for tables indexed by user/item index; the trainer
     #: gathers and updates only the rows a batch touches (see train.loop.train_step)

@@ -8,7 +8,7 @@ interactions from ``to_implicit`` (rating column = weight w_ui > 0, 1 for plain 
 
     most-popular  s(u, i) = sum_v w_vi                 the baseline every model must beat
     ease          s(u, i) = x_u . B[:, i]              Steck 2019, closed form (item-item)
-    als           s(u, i) = x_u . y_i                  Hu, Koren & Volinsky 2008, alternating exact solves
+    als           s(u, i) = x_u . y_i                  Hu, Koren & Volinsky 2008, alternating CG solves
     bpr           s(u, i) = x_u . y_i + b_i            Rendle et al. 2009, AdamW on sampled pairs
 
 Default hyper-parameters were chosen on ML-100k as implicit (rating >= 4) by NDCG@10 on a
@@ -20,7 +20,9 @@ alpha 10), 0.222 for BPR (lr_max 3e-2, wd 1, uniform negatives), 0.115 for most-
 
 from __future__ import annotations
 
+import itertools
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -223,9 +225,12 @@ class ALS(ImplicitModel, DotProduct):
     with p_ui = 1 where observed (0 elsewhere) and c_ui = 1 + alpha * w_ui (1 elsewhere). With Y
     fixed each x_u has the closed form
         x_u = (Y^T Y + Y^T (C_u - I) Y + reg I)^-1 Y^T C_u p_u,
-    and symmetrically for y_i. Y^T Y is shared; the sparse part sum_{i in I_u} alpha w_ui y_i y_i^T
-    of every user comes from one sparse x dense product, and all users are solved at once
-    (batched Cholesky, float64). Each half-step is an exact block minimisation, so L never rises.
+    and symmetrically for y_i. As in the implicit package, each half-step takes CG_STEPS conjugate-
+    gradient steps towards it from the previous factors (float32, chunks of users, no (U, F, F)
+    block: ``_als_half_step``); on ML-100k (>= 4) this gives the exact solves' NDCG@10 (0.3144 vs
+    0.3145, 15 iterations) about 30x faster (0.5-0.7 s vs 18-21 s for the float64 batched
+    Cholesky it replaced, one thread, busy machine). Each CG step lowers the block objective,
+    so L never rises.
     """
 
     kind = "als"
@@ -243,25 +248,25 @@ class ALS(ImplicitModel, DotProduct):
         if n_iter < 0:
             raise ValueError(f"iterations must be >= 0, got {n_iter}")
         data = self._interactions(train)
-        by_item = data.transpose()
-        extra_u = _sparse(data, cfg.alpha * data.weights.astype(np.float64))  # (U, N) values c - 1
-        extra_i = _sparse(by_item, cfg.alpha * by_item.weights.astype(np.float64))  # (N, U)
-        conf_u = _sparse(data, 1 + cfg.alpha * data.weights.astype(np.float64))  # (U, N) values c
-        conf_i = _sparse(by_item, 1 + cfg.alpha * by_item.weights.astype(np.float64))
-        X = self.user_factors.weight.detach().double()
-        Y = self.item_factors.weight.detach().double()
-        users, items = torch.from_numpy(data.users), torch.from_numpy(data.items)
-        conf = torch.from_numpy(1 + cfg.alpha * data.weights.astype(np.float64))
+        by_user, by_item = _als_rows(data, cfg.alpha), _als_rows(data.transpose(), cfg.alpha)
+        X = self.user_factors.weight.detach().clone()
+        Y = self.item_factors.weight.detach().clone()
         history = History()
         t_start = time.perf_counter()
-        for it in range(n_iter):
-            t0 = time.perf_counter()
-            X = _als_half_step(extra_u, conf_u, Y, cfg.reg)
-            Y = _als_half_step(extra_i, conf_i, X, cfg.reg)
-            loss = _als_loss(X, Y, users, items, conf, cfg.reg)
-            history.rows.append({"epoch": it, "train_loss": loss, "time": time.perf_counter() - t0})
-            if console is not None:
-                console.print(f"{it:>5} {loss:14.4f} {history.rows[-1]['time']:6.2f}s")
+        threads_was = torch.get_num_threads()
+        if len(data.items) < ALS_THREADED_NNZ:  # small sparse products: thread hand-offs cost more
+            torch.set_num_threads(1)
+        try:
+            for it in range(n_iter):
+                t0 = time.perf_counter()
+                _als_half_step(by_user, Y, X, cfg.reg)
+                _als_half_step(by_item, X, Y, cfg.reg)
+                loss = _als_loss(by_user, X, Y, cfg.reg)
+                history.rows.append({"epoch": it, "train_loss": loss, "time": time.perf_counter() - t0})
+                if console is not None:
+                    console.print(f"{it:>5} {loss:14.4f} {history.rows[-1]['time']:6.2f}s")
+        finally:
+            torch.set_num_threads(threads_was)
         history.fit_seconds = time.perf_counter() - t_start
         with torch.no_grad():
             self.user_factors.weight.copy_(X)
@@ -294,36 +299,111 @@ class ALS(ImplicitModel, DotProduct):
         return torch.linalg.solve(A, b).float()
 
 
-def _als_half_step(extra: Tensor, conf: Tensor, Y: Tensor, reg: float) -> Tensor:
-    """Solve every row at once: x_r = (Y^T Y + sum_c extra_rc y_c y_c^T + reg I)^-1 sum_c conf_rc y_c."""
-    F = Y.shape[1]
-    A = (Y.T @ Y + reg * torch.eye(F, dtype=Y.dtype)).expand(extra.shape[0], F, F).clone()
-    A += _gram_rows(extra, Y)
-    b = torch.sparse.mm(conf, Y)  # (R, F)
-    return torch.cholesky_solve(b.unsqueeze(-1), torch.linalg.cholesky(A)).squeeze(-1)
+#: the ALS half-step solves rows in chunks of about this many interactions + rows: its temporaries
+#: are a few (chunk rows, F) blocks and (chunk,) vectors, whatever the number of users
+ALS_CHUNK = 1 << 20
+#: conjugate-gradient steps per row and half-step, warm-started from the previous factors (as the
+#: implicit package does); 3 gives the exact solve's NDCG@10 on ML-100k (see ALS)
+CG_STEPS = 3
+#: below this many interactions ALS runs on one thread: on ML-100k (55k) two threads were 2-20x
+#: slower than one on a busy 2-core machine (OpenMP waits for a descheduled thread)
+ALS_THREADED_NNZ = 1 << 20
 
 
-def _gram_rows(S: Tensor, Y: Tensor, max_bytes: int = 1 << 28) -> Tensor:
-    """(R, F, F): sum_c S_rc y_c y_c^T for sparse S (R, C), via S @ [y_c (x) y_c] in column chunks."""
-    R, F = S.shape[0], Y.shape[1]
-    out = torch.empty(R, F, F, dtype=Y.dtype)
-    step = max(1, max_bytes // (8 * F * max(R, Y.shape[0])))  # rows of the F x F blocks per chunk
-    for s in range(0, F, step):
-        outer = (Y[:, s : s + step, None] * Y[:, None, :]).reshape(len(Y), -1)  # (C, step * F)
-        out[:, s : s + step] = torch.sparse.mm(S, outer).view(R, -1, F)
-    return out
+@dataclass
+class _ALSRows:
+    """One side of the iALS problem as CSR: row r's columns and their c - 1 = alpha w_rc."""
+
+    indptr: Tensor  # (R + 1,) int64
+    cols: Tensor  # (nnz,) int64
+    extra: Tensor  # (nnz,) float32: c_rc - 1
+    n_cols: int
+    chunks: list[tuple[int, int]]  # row ranges of about ALS_CHUNK interactions + rows each
+
+    def block(self, r0: int, r1: int, values: Tensor) -> Tensor:
+        """Rows r0..r1 as a sparse CSR (r1 - r0, n_cols) matrix holding ``values`` (one per entry)."""
+        ptr = self.indptr[r0 : r1 + 1]
+        lo, hi = int(ptr[0]), int(ptr[-1])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
+            return torch.sparse_csr_tensor(
+                ptr - lo, self.cols[lo:hi], values, (r1 - r0, self.n_cols), check_invariants=False
+            )
+
+    def extra_of(self, r0: int, r1: int) -> Tensor:
+        return self.extra[int(self.indptr[r0]) : int(self.indptr[r1])]
 
 
-def _als_loss(
-    X: Tensor, Y: Tensor, users: Tensor, items: Tensor, conf: Tensor, reg: float
-) -> float:
+def _als_rows(data: Interactions, alpha: float, chunk: int | None = None) -> _ALSRows:
+    """Interactions -> _ALSRows, cut into row ranges of about ``chunk`` interactions + rows."""
+    cost = data.indptr + np.arange(data.n_users + 1)  # a row with no entries still costs F numbers
+    starts = np.searchsorted(cost, np.arange(0, cost[-1], chunk or ALS_CHUNK), "right") - 1
+    bounds = np.unique(np.r_[0, starts, data.n_users])
+    extra = torch.from_numpy((alpha * data.weights).astype(np.float32))
+    return _ALSRows(
+        torch.from_numpy(data.indptr),
+        torch.from_numpy(data.items),
+        extra,
+        data.n_items,
+        [(int(a), int(b)) for a, b in itertools.pairwise(bounds)],
+    )
+
+
+@torch.no_grad()
+def _als_half_step(rows: _ALSRows, Y: Tensor, X: Tensor, reg: float, steps: int = CG_STEPS) -> None:
+    """Improve every row of X in place towards x_r = (Y^T Y + sum_c extra_rc y_c y_c^T + reg I)^-1
+    sum_c (1 + extra_rc) y_c, by ``steps`` conjugate-gradient steps from the current x_r.
+
+    A p = p (Y^T Y + reg I) + E_p Y with E_p the sparse matrix of extra_rc (y_c . p_r) (a sampled
+    product on the pattern): O(nnz F + R F^2) per step, and CG needs nothing else, so no (R, F, F)
+    block is built; rows go ALS_CHUNK at a time. Each CG step lowers the convex block objective,
+    so the iALS loss never rises.
+    """
+    G = Y.T @ Y + reg * torch.eye(Y.shape[1], dtype=Y.dtype)  # (F, F), shared by all rows
+    Yt = Y.T.contiguous()
+    for r0, r1 in rows.chunks:
+        _cg_rows(rows, r0, r1, Y, Yt, G, X[r0:r1], steps)
+
+
+def _cg_rows(
+    rows: _ALSRows, r0: int, r1: int, Y: Tensor, Yt: Tensor, G: Tensor, x: Tensor, steps: int
+) -> None:
+    """``steps`` CG steps, batched over rows r0..r1, on A_r x_r = b_r (see _als_half_step); x in place."""
+    c1 = rows.extra_of(r0, r1).to(Y.dtype)
+    pattern = rows.block(r0, r1, c1)
+
+    def matvec(P: Tensor) -> Tensor:
+        dots = torch.sparse.sampled_addmm(pattern, P, Yt, beta=0.0).values()  # y_c . p_r
+        return torch.addmm(P @ G, rows.block(r0, r1, dots * c1), Y)
+
+    r = rows.block(r0, r1, 1 + c1) @ Y - matvec(x)  # b - A x, b = Y^T C_r p_r
+    p = r.clone()
+    rs = (r * r).sum(1, keepdim=True)
+    for _ in range(steps):
+        Ap = matvec(p)
+        pAp = (p * Ap).sum(1, keepdim=True)
+        a = torch.where(pAp > 0, rs / pAp, torch.zeros_like(rs))
+        x += a * p
+        r -= a * Ap
+        rs_new = (r * r).sum(1, keepdim=True)
+        p = r + torch.where(rs > 0, rs_new / rs, torch.zeros_like(rs)) * p
+        rs = rs_new
+
+
+def _als_loss(rows: _ALSRows, X: Tensor, Y: Tensor, reg: float) -> float:
     """L = sum_all s^2 + sum_obs [c (1 - s)^2 - s^2] + reg (||X||^2 + ||Y||^2), s = x_u . y_i.
 
-    The all-pairs term is sum((X^T X) * (Y^T Y)), so L costs O(nnz F + (U + N) F^2), not O(U N F).
+    The all-pairs term is sum((X^T X) * (Y^T Y)), so L costs O(nnz F + (U + N) F^2), not O(U N F);
+    the observed s come chunk by chunk from a sampled product on the pattern (sums in float64).
     """
-    s = (X[users] * Y[items]).sum(1)
-    total = ((X.T @ X) * (Y.T @ Y)).sum() + (conf * (1 - s) ** 2 - s**2).sum()
-    return float(total + reg * (X.pow(2).sum() + Y.pow(2).sum()))
+    total = float(((X.T @ X).double() * (Y.T @ Y).double()).sum())
+    Yt = Y.T.contiguous()
+    for r0, r1 in rows.chunks:
+        c1 = rows.extra_of(r0, r1).to(X.dtype)
+        s = torch.sparse.sampled_addmm(rows.block(r0, r1, c1), X[r0:r1], Yt, beta=0.0).values()
+        s, conf = s.double(), 1 + c1.double()
+        total += float((conf * (1 - s) ** 2 - s**2).sum())
+    return total + reg * float(X.double().pow(2).sum() + Y.double().pow(2).sum())
 
 
 # --- BPR ----------------------------------------------------------------------------------------
