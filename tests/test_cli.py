@@ -99,6 +99,9 @@ def test_crosstab_shows_blanks(csv):
 def test_lr_find_json_and_plot(csv, tmp_path):
     obj = json.loads(run("lr-find", "--ratings", csv, "--user-col", "who", "--item-col", "movie", "--rating-col", "stars", "--plot", tmp_path / "lr.png", "--json"))
     assert obj["suggestion"] > 0 and (tmp_path / "lr.png").exists()
+    # validated: the suggestion is the candidate fraction of the valley with the best validation RMSE
+    scores = obj["validation_rmse"]
+    assert len(scores) == 4 and f"{obj['suggestion']:.3g}" == min(scores, key=scores.get)
 
 
 def test_train_implicit_from_a_click_log_then_recommend(tmp_path):

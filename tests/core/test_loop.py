@@ -120,3 +120,15 @@ def test_large_batches_train_at_the_scaled_rate(tiny):
     scaled = _fit_preds(tiny, bs=1024, lr_max=3e-3)
     np.testing.assert_array_equal(scaled, _fit_preds(tiny, bs=1024, lr_max=3e-3 * 2.0, lr_ref_bs=None))
     assert not np.array_equal(scaled, _fit_preds(tiny, bs=1024, lr_max=3e-3, lr_ref_bs=None))
+
+
+def test_valley_ignores_a_noisy_flat_start():
+    """A planted sweep: flat and noisy up to 1e-3, falling to a minimum at 1e-1, then blowing up."""
+    from collabkit.train.lr_find import _valley
+
+    lrs = np.logspace(-6, 0, 100)
+    x = np.log10(lrs)
+    loss = np.where(x < -3, 1.88, 1.88 - 0.13 * (x + 3) ** 2)
+    loss = np.where(x > -1, 1.36 + 3 * (x + 1), loss)
+    loss = loss + np.random.default_rng(0).normal(0, 0.004, 100)
+    assert 1e-3 < _valley(lrs, loss) < 1e-1  # inside the descent, not in the noise before it

@@ -195,25 +195,41 @@ def lr_find_cmd(
     source: DataSource,
     model: Annotated[str, typer.Option(help=f"Model spec: {MODELS}.")] = "dot-bias",
     wd: Annotated[float, typer.Option()] = 0.1,
-    plot: Annotated[Path | None, typer.Option(help="Save the loss-vs-lr plot (PNG).")] = None,
+    validate: Annotated[bool, typer.Option(help="Fit at fractions of the valley and keep the rate that validates best (on 10% carved from the data).")] = True,
+    plot: Annotated[Path | None, typer.Option(help="Save the loss-vs-lr plot (PNG), the suggestion marked.")] = None,
     as_json: Json = False,
 ) -> None:
-    """Sweep the learning rate and suggest one (fastai's 'valley' rule)."""
+    """Sweep the learning rate; suggest the valley (fastai's rule), checked by short validated fits."""
     from collabkit.train.build import build_untrained
-    from collabkit.train.lr_find import lr_find
+    from collabkit.train.lr_find import lr_find, validate_lr
 
+    _, log = consoles(as_json)
     try:
         data = source.load()
-        result = lr_find(build_untrained(model, data), data, wd=wd)
+        net = build_untrained(model, data)
+        if "wd" in net.config.to_json():  # the validated fits use the wd the sweep used
+            net.config = net.config.updated(wd=wd)
+        result = lr_find(net, data, wd=wd)
+        if validate:
+            log.print(f"valley {result.valley:.2e}; fitting at fractions of it to validate ...")
+            result = validate_lr(net, data, result)
     except (ValueError, FileNotFoundError, OSError) as e:
         fail(str(e))
     if plot is not None:
         result.plot(plot)
-    obj = {"suggestion": result.suggestion, "steepest": result.steepest, "plot": str(plot) if plot else None}
+    obj = {
+        "suggestion": result.suggestion, "valley": result.valley, "steepest": result.steepest,
+        "validation_rmse": {f"{k:.3g}": v for k, v in (result.validated or {}).items()},
+        "plot": str(plot) if plot else None,
+    }  # fmt: skip
     if as_json:
         print_json(obj)
     else:
-        consoles(False)[0].print(f"suggested lr: {result.suggestion:.2e} (steepest descent at {result.steepest:.2e})")
+        seen = ", ".join(f"{k:.2e}: {v:.4f}" for k, v in (result.validated or {}).items())
+        consoles(False)[0].print(
+            f"suggested lr: {result.suggestion:.2e} (valley {result.valley:.2e}, steepest descent "
+            f"{result.steepest:.2e}){'; validation RMSE ' + seen if seen else ''}"
+        )
 
 
 @app.command()
