@@ -32,7 +32,11 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=20)
     p.add_argument("--spec", default=DEFAULT_SPEC, help="system under test (a model spec)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--mitigations", default=",".join(PRESETS), help=f"comma-separated, from {', '.join(PRESETS)}")
+    p.add_argument(
+        "--mitigations",
+        default=",".join(PRESETS),
+        help=f"comma-separated, from {', '.join(PRESETS)}",
+    )
     p.add_argument("--png", default=None, help="write each metric over rounds here")
     p.add_argument("--html", default=None, help="write the HTML report here")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -50,31 +54,59 @@ def main() -> None:
     runs, rows = {}, {}
     for name in names:
         t = time.perf_counter()
-        sim = simulate(world, args.spec, rounds=args.rounds, mitigation=PRESETS[name], seed=args.seed)
+        sim = simulate(
+            world, args.spec, rounds=args.rounds, mitigation=PRESETS[name], seed=args.seed
+        )
         runs[name] = sim.metrics
         rows[name] = {**summarise(sim.metrics), "wall_seconds": time.perf_counter() - t}
     base = rows["none"]
     for row in rows.values():
         rise = base["fav_share_majority_rise"]
-        row["share_rise_cut"] = 1 - row["fav_share_majority_rise"] / rise if rise > 0 else float("nan")
-        row["utility_majority_vs_none"] = row["utility_majority_mean"] / base["utility_majority_mean"] - 1
-    if args.png:
-        write_png(runs, args.png)
+        row["share_rise_cut"] = (
+            1 - row["fav_share_majority_rise"] / rise if rise > 0 else float("nan")
+        )
+        row["utility_majority_vs_none"] = (
+            row["utility_majority_mean"] / base["utility_majority_mean"] - 1
+        )
+    figure = write_png(runs, args.png) if args.png else None
     if args.html:
-        write_html(runs, args.html, title=f"Feedback loop on ML-100k: {args.spec}")
+        write_html(runs, args.html, title=f"Feedback loop on ML-100k: {args.spec}", png=figure)
     total = time.perf_counter() - t0
     if args.json:
-        print(json.dumps({"spec": args.spec, "rounds": args.rounds, "seed": args.seed, "total_seconds": total, "runs": rows}))
+        print(
+            json.dumps(
+                {
+                    "spec": args.spec,
+                    "rounds": args.rounds,
+                    "seed": args.seed,
+                    "total_seconds": total,
+                    "runs": rows,
+                }
+            )
+        )
         return
     table = Table(title=f"ML-100k, {args.rounds} rounds, seed {args.seed}, system {args.spec}")
-    for col in ("mitigation", "fav share start->end", "cut", "gini start->end", "jaccard start->end",
-                "maj. utility start->end", "maj. utility vs none", "min. utility end", "majority left", "minority end", "s"):
+    for col in (
+        "mitigation",
+        "fav share start->end",
+        "fav share mean",
+        "cut",
+        "gini start->end",
+        "jaccard start->end",
+        "maj. utility start->end",
+        "maj. utility vs none",
+        "min. utility end",
+        "majority left",
+        "minority end",
+        "s",
+    ):
         table.add_column(col, justify="right")
     n_major0 = int((world.alive & ~world.minority).sum())
     for name, r in rows.items():
         table.add_row(
             name,
             f"{r['fav_share_majority_start']:.3f}->{r['fav_share_majority_end']:.3f}",
+            f"{r['fav_share_majority_mean']:.3f}",
             "" if name == "none" else f"{r['share_rise_cut']:.0%}",
             f"{r['gini_start']:.3f}->{r['gini_end']:.3f}",
             f"{r['jaccard_start']:.3f}->{r['jaccard_end']:.3f}",

@@ -23,7 +23,9 @@ def test_gini_equal_is_zero_and_one_item_is_n_minus_1_over_n():
 
 
 def test_jaccard_identical_lists_is_one_and_disjoint_is_zero():
-    assert m.jaccard_overlap(shown({1: [1, 2, 3], 2: [3, 2, 1], 3: [1, 2, 3]})) == pytest.approx(1.0)
+    assert m.jaccard_overlap(shown({1: [1, 2, 3], 2: [3, 2, 1], 3: [1, 2, 3]})) == pytest.approx(
+        1.0
+    )
     assert m.jaccard_overlap(shown({1: [1, 2], 2: [3, 4], 3: [5, 6]})) == pytest.approx(0.0)
     # {1,2} vs {2,3}: 1 / 3
     assert m.jaccard_overlap(shown({1: [1, 2], 2: [2, 3]})) == pytest.approx(1 / 3)
@@ -48,8 +50,12 @@ def test_coverage_share_utility_and_signal():
 
 def test_round_metrics_names():
     ex = shown({1: [0, 1], 2: [0, 2]})
-    consumed = pd.DataFrame({"user": [1, 2], "item": [0, 2], "rating": [4.0, 2.0], "true": [4.0, 2.0]})
-    row = m.round_metrics(ex, consumed, consumed, 5, minority=np.array([2]), favourites=np.array([0]))
+    consumed = pd.DataFrame(
+        {"user": [1, 2], "item": [0, 2], "rating": [4.0, 2.0], "true": [4.0, 2.0]}
+    )
+    row = m.round_metrics(
+        ex, consumed, consumed, 5, minority=np.array([2]), favourites=np.array([0])
+    )
     assert row["fav_share_majority"] == pytest.approx(0.5)
     assert row["utility_majority"] == pytest.approx(4.0)
     assert row["utility_minority"] == pytest.approx(2.0)

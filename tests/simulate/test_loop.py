@@ -2,7 +2,6 @@
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from collabkit.simulate import Mitigation, WorldConfig, build_world, simulate
 from collabkit.simulate.world import genre_matrix
@@ -43,7 +42,14 @@ def test_minority_boost_and_population():
 
 
 def test_no_minority_no_feedback_stays_flat():
-    config = WorldConfig(minority_share=0.0, recruit_rate=0.0, leave_prob=0.0, feedback=False, n_init=10, activity=0.5)
+    config = WorldConfig(
+        minority_share=0.0,
+        recruit_rate=0.0,
+        leave_prob=0.0,
+        feedback=False,
+        n_init=10,
+        activity=0.5,
+    )
     world = tiny_world(config, n_users=100, n_items=300)
     sim = simulate(world, SPEC, rounds=8, seed=1)
     mt = sim.metrics
@@ -55,7 +61,12 @@ def test_no_minority_no_feedback_stays_flat():
 
 def test_mitigations_run():
     world = tiny_world(WorldConfig(n_init=8, minority_activity=5))
-    for mit in (Mitigation(cap=10), Mitigation(ipw=True), Mitigation(calibrate=0.5), Mitigation(explore=2)):
+    for mit in (
+        Mitigation(cap=10),
+        Mitigation(ipw=True),
+        Mitigation(calibrate=0.5),
+        Mitigation(explore=2),
+    ):
         sim = simulate(world, SPEC, rounds=2, mitigation=mit, seed=0)
         assert len(sim.metrics) == 2
         assert not sim.exposures.duplicated(["round", "user", "item"]).any(), mit.name

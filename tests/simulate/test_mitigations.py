@@ -4,7 +4,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from collabkit.simulate.mitigations import Mitigation, calibrate, cap_per_user, explore, parse_mitigation
+from collabkit.simulate.mitigations import (
+    Mitigation,
+    calibrate,
+    cap_per_user,
+    explore,
+    parse_mitigation,
+)
 
 
 def test_cap_per_user_keeps_at_most_cap():

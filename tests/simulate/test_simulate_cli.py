@@ -18,9 +18,29 @@ def csv(tmp_path):
     return path
 
 
+@pytest.mark.slow  # two matplotlib figures: ~10 s on the shared machine
 def test_simulate_json_png_html(csv, tmp_path):
-    args = ["simulate", "--ratings", csv, "--minority-share", "0", "--rounds", "2", "--model", "dot-bias(n_factors=4, epochs=2)"]
-    args += ["--mitigation", "none", "--mitigation", "cap=20", "--png", tmp_path / "f.png", "--html", tmp_path / "f.html"]
+    args = [
+        "simulate",
+        "--ratings",
+        csv,
+        "--minority-share",
+        "0",
+        "--rounds",
+        "2",
+        "--model",
+        "dot-bias(n_factors=4, epochs=2)",
+    ]
+    args += [
+        "--mitigation",
+        "none",
+        "--mitigation",
+        "cap=20",
+        "--png",
+        tmp_path / "f.png",
+        "--html",
+        tmp_path / "f.html",
+    ]
     result = runner.invoke(app, [str(a) for a in args] + ["--json"])
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)

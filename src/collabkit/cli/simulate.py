@@ -25,27 +25,57 @@ from collabkit.cli.common import (
 
 @app.command("simulate")
 def simulate_cmd(
-    dataset: Annotated[str | None, typer.Option(help="MovieLens set (default ml-100k unless --ratings).")] = None,
+    dataset: Annotated[
+        str | None, typer.Option(help="MovieLens set (default ml-100k unless --ratings).")
+    ] = None,
     data_dir: DataDir = None,
     ratings: RatingsFile = None,
     user_col: UserCol = "user",
     item_col: ItemCol = "item",
     rating_col: RatingCol = "rating",
-    model: Annotated[str | None, typer.Option(help="System under test, a model spec, e.g. 'dot-bias(n_factors=20, epochs=3)'.")] = None,
-    rounds: Annotated[int, typer.Option(min=1, help="Rounds of retrain -> recommend -> consume.")] = 20,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="System under test, a model spec, e.g. 'dot-bias(n_factors=20, epochs=3)'."
+        ),
+    ] = None,
+    rounds: Annotated[
+        int, typer.Option(min=1, help="Rounds of retrain -> recommend -> consume.")
+    ] = 20,
     n: Annotated[int, typer.Option("-n", "--n", min=1, help="Length of each list.")] = 10,
     mitigation: Annotated[
         list[str] | None,
-        typer.Option(help="Repeatable: none, cap, ipw, calibrate, explore, or e.g. 'cap=40,calibrate=0.5'. Default: none."),
+        typer.Option(
+            help="Repeatable: none, cap, ipw, calibrate, explore, or e.g. 'cap=40,calibrate=0.5'. Default: none."
+        ),
     ] = None,
-    minority_share: Annotated[float | None, typer.Option(help="Share of users in the enthusiastic minority (default 0.05).")] = None,
-    favourite_genres: Annotated[str | None, typer.Option(help="The minority's favourite genres, '|'-separated.")] = None,
-    minority_activity: Annotated[float | None, typer.Option(help="Minority ratings per user per round (default 10; majority 1).")] = None,
-    recruit_rate: Annotated[float | None, typer.Option(help="Recruits per minority user per round when perfectly served (default 0.15).")] = None,
+    minority_share: Annotated[
+        float | None,
+        typer.Option(help="Share of users in the enthusiastic minority (default 0.05)."),
+    ] = None,
+    favourite_genres: Annotated[
+        str | None, typer.Option(help="The minority's favourite genres, '|'-separated.")
+    ] = None,
+    minority_activity: Annotated[
+        float | None,
+        typer.Option(help="Minority ratings per user per round (default 10; majority 1)."),
+    ] = None,
+    recruit_rate: Annotated[
+        float | None,
+        typer.Option(
+            help="Recruits per minority user per round when perfectly served (default 0.15)."
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option()] = 0,
-    png: Annotated[Path | None, typer.Option(help="Write each metric over rounds, run vs run, as a PNG.")] = None,
-    html: Annotated[Path | None, typer.Option(help="Write the same as a self-contained HTML report.")] = None,
-    csv: Annotated[Path | None, typer.Option(help="Write every round's metrics of every run as CSV.")] = None,
+    png: Annotated[
+        Path | None, typer.Option(help="Write each metric over rounds, run vs run, as a PNG.")
+    ] = None,
+    html: Annotated[
+        Path | None, typer.Option(help="Write the same as a self-contained HTML report.")
+    ] = None,
+    csv: Annotated[
+        Path | None, typer.Option(help="Write every round's metrics of every run as CSV.")
+    ] = None,
     as_json: Json = False,
 ) -> None:
     """Simulate the feedback loop: a ground-truth world fitted to the ratings, the model retrained
@@ -85,15 +115,18 @@ def simulate_cmd(
     for mit in mitigations:
         log.print(f"simulating {rounds} rounds of {spec} with mitigation {mit.name}")
         try:
-            runs[mit.name] = simulate(world, spec, rounds=rounds, n=n, mitigation=mit, seed=seed).metrics
+            runs[mit.name] = simulate(
+                world, spec, rounds=rounds, n=n, mitigation=mit, seed=seed
+            ).metrics
         except ValueError as e:
             fail(str(e))
-    if png:
-        write_png(runs, png)
+    figure = write_png(runs, png) if png else None
     if html:
-        write_html(runs, html, title=f"Feedback loop: {spec} on {data.name}")
+        write_html(runs, html, title=f"Feedback loop: {spec} on {data.name}", png=figure)
     if csv:
-        frame = pd.concat([f.assign(mitigation=name) for name, f in runs.items()], ignore_index=True)
+        frame = pd.concat(
+            [f.assign(mitigation=name) for name, f in runs.items()], ignore_index=True
+        )
         write_atomic(csv, frame.to_csv(index=False).encode("utf-8"))
     summaries = {name: summarise(frame) for name, frame in runs.items()}
     if as_json:
@@ -110,14 +143,29 @@ def simulate_cmd(
         )
         return
     table = Table(title=f"{spec} on {data.name}: first 3 rounds -> last 3 rounds")
-    for col in ("mitigation", "fav share of majority lists", "exposure gini", "jaccard", "majority utility", "minority utility", "rmse"):
+    for col in (
+        "mitigation",
+        "fav share of majority lists",
+        "exposure gini",
+        "jaccard",
+        "majority utility",
+        "minority utility",
+        "rmse",
+    ):
         table.add_column(col, justify="right")
     for name, s in summaries.items():
         table.add_row(
             name,
             *(
                 f"{s[f'{m}_start']:.3f} -> {s[f'{m}_end']:.3f}"
-                for m in ("fav_share_majority", "gini", "jaccard", "utility_majority", "utility_minority", "rmse")
+                for m in (
+                    "fav_share_majority",
+                    "gini",
+                    "jaccard",
+                    "utility_majority",
+                    "utility_minority",
+                    "rmse",
+                )
             ),
         )
     out.print(table)

@@ -82,7 +82,7 @@ def top_user_share(ratings: pd.DataFrame, fraction: float) -> float:
     counts = np.sort(ratings["user"].value_counts().to_numpy())[::-1]
     if not len(counts):
         return float("nan")
-    k = max(1, int(round(fraction * len(counts))))
+    k = max(1, round(fraction * len(counts)))
     return float(counts[:k].sum() / counts.sum())
 
 

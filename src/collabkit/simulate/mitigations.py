@@ -80,7 +80,11 @@ def cap_per_user(log: pd.DataFrame, cap: int, rng: np.random.Generator) -> pd.Da
 
 
 def ipw_resample(
-    log: pd.DataFrame, exposures: pd.DataFrame, n_items: int, rng: np.random.Generator, clip: float = 10.0
+    log: pd.DataFrame,
+    exposures: pd.DataFrame,
+    n_items: int,
+    rng: np.random.Generator,
+    clip: float = 10.0,
 ) -> pd.DataFrame:
     """The log resampled (with replacement, same size) with weights 1 / P(item exposed).
 
@@ -96,7 +100,11 @@ def ipw_resample(
 
 
 def training_frame(
-    log: pd.DataFrame, exposures: pd.DataFrame, n_items: int, mitigation: Mitigation, rng: np.random.Generator
+    log: pd.DataFrame,
+    exposures: pd.DataFrame,
+    n_items: int,
+    mitigation: Mitigation,
+    rng: np.random.Generator,
 ) -> pd.DataFrame:
     """The rows the system is retrained on this round: the whole log unless a mitigation says otherwise."""
     rows = log
@@ -108,7 +116,13 @@ def training_frame(
 
 
 def calibrate(
-    items: np.ndarray, scores: np.ndarray, taste: np.ndarray, genres: np.ndarray, n: int, lam: float, alpha: float = 0.01
+    items: np.ndarray,
+    scores: np.ndarray,
+    taste: np.ndarray,
+    genres: np.ndarray,
+    n: int,
+    lam: float,
+    alpha: float = 0.01,
 ) -> np.ndarray:
     """Steck's calibrated re-ranking of candidate lists; (U, C) items -> (U, n) items.
 

@@ -25,6 +25,10 @@ PLOTTED = {
     "majority_users": "majority users still here",
     "minority_users": "minority users",
 }
+STYLE = (
+    "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:12px}"
+    "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}</style>"
+)
 EDGE = 3  # rounds averaged for "start" and for "end"
 
 
@@ -33,8 +37,17 @@ def summarise(metrics: pd.DataFrame, edge: int = EDGE) -> dict[str, float]:
 
     Also each metric's mean over all rounds (``*_mean``): majority utility is compared that way.
     """
-    out: dict[str, float] = {"rounds": int(len(metrics))}
-    for col in ("fav_share_majority", "gini", "utility_majority", "utility_minority", "jaccard", "coverage", "top5_signal", "rmse"):
+    out: dict[str, float] = {"rounds": len(metrics)}
+    for col in (
+        "fav_share_majority",
+        "gini",
+        "utility_majority",
+        "utility_minority",
+        "jaccard",
+        "coverage",
+        "top5_signal",
+        "rmse",
+    ):
         start, end = float(metrics[col].head(edge).mean()), float(metrics[col].tail(edge).mean())
         out[f"{col}_start"], out[f"{col}_end"] = start, end
         out[f"{col}_rise"] = end - start
@@ -86,21 +99,28 @@ def write_atomic(path: str | Path, data: bytes) -> None:
         raise
 
 
-def write_png(runs: dict[str, pd.DataFrame], path: str | Path) -> None:
-    write_atomic(path, figure_png(runs))
+def write_png(runs: dict[str, pd.DataFrame], path: str | Path) -> bytes:
+    """Write the figure as a PNG; returns its bytes (``write_html`` can reuse them)."""
+    data = figure_png(runs)
+    write_atomic(path, data)
+    return data
 
 
-def write_html(runs: dict[str, pd.DataFrame], path: str | Path, title: str = "Feedback loop") -> None:
+def write_html(
+    runs: dict[str, pd.DataFrame],
+    path: str | Path,
+    title: str = "Feedback loop",
+    png: bytes | None = None,
+) -> None:
     """A self-contained page: the figure, a summary table and each run's rounds (all text escaped)."""
-    png = base64.b64encode(figure_png(runs)).decode("ascii")
+    png_b64 = base64.b64encode(png or figure_png(runs)).decode("ascii")
     summary = pd.DataFrame({name: summarise(frame) for name, frame in runs.items()}).T
     parts = [
         "<!doctype html><meta charset='utf-8'>",
         f"<title>{html.escape(title)}</title>",
-        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:12px}"
-        "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}</style>",
+        STYLE,
         f"<h1>{html.escape(title)}</h1>",
-        f"<img alt='metrics over rounds' src='data:image/png;base64,{png}'>",
+        f"<img alt='metrics over rounds' src='data:image/png;base64,{png_b64}'>",
         "<h2>Start (first rounds) and end (last rounds)</h2>",
         _table(summary.round(4)),
     ]
@@ -110,9 +130,14 @@ def write_html(runs: dict[str, pd.DataFrame], path: str | Path, title: str = "Fe
 
 
 def _table(frame: pd.DataFrame) -> str:
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in [frame.index.name or "", *frame.columns])
+    head = "".join(
+        f"<th>{html.escape(str(c))}</th>" for c in [frame.index.name or "", *frame.columns]
+    )
     body = "".join(
-        "<tr>" + f"<th>{html.escape(str(i))}</th>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>"
+        "<tr>"
+        + f"<th>{html.escape(str(i))}</th>"
+        + "".join(f"<td>{html.escape(str(v))}</td>" for v in row)
+        + "</tr>"
         for i, row in zip(frame.index, frame.itertuples(index=False))
     )
     return f"<table><tr>{head}</tr>{body}</table>"

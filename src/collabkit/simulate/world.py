@@ -3,7 +3,8 @@
 True tastes are fitted from real data (a factor model's predictions, ``WorldConfig.taste_spec``)
 plus fixed per-(user, item) noise, clipped to the rating scale. A small enthusiastic minority
 shares a distinctive taste: their true ratings of the favourite items (default: the animation,
-children's, fantasy and science-fiction films) are boosted, they rate many times more often than the majority,
+children's, fantasy and science-fiction films, less the 10% most liked overall, such as Star
+Wars) are boosted, they rate many times more often than the majority,
 and they recruit new users like themselves in proportion to how well the system serves them.
 Majority users who are served badly may leave. Users and items are integer indices (0..U-1,
 0..I-1), which is also what the simulation's logs hold.
@@ -71,7 +72,9 @@ class World:
         c = self.config
         return np.where(self.minority[users], c.minority_activity, c.activity)
 
-    def add_users(self, base: np.ndarray, minority: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def add_users(
+        self, base: np.ndarray, minority: np.ndarray, rng: np.random.Generator
+    ) -> np.ndarray:
         """New users drawn from rows ``base`` of the tastes, with fresh noise; returns their indices."""
         lo, hi = self.scale
         t = self.tastes[base] + rng.normal(0.0, self.config.noise, (len(base), self.n_items))
@@ -88,7 +91,9 @@ class World:
         lo, hi = self.scale
         return np.clip(np.round(self.truth[users, items]), lo, hi).astype(np.float32)
 
-    def organic(self, users: np.ndarray, k: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    def organic(
+        self, users: np.ndarray, k: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Each users[j] finds k[j] unseen items by themselves: P(item) ~ exp(truth / temperature).
 
         Sampling without replacement by Gumbel top-k; marks them seen; returns (users, items).
@@ -101,7 +106,9 @@ class World:
         keys = np.where(self.seen[users], -np.inf, logits + rng.gumbel(size=logits.shape))
         kmax = int(k.max())
         top = np.argsort(-keys, axis=1, kind="stable")[:, :kmax]  # (A, kmax)
-        take = (np.arange(kmax)[None, :] < k[:, None]) & np.isfinite(np.take_along_axis(keys, top, 1))
+        take = (np.arange(kmax)[None, :] < k[:, None]) & np.isfinite(
+            np.take_along_axis(keys, top, 1)
+        )
         u, i = np.repeat(users, kmax).reshape(-1, kmax)[take], top[take]
         self.seen[u, i] = True
         return u, i
@@ -118,11 +125,15 @@ class World:
         n = lists.shape[1]
         valid = lists >= 0
         t = np.where(valid, self.truth[users[:, None], np.maximum(lists, 0)], lo)
-        w = (1.0 / np.log2(np.arange(n) + 2.0))[None, :] * ((t - lo) / (hi - lo)) ** self.config.choice_power
+        w = (1.0 / np.log2(np.arange(n) + 2.0))[None, :] * (
+            (t - lo) / (hi - lo)
+        ) ** self.config.choice_power
         with np.errstate(divide="ignore"):
             keys = np.where(valid & (w > 0), np.log(w) + rng.gumbel(size=w.shape), -np.inf)
         order = np.argsort(-keys, axis=1, kind="stable")
-        take = (np.arange(n)[None, :] < k[:, None]) & np.isfinite(np.take_along_axis(keys, order, 1))
+        take = (np.arange(n)[None, :] < k[:, None]) & np.isfinite(
+            np.take_along_axis(keys, order, 1)
+        )
         rows = np.repeat(np.arange(len(users)), n).reshape(-1, n)[take]
         pos = order[take]
         u, i = users[rows], lists[rows, pos]
@@ -146,7 +157,9 @@ class World:
         mins = self.minority[users]
         recruits = np.zeros(0, np.int64)
         if mins.any() and c.recruit_rate > 0:
-            how_well = (served.to_numpy()[mins].mean() - c.leave_threshold) / (hi - c.leave_threshold)
+            how_well = (served.to_numpy()[mins].mean() - c.leave_threshold) / (
+                hi - c.leave_threshold
+            )
             n_live = int((self.alive & self.minority).sum())
             n_new = rng.poisson(c.recruit_rate * n_live * float(np.clip(how_well, 0.0, 1.0)))
             founders = np.flatnonzero(self.minority[: len(self.tastes)])
@@ -190,7 +203,7 @@ def build_world(
     rng = np.random.default_rng(seed)
     n_users, n_items = tastes.shape
     favourites = np.asarray(favourites, dtype=bool)
-    n_min = int(round(config.minority_share * n_users))
+    n_min = round(config.minority_share * n_users)
     minority = np.zeros(n_users, dtype=bool)
     if n_min and favourites.any():
         fondness = tastes[:, favourites].mean(1) - tastes.mean(1)
