@@ -113,7 +113,7 @@ def simulate(
             **m.round_metrics(
                 shown_r,
                 consumed,
-                log,
+                train,  # the signal the model actually learned from (after cap / ipw)
                 world.n_items,
                 np.flatnonzero(world.minority),
                 np.flatnonzero(world.favourites),

@@ -102,7 +102,7 @@ def round_metrics(
 ) -> dict[str, float]:
     """Every exposure metric of one window (a round): the monitor's row.
 
-    ``exposures`` and ``consumed`` are the window's; ``log`` is all the training signal so far;
+    ``exposures`` and ``consumed`` are the window's; ``log`` the rows the model was trained on;
     ``minority`` holds the minority's user ids and ``favourites`` their favourite item ids.
     """
     shown_users = exposures["user"].unique()
