@@ -108,7 +108,7 @@ def simulate_cmd(
         data = load_source(dataset, data_dir, ratings, user_col, item_col, rating_col)
         log.print(f"fitting the world to {data!r}")
         world = fit_world(data, config, seed=seed)
-    except (ValueError, FileNotFoundError, KeyError) as e:
+    except (ValueError, OSError, KeyError) as e:  # OSError: missing files, failed downloads
         fail(str(e))
     spec = model or DEFAULT_SPEC
     runs = {}
