@@ -1,0 +1,120 @@
+"""Exposure and concentration metrics over a log of recommendations and ratings.
+
+Plain functions over pandas frames and numpy arrays, so a production monitor can compute them
+from its own logs. The frames they read:
+
+- exposures: one row per list slot shown, columns ``user``, ``item`` (and ``position``, ``round``).
+- ratings (or consumptions): one row per rating, columns ``user``, ``item``, ``rating``; for
+  utility also ``true`` (the ground-truth rating, known only in a simulation).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def gini(counts: np.ndarray) -> float:
+    """Gini coefficient of non-negative counts (e.g. exposures per catalogue item).
+
+    G = sum_k (2k - n - 1) x_(k) / (n sum x), x sorted ascending, k = 1..n: 0 when every item is
+    shown equally, (n - 1) / n when one item takes every exposure; 0 for an all-zero vector.
+    """
+    x = np.sort(np.asarray(counts, dtype=np.float64))
+    n, total = len(x), x.sum()
+    if n == 0 or total == 0:
+        return 0.0
+    k = np.arange(1, n + 1)
+    return float(((2 * k - n - 1) * x).sum() / (n * total))
+
+
+def exposure_counts(exposures: pd.DataFrame, n_items: int) -> np.ndarray:
+    """(n_items,) how often each item (integer index 0..n_items-1) was shown."""
+    return np.bincount(exposures["item"].to_numpy(dtype=np.int64), minlength=n_items)
+
+
+def coverage(exposures: pd.DataFrame, n_items: int) -> float:
+    """Share of the catalogue shown to anyone at least once."""
+    return float(exposures["item"].nunique() / n_items) if n_items else 0.0
+
+
+def group_share(exposures: pd.DataFrame, users: np.ndarray, items: np.ndarray) -> float:
+    """Share of the slots shown to ``users`` that hold one of ``items`` (NaN: no such slots).
+
+    With users = the majority and items = the minority's favourites this is how much of the
+    majority's recommendations the minority's taste has taken over.
+    """
+    mine = exposures[exposures["user"].isin(users)]
+    if not len(mine):
+        return float("nan")
+    return float(mine["item"].isin(items).mean())
+
+
+def utility(consumed: pd.DataFrame, users: np.ndarray | None = None) -> float:
+    """Mean true rating of what ``users`` (default: everyone) consumed (NaN: nothing consumed)."""
+    rows = consumed if users is None else consumed[consumed["user"].isin(users)]
+    return float(rows["true"].mean()) if len(rows) else float("nan")
+
+
+def jaccard_overlap(exposures: pd.DataFrame) -> float:
+    """Mean Jaccard |A & B| / |A | B| over all pairs of distinct users' lists (homogenisation).
+
+    1 when everyone sees the same list, 0 when no two lists share an item; NaN below two users.
+    """
+    users, u = np.unique(exposures["user"].to_numpy(), return_inverse=True)
+    items, i = np.unique(exposures["item"].to_numpy(), return_inverse=True)
+    n = len(users)
+    if n < 2:
+        return float("nan")
+    x = np.zeros((n, len(items)), dtype=np.float32)
+    x[u, i] = 1.0  # a repeated (user, item) counts once
+    inter = x @ x.T  # (U, U) |A & B|
+    size = np.diag(inter)
+    union = size[:, None] + size[None, :] - inter
+    with np.errstate(invalid="ignore", divide="ignore"):
+        jac = np.where(union > 0, inter / union, 0.0)
+    off = ~np.eye(n, dtype=bool)
+    return float(jac[off].mean())
+
+
+def top_user_share(ratings: pd.DataFrame, fraction: float) -> float:
+    """Share of the rows (training signal) from the most active ``fraction`` of users (>= 1 user)."""
+    counts = np.sort(ratings["user"].value_counts().to_numpy())[::-1]
+    if not len(counts):
+        return float("nan")
+    k = max(1, round(fraction * len(counts)))
+    return float(counts[:k].sum() / counts.sum())
+
+
+def rmse(predicted: np.ndarray, truth: np.ndarray) -> float:
+    """Root mean squared error between predictions and ground truth (any matching shapes)."""
+    d = np.asarray(predicted, dtype=np.float64) - np.asarray(truth, dtype=np.float64)
+    return float(np.sqrt(np.mean(d**2))) if d.size else float("nan")
+
+
+def round_metrics(
+    exposures: pd.DataFrame,
+    consumed: pd.DataFrame,
+    log: pd.DataFrame,
+    n_items: int,
+    minority: np.ndarray,
+    favourites: np.ndarray,
+) -> dict[str, float]:
+    """Every exposure metric of one window (a round): the monitor's row.
+
+    ``exposures`` and ``consumed`` are the window's; ``log`` the rows the model was trained on;
+    ``minority`` holds the minority's user ids and ``favourites`` their favourite item ids.
+    """
+    shown_users = exposures["user"].unique()
+    majority = shown_users[~np.isin(shown_users, minority)]
+    consumed_users = consumed["user"].unique()
+    return {
+        "gini": gini(exposure_counts(exposures, n_items)),
+        "coverage": coverage(exposures, n_items),
+        "fav_share_majority": group_share(exposures, majority, favourites),
+        "utility_majority": utility(consumed, consumed_users[~np.isin(consumed_users, minority)]),
+        "utility_minority": utility(consumed, consumed_users[np.isin(consumed_users, minority)]),
+        "jaccard": jaccard_overlap(exposures),
+        "top1_signal": top_user_share(log, 0.01),
+        "top5_signal": top_user_share(log, 0.05),
+    }

@@ -1,0 +1,143 @@
+"""Runs side by side: a start/end summary per run and each metric over rounds as PNG and HTML."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+# metric -> what its plot is titled
+PLOTTED = {
+    "fav_share_majority": "minority favourites' share of majority lists",
+    "gini": "Gini of item exposure",
+    "coverage": "catalogue coverage",
+    "utility_majority": "majority utility (mean true rating consumed)",
+    "utility_minority": "minority utility",
+    "jaccard": "homogenisation (mean Jaccard of lists)",
+    "top5_signal": "training signal from the top 5% users",
+    "rmse": "RMSE against the ground truth",
+    "majority_users": "majority users still here",
+    "minority_users": "minority users",
+}
+STYLE = (
+    "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:12px}"
+    "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}</style>"
+)
+EDGE = 3  # rounds averaged for "start" and for "end"
+
+
+def summarise(metrics: pd.DataFrame, edge: int = EDGE) -> dict[str, float]:
+    """Start (mean of the first ``edge`` rounds), end (the last ``edge``) and rise of the key metrics.
+
+    Also each metric's mean over all rounds (``*_mean``): majority utility is compared that way.
+    """
+    out: dict[str, float] = {"rounds": len(metrics)}
+    for col in (
+        "fav_share_majority",
+        "gini",
+        "utility_majority",
+        "utility_minority",
+        "jaccard",
+        "coverage",
+        "top5_signal",
+        "rmse",
+    ):
+        start, end = float(metrics[col].head(edge).mean()), float(metrics[col].tail(edge).mean())
+        out[f"{col}_start"], out[f"{col}_end"] = start, end
+        out[f"{col}_rise"] = end - start
+        out[f"{col}_mean"] = float(metrics[col].mean())
+    out["majority_users_end"] = int(metrics["majority_users"].iloc[-1])
+    out["minority_users_end"] = int(metrics["minority_users"].iloc[-1])
+    out["seconds"] = float(metrics["fit_seconds"].sum())
+    return out
+
+
+def figure_png(runs: dict[str, pd.DataFrame]) -> bytes:
+    """One panel per metric, one line per run, rounds on x; returns the PNG bytes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = 2
+    rows = int(np.ceil(len(PLOTTED) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(11, 2.6 * rows), squeeze=False)
+    for ax, (metric, title) in zip(axes.flat, PLOTTED.items()):
+        for name, frame in runs.items():
+            ax.plot(frame["round"], frame[metric], label=name, lw=1.4)
+        ax.set_title(title, fontsize=9)
+        ax.tick_params(labelsize=8)
+    for ax in axes.flat[len(PLOTTED) :]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=8)
+    for ax in axes[-1]:
+        ax.set_xlabel("round", fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def write_atomic(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to a temp file beside ``path`` and move it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_png(runs: dict[str, pd.DataFrame], path: str | Path) -> bytes:
+    """Write the figure as a PNG; returns its bytes (``write_html`` can reuse them)."""
+    data = figure_png(runs)
+    write_atomic(path, data)
+    return data
+
+
+def write_html(
+    runs: dict[str, pd.DataFrame],
+    path: str | Path,
+    title: str = "Feedback loop",
+    png: bytes | None = None,
+) -> None:
+    """A self-contained page: the figure, a summary table and each run's rounds (all text escaped)."""
+    png_b64 = base64.b64encode(png or figure_png(runs)).decode("ascii")
+    summary = pd.DataFrame({name: summarise(frame) for name, frame in runs.items()}).T
+    parts = [
+        "<!doctype html><meta charset='utf-8'>",
+        f"<title>{html.escape(title)}</title>",
+        STYLE,
+        f"<h1>{html.escape(title)}</h1>",
+        f"<img alt='metrics over rounds' src='data:image/png;base64,{png_b64}'>",
+        "<h2>Start (first rounds) and end (last rounds)</h2>",
+        _table(summary.round(4)),
+    ]
+    for name, frame in runs.items():
+        parts += [f"<h2>{html.escape(name)}</h2>", _table(frame.round(4).set_index("round"))]
+    write_atomic(path, "\n".join(parts).encode("utf-8"))
+
+
+def _table(frame: pd.DataFrame) -> str:
+    head = "".join(
+        f"<th>{html.escape(str(c))}</th>" for c in [frame.index.name or "", *frame.columns]
+    )
+    body = "".join(
+        "<tr>"
+        + f"<th>{html.escape(str(i))}</th>"
+        + "".join(f"<td>{html.escape(str(v))}</td>" for v in row)
+        + "</tr>"
+        for i, row in zip(frame.index, frame.itertuples(index=False))
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"

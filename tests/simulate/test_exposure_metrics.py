@@ -1,0 +1,62 @@
+"""Exposure metrics against hand-computed cases."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from collabkit.simulate import metrics as m
+
+
+def shown(lists: dict[int, list[int]]) -> pd.DataFrame:
+    rows = [(u, i, p) for u, items in lists.items() for p, i in enumerate(items)]
+    return pd.DataFrame(rows, columns=["user", "item", "position"])
+
+
+def test_gini_equal_is_zero_and_one_item_is_n_minus_1_over_n():
+    assert m.gini(np.full(7, 3)) == pytest.approx(0.0)
+    one = np.zeros(5)
+    one[2] = 10
+    assert m.gini(one) == pytest.approx(4 / 5)
+    assert m.gini(np.zeros(4)) == 0.0
+    # (1, 3): sorted x = 1, 3; (2*1-3)*1 + (2*2-3)*3 = 2; / (2 * 4) = 0.25
+    assert m.gini(np.array([3, 1])) == pytest.approx(0.25)
+
+
+def test_jaccard_identical_lists_is_one_and_disjoint_is_zero():
+    assert m.jaccard_overlap(shown({1: [1, 2, 3], 2: [3, 2, 1], 3: [1, 2, 3]})) == pytest.approx(
+        1.0
+    )
+    assert m.jaccard_overlap(shown({1: [1, 2], 2: [3, 4], 3: [5, 6]})) == pytest.approx(0.0)
+    # {1,2} vs {2,3}: 1 / 3
+    assert m.jaccard_overlap(shown({1: [1, 2], 2: [2, 3]})) == pytest.approx(1 / 3)
+    assert np.isnan(m.jaccard_overlap(shown({1: [1, 2]})))
+
+
+def test_coverage_share_utility_and_signal():
+    ex = shown({1: [0, 1], 2: [0, 2], 3: [0, 9]})
+    assert m.coverage(ex, 10) == pytest.approx(4 / 10)
+    assert m.group_share(ex, np.array([1, 2]), np.array([0])) == pytest.approx(0.5)
+    assert m.group_share(ex, np.array([3]), np.array([9, 0])) == pytest.approx(1.0)
+    assert np.isnan(m.group_share(ex, np.array([7]), np.array([0])))
+    consumed = pd.DataFrame({"user": [1, 1, 2], "item": [0, 1, 0], "true": [4.0, 2.0, 5.0]})
+    assert m.utility(consumed, np.array([1])) == pytest.approx(3.0)
+    assert m.utility(consumed) == pytest.approx(11 / 3)
+    log = pd.DataFrame({"user": [1] * 7 + [2, 3, 4], "item": range(10), "rating": 3.0})
+    # 4 users; top 1% (at least one user) = user 1 with 7 of 10 rows; top 50% = 2 users = 8 rows
+    assert m.top_user_share(log, 0.01) == pytest.approx(0.7)
+    assert m.top_user_share(log, 0.5) == pytest.approx(0.8)
+    assert m.rmse(np.array([1.0, 3.0]), np.array([2.0, 3.0])) == pytest.approx(np.sqrt(0.5))
+
+
+def test_round_metrics_names():
+    ex = shown({1: [0, 1], 2: [0, 2]})
+    consumed = pd.DataFrame(
+        {"user": [1, 2], "item": [0, 2], "rating": [4.0, 2.0], "true": [4.0, 2.0]}
+    )
+    row = m.round_metrics(
+        ex, consumed, consumed, 5, minority=np.array([2]), favourites=np.array([0])
+    )
+    assert row["fav_share_majority"] == pytest.approx(0.5)
+    assert row["utility_majority"] == pytest.approx(4.0)
+    assert row["utility_minority"] == pytest.approx(2.0)
+    assert row["gini"] == pytest.approx(m.gini(np.array([2, 1, 1, 0, 0])))

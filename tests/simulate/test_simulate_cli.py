@@ -1,0 +1,58 @@
+"""`collabkit simulate` end to end on a small CSV, and its errors."""
+
+import json
+
+import pytest
+from conftest import make_ratings
+from typer.testing import CliRunner
+
+from collabkit.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def csv(tmp_path):
+    path = tmp_path / "ratings.csv"
+    make_ratings(n_users=80, n_items=120).frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.slow  # two matplotlib figures: ~10 s on the shared machine
+def test_simulate_json_png_html(csv, tmp_path):
+    args = [
+        "simulate",
+        "--ratings",
+        csv,
+        "--minority-share",
+        "0",
+        "--rounds",
+        "2",
+        "--model",
+        "dot-bias(n_factors=4, epochs=2)",
+    ]
+    args += [
+        "--mitigation",
+        "none",
+        "--mitigation",
+        "cap=20",
+        "--png",
+        tmp_path / "f.png",
+        "--html",
+        tmp_path / "f.html",
+    ]
+    result = runner.invoke(app, [str(a) for a in args] + ["--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert set(out["runs"]) == {"none", "cap=20"}
+    assert len(out["runs"]["none"]["per_round"]) == 2
+    assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
+    assert "<script" not in (tmp_path / "f.html").read_text()
+
+
+def test_simulate_errors_are_messages(csv):
+    result = runner.invoke(app, ["simulate", "--ratings", str(csv), "--mitigation", "shuffle"])
+    assert result.exit_code == 2 and "unknown mitigation" in result.output
+    # a CSV has no genres, so the default minority (animation fans) cannot exist
+    result = runner.invoke(app, ["simulate", "--ratings", str(csv), "--rounds", "1"])
+    assert result.exit_code == 2 and "no genre" in result.output
