@@ -132,3 +132,14 @@ def test_train_preset_and_its_conflicts(csv):
     assert bad.exit_code == 2 and "--preset" in bad.output
     bad = runner.invoke(app, ["train", *map(str, cols), "--preset", "fastest"])
     assert bad.exit_code == 2 and "unknown model 'fastest'" in bad.output
+
+
+def test_evaluate_an_implicit_model_from_its_folder(tmp_path):
+    """An implicit model is scored by ranking metrics on the recorded split, positives as at train."""
+    r = make_ratings(n_users=80, n_items=50, density=0.4)
+    path = tmp_path / "r.csv"
+    r.frame.to_csv(path, index=False)
+    out = tmp_path / "als"
+    trained = json.loads(run("train", "--ratings", path, "--implicit", "--model", "als", "--split", "user", "--out", out, "--json"))
+    again = json.loads(run("evaluate", out, "--json"))
+    assert again["ndcg@10"] == pytest.approx(trained["ndcg@10"]) and "rmse" not in again

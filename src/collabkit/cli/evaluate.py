@@ -54,7 +54,7 @@ def evaluate(
             ).load()  # fmt: skip
         if test_set is None:
             raise ValueError("the model was trained with --split none: nothing was held out; pass --test FILE")
-        if recipe.get("implicit"):
+        if test is not None and recipe.get("implicit"):  # positives as at train
             from collabkit.data.implicit import to_implicit
 
             cut = recipe.get("threshold")

@@ -79,8 +79,23 @@ class DataSource:
             data.items = _aligned(read_items(self.items), data)
         return data
 
-    def split_data(self, data: Ratings) -> tuple[Ratings, Ratings | None]:
-        """(train, test) for the split: random, user, temporal, none, or canonical ML-100k u1..u5/ua/ub."""
+    def split_data(self, data: Ratings, threshold: float | None = None) -> tuple[Ratings, Ratings | None]:
+        """(train, test) for the split: random, user, temporal, none, or canonical ML-100k u1..u5/ua/ub.
+
+        ``threshold`` (implicit models): positives are ratings >= threshold (0: every row); the
+        row-level splits are drawn over the positives, the canonical ones converted after.
+        """
+        from collabkit.data.implicit import to_implicit
+
+        if threshold is None:
+            return self._split(data)
+        keep = None if threshold <= 0 else threshold
+        if self.resolved().split in ("random", "user", "temporal", "none"):
+            return self._split(to_implicit(data, keep))
+        train, test = self._split(data)
+        return to_implicit(train, keep), to_implicit(test, keep)
+
+    def _split(self, data: Ratings) -> tuple[Ratings, Ratings | None]:
         from collabkit.data import split as sp
         from collabkit.data.movielens import canonical_split
 
@@ -189,8 +204,12 @@ def model_data(model_dir: Path, source: DataSource) -> tuple[DataSource, Ratings
 
 
 def training_data(model_dir: Path, source: DataSource) -> tuple[DataSource, Ratings, Ratings | None]:
-    """(the source, train, test) split as ``model_dir`` was trained (``model_data``, then its split)."""
+    """(the source, train, test) split as ``model_dir`` was trained (``model_data``, then its split;
+    an implicit model's parts are interactions, positives as at train)."""
+    from collabkit.checkpoint import read_config
+
     full, data = model_data(model_dir, source)
-    return full, *full.split_data(data)
+    recipe = read_config(model_dir).get("train") or {}
+    return full, *full.split_data(data, recipe.get("threshold") if recipe.get("implicit") else None)
 
 

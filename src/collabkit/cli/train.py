@@ -71,7 +71,7 @@ def train(
         if implicit and supports(_class(spec), "ratings"):
             raise ValueError(f"{spec.kind} is a rating model; with --implicit choose one of {IMPLICIT_MODELS}")
         data = source.load()
-        train_set, test_set = _split(source, data, cut)
+        train_set, test_set = source.split_data(data, cut)
     except (ValueError, FileNotFoundError, KeyError, OSError) as e:
         fail(str(e))
     for note in data.notes:
@@ -131,19 +131,6 @@ def _overrides(spec: Any, n_factors, layers, epochs, lr, wd, bs) -> dict[str, An
     if layers is not None:
         options["layers"] = tuple(int(x) for x in layers.split(",") if x.strip())
     return {key: v for key, v in options.items() if v is not None}
-
-
-def _split(source: DataSource, data: Ratings, cut: float | None) -> tuple[Ratings, Ratings | None]:
-    """(train, test); with --implicit, positives are ratings >= cut (0 = every row)."""
-    from collabkit.data.implicit import to_implicit
-
-    if cut is None:
-        return source.split_data(data)
-    keep = None if cut <= 0 else cut
-    if source.split in ("random", "user", "temporal", "none"):
-        return source.split_data(to_implicit(data, keep))
-    train_set, test_set = source.split_data(data)
-    return to_implicit(train_set, keep), to_implicit(test_set, keep)
 
 
 def _warn_if_worse_than_baseline(net: Any, test_set: Ratings, result: dict, log: Console) -> None:
