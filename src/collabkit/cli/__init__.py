@@ -4,7 +4,7 @@ Every command that reports numbers takes --json and then prints exactly one JSON
 stdout; tables, progress bars and messages go to stderr in that mode.
 """
 
-from collabkit.cli import datasets, interpret, recommend, train  # noqa: F401  (importing registers the commands)
+from collabkit.cli import datasets, interpret, recommend, serve, train  # noqa: F401  (importing registers the commands)
 from collabkit.cli.common import app
 
 __all__ = ["app"]
