@@ -62,7 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = Metrics()
     for module in (ratings, recommendations, items, onboarding, models):
-        app.include_router(module.router, prefix="/v1")
+        app.include_router(module.router)
     app.include_router(health.router)
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(HTTPException, _http_error)

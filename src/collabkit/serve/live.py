@@ -61,9 +61,8 @@ class Live:
                 if target is None:
                     raise LookupError(f"no model version {version_id}")
             served = self.load(target)  # a folder that does not load leaves everything as it was
-            with Session(self.engine) as session:
+            with Session(self.engine, expire_on_commit=False) as session:
                 version = store.set_live(session, version_id)
-                session.expunge(version)
             self.current = served
             return version
 

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from collabkit.serve.store import ID_LENGTH
 
+V1 = "/v1"  # every resource route lives under the API version
 ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"  # printable: no control characters (PostgreSQL refuses NUL)
 Id = Annotated[str, Field(min_length=1, max_length=ID_LENGTH, pattern=ID_PATTERN)]
 Value = Annotated[float, Field(ge=-1e6, le=1e6, allow_inf_nan=False)]
@@ -23,11 +24,21 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+Timestamp = Annotated[
+    float | None, Field(ge=0, le=1e11, allow_inf_nan=False, description="epoch seconds (default: now)")
+]
+
+
+class RatingValue(Strict):
+    value: Value
+    timestamp: Timestamp = None
+
+
 class RatingIn(Strict):
     user: Id
     item: Id
     value: Value
-    timestamp: Annotated[float | None, Field(ge=0, le=1e11, allow_inf_nan=False)] = None
+    timestamp: Timestamp = None
 
 
 class RatingsIn(Strict):

@@ -36,7 +36,7 @@ def create_key(session: Session, role: str) -> str:
 
 def key_role(session: Session, key: str) -> str | None:
     """The role of ``key``, or None when it is not a valid key."""
-    parts = key.split("_")
+    parts = key.split("_", 2)  # the secret may itself contain "_"
     if len(parts) != 3 or parts[0] != "ck" or len(key) > 200:
         return None
     row = session.scalar(select(ApiKey).where(ApiKey.prefix == parts[1]))

@@ -9,9 +9,9 @@ from fastapi import APIRouter, Query, Request
 from collabkit.serve import store
 from collabkit.serve.api.ratings import PathId
 from collabkit.serve.deps import DB, FieldError, Model, Reader
-from collabkit.serve.schemas import ERRORS, ID_PATTERN, ItemOut, Similar, SimilarItems, text
+from collabkit.serve.schemas import ERRORS, ID_PATTERN, V1, ItemOut, Similar, SimilarItems, text
 
-router = APIRouter(tags=["items"], responses=ERRORS)
+router = APIRouter(prefix=V1, tags=["items"], responses=ERRORS)
 
 
 @router.get("/items", dependencies=[Reader])

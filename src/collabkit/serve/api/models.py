@@ -8,9 +8,9 @@ from fastapi import APIRouter, Path, Request
 
 from collabkit.serve import store
 from collabkit.serve.deps import DB, Admin, FieldError, Reader
-from collabkit.serve.schemas import ERRORS, VersionOut
+from collabkit.serve.schemas import ERRORS, V1, VersionOut
 
-router = APIRouter(tags=["models"], responses=ERRORS)
+router = APIRouter(prefix=V1, tags=["models"], responses=ERRORS)
 
 
 def _out(v: store.ModelVersion) -> VersionOut:

@@ -11,9 +11,9 @@ from fastapi import APIRouter, Query, Request
 from collabkit.serve import store
 from collabkit.serve.api.recommendations import respond
 from collabkit.serve.deps import DB, FieldError, Model, Reader, Writer
-from collabkit.serve.schemas import ERRORS, NewUser, Question, Questions, Recommendations
+from collabkit.serve.schemas import ERRORS, V1, NewUser, Question, Questions, Recommendations
 
-router = APIRouter(tags=["onboarding"], responses=ERRORS)
+router = APIRouter(prefix=V1, tags=["onboarding"], responses=ERRORS)
 
 
 @router.get("/onboarding/questions", dependencies=[Reader])

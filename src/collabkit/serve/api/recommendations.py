@@ -11,9 +11,9 @@ from fastapi import APIRouter, Query, Request
 from collabkit.serve import store
 from collabkit.serve.api.ratings import PathId
 from collabkit.serve.deps import DB, Model, Reader
-from collabkit.serve.schemas import ERRORS, Recommendation, Recommendations, text
+from collabkit.serve.schemas import ERRORS, V1, Recommendation, Recommendations, text
 
-router = APIRouter(tags=["recommendations"], responses=ERRORS)
+router = APIRouter(prefix=V1, tags=["recommendations"], responses=ERRORS)
 N = Annotated[int, Query(ge=1, le=100, description="list length")]
 
 
