@@ -60,7 +60,7 @@ def pg_server() -> Iterator[str]:
         shutil.chown(root, "postgres")
         as_user = ["runuser", "-u", "postgres", "--"]
     data, port = root / "data", free_port()
-    run = lambda *cmd: subprocess.run([*as_user, *cmd], check=True, capture_output=True)  # noqa: E731
+    run = lambda *cmd: subprocess.run([*as_user, *cmd], check=True, capture_output=True)
     run(str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
     opts = f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=on -c max_connections=200"
     run(str(bin_dir / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(root / "log"), "-w", "start")

@@ -67,7 +67,7 @@ def test_writes_need_a_writer_key_and_admin_needs_admin(api):
 
 
 def test_bad_requests_are_4xx_json_naming_the_field(api):
-    post = lambda body, **kw: api.client.post("/v1/ratings", json=body, headers=api.writer, **kw)  # noqa: E731
+    post = lambda body, **kw: api.client.post("/v1/ratings", json=body, headers=api.writer, **kw)
     r = post({"ratings": [{"user": "u", "item": "i", "value": "five"}]})
     assert r.status_code == 422 and "value" in r.json()["field"]
     assert r.json()["field"] == "body.ratings.0.value"

@@ -11,7 +11,6 @@ are folded in at request time, so their recent ratings still count.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -76,10 +75,10 @@ def retrain(
     test_r = Ratings(test[cols].reset_index(drop=True), scale=scale, name="held-out")
     model = _train(spec, train_r)
     cand = evaluate_ratings(model, test_r)
-    live_rmse = evaluate_ratings(load_model(live.path), test_r)["rmse"] if live else math.nan
-    promote = live is None or cand["rmse"] <= live_rmse + tolerance
+    live_rmse = float(evaluate_ratings(load_model(live.path), test_r)["rmse"]) if live else None
+    promote = live_rmse is None or cand["rmse"] <= live_rmse + tolerance
     metrics = {
-        "rmse_candidate": float(cand["rmse"]), "rmse_live": float(live_rmse),
+        "rmse_candidate": float(cand["rmse"]), "rmse_live": live_rmse,  # None: nothing was live
         "live_version": live.id if live else None, "tolerance": tolerance,
         "n_train": len(train), "n_test": len(test), "holdout_share": share,
         "train_fraction": train_fraction, "promoted": bool(promote),
