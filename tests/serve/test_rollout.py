@@ -69,6 +69,7 @@ class Running:
         self.thread.join(timeout=30)
 
 
+@pytest.mark.slow
 def test_model_swap_under_load(db_url, tiny_data, tiny_model, tmp_path):
     """Acceptance: clients keep requesting while a version is promoted (API) and rolled back (CLI
     path, picked up by polling): zero failed requests; responses after each switch name it."""

@@ -39,6 +39,7 @@ def served(request, tmp_path_factory, tiny_data, tiny_model):
         yield base, {"Authorization": f"Bearer {key}"}
 
 
+@pytest.mark.slow
 def test_api_conforms(served):
     """Every operation, 25 generated cases each (schemathesis' pytest loader does not run under
     this pytest, so the operations' Hypothesis strategies are driven directly)."""
