@@ -40,6 +40,10 @@ class Served:
     prior: UserPrior
     trained_through: float
     questions: list[Any] = field(default_factory=list)
+    # the API's string ids -> the model's raw ids (ints for MovieLens): one dict lookup per id
+    # instead of the vocabulary's string coercion on every request
+    user_ids: dict[str, Any] = field(default_factory=dict)
+    item_ids: dict[str, Any] = field(default_factory=dict)
 
     @property
     def scale(self) -> tuple[float, float] | None:
@@ -64,18 +68,24 @@ def load_served(version: store.ModelVersion, session: Session) -> Served:
         quiz.answer(item, None)  # skipped: the next question is the next most informative
     return Served(
         version.id, version.path, model, load_items(version.path), prior,
-        version.trained_through, questions,
+        version.trained_through, questions, _id_map(model.users.ids), _id_map(model.items.ids),
     )  # fmt: skip
+
+
+def _id_map(ids: np.ndarray) -> dict[str, Any]:
+    return {str(i): i.item() if hasattr(i, "item") else i for i in ids}
 
 
 @torch.no_grad()
 def for_user(served: Served, user: str, stored: pd.DataFrame, n: int) -> tuple[str, pd.DataFrame]:
     """(mode, frame item, score, title?, because) for a user with stored ratings item, rating, written_at."""
     model = served.model
-    known = stored[model.items.lookup(stored["item"], strict=False) >= 0]
-    if user in model.users and not (stored["written_at"] > served.trained_through).any():
-        seen = Ratings(known.assign(user=user)[["user", "item", "rating"]], scale=served.scale)
-        recs = recommend(model, seen, [user], n, items=served.items)
+    raw = stored["item"].map(served.item_ids)
+    known = stored[raw.notna()].assign(item=raw[raw.notna()].to_numpy(dtype=model.items.ids.dtype))
+    raw_user = served.user_ids.get(user)
+    if raw_user is not None and not (stored["written_at"] > served.trained_through).any():
+        seen = Ratings(known.assign(user=raw_user)[["user", "item", "rating"]], scale=served.scale)
+        recs = recommend(model, seen, [raw_user], n, items=served.items)
         return "model", recs
     if len(known):
         answers = known[["item", "rating"]].assign(user=user)
