@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -164,6 +166,28 @@ def test_models_list_promote_rollback(api, tiny_model):
     assert recs(api, "1")["model_version"] == first[0]["id"]
     assert api.client.post("/v1/models/999/promote", headers=api.admin).status_code == 404
     assert register  # the CLI path is covered in test_cli_serve
+
+
+def test_retrain_endpoint_trains_and_gates_in_the_background(api):
+    spec = {"spec": "dot-bias(n_factors=4, epochs=8, lr_max=2e-2)", "tolerance": 0.5}
+    assert api.client.post("/v1/models/retrain", json=spec, headers=api.writer).status_code == 403
+    r = api.client.post("/v1/models/retrain", json=spec, headers=api.admin)
+    assert r.status_code == 202 and r.json() == {"status": "started"}
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        versions = api.client.get("/v1/models").json()
+        new = versions[-1]
+        done = len(versions) == 2 and "rmse_candidate" in new["metrics"]
+        promoted = done and new["metrics"]["promoted"]
+        settled = done and (new["status"] == "live") == promoted
+        # promoted: wait until this server serves it too
+        if settled and (not promoted or recs(api, "1")["model_version"] == new["id"]):
+            break
+        time.sleep(0.2)
+    assert new["metrics"]["rmse_live"] is not None and new["spec"] == spec["spec"]
+    assert new["status"] == ("live" if new["metrics"]["promoted"] else "candidate")
+    r = api.client.post("/v1/models/retrain", json={"spec": "x; import os"}, headers=api.admin)
+    assert r.status_code == 422 and r.json()["field"] == "body.spec"
 
 
 def test_health_ready_metrics(api):

@@ -8,6 +8,7 @@ sent (browsers on other origins are refused) unless a proxy adds them.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )  # fmt: skip
     app.state.settings = settings
+    app.state.retrain_lock = threading.Lock()  # one retraining at a time
     app.state.metrics = Metrics()
     for module in (ratings, recommendations, items, onboarding, models):
         app.include_router(module.router)

@@ -118,6 +118,16 @@ class VersionOut(BaseModel):
     promoted_at: str | None
 
 
+class RetrainIn(Strict):
+    spec: str = Field("dot-bias(n_factors=50)", max_length=200, pattern=r"^[\w\-(), .=\[\]'\"]+$")
+    holdout: float = Field(0.1, gt=0, lt=1, description="share of the most recent ratings held out")
+    tolerance: float = Field(0.01, ge=0, le=10, description="promote if RMSE <= live RMSE + this")
+
+
+class RetrainOut(BaseModel):
+    status: Literal["started"]
+
+
 class Problem(BaseModel):
     field: str
     problem: str

@@ -19,4 +19,5 @@ class Settings(BaseSettings):
     exposures: bool = True  # log what every recommendation response showed
     exposure_buffer: int = 1000  # rows held in memory at most: what a crash can lose
     exposure_flush_seconds: float = 1.0  # flush at least this often
+    models_dir: str = "models"  # where POST /v1/models/retrain saves new versions
     reload_seconds: float = 2.0  # poll the store for a live version changed elsewhere (CLI)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Request
 
 from collabkit.serve import store
 from collabkit.serve.deps import DB, Admin, FieldError, Reader
-from collabkit.serve.schemas import ERRORS, V1, VersionOut
+from collabkit.serve.schemas import ERRORS, V1, RetrainIn, RetrainOut, VersionOut
 
+log = logging.getLogger("collabkit.serve")
 router = APIRouter(prefix=V1, tags=["models"], responses=ERRORS)
 
 
@@ -40,6 +43,31 @@ def rollback(request: Request, session: DB) -> VersionOut:
         raise FieldError(409, "version", "no earlier live version to roll back to")
     session.close()
     return _activate(request, previous.id)
+
+
+@router.post("/models/retrain", status_code=202, dependencies=[Admin])
+def retrain(body: RetrainIn, request: Request) -> RetrainOut:
+    """Train a candidate from the store in the background and gate it (``collabkit retrain``);
+    it goes live only if not worse than the live model. Watch ``GET /v1/models`` for the result."""
+    state = request.app.state
+    lock: threading.Lock = state.retrain_lock
+    if not lock.acquire(blocking=False):
+        raise FieldError(409, "spec", "a retraining is already running")
+
+    def run() -> None:
+        from collabkit.serve.rollout import retrain as gated
+
+        try:
+            result = gated(state.engine, state.settings.models_dir, body.spec, body.holdout, body.tolerance)
+            if result["promoted"]:
+                state.live.sync()
+        except Exception:
+            log.exception("retraining failed")
+        finally:
+            lock.release()
+
+    threading.Thread(target=run, name="retrain", daemon=True).start()
+    return RetrainOut(status="started")
 
 
 def _activate(request: Request, version: int) -> VersionOut:
