@@ -37,8 +37,10 @@ def test_delete_rating(session):
 
 
 def test_search_items_escapes_wildcards(session, tiny_data):
-    store.upsert_items(session, tiny_data.items)
+    store.upsert_ratings(session, [{"user": "u", "item": "101", "value": 1.0}])  # item seen first
+    store.upsert_items(session, tiny_data.items.assign(year=1990))
     hits = store.search_items(session, "movie 1", 100)
+    assert store.items_meta(session, ["101"])["101"].meta == {"title": "Movie 0 (1980)", "year": 1990}
     assert hits and all("movie 1" in h.title.lower() for h in hits)
     assert store.search_items(session, "%", 10) == []  # a literal percent sign, not "anything"
 

@@ -135,8 +135,10 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def _insert(session: Session, table: Any) -> Any:
-    return (postgresql if session.get_bind().dialect.name == "postgresql" else sqlite).insert(table)
+def _insert(session: Session, model: Any) -> Any:
+    """A dialect INSERT (with ON CONFLICT) on the model's table: keys are column names."""
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    return dialect.insert(model.__table__)
 
 
 # --- ratings ------------------------------------------------------------------------------------
