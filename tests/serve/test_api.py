@@ -202,6 +202,19 @@ def test_health_ready_metrics(api):
     assert "collabkit_model_version 1.0" in text
 
 
+def test_reads_can_require_a_key(db_url, tiny_model):
+    from tests.serve.conftest import make_key
+
+    key = make_key(db_url, "writer")
+    settings = Settings(db=db_url, model=str(tiny_model), reload_seconds=0, read_key=True)
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/v1/users/1/recommendations").status_code == 401
+        assert client.get("/v1/models", headers={"X-API-Key": "ck_x_y"}).status_code == 401
+        assert client.get("/v1/users/1/recommendations", headers={"X-API-Key": key}).status_code == 200
+        assert client.get("/v1/models", headers={"Authorization": f"Bearer {key}"}).status_code == 200
+        assert client.get("/healthz").status_code == 200  # health stays open
+
+
 def test_not_ready_without_a_model(db_url):
     with TestClient(create_app(Settings(db=db_url, reload_seconds=0))) as client:
         assert client.get("/readyz").status_code == 503

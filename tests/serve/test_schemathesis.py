@@ -2,6 +2,10 @@
 generated requests (valid and invalid) never get a 5xx, and every response matches the schema.
 
 Requests carry an admin key, so the write and admin endpoints are exercised past authentication.
+All of schemathesis' default checks run (server errors, response schema, status codes, content
+types, headers, negative data rejected, auth not ignored, ...) except ``positive_data_acceptance``:
+a schema-valid answer about an item the live model does not know is refused with a 422 naming
+the field, which that check counts as a failure.
 """
 
 from __future__ import annotations
@@ -10,18 +14,11 @@ import httpx
 import hypothesis
 import pytest
 import schemathesis
-from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import (
-    content_type_conformance,
-    response_schema_conformance,
-    status_code_conformance,
-)
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from collabkit.serve import Settings, migrate, store
 from tests.serve.conftest import fresh_pg_database, load_store, make_key
 from tests.serve.test_rollout import Running
-
-CHECKS = [not_a_server_error, response_schema_conformance, status_code_conformance, content_type_conformance]
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -54,7 +51,7 @@ def test_api_conforms(served):
         @hypothesis.settings(max_examples=25, deadline=None, database=None,
                              suppress_health_check=list(hypothesis.HealthCheck))  # fmt: skip
         def check(case) -> None:
-            case.call_and_validate(headers=headers, checks=CHECKS)
+            case.call_and_validate(headers=headers, excluded_checks=[positive_data_acceptance])
 
         check()
     metrics = httpx.get(f"{base}/metrics").text

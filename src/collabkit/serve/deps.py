@@ -45,30 +45,43 @@ def served(request: Request) -> Served:
 Model = Annotated[Any, Depends(served)]  # a Served (typed loosely: torch loads lazily)
 
 
+def _check(session: Session, given: str | None, role: str) -> str:
+    if not given:
+        raise HTTPException(401, "this endpoint needs an API key: Authorization: Bearer <key>")
+    found = key_role(session, given)
+    if found is None:
+        raise HTTPException(401, "invalid API key")
+    if not allows(found, role):
+        raise HTTPException(403, f"a {found} key may not do this: it needs {role}")
+    return found
+
+
 def require(role: str) -> Callable[..., str]:
     """A dependency that lets the request through only with a key of ``role`` (or higher)."""
 
     def check(
-        request: Request,
         session: DB,
         auth: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)] = None,
         key: Annotated[str | None, Security(header)] = None,
     ) -> str:
-        given = auth.credentials if auth is not None else key
-        if role == "reader" and not request.app.state.settings.read_key:
-            return "reader"
-        if not given:
-            raise HTTPException(401, "this endpoint needs an API key: Authorization: Bearer <key>")
-        found = key_role(session, given)
-        if found is None:
-            raise HTTPException(401, "invalid API key")
-        if not allows(found, role):
-            raise HTTPException(403, f"a {found} key may not do this: it needs {role}")
-        return found
+        return _check(session, auth.credentials if auth is not None else key, role)
 
     return check
 
 
-Reader = Depends(require("reader"))
+def reader(request: Request) -> str:
+    """Reads are open unless COLLABKIT_READ_KEY=true; then any valid key (same headers) will do.
+
+    Not declared as a security scheme in the OpenAPI document, which describes the default.
+    """
+    if not request.app.state.settings.read_key:
+        return "reader"
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    given = credentials if scheme.lower() == "bearer" else request.headers.get("x-api-key")
+    with Session(request.app.state.engine) as session:
+        return _check(session, given, "reader")
+
+
+Reader = Depends(reader)
 Writer = Depends(require("writer"))
 Admin = Depends(require("admin"))
