@@ -250,3 +250,11 @@ def test_exposures_are_logged_and_the_loss_bound_holds(db_url, tiny_data, tiny_m
         row = s.scalars(select(store.Exposure).limit(1)).one()
         assert row.position >= 1 and row.model_version == 1
     engine.dispose()
+
+
+def test_settings_come_from_the_environment(monkeypatch):
+    monkeypatch.setenv("COLLABKIT_DB", "sqlite:///elsewhere.db")
+    monkeypatch.setenv("COLLABKIT_MAX_BATCH", "3")
+    monkeypatch.setenv("COLLABKIT_READ_KEY", "true")
+    s = Settings()
+    assert (s.db, s.max_batch, s.read_key) == ("sqlite:///elsewhere.db", 3, True)
