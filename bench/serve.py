@@ -126,7 +126,9 @@ def peak_rss_mb(pid: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data-dir", default=os.environ.get("COLLABKIT_DATA"), help="folder holding ml-100k")
+    ap.add_argument(
+        "--data-dir", default=os.environ.get("COLLABKIT_DATA"), help="folder holding ml-100k"
+    )
     ap.add_argument("--port", type=int, default=8765)
     ap.add_argument("--runs", type=int, default=3, help="repeats per phase (medians reported)")
     ap.add_argument("--requests", type=int, default=2000, help="request cap per phase")
@@ -150,7 +152,12 @@ def main() -> None:
 
         def write(rng):
             k = next(counter)
-            return "PUT", f"/v1/users/bench{k % 5000}/ratings/{rng.choice(items)}", {"value": rng.randint(1, 5)}, 1
+            return (
+                "PUT",
+                f"/v1/users/bench{k % 5000}/ratings/{rng.choice(items)}",
+                {"value": rng.randint(1, 5)},
+                1,
+            )
 
         def batch(rng):
             rows = [{"user": f"batch{rng.randint(0, 9999)}", "item": rng.choice(items), "value": rng.randint(1, 5)}
@@ -189,12 +196,16 @@ def main() -> None:
     if args.json:
         print(json.dumps(report))
         return
-    print(f"\n{'phase':28} {'req/s':>8} {'ratings/s':>10} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'fail':>5}")
+    print(
+        f"\n{'phase':28} {'req/s':>8} {'ratings/s':>10} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'fail':>5}"
+    )
     for name, r in results.items():
         ratings = f"{r['units_per_s']:.0f}" if "write" in name or "batch" in name else ""
         print(f"{name:28} {r['req_per_s']:8.0f} {ratings:>10} {r['p50_ms']:8.1f} {r['p95_ms']:8.1f} "
               f"{r['p99_ms']:8.1f} {r['failures']:5.0f}")  # fmt: skip
-    print(f"server peak RSS {rss:.0f} MB; load average {report['load_average']:.1f} on {os.cpu_count()} cores")
+    print(
+        f"server peak RSS {rss:.0f} MB; load average {report['load_average']:.1f} on {os.cpu_count()} cores"
+    )
 
 
 if __name__ == "__main__":

@@ -66,7 +66,9 @@ def pg_server() -> Iterator[str]:
     # PostgreSQL (a commit is durable against that once PostgreSQL has it); it keeps the many
     # CREATE DATABASEs and the shutdown checkpoint from taking a minute on a busy disk
     opts = f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off -c max_connections=200"
-    run(str(bin_dir / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(root / "log"), "-w", "start")
+    run(
+        str(bin_dir / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(root / "log"), "-w", "start"
+    )
     try:
         yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
     finally:

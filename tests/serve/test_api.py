@@ -37,7 +37,10 @@ def test_new_user_posting_ten_ratings_is_personalised_at_once(api, tiny_data):
     """Acceptance: 10 ratings, next request personalised (fold-in), unlike the average-taste list."""
     fallback = [r["item"] for r in recs(api, "newbie")["items"]]
     items = sorted(tiny_data.frame["item"].unique())[:20:2]
-    ratings = [{"user": "newbie", "item": str(i), "value": 5.0 if k % 2 else 1.0} for k, i in enumerate(items)]
+    ratings = [
+        {"user": "newbie", "item": str(i), "value": 5.0 if k % 2 else 1.0}
+        for k, i in enumerate(items)
+    ]
     r = api.client.post("/v1/ratings", json={"ratings": ratings}, headers=api.writer)
     assert r.status_code == 201 and r.json() == {"written": 10}
     body = recs(api, "newbie")
@@ -58,7 +61,9 @@ def test_known_user_rating_after_training_is_folded_in(api):
 def test_writes_need_a_writer_key_and_admin_needs_admin(api):
     one = {"value": 3.0}
     assert api.client.put("/v1/users/u/ratings/101", json=one).status_code == 401
-    r = api.client.put("/v1/users/u/ratings/101", json=one, headers={"Authorization": "Bearer ck_0_wrong"})
+    r = api.client.put(
+        "/v1/users/u/ratings/101", json=one, headers={"Authorization": "Bearer ck_0_wrong"}
+    )
     assert r.status_code == 401 and "invalid" in r.json()["error"]
     assert api.client.put("/v1/users/u/ratings/101", json=one, headers=api.admin).status_code == 200
     r = api.client.post("/v1/models/rollback", headers=api.writer)
@@ -80,13 +85,19 @@ def test_bad_requests_are_4xx_json_naming_the_field(api):
     r = post({"ratings": [{"user": "u", "item": "i", "value": 1, "admin": True}]})
     assert r.status_code == 422  # unknown fields are refused, not ignored
     nan = b'{"ratings": [{"user": "u", "item": "i", "value": NaN}]}'
-    r = api.client.post("/v1/ratings", content=nan, headers={**api.writer, "content-type": "application/json"})
+    r = api.client.post(
+        "/v1/ratings", content=nan, headers={**api.writer, "content-type": "application/json"}
+    )
     assert r.status_code == 422 and r.json()["field"] == "body.ratings.0.value"
     r = api.client.put("/v1/users/u/ratings/" + "i" * 65, json={"value": 1}, headers=api.writer)
     assert r.status_code == 422 and r.json()["field"] == "path.item"
     r = post({"ratings": []})
     assert r.status_code == 422
-    r = api.client.post("/v1/ratings", content=b"{not json", headers={**api.writer, "content-type": "application/json"})
+    r = api.client.post(
+        "/v1/ratings",
+        content=b"{not json",
+        headers={**api.writer, "content-type": "application/json"},
+    )
     assert r.status_code == 422 and "error" in r.json()
     r = api.client.get("/v1/users/1/recommendations", params={"n": 0})
     assert r.status_code == 422 and r.json()["field"] == "query.n"
@@ -98,7 +109,9 @@ def test_batch_and_body_sizes_are_bounded(db_url, tiny_model):
     from tests.serve.conftest import make_key
 
     key = {"X-API-Key": make_key(db_url, "writer")}
-    settings = Settings(db=db_url, model=str(tiny_model), max_batch=5, max_body_bytes=2000, reload_seconds=0)
+    settings = Settings(
+        db=db_url, model=str(tiny_model), max_batch=5, max_body_bytes=2000, reload_seconds=0
+    )
     with TestClient(create_app(settings)) as client:
         rows = [{"user": "u", "item": str(100 + k), "value": 3.0} for k in range(6)]
         r = client.post("/v1/ratings", json={"ratings": rows}, headers=key)
@@ -111,15 +124,20 @@ def test_batch_and_body_sizes_are_bounded(db_url, tiny_model):
             yield b'{"ratings": ['
             for _ in range(100):
                 yield b'{"user": "u", "item": "1", "value": 3.0},'
-        r = client.post("/v1/ratings", content=chunks(), headers={**key, "content-type": "application/json"})
+
+        r = client.post(
+            "/v1/ratings", content=chunks(), headers={**key, "content-type": "application/json"}
+        )
         assert r.status_code == 413
 
 
 def test_a_crash_inside_is_a_bare_500(db_url, tiny_model, monkeypatch):
     settings = Settings(db=db_url, model=str(tiny_model), reload_seconds=0)
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+
         def boom(*a, **k):
             raise RuntimeError("secret internals")
+
         monkeypatch.setattr(store, "search_items", boom)
         r = client.get("/v1/items", params={"q": "movie"})
         assert r.status_code == 500 and r.json() == {"error": "internal error"}
@@ -137,7 +155,9 @@ def test_similar_search_and_onboarding(api):
     q = api.client.get("/v1/onboarding/questions", params={"n": 5}).json()["questions"]
     assert len(q) == 5 and len({x["item"] for x in q}) == 5
     answers = [{"item": x["item"], "rating": 5.0} for x in q]
-    r = api.client.post("/v1/users", json={"user": "onboarded", "answers": answers, "n": 5}, headers=api.writer)
+    r = api.client.post(
+        "/v1/users", json={"user": "onboarded", "answers": answers, "n": 5}, headers=api.writer
+    )
     assert r.status_code == 201, r.text
     body = r.json()
     assert body["mode"] == "fold-in" and len(body["items"]) == 5
@@ -145,7 +165,9 @@ def test_similar_search_and_onboarding(api):
     assert recs(api, "onboarded")["mode"] == "fold-in"  # the answers were stored as ratings
     again = api.client.post("/v1/users", json={"user": "onboarded"}, headers=api.writer)
     assert again.status_code == 409 and again.json()["field"] == "user"
-    r = api.client.post("/v1/users", json={"answers": [{"item": "nope", "rating": 3}]}, headers=api.writer)
+    r = api.client.post(
+        "/v1/users", json={"answers": [{"item": "nope", "rating": 3}]}, headers=api.writer
+    )
     assert r.status_code == 422 and r.json()["field"] == "answers.0.item"
 
 
@@ -197,7 +219,10 @@ def test_health_ready_metrics(api):
     api.client.put("/v1/users/m/ratings/101", json={"value": 2}, headers=api.writer)
     recs(api, "1")
     text = api.client.get("/metrics").text
-    assert "collabkit_request_seconds_bucket" in text and 'route="/v1/users/{user}/recommendations"' in text
+    assert (
+        "collabkit_request_seconds_bucket" in text
+        and 'route="/v1/users/{user}/recommendations"' in text
+    )
     assert "collabkit_ratings_ingested_total 1.0" in text
     assert "collabkit_model_version 1.0" in text
 
@@ -210,8 +235,12 @@ def test_reads_can_require_a_key(db_url, tiny_model):
     with TestClient(create_app(settings)) as client:
         assert client.get("/v1/users/1/recommendations").status_code == 401
         assert client.get("/v1/models", headers={"X-API-Key": "ck_x_y"}).status_code == 401
-        assert client.get("/v1/users/1/recommendations", headers={"X-API-Key": key}).status_code == 200
-        assert client.get("/v1/models", headers={"Authorization": f"Bearer {key}"}).status_code == 200
+        assert (
+            client.get("/v1/users/1/recommendations", headers={"X-API-Key": key}).status_code == 200
+        )
+        assert (
+            client.get("/v1/models", headers={"Authorization": f"Bearer {key}"}).status_code == 200
+        )
         assert client.get("/healthz").status_code == 200  # health stays open
 
 

@@ -27,7 +27,18 @@ def test_store_commands_end_to_end(tmp_path, tiny_model):
     data = make_ratings(n_users=100, n_items=60, density=0.3, seed=5)
     csv = tmp_path / "ratings.csv"
     data.frame.to_csv(csv, index=False)
-    out = run("db", "import", csv, "--db", db, "--items", tiny_model, "--timestamp-col", "timestamp", "--json")
+    out = run(
+        "db",
+        "import",
+        csv,
+        "--db",
+        db,
+        "--items",
+        tiny_model,
+        "--timestamp-col",
+        "timestamp",
+        "--json",
+    )
     result = json.loads(out.stdout)
     assert result["ratings_imported"] == len(data) == result["ratings_in_store"]
     assert result["items_imported"] > 0
@@ -42,7 +53,9 @@ def test_store_commands_end_to_end(tmp_path, tiny_model):
     spec = "dot-bias(n_factors=4, epochs=6, lr_max=2e-2)"
     first = json.loads(run("retrain", "--db", db, "--out", models, "--spec", spec, "--json").stdout)
     assert first["promoted"] and (models / f"v{first['version']}" / "config.json").exists()
-    second = json.loads(run("retrain", "--db", db, "--out", models, "--spec", spec, "--json").stdout)
+    second = json.loads(
+        run("retrain", "--db", db, "--out", models, "--spec", spec, "--json").stdout
+    )
     listed = json.loads(run("models", "list", "--db", db, "--json").stdout)["versions"]
     assert [v["id"] for v in listed] == [first["version"], second["version"]]
     run("models", "promote", first["version"], "--db", db)

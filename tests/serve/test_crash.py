@@ -77,7 +77,9 @@ def test_acknowledged_ratings_survive_sigkill(db_url):
                 batch = []
                 for _ in range(rng.randint(1, 5)):
                     k = next(seq)
-                    batch.append({"user": f"w{k // 40}", "item": str(k % 40), "value": float(k % 5 + 1)})
+                    batch.append(
+                        {"user": f"w{k // 40}", "item": str(k % 40), "value": float(k % 5 + 1)}
+                    )
                 try:
                     r = http.post("/v1/ratings", json={"ratings": batch})
                 except httpx.HTTPError:

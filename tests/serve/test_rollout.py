@@ -33,16 +33,24 @@ def test_gate_promotes_better_and_refuses_worse(db_url, tmp_path):
     load_store(db_url, make_ratings(n_users=150, n_items=80, density=0.3, seed=3))
     engine = store.make_engine(db_url)
     weak = rollout.retrain(engine, tmp_path, SPEC, train_fraction=0.1)
-    assert weak["promoted"] and weak["live_version"] is None  # nothing live yet: anything beats nothing
+    assert (
+        weak["promoted"] and weak["live_version"] is None
+    )  # nothing live yet: anything beats nothing
     good = rollout.retrain(engine, tmp_path, SPEC, tolerance=0.01)
     assert good["promoted"] and good["rmse_candidate"] < good["rmse_live"]
     worse = rollout.retrain(engine, tmp_path, SPEC, tolerance=0.01, train_fraction=0.1)
     assert not worse["promoted"] and worse["rmse_candidate"] > worse["rmse_live"] + 0.01
     with Session(engine) as s:
         status = {v.id: v.status for v in store.versions(s)}
-        assert status == {weak["version"]: "retired", good["version"]: "live", worse["version"]: "candidate"}
+        assert status == {
+            weak["version"]: "retired",
+            good["version"]: "live",
+            worse["version"]: "candidate",
+        }
         kept = s.get(store.ModelVersion, worse["version"])
-        assert kept.metrics["rmse_candidate"] == pytest.approx(worse["rmse_candidate"])  # numbers recorded
+        assert kept.metrics["rmse_candidate"] == pytest.approx(
+            worse["rmse_candidate"]
+        )  # numbers recorded
     assert rollout.rollback(engine) == weak["version"]  # rollback restores the previous live one
     engine.dispose()
 
@@ -52,7 +60,9 @@ class Running:
 
     def __init__(self, settings: Settings) -> None:
         self.port = free_port()
-        config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=self.port, log_level="warning")
+        config = uvicorn.Config(
+            create_app(settings), host="127.0.0.1", port=self.port, log_level="warning"
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

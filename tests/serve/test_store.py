@@ -20,9 +20,15 @@ def session(db_url):
 
 def test_upsert_is_last_write_wins(session):
     store.upsert_ratings(session, [{"user": "u", "item": "a", "value": 1.0}])
-    store.upsert_ratings(session, [{"user": "u", "item": "a", "value": 4.0}, {"user": "u", "item": "b", "value": 2.0}])
+    store.upsert_ratings(
+        session,
+        [{"user": "u", "item": "a", "value": 4.0}, {"user": "u", "item": "b", "value": 2.0}],
+    )
     # a repeat inside one batch keeps the later row, as if sent one by one
-    store.upsert_ratings(session, [{"user": "u", "item": "b", "value": 3.0}, {"user": "u", "item": "b", "value": 5.0}])
+    store.upsert_ratings(
+        session,
+        [{"user": "u", "item": "b", "value": 3.0}, {"user": "u", "item": "b", "value": 5.0}],
+    )
     got = store.user_ratings(session, "u").set_index("item")["rating"].to_dict()
     assert got == {"a": 4.0, "b": 5.0}
     assert store.count_ratings(session) == 2
@@ -40,7 +46,10 @@ def test_search_items_escapes_wildcards(session, tiny_data):
     store.upsert_ratings(session, [{"user": "u", "item": "101", "value": 1.0}])  # item seen first
     store.upsert_items(session, tiny_data.items.assign(year=1990))
     hits = store.search_items(session, "movie 1", 100)
-    assert store.items_meta(session, ["101"])["101"].meta == {"title": "Movie 0 (1980)", "year": 1990}
+    assert store.items_meta(session, ["101"])["101"].meta == {
+        "title": "Movie 0 (1980)",
+        "year": 1990,
+    }
     assert hits and all("movie 1" in h.title.lower() for h in hits)
     assert store.search_items(session, "%", 10) == []  # a literal percent sign, not "anything"
 

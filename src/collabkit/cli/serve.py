@@ -44,7 +44,9 @@ def _engine(db: str | None, upgrade: bool = False) -> Any:
 
 @app.command("serve")
 def serve_cmd(
-    model: Annotated[Path | None, typer.Option(help="Model folder to register and make live.")] = None,
+    model: Annotated[
+        Path | None, typer.Option(help="Model folder to register and make live.")
+    ] = None,
     db: Db = None,
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
@@ -58,7 +60,9 @@ def serve_cmd(
     url = db or os.environ.get("COLLABKIT_DB") or DEFAULT_DB
     _engine(url, upgrade=True).dispose()
     if model is not None and not (model / "config.json").exists():
-        fail(f"{model}: not a model folder (no config.json); train one with `collabkit train --out`")
+        fail(
+            f"{model}: not a model folder (no config.json); train one with `collabkit train --out`"
+        )
     settings = Settings(db=url, **({"model": str(model)} if model else {}))
     uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, access_log=False)
 
@@ -76,11 +80,15 @@ def db_upgrade(db: Db = None) -> None:
 def db_import(
     ratings: Annotated[Path, typer.Argument(help="CSV/TSV/Parquet of ratings.")],
     db: Db = None,
-    items: Annotated[Path | None, typer.Option(help="Model folder whose items.json to import.")] = None,
+    items: Annotated[
+        Path | None, typer.Option(help="Model folder whose items.json to import.")
+    ] = None,
     user_col: Annotated[str, typer.Option(help="User column.")] = "user",
     item_col: Annotated[str, typer.Option(help="Item column.")] = "item",
     rating_col: Annotated[str, typer.Option(help="Rating column.")] = "rating",
-    timestamp_col: Annotated[str | None, typer.Option(help="Timestamp column (epoch seconds).")] = None,
+    timestamp_col: Annotated[
+        str | None, typer.Option(help="Timestamp column (epoch seconds).")
+    ] = None,
     as_json: Json = False,
 ) -> None:
     """Load ratings through the library's validated reader (repeats: the last one wins)."""
@@ -92,7 +100,9 @@ def db_import(
 
     engine = _engine(db)
     try:
-        data = read_ratings(ratings, user_col, item_col, rating_col, timestamp_col, duplicates="last")
+        data = read_ratings(
+            ratings, user_col, item_col, rating_col, timestamp_col, duplicates="last"
+        )
     except (RatingsFormatError, FileNotFoundError, ValueError) as e:
         fail(str(e))
     frame = data.frame
@@ -118,7 +128,9 @@ def db_import(
 
 @keys_app.command("create")
 def keys_create(
-    role: Annotated[str, typer.Option(help="writer (post ratings) or admin (also promote/rollback).")],
+    role: Annotated[
+        str, typer.Option(help="writer (post ratings) or admin (also promote/rollback).")
+    ],
     db: Db = None,
 ) -> None:
     """Create an API key and print it: it is shown once, only its hash is stored."""
@@ -137,9 +149,15 @@ def keys_create(
 @app.command("retrain")
 def retrain_cmd(
     db: Db = None,
-    out: Annotated[Path, typer.Option(help="Folder for model versions (one subfolder each).")] = Path("models"),
-    spec: Annotated[str, typer.Option(help="Model spec, e.g. dot-bias(n_factors=50).")] = "dot-bias(n_factors=50)",
-    holdout: Annotated[float, typer.Option(help="Share of the most recent ratings held out to score.")] = 0.1,
+    out: Annotated[
+        Path, typer.Option(help="Folder for model versions (one subfolder each).")
+    ] = Path("models"),
+    spec: Annotated[
+        str, typer.Option(help="Model spec, e.g. dot-bias(n_factors=50).")
+    ] = "dot-bias(n_factors=50)",
+    holdout: Annotated[
+        float, typer.Option(help="Share of the most recent ratings held out to score.")
+    ] = 0.1,
     tolerance: Annotated[float, typer.Option(help="Promote if RMSE <= live RMSE + this.")] = 0.01,
     as_json: Json = False,
 ) -> None:
@@ -179,7 +197,9 @@ def models_list(db: Db = None, as_json: Json = False) -> None:
 
 
 @models_app.command("promote")
-def models_promote(version: Annotated[int, typer.Argument(help="Version id.")], db: Db = None) -> None:
+def models_promote(
+    version: Annotated[int, typer.Argument(help="Version id.")], db: Db = None
+) -> None:
     """Make VERSION live (a running server switches within --reload seconds)."""
     from sqlalchemy.orm import Session
 

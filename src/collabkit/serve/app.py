@@ -79,7 +79,11 @@ async def _invalid(request: Request, exc: RequestValidationError) -> JSONRespons
     ]
     first = problems[0] if problems else {"field": "", "problem": "invalid request"}
     return JSONResponse(
-        {"error": f"{first['field']}: {first['problem']}", "field": first["field"], "problems": problems},
+        {
+            "error": f"{first['field']}: {first['problem']}",
+            "field": first["field"],
+            "problems": problems,
+        },
         status_code=422,
     )
 

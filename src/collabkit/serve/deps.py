@@ -38,7 +38,9 @@ def served(request: Request) -> Served:
     """The live model snapshot for this request (503 while there is none)."""
     current = request.app.state.live.current
     if current is None:
-        raise HTTPException(503, "no live model version yet: promote one (collabkit models promote)")
+        raise HTTPException(
+            503, "no live model version yet: promote one (collabkit models promote)"
+        )
     return current
 
 

@@ -60,8 +60,14 @@ def check(engine: Engine) -> None:
     if rev == want:
         return
     if rev is None:
-        raise SchemaError("the database has no collabkit schema: run `collabkit db upgrade --db URL`")
+        raise SchemaError(
+            "the database has no collabkit schema: run `collabkit db upgrade --db URL`"
+        )
     known = {s.revision for s in ScriptDirectory.from_config(_config()).walk_revisions()}
     if rev in known:
-        raise SchemaError(f"the database schema ({rev}) is older than {want}: run `collabkit db upgrade`")
-    raise SchemaError(f"the database schema ({rev}) is newer than this collabkit ({want}): refusing it")
+        raise SchemaError(
+            f"the database schema ({rev}) is older than {want}: run `collabkit db upgrade`"
+        )
+    raise SchemaError(
+        f"the database schema ({rev}) is newer than this collabkit ({want}): refusing it"
+    )

@@ -89,7 +89,9 @@ def for_user(served: Served, user: str, stored: pd.DataFrame, n: int) -> tuple[s
         return "model", recs
     if len(known):
         answers = known[["item", "rating"]].assign(user=user)
-        recs = recommend_new_users(model, answers, n, prior=served.prior, items=served.items, user=user)
+        recs = recommend_new_users(
+            model, answers, n, prior=served.prior, items=served.items, user=user
+        )
         return "fold-in", recs
     return "average-taste", average_taste(served, n)
 
@@ -106,7 +108,12 @@ def average_taste(served: Served, n: int) -> pd.DataFrame:
 def for_answers(served: Served, user: str, answers: pd.DataFrame, n: int) -> pd.DataFrame:
     """A new user's list from onboarding answers (item, rating) folded in."""
     return recommend_new_users(
-        served.model, answers.assign(user=user), n, prior=served.prior, items=served.items, user=user
+        served.model,
+        answers.assign(user=user),
+        n,
+        prior=served.prior,
+        items=served.items,
+        user=user,
     )
 
 

@@ -98,7 +98,9 @@ def _items_table(session: Session) -> pd.DataFrame | None:
     rows = session.scalars(select(store.Item)).all()
     if not rows:
         return None
-    table = pd.DataFrame([r.meta or {} for r in rows], index=pd.Index([r.id for r in rows], name="item"))
+    table = pd.DataFrame(
+        [r.meta or {} for r in rows], index=pd.Index([r.id for r in rows], name="item")
+    )
     if "title" not in table.columns:
         table["title"] = [r.title for r in rows]
     return table

@@ -25,7 +25,8 @@ class Strict(BaseModel):
 
 
 Timestamp = Annotated[
-    float | None, Field(ge=0, le=1e11, allow_inf_nan=False, description="epoch seconds (default: now)")
+    float | None,
+    Field(ge=0, le=1e11, allow_inf_nan=False, description="epoch seconds (default: now)"),
 ]
 
 
@@ -46,7 +47,9 @@ class RatingsIn(Strict):
 
 
 class Written(BaseModel):
-    written: int = Field(description="ratings stored (a repeated (user, item) replaced the old one)")
+    written: int = Field(
+        description="ratings stored (a repeated (user, item) replaced the old one)"
+    )
 
 
 class Deleted(BaseModel):

@@ -114,7 +114,6 @@ class ApiKey(Base):
     created_at: Mapped[float] = mapped_column(Float, default=now)
 
 
-
 # --- engine ---------------------------------------------------------------------------------
 def make_engine(url: str, **kw: Any) -> Engine:
     """An engine for ``url``; SQLite gets WAL, synchronous=FULL and a 30 s busy timeout."""
@@ -212,7 +211,8 @@ def upsert_items(session: Session, table: pd.DataFrame) -> int:
     ]
     stmt = _insert(session, Item)
     stmt = stmt.on_conflict_do_update(
-        index_elements=["id"], set_={"title": stmt.excluded.title, "metadata": stmt.excluded["metadata"]}
+        index_elements=["id"],
+        set_={"title": stmt.excluded.title, "metadata": stmt.excluded["metadata"]},
     )
     session.execute(stmt, values)
     session.commit()
@@ -225,7 +225,9 @@ def _title(value: Any) -> str | None:
 
 def search_items(session: Session, query: str, limit: int) -> list[Item]:
     """Items whose title contains ``query`` (case-insensitive), shortest titles first."""
-    pattern = "%" + query.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    pattern = (
+        "%" + query.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    )
     q = select(Item).where(func.lower(Item.title).like(pattern, escape="\\"))
     return list(session.scalars(q.order_by(func.length(Item.title), Item.id).limit(limit)))
 

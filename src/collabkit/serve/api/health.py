@@ -30,7 +30,11 @@ def readyz(request: Request) -> JSONResponse:
     version = state.live.version
     if version is None:
         problems.append("no live model version")
-    body = {"status": "ready" if not problems else "not ready", "model_version": version, "problems": problems}
+    body = {
+        "status": "ready" if not problems else "not ready",
+        "model_version": version,
+        "problems": problems,
+    }
     return JSONResponse(body, status_code=503 if problems else 200)
 
 

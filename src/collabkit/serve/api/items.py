@@ -17,15 +17,22 @@ router = APIRouter(prefix=V1, tags=["items"], responses=ERRORS)
 @router.get("/items", dependencies=[Reader])
 def search(
     session: DB,
-    q: Annotated[str, Query(min_length=1, max_length=200, pattern=ID_PATTERN, description="part of a title")],
+    q: Annotated[
+        str, Query(min_length=1, max_length=200, pattern=ID_PATTERN, description="part of a title")
+    ],
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> list[ItemOut]:
     """Items whose title contains ``q`` (case-insensitive), shortest titles first."""
-    return [ItemOut(item=i.id, title=i.title, metadata=i.meta or {}) for i in store.search_items(session, q, limit)]
+    return [
+        ItemOut(item=i.id, title=i.title, metadata=i.meta or {})
+        for i in store.search_items(session, q, limit)
+    ]
 
 
 @router.get("/items/{item}/similar", dependencies=[Reader])
-def similar(item: PathId, request: Request, served: Model, k: Annotated[int, Query(ge=1, le=100)] = 10) -> SimilarItems:
+def similar(
+    item: PathId, request: Request, served: Model, k: Annotated[int, Query(ge=1, le=100)] = 10
+) -> SimilarItems:
     """The ``k`` items whose latent factors point most like ``item``'s (cosine similarity)."""
     from collabkit.data.vocab import UnknownIdError
     from collabkit.serve.recommender import similar as nearest
@@ -37,7 +44,9 @@ def similar(item: PathId, request: Request, served: Model, k: Annotated[int, Que
     except (UnknownIdError, ValueError) as e:
         raise FieldError(422, "item", str(e)) from None
     out = [
-        Similar(item=str(r.item), similarity=float(r.similarity), title=text(getattr(r, "title", None)))
+        Similar(
+            item=str(r.item), similarity=float(r.similarity), title=text(getattr(r, "title", None))
+        )
         for r in frame.itertuples(index=False)
     ]
     return SimilarItems(item=item, model_version=served.version, similar=out)

@@ -58,7 +58,9 @@ def retrain(body: RetrainIn, request: Request) -> RetrainOut:
         from collabkit.serve.rollout import retrain as gated
 
         try:
-            result = gated(state.engine, state.settings.models_dir, body.spec, body.holdout, body.tolerance)
+            result = gated(
+                state.engine, state.settings.models_dir, body.spec, body.holdout, body.tolerance
+            )
             if result["promoted"]:
                 state.live.sync()
         except Exception:

@@ -38,7 +38,11 @@ def new_user(body: NewUser, request: Request, session: DB, served: Model) -> Rec
     answers = pd.DataFrame([a.model_dump() for a in body.answers], columns=["item", "rating"])
     bad = unknown_items(served, answers["item"].tolist())
     if bad:
-        raise FieldError(422, f"answers.{bad[0]}.item", f"item {answers['item'][bad[0]]!r} is unknown to the live model")
+        raise FieldError(
+            422,
+            f"answers.{bad[0]}.item",
+            f"item {answers['item'][bad[0]]!r} is unknown to the live model",
+        )
     if answers["item"].duplicated().any():
         raise FieldError(422, "answers", "answers rate the same item twice")
     rows = [{"user": user, "item": a.item, "value": a.rating} for a in body.answers]

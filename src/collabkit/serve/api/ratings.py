@@ -22,14 +22,18 @@ def write_ratings(body: RatingsIn, request: Request, session: DB) -> Written:
     """
     limit = request.app.state.settings.max_batch
     if len(body.ratings) > limit:
-        raise FieldError(422, "ratings", f"ratings: at most {limit} per request, got {len(body.ratings)}")
+        raise FieldError(
+            422, "ratings", f"ratings: at most {limit} per request, got {len(body.ratings)}"
+        )
     written = store.upsert_ratings(session, [r.model_dump() for r in body.ratings])
     request.app.state.metrics.ratings.inc(written)
     return Written(written=written)
 
 
 @router.put("/users/{user}/ratings/{item}", dependencies=[Writer])
-def put_rating(user: PathId, item: PathId, body: RatingValue, request: Request, session: DB) -> Written:
+def put_rating(
+    user: PathId, item: PathId, body: RatingValue, request: Request, session: DB
+) -> Written:
     """Store one rating (replacing any earlier one of this user for this item)."""
     store.upsert_ratings(session, [{"user": user, "item": item, **body.model_dump()}])
     request.app.state.metrics.ratings.inc()

@@ -18,7 +18,9 @@ N = Annotated[int, Query(ge=1, le=100, description="list length")]
 
 
 @router.get("/users/{user}/recommendations", dependencies=[Reader])
-def recommendations(user: PathId, request: Request, session: DB, served: Model, n: N = 10) -> Recommendations:
+def recommendations(
+    user: PathId, request: Request, session: DB, served: Model, n: N = 10
+) -> Recommendations:
     """The user's top ``n``. ``mode`` says how the user was placed: ``model`` (known to the live
     model), ``fold-in`` (new to it, or rated since it was trained: folded in from the stored
     ratings now) or ``average-taste`` (no ratings: the fallback list, also named in ``fallback``)."""
@@ -30,7 +32,9 @@ def recommendations(user: PathId, request: Request, session: DB, served: Model, 
     return respond(request, served, user, mode, frame)
 
 
-def respond(request: Request, served: Any, user: str, mode: str, frame: pd.DataFrame) -> Recommendations:
+def respond(
+    request: Request, served: Any, user: str, mode: str, frame: pd.DataFrame
+) -> Recommendations:
     """Lay out a recommendation frame, count it and log its exposures."""
     items = [
         Recommendation(item=str(r.item), rank=int(r.rank), score=float(r.score),
@@ -46,5 +50,6 @@ def respond(request: Request, served: Any, user: str, mode: str, frame: pd.DataF
               "shown_at": shown} for i in items]
         )  # fmt: skip
     fallback = "average-taste" if mode == "average-taste" else None
-    return Recommendations(user=user, model_version=served.version, mode=mode, fallback=fallback, items=items)
-
+    return Recommendations(
+        user=user, model_version=served.version, mode=mode, fallback=fallback, items=items
+    )
