@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+import threading
+
 import pytest
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
@@ -33,6 +36,32 @@ def test_upsert_is_last_write_wins(session):
     assert got == {"a": 4.0, "b": 5.0}
     assert store.count_ratings(session) == 2
     assert session.get(store.User, "u") is not None and session.get(store.Item, "b") is not None
+
+
+def test_concurrent_overlapping_batches_do_not_deadlock(db_url):
+    """Writers sending the same pairs in different orders all succeed (one lock order)."""
+    engine = store.make_engine(db_url)
+    errors: list[Exception] = []
+
+    def write(seed: int) -> None:
+        rng = random.Random(seed)
+        pairs = [(f"u{k % 7}", str(k % 11)) for k in range(77)]
+        try:
+            with Session(engine) as s:
+                for _ in range(10):
+                    rng.shuffle(pairs)
+                    rows = [{"user": u, "item": i, "value": float(seed)} for u, i in pairs[:40]]
+                    store.upsert_ratings(s, rows)
+        except Exception as e:  # noqa: BLE001 -- collected and asserted below
+            errors.append(e)
+
+    threads = [threading.Thread(target=write, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    engine.dispose()
+    assert not errors, errors[:1]
 
 
 def test_delete_rating(session):

@@ -153,8 +153,9 @@ def upsert_ratings(session: Session, rows: Sequence[dict[str, Any]]) -> int:
     last = {(r["user"], r["item"]): r for r in rows}
     values = [
         {"user_id": u, "item_id": i, "value": float(r["value"]),
-         "timestamp": float(r.get("timestamp") or stamp), "written_at": stamp}
-        for (u, i), r in last.items()
+         "timestamp": stamp if r.get("timestamp") is None else float(r["timestamp"]),
+         "written_at": stamp}
+        for (u, i), r in sorted(last.items())  # one lock order for all writers: no deadlocks
     ]  # fmt: skip
     _ensure(session, User, {u for u, _ in last}, {"created_at": stamp})
     _ensure(session, Item, {i for _, i in last}, {"metadata": {}})
