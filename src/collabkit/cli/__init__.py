@@ -4,7 +4,15 @@ Every command that reports numbers takes --json and then prints exactly one JSON
 stdout; tables, progress bars and messages go to stderr in that mode.
 """
 
-from collabkit.cli import datasets, evaluate, interpret, recommend, simulate, train  # noqa: F401  (importing registers the commands)
+from collabkit.cli import (  # noqa: F401  (importing registers the commands)
+    datasets,
+    evaluate,
+    interpret,
+    recommend,
+    serve,
+    simulate,
+    train,
+)
 from collabkit.cli.common import app
 
 __all__ = ["app"]

@@ -1,0 +1,52 @@
+"""Items: search by title, similar items by factor cosine."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+
+from collabkit.serve import store
+from collabkit.serve.api.ratings import PathId
+from collabkit.serve.deps import DB, FieldError, Model, Reader
+from collabkit.serve.schemas import ERRORS, ID_PATTERN, V1, ItemOut, Similar, SimilarItems, text
+
+router = APIRouter(prefix=V1, tags=["items"], responses=ERRORS)
+
+
+@router.get("/items", dependencies=[Reader])
+def search(
+    session: DB,
+    q: Annotated[
+        str, Query(min_length=1, max_length=200, pattern=ID_PATTERN, description="part of a title")
+    ],
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> list[ItemOut]:
+    """Items whose title contains ``q`` (case-insensitive), shortest titles first."""
+    return [
+        ItemOut(item=i.id, title=i.title, metadata=i.meta or {})
+        for i in store.search_items(session, q, limit)
+    ]
+
+
+@router.get("/items/{item}/similar", dependencies=[Reader])
+def similar(
+    item: PathId, request: Request, served: Model, k: Annotated[int, Query(ge=1, le=100)] = 10
+) -> SimilarItems:
+    """The ``k`` items whose latent factors point most like ``item``'s (cosine similarity)."""
+    from collabkit.data.vocab import UnknownIdError
+    from collabkit.serve.recommender import similar as nearest
+
+    if item not in served.model.items:
+        raise FieldError(404, "item", f"item {item!r} is unknown to the live model")
+    try:
+        frame = nearest(served, item, k)
+    except (UnknownIdError, ValueError) as e:
+        raise FieldError(422, "item", str(e)) from None
+    out = [
+        Similar(
+            item=str(r.item), similarity=float(r.similarity), title=text(getattr(r, "title", None))
+        )
+        for r in frame.itertuples(index=False)
+    ]
+    return SimilarItems(item=item, model_version=served.version, similar=out)

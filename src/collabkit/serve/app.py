@@ -1,0 +1,166 @@
+"""The app factory: ``create_app(Settings(...))`` wires store, live model, exposure log and routers.
+
+Errors are JSON ``{"error": ..., "field": ...}`` with a 4xx status naming what was wrong; anything
+unexpected is logged here and answered with a bare 500, never a stack trace. No CORS headers are
+sent (browsers on other origins are refused) unless a proxy adds them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.types import Message, Receive, Scope, Send
+
+from collabkit.serve import migrate
+from collabkit.serve.api import health, items, models, onboarding, ratings, recommendations
+from collabkit.serve.exposures import ExposureLog
+from collabkit.serve.live import Live
+from collabkit.serve.metrics import Metrics
+from collabkit.serve.settings import Settings
+from collabkit.serve.store import make_engine
+
+log = logging.getLogger("collabkit.serve")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """A FastAPI app serving ``settings.db`` (schema must be at head: ``collabkit db upgrade``)."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.db)
+        migrate.check(engine)
+        app.state.engine = engine
+        app.state.live = Live(engine)
+        app.state.exposures = ExposureLog(
+            engine, settings.exposure_buffer, settings.exposure_flush_seconds
+        )
+        if settings.model:
+            from collabkit.serve.rollout import register
+
+            register(engine, settings.model)
+        app.state.live.sync()
+        app.state.live.start_polling(settings.reload_seconds)
+        app.state.exposures.start()
+        yield
+        app.state.live.stop()
+        app.state.exposures.close()
+        engine.dispose()
+
+    app = FastAPI(
+        title="collabkit", version="1",
+        description="Ratings in, recommendations out: fold-in for new users, a measured model rollout.",
+        lifespan=lifespan,
+    )  # fmt: skip
+    app.state.settings = settings
+    app.state.retrain_lock = threading.Lock()  # one retraining at a time
+    app.state.metrics = Metrics()
+    for module in (ratings, recommendations, items, onboarding, models):
+        app.include_router(module.router)
+    app.include_router(health.router)
+    app.add_exception_handler(RequestValidationError, _invalid)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _crash)
+    return Guard(app, settings.max_body_bytes, app.state.metrics)  # type: ignore[return-value]
+
+
+async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+    problems = [
+        {"field": ".".join(str(p) for p in e.get("loc", ())), "problem": e.get("msg", "invalid")}
+        for e in exc.errors()
+    ]
+    first = problems[0] if problems else {"field": "", "problem": "invalid request"}
+    return JSONResponse(
+        {
+            "error": f"{first['field']}: {first['problem']}",
+            "field": first["field"],
+            "problems": problems,
+        },
+        status_code=422,
+    )
+
+
+async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    body: dict[str, Any] = {"error": str(exc.detail)}
+    if getattr(exc, "field", None):
+        body["field"] = exc.field  # type: ignore[attr-defined]
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _crash(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return JSONResponse({"error": "internal error"}, status_code=500)
+
+
+class Guard:
+    """ASGI wrapper: refuses bodies over ``limit`` bytes (413) and times every request."""
+
+    def __init__(self, app: FastAPI, limit: int, metrics: Metrics) -> None:
+        self.app, self.limit, self.metrics = app, limit, metrics
+        self.state = app.state  # tests and the CLI reach the app's state through the wrapper
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.app, name)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start, status = time.perf_counter(), 500
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        too_big = {"error": f"request body over {self.limit} bytes"}
+        try:
+            length = dict(scope.get("headers") or []).get(b"content-length")
+            if length is not None and (not length.isdigit() or int(length) > self.limit):
+                return await _send_json(sending, 413, too_big)
+            if length is None and scope["method"] in ("POST", "PUT", "PATCH", "DELETE"):
+                buffered = await self._buffered(receive)  # chunked: read it all, up to the limit
+                if buffered is None:
+                    return await _send_json(sending, 413, too_big)
+                receive = buffered
+            await self.app(scope, receive, sending)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.latency.labels(scope["method"], route, str(status)).observe(
+                time.perf_counter() - start
+            )
+
+    async def _buffered(self, receive: Receive) -> Receive | None:
+        """A receive that replays the whole body at once, or None when it is over the limit."""
+        body, more = b"", True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.limit:
+                return None
+        replay: list[Message] = [{"type": "http.request", "body": body, "more_body": False}]
+
+        async def again() -> Message:
+            return replay.pop() if replay else await receive()
+
+        return again
+
+
+async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
+    import json
+
+    data = json.dumps(body).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": data})

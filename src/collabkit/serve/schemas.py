@@ -1,0 +1,152 @@
+"""Pydantic schemas at the edge: what clients send and get back (the OpenAPI document)."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from collabkit.serve.store import ID_LENGTH
+
+V1 = "/v1"  # every resource route lives under the API version
+ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"  # printable: no control characters (PostgreSQL refuses NUL)
+Id = Annotated[str, Field(min_length=1, max_length=ID_LENGTH, pattern=ID_PATTERN)]
+Value = Annotated[float, Field(ge=-1e6, le=1e6, allow_inf_nan=False)]
+
+
+def text(value: object) -> str | None:
+    """A title from item metadata as text (None for a missing one: None or NaN)."""
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+Timestamp = Annotated[
+    float | None,
+    Field(ge=0, le=1e11, allow_inf_nan=False, description="epoch seconds (default: now)"),
+]
+
+
+class RatingValue(Strict):
+    value: Value
+    timestamp: Timestamp = None
+
+
+class RatingIn(Strict):
+    user: Id
+    item: Id
+    value: Value
+    timestamp: Timestamp = None
+
+
+class RatingsIn(Strict):
+    ratings: list[RatingIn] = Field(min_length=1)
+
+
+class Written(BaseModel):
+    written: int = Field(
+        description="ratings stored (a repeated (user, item) replaced the old one)"
+    )
+
+
+class Deleted(BaseModel):
+    deleted: int
+
+
+class Recommendation(BaseModel):
+    item: str
+    rank: int
+    score: float
+    title: str | None = None
+    because: str = ""
+
+
+class Recommendations(BaseModel):
+    user: str
+    model_version: int
+    mode: Literal["model", "fold-in", "average-taste"]
+    fallback: Literal["average-taste"] | None = None
+    items: list[Recommendation]
+
+
+class Answer(Strict):
+    item: Id
+    rating: Value
+
+
+class NewUser(Strict):
+    user: Id | None = Field(None, description="the new user's id (default: a random one)")
+    answers: list[Answer] = Field(default_factory=list, max_length=1000)
+    n: int = Field(10, ge=1, le=100)
+
+
+class Similar(BaseModel):
+    item: str
+    similarity: float
+    title: str | None = None
+
+
+class SimilarItems(BaseModel):
+    item: str
+    model_version: int
+    similar: list[Similar]
+
+
+class ItemOut(BaseModel):
+    item: str
+    title: str | None = None
+    metadata: dict = Field(default_factory=dict)
+
+
+class Question(BaseModel):
+    item: str
+    title: str | None = None
+
+
+class Questions(BaseModel):
+    model_version: int
+    questions: list[Question]
+
+
+class VersionOut(BaseModel):
+    id: int
+    path: str
+    spec: str
+    status: Literal["candidate", "live", "retired"]
+    metrics: dict
+    created_at: str | None
+    promoted_at: str | None
+
+
+class RetrainIn(Strict):
+    spec: str = Field("dot-bias(n_factors=50)", max_length=200, pattern=r"^[\w\-(), .=\[\]'\"]+$")
+    holdout: float = Field(0.1, gt=0, lt=1, description="share of the most recent ratings held out")
+    tolerance: float = Field(0.01, ge=0, le=10, description="promote if RMSE <= live RMSE + this")
+
+
+class RetrainOut(BaseModel):
+    status: Literal["started"]
+
+
+class Problem(BaseModel):
+    field: str
+    problem: str
+
+
+class ErrorOut(BaseModel):
+    error: str
+    field: str | None = None
+    problems: list[Problem] | None = None
+
+
+ERRORS = {
+    s: {"model": ErrorOut, "description": d}
+    for s, d in {
+        400: "Bad request", 401: "Missing or invalid API key", 403: "The key's role may not do this",
+        404: "Not found", 409: "Conflict", 413: "Body too large", 422: "Invalid field",
+        503: "No live model yet",
+    }.items()
+}  # fmt: skip

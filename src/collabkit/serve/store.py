@@ -1,0 +1,292 @@
+"""The store: SQLAlchemy 2.0 tables, the engine (SQLite or PostgreSQL) and the queries the API needs.
+
+One schema for both back ends. SQLite runs in WAL mode with ``synchronous=FULL``, so a commit
+has reached the disk when it returns: a rating acknowledged with a 2xx survives a crash.
+Ratings are unique on (user, item); writing a pair again replaces it ("last write wins", by
+arrival order at the server, not by the client's timestamp).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+    create_engine,
+    delete,
+    event,
+    func,
+    select,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+ID_LENGTH = 64  # longest user or item id accepted (API and database agree)
+ROLES = ("writer", "admin")
+STATUSES = ("candidate", "live", "retired")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+def now() -> float:
+    """Server time, seconds since the epoch (UTC)."""
+    return time.time()
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class Item(Base):
+    __tablename__ = "items"
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    title: Mapped[str | None] = mapped_column(String(500), index=True)
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+
+
+class Rating(Base):
+    """One (user, item) rating; ``timestamp`` is when the user rated (the client's clock or the
+    server's), ``written_at`` when the server stored it (what 'rated after training' compares)."""
+
+    __tablename__ = "ratings"
+    __table_args__ = (UniqueConstraint("user_id", "item_id", name="uq_ratings_user_item"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    item_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    value: Mapped[float] = mapped_column(Float)
+    timestamp: Mapped[float] = mapped_column(Float)
+    written_at: Mapped[float] = mapped_column(Float)
+
+
+class ModelVersion(Base):
+    """A saved model folder and its fate: candidate -> live -> retired (and back by rollback)."""
+
+    __tablename__ = "model_versions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    path: Mapped[str] = mapped_column(String(1000))
+    spec: Mapped[str] = mapped_column(String(200), default="")
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="candidate", index=True)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    promoted_at: Mapped[float | None] = mapped_column(Float)
+    # ratings written after this server time are unknown to the model (folded in at request time)
+    trained_through: Mapped[float] = mapped_column(Float, default=now)
+
+
+class Exposure(Base):
+    """What was shown to whom, where, by which model version: the monitor's and de-biasing's input."""
+
+    __tablename__ = "exposures"
+    __table_args__ = (Index("ix_exposures_user_time", "user_id", "shown_at"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    item_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    position: Mapped[int] = mapped_column(Integer)
+    model_version: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
+    shown_at: Mapped[float] = mapped_column(Float)
+
+
+class ApiKey(Base):
+    """An API key, stored as sha256(salt + key): the key itself is shown once and never kept."""
+
+    __tablename__ = "api_keys"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    salt: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(128))
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+# --- engine ---------------------------------------------------------------------------------
+def make_engine(url: str, **kw: Any) -> Engine:
+    """An engine for ``url``; SQLite gets WAL, synchronous=FULL and a 30 s busy timeout."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **kw)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    if url.startswith("postgresql://"):  # psycopg 3 is the driver we ship
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **kw)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=FULL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def _insert(session: Session, model: Any) -> Any:
+    """A dialect INSERT (with ON CONFLICT) on the model's table: keys are column names."""
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    return dialect.insert(model.__table__)
+
+
+# --- ratings ------------------------------------------------------------------------------------
+def upsert_ratings(session: Session, rows: Sequence[dict[str, Any]]) -> int:
+    """Insert or replace ratings (dicts: user, item, value, timestamp?); commit; return the count.
+
+    Users and items are created on first sight. Within one batch a repeated (user, item) keeps its
+    last occurrence, as if the rows had been sent one by one.
+    """
+    if not rows:
+        return 0
+    stamp = now()
+    last = {(r["user"], r["item"]): r for r in rows}
+    values = [
+        {"user_id": u, "item_id": i, "value": float(r["value"]),
+         "timestamp": stamp if r.get("timestamp") is None else float(r["timestamp"]),
+         "written_at": stamp}
+        for (u, i), r in sorted(last.items())  # one lock order for all writers: no deadlocks
+    ]  # fmt: skip
+    _ensure(session, User, {u for u, _ in last}, {"created_at": stamp})
+    _ensure(session, Item, {i for _, i in last}, {"metadata": {}})
+    stmt = _insert(session, Rating)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["user_id", "item_id"],
+        set_={c: stmt.excluded[c] for c in ("value", "timestamp", "written_at")},
+    )
+    session.execute(stmt, values)
+    session.commit()
+    return len(values)
+
+
+def _ensure(session: Session, table: Any, ids: Iterable[str], defaults: dict[str, Any]) -> None:
+    rows = [{"id": i, **defaults} for i in sorted(ids)]  # sorted: no deadlocks between writers
+    session.execute(_insert(session, table).on_conflict_do_nothing(index_elements=["id"]), rows)
+
+
+def delete_rating(session: Session, user: str, item: str) -> bool:
+    """Remove one rating; False when there was none."""
+    done = session.execute(delete(Rating).where(Rating.user_id == user, Rating.item_id == item))
+    session.commit()
+    return done.rowcount > 0
+
+
+def user_ratings(session: Session, user: str) -> pd.DataFrame:
+    """The user's stored ratings: item, rating, written_at (empty frame when none)."""
+    rows = session.execute(
+        select(Rating.item_id, Rating.value, Rating.written_at).where(Rating.user_id == user)
+    ).all()
+    return pd.DataFrame(rows, columns=["item", "rating", "written_at"])
+
+
+def all_ratings(session: Session) -> pd.DataFrame:
+    """Every rating as a frame user, item, rating, timestamp, written_at (oldest first)."""
+    q = select(Rating.user_id, Rating.item_id, Rating.value, Rating.timestamp, Rating.written_at)
+    rows = session.execute(q.order_by(Rating.timestamp, Rating.written_at, Rating.id)).all()
+    return pd.DataFrame(rows, columns=["user", "item", "rating", "timestamp", "written_at"])
+
+
+def count_ratings(session: Session) -> int:
+    return int(session.scalar(select(func.count()).select_from(Rating)) or 0)
+
+
+# --- items --------------------------------------------------------------------------------------
+def upsert_items(session: Session, table: pd.DataFrame) -> int:
+    """Insert or update items from a frame indexed by item id (a title column is searchable)."""
+    if table is None or not len(table):
+        return 0
+    records = table.astype(object).where(table.notna(), None).to_dict("index")
+    values = [
+        {"id": str(i), "title": _title(meta.get("title")), "metadata": meta}
+        for i, meta in records.items()
+    ]
+    stmt = _insert(session, Item)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["id"],
+        set_={"title": stmt.excluded.title, "metadata": stmt.excluded["metadata"]},
+    )
+    session.execute(stmt, values)
+    session.commit()
+    return len(values)
+
+
+def _title(value: Any) -> str | None:
+    return None if value is None else str(value)[:500]
+
+
+def search_items(session: Session, query: str, limit: int) -> list[Item]:
+    """Items whose title contains ``query`` (case-insensitive), shortest titles first."""
+    pattern = (
+        "%" + query.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    )
+    q = select(Item).where(func.lower(Item.title).like(pattern, escape="\\"))
+    return list(session.scalars(q.order_by(func.length(Item.title), Item.id).limit(limit)))
+
+
+def items_meta(session: Session, ids: Sequence[str]) -> dict[str, Item]:
+    return {i.id: i for i in session.scalars(select(Item).where(Item.id.in_(list(ids))))}
+
+
+# --- model versions -----------------------------------------------------------------------------
+def add_version(
+    session: Session, path: str, spec: str = "", metrics: dict[str, Any] | None = None,
+    trained_through: float | None = None,
+) -> ModelVersion:  # fmt: skip
+    """Register a saved model folder as a candidate."""
+    version = ModelVersion(
+        path=path, spec=spec, metrics=metrics or {}, status="candidate", created_at=now(),
+        trained_through=now() if trained_through is None else trained_through,
+    )  # fmt: skip
+    session.add(version)
+    session.commit()
+    return version
+
+
+def live_version(session: Session) -> ModelVersion | None:
+    return session.scalar(select(ModelVersion).where(ModelVersion.status == "live"))
+
+
+def versions(session: Session) -> list[ModelVersion]:
+    return list(session.scalars(select(ModelVersion).order_by(ModelVersion.id)))
+
+
+def set_live(session: Session, version_id: int) -> ModelVersion:
+    """Make ``version_id`` live and retire the current live version, in one transaction."""
+    target = session.get(ModelVersion, version_id)
+    if target is None:
+        raise LookupError(f"no model version {version_id}")
+    for v in session.scalars(select(ModelVersion).where(ModelVersion.status == "live")):
+        if v.id != version_id:
+            v.status = "retired"
+    target.status, target.promoted_at = "live", now()
+    session.commit()
+    return target
+
+
+def previous_version(session: Session) -> ModelVersion | None:
+    """The version that was live before the current one: the latest promoted retired version."""
+    q = select(ModelVersion).where(
+        ModelVersion.status == "retired", ModelVersion.promoted_at.is_not(None)
+    )
+    return session.scalar(q.order_by(ModelVersion.promoted_at.desc()).limit(1))
+
+
+# --- exposures ----------------------------------------------------------------------------------
+def add_exposures(session: Session, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        session.execute(_insert(session, Exposure), rows)
+        session.commit()
+
+
+def iso(t: float | None) -> str | None:
+    return None if t is None else datetime.fromtimestamp(t, UTC).isoformat()

@@ -1,0 +1,128 @@
+"""Guarded rollout: the gate refuses a worse candidate and promotes a better one; a promotion under
+load fails no request and later responses name the new version."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+
+import httpx
+import pytest
+import uvicorn
+from sqlalchemy.orm import Session
+
+from collabkit.serve import Settings, create_app, rollout, store
+from tests.conftest import make_ratings
+from tests.serve.conftest import free_port, load_store, make_key
+
+SPEC = "dot-bias(n_factors=4, epochs=8, lr_max=2e-2)"
+
+
+def test_holdout_takes_the_most_recent_ratings(tiny_data):
+    frame = tiny_data.frame.assign(written_at=0.0)
+    old, recent = rollout.holdout(frame, 0.1)
+    assert len(recent) == round(len(frame) * 0.1) and len(old) + len(recent) == len(frame)
+    assert old["timestamp"].max() <= recent["timestamp"].min()
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        rollout.holdout(frame, 1.5)
+
+
+def test_gate_promotes_better_and_refuses_worse(db_url, tmp_path):
+    """Acceptance: a candidate trained on a tenth of the data is refused, a full one promoted."""
+    load_store(db_url, make_ratings(n_users=150, n_items=80, density=0.3, seed=3))
+    engine = store.make_engine(db_url)
+    weak = rollout.retrain(engine, tmp_path, SPEC, train_fraction=0.1)
+    assert (
+        weak["promoted"] and weak["live_version"] is None
+    )  # nothing live yet: anything beats nothing
+    good = rollout.retrain(engine, tmp_path, SPEC, tolerance=0.01)
+    assert good["promoted"] and good["rmse_candidate"] < good["rmse_live"]
+    worse = rollout.retrain(engine, tmp_path, SPEC, tolerance=0.01, train_fraction=0.1)
+    assert not worse["promoted"] and worse["rmse_candidate"] > worse["rmse_live"] + 0.01
+    with Session(engine) as s:
+        status = {v.id: v.status for v in store.versions(s)}
+        assert status == {
+            weak["version"]: "retired",
+            good["version"]: "live",
+            worse["version"]: "candidate",
+        }
+        kept = s.get(store.ModelVersion, worse["version"])
+        assert kept.metrics["rmse_candidate"] == pytest.approx(
+            worse["rmse_candidate"]
+        )  # numbers recorded
+    assert rollout.rollback(engine) == weak["version"]  # rollback restores the previous live one
+    engine.dispose()
+
+
+class Running:
+    """The app under a real uvicorn server in a thread, on 127.0.0.1 and a free port."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.port = free_port()
+        config = uvicorn.Config(
+            create_app(settings), host="127.0.0.1", port=self.port, log_level="warning"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        deadline = time.monotonic() + 60
+        while not self.server.started:
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.05)
+        return f"http://127.0.0.1:{self.port}"
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+@pytest.mark.slow
+def test_model_swap_under_load(db_url, tiny_data, tiny_model, tmp_path):
+    """Acceptance: clients keep requesting while a version is promoted (API) and rolled back (CLI
+    path, picked up by polling): zero failed requests; responses after each switch name it."""
+    load_store(db_url, tiny_data)
+    admin = {"Authorization": f"Bearer {make_key(db_url, 'admin')}"}
+    engine = store.make_engine(db_url)
+    with Session(engine) as s:
+        other = rollout.register(engine, tiny_model)
+        new = store.add_version(s, str(tiny_model), "same weights, new version").id
+    settings = Settings(db=db_url, reload_seconds=0.2)
+    log: list[tuple[float, int, int | None]] = []  # (request start, status, version)
+    stop = threading.Event()
+
+    def client(base: str, seed: int) -> None:
+        rng = random.Random(seed)
+        with httpx.Client(base_url=base, timeout=30) as http:
+            while not stop.is_set():
+                t0 = time.monotonic()
+                try:
+                    r = http.get(f"/v1/users/{rng.randint(1, 90)}/recommendations", params={"n": 5})
+                    log.append((t0, r.status_code, r.json().get("model_version")))
+                except httpx.HTTPError:
+                    log.append((t0, 0, None))
+
+    with Running(settings) as base:
+        threads = [threading.Thread(target=client, args=(base, k)) for k in range(4)]
+        for t in threads:
+            t.start()
+        time.sleep(1.0)
+        r = httpx.post(f"{base}/v1/models/{new}/promote", headers=admin, timeout=60)
+        promoted = time.monotonic()
+        assert r.status_code == 200 and r.json()["status"] == "live"
+        time.sleep(1.0)
+        assert rollout.rollback(engine) == other  # as `collabkit models rollback` does
+        rolled = time.monotonic()
+        time.sleep(2.0)  # the server polls every 0.2 s
+        stop.set()
+        for t in threads:
+            t.join()
+    engine.dispose()
+    assert len(log) > 20
+    assert all(status == 200 for _, status, _ in log), {s for _, s, _ in log}
+    after_promote = [v for t0, _, v in log if promoted < t0 < rolled]
+    assert after_promote and set(after_promote) == {new}
+    assert [v for t0, _, v in log if t0 > rolled + 1.0][-1] == other
+    assert {v for t0, _, v in log if t0 < promoted - 0.5} == {other}

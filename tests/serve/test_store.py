@@ -1,0 +1,133 @@
+"""The store on a real SQLite file and a real PostgreSQL database: upserts, migrations, keys."""
+
+from __future__ import annotations
+
+import random
+import threading
+
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from collabkit.serve import migrate, store
+from collabkit.serve.security import allows, create_key, key_role
+
+
+@pytest.fixture
+def session(db_url):
+    engine = store.make_engine(db_url)
+    with Session(engine) as s:
+        yield s
+    engine.dispose()
+
+
+def test_upsert_is_last_write_wins(session):
+    store.upsert_ratings(session, [{"user": "u", "item": "a", "value": 1.0}])
+    store.upsert_ratings(
+        session,
+        [{"user": "u", "item": "a", "value": 4.0}, {"user": "u", "item": "b", "value": 2.0}],
+    )
+    # a repeat inside one batch keeps the later row, as if sent one by one
+    store.upsert_ratings(
+        session,
+        [{"user": "u", "item": "b", "value": 3.0}, {"user": "u", "item": "b", "value": 5.0}],
+    )
+    got = store.user_ratings(session, "u").set_index("item")["rating"].to_dict()
+    assert got == {"a": 4.0, "b": 5.0}
+    assert store.count_ratings(session) == 2
+    assert session.get(store.User, "u") is not None and session.get(store.Item, "b") is not None
+
+
+def test_concurrent_overlapping_batches_do_not_deadlock(db_url):
+    """Writers sending the same pairs in different orders all succeed (one lock order)."""
+    engine = store.make_engine(db_url)
+    errors: list[Exception] = []
+
+    def write(seed: int) -> None:
+        rng = random.Random(seed)
+        pairs = [(f"u{k % 7}", str(k % 11)) for k in range(77)]
+        try:
+            with Session(engine) as s:
+                for _ in range(10):
+                    rng.shuffle(pairs)
+                    rows = [{"user": u, "item": i, "value": float(seed)} for u, i in pairs[:40]]
+                    store.upsert_ratings(s, rows)
+        except Exception as e:  # noqa: BLE001 -- collected and asserted below
+            errors.append(e)
+
+    threads = [threading.Thread(target=write, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    engine.dispose()
+    assert not errors, errors[:1]
+
+
+def test_delete_rating(session):
+    store.upsert_ratings(session, [{"user": "u", "item": "a", "value": 1.0}])
+    assert store.delete_rating(session, "u", "a")
+    assert not store.delete_rating(session, "u", "a")
+    assert store.count_ratings(session) == 0
+
+
+def test_search_items_escapes_wildcards(session, tiny_data):
+    store.upsert_ratings(session, [{"user": "u", "item": "101", "value": 1.0}])  # item seen first
+    store.upsert_items(session, tiny_data.items.assign(year=1990))
+    hits = store.search_items(session, "movie 1", 100)
+    assert store.items_meta(session, ["101"])["101"].meta == {
+        "title": "Movie 0 (1980)",
+        "year": 1990,
+    }
+    assert hits and all("movie 1" in h.title.lower() for h in hits)
+    assert store.search_items(session, "%", 10) == []  # a literal percent sign, not "anything"
+
+
+def test_promote_and_rollback_history(session):
+    a = store.add_version(session, "/a").id
+    b = store.add_version(session, "/b").id
+    store.set_live(session, a)
+    store.set_live(session, b)
+    assert store.live_version(session).id == b
+    assert session.get(store.ModelVersion, a).status == "retired"
+    assert store.previous_version(session).id == a
+
+
+def test_upgrade_is_idempotent_and_refuses_a_newer_schema(db_url):
+    engine = store.make_engine(db_url)
+    assert migrate.upgrade(engine) == migrate.head()  # already at head: nothing to do
+    migrate.check(engine)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = 'from-the-future'"))
+    with pytest.raises(migrate.SchemaError, match="newer"):
+        migrate.upgrade(engine)
+    with pytest.raises(migrate.SchemaError, match="newer"):
+        migrate.check(engine)
+    engine.dispose()
+
+
+def test_empty_database_must_be_upgraded(tmp_path):
+    engine = store.make_engine(f"sqlite:///{tmp_path / 'empty.db'}")
+    with pytest.raises(migrate.SchemaError, match="db upgrade"):
+        migrate.check(engine)
+    engine.dispose()
+
+
+def test_sqlite_is_wal_and_synchronous_full(tmp_path):
+    engine = store.make_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    with engine.connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert conn.execute(text("PRAGMA synchronous")).scalar() == 2  # FULL
+    engine.dispose()
+
+
+def test_keys_are_hashed_and_checked(session):
+    key = create_key(session, "writer")
+    assert key_role(session, key) == "writer"
+    assert key_role(session, key[:-1] + ("A" if key[-1] != "A" else "B")) is None
+    assert key_role(session, "ck_nope_nope") is None and key_role(session, "garbage") is None
+    stored = session.scalars(select(store.ApiKey)).all()
+    assert all(key not in (k.hash, k.salt, k.prefix) for k in stored)
+    assert allows("admin", "writer") and not allows("writer", "admin")
+    with pytest.raises(ValueError, match="role"):
+        create_key(session, "root")
