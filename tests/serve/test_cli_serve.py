@@ -30,10 +30,11 @@ def test_store_commands_end_to_end(tmp_path, tiny_model):
     out = run(
         "db",
         "import",
+        "--ratings",
         csv,
         "--db",
         db,
-        "--items",
+        "--model",
         tiny_model,
         "--timestamp-col",
         "timestamp",
@@ -74,7 +75,7 @@ def test_bad_input_is_one_line_not_a_traceback(tmp_path):
     run("db", "upgrade", "--db", db)
     bad = tmp_path / "bad.csv"
     bad.write_text("user,item,rating\n1,2,three\n")
-    result = run("db", "import", bad, "--db", db, ok=False)
+    result = run("db", "import", "--ratings", bad, "--db", db, ok=False)
     assert "rating" in result.output and "Traceback" not in result.output
     result = run("serve", "--db", db, "--model", tmp_path, ok=False)
     assert "not a" in result.output and "config.json" in result.output

@@ -8,12 +8,15 @@ promotions and rollbacks made here within a few seconds (it polls the store).
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
+import pandas as pd
 import typer
 
 from collabkit.cli.common import Json, app, consoles, fail, metrics_table, print_json
+from collabkit.cli.source import DataSource, model_data, with_source
 
 DEFAULT_DB = "sqlite:///collabkit.db"
 Db = Annotated[
@@ -77,17 +80,13 @@ def db_upgrade(db: Db = None) -> None:
 
 
 @db_app.command("import")
+@with_source
 def db_import(
-    ratings: Annotated[Path, typer.Argument(help="CSV/TSV/Parquet of ratings.")],
+    source: DataSource,
     db: Db = None,
-    items: Annotated[
-        Path | None, typer.Option(help="Model folder whose items.json to import.")
-    ] = None,
-    user_col: Annotated[str, typer.Option(help="User column.")] = "user",
-    item_col: Annotated[str, typer.Option(help="Item column.")] = "item",
-    rating_col: Annotated[str, typer.Option(help="Rating column.")] = "rating",
-    timestamp_col: Annotated[
-        str | None, typer.Option(help="Timestamp column (epoch seconds).")
+    model: Annotated[
+        Path | None,
+        typer.Option(help="A model folder: its recorded training data (unless data options are given) and its item names."),
     ] = None,
     as_json: Json = False,
 ) -> None:
@@ -95,32 +94,25 @@ def db_import(
     from sqlalchemy.orm import Session
 
     from collabkit.checkpoint import load_items
-    from collabkit.data.readers import RatingsFormatError, read_ratings
     from collabkit.serve import store
 
     engine = _engine(db)
+    source = replace(source, duplicates=source.duplicates or "last")
     try:
-        data = read_ratings(
-            ratings, user_col, item_col, rating_col, timestamp_col, duplicates="last"
-        )
-    except (RatingsFormatError, FileNotFoundError, ValueError) as e:
+        data = model_data(model, source)[1] if model is not None else source.load()
+        items = load_items(model) if model is not None else data.items
+    except (FileNotFoundError, ValueError, OSError) as e:
         fail(str(e))
     frame = data.frame
-    has_time = "timestamp" in frame.columns
-    rows = [
-        {"user": str(u), "item": str(i), "value": float(r), "timestamp": float(t) if has_time else None}
-        for u, i, r, t in zip(frame["user"], frame["item"], frame["rating"],
-                              frame["timestamp"] if has_time else [None] * len(frame))
-    ]  # fmt: skip
-    n_items = 0
+    rows = pd.DataFrame({
+        "user": frame["user"].astype(str), "item": frame["item"].astype(str),
+        "value": frame["rating"].astype(float),
+        "timestamp": frame["timestamp"].astype(float) if "timestamp" in frame else None,
+    })  # fmt: skip
     with Session(engine) as session:
-        if items is not None:
-            table = load_items(items)
-            if table is None:
-                fail(f"{items}: no items.json beside the model")
-            n_items = store.upsert_items(session, table)
+        n_items = store.upsert_items(session, items) if items is not None else 0
         for s in range(0, len(rows), 10_000):
-            store.upsert_ratings(session, rows[s : s + 10_000])
+            store.upsert_ratings(session, rows.iloc[s : s + 10_000].to_dict("records"))
         total = store.count_ratings(session)
     result = {"ratings_imported": len(rows), "items_imported": n_items, "ratings_in_store": total}
     print_json(result) if as_json else consoles(False)[0].print(metrics_table("import", result))

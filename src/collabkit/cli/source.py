@@ -33,6 +33,7 @@ class DataSource:
     user_col: str | None = None
     item_col: str | None = None
     rating_col: str | None = None
+    timestamp_col: str | None = None
     duplicates: str | None = None
     no_header: bool | None = None
     names: str | None = None
@@ -71,7 +72,7 @@ class DataSource:
             names = [n.strip() for n in self.names.split(",")] if self.names else None
             data = read_ratings(
                 self.ratings, self.user_col or "user", self.item_col or "item", rating_col,
-                duplicates=self.duplicates or "error", names=() if self.no_header and not names else names,
+                self.timestamp_col, duplicates=self.duplicates or "error", names=() if self.no_header and not names else names,
             )  # fmt: skip
         else:
             data = load_movielens(self.dataset, data_dir=self.data_dir)
@@ -153,6 +154,7 @@ SOURCE_OPTIONS: dict[str, Any] = {
     "user_col": Annotated[str | None, typer.Option(help="User column of --ratings (default user).")],
     "item_col": Annotated[str | None, typer.Option(help="Item column of --ratings (default item).")],
     "rating_col": Annotated[str | None, typer.Option(help="Rating column of --ratings (default rating; '' for a log without ratings).")],
+    "timestamp_col": Annotated[str | None, typer.Option(help="Timestamp column of --ratings (epoch seconds or dates), for temporal splits.")],
     "duplicates": Annotated[str | None, typer.Option(help="Repeated (user, item) rows: error (default), last, mean or sum.")],
     "no_header": Annotated[bool | None, typer.Option("--no-header", help="--ratings has no header line: name columns by position (--user-col 0 ...).")],
     "names": Annotated[str | None, typer.Option(help="--ratings has no header line; its columns, in order, e.g. user,item,category,rating.")],
