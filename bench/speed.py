@@ -68,7 +68,7 @@ def one_run(spec: dict) -> dict:
     import torch
 
     import collabkit as ck
-    from collabkit.models.base import get_model_class
+    from collabkit.train.build import ModelSpec, build_untrained
 
     if spec["data"] == "synthetic":
         data = synthetic(spec["n_ratings"], spec["n_users"], spec["n_items"])
@@ -78,7 +78,7 @@ def one_run(spec: dict) -> dict:
     else:
         train, test = ck.random_split(ck.load_movielens("100k", data_dir=spec["data_dir"]), 0.2, seed=42)
     torch.manual_seed(0)
-    model = get_model_class(spec["model"]).from_data(train, **spec["config"])
+    model = build_untrained(ModelSpec.of(spec["model"], **spec["config"]), train)
     bs = spec["bs"] or model.default_bs
     t0 = time.perf_counter()
     valid = None

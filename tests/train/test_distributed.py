@@ -20,13 +20,13 @@ from collabkit.checkpoint import load_model
 from collabkit.core.loop import fit_one_cycle
 from collabkit.data.movielens import canonical_split
 from collabkit.models.dot import DotProductBias
-from collabkit.train.distributed import build_model, fit_distributed, read_shard, shard
+from collabkit.train.distributed import fit_distributed, read_shard, shard, sharded_model
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
 
 def test_one_rank_builds_what_from_data_builds(tiny):
-    model = build_model("dot-bias", tiny, n_factors=4, seed=3)
+    model = sharded_model("dot-bias", tiny, n_factors=4, seed=3)
     ref = DotProductBias.from_data(tiny, n_factors=4, seed=3)
     assert list(model.users.ids) == list(ref.users.ids) and list(model.items.ids) == list(ref.items.ids)
     assert model.meta["scale"] == ref.meta["scale"] and model.config == ref.config
@@ -37,7 +37,7 @@ def test_one_rank_builds_what_from_data_builds(tiny):
 
 def test_one_rank_trains_like_the_engine():
     data = make_ratings(n_users=80, n_items=50, seed=1)
-    model = build_model("dot-bias", data, n_factors=4)
+    model = sharded_model("dot-bias", data, n_factors=4)
     history = fit_distributed(model, data, data, epochs=4, lr_max=1e-2, bs=64)
     ref = DotProductBias.from_data(data, n_factors=4)
     ref_history = fit_one_cycle(ref, data, data, epochs=4, lr_max=1e-2, bs=64, progress=False)

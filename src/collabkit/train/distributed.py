@@ -46,6 +46,7 @@ from collabkit.core.schedule import one_cycle
 from collabkit.data.interactions import Ratings
 from collabkit.data.vocab import Vocab
 from collabkit.models.base import CollabModel, default_y_range, get_model_class
+from collabkit.train.build import ModelSpec
 
 
 def init(backend: str = "gloo") -> tuple[int, int]:
@@ -93,9 +94,15 @@ def shared_vocabs(local: Ratings) -> tuple[Vocab, Vocab]:
     return Vocab(users, "user"), Vocab(items, "item")
 
 
-def build_model(kind: str, local: Ratings, **config: Any) -> CollabModel:
-    """``cls.from_data`` over every rank's shard: shared vocabularies, scale and mean, same init."""
-    cls = get_model_class(kind)
+def sharded_model(spec: str, local: Ratings, **config: Any) -> CollabModel:
+    """The untrained model ``spec`` names (parsed as ``train.build`` does), sized over every rank's
+    shard: shared vocabularies, scale and mean, the same initial weights on every rank.
+    ``build_model`` cannot be used here: no single rank sees every id."""
+    parsed = ModelSpec.parse(spec)
+    if parsed.is_preset:
+        raise ValueError(f"{spec}: distributed training takes one gradient-trained kind, not a preset")
+    cls = get_model_class(parsed.kind)
+    config = {**parsed.config, **config}
     users, items = shared_vocabs(local)
     r = torch.tensor(local.frame["rating"].to_numpy(dtype=np.float64))
     lo, hi = local.scale or (float(r.min()), float(r.max()))
@@ -260,7 +267,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     rank, world = init()
     train, valid = _load(args, rank, world)
-    model = build_model(args.model, train, n_factors=args.n_factors, seed=args.seed)
+    model = sharded_model(args.model, train, n_factors=args.n_factors, seed=args.seed)
     console = Console(stderr=True) if rank == 0 and not args.json else None
     history = fit_distributed(model, train, valid, args.epochs, args.lr, args.wd, args.bs, args.seed, console)
     n_total = torch.tensor([len(train)], dtype=torch.int64)
