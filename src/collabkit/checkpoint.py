@@ -29,7 +29,7 @@ from collabkit.models.base import CollabModel, get_model_class
 WEIGHTS, CONFIG, ITEMS = "model.safetensors", "config.json", "items.json"
 FORMAT_VERSION = 2  # 2: config.json carries a manifest ("files": name -> size, sha256)
 MAX_JSON_BYTES = 256 * 2**20  # config.json / items.json (vocabularies and titles of millions of ids fit)
-MAX_MODEL_BYTES = int(os.environ.get("COLLABKIT_MAX_MODEL_BYTES", 8 * 2**30))  # weights built at load
+MAX_MODEL_BYTES = int(os.environ.get("COLLABKIT_MAX_MODEL_BYTES", str(8 * 2**30)))  # weights built at load
 
 
 def save_model(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -81,7 +82,24 @@ def split_source(
 
 
 def print_json(obj: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(obj, default=float) + "\n")
+    """One JSON object on stdout; NaN/inf (not JSON) become null, named in a warning on stderr."""
+    bad: list[str] = []
+
+    def clean(v: Any, where: str) -> Any:
+        if isinstance(v, dict):
+            return {k: clean(x, f"{where}.{k}" if where else str(k)) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [clean(x, f"{where}[{n}]") for n, x in enumerate(v)]
+        is_float = isinstance(v, float) or (getattr(v, "ndim", 1) == 0 and getattr(v, "dtype", None) is not None and v.dtype.kind == "f")
+        if is_float and not math.isfinite(v):
+            bad.append(where)
+            return None
+        return v
+
+    text = json.dumps(clean(obj, ""), default=float, allow_nan=False)
+    if bad:
+        Console(stderr=True).print(f"[yellow]warning:[/yellow] not finite, printed as null: {', '.join(bad)}")
+    sys.stdout.write(text + "\n")
 
 
 def metrics_table(title: str, metrics: dict[str, Any]) -> Table:
