@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from collabkit.checkpoint import load_items, load_model, read_config, save_model
 from collabkit.models.dot import DotProductBias
@@ -169,6 +170,7 @@ def kill_at_random_points(write, check, n_kills: int, max_delay: float, seed: in
         pid = os.fork()
         if pid == 0:  # the child: write, then leave without running the parent's cleanup
             try:
+                torch.set_num_threads(1)  # OpenMP's pool does not survive a fork
                 write()
             finally:
                 os._exit(0)
