@@ -95,7 +95,7 @@ def load_model(folder: str | Path) -> CollabModel:
     try:
         model.load_state_dict(load_file(str(weights)))
     except (SafetensorError, RuntimeError, OSError) as e:
-        problem = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        problem = " ".join(line.strip() for line in str(e).splitlines())[:300] or type(e).__name__
         raise ValueError(f"{weights}: the weights do not fit the model in {CONFIG}: {problem}") from None
     model.eval()
     return model

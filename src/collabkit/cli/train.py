@@ -219,10 +219,14 @@ def predict(
     """Predicted rating of USER for ITEM (ids as in the training data)."""
     from collabkit.checkpoint import load_model
 
-    net = load_model(model_dir)
-    known = net.users.lookup([user], strict=False)[0] >= 0 and net.items.lookup([item], strict=False)[0] >= 0
-    if not known:
-        fail(f"unknown user {user!r} or item {item!r} (the model knows {len(net.users)} users, {len(net.items)} items)")
+    try:
+        net = load_model(model_dir)
+    except (ValueError, OSError) as e:  # missing/truncated weights, bad JSON, shapes that do not fit
+        fail(str(e))
+    unknown = [f"unknown {side} {raw!r}" for side, raw, vocab in (("user", user, net.users), ("item", item, net.items))
+               if vocab.lookup([raw], strict=False)[0] < 0]  # fmt: skip
+    if unknown:
+        fail(f"{' and '.join(unknown)} (the model knows {len(net.users)} users, {len(net.items)} items)")
     score = float(net.predict([user], [item])[0])
     if as_json:
         print_json({"user": user, "item": item, "prediction": score})
