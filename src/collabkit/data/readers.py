@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import codecs
 import csv
+import datetime
+import numbers
 import re
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -137,6 +139,8 @@ def _read_file(path: Path, sep: str | None) -> pd.DataFrame:
         raise RatingsFormatError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
 
 
+_SCALAR_KINDS = {"string", "integer", "floating", "mixed-integer-float", "boolean", "empty", "datetime", "date"}
+_PLAIN = (str, numbers.Number, np.bool_, datetime.date)
 FIRST_BLOCK = 1 << 16
 _BINARY = re.compile(rb"[\x00-\x08\x0e-\x1a\x1c-\x1f]")  # control bytes no text table holds
 
@@ -202,6 +206,13 @@ def validate(
         )
         more = f" (and {len(pos) - 5} more)" if len(pos) > 5 else ""
         raise RatingsFormatError(f"{where}: column {col!r}: {shown}{more}")
+
+    for col in wanted.values():  # Parquet/DataFrame cells can be bytes, lists, dicts...
+        values = raw[col]
+        if values.dtype == object and pd.api.types.infer_dtype(values, skipna=True) not in _SCALAR_KINDS:
+            odd = np.array([not (v is None or v is pd.NA or isinstance(v, _PLAIN)) for v in values])
+            if odd.any():
+                fail(odd, col, "not a plain value (text, number or date):")
 
     frame = pd.DataFrame(index=raw.index)
     for key in ("user", "item"):
