@@ -157,6 +157,8 @@ def _check_first_block(path: Path) -> None:
         if not block.startswith(b"PAR1"):
             raise RatingsFormatError(f"{path}: not a Parquet file (it does not start with PAR1)")
         return
+    if path.suffix in (".gz", ".bz2", ".xz", ".zst", ".zip"):
+        return  # compressed text: pandas decompresses it while parsing
     bad = _BINARY.search(block)
     if bad:
         raise RatingsFormatError(
