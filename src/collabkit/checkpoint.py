@@ -193,6 +193,15 @@ def _is_model_folder(folder: Path) -> bool:
     return isinstance(cfg, dict) and "format" in cfg and "kind" in cfg and "users" in cfg
 
 
+def check_out(folder: str | Path) -> None:
+    """Raise ValueError now if ``save_model`` could not write ``folder`` (call it before training)."""
+    folder = Path(folder)
+    _check_replaceable(folder)
+    parent = next((p for p in [folder.parent, *folder.parent.parents] if p.exists()), Path("."))
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"{folder}: cannot write there ({parent} is not writable)")
+
+
 def _check_replaceable(folder: Path) -> None:
     if not os.path.lexists(folder):
         return

@@ -62,3 +62,14 @@ def test_says_which_id_is_unknown(model_dir):
 def test_a_directory_as_ratings_is_a_clear_error(tmp_path):
     (tmp_path / "ratings.csv").mkdir()
     assert "is a directory" in _error("train", "--ratings", tmp_path / "ratings.csv", "--split", "none")
+
+
+def test_train_out_into_someone_elses_folder_fails_before_training(tmp_path):
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "config.json").write_text('{"learning_rate": 1}')
+    ratings = tmp_path / "r.csv"
+    make_ratings().frame.to_csv(ratings, index=False)
+    out = _error("train", "--ratings", ratings, "--epochs", "1", "--out", theirs)
+    assert "not a collabkit model" in out and "epoch" not in out
+    assert (theirs / "config.json").read_text() == '{"learning_rate": 1}'

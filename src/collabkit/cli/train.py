@@ -62,7 +62,7 @@ def train(
     With --implicit the ratings become 0/1 interactions (rating >= --threshold) and the model
     (als, bpr, ease, most-popular) is scored by ranking metrics @k on the held-out positives.
     """
-    from collabkit.checkpoint import save_model
+    from collabkit.checkpoint import check_out, save_model
 
     out_console, log = consoles(as_json)
     if preset is not None and (model is not None or implicit):
@@ -70,6 +70,8 @@ def train(
     if not implicit and threshold is not None:
         fail("--threshold only applies with --implicit")
     try:
+        if out is not None:
+            check_out(out)  # before the work, not after it
         data = load_source(dataset, data_dir, ratings, user_col, item_col, rating_col or None, duplicates)
         if implicit:
             train_set, test_set = _implicit_split(data, split, dataset, data_dir, valid_pct, seed, threshold)
@@ -110,7 +112,10 @@ def train(
         result.update(evaluate_ratings(net, test_set))
     result.update({"n_train": len(train_set), "fit_seconds": round(history.fit_seconds, 3)})
     if out is not None:
-        save_model(net, out, items=data.items, extra={"history": history.rows, "train": recipe})
+        try:
+            save_model(net, out, items=data.items, extra={"history": history.rows, "train": recipe})
+        except (ValueError, OSError) as e:
+            fail(str(e))
         result["out"] = str(out)
     if as_json:
         print_json(result)
