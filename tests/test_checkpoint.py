@@ -158,23 +158,33 @@ def test_failed_write_keeps_the_old_model(tmp_path, monkeypatch):
 # --- SIGKILL at random points -------------------------------------------------------------------
 
 
-def kill_at_random_points(write, check, n_kills: int, max_delay: float, seed: int = 0) -> list[str]:
-    """Fork a child that runs ``write()``, SIGKILL it after a random delay, then run ``check()``.
+def _fork(write) -> int:
+    pid = os.fork()
+    if pid == 0:  # the child: write, then leave without running the parent's cleanup
+        try:
+            torch.set_num_threads(1)  # OpenMP's pool does not survive a fork
+            write()
+        finally:
+            os._exit(0)
+    return pid
 
-    Forking keeps the imports of this process, so each kill costs milliseconds. Returns the
-    outcome names ``check`` gave (e.g. "old"/"new") of the runs actually killed.
+
+def kill_at_random_points(write, check, n_kills: int, seed: int = 0) -> list[str]:
+    """Fork children that run ``write()``, SIGKILL each after a random delay, then run ``check()``.
+
+    One unkilled run first times the child, so the delays span the whole write. Forking keeps
+    this process's imports, so each kill costs milliseconds. Returns what ``check`` said
+    ("old"/"new") after each run actually killed.
     """
+    start = time.perf_counter()
+    os.waitpid(_fork(write), 0)
+    took = time.perf_counter() - start
+    check()
     rng = random.Random(seed)
     outcomes = []
     while len(outcomes) < n_kills:
-        pid = os.fork()
-        if pid == 0:  # the child: write, then leave without running the parent's cleanup
-            try:
-                torch.set_num_threads(1)  # OpenMP's pool does not survive a fork
-                write()
-            finally:
-                os._exit(0)
-        time.sleep(rng.uniform(0, max_delay))
+        pid = _fork(write)
+        time.sleep(rng.uniform(0, took * 1.2))
         os.kill(pid, signal.SIGKILL)
         _, status = os.waitpid(pid, 0)
         result = check()
@@ -189,10 +199,6 @@ def test_sigkill_during_save_leaves_old_or_new_model(tmp_path):
     titles = make_ratings(60, 40).items
     old, new = _model(2000, 40), _model(1500, 40, seed=1)  # big enough for a save to take a while
     save_model(old, folder, items=titles)
-    start = time.perf_counter()
-    save_model(new, tmp_path / "timing")
-    took = time.perf_counter() - start
-    shutil.rmtree(tmp_path / "timing")
 
     def check() -> str:
         model, items = load_model(folder), load_items(folder)
@@ -201,7 +207,32 @@ def test_sigkill_during_save_leaves_old_or_new_model(tmp_path):
         save_model(old, folder, items=titles)  # reset for the next run
         return state
 
-    outcomes = kill_at_random_points(lambda: save_model(new, folder), check, 24, took * 1.3)
+    outcomes = kill_at_random_points(lambda: save_model(new, folder), check, 24)
     assert {"old", "new"} <= set(outcomes)
     save_model(_model(), folder)  # the next save cleans what the killed writers left behind
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+
+
+def test_readers_during_repeated_saves_get_one_whole_model(tmp_path):
+    """Loads racing saves of two same-shaped models: each load is one of them, exactly."""
+    folder = tmp_path / "m"
+    a, b = _model(60, 40, seed=1), _model(60, 40, seed=2)
+    save_model(a, folder)
+    expected = {round(float(m.user_factors.weight.detach().sum()), 4) for m in (a, b)}
+    stop = threading.Event()
+
+    def writer() -> None:
+        k = 0
+        while not stop.is_set():
+            save_model((a, b)[k % 2], folder)
+            k += 1
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        for _ in range(60):
+            got = load_model(folder)
+            assert round(float(got.user_factors.weight.sum()), 4) in expected
+    finally:
+        stop.set()
+        thread.join()

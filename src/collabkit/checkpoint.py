@@ -20,7 +20,8 @@ from typing import Any
 import pandas as pd
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load as load_bytes
+from safetensors.torch import save_file
 
 from collabkit.data.vocab import Vocab
 from collabkit.files import check_regular, fsync_dir, fsync_file, read_limited
@@ -81,9 +82,19 @@ def load_model(folder: str | Path) -> CollabModel:
     that do not fit the config.
     """
     folder = Path(folder)
-    cfg = read_config(folder)
+    for attempt in range(3):  # a save swapping the folder in mid-read: read the new one whole
+        cfg = read_config(folder)
+        try:
+            return _build(folder, cfg)
+        except (ValueError, FileNotFoundError):
+            if attempt == 2 or read_config(folder) == cfg:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _build(folder: Path, cfg: dict[str, Any]) -> CollabModel:
     weights = folder / WEIGHTS
-    _check_file(folder, cfg, WEIGHTS)
+    blob = _read_checked(folder, cfg, WEIGHTS)  # the very bytes that were hashed get loaded
     try:
         cls = get_model_class(cfg["kind"])
         args = (cls.Config.from_json(cfg["config"]), Vocab.from_json(cfg["users"]), Vocab.from_json(cfg["items"]))
@@ -93,7 +104,7 @@ def load_model(folder: str | Path) -> CollabModel:
     model = cls(*args)
     model.meta = cfg.get("meta", {})
     try:
-        model.load_state_dict(load_file(str(weights)))
+        model.load_state_dict(load_bytes(blob))
     except (SafetensorError, RuntimeError, OSError) as e:
         problem = " ".join(line.strip() for line in str(e).splitlines())[:300] or type(e).__name__
         raise ValueError(f"{weights}: the weights do not fit the model in {CONFIG}: {problem}") from None
@@ -110,8 +121,7 @@ def load_items(folder: str | Path) -> pd.DataFrame | None:
         return None  # the model was saved without items; a stray items.json is not its own
     if not path.exists():
         return None
-    _check_file(folder, cfg, ITEMS)
-    table = _read_json(path)
+    table = _parse_json(path, _read_checked(folder, cfg, ITEMS))
     try:
         return pd.DataFrame(table["columns"], index=pd.Index(table["ids"], name="item"))
     except (KeyError, TypeError, ValueError) as e:
@@ -139,26 +149,35 @@ def read_config(folder: str | Path) -> dict[str, Any]:
 
 
 def _read_json(path: Path) -> Any:
-    data = read_limited(path, MAX_JSON_BYTES)
+    return _parse_json(path, read_limited(path, MAX_JSON_BYTES))
+
+
+def _parse_json(path: Path, data: bytes) -> Any:
     try:
         return json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ValueError(f"{path}: invalid JSON ({e})") from None
 
 
-def _check_file(folder: Path, cfg: dict[str, Any], name: str) -> None:
-    """Refuse ``name`` unless it is a regular file matching the manifest's size and sha256."""
+def _read_checked(folder: Path, cfg: dict[str, Any], name: str) -> bytes:
+    """The bytes of ``name``, refused unless they match the manifest's size and sha256."""
     path = folder / name
     check_regular(path)
+    if cfg.get("format") == 1:  # written before manifests existed: nothing to compare with
+        return read_limited(path, MAX_MODEL_BYTES if name == WEIGHTS else MAX_JSON_BYTES)
     expected = cfg.get("files", {}).get(name)
-    if cfg.get("format") == 1:
-        return  # written before manifests existed: nothing to compare with
-    if expected is None:
+    size = expected.get("size") if isinstance(expected, dict) else None
+    if size is None:
         raise ValueError(f"{path}: not listed in the manifest of {folder / CONFIG}")
-    if path.stat().st_size != expected.get("size") or _fingerprint(path)["sha256"] != expected.get("sha256"):
+    try:
+        data = read_limited(path, int(size))
+    except ValueError:
+        data = b""  # larger than the manifest says
+    if len(data) != size or hashlib.sha256(data).hexdigest() != expected.get("sha256"):
         raise ValueError(
             f"{path}: does not match the manifest in {CONFIG} (size or sha256 differ): the files do not belong together"
         )
+    return data
 
 
 def _check_size(folder: Path, cls: type[CollabModel], args: tuple) -> None:
