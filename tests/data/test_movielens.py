@@ -501,13 +501,15 @@ def test_published_md5_file_is_used_when_no_md5_is_pinned(
     assert server.requests == ["ml-100k.zip.md5", "ml-100k.zip"] * 2
 
 
-def test_missing_md5_file_warns_and_still_checks_the_zip(
+def test_missing_md5_file_with_verify_false_warns_and_still_checks_the_zip(
     fake_zip: bytes, server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     use_spec(monkeypatch, md5_url=DATASETS["ml-100k"].url + ".md5")
     server.files["ml-100k.zip"] = fake_zip
     with pytest.warns(UserWarning, match="ml-100k.zip.md5"):
-        fetch_movielens("100k", data_dir=tmp_path / "dl", progress=False, base_url=server.url)
+        fetch_movielens(
+            "100k", data_dir=tmp_path / "dl", progress=False, base_url=server.url, verify=False
+        )
     assert find_dataset_dir("100k", tmp_path / "dl") is not None
 
 

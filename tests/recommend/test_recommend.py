@@ -176,3 +176,24 @@ def test_recommend_on_movielens(data_root):
     rated = set(zip(data.frame["user"], data.frame["item"]))
     assert len(recs) == 20 and not {(u, i) for u, i in zip(recs["user"], recs["item"])} & rated
     assert recs["title"].str.contains(r"\(\d{4}\)").all()
+
+
+
+@pytest.mark.parametrize("n", [0, -1])
+def test_n_below_one_is_refused(setup, n):
+    data, model = setup
+    with pytest.raises(ValueError, match="n .* must be at least 1"):
+        recommend(model, data, None, n=n)
+    with pytest.raises(ValueError, match="n .* must be at least 1"):
+        recommend_new_users(model, {model.items.ids[0]: 5.0}, n=n)
+
+
+def test_huge_n_is_capped_at_the_catalogue_without_allocating_for_it(setup):
+    import resource
+
+    data, model = setup
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    recs = recommend(model, data, model.users.ids[:3], n=10**8, explain=False)
+    assert (recs.groupby("user").size() <= len(model.items)).all()
+    assert len(recommend_new_users(model, {model.items.ids[0]: 5.0}, n=10**8)) == len(model.items) - 1
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KiB: < 200 MB

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import sys
-import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -43,25 +42,24 @@ def fail(message: str) -> None:
 
 
 def print_json(obj: dict[str, Any]) -> None:
-    """One JSON object on stdout; non-finite numbers become null (with a warning on stderr)."""
+    """One JSON object on stdout; NaN/inf (not JSON) become null, named in a warning on stderr."""
     bad: list[str] = []
 
-    def clean(v: Any, path: str) -> Any:
+    def clean(v: Any, where: str) -> Any:
         if isinstance(v, dict):
-            return {k: clean(x, f"{path}.{k}" if path else str(k)) for k, x in v.items()}
+            return {k: clean(x, f"{where}.{k}" if where else str(k)) for k, x in v.items()}
         if isinstance(v, list | tuple):
-            return [clean(x, f"{path}[{n}]") for n, x in enumerate(v)]
-        if hasattr(v, "item") and not isinstance(v, str | bytes):
-            v = v.item()
-        if isinstance(v, float) and not math.isfinite(v):
-            bad.append(path)
+            return [clean(x, f"{where}[{n}]") for n, x in enumerate(v)]
+        is_float = isinstance(v, float) or (getattr(v, "ndim", 1) == 0 and getattr(v, "dtype", None) is not None and v.dtype.kind == "f")
+        if is_float and not math.isfinite(v):
+            bad.append(where)
             return None
         return v
 
-    out = clean(obj, "")
+    text = json.dumps(clean(obj, ""), default=float, allow_nan=False)
     if bad:
-        warnings.warn(f"non-finite numbers written as null: {', '.join(bad[:5])}", stacklevel=2)
-    sys.stdout.write(json.dumps(out, default=str) + "\n")
+        Console(stderr=True).print(f"[yellow]warning:[/yellow] not finite, printed as null: {', '.join(bad)}")
+    sys.stdout.write(text + "\n")
 
 
 def metrics_table(title: str, metrics: dict[str, Any]) -> Table:

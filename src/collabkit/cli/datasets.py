@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 from rich.table import Table
 
@@ -29,12 +31,16 @@ def datasets_list(data_dir: DataDir = None, as_json: Json = False) -> None:
 
 
 @datasets_app.command("download")
-def datasets_download(name: str, data_dir: DataDir = None) -> None:
+def datasets_download(
+    name: str,
+    data_dir: DataDir = None,
+    no_verify: Annotated[bool, typer.Option("--no-verify", help="Extract even when the published checksum cannot be fetched.")] = False,
+) -> None:
     """Download, verify and extract a dataset (once; later calls find it)."""
     from collabkit.data.movielens import fetch_movielens
 
     try:
-        path = fetch_movielens(name, data_dir=data_dir)
+        path = fetch_movielens(name, data_dir=data_dir, verify=not no_verify)
     except (ValueError, OSError) as e:
         fail(str(e))
     consoles(False)[0].print(f"{name}: {path}")

@@ -19,6 +19,7 @@ from rich.table import Table
 from collabkit.cli.common import Json, ModelDir, app, consoles, fail, print_json
 from collabkit.cli.source import DataSource, model_data, with_source
 from collabkit.data.interactions import Ratings
+from collabkit.files import atomic_path
 
 TopN = Annotated[int, typer.Option("-n", "--n", help="Length of each list.")]
 IncludeSeen = Annotated[
@@ -116,10 +117,11 @@ def recommend_all_cmd(
     )
     seconds = time.perf_counter() - t0
     out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix == ".parquet":
-        recs.to_parquet(out, index=False)
-    else:
-        recs.to_csv(out, index=False)
+    with atomic_path(out) as tmp:  # a killed run leaves the old file, never a shorter one
+        if out.suffix == ".parquet":
+            recs.to_parquet(tmp, index=False)
+        else:
+            recs.to_csv(tmp, index=False)
     result = {
         "out": str(out),
         "n_users": int(recs["user"].nunique()),

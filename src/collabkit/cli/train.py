@@ -52,7 +52,7 @@ def train(
     The data description (source, columns, split, seed) is saved with the model, so later
     commands (evaluate, report, recommend...) need only the model folder.
     """
-    from collabkit.checkpoint import save_model
+    from collabkit.checkpoint import check_out, save_model
     from collabkit.models.base import supports
     from collabkit.train.build import ModelSpec, build_model
 
@@ -70,6 +70,8 @@ def train(
         spec = spec.with_options(**_overrides(spec, n_factors, layers, epochs, lr, wd, bs))
         if implicit and supports(_class(spec), "ratings"):
             raise ValueError(f"{spec.kind} is a rating model; with --implicit choose one of {IMPLICIT_MODELS}")
+        if out is not None:
+            check_out(out)  # before the work, not after it
         data = source.load()
         train_set, test_set = source.split_data(data, cut)
     except (ValueError, FileNotFoundError, KeyError, OSError) as e:
@@ -159,16 +161,11 @@ def predict(
     """Predicted rating of USER for ITEM (ids as in the training data)."""
     from collabkit.cli.recommend import load_model_dir
 
-    net, _ = load_model_dir(model_dir)
-    unknown = [
-        f"{side} {value!r}"
-        for side, vocab, value in (("user", net.users, user), ("item", net.items, item))
-        if vocab.lookup([value], strict=False)[0] < 0
-    ]
+    net, _ = load_model_dir(model_dir)  # missing/truncated weights, bad JSON...: one clear line
+    unknown = [f"unknown {side} {raw!r}" for side, raw, vocab in (("user", user, net.users), ("item", item, net.items))
+               if vocab.lookup([raw], strict=False)[0] < 0]  # fmt: skip
     if unknown:
-        fail(
-            f"unknown {' and '.join(unknown)} (the model knows {len(net.users)} users, {len(net.items)} items)"
-        )
+        fail(f"{' and '.join(unknown)} (the model knows {len(net.users)} users, {len(net.items)} items)")
     score = float(net.predict([user], [item])[0])
     if as_json:
         print_json({"user": user, "item": item, "prediction": score})

@@ -108,6 +108,7 @@ def fit_one_cycle(
     lr_ref_bs)`` (``lr_ref_bs=None``: never). ``threads`` defaults to 1 for batches below
     THREADED_BS and to all of torch's threads for larger ones.
     """
+    check_settings(epochs, lr_max, wd, bs)
     data = encode(model, train)
     if not any(p.requires_grad for p in model.parameters()):
         epochs = 0  # closed-form models (GlobalMean) have nothing to learn here
@@ -171,7 +172,31 @@ def fit_one_cycle(
             bar.stop()
     history.fit_seconds = time.perf_counter() - t_start
     model.eval()
+    _check_finite(model, history)
     return history
+
+
+def check_settings(epochs: int, lr_max: float, wd: float, bs: int | None) -> None:
+    """Refuse settings that would train a wrong model without a word (NaN, zero or negative)."""
+    if not (isinstance(epochs, (int, np.integer)) and epochs >= 1):
+        raise ValueError(f"epochs must be a whole number >= 1, got {epochs!r}")
+    if not (math.isfinite(lr_max) and lr_max > 0):
+        raise ValueError(f"lr (lr_max) must be a finite number > 0, got {lr_max!r}")
+    if not (math.isfinite(wd) and wd >= 0):
+        raise ValueError(f"wd (weight decay) must be a finite number >= 0, got {wd!r}")
+    if bs is not None and not (isinstance(bs, (int, np.integer)) and bs >= 1):
+        raise ValueError(f"bs (batch size) must be a whole number >= 1, got {bs!r}")
+
+
+def _check_finite(model: Model, history: History) -> None:
+    """A run that diverged (a NaN/inf loss or weight) is an error, never a model to save."""
+    losses = [v for row in history.rows for k, v in row.items() if k.endswith("_loss")]
+    bad = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
+    if bad or not all(math.isfinite(v) for v in losses):
+        raise ValueError(
+            f"training diverged: the loss or weights ({', '.join(bad) or 'loss'}) are not finite; "
+            "lower the learning rate or check the ratings for extreme values"
+        )
 
 
 def train_step(

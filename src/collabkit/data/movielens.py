@@ -204,22 +204,29 @@ def _open(url: str, timeout: float = 60) -> http.client.HTTPResponse:
         raise DownloadError(f"could not download {url}: {reason} (is the network up?)") from e
 
 
-def _published_md5(spec: MovieLensSpec, base_url: str | None) -> str | None:
-    """The md5 GroupLens publishes next to the zip ("MD5 (x.zip) = ..."), or None with a warning."""
+def _published_md5(spec: MovieLensSpec, base_url: str | None, verify: bool = True) -> str | None:
+    """The md5 GroupLens publishes next to the zip ("MD5 (x.zip) = ...").
+
+    When it is unavailable: a DownloadError (nothing unverified is extracted), or with
+    ``verify=False`` None and a warning.
+    """
     url = _md5_url(spec, base_url)
     if url is None:
         return None
     try:
         with _open(url, timeout=30) as response:
             text = response.read(4096).decode("ascii", "replace")
+        match = re.search(r"\b([0-9a-fA-F]{32})\b", text)
+        if match is None:
+            raise DownloadError(f"{url} holds no md5")
     except OSError as e:
-        warnings.warn(
-            f"could not fetch {url} ({e}); checking size and zip integrity only", stacklevel=3
-        )
-        return None
-    match = re.search(r"\b([0-9a-fA-F]{32})\b", text)
-    if match is None:
-        warnings.warn(f"{url} holds no md5; checking size and zip integrity only", stacklevel=3)
+        if verify:
+            raise DownloadError(
+                f"could not fetch the published checksum ({e}): the download cannot be verified, so "
+                "it is not extracted; pass verify=False (`collabkit datasets download --no-verify`) "
+                "to accept an unverified copy"
+            ) from e
+        warnings.warn(f"{e}; not verified (--no-verify): checking size and zip integrity only", stacklevel=3)
         return None
     return match.group(1).lower()
 
@@ -300,11 +307,26 @@ def _download(url: str, dest: Path, spec: MovieLensSpec, md5: str | None, progre
         part.unlink(missing_ok=True)
 
 
-def _zip_is_good(path: Path, spec: MovieLensSpec) -> bool:
-    """Whether a zip already on disk matches the known size and md5 (unknown ones are not checked)."""
+def _zip_is_good(path: Path, spec: MovieLensSpec, md5: str | None) -> bool:
+    """Whether a zip already on disk matches the known size and md5 (None: not checked)."""
     if spec.size is not None and path.stat().st_size != spec.size:
         return False
-    return spec.md5 is None or _file_md5(path) == spec.md5
+    return md5 is None or _file_md5(path) == md5
+
+
+MAX_EXPANSION = 12  # MovieLens zips expand 2-5x (ml-25m: 262 MB -> 1.1 GB)
+
+
+def _check_expansion(zf: zipfile.ZipFile, zip_path: Path, spec: MovieLensSpec) -> None:
+    """Refuse a zip whose members would expand far beyond what the dataset's zip size allows."""
+    packed = spec.size or zip_path.stat().st_size
+    limit = max(MAX_EXPANSION * packed, 16 << 20)
+    total = sum(info.file_size for info in zf.infolist())
+    if total > limit:
+        raise DownloadError(
+            f"{zip_path} expands to {total:,} bytes, more than {limit:,} ({MAX_EXPANSION}x its "
+            f"{packed:,} bytes): not a MovieLens archive (a zip bomb?); nothing was extracted"
+        )
 
 
 def _dataset_root(found: Path, spec: MovieLensSpec) -> Path | None:
@@ -323,6 +345,7 @@ def _extract(zip_path: Path, url: str, spec: MovieLensSpec) -> Path:
     try:
         try:
             with zipfile.ZipFile(zip_path) as zf:
+                _check_expansion(zf, zip_path, spec)
                 zf.extractall(tmp)
         except (zipfile.BadZipFile, zlib.error, EOFError) as e:
             raise DownloadError(f"{zip_path} (from {url}) is not a valid zip archive: {e}") from e
@@ -360,7 +383,11 @@ def _download_root(spec: MovieLensSpec, data_dir: str | Path | None) -> Path:
 
 
 def _fetch(
-    spec: MovieLensSpec, data_dir: str | Path | None, progress: bool, base_url: str | None
+    spec: MovieLensSpec,
+    data_dir: str | Path | None,
+    progress: bool,
+    base_url: str | None,
+    verify: bool = True,
 ) -> Path:
     found = find_dataset_dir(spec, data_dir)
     if found is not None:
@@ -376,9 +403,10 @@ def _fetch(
     root.mkdir(parents=True, exist_ok=True)
     _clean_stale(root, spec)
     url, zip_path = _url(spec, base_url), root / spec.zip_name
-    ours = not (zip_path.is_file() and _zip_is_good(zip_path, spec))  # reuse a verified zip
+    md5 = spec.md5 or _published_md5(spec, base_url, verify)
+    ours = not (zip_path.is_file() and _zip_is_good(zip_path, spec, md5))  # reuse a verified zip
     if ours:
-        _download(url, zip_path, spec, spec.md5 or _published_md5(spec, base_url), progress)
+        _download(url, zip_path, spec, md5, progress)
     try:
         return _extract(zip_path, url, spec)
     finally:
@@ -391,9 +419,13 @@ def fetch_movielens(
     data_dir: str | Path | None = None,
     progress: bool = True,
     base_url: str | None = None,
+    verify: bool = True,
 ) -> Path:
-    """The extracted folder of a set, downloading and verifying it first if it is not on disk."""
-    return _fetch(get_spec(name), data_dir, progress, base_url)
+    """The extracted folder of a set, downloading and verifying it first if it is not on disk.
+
+    ``verify=False`` accepts a download whose published checksum cannot be fetched (with a warning).
+    """
+    return _fetch(get_spec(name), data_dir, progress, base_url, verify)
 
 
 def dataset_status(data_dir: str | Path | None = None) -> list[dict[str, Any]]:

@@ -6,7 +6,10 @@ silently. Duplicate (user, item) pairs are an error unless a policy ("last" or "
 
 from __future__ import annotations
 
+import codecs
 import csv
+import datetime
+import numbers
 import re
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -17,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from collabkit.data.interactions import Ratings
+from collabkit.files import check_regular
 
 Duplicates = Literal["error", "last", "mean", "sum"]
 POLICIES = ("error", "last", "mean", "sum")
@@ -111,12 +115,20 @@ def _show(value: Any) -> str:
 
 
 def _read_file(path: Path, sep: str | None, names: Sequence[str] | None = None) -> pd.DataFrame:
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        check_regular(path)
+    except FileNotFoundError:
+        raise
+    except ValueError as e:
+        raise RatingsFormatError(str(e)) from None
     if path.stat().st_size == 0:
         raise RatingsFormatError(f"{path}: the file is empty")
+    _check_first_block(path)
     if path.suffix == ".parquet":
-        return pd.read_parquet(path)
+        try:
+            return pd.read_parquet(path)
+        except (OSError, ValueError, TypeError, NotImplementedError) as e:  # pyarrow's errors derive from these
+            raise RatingsFormatError(f"{path}: not a readable Parquet file ({str(e).strip()[:200]})") from None
     try:
         headless = {} if names is None else {"header": None, "names": list(names) or None}
         frame = pd.read_csv(
@@ -134,6 +146,41 @@ def _read_file(path: Path, sep: str | None, names: Sequence[str] | None = None) 
         raise RatingsFormatError(f"{path}: malformed row: {str(e).strip()}") from None
     except pd.errors.EmptyDataError:
         raise RatingsFormatError(f"{path}: the file is empty") from None
+    except UnicodeDecodeError as e:
+        raise RatingsFormatError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
+
+
+_SCALAR_KINDS = {"string", "integer", "floating", "mixed-integer-float", "boolean", "empty", "datetime", "date"}
+_PLAIN = (str, numbers.Number, np.bool_, datetime.date)
+FIRST_BLOCK = 1 << 16
+_BINARY = re.compile(rb"[\x00-\x08\x0e-\x1a\x1c-\x1f]")  # control bytes no text table holds
+
+
+def _check_first_block(path: Path) -> None:
+    """Refuse binary data before a parser reads the whole file (a 2 GB file of NUL bytes fails here).
+
+    Parquet must start with its magic bytes; text must be UTF-8 without control bytes, and its
+    header line must end within the first 64 KiB.
+    """
+    with open(path, "rb") as fh:
+        block = fh.read(FIRST_BLOCK)
+    if path.suffix == ".parquet":
+        if not block.startswith(b"PAR1"):
+            raise RatingsFormatError(f"{path}: not a Parquet file (it does not start with PAR1)")
+        return
+    if path.suffix in (".gz", ".bz2", ".xz", ".zst", ".zip"):
+        return  # compressed text: pandas decompresses it while parsing
+    bad = _BINARY.search(block)
+    if bad:
+        raise RatingsFormatError(
+            f"{path}: binary data (byte {bad.group()!r} at offset {bad.start()}): not a CSV/TSV text file"
+        )
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(block, final=False)
+    except UnicodeDecodeError as e:
+        raise RatingsFormatError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
+    if len(block) == FIRST_BLOCK and b"\n" not in block and b"\r" not in block:
+        raise RatingsFormatError(f"{path}: the header line is longer than {FIRST_BLOCK} bytes: not a ratings table")
 
 
 def validate(
@@ -173,6 +220,13 @@ def validate(
         more = f" (and {len(pos) - 5} more)" if len(pos) > 5 else ""
         raise RatingsFormatError(f"{where}: column {col!r}: {shown}{more}")
 
+    for col in wanted.values():  # Parquet/DataFrame cells can be bytes, lists, dicts...
+        values = raw[col]
+        if values.dtype == object and pd.api.types.infer_dtype(values, skipna=True) not in _SCALAR_KINDS:
+            odd = np.array([not (v is None or v is pd.NA or isinstance(v, _PLAIN)) for v in values])
+            if odd.any():
+                fail(odd, col, "not a plain value (text, number or date):")
+
     frame = pd.DataFrame(index=raw.index)
     for key in ("user", "item"):
         col = wanted[key]
@@ -180,6 +234,10 @@ def validate(
         blank = _blank(values)
         if blank.any():
             fail(blank, col, f"{key} id is missing:")
+        if pd.api.types.is_unsigned_integer_dtype(values.dtype):
+            wraps = values.to_numpy(dtype=np.uint64) >= np.uint64(2**63)
+            if wraps.any():
+                fail(wraps, col, f"{key} id does not fit a 64-bit signed integer:")
         frame[key] = _as_ids(values)
 
     if "rating" in wanted:
@@ -196,6 +254,10 @@ def validate(
         bad = ~np.isfinite(r)
         if bad.any():
             fail(bad, col, "rating is not finite:")
+        with np.errstate(over="ignore"):
+            bad = ~np.isfinite(r.astype(np.float32))  # 1e39 is finite in float64, inf in float32
+        if bad.any():
+            fail(bad, col, "rating is not finite as a 32-bit float:")
     else:
         r = np.ones(len(raw))
     if scale is not None:  # checked before the float32 cast so 4.1 on a ..4.1 scale stays inside

@@ -22,6 +22,7 @@ import pandas as pd
 import torch
 
 from collabkit.data.interactions import Ratings
+from collabkit.files import atomic_path, atomic_write_text
 from collabkit.interpret.similar import factors
 from collabkit.models.base import CollabModel
 
@@ -134,7 +135,8 @@ def save_png(pca: ItemPCA, path: str | Path, n: int = 50, x: int = 1, y: int = 2
         )  # fmt: skip
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png")
     plt.close(fig)
     return path
 
@@ -195,8 +197,13 @@ const tip = document.getElementById('tip');
 document.querySelectorAll('.pt').forEach(g => {
   g.addEventListener('mousemove', e => {
     const d = JSON.parse(g.dataset.info);
-    tip.innerHTML = Object.entries(d).map(([k, v]) =>
-      '<b>' + k + '</b>: ' + (typeof v === 'number' ? Math.round(v * 1000) / 1000 : v)).join('<br>');
+    tip.replaceChildren();  // titles are data: inserted as text nodes, never parsed as HTML
+    Object.entries(d).forEach(([k, v], n) => {
+      if (n) tip.append(document.createElement('br'));
+      const b = document.createElement('b');
+      b.textContent = k;
+      tip.append(b, ': ' + (typeof v === 'number' ? Math.round(v * 1000) / 1000 : v));
+    });
     tip.style.display = 'block';
     tip.style.left = (e.clientX + 14) + 'px';
     tip.style.top = (e.clientY + 14) + 'px';
@@ -225,7 +232,7 @@ def save_html(pca: ItemPCA, path: str | Path, n: int = 50, x: int = 1, y: int = 
     )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(html_page("Item factor map", body), encoding="utf-8")
+    atomic_write_text(path, html_page("Item factor map", body))
     return path
 
 

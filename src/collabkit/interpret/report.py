@@ -33,6 +33,7 @@ from collabkit.checkpoint import load_items, load_model, read_config
 from collabkit.data.interactions import Ratings
 from collabkit.evaluate.compare import BASELINES, compare, evaluate_model
 from collabkit.evaluate.ranking import RELEVANT_THRESHOLD
+from collabkit.files import atomic_write_text
 from collabkit.interpret.biases import bias_table, bias_vs_mean
 from collabkit.interpret.pca import html_page, item_pca, map_svg, save_html, save_png
 from collabkit.interpret.similar import similar_items
@@ -109,9 +110,9 @@ def write_report(
     nav = " &middot; ".join(f"<a href='#{a}'>{html.escape(t)}</a>" for a, t in SECTIONS.items())
     title = f"collabkit report: {inputs.model.kind} on {train.name}"
     page = html_page(title, f"<nav><p>{nav}</p></nav>\n" + "\n".join(body))
-    (out / "index.html").write_text(page, encoding="utf-8")
+    atomic_write_text(out / "index.html", page)
     data = jsonable(data)
-    (out / "report.json").write_text(json.dumps(data, indent=1), encoding="utf-8")
+    atomic_write_text(out / "report.json", json.dumps(data, indent=1))
     files = sorted(p.name for p in out.iterdir())
     return {"out": str(out), "index": str(out / "index.html"), "files": files, **data}
 
@@ -189,8 +190,8 @@ def _pca(inputs: Inputs, n_map: int, components: tuple[int, int]) -> tuple[str, 
     save_html(pca, inputs.out / "item_map.html", n_map, x, y)
     ev = pca.explained_variance_ratio
     ends = "".join(
-        f"<li>PC{j + 1} ({ev[j]:.1%}): {_text(pca.extremes(j + 1)['low'])} &mdash; at the other "
-        f"end {_text(pca.extremes(j + 1)['high'])}</li>"
+        f"<li>PC{j + 1} ({ev[j]:.1%}): {html.escape(_text(pca.extremes(j + 1)['low']))} &mdash; at the "
+        f"other end {html.escape(_text(pca.extremes(j + 1)['high']))}</li>"
         for j in range(len(ev))
     )
     inner = (
@@ -314,10 +315,10 @@ def _note(text: str) -> str:
 
 
 def _text(v: Any) -> str:
-    """Escaped display text: lists joined by '; ', dicts as JSON."""
+    """Display text (not yet escaped): lists joined by '; ', dicts as JSON."""
     if isinstance(v, (list, tuple)):
-        return html.escape("; ".join(map(str, v)))
-    return html.escape(json.dumps(v) if isinstance(v, dict) else str(v))
+        return "; ".join(map(str, v))
+    return json.dumps(v) if isinstance(v, dict) else str(v)
 
 
 def _titles(ids: list, items: pd.DataFrame | None) -> list[str]:

@@ -53,6 +53,7 @@ def recommend(
     it). Lists are shorter than ``n`` only when fewer candidates remain. Deterministic: ties go
     to the lower item index.
     """
+    n = _check_n(model, n)
     if exclude_seen and data is None:
         raise ValueError(
             "exclude_seen needs data (the training ratings) to know what each user has rated; "
@@ -104,6 +105,7 @@ def recommend_new_users(
     ``prior``: pass ``user_prior(model, training_ratings)`` for the prior matched to training
     (computed once, reused); the default is built from the model alone.
     """
+    n = _check_n(model, n)
     frame = _answers_frame(answers, user)
     users = np.unique(frame["user"].to_numpy()) if len(frame) else np.array([user], dtype=object)
     if prior is None and not model.solves_new_users:  # implicit models fold in exactly
@@ -146,6 +148,13 @@ def explain_items(
 
 
 # --- the shared path ------------------------------------------------------------------------------
+def _check_n(model: CollabModel, n: int) -> int:
+    """``n`` capped at the catalogue size, so nothing n-sized is allocated (-n 10**8 used 12 GB)."""
+    if n < 1:
+        raise ValueError(f"n (the list length) must be at least 1, got {n}")
+    return min(n, len(model.items))
+
+
 def _recommend(
     model: CollabModel,
     users: np.ndarray,

@@ -1,0 +1,81 @@
+"""Readers refuse what would become silently wrong numbers or eat the machine: clear errors, fast."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from collabkit.data.readers import RatingsFormatError, read_ratings
+
+
+def _csv(tmp_path, text: str, name: str = "r.csv"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_rating_finite_in_float64_but_not_float32_is_refused(tmp_path):
+    path = _csv(tmp_path, "user,item,rating\n1,1,4\n2,1,1e39\n")
+    with pytest.raises(RatingsFormatError, match=r"line 3.*not finite as a 32-bit float.*1e39"):
+        read_ratings(path)
+
+
+def test_largest_float32_rating_is_kept(tmp_path):
+    path = _csv(tmp_path, "user,item,rating\n1,1,4\n2,1,3e38\n")
+    assert np.isfinite(read_ratings(path).frame["rating"]).all()
+
+
+def test_parquet_uint64_ids_that_would_wrap_are_refused(tmp_path):
+    path = tmp_path / "r.parquet"
+    ids = np.array([1, 2**63, 2**64 - 1], dtype=np.uint64)
+    pd.DataFrame({"user": ids, "item": [1, 2, 3], "rating": [4.0, 3.0, 5.0]}).to_parquet(path)
+    with pytest.raises(RatingsFormatError, match=r"'user'.*row 1.*64-bit"):
+        read_ratings(path)
+
+
+def test_parquet_small_uint64_ids_are_fine(tmp_path):
+    path = tmp_path / "r.parquet"
+    ids = np.array([1, 2, 2**63 - 1], dtype=np.uint64)
+    pd.DataFrame({"user": ids, "item": [1, 2, 3], "rating": [4.0, 3.0, 5.0]}).to_parquet(path)
+    assert read_ratings(path).frame["user"].max() == 2**63 - 1
+
+
+def test_a_directory_is_a_clear_error(tmp_path):
+    (tmp_path / "ratings.csv").mkdir()
+    with pytest.raises(RatingsFormatError, match="directory"):
+        read_ratings(tmp_path / "ratings.csv")
+
+
+def test_two_gigabytes_of_nul_bytes_fail_fast(tmp_path):
+    path = tmp_path / "zeros.csv"
+    with open(path, "wb") as fh:  # sparse: costs no disk
+        fh.truncate(2 * 2**30)
+    start = time.perf_counter()
+    with pytest.raises(RatingsFormatError, match="binary"):
+        read_ratings(path)
+    assert time.perf_counter() - start < 2
+
+
+def test_binary_garbage_fails_fast(tmp_path):
+    path = tmp_path / "garbage.tsv"
+    path.write_bytes(np.random.default_rng(0).bytes(1 << 20))
+    with pytest.raises(RatingsFormatError, match="binary|UTF-8"):
+        read_ratings(path)
+
+
+def test_invalid_utf8_after_the_first_block_is_a_clear_error(tmp_path):
+    path = tmp_path / "r.csv"
+    rows = "".join(f"{u},1,4\n" for u in range(20000))
+    path.write_bytes(b"user,item,rating\n" + rows.encode() + b"\xff\xfe,2,3\n")
+    with pytest.raises(RatingsFormatError, match="UTF-8"):
+        read_ratings(path)
+
+
+def test_not_a_parquet_file(tmp_path):
+    path = tmp_path / "r.parquet"
+    path.write_bytes(b"user,item,rating\n1,1,4\n")
+    with pytest.raises(RatingsFormatError, match="Parquet"):
+        read_ratings(path)
