@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -83,9 +84,19 @@ class AutoRec(CollabModel):
     @torch.no_grad()
     def score_all_items(self, u: Tensor, batch_users: int = 4096) -> Tensor:
         """(U, h) @ (h, n_items) instead of the generic pairwise head."""
+        return self.scorer()(u)
+
+    @torch.no_grad()
+    def scorer(self) -> Callable[[Tensor], Tensor]:
+        """Every item's code h_i (an encoder pass over its whole column) once, then a product per chunk."""
         codes = self.item_repr(torch.arange(len(self.items)))
-        ur = self.user_repr(u.clamp(min=0)) * (u >= 0).unsqueeze(1)
-        return self._clip(self.global_mean + ur[:, :-1] @ codes.T + ur[:, -1:])
+
+        @torch.no_grad()
+        def score(u: Tensor) -> Tensor:
+            ur = self.user_repr(u.clamp(min=0)) * (u >= 0).unsqueeze(1)
+            return self._clip(self.global_mean + ur[:, :-1] @ codes.T + ur[:, -1:])
+
+        return score
 
     # --- training ---------------------------------------------------------------------------
     def _fit(

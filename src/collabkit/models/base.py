@@ -19,6 +19,7 @@ models (implicit data) give such pairs the all-zero representation's score. ``sc
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, ClassVar
 
@@ -309,6 +310,11 @@ class CollabModel(nn.Module):
             rows.append(torch.cat(flat).view(len(ub), n) if flat else torch.empty(len(ub), n))
         self.train(was)
         return torch.cat(rows) if rows else torch.empty(0, n)
+
+    def scorer(self) -> Callable[[Tensor], Tensor]:
+        """A function (U,) user indices -> (U, n_items) scores, for scoring many chunks of users
+        (the top-N path): kinds whose item side is costly prepare it once here."""
+        return self.score_all_items
 
     #: parameter name -> "user" or "item" for tables indexed by user/item index; the trainer
     #: gathers and updates only the rows a batch touches (see train.loop.train_step)

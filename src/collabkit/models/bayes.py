@@ -69,6 +69,10 @@ class BayesianMF(DotProductBias):
         c = self.config.clip
         return x if c is None else x.clamp(*c)
 
+    def _squash_(self, x: Tensor) -> Tensor:
+        c = self.config.clip
+        return x if c is None else x.clamp_(*c)
+
     @torch.no_grad()
     def _fit(
         self, train: Ratings, valid: Ratings | None, console: Console | None, progress: bool

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -55,12 +56,37 @@ class DotProduct(CollabModel):
         y = self.config.y_range
         return x if y is None else sigmoid_range(x, *y)
 
+    def _squash_(self, x: Tensor) -> Tensor:
+        """``_squash`` in place (no autograd: the scoring path), one pass over x."""
+        y = self.config.y_range
+        return x if y is None else x.sigmoid_().mul_(y[1] - y[0]).add_(y[0])
+
     @torch.no_grad()
     def score_all_items(self, u: Tensor, batch_users: int = 4096) -> Tensor:
         """A matrix product instead of the generic pairwise head: (U, F) @ (F, n_items)."""
-        ir = self.item_repr(torch.arange(len(self.items)))
-        ur = self.user_repr(u.clamp(min=0)) * (u >= 0).unsqueeze(1)
-        return self._combine_all(ur, ir)
+        return self.scorer()(u)
+
+    @torch.no_grad()
+    def scorer(self) -> Callable[[Tensor], Tensor]:
+        """One (U, D) @ (D, n_items) product per chunk of users, biases folded in as extra
+        columns (``_user_side``/``_item_side``); the item side is built once."""
+        was = self.training
+        self.eval()
+        items = self._item_side(self.item_repr(torch.arange(len(self.items)))).contiguous()
+        self.train(was)
+
+        @torch.no_grad()
+        def score(u: Tensor) -> Tensor:
+            ur = self.user_repr(u.clamp(min=0)) * (u >= 0).unsqueeze(1)
+            return self._squash_(self._user_side(ur) @ items.T)
+
+        return score
+
+    def _user_side(self, ur: Tensor) -> Tensor:
+        return ur
+
+    def _item_side(self, ir: Tensor) -> Tensor:
+        return ir
 
     def _combine_all(self, ur: Tensor, ir: Tensor) -> Tensor:
         return self._squash(ur @ ir.T)
@@ -106,6 +132,13 @@ class DotProductBias(DotProduct):
 
     def _combine_all(self, ur: Tensor, ir: Tensor) -> Tensor:
         return self._squash(ur[:, :-1] @ ir[:, :-1].T + ur[:, -1:] + ir[:, -1].unsqueeze(0))
+
+    def _user_side(self, ur: Tensor) -> Tensor:
+        """[u_f, b_u] -> [u_f, b_u, 1], so that . [i_f, 1, b_i] = u_f . i_f + b_u + b_i."""
+        return torch.cat([ur, torch.ones(len(ur), 1)], 1)
+
+    def _item_side(self, ir: Tensor) -> Tensor:
+        return torch.cat([ir[:, :-1], torch.ones(len(ir), 1), ir[:, -1:]], 1)
 
 
 class BiasOnly(DotProductBias):

@@ -9,6 +9,7 @@ side by side and the head splits them again; the members share the ensemble's vo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -144,4 +145,15 @@ class Ensemble(CollabModel):
     @torch.no_grad()
     def score_all_items(self, u: Tensor, batch_users: int = 1024) -> Tensor:
         """Each member's fast all-items path, averaged."""
-        return sum(w * m.score_all_items(u) for m, w in zip(self.members, self.config.weights))
+        return self.scorer()(u)
+
+    @torch.no_grad()
+    def scorer(self) -> Callable[[Tensor], Tensor]:
+        """The members' scorers, each prepared once, averaged."""
+        parts = [(w, m.scorer()) for m, w in zip(self.members, self.config.weights)]
+
+        @torch.no_grad()
+        def score(u: Tensor) -> Tensor:
+            return sum(w * member(u) for w, member in parts)
+
+        return score

@@ -59,10 +59,11 @@ def top_n(
         allowed[torch.as_tensor(np.asarray(candidates), dtype=torch.int64)] = True
     out_items = np.full((len(users), n), -1, dtype=np.int64)
     out_scores = np.full((len(users), n), np.nan, dtype=np.float32)
+    score = model.scorer() if reprs is None else None  # the item side, prepared once
     for s in range(0, len(users), batch_users):
         ub = users[s : s + batch_users]
-        if reprs is None:
-            scores = model.score_all_items(ub).float()  # (B, n_items)
+        if score is not None:
+            scores = score(ub).float()  # (B, n_items)
         else:
             scores = score_reprs(model, reprs[s : s + batch_users]).float()
         if allowed is not None:
