@@ -195,8 +195,11 @@ const tip = document.getElementById('tip');
 document.querySelectorAll('.pt').forEach(g => {
   g.addEventListener('mousemove', e => {
     const d = JSON.parse(g.dataset.info);
-    tip.innerHTML = Object.entries(d).map(([k, v]) =>
-      '<b>' + k + '</b>: ' + (typeof v === 'number' ? Math.round(v * 1000) / 1000 : v)).join('<br>');
+    tip.replaceChildren(...Object.entries(d).map(([k, v]) => {  // text only: titles are data
+      const line = document.createElement('div');
+      line.textContent = k + ': ' + (typeof v === 'number' ? Math.round(v * 1000) / 1000 : v);
+      return line;
+    }));
     tip.style.display = 'block';
     tip.style.left = (e.clientX + 14) + 'px';
     tip.style.top = (e.clientY + 14) + 'px';
