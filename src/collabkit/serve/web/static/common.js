@@ -106,9 +106,9 @@ const ck = (() => {
 
   // The writer-key form on Start here and For you.
   function keyForm() {
-    const form = document.getElementById('key-form');
-    if (!form) return;
     const input = document.getElementById('writer-key');
+    if (!input) return;  // pages without the writer-key form (Admin has its own)
+    const form = input.form;
     input.value = localStorage.getItem('collabkit.key') || '';
     form.addEventListener('submit', (e) => {
       e.preventDefault(); keys.setWriter(input.value.trim()); status('Key saved in this browser.', 'ok');

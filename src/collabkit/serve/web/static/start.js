@@ -45,6 +45,7 @@
     const name = q.title || 'item ' + q.item;
     $('progress').textContent = 'Question ' + (at + 1) + ' of ' + questions.length + ' · ' + answered
       + ' answered' + (answered >= ENOUGH ? ': enough for a good list, go on if you like.' : '');
+    $('card').dataset.item = q.item;
     const heading = ck.el('h3', { id: 'q-title', tabindex: '-1', text: name });
     const meta = ck.el('p', { class: 'meta' });
     $('card').replaceChildren(heading, meta,
@@ -62,6 +63,7 @@
   }
 
   function finished() {
+    delete $('card').dataset.item;
     $('progress').textContent = answered + ' answered. That was the last question.';
     $('card').replaceChildren(ck.el('p', {}, 'Thank you. ',
       ck.el('a', { href: '/for-you', text: 'See your list on For you' }), '.'));
@@ -92,7 +94,7 @@
       at += 1;
       show(recs);
       ck.status('Saved ' + n + (n === 1 ? ' star' : ' stars') + ' for ' + (q.title || q.item) + '; your list was updated.', 'ok');
-      await card(true);
+      card(true);  // the next card is up at once; its year and genres follow
     } catch (e) {
       ck.askForKey(e);
     } finally {
