@@ -74,10 +74,15 @@ def context(tmp_path_factory):
 
 
 @pytest.fixture
-def page(context):
+def errors() -> list[str]:
+    """The page's console errors (a test expecting failed requests removes those it expects)."""
+    return []
+
+
+@pytest.fixture
+def page(context, errors):
     """A fresh tab; fails the test on a request to another host or a console error."""
     requests: list[str] = []
-    errors: list[str] = []
     tab = context.new_page()
     tab.on("request", lambda r: requests.append(r.url))
     tab.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
@@ -203,3 +208,35 @@ def test_monitor_charts_after_simulated_traffic(site, page):
     shoot(page, "monitor")
     fits(page, 360)
     shoot(page, "monitor-360px")
+
+
+def test_error_states_say_what_is_wrong(site, page, errors, tmp_path):
+    """No live model yet, an unknown user, a service that does not answer: a message each."""
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    engine = store.make_engine(url)
+    migrate.upgrade(engine)
+    engine.dispose()
+    with Running(Settings(db=url, reload_seconds=0)) as empty:
+        for path in ("/", "/map"):
+            page.goto(empty + path)
+            expect(page.locator("#status")).to_contain_text("No model is live yet")
+        page.goto(empty + "/admin")
+        expect(page.locator("#live")).to_contain_text("No version is live")
+        expect(page.locator("#versions")).to_contain_text("No model versions yet")
+        page.goto(empty + "/monitor")
+        expect(page.locator("#status")).to_contain_text("Nothing has been shown yet")
+        shoot(page, "monitor-empty")
+
+    page.goto(f"{site.base}/for-you")
+    page.fill("#user", "nobody-at-all")
+    page.press("#user", "Enter")
+    expect(page.locator("#mode")).to_contain_text("No ratings are stored for user “nobody-at-all”")
+    assert len(items_of(page)) == 10
+
+    page.route("**/v1/**", lambda route: route.abort())  # as if the service had stopped
+    page.click("#who button[type=submit]")
+    expect(page.locator("#status")).to_contain_text("The service does not answer")
+    shoot(page, "for-you-service-down")
+    unexpected = [e for e in errors if "Failed to load resource" not in e]
+    errors.clear()  # the 503s and aborted requests above were the point
+    assert not unexpected, unexpected

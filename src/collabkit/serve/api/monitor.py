@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
-from sqlalchemy import Integer, cast, func, select
+from sqlalchemy import Integer, cast, delete, func, select
 from sqlalchemy.orm import Session
 
 from collabkit.serve import store
@@ -177,7 +177,7 @@ def get_thresholds(session: DB) -> Thresholds:
 @router.put("/monitor/thresholds", dependencies=[Admin])
 def put_thresholds(body: Thresholds, session: DB) -> Thresholds:
     """Replace the alert thresholds (admin); a null metric has no alert."""
-    session.query(store.AlertThreshold).delete()
+    session.execute(delete(store.AlertThreshold))
     stamp = store.now()
     for metric, value in body.model_dump().items():
         if value is not None:
