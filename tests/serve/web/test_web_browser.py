@@ -107,7 +107,13 @@ def fits(page, width: int) -> None:
     """At ``width`` px nothing makes the page scroll sideways."""
     page.set_viewport_size({"width": width, "height": 800})
     page.wait_for_timeout(800)  # Plotly redraws its charts a moment after a resize
-    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    wide = page.evaluate(
+        """w => Array.from(document.querySelectorAll('body *'))
+               .filter(e => e.getBoundingClientRect().right > w + 1 && !e.closest('.scroll'))
+               .map(e => e.tagName + '#' + e.id + '.' + e.className).slice(0, 5)""",
+        width,
+    )  # what sticks out (tables may scroll inside their .scroll box)
+    assert page.evaluate("document.documentElement.scrollWidth") <= width, wide
 
 
 def test_new_visitor_answers_ten_questions_then_rates_from_the_list(site, page):
@@ -167,6 +173,8 @@ def test_map_search_click_similar(site, page):
     page.locator("#similar li button").first.click()  # neighbours lead on
     expect(page.locator("#d-title")).not_to_have_text("Movie 12 (1992)")
     shoot(page, "map")
+    fits(page, 360)
+    shoot(page, "map-360px")
 
 
 def test_admin_promotes_a_candidate(site, page):
@@ -181,6 +189,8 @@ def test_admin_promotes_a_candidate(site, page):
     assert "Kept as a candidate" in page.inner_text("#versions")
     assert int(page.locator("#ingestion dd").first.inner_text().replace(",", "")) > 0
     shoot(page, "admin")
+    fits(page, 360)
+    shoot(page, "admin-360px")
 
 
 def test_monitor_charts_after_simulated_traffic(site, page):
