@@ -51,7 +51,7 @@ def test_concentration_metrics():
     assert monitor.gini(np.array([10]), 4) == pytest.approx(0.75)  # one of 4 takes all: (n-1)/n
     assert monitor.gini(np.array([]), 4) is None
     assert monitor.coverage(np.array([1, 2]), 8) == pytest.approx(0.25)
-    assert monitor.top_share(np.array([90, 5, 5]), 0.01) == pytest.approx(0.9)  # ceil: one user
+    assert monitor.top_share(np.array([90, 5, 5]), 0.01) == pytest.approx(0.9)  # at least one
     assert monitor.top_share(np.arange(1, 101), 0.05) == pytest.approx(sum(range(96, 101)) / 5050)
 
 

@@ -14,13 +14,14 @@ rating stored by the end of the period: what a retraining then would learn from)
 version, exposures are those the version served and ratings those it was trained on. Alerts
 compare the latest period with the thresholds an admin sets (``PUT /v1/monitor/thresholds``).
 
-The four metric functions below (``gini``, ``coverage``, ``top_share`` for items and users) are
-the one place the maths lives; they are to be replaced by ``collabkit.simulate.metrics``.
+The metric functions below are the one place the maths lives, to be replaced by
+``collabkit.simulate.metrics``: ``gini`` by its ``gini`` (of the counts padded to the catalogue),
+``coverage`` by its ``coverage``, ``top_share`` over users by its ``top_user_share``; ``top_share``
+over items (``top1_share``) has no counterpart there yet.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Annotated, Any
 
@@ -61,11 +62,12 @@ def coverage(counts: np.ndarray, n: int) -> float | None:
 
 
 def top_share(counts: np.ndarray, share: float, n: int | None = None) -> float | None:
-    """Share of the total held by the largest ceil(share * n) counts (n: len(counts) by default)."""
+    """Share of the total held by the largest max(1, round(share * n)) counts (n: len(counts) by
+    default; rounded as ``simulate.metrics.top_user_share`` does)."""
     x = np.sort(np.asarray(counts, float))[::-1]
     if x.sum() <= 0:
         return None
-    k = max(1, math.ceil(share * (len(x) if n is None else n)))
+    k = max(1, round(share * (len(x) if n is None else n)))
     return float(x[:k].sum() / x.sum())
 
 
