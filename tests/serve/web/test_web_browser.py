@@ -95,6 +95,15 @@ def page(context, errors):
 
 
 def shoot(page, name: str) -> None:
+    """Save a screenshot, after checking that every control on the page has a name."""
+    unnamed = page.evaluate(
+        """() => [...document.querySelectorAll('input, select, textarea')]
+                   .filter(e => !e.labels.length && !e.getAttribute('aria-label'))
+                 .concat([...document.querySelectorAll('button')]
+                   .filter(b => !b.textContent.trim() && !b.getAttribute('aria-label')))
+                 .map(e => e.outerHTML.slice(0, 80))"""
+    )  # fmt: skip
+    assert not unnamed, unnamed
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
@@ -211,6 +220,7 @@ def test_monitor_charts_after_simulated_traffic(site, page):
     assert page.locator("#chart-signal .scatterlayer .trace").count() == 2
     assert page.locator("#chart-versions .barlayer .point").count() > 0
     assert page.locator("#numbers tbody tr").count() == 2
+    assert page.locator("#series tbody tr").count() == 24  # the charts' numbers, as a table
     page.fill("#t-gini", "0.05")
     page.fill("#t-key", site.admin)
     page.click("#thresholds button[type=submit]")

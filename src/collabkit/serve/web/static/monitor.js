@@ -49,9 +49,10 @@
     const names = m.versions.map((v) => 'v' + v.version + (v.status === 'live' ? ' (live)' : ''));
     const bars = Object.keys(METRICS).map((k) => ({ type: 'bar', name: METRICS[k], x: names, y: m.versions.map((v) => v[k]) }));
     await Plotly.react('chart-versions', bars, Object.assign(layout(!m.versions.length), { barmode: 'group' }), CONFIG);
-    $('numbers').tBodies[0].replaceChildren(...m.versions.map((v) => el('tr', {},
-      el('td', { text: 'v' + v.version + ' (' + v.status + ')' }), el('td', { class: 'num', text: String(v.exposures) }),
-      ...Object.keys(METRICS).map((k) => el('td', { class: 'num', text: ck.pct(v[k]) })))));
+    const row = (label, p) => el('tr', {}, el('td', { text: label }), el('td', { class: 'num', text: String(p.exposures) }),
+      ...Object.keys(METRICS).map((k) => el('td', { class: 'num', text: ck.pct(p[k]) })));
+    $('numbers').tBodies[0].replaceChildren(...m.versions.map((v) => row('v' + v.version + ' (' + v.status + ')', v)));
+    $('series').tBodies[0].replaceChildren(...m.series.map((p) => row(ck.when(p.end), p)));
     alerts(m.alerts);
     for (const k of Object.keys(METRICS)) {
       const input = $('t-' + k);
