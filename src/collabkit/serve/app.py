@@ -20,12 +20,22 @@ from fastapi.responses import JSONResponse
 from starlette.types import Message, Receive, Scope, Send
 
 from collabkit.serve import migrate
-from collabkit.serve.api import health, items, models, onboarding, ratings, recommendations
+from collabkit.serve.api import (
+    health,
+    item_map,
+    items,
+    models,
+    monitor,
+    onboarding,
+    ratings,
+    recommendations,
+)
 from collabkit.serve.exposures import ExposureLog
 from collabkit.serve.live import Live
 from collabkit.serve.metrics import Metrics
 from collabkit.serve.settings import Settings
 from collabkit.serve.store import make_engine
+from collabkit.serve.web import pages
 
 log = logging.getLogger("collabkit.serve")
 
@@ -63,9 +73,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.retrain_lock = threading.Lock()  # one retraining at a time
     app.state.metrics = Metrics()
-    for module in (ratings, recommendations, items, onboarding, models):
+    for module in (ratings, recommendations, items, onboarding, models, item_map, monitor):
         app.include_router(module.router)
     app.include_router(health.router)
+    pages.mount(app)
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _crash)

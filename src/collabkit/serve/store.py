@@ -93,13 +93,25 @@ class Exposure(Base):
     """What was shown to whom, where, by which model version: the monitor's and de-biasing's input."""
 
     __tablename__ = "exposures"
-    __table_args__ = (Index("ix_exposures_user_time", "user_id", "shown_at"),)
+    __table_args__ = (
+        Index("ix_exposures_user_time", "user_id", "shown_at"),
+        Index("ix_exposures_shown_at", "shown_at"),  # the monitor reads by time (migration 0002)
+    )
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     user_id: Mapped[str] = mapped_column(String(ID_LENGTH))
     item_id: Mapped[str] = mapped_column(String(ID_LENGTH))
     position: Mapped[int] = mapped_column(Integer)
     model_version: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
     shown_at: Mapped[float] = mapped_column(Float)
+
+
+class AlertThreshold(Base):
+    """A monitor threshold an admin set: alert when ``metric`` crosses ``value`` (see api/monitor)."""
+
+    __tablename__ = "alert_thresholds"
+    metric: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float, default=now)
 
 
 class ApiKey(Base):

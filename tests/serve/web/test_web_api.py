@@ -1,0 +1,96 @@
+"""The endpoints the pages need (map, item story, monitor, thresholds, ingestion) and the pages
+themselves, through the ASGI app on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from collabkit.serve.api import item_map, monitor
+
+
+def test_map_points_are_the_most_rated_items_with_details(api, tiny_data):
+    r = api.client.get("/v1/map", params={"n": 20, "x": 1, "y": 2})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    pts = body["points"]
+    counts = tiny_data.frame["item"].value_counts()
+    assert len(pts) == 20 and len(body["explained_variance"]) == 3
+    assert [p["n_ratings"] for p in pts] == sorted((p["n_ratings"] for p in pts), reverse=True)
+    assert pts[0]["n_ratings"] == counts.max()
+    assert all(p["title"] and p["bias"] is not None for p in pts)
+    assert set(body["extremes"]) == {"pc1", "pc2"}
+    assert api.client.get("/v1/map", params={"x": 2, "y": 2}).status_code == 422
+
+
+def test_item_story_tells_the_bias_against_its_kind(api, tiny_data):
+    r = api.client.get("/v1/items/101/story")
+    assert r.status_code == 200, r.text
+    s = r.json()
+    f = tiny_data.frame
+    assert s["title"] == "Movie 0 (1980)" and s["n_ratings"] == (f["item"] == 101).sum()
+    assert s["mean_rating"] == pytest.approx(f.loc[f["item"] == 101, "rating"].mean())
+    assert s["kind"] is None and s["kind_size"] == 50 and 1 <= s["kind_rank"] <= 50
+    assert "liked" in s["story"] and "Movie 0 (1980)" in s["story"]
+    assert api.client.get("/v1/items/nope/story").status_code == 404
+
+
+def test_bias_kind_is_the_first_genre():
+    table = pd.DataFrame({
+        "item": ["a", "b", "c", "d"], "genres": ["Drama|War", "Drama", "Comedy", None],
+        "bias": [0.5, 0.1, 0.9, 0.0],
+    })  # fmt: skip
+    facts = item_map._bias_facts(table, "b")
+    assert facts["kind"] == "Drama" and facts["kind_size"] == 2 and facts["kind_rank"] == 2
+    assert "liked less than most Drama films" in item_map._tell("B", 3, 3.5, facts)
+
+
+def test_concentration_metrics():
+    assert monitor.gini(np.array([5, 5, 5, 5]), 4) == pytest.approx(0)
+    assert monitor.gini(np.array([10]), 4) == pytest.approx(0.75)  # one of 4 takes all: (n-1)/n
+    assert monitor.gini(np.array([]), 4) is None
+    assert monitor.coverage(np.array([1, 2]), 8) == pytest.approx(0.25)
+    assert monitor.top_share(np.array([90, 5, 5]), 0.01) == pytest.approx(0.9)  # at least one
+    assert monitor.top_share(np.arange(1, 101), 0.05) == pytest.approx(sum(range(96, 101)) / 5050)
+
+
+def test_monitor_over_time_and_per_version_with_alerts(api):
+    empty = api.client.get("/v1/monitor").json()
+    assert empty["series"] == [] and empty["alerts"] == [] and empty["catalogue"] == 50
+    for u in range(1, 31):
+        assert api.client.get(f"/v1/users/{u}/recommendations", params={"n": 5}).status_code == 200
+    body = api.client.get("/v1/monitor", params={"periods": 4}).json()
+    assert len(body["series"]) == 4 and sum(p["exposures"] for p in body["series"]) == 150
+    last = [p for p in body["series"] if p["exposures"]][-1]
+    assert 0 <= last["gini"] <= 1 and 0 < last["coverage"] <= 1 and 0 < last["users5_share"] <= 1
+    (v,) = body["versions"]
+    assert v["exposures"] == 150 and v["status"] == "live" and v["ratings"] > 0
+
+    limits = {"gini": 0.0, "coverage": 1.0, "users5_share": None}
+    assert api.client.put("/v1/monitor/thresholds", json=limits).status_code == 401
+    r = api.client.put("/v1/monitor/thresholds", json=limits, headers=api.writer)
+    assert r.status_code == 403
+    r = api.client.put("/v1/monitor/thresholds", json=limits, headers=api.admin)
+    assert r.status_code == 200 and r.json()["gini"] == 0.0 and r.json()["users5_share"] is None
+    alerts = api.client.get("/v1/monitor").json()["alerts"]
+    assert {a["metric"] for a in alerts} == {"gini", "coverage"}
+    assert api.client.put("/v1/monitor/thresholds", json={"gini": 2}, headers=api.admin).status_code == 422
+
+
+def test_ingestion_counts(api, tiny_data):
+    c = api.client.get("/v1/monitor/ingestion").json()
+    assert c["ratings"] == len(tiny_data.frame) == c["ratings_last_hour"]
+    assert c["users"] == 80 and c["items"] == 50 and c["last_rating_at"]
+
+
+def test_pages_and_plotly_are_served_with_a_strict_policy(api):
+    for path in ("/", "/for-you", "/map", "/admin", "/monitor"):
+        r = api.client.get(path)
+        assert r.status_code == 200 and "text/html" in r.headers["content-type"]
+        assert "default-src 'self'" in r.headers["content-security-policy"]
+        assert "http://" not in r.text and "https://" not in r.text  # nothing from elsewhere
+    js = api.client.get("/vendor/plotly.min.js")
+    assert js.status_code == 200 and len(js.content) > 1_000_000
+    assert api.client.get("/static/common.js").status_code == 200
+    assert "/" not in {p for p in api.client.get("/openapi.json").json()["paths"]}
