@@ -143,3 +143,15 @@ def test_evaluate_an_implicit_model_from_its_folder(tmp_path):
     trained = json.loads(run("train", "--ratings", path, "--implicit", "--model", "als", "--split", "user", "--out", out, "--json"))
     again = json.loads(run("evaluate", out, "--json"))
     assert again["ndcg@10"] == pytest.approx(trained["ndcg@10"]) and "rmse" not in again
+
+
+def test_train_warns_when_the_model_loses_to_the_baseline(tmp_path):
+    """Guard rail: an over-fitted model (many factors, no weight decay) is reported as such."""
+    path = tmp_path / "r.csv"
+    make_ratings(n_users=60, n_items=40, density=0.15, seed=4).frame.to_csv(path, index=False)
+    args = ["train", "--ratings", str(path), "--model", "dot(n_factors=64)", "--epochs", "40", "--lr", "0.1", "--wd", "0", "--no-progress"]
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["rmse"] > out["baseline_rmse"]
+    assert "worse than the baseline predictor" in result.output

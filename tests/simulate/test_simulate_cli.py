@@ -24,8 +24,8 @@ def test_simulate_json_png_html(csv, tmp_path):
         "simulate",
         "--ratings",
         csv,
-        "--minority-share",
-        "0",
+        "--world",
+        "minority_share=0.0, recruit_rate=0.0",
         "--rounds",
         "2",
         "--model",
@@ -36,18 +36,16 @@ def test_simulate_json_png_html(csv, tmp_path):
         "none",
         "--mitigation",
         "cap=20",
-        "--png",
-        tmp_path / "f.png",
-        "--html",
-        tmp_path / "f.html",
+        "--out",
+        tmp_path / "sim",
     ]
     result = runner.invoke(app, [str(a) for a in args] + ["--json"])
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert set(out["runs"]) == {"none", "cap=20"}
     assert len(out["runs"]["none"]["per_round"]) == 2
-    assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
-    assert "<script" not in (tmp_path / "f.html").read_text()
+    assert (tmp_path / "sim" / "loop.png").read_bytes()[:4] == b"\x89PNG"
+    assert "<script" not in (tmp_path / "sim" / "loop.html").read_text()
 
 
 def test_simulate_errors_are_messages(csv):

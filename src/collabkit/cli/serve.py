@@ -141,15 +141,9 @@ def keys_create(
 @app.command("retrain")
 def retrain_cmd(
     db: Db = None,
-    out: Annotated[
-        Path, typer.Option(help="Folder for model versions (one subfolder each).")
-    ] = Path("models"),
-    spec: Annotated[
-        str, typer.Option(help="Model spec, e.g. dot-bias(n_factors=50).")
-    ] = "dot-bias(n_factors=50)",
-    holdout: Annotated[
-        float, typer.Option(help="Share of the most recent ratings held out to score.")
-    ] = 0.1,
+    out: Annotated[Path, typer.Option(help="Folder for model versions (one subfolder each).")] = Path("models"),
+    spec: Annotated[str, typer.Option(help="Model spec, e.g. dot-bias(n_factors=50).")] = "dot-bias(n_factors=50)",
+    holdout: Annotated[float, typer.Option(help="Share of the most recent ratings held out to score.")] = 0.1,
     tolerance: Annotated[float, typer.Option(help="Promote if RMSE <= live RMSE + this.")] = 0.01,
     as_json: Json = False,
 ) -> None:

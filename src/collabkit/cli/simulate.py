@@ -32,58 +32,37 @@ def simulate_cmd(
             help="Repeatable: none, cap, ipw, calibrate, explore, or e.g. 'cap=40,calibrate=0.5'. Default: none."
         ),
     ] = None,
-    minority_share: Annotated[
-        float | None,
-        typer.Option(help="Share of users in the enthusiastic minority (default 0.05)."),
+    world: Annotated[
+        str | None,
+        typer.Option(help="World settings, e.g. 'minority_share=0.1, recruit_rate=0.2' (any field of collabkit.simulate.WorldConfig)."),
     ] = None,
-    favourite_genres: Annotated[
-        str | None, typer.Option(help="The minority's favourite genres, '|'-separated.")
-    ] = None,
-    minority_activity: Annotated[
-        float | None,
-        typer.Option(help="Minority ratings per user per round (default 10; majority 1)."),
-    ] = None,
-    recruit_rate: Annotated[
-        float | None,
-        typer.Option(
-            help="Recruits per minority user per round when perfectly served (default 0.15)."
-        ),
-    ] = None,
-    png: Annotated[
-        Path | None, typer.Option(help="Write each metric over rounds, run vs run, as a PNG.")
-    ] = None,
-    html: Annotated[
-        Path | None, typer.Option(help="Write the same as a self-contained HTML report.")
-    ] = None,
-    csv: Annotated[
-        Path | None, typer.Option(help="Write every round's metrics of every run as CSV.")
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", help="Folder for rounds.csv (every round of every run), loop.png and loop.html."),
     ] = None,
     as_json: Json = False,
 ) -> None:
     """Simulate the feedback loop: a ground-truth world fitted to the ratings, the model retrained
     each round on what its own recommendations made users rate, and the exposure metrics per round.
     """
-    from dataclasses import replace
+    from dataclasses import fields, replace
 
     import pandas as pd
 
     from collabkit.simulate import WorldConfig, fit_world, parse_mitigation, simulate
     from collabkit.simulate.loop import DEFAULT_SPEC
     from collabkit.simulate.report import summarise, write_atomic, write_html, write_png
+    from collabkit.train.build import parse_options
 
     out, log = consoles(as_json)
     try:
         mitigations = [parse_mitigation(m) for m in (mitigation or ["none"])]
     except ValueError as e:
         fail(str(e))
-    config = WorldConfig()
-    overrides = {
-        "minority_share": minority_share,
-        "minority_activity": minority_activity,
-        "recruit_rate": recruit_rate,
-        "favourite_genres": tuple(favourite_genres.split("|")) if favourite_genres else None,
-    }
-    config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
+    try:
+        config = replace(WorldConfig(), **parse_options(world or ""))
+    except (ValueError, TypeError) as e:
+        fail(f"--world: {e}; its fields: {', '.join(f.name for f in fields(WorldConfig))}")
     if source.dataset is None and source.ratings is None:  # the chapter's data by default
         source = replace(source, dataset="ml-100k")
     seed = 0 if source.seed is None else source.seed
@@ -103,14 +82,12 @@ def simulate_cmd(
             ).metrics
         except ValueError as e:
             fail(str(e))
-    figure = write_png(runs, png) if png else None
-    if html:
-        write_html(runs, html, title=f"Feedback loop: {spec} on {data.name}", png=figure)
-    if csv:
-        frame = pd.concat(
-            [f.assign(mitigation=name) for name, f in runs.items()], ignore_index=True
-        )
-        write_atomic(csv, frame.to_csv(index=False).encode("utf-8"))
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        figure = write_png(runs, out_dir / "loop.png")
+        write_html(runs, out_dir / "loop.html", title=f"Feedback loop: {spec} on {data.name}", png=figure)
+        frame = pd.concat([f.assign(mitigation=name) for name, f in runs.items()], ignore_index=True)
+        write_atomic(out_dir / "rounds.csv", frame.to_csv(index=False).encode("utf-8"))
     summaries = {name: summarise(frame) for name, frame in runs.items()}
     if as_json:
         print_json(

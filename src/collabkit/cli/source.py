@@ -29,18 +29,24 @@ class DataSource:
 
     dataset: str | None = None
     data_dir: Path | None = None
+    """A MovieLens set, and the folder it is in."""
     ratings: Path | None = None
     user_col: str | None = None
     item_col: str | None = None
+    """Or a file of your own, and its columns (a rating column of '' reads a log of interactions)."""
     rating_col: str | None = None
     timestamp_col: str | None = None
     duplicates: str | None = None
+    """Repeated (user, item) rows: error, last, mean or sum."""
     no_header: bool | None = None
     names: str | None = None
+    """A header-less file: its columns by position, or named in order ("user,item,rating")."""
     items: Path | None = None
+    """Item names and metadata, one row per item id."""
     split: str | None = None
     valid_pct: float | None = None
     seed: int | None = None
+    """How the ratings are split into train and test."""
 
     def resolved(self) -> DataSource:
         """This source with the defaults filled in: split random, valid_pct 0.2, seed 42."""

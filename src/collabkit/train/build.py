@@ -45,18 +45,12 @@ class ModelSpec:
         text = text.strip()
         kind, _, rest = text.partition("(")
         kind = kind.strip()
-        kw: dict[str, Any] = {}
-        if rest:
-            try:
-                call = ast.parse(f"f({rest}", mode="eval").body
-                if not isinstance(call, ast.Call) or call.args:
-                    raise SyntaxError("only name=value arguments")
-                kw = {a.arg: ast.literal_eval(a.value) for a in call.keywords}
-            except (SyntaxError, ValueError) as e:
-                raise ValueError(
-                    f"bad model spec {text!r}: write kind(name=value, ...), e.g. dot-bias(n_factors=20) ({e})"
-                ) from None
-        kw = {k: tuple(v) if isinstance(v, list) else v for k, v in kw.items()}
+        try:
+            kw = parse_options(rest.removesuffix(")")) if rest else {}
+        except ValueError as e:
+            raise ValueError(
+                f"bad model spec {text!r}: write kind(name=value, ...), e.g. dot-bias(n_factors=20) ({e})"
+            ) from None
         if kind in PRESETS and kind not in registry():
             if set(kw) - {"seed"}:
                 raise ValueError(f"bad model spec {text!r}: a preset takes no options but seed")
@@ -89,6 +83,18 @@ class ModelSpec:
         if self.is_preset:
             raise ValueError(f"{self.kind} is a preset, a whole recipe: it takes no options")
         return ModelSpec.of(self.kind, **{**self.config, **options})
+
+
+def parse_options(text: str) -> dict[str, Any]:
+    """'n_factors=20, layers=(10, 5)' -> {'n_factors': 20, 'layers': (10, 5)}: Python literals only."""
+    try:
+        call = ast.parse(f"f({text})", mode="eval").body
+        if not isinstance(call, ast.Call) or call.args:
+            raise SyntaxError("only name=value arguments")
+        kw = {a.arg: ast.literal_eval(a.value) for a in call.keywords}
+    except (SyntaxError, ValueError) as e:
+        raise ValueError(str(e)) from None
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in kw.items()}
 
 
 def split_specs(text: str) -> list[str]:
