@@ -172,9 +172,10 @@ def _fork(write) -> int:
 def kill_at_random_points(write, check, n_kills: int, seed: int = 0) -> list[str]:
     """Fork children that run ``write()``, SIGKILL each after a random delay, then run ``check()``.
 
-    One unkilled run first times the child, so the delays span the whole write. Forking keeps
-    this process's imports, so each kill costs milliseconds. Returns what ``check`` said
-    ("old"/"new") after each run actually killed.
+    One unkilled run first times the child, so the delays span the whole write; a child that
+    finishes before its kill (the machine got faster) shrinks that estimate. Forking keeps this
+    process's imports, so each kill costs milliseconds. Returns what ``check`` said ("old"/"new")
+    after each run actually killed.
     """
     start = time.perf_counter()
     os.waitpid(_fork(write), 0)
@@ -182,7 +183,7 @@ def kill_at_random_points(write, check, n_kills: int, seed: int = 0) -> list[str
     check()
     rng = random.Random(seed)
     outcomes: list[str] = []
-    for _ in range(5 * n_kills):  # until n_kills kills that left each outcome (timing varies)
+    for _ in range(20 * n_kills):  # until n_kills kills that left each outcome (timing varies)
         if len(outcomes) >= n_kills and len(set(outcomes)) > 1:
             break
         pid = _fork(write)
@@ -192,6 +193,8 @@ def kill_at_random_points(write, check, n_kills: int, seed: int = 0) -> list[str
         result = check()
         if os.WIFSIGNALED(status):
             outcomes.append(result)
+        else:
+            took *= 0.8
     return outcomes
 
 
