@@ -168,10 +168,12 @@ def predict(
     model_dir: ModelDir,
     user: Annotated[str, typer.Argument()],
     item: Annotated[str, typer.Argument()],
+    proba: Annotated[bool, typer.Option("--proba", help="Also the probability of each rating level (ordinal models).")] = False,
     as_json: Json = False,
 ) -> None:
     """Predicted rating of USER for ITEM (ids as in the training data)."""
     from collabkit.cli.recommend import load_model_dir
+    from collabkit.models.base import PROBA, CapabilityError, require
 
     net, _ = load_model_dir(model_dir)
     unknown = [
@@ -184,10 +186,20 @@ def predict(
             f"unknown {' and '.join(unknown)} (the model knows {len(net.users)} users, {len(net.items)} items)"
         )
     score = float(net.predict([user], [item])[0])
+    result: dict[str, Any] = {"user": user, "item": item, "prediction": score}
+    if proba:
+        try:
+            require(net, PROBA)
+        except CapabilityError as e:
+            fail(str(e))
+        p = net.predict_proba([user], [item])[0]
+        result["proba"] = {f"{level:g}": float(v) for level, v in zip(net.config.levels, p)}
     if as_json:
-        print_json({"user": user, "item": item, "prediction": score})
-    else:
-        Console().print(f"{score:.3f}")
+        print_json(result)
+        return
+    Console().print(f"{score:.3f}")
+    for level, v in result.get("proba", {}).items():
+        Console().print(f"  P(rating = {level}) = {v:.3f}")
 
 
 @app.command("lr-find")

@@ -308,7 +308,9 @@ class CollabModel(nn.Module):
 
 
 #: every module that defines model kinds; imported on first lookup so the registry is complete
-MODEL_MODULES = ("dot", "neural", "hybrid", "svdpp", "bayes", "autorec", "ensemble", "implicit")
+MODEL_MODULES = (
+    "dot", "neural", "hybrid", "svdpp", "bayes", "autorec", "ensemble", "implicit", "ordinal",
+)  # fmt: skip
 
 
 def registry() -> dict[str, type[CollabModel]]:
