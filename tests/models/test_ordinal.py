@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import make_ratings
 
 import collabkit as ck
 from collabkit.checkpoint import load_model, save_model
@@ -25,9 +28,14 @@ def fitted(ratings: ck.Ratings, **recipe) -> OrdinalMF:
     return model
 
 
+@pytest.fixture(scope="module")
+def trained() -> OrdinalMF:
+    return fitted(make_ratings(), n_factors=4, epochs=20, lr_max=1e-2, wd=0.01, bs=64)
+
+
 @pytest.fixture
-def ordinal(tiny) -> OrdinalMF:
-    return fitted(tiny, n_factors=4, epochs=20, lr_max=1e-2, wd=0.01, bs=64)
+def ordinal(trained) -> OrdinalMF:
+    return copy.deepcopy(trained)  # tests may change its weights
 
 
 def test_levels_come_from_the_data_and_thresholds_are_ordered(ordinal, tiny):

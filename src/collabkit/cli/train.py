@@ -32,7 +32,8 @@ from collabkit.data.interactions import Ratings
 def train(
     source: DataSource,
     model: Annotated[str | None, typer.Option(help=f"Model spec, e.g. dot-bias or dot-bias(n_factors=20): {MODELS}; with --implicit: {IMPLICIT_MODELS}.")] = None,
-    preset: Annotated[str | None, typer.Option(help="A named recipe instead of --model: chapter, best.")] = None,
+    preset: Annotated[str | None, typer.Option(help="A named recipe instead of --model: chapter, best, or auto (tuned on a validation part of the training data).")] = None,
+    budget: Annotated[float | None, typer.Option(help="--preset auto: seconds for the search and refit (default 600).")] = None,
     implicit: Annotated[bool, typer.Option("--implicit", help="Treat rows as 0/1 interactions and train a ranking model.")] = False,
     threshold: Annotated[float | None, typer.Option(help="--implicit: a rating >= this is a positive (default 4; 0 keeps every row).")] = None,
     k: Annotated[int, typer.Option("-k", help="--implicit: length of the top-k lists scored.")] = 10,
@@ -62,6 +63,8 @@ def train(
         fail("--preset is a whole recipe: give it without --model and --implicit")
     if not implicit and threshold is not None:
         fail("--threshold only applies with --implicit")
+    if budget is not None and preset != "auto":
+        fail("--budget only applies with --preset auto")
     source = replace(source, split=source.split or "random", valid_pct=source.valid_pct or 0.2, seed=42 if source.seed is None else source.seed)
     cut = None
     if implicit:
@@ -69,6 +72,8 @@ def train(
     try:
         spec = ModelSpec.parse(preset or model or ("als" if implicit else "dot-bias"))
         spec = spec.with_options(**_overrides(spec, n_factors, layers, epochs, lr, wd, bs))
+        if budget is not None:
+            spec = ModelSpec.parse(f"auto(budget={budget!r})")
         if implicit and supports(_class(spec), "ratings"):
             raise ValueError(f"{spec.kind} is a rating model; with --implicit choose one of {IMPLICIT_MODELS}")
         data = source.load()

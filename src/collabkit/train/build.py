@@ -20,6 +20,9 @@ from collabkit.models.base import RATINGS, CollabModel, get_model_class, registr
 from collabkit.models.ensemble import Ensemble
 from collabkit.train.presets import PRESETS
 
+#: the self-tuning preset (``train.auto``): chooses its members while it trains
+AUTO = "auto"
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -35,7 +38,7 @@ class ModelSpec:
 
     @property
     def is_preset(self) -> bool:
-        return self.kind in PRESETS and self.kind not in registry()
+        return (self.kind in PRESETS or self.kind == AUTO) and self.kind not in registry()
 
     @classmethod
     def parse(cls, text: str | ModelSpec) -> ModelSpec:
@@ -61,10 +64,14 @@ class ModelSpec:
             if set(kw) - {"seed"}:
                 raise ValueError(f"bad model spec {text!r}: a preset takes no options but seed")
             return cls(kind, kw, text)
+        if kind == AUTO:
+            if set(kw) - {"seed", "budget"}:
+                raise ValueError(f"bad model spec {text!r}: auto takes only seed and budget")
+            return cls(kind, kw, text)
         if kind not in registry():
             raise ValueError(
                 f"unknown model {kind!r}; kinds: {', '.join(sorted(registry()))}; "
-                f"presets: {', '.join(sorted(PRESETS))}"
+                f"presets: {', '.join(sorted([*PRESETS, AUTO]))}"
             )
         names = {f.name for f in fields(get_model_class(kind).Config)}
         unknown = sorted(set(kw) - names)
@@ -113,6 +120,8 @@ def build_untrained(spec: str | ModelSpec, train: Ratings, seed: int = 42) -> Co
     """
     spec = ModelSpec.parse(spec)
     seed = spec.config.get("seed", seed)
+    if spec.kind == AUTO:
+        raise ValueError("auto chooses its members while it trains: build it with build_model")
     if not spec.is_preset:
         return get_model_class(spec.kind).from_data(train, **{"seed": seed, **spec.config})
     preset = PRESETS[spec.kind]
@@ -139,6 +148,13 @@ def build_model(
     ``train`` as it is (already interactions, or a rating model).
     """
     spec = ModelSpec.parse(spec)
+    if spec.kind == AUTO:  # searches on a validation part of ``train``; ``valid`` is not read
+        from collabkit.train.auto import build_auto
+
+        options = {"seed": seed, **spec.config}
+        model, history = build_auto(train, **options, console=console, progress=progress)
+        model.meta["spec"] = spec.name
+        return model, history
     model = build_untrained(spec, train, seed)
     if threshold is not None and not supports(model, RATINGS):
         train = to_implicit(train, threshold=threshold)
