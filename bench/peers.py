@@ -1,7 +1,7 @@
 """Run a peer library on a given train/test CSV (user,item,rating) and print one JSON line.
 
 Runs inside the peers venv (../shared/tools/peers-venv.sh), never in collabkit's own:
-    .peers-venv/bin/python bench/peers.py --train tr.csv --test te.csv --which fastai|svd|svdpp
+    .peers-venv/bin/python bench/peers.py --train tr.csv --test te.csv --which fastai|baseline|svd|svdpp
 """
 
 from __future__ import annotations
@@ -37,10 +37,14 @@ def fastai(train: pd.DataFrame, test: pd.DataFrame) -> tuple[np.ndarray, np.ndar
 
 
 def surprise(train: pd.DataFrame, test: pd.DataFrame, which: str) -> tuple[np.ndarray, np.ndarray, float]:
-    from surprise import SVD, Dataset, Reader, SVDpp
+    from surprise import SVD, BaselineOnly, Dataset, Reader, SVDpp
 
-    data = Dataset.load_from_df(train[["user", "item", "rating"]], Reader(rating_scale=(1, 5)))
-    algo = (SVD if which == "svd" else SVDpp)(random_state=42)
+    scale = (float(train.rating.min()), float(train.rating.max()))
+    data = Dataset.load_from_df(train[["user", "item", "rating"]], Reader(rating_scale=scale))
+    if which == "baseline":
+        algo = BaselineOnly(verbose=False)
+    else:
+        algo = (SVD if which == "svd" else SVDpp)(random_state=42)
     t0 = time.perf_counter()
     algo.fit(data.build_full_trainset())
     fit = time.perf_counter() - t0
@@ -52,7 +56,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--train", required=True)
     ap.add_argument("--test", required=True)
-    ap.add_argument("--which", choices=["fastai", "svd", "svdpp"], required=True)
+    ap.add_argument("--which", choices=["fastai", "baseline", "svd", "svdpp"], required=True)
     a = ap.parse_args()
     train, test = pd.read_csv(a.train), pd.read_csv(a.test)
     pred, truth, fit = fastai(train, test) if a.which == "fastai" else surprise(train, test, a.which)

@@ -15,6 +15,10 @@
 
 What it tried and chose (candidates, validation RMSE, seconds, weights, skipped members and why)
 is kept in ``model.meta["auto"]``, so it is saved in config.json, and printed to ``console``.
+
+The budget is kept by estimating each candidate's time before starting it (from its size and
+this machine's measured speed, ``estimate``); a fit once started runs to its end, and the blend's
+heaviest member is always refitted, so a wrong estimate can overrun the budget.
 """
 
 from __future__ import annotations
@@ -72,9 +76,11 @@ def estimate(kind: str, cfg: dict[str, Any], s: Sizes) -> tuple[float, float]:
 
     Seconds are in units of one dot-bias rating-epoch (``s.speed`` per second); the per-kind
     factors were measured on ML-100k (Bayesian MF: a sweep costs about a dot-bias epoch plus a
-    d x d Cholesky per row; AutoRec: dense items x users products of width n_factors).
+    d x d Cholesky per row; AutoRec: dense items x users products of width n_factors), plus a
+    fixed cost per full-batch step that dominates on small data.
     """
     rows = s.users + s.items
+    step = 10_000  # fixed cost of one full-batch sweep or epoch (Python, kernel launches)
     epochs = cfg.get("epochs", 10 if kind == "ordinal" else 5)
     f = cfg.get("n_factors", 50)
     if kind in ("bias", "dot-bias", "dot", "ordinal"):
@@ -84,11 +90,11 @@ def estimate(kind: str, cfg: dict[str, Any], s: Sizes) -> tuple[float, float]:
         work, mem = s.n * epochs * 3.0, rows * (f + 1) * 4 * 4
     elif kind == "bpmf":
         d, sweeps = f + 1, cfg.get("samples", 130) + cfg.get("burn_in", 20)
-        work = sweeps * (s.n * 0.5 + rows * d * d * 0.12)
+        work = sweeps * (s.n * 0.5 + rows * d * d * 0.12 + step)
         mem = 2 * rows * d * cfg.get("samples", 130) * 4 + rows * d * d * 8 * 3
     elif kind == "autorec":
         cells = float(s.users) * s.items
-        work = cfg.get("epochs", 300) * cells * f * 8.5e-5
+        work = cfg.get("epochs", 300) * (cells * f * 8.5e-5 + step)
         mem = cells * 4 * 6  # target, mask, output and their gradients, dense
     else:
         work, mem = s.n * epochs * 3.0, rows * (f + 1) * 16

@@ -1,0 +1,75 @@
+"""The self-tuning preset: search on the training data only, within a budget, NNLS blend, refit."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import collabkit as ck
+from collabkit.checkpoint import save_model
+from collabkit.models.base import CollabModel
+from collabkit.train.auto import Sizes, build_auto, fit_size, nnls
+from collabkit.train.build import ModelSpec, build_model
+
+FAST = ("bias", "dot-bias(n_factors=4, epochs=3)", "ordinal(n_factors=4, epochs=3)")
+
+
+def pairs(frame) -> set:
+    return set(zip(frame["user"], frame["item"]))
+
+
+def test_auto_reads_nothing_but_the_training_data_it_is_given(tiny, monkeypatch):
+    train, test = ck.random_split(tiny, 0.3, seed=1)
+    seen: list[set] = []
+    fit, predict = CollabModel.fit, CollabModel.predict
+    monkeypatch.setattr(CollabModel, "fit", lambda self, data, *a, **k: seen.append(pairs(data.frame)) or fit(self, data, *a, **k))
+    monkeypatch.setattr(CollabModel, "predict", lambda self, u, i, *a: seen.append(set(zip(u, i))) or predict(self, u, i, *a))
+    model, _ = build_auto(train, candidates=FAST, budget=60)
+    known = pairs(train.frame)
+    assert seen and all(s <= known for s in seen)  # fits and validation predictions: train rows only
+    info = model.meta["auto"]
+    assert info["n_fit"] + info["n_valid"] == len(train)
+    assert not pairs(test.frame) & set().union(*seen)
+
+
+def test_auto_respects_its_budget_and_says_what_it_skipped(tiny):
+    slow = "autorec(n_factors=50, epochs=10000000)"
+    model, history = build_auto(tiny, candidates=(*FAST, slow), budget=5)
+    info = model.meta["auto"]
+    assert history.fit_seconds < 5 * 1.5
+    skipped = [c for c in info["candidates"] if c["spec"].startswith("autorec")]
+    assert skipped and "estimated" in skipped[0]["status"]
+    assert all(c["weight"] > 0 for c in info["chosen"])
+    assert ck.evaluate_ratings(model, tiny)["rmse"] < float(tiny.frame["rating"].std(ddof=0))
+
+
+def test_auto_is_a_spec_of_the_one_builder_and_its_choices_are_saved(tiny, tmp_path):
+    spec = ModelSpec.parse("auto(budget=20)")
+    assert spec.is_preset and spec.config == {"budget": 20}
+    with pytest.raises(ValueError, match="only seed and budget"):
+        ModelSpec.parse("auto(epochs=3)")
+    model, _ = build_model("auto(budget=20)", tiny)
+    save_model(model, tmp_path / "m")
+    saved = json.loads((tmp_path / "m" / "config.json").read_text())["meta"]["auto"]
+    assert saved["chosen"] and saved["candidates"] and saved["budget_seconds"] == 20
+
+
+def test_nnls_is_exact_on_small_problems():
+    rng = np.random.default_rng(0)
+    P = rng.normal(size=(200, 3))
+    y = P @ np.array([0.3, 0.7, 0.0]) - 0.5 * P[:, 2]  # the best free weight of column 3 is < 0
+    w = nnls(P, y)
+    assert w[2] == 0 and (w >= 0).all()
+    free = np.linalg.lstsq(P[:, :2], y, rcond=None)[0]
+    np.testing.assert_allclose(w[:2], free, atol=1e-9)
+
+
+def test_the_size_rule_skips_or_shrinks_members_that_cannot_scale():
+    big = Sizes(n=700_000, users=22_000, items=290_000)
+    cfg, why = fit_size("autorec", {"n_factors": 500, "epochs": 300}, big)
+    assert cfg is None and "dense items x users" in why
+    cfg, why = fit_size("bpmf", {"n_factors": 10, "samples": 130, "burn_in": 20}, big)
+    assert cfg is None or cfg["samples"] < 130 and "samples" in why
+    assert fit_size("dot-bias", {"n_factors": 50}, big) == ({"n_factors": 50}, "")
