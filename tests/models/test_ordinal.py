@@ -125,3 +125,12 @@ def test_reliability_png(tmp_path):
 def _entropy(r: pd.Series) -> float:
     p = r.value_counts(normalize=True).to_numpy()
     return float(-(p * np.log(p)).sum())
+
+
+def test_report_shows_calibration_and_its_reliability_plot(ordinal, tmp_path):
+    from collabkit.interpret.report import write_report
+
+    data = make_ratings()
+    save_model(ordinal, tmp_path / "m")
+    out = write_report(tmp_path / "m", tmp_path / "r", data, data, baselines=())
+    assert "reliability.png" in out["files"] and 0 <= out["calibration"]["ece@4"] <= 1

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -50,9 +51,12 @@ def expected_calibration_error(q: np.ndarray, hit: np.ndarray, bins: int = 10) -
 
 
 def evaluate_proba(
-    model: CollabModel, test: Ratings, at: float = 4.0, bins: int = 10
-) -> dict[str, float]:
-    """log_loss, ece and brier of P(r >= ``at``) on ``test`` (keys say ``at``: ``ece@4``...)."""
+    model: CollabModel, test: Ratings, at: float = 4.0, bins: int = 10, with_predictions: bool = False
+) -> Any:
+    """log_loss, ece and brier of P(r >= ``at``) on ``test`` (keys say ``at``: ``ece@4``...).
+
+    ``with_predictions``: (metrics, q, hit) instead, for a ``reliability`` table.
+    """
     require(model, PROBA)
     if len(test) == 0:
         raise ValueError(f"{test.name}: no ratings to evaluate")
@@ -62,11 +66,12 @@ def evaluate_proba(
     k = np.abs(r[:, None] - levels[None, :]).argmin(1)  # nearest level
     q, hit = p[:, levels >= at].sum(1), (r >= at).astype(np.float64)
     tag = f"{at:g}"
-    return {
+    metrics = {
         "log_loss": float(-np.log(np.clip(p[np.arange(len(r)), k], 1e-12, 1.0)).mean()),
         f"ece@{tag}": expected_calibration_error(q, hit, bins),
         f"brier@{tag}": float(np.mean((q - hit) ** 2)),
     }
+    return (metrics, q, hit) if with_predictions else metrics
 
 
 def save_reliability_png(table: pd.DataFrame, path: str | Path, title: str = "") -> Path:

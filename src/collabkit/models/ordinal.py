@@ -46,10 +46,10 @@ MIN_GAP = 1e-3
 
 @dataclass
 class OrdinalConfig(SGDConfig):
-    # chosen on a validation tenth of ML-100k u1.base (never its test part), among the chapter
-    # recipe and 6 variants: the cross-entropy wants more epochs and more weight decay than MSE
-    epochs: int = 10
-    wd: float = 0.5
+    # the lowest validation log-loss (1.260; ECE of P(r >= 4) 0.023) on a tenth of ML-100k
+    # u1.base, never its test part, among the chapter recipe and 8 variants of epochs and wd
+    epochs: int = 8
+    wd: float = 0.3
     levels: tuple[float, ...] = ()  # the rating levels l_1 < ... < l_K; () = the training data's
 
 

@@ -43,7 +43,7 @@ SEARCH_SHARE = 0.55
 #: the validation part carved out of the training data
 VALID_PCT = 0.1
 #: the size rule: a member whose estimated working memory exceeds this is shrunk or skipped
-MEMORY_BYTES = 1.5e9
+MEMORY_BYTES = 2.5e9
 #: members with a smaller blend weight are dropped (they cost a refit and change nothing)
 MIN_WEIGHT = 0.01
 
@@ -54,8 +54,8 @@ CANDIDATES = (
     "ordinal(n_factors=50)",
     "dot-bias(n_factors=20, epochs=10, wd=0.5)",
     "hybrid(n_factors=50)",
-    "bpmf(n_factors=10, samples=130, burn_in=20)",
     "autorec(n_factors=500, reg=40.0, epochs=300, lr=4e-3)",
+    "bpmf(n_factors=10, samples=130, burn_in=20)",
     "bpmf(n_factors=20, samples=130, burn_in=20)",
     "autorec(n_factors=500, reg=60.0, epochs=300, lr=4e-3)",
 )
@@ -81,7 +81,7 @@ def estimate(kind: str, cfg: dict[str, Any], s: Sizes) -> tuple[float, float]:
     """
     rows = s.users + s.items
     step = 10_000  # fixed cost of one full-batch sweep or epoch (Python, kernel launches)
-    epochs = cfg.get("epochs", 10 if kind == "ordinal" else 5)
+    epochs = cfg.get("epochs", 8 if kind == "ordinal" else 5)
     f = cfg.get("n_factors", 50)
     if kind in ("bias", "dot-bias", "dot", "ordinal"):
         work = s.n * epochs * (1.4 if kind == "ordinal" else 1.0)
@@ -91,7 +91,7 @@ def estimate(kind: str, cfg: dict[str, Any], s: Sizes) -> tuple[float, float]:
     elif kind == "bpmf":
         d, sweeps = f + 1, cfg.get("samples", 130) + cfg.get("burn_in", 20)
         work = sweeps * (s.n * 0.5 + rows * d * d * 0.12 + step)
-        mem = 2 * rows * d * cfg.get("samples", 130) * 4 + rows * d * d * 8 * 3
+        mem = 2 * rows * d * cfg.get("samples", 130) * 4 + _bpmf_sweep_bytes(d, s)
     elif kind == "autorec":
         cells = float(s.users) * s.items
         work = cfg.get("epochs", 300) * (cells * f * 8.5e-5 + step)
@@ -106,13 +106,19 @@ def fit_size(kind: str, cfg: dict[str, Any], s: Sizes) -> tuple[dict[str, Any] |
     _, mem = estimate(kind, cfg, s)
     if mem <= MEMORY_BYTES:
         return cfg, ""
-    if kind == "bpmf":  # keep fewer posterior samples: the kept block shrinks in proportion
-        keep = int(cfg.get("samples", 130) * MEMORY_BYTES / mem)
+    if kind == "bpmf":  # keep fewer posterior samples (the kept block is 2 rows d 4 bytes each)
+        d = cfg.get("n_factors", 10) + 1
+        keep = int((MEMORY_BYTES - _bpmf_sweep_bytes(d, s)) / (2 * (s.users + s.items) * d * 4))
         if keep >= 30:
             return {**cfg, "samples": keep}, f"{keep} kept samples instead of {cfg.get('samples', 130)} (memory)"
     why = {"autorec": f"its dense items x users matrix ({s.items} x {s.users})",
            "bpmf": "its posterior samples"}.get(kind, "its tables")  # fmt: skip
     return None, f"skipped: {why} would need ~{mem / 1e9:.1f} GB (> {MEMORY_BYTES / 1e9:.1f} GB)"
+
+
+def _bpmf_sweep_bytes(d: int, s: Sizes) -> float:
+    """A Gibbs sweep's temporaries: a d x d outer product per rating and a precision per row."""
+    return (s.n + 2 * (s.users + s.items)) * d * d * 8
 
 
 def nnls(P: np.ndarray, y: np.ndarray) -> np.ndarray:
