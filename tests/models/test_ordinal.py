@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import numpy as np
 import pandas as pd
@@ -134,3 +135,24 @@ def test_report_shows_calibration_and_its_reliability_plot(ordinal, tmp_path):
     save_model(ordinal, tmp_path / "m")
     out = write_report(tmp_path / "m", tmp_path / "r", data, data, baselines=())
     assert "reliability.png" in out["files"] and 0 <= out["calibration"]["ece@4"] <= 1
+
+
+def test_cli_predict_proba(tmp_path):
+    from typer.testing import CliRunner
+
+    from collabkit.cli import app
+
+    path = tmp_path / "r.csv"
+    make_ratings().frame.to_csv(path, index=False)
+    runner = CliRunner()
+    trained = runner.invoke(app, ["train", "--ratings", str(path), "--model", "ordinal(n_factors=4, epochs=2)",
+                                  "--out", str(tmp_path / "m"), "--json", "--no-progress"])  # fmt: skip
+    assert trained.exit_code == 0, trained.output
+    out = runner.invoke(app, ["predict", str(tmp_path / "m"), "1", "101", "--proba", "--json"])
+    assert out.exit_code == 0, out.output
+    result = json.loads(out.stdout)
+    assert list(result["proba"]) == ["1", "2", "3", "4", "5"]
+    assert sum(result["proba"].values()) == pytest.approx(1.0, abs=1e-5)
+    assert result["prediction"] == pytest.approx(sum(int(k) * v for k, v in result["proba"].items()), abs=1e-3)
+    plain = runner.invoke(app, ["predict", str(tmp_path / "m"), "1", "101"])
+    assert plain.exit_code == 0 and float(plain.stdout.split()[0]) == pytest.approx(result["prediction"], abs=1e-3)

@@ -73,3 +73,20 @@ def test_the_size_rule_skips_or_shrinks_members_that_cannot_scale():
     cfg, why = fit_size("bpmf", {"n_factors": 10, "samples": 130, "burn_in": 20}, big)
     assert cfg is None or cfg["samples"] < 130 and "samples" in why
     assert fit_size("dot-bias", {"n_factors": 50}, big) == ({"n_factors": 50}, "")
+
+
+def test_cli_train_preset_auto_with_a_budget(tmp_path):
+    from conftest import make_ratings
+    from typer.testing import CliRunner
+
+    from collabkit.cli import app
+
+    path = tmp_path / "r.csv"
+    make_ratings().frame.to_csv(path, index=False)
+    runner = CliRunner()
+    args = ["train", "--ratings", str(path), "--preset", "auto", "--budget", "4", "--json", "--no-progress"]
+    out = runner.invoke(app, args)
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.stdout.strip().splitlines()[-1])["model"] == "auto(budget=4.0)"
+    wrong = runner.invoke(app, ["train", "--ratings", str(path), "--budget", "4"])
+    assert wrong.exit_code == 2 and "--budget only applies" in wrong.output

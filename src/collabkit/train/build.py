@@ -71,7 +71,7 @@ class ModelSpec:
         if kind not in registry():
             raise ValueError(
                 f"unknown model {kind!r}; kinds: {', '.join(sorted(registry()))}; "
-                f"presets: {', '.join(sorted([*PRESETS, AUTO]))}"
+                f"presets: {', '.join([*sorted(PRESETS), AUTO])}"
             )
         names = {f.name for f in fields(get_model_class(kind).Config)}
         unknown = sorted(set(kw) - names)
