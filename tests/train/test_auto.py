@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 import collabkit as ck
-from collabkit.checkpoint import save_model
+from collabkit.checkpoint import load_model, save_model
 from collabkit.models.base import CollabModel
+from collabkit.models.ensemble import Ensemble
 from collabkit.train.auto import Sizes, build_auto, fit_size, nnls
 from collabkit.train.build import ModelSpec, build_model
 
@@ -54,6 +55,18 @@ def test_auto_is_a_spec_of_the_one_builder_and_its_choices_are_saved(tiny, tmp_p
     save_model(model, tmp_path / "m")
     saved = json.loads((tmp_path / "m" / "config.json").read_text())["meta"]["auto"]
     assert saved["chosen"] and saved["candidates"] and saved["budget_seconds"] == 20
+    f = tiny.frame
+    again = load_model(tmp_path / "m")
+    np.testing.assert_array_equal(model.predict(f["user"], f["item"]), again.predict(f["user"], f["item"]))
+
+
+def test_an_ensemble_with_an_ordinal_member_saves_and_loads(tiny, tmp_path):
+    members = [build_model(s, tiny)[0] for s in ("ordinal(n_factors=3, epochs=2)", "dot-bias(n_factors=3, epochs=2)")]
+    model = Ensemble.of(members, [0.6, 0.4])
+    save_model(model, tmp_path / "e")
+    f = tiny.frame
+    again = load_model(tmp_path / "e")
+    np.testing.assert_array_equal(model.predict(f["user"], f["item"]), again.predict(f["user"], f["item"]))
 
 
 def test_nnls_is_exact_on_small_problems():
