@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 import collabkit as ck
 from collabkit.checkpoint import load_model, save_model
@@ -103,3 +104,16 @@ def test_cli_train_preset_auto_with_a_budget(tmp_path):
     assert json.loads(out.stdout.strip().splitlines()[-1])["model"] == "auto(budget=4.0)"
     wrong = runner.invoke(app, ["train", "--ratings", str(path), "--budget", "4"])
     assert wrong.exit_code == 2 and "--budget only applies" in wrong.output
+
+
+def test_the_baseline_kind_is_the_models_own_fallback(tiny, tmp_path):
+    model, _ = build_model("baseline(reg_item=5.0, reg_user=5.0)", tiny)
+    f = tiny.frame.head(50)
+    expected = model.baseline(torch.from_numpy(model.users.lookup(f["user"])), torch.from_numpy(model.items.lookup(f["item"])))
+    np.testing.assert_allclose(model.predict(f["user"], f["item"]), expected.numpy(), rtol=1e-6)
+    u = torch.tensor([0, 3])
+    pairs = model.predict_idx(u.repeat_interleave(len(model.items)), torch.arange(len(model.items)).repeat(2))
+    torch.testing.assert_close(model.score_all_items(u), pairs.view(2, -1))
+    save_model(model, tmp_path / "b")
+    np.testing.assert_array_equal(load_model(tmp_path / "b").predict(f["user"], f["item"]), model.predict(f["user"], f["item"]))
+    assert ck.evaluate_ratings(model, tiny)["rmse"] < float(tiny.frame["rating"].std(ddof=0))

@@ -49,6 +49,8 @@ MIN_WEIGHT = 0.01
 
 #: candidates in the order they are tried (cheap first); later ones are hyper-parameter variants
 CANDIDATES = (
+    "baseline",
+    "baseline(reg_item=5.0, reg_user=5.0)",
     "bias",
     "dot-bias(n_factors=50)",
     "ordinal(n_factors=50)",
@@ -83,7 +85,9 @@ def estimate(kind: str, cfg: dict[str, Any], s: Sizes) -> tuple[float, float]:
     step = 10_000  # fixed cost of one full-batch sweep or epoch (Python, kernel launches)
     epochs = cfg.get("epochs", 8 if kind == "ordinal" else 5)
     f = cfg.get("n_factors", 50)
-    if kind in ("bias", "dot-bias", "dot", "ordinal"):
+    if kind == "baseline":
+        work, mem = s.n * 0.2, rows * 8.0
+    elif kind in ("bias", "dot-bias", "dot", "ordinal"):
         work = s.n * epochs * (1.4 if kind == "ordinal" else 1.0)
         mem = rows * (f + 1) * 4 * 3  # weights and Adam's two moments
     elif kind == "hybrid":
