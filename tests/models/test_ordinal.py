@@ -156,3 +156,13 @@ def test_cli_predict_proba(tmp_path):
     assert result["prediction"] == pytest.approx(sum(int(k) * v for k, v in result["proba"].items()), abs=1e-3)
     plain = runner.invoke(app, ["predict", str(tmp_path / "m"), "1", "101"])
     assert plain.exit_code == 0 and float(plain.stdout.split()[0]) == pytest.approx(result["prediction"], abs=1e-3)
+
+
+@pytest.mark.slow
+def test_ordinal_on_ml100k_u1_matches_mse_and_is_calibrated(data_root):
+    """The issue's acceptance: RMSE within 0.01 of the MSE dot-bias of the same size, ECE <= 0.03."""
+    train, test = ck.canonical_split("u1", data_dir=data_root / "ml-100k")
+    mse, _ = build_model("dot-bias(n_factors=50)", train)
+    ordinal, _ = build_model("ordinal(n_factors=50)", train)
+    assert ck.evaluate_ratings(ordinal, test)["rmse"] <= ck.evaluate_ratings(mse, test)["rmse"] + 0.01
+    assert evaluate_proba(ordinal, test)["ece@4"] <= 0.03
