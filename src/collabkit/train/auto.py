@@ -11,7 +11,7 @@
    predictions, min ||P w - r||^2 subject to w >= 0 (exact: the best unconstrained solution on
    each support whose weights are all positive);
 4. refit the members with a positive weight on the whole of ``train`` and return their Ensemble
-   (or the one model).
+   (what it can do is what every member can: an ordinal member means no fold-in).
 
 What it tried and chose (candidates, validation RMSE, seconds, weights, skipped members and why)
 is kept in ``model.meta["auto"]``, so it is saved in config.json, and printed to ``console``.
@@ -236,7 +236,7 @@ def build_auto(
         members.append(member)
         history.rows.append({"epoch": n, "train_loss": h.final.get("train_loss", float("nan")),
                              "time": h.fit_seconds})  # fmt: skip
-    model = members[0] if len(members) == 1 else Ensemble.of(members, list(w))
+    model = Ensemble.of(members, list(w))  # even of one member: its fitted weight scales it
     history.fit_seconds = time.perf_counter() - t_start
     model.meta["auto"] = {
         "budget_seconds": budget,
