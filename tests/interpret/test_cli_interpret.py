@@ -152,5 +152,5 @@ def test_report(model, csv, tmp_path):
             "--json",
         )
     )
-    assert out["sections"] == ["model", "training", "biases", "pca", "similar", "compare"]
+    assert out["sections"] == ["model", "training", "biases", "pca", "similar", "compare", "calibration"]
     assert (tmp_path / "r" / "index.html").exists() and "item_map.png" in out["files"]

@@ -38,6 +38,8 @@ RECIPES: dict[str, str | tuple[str, ...]] = {
         "dot-bias(n_factors=8, epochs=20, lr_max=3e-2, wd=0.01)",
         "bpmf(n_factors=4, samples=20, burn_in=10)",
     ),
+    "ordinal": "ordinal(n_factors=8, epochs=20, lr_max=3e-2, wd=0.01)",
+    "baseline": "baseline",
     "most-popular": "most-popular",
     "ease": "ease(reg=10.0)",
     "als": "als(n_factors=8, iterations=10)",

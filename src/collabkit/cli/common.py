@@ -15,7 +15,7 @@ from rich.text import Text
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="collabkit: collaborative filtering you can train, explain and serve.")
 
-MODELS = "mean, bias, dot, dot-bias, nn, hybrid, svdpp, bpmf, autorec"
+MODELS = "mean, baseline, bias, dot, dot-bias, nn, hybrid, svdpp, bpmf, autorec, ordinal"
 IMPLICIT_MODELS = "als, bpr, ease, most-popular"
 SPLITS = "random, user, temporal, none, or u1..u5/ua/ub (ML-100k)"
 

@@ -31,7 +31,8 @@ from collabkit.data.interactions import Ratings
 def train(
     source: DataSource,
     model: Annotated[str | None, typer.Option(help=f"Model spec, e.g. dot-bias or dot-bias(n_factors=20): {MODELS}; with --implicit: {IMPLICIT_MODELS}.")] = None,
-    preset: Annotated[str | None, typer.Option(help="A named recipe instead of --model: chapter, best.")] = None,
+    preset: Annotated[str | None, typer.Option(help="A named recipe instead of --model: chapter, best, or auto (tuned on a validation part of the training data).")] = None,
+    budget: Annotated[float | None, typer.Option(help="--preset auto: seconds for the search and refit (default 600).")] = None,
     implicit: Annotated[bool, typer.Option("--implicit", help="Treat rows as 0/1 interactions and train a ranking model.")] = False,
     threshold: Annotated[float | None, typer.Option(help="--implicit: a rating >= this is a positive (default 4; 0 keeps every row).")] = None,
     k: Annotated[int, typer.Option("-k", help="--implicit: length of the top-k lists scored.")] = 10,
@@ -61,6 +62,8 @@ def train(
         fail("--preset is a whole recipe: give it without --model and --implicit")
     if not implicit and threshold is not None:
         fail("--threshold only applies with --implicit")
+    if budget is not None and preset != "auto":
+        fail("--budget only applies with --preset auto")
     source = source.resolved()
     cut = None
     if implicit:
@@ -68,6 +71,8 @@ def train(
     try:
         spec = ModelSpec.parse(preset or model or ("als" if implicit else "dot-bias"))
         spec = spec.with_options(**_overrides(spec, n_factors, layers, epochs, lr, wd, bs))
+        if budget is not None:
+            spec = ModelSpec.parse(f"auto(budget={budget!r})")
         if implicit and supports(_class(spec), "ratings"):
             raise ValueError(f"{spec.kind} is a rating model; with --implicit choose one of {IMPLICIT_MODELS}")
         if out is not None:
@@ -156,10 +161,12 @@ def predict(
     model_dir: ModelDir,
     user: Annotated[str, typer.Argument()],
     item: Annotated[str, typer.Argument()],
+    proba: Annotated[bool, typer.Option("--proba", help="Also the probability of each rating level (ordinal models).")] = False,
     as_json: Json = False,
 ) -> None:
     """Predicted rating of USER for ITEM (ids as in the training data)."""
     from collabkit.cli.recommend import load_model_dir
+    from collabkit.models.base import PROBA, CapabilityError, require
 
     net, _ = load_model_dir(model_dir)  # missing/truncated weights, bad JSON...: one clear line
     unknown = [f"unknown {side} {raw!r}" for side, raw, vocab in (("user", user, net.users), ("item", item, net.items))
@@ -167,10 +174,21 @@ def predict(
     if unknown:
         fail(f"{' and '.join(unknown)} (the model knows {len(net.users)} users, {len(net.items)} items)")
     score = float(net.predict([user], [item])[0])
+    result: dict[str, Any] = {"user": user, "item": item, "prediction": score}
+    if proba:
+        try:
+            require(net, PROBA)
+        except CapabilityError as e:
+            fail(str(e))
+        p = net.predict_proba([user], [item])[0]
+        result["proba"] = {f"{level:g}": float(v) for level, v in zip(net.config.levels, p)}
     if as_json:
-        print_json({"user": user, "item": item, "prediction": score})
-    else:
-        consoles(False)[0].print(f"{score:.3f}")
+        print_json(result)
+        return
+    show = consoles(False)[0]
+    show.print(f"{score:.3f}")
+    for level, v in result.get("proba", {}).items():
+        show.print(f"  P(rating = {level}) = {v:.3f}")
 
 
 @app.command("lr-find")

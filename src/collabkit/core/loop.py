@@ -94,6 +94,7 @@ def fit_one_cycle(
     progress: bool = True,
     loss_fn: Callable[[Tensor, Tensor], Tensor] = torch.nn.functional.mse_loss,
     batch_fn: BatchFn | None = None,
+    valid_fn: Callable[[Tensor, Tensor, Tensor], Tensor] | None = None,
     threads: int | None = None,
     lr_ref_bs: int | None = LR_REF_BS,
 ) -> History:
@@ -104,6 +105,8 @@ def fit_one_cycle(
     rewrites each batch (users, items, ratings) before the step, drawing randomness from the
     loop's generator: ranking losses add sampled negatives this way (``train.implicit``). The
     validation loss goes through it too, with a generator reseeded each epoch (same negatives).
+    ``valid_fn(users, items, ratings)`` computes the validation loss itself when ``loss_fn`` does
+    not read ``predict_idx``'s ratings (the ordinal model's cross-entropy reads latent scores).
     ``bs`` defaults to the model's ``default_bs``; ``lr_max`` is scaled by ``lr_scale(bs,
     lr_ref_bs)`` (``lr_ref_bs=None``: never). ``threads`` defaults to 1 for batches below
     THREADED_BS and to all of torch's threads for larger ones.
@@ -159,7 +162,10 @@ def fit_one_cycle(
                 vu, vi, vr = val.users, val.items, val.ratings
                 if batch_fn is not None:
                     vu, vi, vr = batch_fn(vu, vi, vr, torch.Generator().manual_seed(seed))
-                row["valid_loss"] = float(loss_fn(model.predict_idx(vu, vi), vr))
+                if valid_fn is not None:
+                    row["valid_loss"] = float(valid_fn(vu, vi, vr))
+                else:
+                    row["valid_loss"] = float(loss_fn(model.predict_idx(vu, vi), vr))
             row["time"] = time.perf_counter() - t0
             history.rows.append(row)
             if console is not None:

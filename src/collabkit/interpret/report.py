@@ -12,6 +12,8 @@ JSON::
     pca       the item map on two principal components; what each axis means
     similar   nearest items by factor cosine, for the most-rated items
     compare   this model against the baselines on the same split (rmse, mae, ranking @k)
+    calibration  for models that give a distribution (PROBA): log-loss, expected calibration
+              error of P(r >= 4) and its reliability plot (out/reliability.png)
 
 A section that doesn't apply (a mean model has no biases, no test set...) says why instead of
 disappearing, so every report has the same sections.
@@ -46,6 +48,7 @@ SECTIONS = {  # anchor -> heading, in page order
     "pca": "Map of the item factors",
     "similar": "Similar items",
     "compare": "Comparison with baselines",
+    "calibration": "Calibration of the rating distributions",
 }
 
 
@@ -96,6 +99,7 @@ def write_report(
         "pca": lambda: _pca(inputs, n_map, components),
         "similar": lambda: _similar(inputs, examples, n_top, min_ratings),
         "compare": lambda: _compare(inputs, baselines, k, relevant_threshold),
+        "calibration": lambda: _calibration(inputs),
     }
     data: dict[str, Any] = {}
     body = []
@@ -134,6 +138,11 @@ def _model(inputs: Inputs) -> tuple[str, dict]:
         "n_items": len(m.items),
         "data": inputs.train.name,
     }
+    if "auto" in m.meta:  # what --preset auto tried and chose
+        facts["auto: chosen"] = m.meta["auto"]["chosen"]
+        facts["auto: tried"] = [
+            {k: c[k] for k in ("spec", "status", "valid_rmse") if k in c} for c in m.meta["auto"]["candidates"]
+        ]
     shown = pd.DataFrame({"": list(facts), "value": [_text(v) for v in facts.values()]})
     return _table(shown), facts
 
@@ -252,6 +261,30 @@ def _compare(
         f"against the relevant ones: {relevant}.</p>" + _table(table)
     )
     return inner, table.to_dict(orient="records")
+
+
+def _calibration(inputs: Inputs, at: float = 4.0) -> tuple[str, dict]:
+    from collabkit.evaluate.calibration import evaluate_proba, reliability, save_reliability_png
+    from collabkit.models.base import PROBA, supports
+
+    if not supports(inputs.model, PROBA):
+        raise NotApplicable(
+            f"A {inputs.model.kind} model predicts one number per rating, not a distribution "
+            "(train the ordinal model for probabilities)."
+        )
+    if inputs.test is None or len(inputs.test) == 0:
+        raise NotApplicable("No test set: nothing to calibrate on.")
+    metrics, q, hit = evaluate_proba(inputs.model, inputs.test, at, with_predictions=True)
+    table = reliability(q, hit)
+    save_reliability_png(table, inputs.out / "reliability.png", f"P(rating >= {at:g}) on {inputs.test.name}")
+    inner = (
+        f"<p>Of the held-out ratings given probability q of being {at:g} or more, a fraction q "
+        "should be: the points of a calibrated model lie on the diagonal.</p>"
+        "<p><img src='reliability.png' alt='reliability plot' width='400'></p>"
+        + _table(pd.DataFrame([metrics]))
+        + _table(table.round(4))
+    )
+    return inner, {**metrics, "reliability": table.to_dict(orient="records")}
 
 
 # --- drawing -----------------------------------------------------------------------------------

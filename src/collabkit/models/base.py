@@ -194,15 +194,16 @@ class CollabModel(nn.Module):
         )  # fmt: skip
 
     @torch.no_grad()
-    def set_baseline(self, train: Ratings) -> None:
-        """Fit the baseline predictor mu + b_u + b_i to ``train`` (one shrunk sweep: items, then users)."""
+    def set_baseline(self, train: Ratings, reg: tuple[float, float] | None = None) -> None:
+        """Fit the baseline predictor mu + b_u + b_i to ``train`` (one shrunk sweep: items, then
+        users; ``reg`` = (item, user) shrinkage, BASELINE_REG by default)."""
         u = self.users.lookup(train.frame["user"], strict=False)
         i = self.items.lookup(train.frame["item"], strict=False)
         r = train.frame["rating"].to_numpy(dtype=np.float64)
         keep = (u >= 0) & (i >= 0)
         u, i, r = u[keep], i[keep], r[keep]
         mu = float(r.mean()) if len(r) else 0.0
-        reg_i, reg_u = BASELINE_REG
+        reg_i, reg_u = reg or BASELINE_REG
         n_i = np.bincount(i, minlength=len(self.items))
         b_i = np.bincount(i, r - mu, len(self.items)) / (reg_i + n_i)
         n_u = np.bincount(u, minlength=len(self.users))
@@ -328,7 +329,10 @@ class CollabModel(nn.Module):
 
 
 #: every module that defines model kinds; imported on first lookup so the registry is complete
-MODEL_MODULES = ("dot", "neural", "hybrid", "svdpp", "bayes", "autorec", "ensemble", "implicit")
+MODEL_MODULES = (
+    "dot", "neural", "hybrid", "svdpp", "bayes", "autorec", "ensemble", "implicit", "ordinal",
+    "baseline",
+)  # fmt: skip
 
 
 def registry() -> dict[str, type[CollabModel]]:
