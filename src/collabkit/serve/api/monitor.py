@@ -87,28 +87,27 @@ def signal_metrics(per_user: np.ndarray) -> dict[str, float | None]:
 Share = float | None
 
 
-class Period(BaseModel):
+class Concentration(BaseModel):
+    """The monitor's measures of one slice of the log (a period, or one model version)."""
+
+    exposures: int
+    gini: Share = None
+    coverage: Share = None
+    top1_share: Share = None
+    users1_share: Share = None
+    users5_share: Share = None
+
+
+class Period(Concentration):
     start: str
     end: str
-    exposures: int
     ratings: int = Field(description="ratings stored by the end of the period")
-    gini: Share = None
-    coverage: Share = None
-    top1_share: Share = None
-    users1_share: Share = None
-    users5_share: Share = None
 
 
-class VersionPoint(BaseModel):
+class VersionPoint(Concentration):
     version: int
     status: str
-    exposures: int
     ratings: int = Field(description="ratings the version was trained on")
-    gini: Share = None
-    coverage: Share = None
-    top1_share: Share = None
-    users1_share: Share = None
-    users5_share: Share = None
 
 
 class Alert(BaseModel):
