@@ -237,7 +237,7 @@ def _genre_items(
         fail("--genre needs item metadata with a genres column")
     tokens = table["genres"].astype(str).str.split("|").explode()
     ids = tokens.index[(tokens == genre).to_numpy()].unique()
-    ids = [i for i in ids if i in model.items]
+    ids = list(ids[model.items.lookup(ids, strict=False) >= 0])  # one vectorised lookup
     if not ids:
         fail(
             f"no item the model knows has genre {genre!r}; genres: {', '.join(sorted(tokens.unique()))}"

@@ -217,8 +217,9 @@ def _similar(
     inputs: Inputs, examples: Sequence[object] | None, n_top: int, min_ratings: int
 ) -> tuple[str, dict]:
     counts = inputs.train.frame["item"].value_counts()
-    if examples is None:
-        examples = [i for i in counts.index if i in inputs.model.items][:4]
+    if examples is None:  # the 4 most-rated items the model knows (one vectorised lookup)
+        known = inputs.model.items.lookup(counts.index, strict=False) >= 0
+        examples = list(counts.index[known][:4])
     rated = counts.index[counts >= min_ratings]
     try:
         found = {q: similar_items(inputs.model, q, n_top, inputs.items, rated) for q in examples}
