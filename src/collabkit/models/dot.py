@@ -169,3 +169,8 @@ class GlobalMean(CollabModel):
 
     def head(self, ur: Tensor, ir: Tensor) -> Tensor:
         return torch.full((max(len(ur), len(ir)),), float(self.meta.get("global_mean", 0.0)))
+
+    @torch.no_grad()
+    def score_all_items(self, u: Tensor, batch_users: int = 0) -> Tensor:
+        """The same number everywhere: one fill, not the pairwise head over U x N pairs."""
+        return torch.full((len(u), len(self.items)), float(self.meta.get("global_mean", 0.0)))
