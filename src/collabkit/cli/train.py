@@ -118,9 +118,9 @@ def train(
 
 
 def _class(spec: Any) -> Any:
+    """The class ``spec`` builds (a preset builds an Ensemble)."""
     from collabkit.models.base import get_model_class
     from collabkit.models.ensemble import Ensemble
-    from collabkit.train.build import build_untrained  # noqa: F401  (registers every kind)
 
     return Ensemble if spec.is_preset else get_model_class(spec.kind)
 
