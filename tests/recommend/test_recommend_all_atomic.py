@@ -64,4 +64,8 @@ def test_sigkill_during_recommend_all_leaves_old_or_new_file(tmp_path, capsys):
         if status:
             kills += 1
             seen.add("old" if now == old else "new")
+            if now == old and "new" not in seen:
+                took *= 1.1  # every kill came before the rename so far: reach further
+        else:
+            took *= 0.9  # the child finished first: the machine is faster than the first run
     assert kills >= 24 and seen == {"old", "new"}
