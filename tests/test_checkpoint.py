@@ -193,6 +193,8 @@ def kill_at_random_points(write, check, n_kills: int, seed: int = 0) -> list[str
         result = check()
         if os.WIFSIGNALED(status):
             outcomes.append(result)
+            if result == "old" and "new" not in outcomes:
+                took *= 1.1  # every kill came before the swap so far: reach further
         else:
             took *= 0.8
     return outcomes
