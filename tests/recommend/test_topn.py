@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,7 +12,7 @@ from conftest import make_ratings, peak_rss
 
 from collabkit.data.interactions import Ratings
 from collabkit.models.base import SCORE_CELLS
-from collabkit.models.dot import DotProduct, DotProductBias
+from collabkit.models.dot import BiasOnly, DotProduct, DotProductBias, GlobalMean
 from collabkit.models.implicit import MostPopular
 from collabkit.models.neural import EmbeddingNN
 from collabkit.recommend.topn import _top_k, seen_csr, top_n
@@ -51,13 +53,16 @@ def ratings():
     return make_ratings(n_users=50, n_items=30)
 
 
-@pytest.mark.parametrize("cls", [DotProductBias, EmbeddingNN, MostPopular])
+@pytest.mark.parametrize("cls", [DotProductBias, EmbeddingNN, MostPopular, BiasOnly, GlobalMean])
 @pytest.mark.parametrize("batch_users", [1, 7, None])
-def test_top_n_equals_a_full_sort(ratings, cls, batch_users):
+def test_top_n_equals_a_full_sort(ratings, cls, batch_users, monkeypatch):
+    """Also for the kinds with a shared ranking (one sort of the catalogue, not of every row)."""
     model = cls.from_data(ratings).eval()
     if cls is MostPopular:  # every user gets the same scores, many of them tied
         model.popularity.copy_(torch.randint(0, 4, (len(model.items),)).float())
-    users = torch.arange(len(model.users))
+    if batch_users == 7:
+        monkeypatch.setattr(sys.modules[top_n.__module__], "SHARED_USERS", 7)
+    users = torch.cat([torch.arange(len(model.users)), torch.tensor([-1])])  # and an unknown user
     seen = seen_csr(model, ratings)
     with torch.no_grad():  # the same chunks as top_n: BLAS may round a product of another shape apart
         scores = torch.cat([model.score_all_items(c) for c in users.split(batch_users or len(users))])
@@ -66,7 +71,10 @@ def test_top_n_equals_a_full_sort(ratings, cls, batch_users):
         ref_items, ref_top = full_sort_top_n(scores, n, seen, users.numpy())
         k = min(n, len(model.items))
         np.testing.assert_array_equal(items[:, :k], ref_items)
-        np.testing.assert_array_equal(top[:, :k], ref_top)
+        if model.shared_ranking() is None:
+            np.testing.assert_array_equal(top[:, :k], ref_top)
+        else:  # only the chosen cells are scored, pair by pair: equal to the product up to rounding
+            np.testing.assert_allclose(top[:, :k], ref_top, rtol=1e-6)
         assert (items[:, k:] == -1).all() and np.isnan(top[:, k:]).all()
 
 
@@ -108,3 +116,19 @@ def test_generic_head_memory_is_bounded_by_score_cells():
     # the output (8 MB) plus a few SCORE_CELLS-sized slices (16 MB each): inputs, hidden layer
     assert peak < out.numel() * 4 + 6 * SCORE_CELLS * 4, peak
     assert peak < old_block / 4
+
+
+@pytest.mark.parametrize("cls", [BiasOnly, MostPopular, GlobalMean])
+def test_shared_ranking_path_equals_the_full_path_with_candidates_and_reprs(ratings, cls, monkeypatch):
+    model = cls.from_data(ratings).eval()
+    users = np.r_[np.arange(len(model.users)), -1]
+    seen = seen_csr(model, ratings)
+    candidates = np.arange(0, len(model.items), 3)
+    reprs = model.user_repr(torch.from_numpy(np.maximum(users, 0))).detach() + 0.25
+    fast = [top_n(model, users, 6, seen=seen, candidates=candidates, reprs=r) for r in (None, reprs)]
+    monkeypatch.setattr(model, "shared_ranking", lambda: None)
+    full = [top_n(model, users, 6, seen=seen, candidates=candidates, reprs=r) for r in (None, reprs)]
+    for (items, top), (ref_items, ref_top) in zip(fast, full):
+        np.testing.assert_array_equal(items, ref_items)
+        np.testing.assert_allclose(top, ref_top, rtol=1e-6)
+        assert set(items[items >= 0].tolist()) <= set(candidates.tolist())

@@ -312,6 +312,12 @@ class CollabModel(nn.Module):
         self.train(was)
         return torch.cat(rows) if rows else torch.empty(0, n)
 
+    def shared_ranking(self) -> Tensor | None:
+        """(n_items,) numbers whose descending order is every user's ranking of the items, for kinds
+        whose ranking does not depend on the user (top-N then sorts the catalogue once instead of
+        scoring every user x item cell); None for the others."""
+        return None
+
     def scorer(self) -> Callable[[Tensor], Tensor]:
         """A function (U,) user indices -> (U, n_items) scores, for scoring many chunks of users
         (the top-N path): kinds whose item side is costly prepare it once here."""

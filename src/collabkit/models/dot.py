@@ -151,6 +151,10 @@ class BiasOnly(DotProductBias):
         config.n_factors = 0
         super().__init__(config, users, items)
 
+    def shared_ranking(self) -> Tensor:
+        """The item biases: sigmoid_range is increasing, so b_u + b_i ranks items alike for all."""
+        return self.item_bias.weight.detach()[:, 0]
+
 
 class GlobalMean(CollabModel):
     """score = the training set's mean rating, for everyone: the floor every model must beat."""
@@ -169,6 +173,9 @@ class GlobalMean(CollabModel):
 
     def head(self, ur: Tensor, ir: Tensor) -> Tensor:
         return torch.full((max(len(ur), len(ir)),), float(self.meta.get("global_mean", 0.0)))
+
+    def shared_ranking(self) -> Tensor:
+        return torch.zeros(len(self.items))  # every item ties: lists go by item index
 
     @torch.no_grad()
     def score_all_items(self, u: Tensor, batch_users: int = 0) -> Tensor:

@@ -95,6 +95,9 @@ class MostPopular(ImplicitModel, CollabModel):
     def head(self, ur: Tensor, ir: Tensor) -> Tensor:
         return ir[:, 0].expand(max(len(ur), len(ir)))
 
+    def shared_ranking(self) -> Tensor:
+        return self.popularity
+
     @torch.no_grad()
     def score_all_items(self, u: Tensor, batch_users: int = 0) -> Tensor:
         return self.popularity.expand(len(u), -1).clone()
@@ -104,7 +107,7 @@ class MostPopular(ImplicitModel, CollabModel):
         return torch.zeros(len(torch.atleast_2d(items)), 0)
 
     def _combine_all(self, ur: Tensor, ir: Tensor) -> Tensor:
-        return ir[:, 0].expand(len(ur), -1)
+        return ir[:, 0].repeat(len(ur), 1)  # a matrix of its own: top-N masks it in place
 
 
 # --- EASE ---------------------------------------------------------------------------------------

@@ -57,6 +57,9 @@ def top_n(
     if candidates is not None:
         allowed = torch.zeros(n_items, dtype=torch.bool)
         allowed[torch.as_tensor(np.asarray(candidates), dtype=torch.int64)] = True
+    shared = model.shared_ranking()
+    if shared is not None:
+        return _top_n_shared(model, shared, users, n, seen, allowed, reprs)
     out_items = np.full((len(users), n), -1, dtype=np.int64)
     out_scores = np.full((len(users), n), np.nan, dtype=np.float32)
     score = model.scorer() if reprs is None else None  # the item side, prepared once
@@ -75,6 +78,68 @@ def top_n(
         k = items.shape[1]
         out_items[s : s + len(ub), :k] = torch.where(keep, items, -1).numpy()
         out_scores[s : s + len(ub), :k] = torch.where(keep, top, float("nan")).numpy()
+    return out_items, out_scores
+
+
+#: users per chunk of the shared-ranking path (memory: a few numbers per seen item of the chunk)
+SHARED_USERS = 1 << 16
+
+
+@torch.no_grad()
+def _top_n_shared(
+    model: CollabModel,
+    shared: Tensor,
+    users: Tensor,
+    n: int,
+    seen: tuple[np.ndarray, np.ndarray] | None,
+    allowed: Tensor | None,
+    reprs: Tensor | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``top_n`` for a model whose ranking is the same for every user (``shared_ranking``).
+
+    The catalogue is sorted once (ties to the lower index); a user's j-th unseen item is then at
+    rank j + #{i : s_i - i <= j}, where s_0 < s_1 < ... are the ranks of the items they have seen
+    (s_i - i does not decrease), so one searchsorted per chunk finds every list. Only the n
+    chosen items per user are scored, with the same user representations as the full path.
+    """
+    order = torch.sort(-shared.double(), stable=True).indices.numpy()
+    if allowed is not None:
+        order = order[allowed.numpy()[order]]
+    m = len(order)
+    rank = np.full(len(model.items), m, dtype=np.int64)  # not a candidate: past every rank
+    rank[order] = np.arange(m)
+    out_items = np.full((len(users), n), -1, dtype=np.int64)
+    u_all = users.numpy()
+    j = np.arange(n)
+    for s in range(0, len(u_all), SHARED_USERS):
+        ub = u_all[s : s + SHARED_USERS]
+        b = len(ub)
+        if seen is not None:
+            rows, cols = _seen_cells(ub, *seen)
+            r = rank[cols]
+            keep = r < m
+            key = np.unique(rows[keep] * (m + 1) + r[keep])  # by user, then rank; once each
+            start = np.searchsorted(key, np.arange(b) * (m + 1))
+            row_of = key // (m + 1)
+            adjusted = key - (np.arange(len(key)) - start[row_of])
+            queries = np.arange(b)[:, None] * (m + 1) + np.minimum(j, m)[None, :]  # (b, n), in-row
+            at = j[None, :] + np.searchsorted(adjusted, queries, side="right") - start[:, None]
+        else:
+            at = np.broadcast_to(j, (b, n))
+        found = at < m
+        out_items[s : s + b] = np.where(found, order[np.minimum(at, m - 1)] if m else -1, -1)
+    out_scores = np.full((len(users), n), np.nan, dtype=np.float32)
+    rows, cols = np.nonzero(out_items >= 0)
+    if len(rows):
+        was = model.training
+        model.eval()
+        items = torch.from_numpy(out_items[rows, cols])
+        if reprs is None:
+            scored = model._score(users[torch.from_numpy(rows)], items)
+        else:
+            scored = model.head(reprs[torch.from_numpy(rows)].float(), model.item_repr(items))
+        model.train(was)
+        out_scores[rows, cols] = scored.float().numpy()
     return out_items, out_scores
 
 
@@ -145,15 +210,16 @@ def score_reprs(model: CollabModel, ur: Tensor) -> Tensor:
 
 def _mask_seen(scores: Tensor, users: np.ndarray, indptr: np.ndarray, indices: np.ndarray) -> None:
     """Set scores[b, item] = -inf for every item user b has seen (vectorised over the batch)."""
+    rows, cols = _seen_cells(users, indptr, indices)
+    if len(rows):
+        scores[torch.from_numpy(rows), torch.from_numpy(cols)] = -np.inf
+
+
+def _seen_cells(users: np.ndarray, indptr: np.ndarray, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(row in ``users``, item) of every item each user has seen; an unknown user (-1) has none."""
     known = users >= 0
-    starts, ends = (
-        np.where(known, indptr[np.maximum(users, 0)], 0),
-        np.where(known, indptr[np.maximum(users, 0) + 1], 0),
-    )
-    counts = ends - starts
-    if counts.sum() == 0:
-        return
+    starts = np.where(known, indptr[np.maximum(users, 0)], 0)
+    counts = np.where(known, indptr[np.maximum(users, 0) + 1], 0) - starts
     rows = np.repeat(np.arange(len(users)), counts)
     offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-    cols = indices[np.repeat(starts, counts) + offsets]
-    scores[torch.from_numpy(rows), torch.from_numpy(cols)] = -np.inf
+    return rows, indices[np.repeat(starts, counts) + offsets]
