@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -15,8 +16,10 @@ import pandas as pd
 import pytest
 import torch
 from conftest import make_ratings
+from typer.testing import CliRunner
 
 from collabkit.checkpoint import load_model
+from collabkit.cli import app
 from collabkit.core.loop import fit_one_cycle
 from collabkit.data.movielens import canonical_split
 from collabkit.models.dot import DotProductBias
@@ -65,12 +68,14 @@ def test_two_ranks_match_one_process_and_save_a_loadable_model(data_root, tmp_pa
     rmse_single = math.sqrt(np.mean((single.predict(test.frame["user"], test.frame["item"]) - test.frame["rating"]) ** 2))
 
     out = tmp_path / "model"
-    cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2",
-        "--master-addr", "127.0.0.1", "--master-port", str(_free_port()),
-        "-m", "collabkit.train.distributed", "--dataset", "ml-100k", "--split", "u1",
-        "--data-dir", str(data_root), "--epochs", "5", "--lr", "5e-3", "--wd", "0.1", "--out", str(out), "--json",
-    ]  # fmt: skip
+    printed = CliRunner().invoke(app, [
+        "train", "--dataset", "ml-100k", "--split", "u1", "--data-dir", str(data_root),
+        "--epochs", "5", "--lr", "5e-3", "--wd", "0.1", "--out", str(out), "--distributed",
+    ])  # fmt: skip
+    assert printed.exit_code == 0, printed.output
+    one_host = next(line for line in printed.stdout.splitlines() if line.startswith("torchrun --nproc-per-node"))
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--master-addr", "127.0.0.1", "--master-port", str(_free_port())]
+    cmd = launcher + shlex.split(one_host)[1:] + ["--json"]  # the command `train --distributed` documents
     env = {**os.environ, "PYTHONPATH": str(SRC), "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1"}
     run = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=180)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -97,3 +102,9 @@ def test_read_shard_takes_every_world_th_file(tiny, tmp_path):
     pd.testing.assert_frame_equal(rows, frame.sort_values(["user", "item"]).reset_index(drop=True), check_dtype=False)
     with pytest.raises(ValueError, match="shard file"):
         read_shard(tmp_path, 0, 4)
+
+
+def test_train_distributed_refuses_what_the_distributed_trainer_cannot_read(tmp_path):
+    result = CliRunner().invoke(app, ["train", "--ratings", str(tmp_path / "r.tsv"), "--names", "user,item,rating", "--duplicates", "last", "--distributed"])
+    assert result.exit_code != 0
+    assert "--names" in result.output and "--duplicates" in result.output

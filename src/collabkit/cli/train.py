@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import fields
 from pathlib import Path
 from typing import Annotated, Any
@@ -44,6 +45,7 @@ def train(
     bs: Annotated[int | None, typer.Option(help="Batch size (default: the model's).")] = None,
     out: Annotated[Path | None, typer.Option(help="Save the trained model to this folder.")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    distributed: Annotated[bool, typer.Option("--distributed", help="Print the torchrun commands that train this on several processes or hosts, and exit.")] = False,
     as_json: Json = False,
 ) -> None:
     """Train a model and report its test metrics (the chapter's epoch table, then RMSE/MAE).
@@ -64,6 +66,12 @@ def train(
         fail("--threshold only applies with --implicit")
     if budget is not None and preset != "auto":
         fail("--budget only applies with --preset auto")
+    if distributed:
+        try:
+            typer.echo(torchrun_commands(source, model, n_factors, epochs, lr, wd, bs, out, preset=preset, implicit=implicit, layers=layers))
+        except ValueError as e:
+            fail(str(e))
+        return
     source = source.resolved()
     cut = None
     if implicit:
@@ -117,12 +125,48 @@ def train(
         out_console.print(metrics_table(f"{spec.name} on {data.name} ({source.split})", result))
 
 
-def _class(spec: Any) -> Any:
-    """The class ``spec`` builds (a preset builds an Ensemble)."""
-    from collabkit.models.base import get_model_class
-    from collabkit.models.ensemble import Ensemble
+def torchrun_commands(
+    source: DataSource, model: str | None, n_factors, epochs, lr, wd, bs, out, *, preset=None, implicit=False, layers=None
+) -> str:
+    """The ``torchrun`` command lines (one host; several hosts) that run this training data-parallel.
 
-    return Ensemble if spec.is_preset else get_model_class(spec.kind)
+    The distributed trainer (``collabkit.train.distributed``) takes a MovieLens set with an optional
+    canonical split, or a ratings file or folder of shards in the library's default layout
+    (user, item, rating columns with a header); anything else is refused here, by name.
+    """
+    unsupported = {
+        "--preset": preset, "--implicit": implicit or None, "--layers": layers, "--names": source.names,
+        "--no-header": source.no_header, "--user-col": source.user_col, "--item-col": source.item_col,
+        "--rating-col": source.rating_col, "--timestamp-col": source.timestamp_col,
+        "--duplicates": source.duplicates, "--items": source.items, "--valid-pct": source.valid_pct,
+    }  # fmt: skip
+    given = [flag for flag, v in unsupported.items() if v is not None]
+    if given:
+        raise ValueError(f"the distributed trainer does not take {', '.join(given)}; see python -m collabkit.train.distributed --help")
+    args = ["--ratings", str(source.ratings)] if source.ratings is not None else ["--dataset", source.dataset or "ml-100k"]
+    if source.data_dir is not None:
+        args += ["--data-dir", str(source.data_dir)]
+    if source.split not in (None, "random"):
+        if source.ratings is not None:
+            raise ValueError("with --ratings the distributed trainer validates on a file of its own: add --valid FILE to the command printed without --split")
+        args += ["--split", source.split]
+    options = {"--model": model, "--n-factors": n_factors, "--epochs": epochs, "--lr": lr, "--wd": wd, "--bs": bs, "--seed": source.seed, "--out": out}
+    args += [str(x) for flag, v in options.items() if v is not None for x in (flag, v)]
+    run = " ".join(shlex.quote(a) for a in ["-m", "collabkit.train.distributed", *args])
+    return (
+        "# one host, 2 processes (gloo on CPU); rank 0 saves the model\n"
+        f"torchrun --nproc-per-node 2 {run}\n"
+        "# several hosts: run on each with its --node-rank (0 .. nnodes-1); --master-addr is host 0\n"
+        f"torchrun --nnodes 2 --node-rank 0 --nproc-per-node 2 --master-addr HOST0 --master-port 29500 {run}\n"
+        "# every rank keeps every world-th row of the data (or, for a folder, every world-th file)"
+    )
+
+
+def _class(spec: Any) -> Any:
+    """The class ``spec`` builds (a preset builds an ensemble)."""
+    from collabkit.models.base import get_model_class
+
+    return get_model_class("ensemble" if spec.is_preset else spec.kind)
 
 
 def _overrides(spec: Any, n_factors, layers, epochs, lr, wd, bs) -> dict[str, Any]:
