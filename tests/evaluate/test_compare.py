@@ -23,7 +23,8 @@ def test_compare_one_row_per_spec_with_baselines(split):
     table = compare(specs, train, test, k=5)
     assert table["model"].tolist() == specs
     ranking = ["precision@5", "recall@5", "ndcg@5", "map@5", "hit_rate@5", "mrr@5", "coverage@5"]
-    assert list(table.columns) == ["model", "rmse", "mae", *ranking, "novelty@5", "fit_seconds"]
+    assert list(table.columns) == ["model", "rmse", "mae", *ranking, "novelty@5", "fit_seconds", "predicts_ratings"]
+    assert table["predicts_ratings"].tolist() == [True, True, True, False]
     assert ((table[ranking] >= 0) & (table[ranking] <= 1)).all().all()
     assert (table["fit_seconds"] >= 0).all()
     # the mean baseline predicts the training mean for everyone: its rmse is known exactly

@@ -54,11 +54,13 @@ def test_compare_json_is_one_object_with_a_row_per_model(csv):
             "--ratings",
             csv,
             "--models",
-            "mean,bias(epochs=2),dot-bias(n_factors=4, epochs=2)",
+            "mean,bias(epochs=2),dot-bias(n_factors=4, epochs=2),most-popular",
             "--json",
         )
     )
-    want = ["mean", "bias(epochs=2)", "dot-bias(n_factors=4, epochs=2)"]
+    want = ["mean", "bias(epochs=2)", "dot-bias(n_factors=4, epochs=2)", "most-popular"]
+    popular = out["models"][3]
+    assert popular["rmse"] is None and popular["predicts_ratings"] is False and popular["ndcg@10"] > 0
     assert [m["model"] for m in out["models"]] == want
     assert {"rmse", "mae", "ndcg@10", "precision@10", "recall@10", "fit_seconds"} <= out["models"][
         0

@@ -121,10 +121,11 @@ def compare(
     except (ValueError, FileNotFoundError, KeyError, OSError) as e:
         fail(str(e))
     if as_json:
-        print_json(
-            {"dataset": data.name, "split": split, "k": k, "relevant_threshold": relevant,
-             "models": table.to_dict(orient="records")}
-        )  # fmt: skip
+        rows = table.to_dict(orient="records")
+        for row in rows:  # a ranking-only model has no rmse: null, not a NaN to warn about
+            if not row["predicts_ratings"]:
+                row.update(rmse=None, mae=None)
+        print_json({"dataset": data.name, "split": split, "k": k, "relevant_threshold": relevant, "models": rows})
         return
     shown = ["model", "rmse", "mae", f"ndcg@{k}", f"precision@{k}", f"recall@{k}", "fit_seconds"]
     title = f"{data.name} ({split}): rating and top-{k} metrics (relevant: rating >= {relevant:g})"

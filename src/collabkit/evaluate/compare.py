@@ -62,7 +62,8 @@ def compare(
     relevant_threshold: float | None = RELEVANT_THRESHOLD,
     seed: int = 42,
 ) -> pd.DataFrame:
-    """One row per spec, in order: model, rmse, mae, ranking metrics @k, fit_seconds.
+    """One row per spec, in order: model, rmse, mae, ranking metrics @k, fit_seconds, predicts_ratings
+    (False for a ranking-only model, whose rmse and mae are NaN).
 
     Every model is built by ``build_model`` on ``train`` with the same seed (each with its
     kind's recipe unless the spec overrides it) and scored on ``test``; see the module docstring.
@@ -74,5 +75,5 @@ def compare(
     for spec in specs:
         model, history = build_model(spec, train, seed=seed, threshold=relevant_threshold)
         metrics = evaluate_model(model, train, test, k, relevant_threshold)
-        rows.append({"model": spec.name, **metrics, "fit_seconds": history.fit_seconds})
+        rows.append({"model": spec.name, **metrics, "fit_seconds": history.fit_seconds, "predicts_ratings": supports(model, RATINGS)})
     return pd.DataFrame(rows)

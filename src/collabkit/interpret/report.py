@@ -249,7 +249,7 @@ def _compare(
     }
     rows = [pd.DataFrame([this])]
     if baselines:  # each with its kind's default recipe, on the model's own split
-        rows.append(compare(baselines, train, test, k, relevant_threshold))
+        rows.append(compare(baselines, train, test, k, relevant_threshold).drop(columns="predicts_ratings"))
     table = pd.concat(rows, ignore_index=True)
     relevant = (
         "every held-out item"
