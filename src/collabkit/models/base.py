@@ -312,6 +312,12 @@ class CollabModel(nn.Module):
         self.train(was)
         return torch.cat(rows) if rows else torch.empty(0, n)
 
+    def ranker(self) -> tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]]:
+        """(rank, finish) for top-N: ``rank`` maps user indices to (U, n_items) numbers ordered like
+        ``scorer()``'s, ``finish`` turns the chosen ones into those scores. Kinds whose score ends
+        in an increasing squash (sigmoid_range) leave it to ``finish``: n cells a user, not all."""
+        return self.scorer(), lambda top: top
+
     def shared_ranking(self) -> Tensor | None:
         """(n_items,) numbers whose descending order is every user's ranking of the items, for kinds
         whose ranking does not depend on the user (top-N then sorts the catalogue once instead of

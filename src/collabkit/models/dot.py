@@ -67,9 +67,10 @@ class DotProduct(CollabModel):
         return self.scorer()(u)
 
     @torch.no_grad()
-    def scorer(self) -> Callable[[Tensor], Tensor]:
+    def scorer(self, squash: bool = True) -> Callable[[Tensor], Tensor]:
         """One (U, D) @ (D, n_items) product per chunk of users, biases folded in as extra
-        columns (``_user_side``/``_item_side``); the item side is built once."""
+        columns (``_user_side``/``_item_side``); the item side is built once. ``squash=False``:
+        the logits before sigmoid_range (same order)."""
         was = self.training
         self.eval()
         items = self._item_side(self.item_repr(torch.arange(len(self.items)))).contiguous()
@@ -78,9 +79,13 @@ class DotProduct(CollabModel):
         @torch.no_grad()
         def score(u: Tensor) -> Tensor:
             ur = self.user_repr(u.clamp(min=0)) * (u >= 0).unsqueeze(1)
-            return self._squash_(self._user_side(ur) @ items.T)
+            raw = self._user_side(ur) @ items.T
+            return self._squash_(raw) if squash else raw
 
         return score
+
+    def ranker(self) -> tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]]:
+        return self.scorer(squash=False), self._squash
 
     def _user_side(self, ur: Tensor) -> Tensor:
         return ur

@@ -62,11 +62,11 @@ def top_n(
         return _top_n_shared(model, shared, users, n, seen, allowed, reprs)
     out_items = np.full((len(users), n), -1, dtype=np.int64)
     out_scores = np.full((len(users), n), np.nan, dtype=np.float32)
-    score = model.scorer() if reprs is None else None  # the item side, prepared once
+    rank, finish = model.ranker() if reprs is None else (None, None)  # the item side, prepared once
     for s in range(0, len(users), batch_users):
         ub = users[s : s + batch_users]
-        if score is not None:
-            scores = score(ub).float()  # (B, n_items)
+        if rank is not None:
+            scores = rank(ub).float()  # (B, n_items), ordered like the scores
         else:
             scores = score_reprs(model, reprs[s : s + batch_users]).float()
         if allowed is not None:
@@ -74,7 +74,9 @@ def top_n(
         if seen is not None:
             _mask_seen(scores, ub.numpy(), *seen)
         items, top = _top_k(scores, min(n, n_items))
-        keep = torch.isfinite(top)
+        keep = torch.isfinite(top)  # -inf: seen or not a candidate
+        if finish is not None:
+            top = finish(top)
         k = items.shape[1]
         out_items[s : s + len(ub), :k] = torch.where(keep, items, -1).numpy()
         out_scores[s : s + len(ub), :k] = torch.where(keep, top, float("nan")).numpy()
