@@ -135,6 +135,8 @@ def test_report_shows_calibration_and_its_reliability_plot(ordinal, tmp_path):
     save_model(ordinal, tmp_path / "m")
     out = write_report(tmp_path / "m", tmp_path / "r", data, data, baselines=())
     assert "reliability.png" in out["files"] and 0 <= out["calibration"]["ece@4"] <= 1
+    page = (tmp_path / "r" / "index.html").read_text()
+    assert 'id="reliability-chart" class="plotly-graph-div"' in page  # drawn by Plotly in the page
 
 
 def test_cli_predict_proba(tmp_path):
