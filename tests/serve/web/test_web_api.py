@@ -3,10 +3,15 @@ themselves, through the ASGI app on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pandas as pd
 import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
+from collabkit.serve import store
 from collabkit.serve.api import item_map, monitor
 
 
@@ -46,13 +51,17 @@ def test_bias_kind_is_the_first_genre():
     assert "liked less than most Drama films" in item_map._tell("B", 3, 3.5, facts)
 
 
-def test_concentration_metrics():
-    assert monitor.gini(np.array([5, 5, 5, 5]), 4) == pytest.approx(0)
-    assert monitor.gini(np.array([10]), 4) == pytest.approx(0.75)  # one of 4 takes all: (n-1)/n
-    assert monitor.gini(np.array([]), 4) is None
-    assert monitor.coverage(np.array([1, 2]), 8) == pytest.approx(0.25)
-    assert monitor.top_share(np.array([90, 5, 5]), 0.01) == pytest.approx(0.9)  # at least one
-    assert monitor.top_share(np.arange(1, 101), 0.05) == pytest.approx(sum(range(96, 101)) / 5050)
+def test_monitor_concentration_metrics_count_items_never_shown():
+    even = monitor.exposure_metrics(pd.DataFrame({"item": list("abcd"), "n": 5}), 4)
+    assert even == pytest.approx({"gini": 0, "coverage": 1, "top1_share": 0.25})
+    one = monitor.exposure_metrics(pd.DataFrame({"item": ["a"], "n": [10]}), 4)
+    assert one == pytest.approx({"gini": 0.75, "coverage": 0.25, "top1_share": 1})  # (n-1)/n
+    shown = pd.DataFrame({"item": ["a", "b", "c"], "n": [60, 30, 10]})  # of 200: top 1% = 2 items
+    assert monitor.exposure_metrics(shown, 200)["top1_share"] == pytest.approx(0.9)
+    assert monitor.signal_metrics(np.array([90, 5, 5])) == pytest.approx(
+        {"users1_share": 0.9, "users5_share": 0.9}  # at least one rater
+    )
+    assert monitor.signal_metrics(np.array([])) == {"users1_share": None, "users5_share": None}
 
 
 def test_monitor_over_time_and_per_version_with_alerts(api):
@@ -76,6 +85,28 @@ def test_monitor_over_time_and_per_version_with_alerts(api):
     alerts = api.client.get("/v1/monitor").json()["alerts"]
     assert {a["metric"] for a in alerts} == {"gini", "coverage"}
     assert api.client.put("/v1/monitor/thresholds", json={"gini": 2}, headers=api.admin).status_code == 422
+
+
+def test_monitor_reads_only_its_window(api):
+    """Exposures older than the window are neither counted nor read (the WHERE on shown_at)."""
+    for u in range(1, 6):
+        assert api.client.get(f"/v1/users/{u}/recommendations", params={"n": 4}).status_code == 200
+    api.client.get("/v1/monitor")  # flushes the log
+    old = time.time() - 3 * 86400
+    engine = store.make_engine(api.url)
+    with Session(engine) as s:
+        version = s.scalar(select(store.Exposure.model_version))
+        s.add_all(store.Exposure(user_id="9", item_id=str(i), position=1, model_version=version,
+                                 shown_at=old + i) for i in range(1, 31))  # fmt: skip
+        s.commit()
+    engine.dispose()
+    recent = api.client.get("/v1/monitor", params={"hours": 24, "periods": 2}).json()
+    assert sum(p["exposures"] for p in recent["series"]) == 20 == recent["versions"][0]["exposures"]
+    assert recent["series"][0]["start"] >= recent["since"]
+    week = api.client.get("/v1/monitor", params={"periods": 2}).json()  # default: the last 7 days
+    assert sum(p["exposures"] for p in week["series"]) == 50 == week["versions"][0]["exposures"]
+    assert week["series"][0]["start"] < recent["since"]
+    assert api.client.get("/v1/monitor", params={"hours": 0}).status_code == 422
 
 
 def test_ingestion_counts(api, tiny_data):
