@@ -4,15 +4,20 @@ themselves, through the ASGI app on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from collabkit.serve import store
+from collabkit.checkpoint import load_model, save_model
+from collabkit.serve import Settings, create_app, migrate, store
 from collabkit.serve.api import item_map, monitor
+from collabkit.serve.rollout import _train
+from tests.serve.conftest import load_store, make_key
 
 
 def test_map_points_are_the_most_rated_items_with_details(api, tiny_data):
@@ -107,6 +112,37 @@ def test_monitor_reads_only_its_window(api):
     assert sum(p["exposures"] for p in week["series"]) == 50 == week["versions"][0]["exposures"]
     assert week["series"][0]["start"] < recent["since"]
     assert api.client.get("/v1/monitor", params={"hours": 0}).status_code == 422
+
+
+@pytest.fixture(scope="module")
+def ordinal_model(tiny_data, tmp_path_factory) -> Path:
+    """An ordinal model (PROBA) trained on the tiny ratings, saved with its item titles."""
+    model = _train("ordinal(n_factors=4, epochs=8, lr_max=2e-2)", tiny_data)
+    return save_model(model, tmp_path_factory.mktemp("ordinal"), items=tiny_data.items)
+
+
+def test_recommendations_tell_the_chance_of_love_where_the_model_gives_one(api, ordinal_model, tiny_data, tmp_path):
+    plain = api.client.get("/v1/users/1/recommendations", params={"n": 4}).json()
+    assert plain["love_at"] is None and all(i["p_love"] is None for i in plain["items"])
+
+    url = f"sqlite:///{tmp_path / 'ordinal.db'}"
+    engine = store.make_engine(url)
+    migrate.upgrade(engine)
+    engine.dispose()
+    load_store(url, tiny_data)
+    writer = {"Authorization": f"Bearer {make_key(url, 'writer')}"}
+    settings = Settings(db=url, model=str(ordinal_model), reload_seconds=0, models_dir=str(tmp_path / "m"))
+    with TestClient(create_app(settings)) as client:
+        known = client.get("/v1/users/1/recommendations", params={"n": 4}).json()
+        assert known["mode"] == "model" and known["love_at"] == 4.0
+        model = load_model(ordinal_model)
+        p = model.predict_proba([1] * 4, [int(i["item"]) for i in known["items"]])  # levels 1..5
+        assert [i["p_love"] for i in known["items"]] == pytest.approx(p[:, 3:].sum(1), abs=1e-3)
+        answers = [{"item": q["item"], "rating": r} for q, r in zip(
+            client.get("/v1/onboarding/questions", params={"n": 3}).json()["questions"], (5, 1, 4))]
+        new = client.post("/v1/users", json={"answers": answers, "n": 4}, headers=writer).json()
+        assert new["mode"] == "fold-in" and new["love_at"] == 4.0
+        assert all(0 < i["p_love"] < 1 for i in new["items"])
 
 
 def test_ingestion_counts(api, tiny_data):
