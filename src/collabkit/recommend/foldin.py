@@ -219,7 +219,9 @@ def _targets(model: CollabModel, ratings: Tensor) -> tuple[Tensor, Tensor]:
     f's range (its ends are never reached), and the link's slope there."""
     if isinstance(model, OrdinalMF):
         lo, hi = model.config.levels[0], model.config.levels[-1]
-        t = model.latent_for(ratings.clamp(lo + EPS * (hi - lo), hi - EPS * (hi - lo)))
+        r = ratings.clamp(lo + EPS * (hi - lo), hi - EPS * (hi - lo))
+        values, where = torch.unique(r, return_inverse=True)  # a few levels: invert each once
+        t = model.latent_for(values, iters=32)[where]  # bisection to ~1e-8
         return t, model.expected_slope(t)
     y = model.config.y_range
     if y is None:
