@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import html
 import re
-from html.parser import HTMLParser
+from pathlib import Path
 
+import plotly_page
 import pytest
 from conftest import make_ratings
 
@@ -16,40 +18,25 @@ from collabkit.interpret.report import write_report
 from collabkit.models.dot import DotProductBias
 
 HOSTILE = ["<img src=x onerror=alert(1)>", "</script><script>alert(2)</script>", "\"' onmouseover='alert(3)"]
+CHROMIUM = "/usr/bin/chromium"
+MARKUP = HOSTILE[:2]  # the titles with tags in them (quotes mean nothing to Plotly's text)
 
 
-class Page(HTMLParser):
-    """Every tag with its attributes, the text of each <script>, and all text shown."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.tags: list[tuple[str, dict]] = []
-        self.scripts: list[str] = []
-        self.text: list[str] = []
-        self._in_script = False
-
-    def handle_starttag(self, tag, attrs):
-        self.tags.append((tag, dict(attrs)))
-        self._in_script = tag == "script"
-
-    def handle_endtag(self, tag):
-        self._in_script = False
-
-    def handle_data(self, data):
-        (self.scripts if self._in_script else self.text).append(data)
-
-
-def _assert_safe(html_text: str) -> Page:
-    page = Page()
-    page.feed(html_text)
-    assert not [t for t, _ in page.tags if t == "img"]
+def _assert_safe(html_text: str) -> tuple[plotly_page.Page, list[str]]:
+    """No element or handler injected, no script broken out of; returns the page and the text
+    its charts show (Plotly reads its own markup in text, so titles must arrive escaped)."""
+    page = plotly_page.parse(html_text)
+    assert not page.external and plotly_page.has_inline_plotly(page)
     assert all(not k.startswith("on") for _, attrs in page.tags for k in attrs)
-    assert len(page.scripts) <= 1 and not any("alert" in s for s in page.scripts)
-    assert "innerHTML" not in html_text  # the hover box fills itself with textContent
-    shown = "".join(page.text)
-    for title in HOSTILE:
-        assert title in shown  # the title is shown literally
-    return page
+    figures = plotly_page.figures(html_text)
+    assert len(page.scripts) == 1 + len(figures)  # Plotly, then one per chart: none broken out of
+    for script in page.scripts:
+        assert not any(title in script for title in MARKUP)  # "<" is written as \u003c
+    traces = [t for fig in figures.values() for t in fig]
+    charted = [str(v) for t in traces for key in ("text", "hovertext") for v in t.get(key, [])]
+    for title in MARKUP:
+        assert not any(title in c for c in charted)  # never raw to Plotly's markup
+    return page, charted
 
 
 @pytest.fixture(scope="module")
@@ -65,9 +52,10 @@ def test_pca_html_shows_hostile_titles_as_text(hostile_data, tmp_path):
     model = DotProductBias.from_data(hostile_data, n_factors=4)
     pca = item_pca(model, 2, hostile_data, hostile_data.items)
     path = save_html(pca, tmp_path / "map.html", n=40)
-    page = _assert_safe(path.read_text())
-    infos = [a["data-info"] for t, a in page.tags if t == "g" and "data-info" in a]
-    assert any(HOSTILE[0] in info for info in infos)  # the hover data keeps the title, as data
+    _, charted = _assert_safe(path.read_text())
+    for title in HOSTILE:  # labelled and in the hover text, escaped for Plotly: shown literally
+        assert html.escape(title, quote=False) in charted
+        assert any(c.startswith(f"<b>{html.escape(title, quote=False)}</b>") for c in charted)
 
 
 def test_report_shows_hostile_titles_as_text_and_escapes_once(hostile_data, tmp_path):
@@ -77,6 +65,31 @@ def test_report_shows_hostile_titles_as_text_and_escapes_once(hostile_data, tmp_
     save_model(model, tmp_path / "m", items=hostile_data.items, extra={"history": history.rows})
     write_report(tmp_path / "m", tmp_path / "report", train, test, baselines=["mean"], min_ratings=1, n_map=40)
     text = (tmp_path / "report" / "index.html").read_text()
-    page = _assert_safe(text)
+    page, charted = _assert_safe(text)
     shown = "".join(page.text)
+    for title in HOSTILE:
+        assert html.escape(title, quote=False) in charted  # the map shows the title literally
     assert re.search(r'\{"n_factors": 4', shown) and "&quot;" not in shown  # escaped once, not twice
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is missing: apt-get install chromium")
+def test_pca_html_in_a_browser_draws_hostile_titles_as_text_and_fetches_nothing(hostile_data, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    model = DotProductBias.from_data(hostile_data, n_factors=4)
+    path = save_html(item_pca(model, 2, hostile_data, hostile_data.items), tmp_path / "map.html", n=40)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page()
+        dialogs, fetched = [], []
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.on("request", lambda r: fetched.append(r.url))
+        page.goto(path.as_uri())
+        page.wait_for_selector("#item-map g.textpoint")
+        labels = page.eval_on_selector_all("#item-map g.textpoint text", "es => es.map(e => e.textContent)")
+        injected = page.eval_on_selector_all("#item-map img, #item-map script", "es => es.length")
+        browser.close()
+    assert len(labels) == 40 and set(HOSTILE) <= set(labels)  # drawn literally
+    assert not dialogs and not injected
+    assert fetched == [path.as_uri()]  # Plotly came inline: nothing else was requested

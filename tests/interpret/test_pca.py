@@ -1,16 +1,16 @@
-"""PCA of item factors against numpy, the PNG and the self-contained HTML map, label placement."""
+"""PCA of item factors against numpy, the PNG, the self-contained Plotly map, label placement."""
 
 from __future__ import annotations
 
 import json
-from html.parser import HTMLParser
 
 import numpy as np
 import pytest
 import torch
 from conftest import make_ratings
+from plotly_page import figures, has_inline_plotly, parse
 
-from collabkit.interpret.pca import item_pca, map_svg, place_labels, save_html, save_png
+from collabkit.interpret.pca import item_pca, map_figure, place_labels, save_html, save_png
 from collabkit.models.dot import DotProductBias
 
 
@@ -64,49 +64,26 @@ def test_png_is_written(model, data, tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-class Points(HTMLParser):
-    """Collects each map point's label, its hover data, and any external reference."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.points: list[dict] = []
-        self.external: list[str] = []
-        self._in_point_text = False
-
-    def handle_starttag(self, tag, attrs):
-        a = dict(attrs)
-        if tag == "g" and a.get("class") == "pt":
-            self.points.append({"info": json.loads(a["data-info"]), "label": ""})
-        self._in_point_text = tag == "text" and bool(self.points) and not self.points[-1]["label"]
-        for key in ("src", "href"):
-            if a.get(key, "").startswith(("http", "//")):
-                self.external.append(a[key])
-        if tag in ("link", "iframe") or (tag == "script" and "src" in a):
-            self.external.append(tag)
-
-    def handle_data(self, data):
-        if self._in_point_text:
-            self.points[-1]["label"] += data
-            self._in_point_text = False
-
-
-def test_html_is_self_contained_with_titles_and_hover_data(model, data, tmp_path):
+def test_html_is_a_self_contained_plotly_map_with_titles_and_hover_data(model, data, tmp_path):
     pca = item_pca(model, 3, data, data.items)
-    page = save_html(pca, tmp_path / "map.html", n=15).read_text()
-    parser = Points()
-    parser.feed(page)
-    assert len(parser.points) == 15 and not parser.external
-    for p in parser.points:
-        assert p["label"] == p["info"]["title"] and p["label"].startswith("Movie")
-        assert {"title", "bias", "n_ratings"} <= p["info"].keys()
-    assert "<script>" in page and "mousemove" in page  # the hover box
+    text = save_html(pca, tmp_path / "map.html", n=15).read_text()
+    page = parse(text)
+    assert not page.external and has_inline_plotly(page)  # offline: Plotly's JS is in the file
+    (trace,) = figures(text)["item-map"]
+    shown = pca.coords.sort_values("n_ratings", ascending=False, kind="stable").head(15)
+    assert trace["x"] == pytest.approx(shown["pc1"].tolist())
+    assert trace["y"] == pytest.approx(shown["pc2"].tolist())
+    assert trace["text"] == shown["title"].tolist() and trace["text"][0].startswith("Movie")
+    for hover, (_, row) in zip(trace["hovertext"], shown.iterrows()):
+        assert hover.startswith(f"<b>{row['title']}</b>")
+        assert f"bias {row['bias']:.3f}" in hover and f"{row['n_ratings']} ratings" in hover
 
 
 def test_bad_components(model):
     pca = item_pca(model, 3)
     for x, y in [(1, 1), (0, 2), (1, 4)]:
         with pytest.raises(ValueError, match="components"):
-            map_svg(pca, x=x, y=y)
+            map_figure(pca, x=x, y=y)
 
 
 def test_labels_avoid_each_other_and_stay_inside():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from html.parser import HTMLParser
 
+import plotly_page
 import pytest
 from conftest import make_ratings
 
@@ -16,19 +17,21 @@ from collabkit.models.dot import DotProductBias, GlobalMean
 
 
 class Sections(HTMLParser):
-    """section id -> its text, tables (as lists of rows) and number of SVG map points."""
+    """section id -> its text, tables (as lists of rows) and the ids of its Plotly charts."""
 
     def __init__(self) -> None:
         super().__init__()
         self.sections: dict[str, dict] = {}
         self._current: dict | None = None
         self._cell: list[str] | None = None
+        self._script = False  # scripts hold Plotly and the figures, not text shown
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
+        self._script = tag == "script"
         if tag == "section":
             self._current = self.sections.setdefault(
-                a["id"], {"text": "", "tables": [], "points": 0, "svg": 0}
+                a["id"], {"text": "", "tables": [], "charts": []}
             )
         elif self._current is None:
             return
@@ -38,12 +41,11 @@ class Sections(HTMLParser):
             self._current["tables"][-1].append([])
         elif tag in ("td", "th"):
             self._cell = []
-        elif tag == "svg":
-            self._current["svg"] += 1
-        elif tag == "g" and a.get("class") == "pt":
-            self._current["points"] += 1
+        elif tag == "div" and a.get("class") == "plotly-graph-div":
+            self._current["charts"].append(a["id"])
 
     def handle_endtag(self, tag):
+        self._script = False
         if tag == "section":
             self._current = None
         elif tag in ("td", "th") and self._cell is not None and self._current is not None:
@@ -51,7 +53,7 @@ class Sections(HTMLParser):
             self._cell = None
 
     def handle_data(self, data):
-        if self._current is not None:
+        if self._current is not None and not self._script:
             self._current["text"] += data
             if self._cell is not None:
                 self._cell.append(data)
@@ -83,13 +85,19 @@ def test_every_section_is_written_and_filled(trained, tmp_path):
     assert result["files"] == ["index.html", "item_map.html", "item_map.png", "report.json"]
     sections = parse(tmp_path / "report" / "index.html")
     assert list(sections) == list(SECTIONS)
-    assert (
-        sections["training"]["svg"] == 1 and len(sections["training"]["tables"][0]) == 1 + 4
-    )  # header + epochs
+    text = (tmp_path / "report" / "index.html").read_text()
+    page, charts = plotly_page.parse(text), plotly_page.figures(text)
+    assert not page.external and plotly_page.has_inline_plotly(page)  # opens offline
+    assert sections["training"]["charts"] == ["training-chart"]
+    assert [t["name"] for t in charts["training-chart"]] == ["train_loss", "valid_loss"]
+    assert all(len(t["y"]) == 4 for t in charts["training-chart"])  # one point per epoch
+    assert len(sections["training"]["tables"][0]) == 1 + 4  # header + epochs
     top, bottom, gaps = sections["biases"]["tables"]
     assert top[0][:2] == ["title", "item"] and len(top) == len(bottom) == 1 + 5
     assert "Spearman" in sections["biases"]["text"] and len(gaps) > 1
-    assert sections["pca"]["points"] == 50 and "Movie" in sections["pca"]["text"]
+    assert sections["pca"]["charts"] == ["map-chart"] and "Movie" in sections["pca"]["text"]
+    (points,) = charts["map-chart"]
+    assert len(points["x"]) == 50 and all(t.startswith("Movie") for t in points["text"])
     assert len(sections["similar"]["tables"]) == 4 and all(
         len(t) == 1 + 5 for t in sections["similar"]["tables"]
     )
@@ -114,3 +122,5 @@ def test_sections_that_do_not_apply_say_why(trained, tmp_path):
         and "no 'factors' capability" in sections["similar"]["text"]
     )
     assert "No test set" in sections["compare"]["text"]
+    page = plotly_page.parse((tmp_path / "report" / "index.html").read_text())
+    assert not page.scripts  # nothing to draw: no 4.8 MB of Plotly either

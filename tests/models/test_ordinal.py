@@ -45,7 +45,26 @@ def test_levels_come_from_the_data_and_thresholds_are_ordered(ordinal, tiny):
         ordinal.cut_gaps.copy_(torch.tensor([-30.0, 5.0, -2.0]))  # any raw value: still ordered
     theta = ordinal.thresholds()
     assert (theta.diff() > 0).all()
-    assert supports(ordinal, PROBA) and not supports(ordinal, FOLD_IN)
+    assert supports(ordinal, PROBA) and supports(ordinal, FOLD_IN)
+
+
+def test_expected_slope_is_the_derivative_of_the_expected_rating(ordinal):
+    z = torch.linspace(-6, 6, 25, dtype=torch.float64)
+    h = 1e-5
+    numeric = (ordinal.expected(z + h) - ordinal.expected(z - h)) / (2 * h)
+    torch.testing.assert_close(ordinal.expected_slope(z), numeric, atol=1e-6, rtol=1e-5)
+
+
+def test_a_new_user_folds_in_near_what_training_learned(ordinal, tiny):
+    from collabkit.recommend import fold_in_frame, user_prior
+
+    prior = user_prior(ordinal, tiny)
+    users, reprs = fold_in_frame(ordinal, tiny.frame, prior)
+    trained = ordinal.user_repr(torch.from_numpy(ordinal.users.lookup(users))).double()
+    ir = ordinal.item_repr(torch.arange(len(ordinal.items))).double()
+    folded = ordinal.latent(reprs.unsqueeze(1), ir.unsqueeze(0))  # (U, N) latent scores
+    learned = ordinal.latent(trained.unsqueeze(1), ir.unsqueeze(0))
+    assert np.corrcoef(folded.detach().ravel(), learned.detach().ravel())[0, 1] > 0.9
 
 
 def test_probabilities_sum_to_one_and_expectation_is_predict(ordinal, tiny):
@@ -135,6 +154,8 @@ def test_report_shows_calibration_and_its_reliability_plot(ordinal, tmp_path):
     save_model(ordinal, tmp_path / "m")
     out = write_report(tmp_path / "m", tmp_path / "r", data, data, baselines=())
     assert "reliability.png" in out["files"] and 0 <= out["calibration"]["ece@4"] <= 1
+    page = (tmp_path / "r" / "index.html").read_text()
+    assert 'id="reliability-chart" class="plotly-graph-div"' in page  # drawn by Plotly in the page
 
 
 def test_cli_predict_proba(tmp_path):

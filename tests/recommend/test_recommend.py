@@ -161,6 +161,24 @@ def test_new_users_get_fold_in_recommendations(setup):
         recommend_new_users(model, {999999: 4.0})
 
 
+def test_a_model_with_a_distribution_gives_the_chance_of_loving_each_pick(setup):
+    from collabkit.recommend.recommend import love_at
+
+    data, dot = setup
+    assert love_at(dot) is None and "p_love" not in recommend(dot, data, [1], n=3).columns
+    ordinal = ck.CollabModel.registry["ordinal"].from_data(data, seed=0, n_factors=4, epochs=4)
+    ordinal.fit(data, progress=False)
+    assert love_at(ordinal) == 4.0  # the top quarter of 1-5 stars
+    known = recommend(ordinal, data, [1, 2], n=5)
+    p = ordinal.predict_proba(known["user"], known["item"])  # (10, 5) over levels 1..5
+    np.testing.assert_allclose(known["p_love"], p[:, 3:].sum(1), atol=1e-5)  # P(4) + P(5)
+    fallback = recommend(ordinal, data, ["nobody"], n=3, unknown="fallback")
+    answers = {data.frame["item"].iloc[0]: 5.0, data.frame["item"].iloc[1]: 1.0}
+    new = recommend_new_users(ordinal, answers, n=3)
+    for frame in (fallback, new):
+        assert frame["p_love"].between(0, 1).all() and frame["p_love"].notna().all()
+
+
 def test_non_dot_models_rank_but_have_no_fallback(setup):
     data, _ = setup
     model = trained(data, "nn", epochs=1)

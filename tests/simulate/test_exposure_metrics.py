@@ -45,7 +45,18 @@ def test_coverage_share_utility_and_signal():
     # 4 users; top 1% (at least one user) = user 1 with 7 of 10 rows; top 50% = 2 users = 8 rows
     assert m.top_user_share(log, 0.01) == pytest.approx(0.7)
     assert m.top_user_share(log, 0.5) == pytest.approx(0.8)
+    assert np.isnan(m.top_user_share(log.iloc[:0], 0.05))
     assert m.rmse(np.array([1.0, 3.0]), np.array([2.0, 3.0])) == pytest.approx(np.sqrt(0.5))
+
+
+def test_top_share_of_the_catalogue_counts_items_never_shown():
+    # 200 items, 3 shown (60, 30, 10 times): the top 1% is round(2.0) = 2 items, 90 of 100
+    counts = np.zeros(200)
+    counts[[5, 17, 80]] = [10, 60, 30]
+    assert m.top_share(counts, 0.01) == pytest.approx(0.9)
+    assert m.top_share(counts[:50], 0.01) == pytest.approx(60 / 70)  # 50 items (5, 17): at least one
+    assert m.top_share(np.arange(1, 101), 0.05) == pytest.approx((96 + 97 + 98 + 99 + 100) / 5050)
+    assert np.isnan(m.top_share(np.zeros(4), 0.5)) and np.isnan(m.top_share(np.array([]), 0.5))
 
 
 def test_round_metrics_names():

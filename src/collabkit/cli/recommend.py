@@ -285,9 +285,10 @@ def _records(frame: pd.DataFrame) -> list[dict]:
 
 def _table(title: str, recs: pd.DataFrame) -> Table:
     table = Table(title=title)
-    cols = [c for c in ("rank", "item", "title", "score", "because") if c in recs.columns]
+    cols = [c for c in ("rank", "item", "title", "score", "p_love", "because") if c in recs.columns]
     for c in cols:
-        table.add_column(c, justify="right" if c in ("rank", "score") else "left")
+        table.add_column(c, justify="right" if c in ("rank", "score", "p_love") else "left")
     for row in recs[cols].itertuples(index=False):
-        table.add_row(*(f"{v:.2f}" if c == "score" else str(v) for c, v in zip(cols, row)))
+        shown = {"score": "{:.2f}", "p_love": "{:.0%}"}  # p_love: models with a distribution
+        table.add_row(*(shown.get(c, "{}").format(v) for c, v in zip(cols, row)))
     return table

@@ -1,7 +1,7 @@
 """Interpretation: what a trained model learned (biases, the item map, neighbours) and a report."""
 
 from collabkit.interpret.biases import BiasVsMean, bias_table, bias_vs_mean
-from collabkit.interpret.pca import ItemPCA, item_pca, map_svg, save_html, save_png
+from collabkit.interpret.pca import ItemPCA, item_pca, map_figure, save_html, save_png
 from collabkit.interpret.report import write_report
 from collabkit.interpret.similar import (
     TitleNotFoundError,
@@ -20,7 +20,7 @@ __all__ = [
     "factors",
     "find_item",
     "item_pca",
-    "map_svg",
+    "map_figure",
     "save_html",
     "save_png",
     "similar_items",

@@ -6,23 +6,23 @@ the variance. Signs are made deterministic (the largest loading of each componen
 As in the chapter the PCA is fitted on the most-rated items (their factors are the best
 estimated) and the map shows the top few of them, titled.
 
-The HTML page is self-contained: inline SVG, CSS and a few lines of JS for the hover box (title,
-genres, bias, rating count); no CDN, no network.
+The HTML page is a Plotly figure in a self-contained file (Plotly's JS inline, see ``charts``):
+hover a point for its title, genres, bias and rating count; no CDN, no network.
 """
 
 from __future__ import annotations
 
-import html
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import plotly.graph_objects as go
 import torch
 
 from collabkit.data.interactions import Ratings
 from collabkit.files import atomic_path, atomic_write_text
+from collabkit.interpret.charts import figure_html, html_page, plain
 from collabkit.interpret.similar import factors
 from collabkit.models.base import CollabModel
 
@@ -141,94 +141,42 @@ def save_png(pca: ItemPCA, path: str | Path, n: int = 50, x: int = 1, y: int = 2
     return path
 
 
-def map_svg(
-    pca: ItemPCA, n: int = 50, x: int = 1, y: int = 2, width: int = 900, height: int = 700
-) -> str:
-    """The same map as inline SVG: titled points; each carries its details for the hover box."""
+def map_figure(pca: ItemPCA, n: int = 50, x: int = 1, y: int = 2) -> go.Figure:
+    """The same map as a Plotly figure: titled points with their details on hover, zoom and pan."""
     _check_axes(pca, x, y)
     pts = map_points(pca, n)
-    pad = 50
-    sx = _scale(pts[f"pc{x}"].to_numpy(), pad, width - 2 * pad)
-    sy = _scale(pts[f"pc{y}"].to_numpy(), height - pad, pad)  # SVG y grows downwards
+    hover = []
+    for (_, row), label in zip(pts.iterrows(), _labels(pts)):
+        lines = [f"<b>{plain(label)}</b>"]
+        if isinstance(row.get("genres"), str):
+            lines.append(plain(row["genres"].replace("|", ", ")))
+        if "bias" in row.index and np.isfinite(row["bias"]):
+            lines.append(f"bias {row['bias']:.3f}")
+        if "n_ratings" in row.index:
+            lines.append(f"{row['n_ratings']} ratings")
+        hover.append("<br>".join(lines))
     ev = pca.explained_variance_ratio
-    size = f'viewBox="0 0 {width} {height}" width="{width}" height="{height}"'
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="map" {size}>',
-        f"<style>{MAP_CSS}</style>",
-        f'<text x="{width / 2}" y="{height - 8}" class="axis">PC{x} ({ev[x - 1]:.1%} of variance)</text>',
-        f'<text x="14" y="{height / 2}" class="axis" transform="rotate(-90 14 {height / 2})">'
-        + f"PC{y} ({ev[y - 1]:.1%} of variance)</text>",
-    ]
-    labels = _labels(pts)
-    offsets = place_labels(sx, sy, labels, 10.0, (0, 0, width, height - 20))
-    for (_, row), cx, cy, label, (dx, dy) in zip(pts.iterrows(), sx, sy, labels, offsets):
-        info = {
-            key: _plain(row[key])
-            for key in ("title", "genres", "bias", "n_ratings")
-            if key in row.index
-        }
-        info.setdefault("item", _plain(row["item"]))
-        name = html.escape(label)
-        parts.append(
-            f'<g class="pt" data-info="{html.escape(json.dumps(info), quote=True)}">'
-            f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="4"/>'
-            f'<text x="{cx + dx:.1f}" y="{cy + dy:.1f}">{name}</text><title>{name}</title></g>'
-        )
-    parts.append("</svg>")
-    return "\n".join(parts)
-
-
-MAP_CSS = (  # inside the SVG, so the map looks right on its own too
-    "circle{fill:#1f77b4} text{font:10px sans-serif;fill:#333} .pt:hover circle{fill:#d62728}"
-    " .pt:hover text{fill:#d62728;font-weight:bold} text.axis{font-size:12px;text-anchor:middle}"
-)
-
-PAGE_CSS = """
-body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;color:#222}
-h1,h2{font-weight:600}
-#tip{position:fixed;background:#fff;border:1px solid #888;border-radius:4px;padding:4px 8px;
-font-size:12px;pointer-events:none;display:none;box-shadow:0 1px 4px #0003}
-table{border-collapse:collapse;margin:0.5em 0} td,th{border:1px solid #ccc;padding:2px 8px}
-td.num{text-align:right;font-variant-numeric:tabular-nums} caption{text-align:left;font-weight:600}
-"""
-
-TOOLTIP_JS = """
-const tip = document.getElementById('tip');
-document.querySelectorAll('.pt').forEach(g => {
-  g.addEventListener('mousemove', e => {
-    const d = JSON.parse(g.dataset.info);
-    tip.replaceChildren();  // titles are data: inserted as text nodes, never parsed as HTML
-    Object.entries(d).forEach(([k, v], n) => {
-      if (n) tip.append(document.createElement('br'));
-      const b = document.createElement('b');
-      b.textContent = k;
-      tip.append(b, ': ' + (typeof v === 'number' ? Math.round(v * 1000) / 1000 : v));
-    });
-    tip.style.display = 'block';
-    tip.style.left = (e.clientX + 14) + 'px';
-    tip.style.top = (e.clientY + 14) + 'px';
-  });
-  g.addEventListener('mouseleave', () => { tip.style.display = 'none'; });
-});
-"""
-
-
-def html_page(title: str, body: str) -> str:
-    """A self-contained page (inline CSS and JS, no network) around ``body``, with the hover box."""
-    return (
-        f"<!doctype html>\n<html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        f"<style>{PAGE_CSS}</style></head>\n<body><h1>{html.escape(title)}</h1>\n{body}\n"
-        f"<div id='tip'></div><script>{TOOLTIP_JS}</script></body></html>\n"
-    )
+    points = go.Scatter(
+        x=pts[f"pc{x}"], y=pts[f"pc{y}"], mode="markers+text", name="items",
+        text=[plain(t) for t in _labels(pts)], textposition="top center", textfont={"size": 10},
+        hovertext=hover, hoverinfo="text", marker={"size": 7, "color": "#1f77b4"},
+    )  # fmt: skip
+    fig = go.Figure(points)
+    fig.update_layout(
+        xaxis_title=f"PC{x} ({ev[x - 1]:.1%} of variance)",
+        yaxis_title=f"PC{y} ({ev[y - 1]:.1%} of variance)",
+        dragmode="pan", hovermode="closest", margin={"l": 60, "r": 20, "t": 20, "b": 50},
+    )  # fmt: skip
+    return fig
 
 
 def save_html(pca: ItemPCA, path: str | Path, n: int = 50, x: int = 1, y: int = 2) -> Path:
-    """The interactive map as one self-contained HTML file: hover a point for its details."""
+    """The interactive map as one self-contained HTML file (Plotly inline): hover, zoom, pan."""
     ev = pca.explained_variance_ratio
     body = (
         f"<p>The {min(n, len(pca.coords))} most-rated items on principal components {x} and {y} of the "
-        f"item factors ({ev[x - 1]:.1%} and {ev[y - 1]:.1%} of the variance). Hover a point for details.</p>"
-        + map_svg(pca, n, x, y)
+        f"item factors ({ev[x - 1]:.1%} and {ev[y - 1]:.1%} of the variance). Hover a point for its "
+        "details; drag to pan, scroll to zoom.</p>" + figure_html(map_figure(pca, n, x, y), "item-map", 700)
     )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -284,19 +232,7 @@ def _labels(pts: pd.DataFrame) -> list[str]:
     return [str(t) if isinstance(t, str) else str(i) for t, i in zip(col, pts["item"])]
 
 
-def _scale(v: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    span = float(v.max() - v.min()) if len(v) else 0.0
-    return np.full(len(v), (lo + hi) / 2) if span == 0 else lo + (v - v.min()) / span * (hi - lo)
-
-
 def _check_axes(pca: ItemPCA, x: int, y: int) -> None:
     k = len(pca.components)
     if not (1 <= x <= k and 1 <= y <= k) or x == y:
         raise ValueError(f"components must be two different numbers in 1..{k}, got {x} and {y}")
-
-
-def _plain(v: object) -> object:
-    """numpy scalars -> JSON values; NaN -> None."""
-    if isinstance(v, (float, np.floating)):
-        return None if np.isnan(v) else round(float(v), 4)
-    return v.item() if hasattr(v, "item") else v

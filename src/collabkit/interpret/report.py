@@ -1,7 +1,7 @@
 """One folder a person can open: what a trained model learned and how well it does.
 
-``write_report(model_dir, out, train, test)`` writes a self-contained page (inline SVG, CSS and
-JS; no network) with one section per question, the map as its own files, and every number as
+``write_report(model_dir, out, train, test)`` writes a self-contained page (inline CSS, Plotly
+charts with Plotly's JS inline; no network) with one section per question, the map as its own files, and every number as
 JSON::
 
     out/index.html  out/item_map.png  out/item_map.html  out/report.json
@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import plotly.graph_objects as go
 
 from collabkit.checkpoint import load_items, load_model, read_config
 from collabkit.data.interactions import Ratings
@@ -37,7 +38,8 @@ from collabkit.evaluate.compare import BASELINES, compare, evaluate_model
 from collabkit.evaluate.ranking import RELEVANT_THRESHOLD
 from collabkit.files import atomic_write_text
 from collabkit.interpret.biases import bias_table, bias_vs_mean
-from collabkit.interpret.pca import html_page, item_pca, map_svg, save_html, save_png
+from collabkit.interpret.charts import figure_html, html_page
+from collabkit.interpret.pca import item_pca, map_figure, save_html, save_png
 from collabkit.interpret.similar import similar_items
 from collabkit.models.base import CollabModel
 
@@ -156,7 +158,7 @@ def _training(inputs: Inputs) -> tuple[str, list]:
     inner = (
         "<p>Mean squared error per epoch: the training loss should fall; the validation loss "
         "should fall too (rising again would mean over-fitting).</p>"
-        + curves_svg(history)
+        + figure_html(training_figure(history), "training-chart", 320)
         + _table(history)
     )
     return inner, history.to_dict(orient="records")
@@ -207,7 +209,7 @@ def _pca(inputs: Inputs, n_map: int, components: tuple[int, int]) -> tuple[str, 
         f"<p>PCA of the factors of the {len(pca.coords)} most-rated items; the map shows the "
         f"{min(n_map, len(pca.coords))} most-rated. Hover a point for details. Also as "
         "<a href='item_map.png'>PNG</a> and as <a href='item_map.html'>a page of its own</a>.</p>"
-        + map_svg(pca, n_map, x, y)
+        + figure_html(map_figure(pca, n_map, x, y), "map-chart", 700)
         + f"<p>What each axis separates, by the items at its two ends:</p><ul>{ends}</ul>"
     )
     return inner, pca.to_json()
@@ -281,7 +283,7 @@ def _calibration(inputs: Inputs, at: float = 4.0) -> tuple[str, dict]:
     inner = (
         f"<p>Of the held-out ratings given probability q of being {at:g} or more, a fraction q "
         "should be: the points of a calibrated model lie on the diagonal.</p>"
-        "<p><img src='reliability.png' alt='reliability plot' width='400'></p>"
+        + figure_html(reliability_figure(table, at), "reliability-chart", 420)
         + _table(pd.DataFrame([metrics]))
         + _table(table.round(4))
     )
@@ -291,39 +293,30 @@ def _calibration(inputs: Inputs, at: float = 4.0) -> tuple[str, dict]:
 # --- drawing -----------------------------------------------------------------------------------
 
 
-def curves_svg(history: pd.DataFrame, width: int = 560, height: int = 260) -> str:
-    """Line chart of train_loss (and valid_loss) per epoch as inline SVG."""
-    cols = [c for c in ("train_loss", "valid_loss") if c in history.columns]
-    values = history[cols].to_numpy(dtype=float)
-    lo, hi = float(np.nanmin(values)), float(np.nanmax(values))
-    hi = hi if hi > lo else lo + 1.0
-    pad, top = 45, 22  # left/bottom margin, top margin
-    px = pad + np.arange(len(history)) / max(len(history) - 1, 1) * (width - 2 * pad)
-    colours = {"train_loss": "#1f77b4", "valid_loss": "#d62728"}
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="curves" viewBox="0 0 {width} {height}" '
-        + f'width="{width}" height="{height}">',
-        "<style>text{font:11px sans-serif;fill:#333} polyline{fill:none;stroke-width:2}</style>",
-        f'<polyline points="{pad},{top} {pad},{height - pad} {width - pad},{height - pad}" '
-        + 'stroke="#888" style="stroke-width:1"/>',
-        f'<text x="{pad - 4}" y="{top + 4}" text-anchor="end">{hi:.3g}</text>',
-        f'<text x="{pad - 4}" y="{height - pad}" text-anchor="end">{lo:.3g}</text>',
-        f'<text x="{width / 2}" y="{height - 10}" text-anchor="middle">epoch</text>',
-    ]
-    for epoch, xe in zip(history.get("epoch", range(len(history))), px):
-        parts.append(
-            f'<text x="{xe:.1f}" y="{height - pad + 14}" text-anchor="middle">{epoch}</text>'
-        )
-    for j, col in enumerate(cols):
-        py = height - pad - (values[:, j] - lo) / (hi - lo) * (height - pad - top)
-        pts = " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(px, py) if np.isfinite(b))
-        parts.append(f'<polyline points="{pts}" stroke="{colours[col]}"/>')
-        parts.append(
-            f'<text x="{width - pad}" y="{top + 14 * j}" text-anchor="end" '
-            + f'style="fill:{colours[col]}">{col}</text>'
-        )
-    parts.append("</svg>")
-    return "\n".join(parts)
+def training_figure(history: pd.DataFrame) -> go.Figure:
+    """Line chart of train_loss (and valid_loss) per epoch."""
+    epochs = history["epoch"] if "epoch" in history.columns else pd.Series(range(len(history)))
+    fig = go.Figure()
+    for col, colour in (("train_loss", "#1f77b4"), ("valid_loss", "#d62728")):
+        if col in history.columns:
+            fig.add_scatter(x=epochs, y=history[col], mode="lines+markers", name=col, line_color=colour)
+    fig.update_layout(xaxis_title="epoch", yaxis_title="loss", margin={"l": 60, "r": 20, "t": 20, "b": 50})
+    return fig
+
+
+def reliability_figure(table: pd.DataFrame, at: float) -> go.Figure:
+    """Observed share of ratings >= ``at`` against the predicted probability, per bin."""
+    fig = go.Figure()
+    fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="calibrated", line={"dash": "dot", "color": "#888"})
+    fig.add_scatter(
+        x=table["predicted"], y=table["observed"], mode="lines+markers", name="this model",
+        marker={"size": 6 + 14 * np.sqrt(table["count"] / table["count"].max())},
+    )  # fmt: skip
+    fig.update_layout(
+        xaxis_title=f"predicted P(rating >= {at:g})", yaxis_title="observed share",
+        xaxis_range=[0, 1], yaxis_range=[0, 1], margin={"l": 60, "r": 20, "t": 20, "b": 50},
+    )  # fmt: skip
+    return fig
 
 
 def _table(frame: pd.DataFrame, caption: str = "") -> str:

@@ -35,7 +35,7 @@ from collabkit.data.vocab import Vocab
 FOLD_IN = "fold-in"  # new users from a few answers, without retraining (recommend.foldin)
 FACTORS = "factors"  # latent vectors per item and user: similar items/users, the PCA map
 RATINGS = "ratings"  # scores are ratings on the data's scale (else ranking scores, implicit data)
-PROBA = "proba"  # a probability for each rating level (predict_proba)
+PROBA = "proba"  # a probability for each rating level (config.levels; predict_proba, proba_repr)
 CAPABILITIES = (FOLD_IN, FACTORS, RATINGS, PROBA)
 
 #: shrinkage of the baseline predictor's item and user offsets (Koren 2008's lambda_2, lambda_3)

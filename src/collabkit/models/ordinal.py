@@ -18,6 +18,8 @@ positive gaps (softplus). ``predict`` is the expected rating (for RMSE),
 and ``predict_proba`` the (n, K) distribution. The levels are the training data's distinct
 ratings, so half-star scales work. A pair with an unknown side gets the distribution of the
 baseline predictor's rating: the z whose expected rating is mu + b_u + b_i (base module).
+A new user folds in like a dot-bias user (z is linear in [p_u, b_u]), through E[r | z] instead of
+a sigmoid (``recommend.foldin``).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from torch import Tensor, nn
 
 from collabkit.core.loop import History, fit_one_cycle
 from collabkit.data.interactions import Ratings
-from collabkit.models.base import FACTORS, PROBA, RATINGS, CollabModel, SGDConfig
+from collabkit.models.base import FACTORS, FOLD_IN, PROBA, RATINGS, CollabModel, SGDConfig
 from collabkit.models.dot import _table
 
 #: a scale with more distinct ratings than this is not a set of classes (continuous scores)
@@ -69,7 +71,7 @@ class OrdinalMF(CollabModel):
 
     kind = "ordinal"
     Config = OrdinalConfig
-    capabilities = frozenset({FACTORS, RATINGS, PROBA})  # fold-in assumes a sigmoid_range head
+    capabilities = frozenset({FOLD_IN, FACTORS, RATINGS, PROBA})  # fold-in: link E[r | z]
     wants_y_range = False
     bias_columns = (1, 1)
     user_item_tables: ClassVar[dict[str, str]] = {
@@ -141,6 +143,18 @@ class OrdinalMF(CollabModel):
         for theta, step in zip(self.thresholds(), self.steps):
             out = out - step * torch.sigmoid(theta - z)
         return out
+
+    def expected_slope(self, z: Tensor) -> Tensor:
+        """dE[r | z] / dz = sum_k (l_{k+1} - l_k) s_k (1 - s_k), s_k = sigmoid(theta_k - z)."""
+        out = torch.zeros_like(z)
+        for theta, step in zip(self.thresholds(), self.steps):
+            s = torch.sigmoid(theta - z)
+            out = out + step * s * (1 - s)
+        return out
+
+    def proba_repr(self, ur: Tensor, ir: Tensor) -> Tensor:
+        """(..., F+1) user and item representations -> (..., K) P(r = l_k) (broadcasts)."""
+        return self.proba(self.latent(ur, ir))
 
     def proba(self, z: Tensor) -> Tensor:
         """(B,) latent scores -> (B, K) P(r = l_k): differences of the cumulative sigmoids."""

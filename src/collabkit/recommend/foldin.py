@@ -2,7 +2,8 @@
 
 For the dot-product family (dot, dot-bias, bias, hybrid) a score is f(z) with z = a_i . x + c_i:
 x is the user's representation ([factors, bias] for dot-bias), a_i = [item factors, 1], c_i the
-item bias, and f = sigmoid_range(., lo, hi) (the identity without a y_range). From a few answers
+item bias, and f = sigmoid_range(., lo, hi) (the identity without a y_range); the ordinal model
+has the same z and f = E[r | z], the expected rating of its cumulative link. From a few answers
 (i, r_i) fold-in finds the MAP user under a Gaussian prior fitted to the trained users:
 
     x* = argmin_x  sum_i (r_i - f(a_i . x + c_i))^2 + sum_k lam_k (x_k - m_k)^2
@@ -39,6 +40,7 @@ from collabkit.models.autorec import AutoRec
 from collabkit.models.base import FOLD_IN, CollabModel, require
 from collabkit.models.dot import DotProductBias
 from collabkit.models.ensemble import Ensemble
+from collabkit.models.ordinal import OrdinalMF
 
 Method = Literal["gauss-newton", "logit-ridge"]
 EPS = 1e-3  # logit targets are clipped to (EPS, 1 - EPS) of the output range
@@ -191,7 +193,7 @@ def linear_parts(model: CollabModel, items: Tensor) -> tuple[Tensor, Tensor]:
         return torch.cat([ir, torch.ones_like(ir[..., :1])], -1), torch.full(
             items.shape, float(model.global_mean), dtype=torch.float64
         )
-    if isinstance(model, DotProductBias):
+    if isinstance(model, (DotProductBias, OrdinalMF)):  # [factors, bias]: z = [q_i, 1] . x + b_i
         return torch.cat([ir[..., :-1], torch.ones_like(ir[..., -1:])], -1), ir[..., -1]
     return ir, torch.zeros(items.shape, dtype=torch.float64)
 
@@ -202,6 +204,31 @@ def squash(z: Tensor, y: tuple[float, float] | None) -> tuple[Tensor, Tensor]:
         return z, torch.ones_like(z)
     s = torch.sigmoid(z)
     return y[0] + (y[1] - y[0]) * s, (y[1] - y[0]) * s * (1 - s)
+
+
+def link(model: CollabModel, z: Tensor) -> tuple[Tensor, Tensor]:
+    """(f(z), f'(z)): the model's rating from its linear score z, the expected rating E[r | z]
+    for the ordinal model, ``squash`` with its y_range otherwise."""
+    if isinstance(model, OrdinalMF):
+        return model.expected(z), model.expected_slope(z)
+    return squash(z, model.config.y_range)
+
+
+def _targets(model: CollabModel, ratings: Tensor) -> tuple[Tensor, Tensor]:
+    """(t, f'(t)): the scores whose ratings are the answers, f^-1(r) with r clipped EPS inside
+    f's range (its ends are never reached), and the link's slope there."""
+    if isinstance(model, OrdinalMF):
+        lo, hi = model.config.levels[0], model.config.levels[-1]
+        r = ratings.clamp(lo + EPS * (hi - lo), hi - EPS * (hi - lo))
+        values, where = torch.unique(r, return_inverse=True)  # a few levels: invert each once
+        t = model.latent_for(values, iters=32)[where]  # bisection to ~1e-8
+        return t, model.expected_slope(t)
+    y = model.config.y_range
+    if y is None:
+        return ratings, torch.ones_like(ratings)
+    p = ((ratings - y[0]) / (y[1] - y[0])).clamp(EPS, 1 - EPS)
+    t = torch.log(p / (1 - p))
+    return t, squash(t, y)[1]
 
 
 @torch.no_grad()
@@ -228,29 +255,24 @@ def fold_in(
     A, c = linear_parts(model, items)  # (U, m, D), (U, m)
     A = A * w.unsqueeze(-1)
     lam, mu = prior.precision, prior.mean.expand(len(items), -1)  # (D,), (U, D)
-    y = model.config.y_range
     # logit-space ridge: linearise f around each answer, solve the weighted ridge in closed form
-    if y is None:
-        t, slope = ratings, torch.ones_like(ratings)
-    else:
-        p = ((ratings - y[0]) / (y[1] - y[0])).clamp(EPS, 1 - EPS)
-        t = torch.log(p / (1 - p))
-        slope = squash(t, y)[1]
+    t, slope = _targets(model, ratings)
     wt = w * slope**2  # (U, m)
     x = _ridge(A, (t - c) * w, wt, lam, mu)
     if method not in ("gauss-newton", "logit-ridge"):
         raise ValueError(f"method must be 'gauss-newton' or 'logit-ridge', not {method!r}")
-    if method == "logit-ridge" or y is None:  # without a sigmoid the ridge solution is exact
+    identity = model.config.y_range is None and not isinstance(model, OrdinalMF)
+    if method == "logit-ridge" or identity:  # without a link the ridge solution is exact
         return x[0] if single else x
     damp = torch.full((len(items),), 1e-3, dtype=torch.float64)  # Levenberg-Marquardt damping
-    f, df = squash(_z(A, x, c), y)
+    f, df = link(model, _z(A, x, c))
     loss = _objective(f, ratings, w, x, lam, mu)
     for _ in range(steps):
         H = (A * (w * df**2).unsqueeze(-1)).mT @ A + torch.diag(lam)  # (U, D, D) J^T J + diag(lam)
         H = H + torch.diag_embed(damp.unsqueeze(1) * torch.diagonal(H, dim1=1, dim2=2))
         g = (A.mT @ (w * df * (ratings - f)).unsqueeze(-1)).squeeze(-1) - lam * (x - mu)  # (U, D)
         new = x + torch.linalg.solve(H, g)
-        f_new, df_new = squash(_z(A, new, c), y)
+        f_new, df_new = link(model, _z(A, new, c))
         new_loss = _objective(f_new, ratings, w, new, lam, mu)
         better = new_loss < loss  # (U,) accept the step, else damp harder and retry
         x = torch.where(better.unsqueeze(1), new, x)

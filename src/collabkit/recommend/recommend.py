@@ -18,13 +18,14 @@ from torch import Tensor
 
 from collabkit.data.interactions import Ratings
 from collabkit.data.vocab import UnknownIdError
-from collabkit.models.base import FACTORS, CollabModel, supports
+from collabkit.models.base import FACTORS, PROBA, CollabModel, supports
 from collabkit.recommend.foldin import UserPrior, fold_in_frame, user_prior
 from collabkit.recommend.topn import rated_csr, top_n
 
 Unknown = Literal["error", "fallback"]
 History = tuple[np.ndarray, np.ndarray, np.ndarray]  # CSR: indptr, item indices, ratings
 FALLBACK_REASON = "no ratings from this user yet: the average-taste user's pick"
+LOVE = 0.75  # "you'll love it": a rating in the top quarter of the scale (4 or 5 of 1-5 stars)
 
 
 @torch.no_grad()
@@ -44,7 +45,8 @@ def recommend(
     """Top-``n`` items for ``users`` (raw ids; one id, a list, or None = every known user).
 
     Returns a long frame, best first per user: user, rank (1 = best), item, score, title (when
-    ``items``/``data.items`` has titles), because. ``data`` holds the training ratings: with
+    ``items``/``data.items`` has titles), because, and for models that give a distribution
+    (PROBA) p_love: the probability of a rating of ``love_at(model)`` or more. ``data`` holds the training ratings: with
     ``exclude_seen`` a user's rated items are never recommended, and ``because`` names the (up to
     two) items the user rated highly (at or above their own mean) nearest the recommendation in
     factor space (cosine). ``candidates`` (raw item ids) restricts the catalogue. Unknown users
@@ -191,6 +193,8 @@ def _recommend(
     )
     if titles is not None:
         frame["title"] = _titles(titles, ids)
+    if supports(model, PROBA):
+        frame["p_love"] = _p_love(model, rows, reprs, items).ravel()
     if explain:
         text = np.repeat(reason.astype(object), n)
         if history is not None:
@@ -198,6 +202,27 @@ def _recommend(
             text = np.where(text == "", _because_text(model, because, titles), text)
         frame["because"] = text
     return frame[keep].reset_index(drop=True)
+
+
+def love_at(model: CollabModel) -> float | None:
+    """The lowest rating level in the top quarter of a PROBA model's levels (4 of 1-5 stars, 4 of
+    0.5-5); None for models without a distribution."""
+    if not supports(model, PROBA):
+        return None
+    levels = np.asarray(model.config.levels, dtype=np.float64)
+    return float(levels[levels >= levels[0] + LOVE * (levels[-1] - levels[0]) - 1e-9][0])
+
+
+def _p_love(model: CollabModel, rows: np.ndarray, reprs: Tensor | None, items: np.ndarray) -> np.ndarray:
+    """(U, n) P(r >= love_at) of the recommended ``items`` (U, n), for the users ``reprs`` (U, D)
+    or, without them, the model's users ``rows``."""
+    if reprs is None:
+        reprs = model.user_repr(torch.from_numpy(np.maximum(rows, 0)))
+    ir = model.item_repr(torch.from_numpy(np.maximum(items, 0)).reshape(-1))
+    ir = ir.reshape(*items.shape, ir.shape[-1])  # (U, n, D)
+    p = model.proba_repr(reprs.to(ir.dtype).unsqueeze(1), ir)  # (U, n, K)
+    top = torch.from_numpy(np.asarray(model.config.levels) >= love_at(model) - 1e-9)
+    return p[..., top].sum(-1).numpy()
 
 
 def _because_text(model: CollabModel, because: np.ndarray, titles: pd.Series | None) -> np.ndarray:

@@ -62,6 +62,9 @@ class Recommendation(BaseModel):
     score: float
     title: str | None = None
     because: str = ""
+    p_love: float | None = Field(
+        None, description="chance of a rating of love_at or more (models with a distribution)"
+    )
 
 
 class Recommendations(BaseModel):
@@ -69,6 +72,9 @@ class Recommendations(BaseModel):
     model_version: int
     mode: Literal["model", "fold-in", "average-taste"]
     fallback: Literal["average-taste"] | None = None
+    love_at: float | None = Field(
+        None, description="the rating p_love counts from (null: the model gives no distribution)"
+    )
     items: list[Recommendation]
 
 

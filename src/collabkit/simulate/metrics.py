@@ -77,13 +77,21 @@ def jaccard_overlap(exposures: pd.DataFrame) -> float:
     return float(jac[off].mean())
 
 
+def top_share(counts: np.ndarray, fraction: float) -> float:
+    """Share of the total held by the largest max(1, round(fraction * n)) of n counts (NaN: all
+    zero). Over exposures per catalogue item (zeros for items never shown) it is the share the most
+    shown ``fraction`` of the catalogue takes; over ratings per user, the most active users' share.
+    """
+    x = np.sort(np.asarray(counts, dtype=np.float64))[::-1]
+    if not len(x) or x.sum() <= 0:
+        return float("nan")
+    k = max(1, round(fraction * len(x)))
+    return float(x[:k].sum() / x.sum())
+
+
 def top_user_share(ratings: pd.DataFrame, fraction: float) -> float:
     """Share of the rows (training signal) from the most active ``fraction`` of users (>= 1 user)."""
-    counts = np.sort(ratings["user"].value_counts().to_numpy())[::-1]
-    if not len(counts):
-        return float("nan")
-    k = max(1, round(fraction * len(counts)))
-    return float(counts[:k].sum() / counts.sum())
+    return top_share(ratings["user"].value_counts().to_numpy(), fraction)
 
 
 def rmse(predicted: np.ndarray, truth: np.ndarray) -> float:

@@ -3,11 +3,21 @@ themselves, through the ASGI app on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
+from collabkit.checkpoint import load_model, save_model
+from collabkit.serve import Settings, create_app, migrate, store
 from collabkit.serve.api import item_map, monitor
+from collabkit.serve.rollout import _train
+from tests.serve.conftest import load_store, make_key
 
 
 def test_map_points_are_the_most_rated_items_with_details(api, tiny_data):
@@ -46,13 +56,17 @@ def test_bias_kind_is_the_first_genre():
     assert "liked less than most Drama films" in item_map._tell("B", 3, 3.5, facts)
 
 
-def test_concentration_metrics():
-    assert monitor.gini(np.array([5, 5, 5, 5]), 4) == pytest.approx(0)
-    assert monitor.gini(np.array([10]), 4) == pytest.approx(0.75)  # one of 4 takes all: (n-1)/n
-    assert monitor.gini(np.array([]), 4) is None
-    assert monitor.coverage(np.array([1, 2]), 8) == pytest.approx(0.25)
-    assert monitor.top_share(np.array([90, 5, 5]), 0.01) == pytest.approx(0.9)  # at least one
-    assert monitor.top_share(np.arange(1, 101), 0.05) == pytest.approx(sum(range(96, 101)) / 5050)
+def test_monitor_concentration_metrics_count_items_never_shown():
+    even = monitor.exposure_metrics(pd.DataFrame({"item": list("abcd"), "n": 5}), 4)
+    assert even == pytest.approx({"gini": 0, "coverage": 1, "top1_share": 0.25})
+    one = monitor.exposure_metrics(pd.DataFrame({"item": ["a"], "n": [10]}), 4)
+    assert one == pytest.approx({"gini": 0.75, "coverage": 0.25, "top1_share": 1})  # (n-1)/n
+    shown = pd.DataFrame({"item": ["a", "b", "c"], "n": [60, 30, 10]})  # of 200: top 1% = 2 items
+    assert monitor.exposure_metrics(shown, 200)["top1_share"] == pytest.approx(0.9)
+    assert monitor.signal_metrics(np.array([90, 5, 5])) == pytest.approx(
+        {"users1_share": 0.9, "users5_share": 0.9}  # at least one rater
+    )
+    assert monitor.signal_metrics(np.array([])) == {"users1_share": None, "users5_share": None}
 
 
 def test_monitor_over_time_and_per_version_with_alerts(api):
@@ -76,6 +90,59 @@ def test_monitor_over_time_and_per_version_with_alerts(api):
     alerts = api.client.get("/v1/monitor").json()["alerts"]
     assert {a["metric"] for a in alerts} == {"gini", "coverage"}
     assert api.client.put("/v1/monitor/thresholds", json={"gini": 2}, headers=api.admin).status_code == 422
+
+
+def test_monitor_reads_only_its_window(api):
+    """Exposures older than the window are neither counted nor read (the WHERE on shown_at)."""
+    for u in range(1, 6):
+        assert api.client.get(f"/v1/users/{u}/recommendations", params={"n": 4}).status_code == 200
+    api.client.get("/v1/monitor")  # flushes the log
+    old = time.time() - 3 * 86400
+    engine = store.make_engine(api.url)
+    with Session(engine) as s:
+        version = s.scalar(select(store.Exposure.model_version))
+        s.add_all(store.Exposure(user_id="9", item_id=str(i), position=1, model_version=version,
+                                 shown_at=old + i) for i in range(1, 31))  # fmt: skip
+        s.commit()
+    engine.dispose()
+    recent = api.client.get("/v1/monitor", params={"hours": 24, "periods": 2}).json()
+    assert sum(p["exposures"] for p in recent["series"]) == 20 == recent["versions"][0]["exposures"]
+    assert recent["series"][0]["start"] >= recent["since"]
+    week = api.client.get("/v1/monitor", params={"periods": 2}).json()  # default: the last 7 days
+    assert sum(p["exposures"] for p in week["series"]) == 50 == week["versions"][0]["exposures"]
+    assert week["series"][0]["start"] < recent["since"]
+    assert api.client.get("/v1/monitor", params={"hours": 0}).status_code == 422
+
+
+@pytest.fixture(scope="module")
+def ordinal_model(tiny_data, tmp_path_factory) -> Path:
+    """An ordinal model (PROBA) trained on the tiny ratings, saved with its item titles."""
+    model = _train("ordinal(n_factors=4, epochs=8, lr_max=2e-2)", tiny_data)
+    return save_model(model, tmp_path_factory.mktemp("ordinal"), items=tiny_data.items)
+
+
+def test_recommendations_tell_the_chance_of_love_where_the_model_gives_one(api, ordinal_model, tiny_data, tmp_path):
+    plain = api.client.get("/v1/users/1/recommendations", params={"n": 4}).json()
+    assert plain["love_at"] is None and all(i["p_love"] is None for i in plain["items"])
+
+    url = f"sqlite:///{tmp_path / 'ordinal.db'}"
+    engine = store.make_engine(url)
+    migrate.upgrade(engine)
+    engine.dispose()
+    load_store(url, tiny_data)
+    writer = {"Authorization": f"Bearer {make_key(url, 'writer')}"}
+    settings = Settings(db=url, model=str(ordinal_model), reload_seconds=0, models_dir=str(tmp_path / "m"))
+    with TestClient(create_app(settings)) as client:
+        known = client.get("/v1/users/1/recommendations", params={"n": 4}).json()
+        assert known["mode"] == "model" and known["love_at"] == 4.0
+        model = load_model(ordinal_model)
+        p = model.predict_proba([1] * 4, [int(i["item"]) for i in known["items"]])  # levels 1..5
+        assert [i["p_love"] for i in known["items"]] == pytest.approx(p[:, 3:].sum(1), abs=1e-3)
+        answers = [{"item": q["item"], "rating": r} for q, r in zip(
+            client.get("/v1/onboarding/questions", params={"n": 3}).json()["questions"], (5, 1, 4))]
+        new = client.post("/v1/users", json={"answers": answers, "n": 4}, headers=writer).json()
+        assert new["mode"] == "fold-in" and new["love_at"] == 4.0
+        assert all(0 < i["p_love"] < 1 for i in new["items"])
 
 
 def test_ingestion_counts(api, tiny_data):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -146,6 +147,7 @@ def test_new_visitor_answers_ten_questions_then_rates_from_the_list(site, page):
     mine = items_of(page)
     assert len(mine) == 10 and mine != average and not set(rated) & set(mine)
     assert all(t.strip() for t in page.locator("#recs .because").all_inner_texts())
+    assert page.locator("#recs .love").count() == 0  # dot-bias gives no distribution: no chance
     shoot(page, "start")
     fits(page, 360)
     shoot(page, "start-360px")
@@ -162,6 +164,49 @@ def test_new_visitor_answers_ten_questions_then_rates_from_the_list(site, page):
     after = items_of(page)
     assert after != before and before[0] not in after and not set(rated) & set(after)
     shoot(page, "for-you")
+
+
+@pytest.fixture(scope="module")
+def ordinal_site(tmp_path_factory, tiny_data) -> Iterator[Site]:
+    """The service with an ordinal model (it gives a distribution over the stars) live."""
+    from collabkit.checkpoint import save_model
+    from collabkit.serve.rollout import _train
+
+    folder = tmp_path_factory.mktemp("web-ordinal")
+    model = _train("ordinal(n_factors=4, epochs=8, lr_max=2e-2)", tiny_data)
+    path = save_model(model, folder / "model", items=tiny_data.items)
+    url = f"sqlite:///{folder / 'collabkit.db'}"
+    engine = store.make_engine(url)
+    migrate.upgrade(engine)
+    load_store(url, tiny_data)
+    rollout.register(engine, path)
+    engine.dispose()
+    settings = Settings(db=url, reload_seconds=0, exposure_flush_seconds=0.2)
+    with Running(settings) as base:
+        yield Site(base, make_key(url, "writer"), make_key(url, "admin"), 0)
+
+
+def test_chance_of_loving_each_pick_where_the_model_gives_one(ordinal_site, page):
+    love = r"^\d{1,3}% chance you'll love it \(4 stars or more\)$"
+    page.goto(f"{ordinal_site.base}/#key={ordinal_site.writer}")
+    page.wait_for_selector("#recs[data-mode='average-taste'] li[data-item]")
+    page.wait_for_selector("#card[data-item]")
+    for k, stars in enumerate((5, 1, 4)):
+        page.keyboard.press(str(stars))
+        page.wait_for_selector(f"#progress:has-text('{k + 1} answered')")
+    page.wait_for_selector("#recs[data-mode='fold-in'] li[data-item]")
+    chances = page.locator("#recs .love").all_inner_texts()
+    assert len(chances) == len(items_of(page)) == 10
+    assert all(re.match(love, t) for t in chances), chances
+    shoot(page, "start-ordinal")
+
+    page.goto(f"{ordinal_site.base}/for-you")
+    page.fill("#user", "1")
+    page.press("#user", "Enter")
+    page.wait_for_selector("#recs[data-mode='model'] li[data-item]")
+    chances = page.locator("#recs .love").all_inner_texts()
+    assert len(chances) == 10 and all(re.match(love, t) for t in chances), chances
+    shoot(page, "for-you-ordinal")
 
 
 def test_map_search_click_similar(site, page):

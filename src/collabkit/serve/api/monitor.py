@@ -14,10 +14,10 @@ rating stored by the end of the period: what a retraining then would learn from)
 version, exposures are those the version served and ratings those it was trained on. Alerts
 compare the latest period with the thresholds an admin sets (``PUT /v1/monitor/thresholds``).
 
-The metric functions below are the one place the maths lives, to be replaced by
-``collabkit.simulate.metrics``: ``gini`` by its ``gini`` (of the counts padded to the catalogue),
-``coverage`` by its ``coverage``, ``top_share`` over users by its ``top_user_share``; ``top_share``
-over items (``top1_share``) has no counterpart there yet.
+The maths is ``collabkit.simulate.metrics`` (the simulations' monitor), over counts the SQL
+queries aggregate. Every query is bounded by a time window (``hours``, a week by default): the
+exposure log is read only from its start (``shown_at`` is indexed), and ratings stored before it
+come back as one total per rater.
 """
 
 from __future__ import annotations
@@ -29,12 +29,13 @@ import numpy as np
 import pandas as pd
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
-from sqlalchemy import Integer, cast, delete, func, select
+from sqlalchemy import Integer, case, cast, delete, func, select
 from sqlalchemy.orm import Session
 
 from collabkit.serve import store
 from collabkit.serve.deps import DB, Admin, Reader
 from collabkit.serve.schemas import ERRORS, V1, Strict
+from collabkit.simulate import metrics
 
 router = APIRouter(prefix=V1, tags=["monitor"], responses=ERRORS)
 
@@ -45,42 +46,29 @@ ALERT_WHEN = {
 }  # fmt: skip
 
 
-# --- the metrics (to be replaced by collabkit.simulate.metrics) ---------------------------------
-def gini(counts: np.ndarray, n: int) -> float | None:
-    """Gini of ``counts`` spread over ``n`` slots (absent slots hold 0):
-    G = sum_i (2i - n - 1) x_(i) / (n sum x), x sorted ascending, i = 1..n. None when empty."""
-    x = np.sort(np.concatenate([np.asarray(counts, float), np.zeros(max(0, n - len(counts)))]))
-    if len(x) < 2 or x.sum() <= 0:
-        return None
-    i = np.arange(1, len(x) + 1)
-    return float(((2 * i - len(x) - 1) * x).sum() / (len(x) * x.sum()))
-
-
-def coverage(counts: np.ndarray, n: int) -> float | None:
-    """Share of the ``n`` slots with a positive count."""
-    return None if n <= 0 else float(min(1.0, (np.asarray(counts) > 0).sum() / n))
-
-
-def top_share(counts: np.ndarray, share: float, n: int | None = None) -> float | None:
-    """Share of the total held by the largest max(1, round(share * n)) counts (n: len(counts) by
-    default; rounded as ``simulate.metrics.top_user_share`` does)."""
-    x = np.sort(np.asarray(counts, float))[::-1]
-    if x.sum() <= 0:
-        return None
-    k = max(1, round(share * (len(x) if n is None else n)))
-    return float(x[:k].sum() / x.sum())
-
-
-def exposure_metrics(counts: np.ndarray, catalogue: int) -> dict[str, float | None]:
-    n = max(catalogue, len(counts))
+# --- the metrics: collabkit.simulate.metrics over the log's counts ------------------------------
+def exposure_metrics(shown: pd.DataFrame, catalogue: int) -> dict[str, float | None]:
+    """gini, coverage, top1_share of a slice of the log; ``shown``: one row per item shown (item,
+    n), items never shown count as 0 over the catalogue."""
+    n = max(catalogue, len(shown))
+    counts = np.zeros(n)
+    counts[: len(shown)] = shown["n"].to_numpy()
     return {
-        "gini": gini(counts, n), "coverage": coverage(counts, n),
-        "top1_share": top_share(counts, 0.01, n),
+        "gini": metrics.gini(counts), "coverage": metrics.coverage(shown, n),
+        "top1_share": _share(metrics.top_share(counts, 0.01)),
     }  # fmt: skip
 
 
 def signal_metrics(per_user: np.ndarray) -> dict[str, float | None]:
-    return {"users1_share": top_share(per_user, 0.01), "users5_share": top_share(per_user, 0.05)}
+    """users1_share, users5_share from the number of ratings of each rater."""
+    return {
+        "users1_share": _share(metrics.top_share(per_user, 0.01)),
+        "users5_share": _share(metrics.top_share(per_user, 0.05)),
+    }
+
+
+def _share(x: float) -> float | None:
+    return None if np.isnan(x) else x
 
 
 # --- schemas -------------------------------------------------------------------------------------
@@ -105,6 +93,8 @@ class Period(Concentration):
 
 
 class VersionPoint(Concentration):
+    """A model version's exposures in the window, and the ratings it was trained on."""
+
     version: int
     status: str
     ratings: int = Field(description="ratings the version was trained on")
@@ -130,6 +120,7 @@ class Thresholds(Strict):
 
 class MonitorOut(BaseModel):
     catalogue: int = Field(description="items the live model can recommend (else items stored)")
+    since: str = Field(description="start of the window read (exposures shown from then on)")
     series: list[Period]
     versions: list[VersionPoint]
     thresholds: Thresholds
@@ -153,19 +144,21 @@ def monitor(
     request: Request,
     session: DB,
     periods: Annotated[int, Query(ge=1, le=200, description="periods the time range is cut into")] = 24,
+    hours: Annotated[float, Query(gt=0, le=24 * 366, description="the window: the last hours")] = 168,
 ) -> MonitorOut:
-    """Concentration of exposure and of the training signal, over time and per model version,
-    with the alerts the admin's thresholds raise on the latest period."""
+    """Concentration of exposure and of the training signal over the last ``hours``, over time
+    and per model version, with the alerts the admin's thresholds raise on the latest period."""
     request.app.state.exposures.flush()  # what was shown so far, not only what was written
     served = request.app.state.live.current
     catalogue = len(served.model.items) if served is not None else _count(session, store.Item)
-    series = _series(session, catalogue, periods)
-    versions = _versions(session, catalogue)
+    since = time.time() - hours * 3600
+    series = _series(session, catalogue, periods, since)
+    versions = _versions(session, catalogue, since)
     limits = _thresholds(session)
     latest = next((p for p in reversed(series) if p.exposures), None)
     return MonitorOut(
-        catalogue=catalogue, series=series, versions=versions, thresholds=limits,
-        alerts=alerts(latest.model_dump() if latest else {}, limits),
+        catalogue=catalogue, since=store.iso(since), series=series, versions=versions,
+        thresholds=limits, alerts=alerts(latest.model_dump() if latest else {}, limits),
     )  # fmt: skip
 
 
@@ -234,19 +227,22 @@ def _bucket(session: Session, column: Any, t0: float, width: float) -> Any:
     return cast(x, Integer) if session.get_bind().dialect.name == "sqlite" else func.floor(x)
 
 
-def _series(session: Session, catalogue: int, periods: int) -> list[Period]:
+def _series(session: Session, catalogue: int, periods: int, since: float) -> list[Period]:
+    """The window's exposures cut into ``periods`` equal periods from the first to the last."""
     E, R = store.Exposure, store.Rating
-    t0, t1 = session.execute(select(func.min(E.shown_at), func.max(E.shown_at))).one()
+    window = E.shown_at >= since
+    t0, t1 = session.execute(select(func.min(E.shown_at), func.max(E.shown_at)).where(window)).one()
     if t0 is None:
         return []
     width = max((t1 - t0) / periods, 1e-6)
     b = _bucket(session, E.shown_at, t0, width).label("b")
     shown = pd.DataFrame(
-        session.execute(select(b, E.item_id, func.count()).group_by(b, E.item_id)).all(),
+        session.execute(select(b, E.item_id, func.count()).where(window).group_by(b, E.item_id)).all(),
         columns=["b", "item", "n"],
     )
     shown["b"] = shown["b"].astype(int).clip(0, periods - 1)
-    rb = _bucket(session, R.written_at, t0, width).label("b")
+    # ratings before the window: one bucket (-1) per rater, not one per old period
+    rb = case((R.written_at < t0, -1), else_=_bucket(session, R.written_at, t0, width)).label("b")
     rated = pd.DataFrame(
         session.execute(
             select(rb, R.user_id, func.count()).where(R.written_at <= t1).group_by(rb, R.user_id)
@@ -259,35 +255,37 @@ def _series(session: Session, catalogue: int, periods: int) -> list[Period]:
     for k in range(periods):
         now = rated[rated["b"] == k].groupby("user")["n"].sum()
         per_user = per_user.add(now, fill_value=0)
-        counts = shown.loc[shown["b"] == k, "n"].to_numpy()
+        now_shown = shown[shown["b"] == k]
         out.append(Period(
             start=store.iso(t0 + k * width), end=store.iso(t0 + (k + 1) * width),
-            exposures=int(counts.sum()), ratings=int(per_user.sum()),
-            **(exposure_metrics(counts, catalogue) if len(counts) else {}),
+            exposures=int(now_shown["n"].sum()), ratings=int(per_user.sum()),
+            **(exposure_metrics(now_shown, catalogue) if len(now_shown) else {}),
             **signal_metrics(per_user.to_numpy()),
         ))  # fmt: skip
     return out
 
 
-def _versions(session: Session, catalogue: int) -> list[VersionPoint]:
+def _versions(session: Session, catalogue: int, since: float) -> list[VersionPoint]:
     E, R = store.Exposure, store.Rating
     shown = pd.DataFrame(
         session.execute(
-            select(E.model_version, E.item_id, func.count()).group_by(E.model_version, E.item_id)
+            select(E.model_version, E.item_id, func.count())
+            .where(E.shown_at >= since)
+            .group_by(E.model_version, E.item_id)
         ).all(),
         columns=["version", "item", "n"],
     )
     out = []
     for v in store.versions(session)[-20:]:
-        counts = shown.loc[shown["version"] == v.id, "n"].to_numpy()
+        mine = shown[shown["version"] == v.id]
         per_user = np.array(
             session.scalars(
                 select(func.count()).where(R.written_at <= v.trained_through).group_by(R.user_id)
             ).all()
         )
         out.append(VersionPoint(
-            version=v.id, status=v.status, exposures=int(counts.sum()), ratings=int(per_user.sum()),
-            **(exposure_metrics(counts, catalogue) if len(counts) else {}),
+            version=v.id, status=v.status, exposures=int(mine["n"].sum()), ratings=int(per_user.sum()),
+            **(exposure_metrics(mine, catalogue) if len(mine) else {}),
             **signal_metrics(per_user),
         ))  # fmt: skip
     return out

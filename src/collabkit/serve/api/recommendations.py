@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Annotated, Any
 
@@ -36,9 +37,12 @@ def respond(
     request: Request, served: Any, user: str, mode: str, frame: pd.DataFrame
 ) -> Recommendations:
     """Lay out a recommendation frame, count it and log its exposures."""
+    from collabkit.recommend.recommend import love_at
+
     items = [
         Recommendation(item=str(r.item), rank=int(r.rank), score=float(r.score),
-                       title=text(getattr(r, "title", None)), because=str(getattr(r, "because", "")))
+                       title=text(getattr(r, "title", None)), because=str(getattr(r, "because", "")),
+                       p_love=_chance(getattr(r, "p_love", None)))
         for r in frame.itertuples(index=False)
     ]  # fmt: skip
     state = request.app.state
@@ -51,5 +55,10 @@ def respond(
         )  # fmt: skip
     fallback = "average-taste" if mode == "average-taste" else None
     return Recommendations(
-        user=user, model_version=served.version, mode=mode, fallback=fallback, items=items
-    )
+        user=user, model_version=served.version, mode=mode, fallback=fallback,
+        love_at=love_at(served.model), items=items,
+    )  # fmt: skip
+
+
+def _chance(p: float | None) -> float | None:
+    return None if p is None or math.isnan(p) else round(float(p), 4)  # NaN: none to tell

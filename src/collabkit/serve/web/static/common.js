@@ -86,13 +86,22 @@ const ck = (() => {
     return group;
   }
 
-  // A recommendation list: title, reason, and (with onRate) stars to rate it from the list.
-  function recList(list, items, onRate) {
+  // The chance of a rating of love_at or more, from models that give one (else nothing).
+  function love(r, loveAt) {
+    if (loveAt === null || loveAt === undefined || r.p_love === null || r.p_love === undefined) return null;
+    return el('span', { class: 'love', text: Math.round(100 * r.p_love) + '% chance you\'ll love it (' + loveAt + ' stars or more)' });
+  }
+
+  // A recommendation list (a /v1 recommendations response): title, reason, the chance of loving
+  // it where the model gives one, and (with onRate) stars to rate it from the list.
+  function recList(list, recs, onRate) {
+    const items = recs.items;
     list.replaceChildren(...items.map((r) => {
       const name = r.title || 'item ' + r.item;
       return el('li', { 'data-item': r.item },
         el('span', { class: 'title', text: name }),
         r.because ? el('span', { class: 'because', text: r.because }) : null,
+        love(r, recs.love_at),
         onRate ? stars('Rate ' + name, (n) => onRate(r, n), true) : null);
     }));
     if (!items.length) list.replaceChildren(el('li', { class: 'empty', text: 'Nothing left to recommend.' }));

@@ -14,7 +14,7 @@
         ? 'No ratings are stored for user “' + user + '” yet. Answer a few questions on Start here, or rate below. ' : '';
       $('mode').textContent = unknown + ck.MODES[recs.mode];
       $('recs').dataset.mode = recs.mode;
-      ck.recList($('recs'), recs.items, (r, n) => rate(user, r, n));
+      ck.recList($('recs'), recs, (r, n) => rate(user, r, n));
     } catch (e) {
       ck.fail(e);
       $('mode').textContent = '';

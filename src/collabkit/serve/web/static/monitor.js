@@ -38,7 +38,7 @@
     if (!window.Plotly) return ck.status('The chart library did not load (the plotly package is missing).', 'error');
     let m;
     try {
-      m = await ck.api('/v1/monitor?periods=' + $('periods').value);
+      m = await ck.api('/v1/monitor?periods=' + $('periods').value + '&hours=' + $('hours').value);
     } catch (e) {
       return ck.fail(e);
     }

@@ -16,7 +16,7 @@
 
   function show(recs) {
     $('mode').textContent = ck.MODES[recs.mode] || '';
-    ck.recList($('recs'), recs.items);
+    ck.recList($('recs'), recs);
     $('recs').dataset.mode = recs.mode;
     $('whoami').textContent = created
       ? 'Your answers are saved as user ' + visitor + ': your list is on the For you page.' : '';
