@@ -8,7 +8,7 @@ from collabkit.simulate.report import PLOTTED, summarise, write_html
 
 def frame(share: list[float]) -> pd.DataFrame:
     n = len(share)
-    cols = {c: [1.0] * n for c in PLOTTED}
+    cols = {c: [1.0] * n for c in [*PLOTTED, "top1_share"]}
     return pd.DataFrame(
         {**cols, "round": range(n), "fav_share_majority": share, "fit_seconds": 0.5}
     )

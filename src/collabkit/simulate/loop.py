@@ -70,6 +70,7 @@ def simulate(
     u, i = world.organic(users, np.full(len(users), world.config.n_init), rng)
     logs = [_rows(world, -1, u, i, "init")]
     exposures: list[pd.DataFrame] = []
+    shown_so_far = np.zeros(world.n_items)  # (I,) exposures since round 0
     rows = []
     for r in range(rounds):
         log = pd.concat(logs, ignore_index=True)
@@ -118,6 +119,9 @@ def simulate(
                 np.flatnonzero(world.favourites),
             ),
         }
+        shown_so_far += m.exposure_counts(shown_r, world.n_items)
+        # the concentration of everything shown since launch (the rich get richer when it rises)
+        row["gini_cumulative"] = m.gini(shown_so_far)
         row["rmse"] = _rmse(model, world, live, rng)
         served = consumed.groupby("user")["true"].mean()
         left, joined = world.update_population(served, rng)

@@ -15,7 +15,10 @@ import pandas as pd
 # metric -> what its plot is titled
 PLOTTED = {
     "fav_share_majority": "minority favourites' share of majority lists",
-    "gini": "Gini of item exposure",
+    "gini": "Gini of item exposure (every list)",
+    "gini_majority": "Gini of item exposure (majority lists)",
+    "top1_share_majority": "exposure share of the top 1% of items (majority lists)",
+    "gini_cumulative": "Gini of exposure since round 0",
     "coverage": "catalogue coverage",
     "utility_majority": "majority utility (mean true rating consumed)",
     "utility_minority": "minority utility",
@@ -41,6 +44,10 @@ def summarise(metrics: pd.DataFrame, edge: int = EDGE) -> dict[str, float]:
     for col in (
         "fav_share_majority",
         "gini",
+        "gini_majority",
+        "top1_share",
+        "top1_share_majority",
+        "gini_cumulative",
         "utility_majority",
         "utility_minority",
         "jaccard",
