@@ -65,7 +65,9 @@ def test_mitigations_run():
         Mitigation(cap=10),
         Mitigation(ipw=True),
         Mitigation(calibrate=0.5),
+        Mitigation(popularity=0.5),
         Mitigation(explore=2),
+        Mitigation(popularity=0.5, calibrate=0.5, explore=2),
     ):
         sim = simulate(world, SPEC, rounds=2, mitigation=mit, seed=0)
         assert len(sim.metrics) == 2
