@@ -112,10 +112,11 @@ def main() -> None:
         .median()
         for name in runs
     }
-    figure = write_png(curves, args.png) if args.png else None
+    if args.png:
+        write_png(curves, args.png)
     if args.html:
         title = f"Feedback loop on ML-100k: {args.spec}, median of seeds {args.seeds}"
-        write_html(curves, args.html, title=title, png=figure)
+        write_html(curves, args.html, title=title)
     total = time.perf_counter() - t0
     if args.json:
         out = {
