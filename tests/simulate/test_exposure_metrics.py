@@ -22,6 +22,23 @@ def test_gini_equal_is_zero_and_one_item_is_n_minus_1_over_n():
     assert m.gini(np.array([3, 1])) == pytest.approx(0.25)
 
 
+def test_gini_over_the_catalogue_is_pinned_by_coverage():
+    # (0, 0, 1, 3): (1*1 + 3*3) / (4 * 4) = 0.625 = 1 - (2/4) * (1 - gini of the shown (1, 3))
+    padded = np.array([0, 0, 1, 3])
+    assert m.gini(padded) == pytest.approx(0.625)
+    assert m.gini(padded) == pytest.approx(1 - 2 / 4 * (1 - m.gini(np.array([1, 3]))))
+
+
+def test_top_share_hand_computed():
+    # 200 items, top 1% = 2 items: (50 + 30) / 100
+    counts = np.zeros(200)
+    counts[:4] = [50, 30, 15, 5]
+    assert m.top_share(counts, 0.01) == pytest.approx(0.8)
+    assert m.top_share(np.full(100, 2.0), 0.01) == pytest.approx(0.01)  # equal: k / n
+    assert m.top_share(np.array([0, 0, 7]), 0.01) == pytest.approx(1.0)  # at least one item
+    assert np.isnan(m.top_share(np.zeros(3), 0.01))
+
+
 def test_jaccard_identical_lists_is_one_and_disjoint_is_zero():
     assert m.jaccard_overlap(shown({1: [1, 2, 3], 2: [3, 2, 1], 3: [1, 2, 3]})) == pytest.approx(
         1.0
@@ -71,3 +88,7 @@ def test_round_metrics_names():
     assert row["utility_majority"] == pytest.approx(4.0)
     assert row["utility_minority"] == pytest.approx(2.0)
     assert row["gini"] == pytest.approx(m.gini(np.array([2, 1, 1, 0, 0])))
+    # the majority (user 1) was shown items 0 and 1 once each: (0, 0, 0, 1, 1) -> (2*1 + 4*1) / (5*2)
+    assert row["gini_majority"] == pytest.approx(0.6)
+    assert row["top1_share"] == pytest.approx(0.5)  # one item of 5 (item 0) holds 2 of 4 slots
+    assert row["top1_share_majority"] == pytest.approx(0.5)

@@ -10,6 +10,7 @@ from collabkit.simulate.mitigations import (
     cap_per_user,
     explore,
     parse_mitigation,
+    penalise_popularity,
 )
 
 
@@ -37,9 +38,25 @@ def test_explore_fills_the_last_slots_with_least_rated():
     assert explore(items, 4, 2, counts)[0].tolist() == [0, 1, 4, 3]
 
 
+def test_popularity_penalty_hand_computed():
+    # scores normalise to s = 1, 0.5, 0; log1p counts 99, 9, 0 over log1p 99 give pop = 1, 0.5, 0
+    items = np.array([[10, 11, 12, -1]])
+    scores = np.array([[3.0, 2.0, 1.0, -np.inf]])
+    counts = np.zeros(13)
+    counts[[10, 11]] = [99, 9]
+    # lam 0.75: 0.25 s - 0.75 pop = -0.5, -0.25, 0 -> the least-logged item first
+    out, new = penalise_popularity(items, scores, counts, 0.75)
+    assert out[0].tolist() == [12, 11, 10, -1]
+    assert new[0, :3].tolist() == pytest.approx([0.0, -0.25, -0.5])
+    # lam 0.25: 0.75 s - 0.25 pop = 0.5, 0.25, 0 -> the model's order stands
+    assert penalise_popularity(items, scores, counts, 0.25)[0][0].tolist() == [10, 11, 12, -1]
+
+
 def test_parse_mitigation():
     assert parse_mitigation("none") == Mitigation()
     assert parse_mitigation("cap=40,calibrate=0.3") == Mitigation(cap=40, calibrate=0.3)
     assert parse_mitigation("ipw+explore=3").name == "ipw+explore=3"
+    assert parse_mitigation("popularity=0.3") == Mitigation(popularity=0.3)
+    assert parse_mitigation("popularity").name == "popularity=0.5"
     with pytest.raises(ValueError, match="unknown mitigation"):
         parse_mitigation("shuffle")

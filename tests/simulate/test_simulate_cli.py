@@ -45,7 +45,8 @@ def test_simulate_json_png_html(csv, tmp_path):
     assert set(out["runs"]) == {"none", "cap=20"}
     assert len(out["runs"]["none"]["per_round"]) == 2
     assert (tmp_path / "sim" / "loop.png").read_bytes()[:4] == b"\x89PNG"
-    assert "<script" not in (tmp_path / "sim" / "loop.html").read_text()
+    page = (tmp_path / "sim" / "loop.html").read_text()
+    assert "Plotly.newPlot" in page and "<script src=" not in page  # interactive, offline
 
 
 def test_simulate_errors_are_messages(csv):

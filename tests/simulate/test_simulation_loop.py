@@ -54,6 +54,9 @@ def test_no_minority_no_feedback_stays_flat():
     sim = simulate(world, SPEC, rounds=8, seed=1)
     mt = sim.metrics
     assert mt["joined"].sum() == 0 and mt["left"].sum() == 0
+    # everyone is majority; the exposure since round 0 is round 0's exposure at round 0
+    assert np.allclose(mt["gini_majority"], mt["gini"])
+    assert mt["gini_cumulative"].iloc[0] == mt["gini"].iloc[0]
     early, late = mt.iloc[1:4], mt.iloc[5:8]
     for col, tol in [("gini", 0.05), ("coverage", 0.1), ("jaccard", 0.1), ("rmse", 0.1)]:
         assert abs(late[col].mean() - early[col].mean()) < tol, (col, mt[col].tolist())
@@ -65,7 +68,9 @@ def test_mitigations_run():
         Mitigation(cap=10),
         Mitigation(ipw=True),
         Mitigation(calibrate=0.5),
+        Mitigation(popularity=0.5),
         Mitigation(explore=2),
+        Mitigation(popularity=0.5, calibrate=0.5, explore=2),
     ):
         sim = simulate(world, SPEC, rounds=2, mitigation=mit, seed=0)
         assert len(sim.metrics) == 2

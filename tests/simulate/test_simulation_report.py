@@ -8,7 +8,7 @@ from collabkit.simulate.report import PLOTTED, summarise, write_html
 
 def frame(share: list[float]) -> pd.DataFrame:
     n = len(share)
-    cols = {c: [1.0] * n for c in PLOTTED}
+    cols = {c: [1.0] * n for c in [*PLOTTED, "top1_share"]}
     return pd.DataFrame(
         {**cols, "round": range(n), "fav_share_majority": share, "fit_seconds": 0.5}
     )
@@ -22,9 +22,13 @@ def test_summarise_start_end_rise():
     assert s["seconds"] == pytest.approx(3.0)
 
 
-def test_html_escapes_names(tmp_path):
+def test_html_escapes_names_and_embeds_plotly(tmp_path):
     path = tmp_path / "r.html"
-    write_html({"<script>alert(1)</script>": frame([0.1, 0.2])}, path, title="a & b", png=b"png")
+    name = "</script><script>alert(1)</script>"
+    write_html({name: frame([0.1, 0.2]), "cap": frame([0.3, 0.1])}, path, title="a & b")
     text = path.read_text()
-    assert "<script>" not in text and "&lt;script&gt;" in text and "a &amp; b" in text
+    assert "<script>alert" not in text and "a &amp; b" in text
+    assert "&lt;script&gt;alert(1)" in text  # the table heading
+    assert "Plotly.newPlot" in text and "plotly.js v" in text  # the library itself is inline...
+    assert "<script src=" not in text  # ...never fetched from a CDN
     assert not list(tmp_path.glob(".r.html.*"))  # the temp file was moved into place

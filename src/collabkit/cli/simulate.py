@@ -29,7 +29,7 @@ def simulate_cmd(
     mitigation: Annotated[
         list[str] | None,
         typer.Option(
-            help="Repeatable: none, cap, ipw, calibrate, explore, or e.g. 'cap=40,calibrate=0.5'. Default: none."
+            help="Repeatable: none, cap, ipw, calibrate, popularity, explore, or e.g. 'cap=40,calibrate=0.5'. Default: none."
         ),
     ] = None,
     world: Annotated[
@@ -84,8 +84,8 @@ def simulate_cmd(
             fail(str(e))
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
-        figure = write_png(runs, out_dir / "loop.png")
-        write_html(runs, out_dir / "loop.html", title=f"Feedback loop: {spec} on {data.name}", png=figure)
+        write_png(runs, out_dir / "loop.png")
+        write_html(runs, out_dir / "loop.html", title=f"Feedback loop: {spec} on {data.name}")
         frame = pd.concat([f.assign(mitigation=name) for name, f in runs.items()], ignore_index=True)
         write_atomic(out_dir / "rounds.csv", frame.to_csv(index=False).encode("utf-8"))
     summaries = {name: summarise(frame) for name, frame in runs.items()}

@@ -24,7 +24,13 @@ from collabkit.data.interactions import Ratings
 from collabkit.models.base import CollabModel
 from collabkit.recommend.topn import seen_csr, top_n
 from collabkit.simulate import metrics as m
-from collabkit.simulate.mitigations import Mitigation, calibrate, explore, training_frame
+from collabkit.simulate.mitigations import (
+    Mitigation,
+    calibrate,
+    explore,
+    penalise_popularity,
+    training_frame,
+)
 from collabkit.simulate.world import World
 from collabkit.train.build import build_model
 
@@ -70,6 +76,7 @@ def simulate(
     u, i = world.organic(users, np.full(len(users), world.config.n_init), rng)
     logs = [_rows(world, -1, u, i, "init")]
     exposures: list[pd.DataFrame] = []
+    shown_so_far = np.zeros(world.n_items)  # (I,) exposures since round 0
     rows = []
     for r in range(rounds):
         log = pd.concat(logs, ignore_index=True)
@@ -118,6 +125,9 @@ def simulate(
                 np.flatnonzero(world.favourites),
             ),
         }
+        shown_so_far += m.exposure_counts(shown_r, world.n_items)
+        # the concentration of everything shown since launch (the rich get richer when it rises)
+        row["gini_cumulative"] = m.gini(shown_so_far)
         row["rmse"] = _rmse(model, world, live, rng)
         served = consumed.groupby("user")["true"].mean()
         left, joined = world.update_population(served, rng)
@@ -154,19 +164,21 @@ def recommend_lists(
     """(U, n) world item indices (-1 = empty slot) for world users ``users``, seen items excluded."""
     if not len(users):
         return np.zeros((0, n), dtype=np.int64)
-    wide = mitigation.calibrate > 0 or mitigation.explore > 0
+    wide = mitigation.calibrate > 0 or mitigation.explore > 0 or mitigation.popularity > 0
     n_cand = 5 * n if wide else n
     idx = model.users.lookup(users, strict=False)
     seen = seen_csr(model, Ratings(log[["user", "item", "rating"]], scale=world.scale, name="log"))
     top, scores = top_n(model, idx, n=n_cand, seen=seen)
     ids = model.items.ids.astype(np.int64)
     items = np.where(top >= 0, ids[np.maximum(top, 0)], -1)
+    counts = np.bincount(log["item"].to_numpy(dtype=np.int64), minlength=world.n_items)
+    if mitigation.popularity > 0:  # re-ranks all candidates, so it composes with the others
+        items, scores = penalise_popularity(items, scores, counts, mitigation.popularity)
     if mitigation.calibrate > 0:
         taste = _genre_taste(log, world, users)
         keep = n_cand if mitigation.explore > 0 else n  # exploration needs the rest ranked too
         items = calibrate(items, scores, taste, world.genres, keep, mitigation.calibrate)
     if mitigation.explore > 0:
-        counts = np.bincount(log["item"].to_numpy(dtype=np.int64), minlength=world.n_items)
         items = explore(items, n, min(mitigation.explore, n), counts)
     return items[:, :n]
 

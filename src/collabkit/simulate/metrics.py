@@ -19,6 +19,9 @@ def gini(counts: np.ndarray) -> float:
 
     G = sum_k (2k - n - 1) x_(k) / (n sum x), x sorted ascending, k = 1..n: 0 when every item is
     shown equally, (n - 1) / n when one item takes every exposure; 0 for an all-zero vector.
+    Over a catalogue of n items of which m were shown, G = 1 - (m / n)(1 - G_shown), G_shown the
+    Gini among the shown items: with coverage m / n = 5% it can only move within [0.95, 1], so a
+    change in how the shown items share the slots appears 20 times smaller (``top_share`` doesn't).
     """
     x = np.sort(np.asarray(counts, dtype=np.float64))
     n, total = len(x), x.sum()
@@ -26,6 +29,20 @@ def gini(counts: np.ndarray) -> float:
         return 0.0
     k = np.arange(1, n + 1)
     return float(((2 * k - n - 1) * x).sum() / (n * total))
+
+
+def top_share(counts: np.ndarray, fraction: float) -> float:
+    """Share of the total held by the largest k = max(1, round(fraction * n)) of n counts.
+
+    Over exposures per catalogue item with fraction 0.01 this is the monitor's ``top1_share``:
+    how much of what is shown goes to the 1% most-shown items: k / n when every count is equal,
+    1 when those k take everything; NaN when all are zero.
+    """
+    x = np.sort(np.asarray(counts, dtype=np.float64))[::-1]
+    if not len(x) or x.sum() <= 0:
+        return float("nan")
+    k = max(1, round(fraction * len(x)))
+    return float(x[:k].sum() / x.sum())
 
 
 def exposure_counts(exposures: pd.DataFrame, n_items: int) -> np.ndarray:
@@ -112,12 +129,20 @@ def round_metrics(
 
     ``exposures`` and ``consumed`` are the window's; ``log`` the rows the model was trained on;
     ``minority`` holds the minority's user ids and ``favourites`` their favourite item ids.
+    ``gini`` and ``top1_share`` are over every slot shown; ``*_majority`` over the slots shown to
+    majority users only, so that a growing minority with different lists does not mask (or fake)
+    a concentration of what the majority is shown.
     """
     shown_users = exposures["user"].unique()
     majority = shown_users[~np.isin(shown_users, minority)]
     consumed_users = consumed["user"].unique()
+    counts = exposure_counts(exposures, n_items)
+    major = exposure_counts(exposures[exposures["user"].isin(majority)], n_items)
     return {
-        "gini": gini(exposure_counts(exposures, n_items)),
+        "gini": gini(counts),
+        "gini_majority": gini(major),
+        "top1_share": top_share(counts, 0.01),
+        "top1_share_majority": top_share(major, 0.01),
         "coverage": coverage(exposures, n_items),
         "fav_share_majority": group_share(exposures, majority, favourites),
         "utility_majority": utility(consumed, consumed_users[~np.isin(consumed_users, minority)]),

@@ -2,9 +2,10 @@
 
 Two act on the training data (the trainer takes no per-row weights, so weights are applied by
 resampling the log): ``cap`` (no user counts for more than ``cap`` ratings per retraining) and
-``ipw`` (inverse-propensity weighting from the logged exposures). Two act on the list:
-``calibrate`` (Steck 2018: keep each list's genre mix close to the user's own) and ``explore``
-(a few slots for the items the log knows least about).
+``ipw`` (inverse-propensity weighting from the logged exposures). Three act on the list:
+``calibrate`` (Steck 2018: keep each list's genre mix close to the user's own), ``popularity``
+(a penalty on how often the log holds an item) and ``explore`` (a few slots for the items the
+log knows least about).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ class Mitigation:
     ipw: bool = False  # resample the log with weights 1 / P(item exposed)
     ipw_clip: float = 10.0  # largest weight, as a multiple of the mean
     calibrate: float = 0.0  # Steck's lambda in [0, 1]: 0 = off
+    popularity: float = 0.0  # weight in [0, 1] of the log-popularity penalty: 0 = off
     explore: int = 0  # slots (at the end of the list) for the least-rated candidates
 
     @property
@@ -34,6 +36,8 @@ class Mitigation:
             parts.append("ipw")
         if self.calibrate:
             parts.append(f"calibrate={self.calibrate:g}")
+        if self.popularity:
+            parts.append(f"popularity={self.popularity:g}")
         if self.explore:
             parts.append(f"explore={self.explore}")
         return "+".join(parts) or "none"
@@ -44,6 +48,7 @@ PRESETS = {
     "cap": Mitigation(cap=40),
     "ipw": Mitigation(ipw=True),
     "calibrate": Mitigation(calibrate=0.5),
+    "popularity": Mitigation(popularity=0.5),
     "explore": Mitigation(explore=2),
 }
 
@@ -61,8 +66,8 @@ def parse_mitigation(text: str) -> Mitigation:
                 kw["ipw"] = True
             elif key in ("cap", "explore"):
                 kw[key] = int(value) if value else int(getattr(PRESETS[key], key))
-            elif key == "calibrate":
-                kw[key] = float(value) if value else PRESETS[key].calibrate
+            elif key in ("calibrate", "popularity"):
+                kw[key] = float(value) if value else float(getattr(PRESETS[key], key))
             else:
                 raise ValueError(f"unknown mitigation {key!r}")
         except ValueError as e:
@@ -158,6 +163,26 @@ def calibrate(
         mix[ok] += g[rows[ok], best[ok]]
         util[ok] += s[rows[ok], best[ok]]
     return out
+
+
+def penalise_popularity(
+    items: np.ndarray, scores: np.ndarray, counts: np.ndarray, lam: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(U, C) candidates re-ranked by the new score (1 - lam) s - lam * log(1 + c_i) / log(1 + max c).
+
+    s = each user's scores min-max normalised to [0, 1], c (I,) ratings per item in the log: the
+    more the log already holds an item, the lower it goes. Returns (items, new scores), best
+    first; empty slots (-1) stay last with score -inf.
+    """
+    valid = items >= 0
+    s = np.where(valid, scores, np.nan)
+    lo, hi = np.nanmin(s, 1, keepdims=True), np.nanmax(s, 1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        s = np.where(hi > lo, (s - lo) / (hi - lo), 1.0)
+    pop = np.log1p(counts[np.maximum(items, 0)]) / max(np.log1p(counts.max()), 1e-12)
+    obj = np.where(valid, (1 - lam) * s - lam * pop, -np.inf)
+    order = np.argsort(-obj, axis=1, kind="stable")
+    return np.take_along_axis(items, order, 1), np.take_along_axis(obj, order, 1)
 
 
 def explore(items: np.ndarray, n: int, k: int, counts: np.ndarray) -> np.ndarray:

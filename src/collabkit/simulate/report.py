@@ -1,8 +1,11 @@
-"""Runs side by side: a start/end summary per run and each metric over rounds as PNG and HTML."""
+"""Runs side by side: a start/end summary per run and each metric over rounds as PNG and HTML.
+
+The PNG is matplotlib; the HTML page draws the same panels with Plotly (hover for values, click a
+run in the legend to hide it in every panel), its JavaScript inline so the page works offline.
+"""
 
 from __future__ import annotations
 
-import base64
 import html
 import io
 import os
@@ -15,7 +18,10 @@ import pandas as pd
 # metric -> what its plot is titled
 PLOTTED = {
     "fav_share_majority": "minority favourites' share of majority lists",
-    "gini": "Gini of item exposure",
+    "gini": "Gini of item exposure (every list)",
+    "gini_majority": "Gini of item exposure (majority lists)",
+    "top1_share_majority": "exposure share of the top 1% of items (majority lists)",
+    "gini_cumulative": "Gini of exposure since round 0",
     "coverage": "catalogue coverage",
     "utility_majority": "majority utility (mean true rating consumed)",
     "utility_minority": "minority utility",
@@ -41,6 +47,10 @@ def summarise(metrics: pd.DataFrame, edge: int = EDGE) -> dict[str, float]:
     for col in (
         "fav_share_majority",
         "gini",
+        "gini_majority",
+        "top1_share",
+        "top1_share_majority",
+        "gini_cumulative",
         "utility_majority",
         "utility_minority",
         "jaccard",
@@ -99,28 +109,64 @@ def write_atomic(path: str | Path, data: bytes) -> None:
         raise
 
 
-def write_png(runs: dict[str, pd.DataFrame], path: str | Path) -> bytes:
-    """Write the figure as a PNG; returns its bytes (``write_html`` can reuse them)."""
-    data = figure_png(runs)
-    write_atomic(path, data)
-    return data
+def write_png(runs: dict[str, pd.DataFrame], path: str | Path) -> None:
+    """Write the figure as a PNG."""
+    write_atomic(path, figure_png(runs))
+
+
+def figure_html(runs: dict[str, pd.DataFrame]) -> str:
+    """The panels of ``figure_png`` as one interactive Plotly figure: a <div> with Plotly's JS inline.
+
+    One legend group per run, so a click on a run's name hides it in every panel. Run names are
+    HTML-escaped before Plotly sees them (Plotly reads tags such as <a> in names).
+    """
+    from plotly.subplots import make_subplots
+
+    cols = 2
+    rows = int(np.ceil(len(PLOTTED) / cols))
+    fig = make_subplots(
+        rows=rows,
+        cols=cols,
+        subplot_titles=list(PLOTTED.values()),
+        vertical_spacing=0.3 / rows,
+        horizontal_spacing=0.08,
+    )
+    palette = fig.layout.template.layout.colorway or (None,)
+    for j, (name, frame) in enumerate(runs.items()):
+        label = html.escape(name)
+        for k, metric in enumerate(PLOTTED):
+            fig.add_scatter(
+                x=frame["round"],
+                y=frame[metric],
+                name=label,
+                legendgroup=label,
+                showlegend=k == 0,
+                mode="lines",
+                line={"color": palette[j % len(palette)]},
+                hovertemplate=f"{label}<br>round %{{x}}: %{{y:.4g}}<extra></extra>",
+                row=k // cols + 1,
+                col=k % cols + 1,
+            )
+    fig.update_layout(height=260 * rows, width=1100, margin={"t": 40, "b": 40})
+    fig.update_annotations(font_size=12)
+    fig.update_xaxes(title_text="round", row=rows)
+    return fig.to_html(full_html=False, include_plotlyjs=True)
 
 
 def write_html(
-    runs: dict[str, pd.DataFrame],
-    path: str | Path,
-    title: str = "Feedback loop",
-    png: bytes | None = None,
+    runs: dict[str, pd.DataFrame], path: str | Path, title: str = "Feedback loop"
 ) -> None:
-    """A self-contained page: the figure, a summary table and each run's rounds (all text escaped)."""
-    png_b64 = base64.b64encode(png or figure_png(runs)).decode("ascii")
+    """A self-contained page: the interactive figure, a summary table and each run's rounds.
+
+    Text from the runs (names, title) is escaped; Plotly's JavaScript is inline, never a CDN.
+    """
     summary = pd.DataFrame({name: summarise(frame) for name, frame in runs.items()}).T
     parts = [
         "<!doctype html><meta charset='utf-8'>",
         f"<title>{html.escape(title)}</title>",
         STYLE,
         f"<h1>{html.escape(title)}</h1>",
-        f"<img alt='metrics over rounds' src='data:image/png;base64,{png_b64}'>",
+        figure_html(runs),
         "<h2>Start (first rounds) and end (last rounds)</h2>",
         _table(summary.round(4)),
     ]
