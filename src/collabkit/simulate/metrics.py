@@ -34,9 +34,9 @@ def gini(counts: np.ndarray) -> float:
 def top_share(counts: np.ndarray, fraction: float) -> float:
     """Share of the total held by the largest k = max(1, round(fraction * n)) of n counts.
 
-    Over exposures per catalogue item with fraction 0.01 this is the monitor's ``top1_share``:
-    how much of what is shown goes to the 1% most-shown items: k / n when every count is equal,
-    1 when those k take everything; NaN when all are zero.
+    Over exposures per catalogue item (zeros for items never shown) with fraction 0.01 it is the
+    monitor's ``top1_share``: k / n when every count is equal, 1 when those k take everything;
+    over ratings per user, the most active users' share. NaN when all are zero.
     """
     x = np.sort(np.asarray(counts, dtype=np.float64))[::-1]
     if not len(x) or x.sum() <= 0:
@@ -92,18 +92,6 @@ def jaccard_overlap(exposures: pd.DataFrame) -> float:
         jac = np.where(union > 0, inter / union, 0.0)
     off = ~np.eye(n, dtype=bool)
     return float(jac[off].mean())
-
-
-def top_share(counts: np.ndarray, fraction: float) -> float:
-    """Share of the total held by the largest max(1, round(fraction * n)) of n counts (NaN: all
-    zero). Over exposures per catalogue item (zeros for items never shown) it is the share the most
-    shown ``fraction`` of the catalogue takes; over ratings per user, the most active users' share.
-    """
-    x = np.sort(np.asarray(counts, dtype=np.float64))[::-1]
-    if not len(x) or x.sum() <= 0:
-        return float("nan")
-    k = max(1, round(fraction * len(x)))
-    return float(x[:k].sum() / x.sum())
 
 
 def top_user_share(ratings: pd.DataFrame, fraction: float) -> float:
