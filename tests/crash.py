@@ -1,4 +1,4 @@
-"""Crash a writer at every step that touches the file system, deterministically.
+"""Crash a writer at every step that touches the file system, and at random times.
 
 A writer runs in forked children; in the k-th child the k-th call to one of the patched steps
 (fsync, rename, replace, unlink, rmdir and any ``extra`` functions) SIGKILLs the child just
@@ -9,7 +9,9 @@ speed: timing-based kills missed the instant after the final rename on fast and 
 from __future__ import annotations
 
 import os
+import random
 import signal
+import time
 from collections.abc import Callable
 from types import ModuleType
 
@@ -87,4 +89,34 @@ def kill_at_every_step(
             status, _ = _run(write, steps, kill_at=k, after=after)
             assert os.WIFSIGNALED(status), f"step {k} was not reached"
             outcomes.append(check())
+    return outcomes
+
+
+def kill_at_random_times(write: Callable[[], None], check: Callable[[], str], n_kills: int = 20, seed: int = 0) -> list[str]:
+    """SIGKILL ``write`` after random delays until ``n_kills`` children died mid-run; ``check()``
+    after each. The delays span one timed run, shrinking when a child finishes first (the
+    machine got faster); which version each kill left is returned but not required, since the
+    instant a random kill lands depends on the machine (``kill_at_every_step`` covers each step).
+    """
+    rng = random.Random(seed)
+    start = time.perf_counter()
+    status, _ = _run(write, [])
+    took = time.perf_counter() - start
+    check()
+    outcomes: list[str] = []
+    for _ in range(50 * n_kills):
+        if len(outcomes) >= n_kills:
+            break
+        pid = os.fork()
+        if pid == 0:
+            _child(write, [], None, False, None)
+        time.sleep(rng.uniform(0, took))
+        os.kill(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+        result = check()
+        if os.WIFSIGNALED(status):
+            outcomes.append(result)
+        else:
+            took *= 0.8
+    assert len(outcomes) >= n_kills, f"only {len(outcomes)} of the children were killed mid-run"
     return outcomes

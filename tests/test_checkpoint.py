@@ -16,7 +16,7 @@ from collabkit import checkpoint
 from collabkit.checkpoint import load_items, load_model, read_config, save_model
 from collabkit.models.dot import DotProductBias
 from tests.conftest import make_ratings
-from tests.crash import kill_at_every_step
+from tests.crash import kill_at_every_step, kill_at_random_times
 
 
 def _model(n_users: int = 60, n_items: int = 40, seed: int = 0) -> DotProductBias:
@@ -184,6 +184,7 @@ def test_sigkill_during_save_leaves_old_or_new_model(tmp_path):
     )
     assert outcomes[0] == "old" and outcomes[-1] == "new"
     assert outcomes == sorted(outcomes, reverse=True), "once the new model is in place it stays"
+    kill_at_random_times(lambda: save_model(new, folder), check, n_kills=20)  # check: never a mix
     save_model(_model(), folder)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
 

@@ -8,7 +8,7 @@ from conftest import make_ratings
 from collabkit.checkpoint import save_model
 from collabkit.cli import app
 from collabkit.models.dot import DotProductBias
-from tests.crash import kill_at_every_step
+from tests.crash import kill_at_every_step, kill_at_random_times
 
 
 def _run(model_dir, out, n: int) -> None:
@@ -42,3 +42,5 @@ def test_sigkill_during_recommend_all_leaves_old_or_new_file(tmp_path, capsys):
     capsys.readouterr()
     assert outcomes[0] == "old" and outcomes[-1] == "new"
     assert outcomes == sorted(outcomes, reverse=True), "once the new file is in place it stays"
+    kill_at_random_times(lambda: _run(tmp_path / "m", out, 40), check, n_kills=20)  # check: whole
+    capsys.readouterr()
