@@ -6,11 +6,11 @@ import json
 
 import pandas as pd
 import pytest
-from conftest import make_ratings
 from typer.testing import CliRunner
 
 from collabkit.cli import app
 from collabkit.data.readers import RatingsFormatError, read_items, read_ratings
+from tests.conftest import make_ratings
 
 runner = CliRunner()
 

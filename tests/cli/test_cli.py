@@ -7,11 +7,11 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import make_ratings
 from typer.testing import CliRunner
 
 from collabkit.checkpoint import load_model
 from collabkit.cli import app
+from tests.conftest import make_ratings
 
 runner = CliRunner()
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import make_ratings
 from typer.testing import CliRunner
 
 from collabkit.checkpoint import save_model
 from collabkit.cli import app
 from collabkit.models.dot import DotProductBias
+from tests.conftest import make_ratings
 
 runner = CliRunner()
 

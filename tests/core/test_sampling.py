@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import make_ratings
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,6 +16,7 @@ from collabkit.core.sampling import (
     pairs_batch,
 )
 from collabkit.data.implicit import Interactions, to_implicit
+from tests.conftest import make_ratings
 
 
 def csr(rows: list[set[int]], n_items: int) -> Interactions:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import make_ratings
 
 import collabkit as ck
 from collabkit.data.implicit import interactions, to_implicit
 from collabkit.data.vocab import Vocab
+from tests.conftest import make_ratings
 
 
 def test_threshold_keeps_liked_rows_as_ones(tiny):

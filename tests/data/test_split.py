@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import make_ratings
 
 from collabkit.data.interactions import Ratings
 from collabkit.data.split import kfold, random_split, temporal_split, user_split
+from tests.conftest import make_ratings
 
 KEY = ["user", "item"]
 

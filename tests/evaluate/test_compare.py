@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import make_ratings
 
 from collabkit.data.split import random_split
 from collabkit.evaluate.compare import compare
+from tests.conftest import make_ratings
 
 RECIPE = "epochs=15, lr_max=0.05, wd=0.01"  # tiny data: few batches per epoch, so train harder
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import make_ratings
 
 from collabkit.data.split import kfold
 from collabkit.evaluate.crossval import canonical_folds, cross_validate
+from tests.conftest import make_ratings
 
 
 @pytest.fixture(scope="module")

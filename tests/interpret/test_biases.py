@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import make_ratings
 
 from collabkit.interpret.biases import bias_table, bias_vs_mean
 from collabkit.models.dot import DotProduct, DotProductBias, GlobalMean
+from tests.conftest import make_ratings
 
 
 @pytest.fixture

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import make_ratings
 from typer.testing import CliRunner
 
 from collabkit.cli import app
+from tests.conftest import make_ratings
 
 runner = CliRunner()
 

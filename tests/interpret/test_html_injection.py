@@ -8,7 +8,6 @@ from pathlib import Path
 
 import plotly_page
 import pytest
-from conftest import make_ratings
 
 from collabkit.checkpoint import save_model
 from collabkit.core.loop import fit_one_cycle
@@ -16,6 +15,7 @@ from collabkit.data.split import random_split
 from collabkit.interpret.pca import item_pca, save_html
 from collabkit.interpret.report import write_report
 from collabkit.models.dot import DotProductBias
+from tests.conftest import make_ratings
 
 HOSTILE = ["<img src=x onerror=alert(1)>", "</script><script>alert(2)</script>", "\"' onmouseover='alert(3)"]
 CHROMIUM = "/usr/bin/chromium"

@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import make_ratings
 from plotly_page import figures, has_inline_plotly, parse
 
 from collabkit.interpret.pca import item_pca, map_figure, place_labels, save_html, save_png
 from collabkit.models.dot import DotProductBias
+from tests.conftest import make_ratings
 
 
 @pytest.fixture(scope="module")

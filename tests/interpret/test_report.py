@@ -7,13 +7,13 @@ from html.parser import HTMLParser
 
 import plotly_page
 import pytest
-from conftest import make_ratings
 
 from collabkit.checkpoint import save_model
 from collabkit.core.loop import fit_one_cycle
 from collabkit.data.split import random_split
 from collabkit.interpret.report import SECTIONS, write_report
 from collabkit.models.dot import DotProductBias, GlobalMean
+from tests.conftest import make_ratings
 
 
 class Sections(HTMLParser):

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import make_ratings
 
 import collabkit as ck
 from collabkit.checkpoint import load_model, save_model
 from collabkit.models.autorec import AutoRec
+from tests.conftest import make_ratings
 
 
 def test_item_codes_come_from_the_training_column(tiny):

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import make_ratings
 
 import collabkit as ck
 from collabkit.checkpoint import load_model, save_model
 from collabkit.models.bayes import BayesianMF, _wishart
+from tests.conftest import make_ratings
 
 
 def test_tables_give_the_average_of_the_samples(tiny):

@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import make_ratings
 
 import collabkit as ck
 from collabkit.checkpoint import load_model, save_model
@@ -22,6 +21,7 @@ from collabkit.data.implicit import to_implicit
 from collabkit.models.base import FACTORS, FOLD_IN, RATINGS, CapabilityError, registry, supports
 from collabkit.models.ensemble import Ensemble
 from collabkit.train.build import build_model
+from tests.conftest import make_ratings
 
 #: kind -> a small recipe (a spec, or for the ensemble two member specs)
 RECIPES: dict[str, str | tuple[str, ...]] = {

@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import make_ratings
 
 import collabkit as ck
 from collabkit.checkpoint import load_model, save_model
 from collabkit.models.hybrid import FeatureEncoder, Hybrid, score_new_items, score_new_users
+from tests.conftest import make_ratings
 
 GENRES = ("Action", "Comedy", "Drama")
 

@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import make_ratings, peak_rss
 
 import collabkit as ck
 from collabkit.checkpoint import load_model, save_model
@@ -16,6 +15,7 @@ from collabkit.models.base import get_model_class
 from collabkit.models.implicit import ALS, KINDS, MostPopular, _als_half_step, _als_loss, _als_rows
 from collabkit.recommend import recommend, seen_csr, top_n
 from collabkit.train.build import build_model
+from tests.conftest import make_ratings, peak_rss
 
 FAST = {
     "als": {"iterations": 5, "n_factors": 8},

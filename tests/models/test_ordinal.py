@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import make_ratings
 
 import collabkit as ck
 from collabkit.checkpoint import load_model, save_model
@@ -22,6 +21,7 @@ from collabkit.evaluate.calibration import (
 from collabkit.models.base import FOLD_IN, PROBA, supports
 from collabkit.models.ordinal import OrdinalMF
 from collabkit.train.build import build_model
+from tests.conftest import make_ratings
 
 
 def fitted(ratings: ck.Ratings, **recipe) -> OrdinalMF:

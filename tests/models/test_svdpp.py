@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from conftest import make_ratings
 
 import collabkit as ck
 from collabkit.checkpoint import load_model, save_model
 from collabkit.models.svdpp import SVDpp
+from tests.conftest import make_ratings
 
 
 def test_history_is_the_training_items_only(tiny):

@@ -6,10 +6,10 @@ import json
 
 import pandas as pd
 import pytest
-from conftest import make_ratings
 from typer.testing import CliRunner
 
 from collabkit.cli import app
+from tests.conftest import make_ratings
 
 runner = CliRunner()
 COLS = ["--user-col", "who", "--item-col", "movie", "--rating-col", "stars"]

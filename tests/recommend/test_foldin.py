@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import make_ratings
 
 import collabkit as ck
 from collabkit.recommend import UserPrior, average_taste, fold_in, fold_in_frame, user_prior
@@ -18,6 +17,7 @@ from collabkit.recommend.foldin import (
     pad_answers,
     squash,
 )
+from tests.conftest import make_ratings
 
 
 @pytest.fixture(scope="module")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import make_ratings
 
 import collabkit as ck
 from collabkit.recommend import Questionnaire, fold_in, user_prior
+from tests.conftest import make_ratings
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import make_ratings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -21,6 +20,7 @@ from collabkit.recommend import (
     user_prior,
 )
 from collabkit.recommend.recommend import FALLBACK_REASON
+from tests.conftest import make_ratings
 
 
 def trained(

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from conftest import make_ratings
 
 from collabkit.checkpoint import save_model
 from collabkit.cli import app
 from collabkit.models.dot import DotProductBias
+from tests.conftest import make_ratings
 from tests.crash import kill_at_every_step, kill_at_random_times
 
 

@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import make_ratings, peak_rss
 
 from collabkit.data.interactions import Ratings
 from collabkit.models.base import SCORE_CELLS
@@ -16,6 +15,7 @@ from collabkit.models.dot import BiasOnly, DotProduct, DotProductBias, GlobalMea
 from collabkit.models.implicit import MostPopular
 from collabkit.models.neural import EmbeddingNN
 from collabkit.recommend.topn import _top_k, seen_csr, top_n
+from tests.conftest import make_ratings, peak_rss
 
 
 def full_sort_top_n(scores: torch.Tensor, n: int, seen=None, users=None):

@@ -3,10 +3,10 @@
 import json
 
 import pytest
-from conftest import make_ratings
 from typer.testing import CliRunner
 
 from collabkit.cli import app
+from tests.conftest import make_ratings
 
 runner = CliRunner()
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import make_ratings
 
 import collabkit as ck
 from collabkit.checkpoint import load_model, save_model
 from collabkit.models.ensemble import Ensemble
 from collabkit.train.build import ModelSpec, build_model, split_specs
 from collabkit.train.presets import PRESETS, Preset
+from tests.conftest import make_ratings
 
 
 def test_spec_parsing_puts_every_option_in_the_config():

@@ -15,7 +15,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import make_ratings
 from typer.testing import CliRunner
 
 from collabkit.checkpoint import load_model
@@ -24,6 +23,7 @@ from collabkit.core.loop import fit_one_cycle
 from collabkit.data.movielens import canonical_split
 from collabkit.models.dot import DotProductBias
 from collabkit.train.distributed import fit_distributed, read_shard, shard, sharded_model
+from tests.conftest import make_ratings
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
