@@ -35,6 +35,18 @@ def make_ratings(n_users: int = 60, n_items: int = 40, density: float = 0.3, n_f
     return Ratings(frame, items=items, scale=(1.0, 5.0), name="synthetic")
 
 
+def run_cli(*args: object, code: int = 0) -> str:
+    """Run ``collabkit ARGS`` in-process and check its exit code: its stdout, or on an expected
+    failure everything it printed (the error)."""
+    from typer.testing import CliRunner
+
+    from collabkit.cli import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == code, result.output
+    return result.stdout if code == 0 else result.output
+
+
 @pytest.fixture
 def tiny() -> Ratings:
     return make_ratings()

@@ -6,19 +6,10 @@ import json
 
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
-from collabkit.cli import app
 from collabkit.data.readers import RatingsFormatError, read_items, read_ratings
 from tests.conftest import make_ratings
-
-runner = CliRunner()
-
-
-def run(*args, code: int = 0) -> str:
-    result = runner.invoke(app, [str(a) for a in args])
-    assert result.exit_code == code, result.output
-    return result.stdout if code == 0 else result.output
+from tests.conftest import run_cli as run
 
 
 @pytest.fixture(scope="module")

@@ -3,14 +3,18 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 import collabkit as ck
-from collabkit.core.loop import _batch_bounds
+from collabkit.core.loop import _batch_bounds, fit_one_cycle
 from collabkit.core.optim import RowAdamW
 from collabkit.core.schedule import one_cycle
+from collabkit.data.interactions import Ratings
+from collabkit.models.dot import DotProductBias
 from collabkit.train.lr_find import lr_find
+from tests.conftest import peak_rss
 
 
 def test_same_seed_same_model(tiny):
@@ -132,3 +136,19 @@ def test_valley_ignores_a_noisy_flat_start():
     loss = np.where(x > -1, 1.36 + 3 * (x + 1), loss)
     loss = loss + np.random.default_rng(0).normal(0, 0.004, 100)
     assert 1e-3 < _valley(lrs, loss) < 1e-1  # inside the descent, not in the noise before it
+
+
+def test_training_holds_16_bytes_a_rating():
+    """3 M ratings through fit_one_cycle: int32 indices, float32 ratings and the int32 epoch
+    permutation (16 bytes a rating), plus the model's tables and one batch; int64 would be 28."""
+    n, n_users, n_items = 3_000_000, 20_000, 5_000
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({
+        "user": rng.integers(0, n_users, n).astype(np.int32), "item": rng.integers(0, n_items, n).astype(np.int32),
+        "rating": rng.integers(1, 6, n).astype(np.float32),
+    })  # fmt: skip
+    data = Ratings(frame, scale=(1.0, 5.0))
+    model = DotProductBias.from_data(data, n_factors=4)
+    _, peak = peak_rss(fit_one_cycle, model, data, epochs=1, bs=65536, progress=False)
+    tables = 3 * sum(p.numel() * 4 for p in model.parameters())  # weights and two Adam moments
+    assert peak < 16 * n + tables + (24 << 20), peak / n

@@ -5,18 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from typer.testing import CliRunner
 
-from collabkit.cli import app
 from tests.conftest import make_ratings
-
-runner = CliRunner()
-
-
-def run(*args, code: int = 0) -> str:
-    result = runner.invoke(app, [str(a) for a in args])
-    assert result.exit_code == code, result.output
-    return result.stdout if code == 0 else result.output
+from tests.conftest import run_cli as run
 
 
 @pytest.fixture(scope="module")

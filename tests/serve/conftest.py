@@ -86,17 +86,23 @@ def fresh_pg_database(server: str) -> str:
     return server.rsplit("/", 1)[0] + "/" + name
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty store at schema head: a SQLite file, then a PostgreSQL database."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'collabkit.db'}"
+def empty_store(kind: str, folder: Path, request: pytest.FixtureRequest) -> str:
+    """The URL of an empty store at schema head: a SQLite file in ``folder`` or a new database on
+    the test PostgreSQL server."""
+    if kind == "sqlite":
+        url = f"sqlite:///{folder / 'collabkit.db'}"
     else:
         url = fresh_pg_database(request.getfixturevalue("pg_server"))
     engine = store.make_engine(url)
     migrate.upgrade(engine)
     engine.dispose()
     return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty store at schema head: a SQLite file, then a PostgreSQL database."""
+    return empty_store(request.param, tmp_path, request)
 
 
 @pytest.fixture(scope="session")

@@ -16,20 +16,14 @@ import pytest
 import schemathesis
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from collabkit.serve import Settings, migrate, store
-from tests.serve.conftest import fresh_pg_database, load_store, make_key
+from collabkit.serve import Settings
+from tests.serve.conftest import empty_store, load_store, make_key
 from tests.serve.test_rollout import Running
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def served(request, tmp_path_factory, tiny_data, tiny_model):
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('st') / 'collabkit.db'}"
-    else:
-        url = fresh_pg_database(request.getfixturevalue("pg_server"))
-    engine = store.make_engine(url)
-    migrate.upgrade(engine)
-    engine.dispose()
+    url = empty_store(request.param, tmp_path_factory.mktemp("st"), request)
     load_store(url, tiny_data)
     key = make_key(url, "admin")
     with Running(Settings(db=url, model=str(tiny_model), reload_seconds=0)) as base:

@@ -10,6 +10,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -56,13 +57,22 @@ class Encoded:
         return (self.users >= 0) & (self.items >= 0)
 
 
-def encode(model: Model, ratings: Ratings, strict: bool = True) -> Encoded:
-    """Map raw ids to the model's indices once, so batches are tensor slices."""
+def encode(model: Model, ratings: Ratings, strict: bool = True, compact: bool = False) -> Encoded:
+    """Map raw ids to the model's indices once, so batches are tensor slices.
+
+    ``compact``: int32 indices (12 bytes a rating with the float32 rating, not 20), for data held
+    through a whole training run; its batches are widened to int64 as they are taken.
+    """
     f = ratings.frame
+    index = np.int32 if compact else np.int64
+
+    def lookup(vocab: Any, ids: pd.Series) -> Tensor:
+        return torch.from_numpy(vocab.lookup(ids, strict=strict).astype(index, copy=False))
+
     return Encoded(
-        torch.from_numpy(model.users.lookup(f["user"], strict=strict)),
-        torch.from_numpy(model.items.lookup(f["item"], strict=strict)),
-        torch.tensor(f["rating"].to_numpy(dtype=np.float32)),
+        lookup(model.users, f["user"]),
+        lookup(model.items, f["item"]),
+        torch.from_numpy(f["rating"].to_numpy(dtype=np.float32, copy=True)),
     )
 
 
@@ -112,7 +122,7 @@ def fit_one_cycle(
     THREADED_BS and to all of torch's threads for larger ones.
     """
     check_settings(epochs, lr_max, wd, bs)
-    data = encode(model, train)
+    data = encode(model, train, compact=True)  # with the int32 permutation: 16 bytes a rating
     if not any(p.requires_grad for p in model.parameters()):
         epochs = 0  # closed-form models (GlobalMean) have nothing to learn here
     val = encode(model, valid, strict=False) if valid is not None and len(valid) else None
@@ -144,12 +154,12 @@ def fit_one_cycle(
         for epoch in range(epochs):
             t0 = time.perf_counter()
             model.train()
-            perm = torch.randperm(n, generator=gen)
+            perm = torch.randperm(n, generator=gen, dtype=torch.int32)  # int64's permutation too
             loss_sum = torch.zeros(())
             for s, e in bounds:
                 idx = perm[s:e]
                 lr, mom = one_cycle(step / total, lr_max)
-                u, i, r = data.users[idx], data.items[idx], data.ratings[idx]
+                u, i, r = data.users[idx].long(), data.items[idx].long(), data.ratings[idx]
                 if batch_fn is not None:
                     u, i, r = batch_fn(u, i, r, gen)
                 loss = train_step(model, opt, u, i, r, lr, mom, wd, loss_fn)

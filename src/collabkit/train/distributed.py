@@ -190,7 +190,7 @@ def fit_distributed(
     it from its shard ``local``); same one-cycle schedule, lr scaling and History rows, with the
     losses averaged over all ranks (``valid``: this rank's shard of the validation set)."""
     world = _world()
-    data = encode(model, local)
+    data = encode(model, local, compact=True)
     val = encode(model, valid, strict=False) if valid is not None and len(valid) else None
     counts = torch.tensor([len(data), len(data)], dtype=torch.int64)
     if world > 1:
@@ -216,12 +216,12 @@ def fit_distributed(
         for epoch in range(epochs):
             t0 = time.perf_counter()
             model.train()
-            perm = torch.randperm(len(data), generator=gen)
+            perm = torch.randperm(len(data), generator=gen, dtype=torch.int32)
             loss_sum = torch.zeros((), dtype=torch.float64)
             for s, e in itertools.pairwise(cuts):
                 idx = perm[s:e]
                 lr, mom = one_cycle(step / total, lr_max)
-                loss = train_step(model, opt, data.users[idx], data.items[idx], data.ratings[idx], lr, mom, wd)
+                loss = train_step(model, opt, data.users[idx].long(), data.items[idx].long(), data.ratings[idx], lr, mom, wd)
                 loss_sum += float(loss) * len(idx)
                 step += 1
             sums = [loss_sum, torch.tensor(float(len(data)), dtype=torch.float64)]
