@@ -375,11 +375,14 @@ def _cg_rows(
     c1 = rows.extra_of(r0, r1).to(Y.dtype)
     pattern = rows.block(r0, r1, c1)
 
-    def matvec(P: Tensor) -> Tensor:
-        dots = torch.sparse.sampled_addmm(pattern, P, Yt, beta=0.0).values()  # y_c . p_r
-        return torch.addmm(P @ G, rows.block(r0, r1, dots * c1), Y)
+    def dots(P: Tensor) -> Tensor:
+        return torch.sparse.sampled_addmm(pattern, P, Yt, beta=0.0).values()  # y_c . p_r
 
-    r = rows.block(r0, r1, 1 + c1) @ Y - matvec(x)  # b - A x, b = Y^T C_r p_r
+    def matvec(P: Tensor) -> Tensor:
+        return torch.addmm(P @ G, rows.block(r0, r1, dots(P) * c1), Y)
+
+    # b - A x with b = Y^T C_r p_r = sum_c (1 + c1) y_c: one sparse product, sum_c (1 + c1 (1 - y_c . x)) y_c
+    r = torch.addmm(x @ G, rows.block(r0, r1, 1 + c1 * (1 - dots(x))), Y, alpha=1.0, beta=-1.0)
     p = r.clone()
     rs = (r * r).sum(1, keepdim=True)
     for _ in range(steps):
