@@ -49,9 +49,10 @@ def simulate_cmd(
 
     import pandas as pd
 
+    from collabkit.files import atomic_write_bytes
     from collabkit.simulate import WorldConfig, fit_world, parse_mitigation, simulate
     from collabkit.simulate.loop import DEFAULT_SPEC
-    from collabkit.simulate.report import summarise, write_atomic, write_html, write_png
+    from collabkit.simulate.report import summarise, write_html, write_png
     from collabkit.train.build import parse_options
 
     out, log = consoles(as_json)
@@ -87,7 +88,7 @@ def simulate_cmd(
         write_png(runs, out_dir / "loop.png")
         write_html(runs, out_dir / "loop.html", title=f"Feedback loop: {spec} on {data.name}")
         frame = pd.concat([f.assign(mitigation=name) for name, f in runs.items()], ignore_index=True)
-        write_atomic(out_dir / "rounds.csv", frame.to_csv(index=False).encode("utf-8"))
+        atomic_write_bytes(out_dir / "rounds.csv", frame.to_csv(index=False).encode("utf-8"))
     summaries = {name: summarise(frame) for name, frame in runs.items()}
     if as_json:
         print_json(

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import html
 
+import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 
 PAGE_CSS = """
@@ -52,3 +54,21 @@ def html_page(title: str, body: str) -> str:
         f"<title>{html.escape(title)}</title><style>{PAGE_CSS}</style>{script}</head>\n"
         f"<body><h1>{html.escape(title)}</h1>\n{body}\n</body></html>\n"
     )
+
+
+def table_html(frame: pd.DataFrame, caption: str = "") -> str:
+    """A DataFrame as an escaped HTML table; numbers right-aligned, floats to 4 significant digits."""
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
+    rows = []
+    for rec in frame.itertuples(index=False):
+        cells = []
+        for v in rec:
+            if isinstance(v, (float, np.floating)):
+                cells.append(f"<td class='num'>{'' if np.isnan(v) else f'{v:.4g}'}</td>")
+            elif isinstance(v, (int, np.integer)):
+                cells.append(f"<td class='num'>{v}</td>")
+            else:
+                cells.append(f"<td>{html.escape(str(v))}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
+    return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"

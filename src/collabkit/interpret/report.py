@@ -38,7 +38,7 @@ from collabkit.evaluate.compare import BASELINES, compare, evaluate_model
 from collabkit.evaluate.ranking import RELEVANT_THRESHOLD
 from collabkit.files import atomic_write_text
 from collabkit.interpret.biases import bias_table, bias_vs_mean
-from collabkit.interpret.charts import figure_html, html_page
+from collabkit.interpret.charts import figure_html, html_page, table_html
 from collabkit.interpret.pca import item_pca, map_figure, save_html, save_png
 from collabkit.interpret.similar import similar_items
 from collabkit.models.base import CollabModel
@@ -146,7 +146,7 @@ def _model(inputs: Inputs) -> tuple[str, dict]:
             {k: c[k] for k in ("spec", "status", "valid_rmse") if k in c} for c in m.meta["auto"]["candidates"]
         ]
     shown = pd.DataFrame({"": list(facts), "value": [_text(v) for v in facts.values()]})
-    return _table(shown), facts
+    return table_html(shown), facts
 
 
 def _training(inputs: Inputs) -> tuple[str, list]:
@@ -159,7 +159,7 @@ def _training(inputs: Inputs) -> tuple[str, list]:
         "<p>Mean squared error per epoch: the training loss should fall; the validation loss "
         "should fall too (rising again would mean over-fitting).</p>"
         + figure_html(training_figure(history), "training-chart", 320)
-        + _table(history)
+        + table_html(history)
     )
     return inner, history.to_dict(orient="records")
 
@@ -175,13 +175,13 @@ def _biases(inputs: Inputs, n_top: int, min_ratings: int) -> tuple[str, dict]:
     inner = (
         "<p>An item's bias is its appeal once taste is accounted for: a low bias means even "
         "people whose taste fits the item tend not to like it.</p>"
-        + _table(top, f"Top {n_top} items by bias")
-        + _table(bottom, f"Bottom {n_top} items by bias")
+        + table_html(top, f"Top {n_top} items by bias")
+        + table_html(bottom, f"Bottom {n_top} items by bias")
         + "<p>Does ranking by bias agree with ranking by mean rating? Spearman rank correlation "
         f"<b>{agree.spearman:.3f}</b> over the {agree.n_items} items with at least {min_ratings} "
         "ratings. The largest disagreements (rank_gap &gt; 0: the model ranks the item higher "
         "than its mean rating does):</p>"
-        + _table(agree.disagreements[[*show, "bias_rank", "mean_rank", "rank_gap"]])
+        + table_html(agree.disagreements[[*show, "bias_rank", "mean_rank", "rank_gap"]])
     )
     data = {
         "top": top.to_dict(orient="records"),
@@ -234,7 +234,7 @@ def _similar(
     )
     for q, table in found.items():
         shown = [c for c in ("title", "item", "similarity") if c in table.columns]
-        inner += _table(table[shown], f"Like {names[q]}")
+        inner += table_html(table[shown], f"Like {names[q]}")
     return inner, {str(q): t.to_dict(orient="records") for q, t in found.items()}
 
 
@@ -261,7 +261,7 @@ def _compare(
     inner = (
         f"<p>Trained on {html.escape(train.name)}, scored on {html.escape(test.name)}. Ranking "
         f"metrics score each user's top {k} among the items they did not rate in training "
-        f"against the relevant ones: {relevant}.</p>" + _table(table)
+        f"against the relevant ones: {relevant}.</p>" + table_html(table)
     )
     return inner, table.to_dict(orient="records")
 
@@ -284,8 +284,8 @@ def _calibration(inputs: Inputs, at: float = 4.0) -> tuple[str, dict]:
         f"<p>Of the held-out ratings given probability q of being {at:g} or more, a fraction q "
         "should be: the points of a calibrated model lie on the diagonal.</p>"
         + figure_html(reliability_figure(table, at), "reliability-chart", 420)
-        + _table(pd.DataFrame([metrics]))
-        + _table(table.round(4))
+        + table_html(pd.DataFrame([metrics]))
+        + table_html(table.round(4))
     )
     return inner, {**metrics, "reliability": table.to_dict(orient="records")}
 
@@ -317,24 +317,6 @@ def reliability_figure(table: pd.DataFrame, at: float) -> go.Figure:
         xaxis_range=[0, 1], yaxis_range=[0, 1], margin={"l": 60, "r": 20, "t": 20, "b": 50},
     )  # fmt: skip
     return fig
-
-
-def _table(frame: pd.DataFrame, caption: str = "") -> str:
-    """A DataFrame as an escaped HTML table; numbers right-aligned, floats to 4 significant digits."""
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
-    rows = []
-    for rec in frame.itertuples(index=False):
-        cells = []
-        for v in rec:
-            if isinstance(v, (float, np.floating)):
-                cells.append(f"<td class='num'>{'' if np.isnan(v) else f'{v:.4g}'}</td>")
-            elif isinstance(v, (int, np.integer)):
-                cells.append(f"<td class='num'>{v}</td>")
-            else:
-                cells.append(f"<td>{html.escape(str(v))}</td>")
-        rows.append("<tr>" + "".join(cells) + "</tr>")
-    cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
-    return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
 def _note(text: str) -> str:

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import html
 import io
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from collabkit.files import atomic_write_bytes, atomic_write_text
+from collabkit.interpret.charts import figure_html, html_page, plain, table_html
 
 # metric -> what its plot is titled
 PLOTTED = {
@@ -31,10 +34,6 @@ PLOTTED = {
     "majority_users": "majority users still here",
     "minority_users": "minority users",
 }
-STYLE = (
-    "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:12px}"
-    "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}</style>"
-)
 EDGE = 3  # rounds averaged for "start" and for "end"
 
 
@@ -95,33 +94,17 @@ def figure_png(runs: dict[str, pd.DataFrame]) -> bytes:
     return buf.getvalue()
 
 
-def write_atomic(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to a temp file beside ``path`` and move it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_png(runs: dict[str, pd.DataFrame], path: str | Path) -> None:
     """Write the figure as a PNG."""
-    write_atomic(path, figure_png(runs))
+    atomic_write_bytes(path, figure_png(runs))
 
 
-def figure_html(runs: dict[str, pd.DataFrame]) -> str:
-    """The panels of ``figure_png`` as one interactive Plotly figure: a <div> with Plotly's JS inline.
+def figure(runs: dict[str, pd.DataFrame]) -> go.Figure:
+    """The panels of ``figure_png`` as one interactive Plotly figure.
 
-    One legend group per run, so a click on a run's name hides it in every panel. Run names are
-    HTML-escaped before Plotly sees them (Plotly reads tags such as <a> in names).
+    One legend group per run, so a click on a run's name hides it in every panel; run names are
+    escaped for Plotly (which reads tags such as <a> in them).
     """
-    from plotly.subplots import make_subplots
-
     cols = 2
     rows = int(np.ceil(len(PLOTTED) / cols))
     fig = make_subplots(
@@ -133,7 +116,7 @@ def figure_html(runs: dict[str, pd.DataFrame]) -> str:
     )
     palette = fig.layout.template.layout.colorway or (None,)
     for j, (name, frame) in enumerate(runs.items()):
-        label = html.escape(name)
+        label = plain(name)
         for k, metric in enumerate(PLOTTED):
             fig.add_scatter(
                 x=frame["round"],
@@ -147,43 +130,24 @@ def figure_html(runs: dict[str, pd.DataFrame]) -> str:
                 row=k // cols + 1,
                 col=k % cols + 1,
             )
-    fig.update_layout(height=260 * rows, width=1100, margin={"t": 40, "b": 40})
+    fig.update_layout(margin={"t": 40, "b": 40})
     fig.update_annotations(font_size=12)
     fig.update_xaxes(title_text="round", row=rows)
-    return fig.to_html(full_html=False, include_plotlyjs=True)
+    return fig
 
 
-def write_html(
-    runs: dict[str, pd.DataFrame], path: str | Path, title: str = "Feedback loop"
-) -> None:
-    """A self-contained page: the interactive figure, a summary table and each run's rounds.
-
-    Text from the runs (names, title) is escaped; Plotly's JavaScript is inline, never a CDN.
-    """
+def write_html(runs: dict[str, pd.DataFrame], path: str | Path, title: str = "Feedback loop") -> None:
+    """A self-contained page (``interpret.charts``): the interactive figure, a summary table and
+    each run's rounds; text from the runs is escaped, Plotly's JavaScript is inline."""
     summary = pd.DataFrame({name: summarise(frame) for name, frame in runs.items()}).T
+    rows = int(np.ceil(len(PLOTTED) / 2))
     parts = [
-        "<!doctype html><meta charset='utf-8'>",
-        f"<title>{html.escape(title)}</title>",
-        STYLE,
-        f"<h1>{html.escape(title)}</h1>",
-        figure_html(runs),
+        figure_html(figure(runs), "rounds", height=260 * rows),
         "<h2>Start (first rounds) and end (last rounds)</h2>",
-        _table(summary.round(4)),
+        table_html(summary.rename_axis("run").reset_index()),
     ]
     for name, frame in runs.items():
-        parts += [f"<h2>{html.escape(name)}</h2>", _table(frame.round(4).set_index("round"))]
-    write_atomic(path, "\n".join(parts).encode("utf-8"))
+        parts += [f"<h2>{html.escape(name)}</h2>", table_html(frame)]
+    atomic_write_text(path, html_page(title, "\n".join(parts)))
 
 
-def _table(frame: pd.DataFrame) -> str:
-    head = "".join(
-        f"<th>{html.escape(str(c))}</th>" for c in [frame.index.name or "", *frame.columns]
-    )
-    body = "".join(
-        "<tr>"
-        + f"<th>{html.escape(str(i))}</th>"
-        + "".join(f"<td>{html.escape(str(v))}</td>" for v in row)
-        + "</tr>"
-        for i, row in zip(frame.index, frame.itertuples(index=False))
-    )
-    return f"<table><tr>{head}</tr>{body}</table>"
