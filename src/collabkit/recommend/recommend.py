@@ -46,14 +46,14 @@ def recommend(
 
     Returns a long frame, best first per user: user, rank (1 = best), item, score, title (when
     ``items``/``data.items`` has titles), because, and for models that give a distribution
-    (PROBA) p_love: the probability of a rating of ``love_at(model)`` or more. ``data`` holds the training ratings: with
-    ``exclude_seen`` a user's rated items are never recommended, and ``because`` names the (up to
-    two) items the user rated highly (at or above their own mean) nearest the recommendation in
-    factor space (cosine). ``candidates`` (raw item ids) restricts the catalogue. Unknown users
-    raise UnknownIdError (``unknown="error"``) or get the average-taste user's list
-    (``unknown="fallback"``, dot family only; ``prior`` from ``user_prior`` saves recomputing
-    it). Lists are shorter than ``n`` only when fewer candidates remain. Deterministic: ties go
-    to the lower item index.
+    (PROBA) p_love: the probability of a rating of ``love_at(model)`` or more. ``data`` holds
+    the training ratings: with ``exclude_seen`` a user's rated items are never recommended, and
+    ``because`` names the (up to two) items the user rated highly (at or above their own mean)
+    nearest the recommendation in factor space (cosine). ``candidates`` (raw item ids) restricts
+    the catalogue. Unknown users raise UnknownIdError (``unknown="error"``) or get the
+    average-taste user's list (``unknown="fallback"``, dot family only; ``prior`` from
+    ``user_prior`` saves recomputing it). Lists are shorter than ``n`` only when fewer
+    candidates remain. Deterministic: ties go to the lower item index.
     """
     n = _check_n(model, n)
     if exclude_seen and data is None:
