@@ -38,6 +38,8 @@ RATINGS = "ratings"  # scores are ratings on the data's scale (else ranking scor
 PROBA = "proba"  # a probability for each rating level (config.levels; predict_proba, proba_repr)
 CAPABILITIES = (FOLD_IN, FACTORS, RATINGS, PROBA)
 
+#: rows per chunk of the baseline predictor's sweep (its float64 temporaries: 32 MB each)
+BASELINE_CHUNK = 1 << 22
 #: shrinkage of the baseline predictor's item and user offsets (Koren 2008's lambda_2, lambda_3)
 BASELINE_REG = (25.0, 10.0)
 
@@ -196,21 +198,42 @@ class CollabModel(nn.Module):
     @torch.no_grad()
     def set_baseline(self, train: Ratings, reg: tuple[float, float] | None = None) -> None:
         """Fit the baseline predictor mu + b_u + b_i to ``train`` (one shrunk sweep: items, then
-        users; ``reg`` = (item, user) shrinkage, BASELINE_REG by default)."""
-        u = self.users.lookup(train.frame["user"], strict=False)
-        i = self.items.lookup(train.frame["item"], strict=False)
-        r = train.frame["rating"].to_numpy(dtype=np.float64)
-        keep = (u >= 0) & (i >= 0)
-        u, i, r = u[keep], i[keep], r[keep]
-        mu = float(r.mean()) if len(r) else 0.0
+        users; ``reg`` = (item, user) shrinkage, BASELINE_REG by default).
+
+        Rows go BASELINE_CHUNK at a time: 8 bytes a rating (int32 indices) stay for the sweep,
+        float64 temporaries are a chunk's, so this is no peak of a large training run.
+        """
+        f = train.frame
+        u, i = np.empty(len(f), np.int32), np.empty(len(f), np.int32)
+        spans = [slice(s, s + BASELINE_CHUNK) for s in range(0, len(f), BASELINE_CHUNK)]
+        for span in spans:
+            u[span] = self.users.lookup(f["user"].iloc[span], strict=False)
+            i[span] = self.items.lookup(f["item"].iloc[span], strict=False)
+        ratings = f["rating"].to_numpy()
+
+        def known(span: slice) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            keep = (u[span] >= 0) & (i[span] >= 0)
+            return u[span][keep], i[span][keep], ratings[span][keep].astype(np.float64)
+
+        n_items, n_users = len(self.items), len(self.users)
+        total, n_i, s_i = 0.0, np.zeros(n_items), np.zeros(n_items)
+        for span in spans:
+            _, ii, r = known(span)
+            total += r.sum()
+            n_i += np.bincount(ii, minlength=n_items)
+            s_i += np.bincount(ii, r, n_items)
+        mu = total / n_i.sum() if n_i.sum() else 0.0
         reg_i, reg_u = reg or BASELINE_REG
-        n_i = np.bincount(i, minlength=len(self.items))
-        b_i = np.bincount(i, r - mu, len(self.items)) / (reg_i + n_i)
-        n_u = np.bincount(u, minlength=len(self.users))
-        b_u = np.bincount(u, r - mu - b_i[i], len(self.users)) / (reg_u + n_u)
+        b_i = (s_i - mu * n_i) / (reg_i + n_i)  # = sum_i (r - mu) / (reg_i + n_i)
+        n_u, s_u = np.zeros(n_users), np.zeros(n_users)
+        for span in spans:
+            uu, ii, r = known(span)
+            n_u += np.bincount(uu, minlength=n_users)
+            s_u += np.bincount(uu, r - mu - b_i[ii], n_users)
+        b_u = s_u / (reg_u + n_u)
         self.baseline_item.copy_(torch.from_numpy(b_i))
         self.baseline_user.copy_(torch.from_numpy(b_u))
-        self.meta["global_mean"] = mu
+        self.meta["global_mean"] = float(mu)
 
     def baseline(self, u: Tensor, i: Tensor) -> Tensor:
         """(B,) mu + b_u + b_i with the term of an unknown side (index -1) left out, clipped to the scale."""
