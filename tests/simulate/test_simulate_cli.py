@@ -55,3 +55,12 @@ def test_simulate_errors_are_messages(csv):
     # a CSV has no genres, so the default minority (animation fans) cannot exist
     result = runner.invoke(app, ["simulate", "--ratings", str(csv), "--rounds", "1"])
     assert result.exit_code == 2 and "no genre" in result.output
+
+
+def test_simulate_table_shows_the_concentration_measures(csv):
+    args = ["simulate", "--ratings", csv, "--world", "minority_share=0.0, recruit_rate=0.0", "--rounds", "2",
+            "--model", "dot-bias(n_factors=4, epochs=1)"]  # fmt: skip
+    result = runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    for label in ("fav share of majority lists", "exposure gini", "gini, majority lists", "top-1% share, majority lists"):
+        assert label in result.stdout

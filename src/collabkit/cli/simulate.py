@@ -104,29 +104,15 @@ def simulate_cmd(
         )
         return
     table = Table(title=f"{spec} on {data.name}: first 3 rounds -> last 3 rounds")
-    for col in (
-        "mitigation",
-        "fav share of majority lists",
-        "exposure gini",
-        "jaccard",
-        "majority utility",
-        "minority utility",
-        "rmse",
-    ):
-        table.add_column(col, justify="right")
+    shown = {
+        "fav_share_majority": "fav share of majority lists", "gini": "exposure gini",
+        "gini_majority": "gini, majority lists", "top1_share_majority": "top-1% share, majority lists",
+        "jaccard": "jaccard", "utility_majority": "majority utility",
+        "utility_minority": "minority utility", "rmse": "rmse",
+    }  # fmt: skip
+    table.add_column("mitigation")
+    for label in shown.values():
+        table.add_column(label, justify="right")
     for name, s in summaries.items():
-        table.add_row(
-            name,
-            *(
-                f"{s[f'{m}_start']:.3f} -> {s[f'{m}_end']:.3f}"
-                for m in (
-                    "fav_share_majority",
-                    "gini",
-                    "jaccard",
-                    "utility_majority",
-                    "utility_minority",
-                    "rmse",
-                )
-            ),
-        )
+        table.add_row(name, *(f"{s[f'{m}_start']:.3f} -> {s[f'{m}_end']:.3f}" for m in shown))
     out.print(table)
