@@ -131,6 +131,27 @@ def test_ease_matches_the_closed_form(positives):
     )
 
 
+def test_ease_loss_is_the_objective_over_chunks_of_users(positives, monkeypatch):
+    """The History's loss ||X - XB||^2 + reg ||B||^2, summed over user chunks of a few rows."""
+    monkeypatch.setattr("collabkit.models.implicit.EASE_CHUNK_CELLS", 3 * len(positives.frame["item"].unique()))
+    reg = 7.0
+    model = get_model_class("ease").from_data(positives, reg=reg)
+    history = model.fit(positives)
+    X = positives.frame.pivot_table(index="user", columns="item", values="rating", fill_value=0.0)
+    X = X.reindex(index=model.users.ids, columns=model.items.ids, fill_value=0.0).to_numpy(np.float64)
+    B = model.B.numpy().astype(np.float64)
+    want = ((X - X @ B) ** 2).sum() + reg * (B**2).sum()
+    assert history.rows[0]["train_loss"] == pytest.approx(want, rel=1e-5)
+
+
+def test_ease_refuses_a_catalogue_past_its_limit_before_allocating(positives, monkeypatch):
+    monkeypatch.setattr("collabkit.models.implicit.EASE_MAX_ITEMS", 10)
+    with pytest.raises(ValueError, match=r"limit is 10 items.*als or bpr"):
+        get_model_class("ease").from_data(positives)
+    with pytest.raises(ValueError, match="limit is 10 items"):
+        build_model("ease", positives, threshold=None)
+
+
 def test_ease_fold_in_rebuilds_a_known_users_row(positives):
     model = fitted("ease", positives)
     data = interactions(positives, model.users, model.items)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import itertools
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -111,6 +112,13 @@ class MostPopular(ImplicitModel, CollabModel):
 
 
 # --- EASE ---------------------------------------------------------------------------------------
+#: EASE fits with dense n_items x n_items matrices: two float64 ones at a time (X^T X, its Cholesky
+#: factor, the inverse) beside the float32 weights, 20 bytes a cell: 20 000 items take 7.5 GB.
+#: Larger catalogues are refused before anything is built.
+EASE_MAX_ITEMS = 20_000
+EASE_BYTES_PER_CELL = 20
+#: the loss's dense blocks of user rows hold about this many numbers
+EASE_CHUNK_CELLS = 1 << 22
 @dataclass
 class EASEConfig(ModelConfig):
     n_factors: int = 0  # not used: the representations are catalogue-wide (n_items numbers)
@@ -131,8 +139,15 @@ class EASE(ImplicitModel, CollabModel):
     _sized_on_load = ("history_items", "history_weights")  # length = nnz, known only from the data
 
     def __init__(self, config: EASEConfig, users: Vocab, items: Vocab) -> None:
+        n = len(items)
+        if n > EASE_MAX_ITEMS:  # before the n x n buffer below is allocated
+            raise ValueError(
+                f"EASE needs dense {n:,} x {n:,} item matrices (about {EASE_BYTES_PER_CELL * n * n / 2**30:.0f} GB "
+                f"while fitting); its limit is {EASE_MAX_ITEMS:,} items "
+                "(collabkit.models.implicit.EASE_MAX_ITEMS). For a larger catalogue use als or bpr."
+            )
         super().__init__(config, users, items)
-        self.register_buffer("B", torch.zeros(len(items), len(items)))
+        self.register_buffer("B", torch.zeros(n, n))
         self.register_buffer("history_indptr", torch.zeros(len(users) + 1, dtype=torch.int64))
         self.register_buffer("history_items", torch.zeros(0, dtype=torch.int64))
         self.register_buffer("history_weights", torch.zeros(0))
@@ -143,18 +158,22 @@ class EASE(ImplicitModel, CollabModel):
         """One regularised inverse; the History's single row holds the objective it minimised."""
         t0 = time.perf_counter()
         data = self._interactions(train)
-        X = _sparse(data, data.weights.astype(np.float64))  # (U, N)
-        G = torch.sparse.mm(X.t().coalesce(), X.to_dense())  # (N, N) = X^T X
+        n = len(self.items)
+        G = torch.zeros(n, n, dtype=torch.float64)  # X^T X, a block of users at a time
+        for Xc in _user_blocks(data):
+            G += torch.sparse.mm(Xc.t().coalesce(), Xc.to_dense())
         G.diagonal().add_(self.config.reg)
-        P = torch.cholesky_inverse(torch.linalg.cholesky(G))
-        B = -P / P.diagonal()  # column j divided by P_jj
+        L = torch.linalg.cholesky(G)
+        del G
+        P = torch.cholesky_inverse(L)
+        del L
+        B = P.div_(-P.diagonal())  # column j divided by -P_jj, in place
         B.diagonal().zero_()
         self.B.copy_(B)
         self.history_indptr = torch.from_numpy(data.indptr)
         self.history_items = torch.from_numpy(data.items)
         self.history_weights = torch.from_numpy(data.weights)
-        residual = X.to_dense() - torch.sparse.mm(X, B)
-        loss = float(residual.pow(2).sum() + self.config.reg * B.pow(2).sum())
+        loss = _ease_residual(data, B) + self.config.reg * float(B.pow(2).sum())
         seconds = time.perf_counter() - t0
         if console is not None:
             console.print(
@@ -511,13 +530,23 @@ def _bpr_user_solve(Y: Tensor, b: Tensor, items: Tensor, w: Tensor, reg: float, 
 
 
 # --- helpers ------------------------------------------------------------------------------------
-def _sparse(data: Interactions, values: np.ndarray) -> Tensor:
-    """(n_rows, n_cols) sparse COO tensor with the CSR's structure and the given values."""
-    idx = torch.stack([torch.from_numpy(data.users), torch.from_numpy(data.items)])
-    shape = (data.n_users, data.n_items)
-    return torch.sparse_coo_tensor(
-        idx, torch.from_numpy(values), shape, check_invariants=False
-    ).coalesce()
+def _ease_residual(data: Interactions, B: Tensor) -> float:
+    """||X - X B||^2, a block of users at a time."""
+    return sum(float((Xc.to_dense() - torch.sparse.mm(Xc, B)).pow(2).sum()) for Xc in _user_blocks(data))
+
+
+def _user_blocks(data: Interactions) -> Iterator[Tensor]:
+    """X (float64) as sparse blocks of consecutive users whose dense form holds ~EASE_CHUNK_CELLS
+    numbers: EASE never builds the dense users x items matrix."""
+    n = data.n_items
+    step = max(1, EASE_CHUNK_CELLS // max(1, n))
+    users = data.users
+    for r0 in range(0, data.n_users, step):
+        r1 = min(data.n_users, r0 + step)
+        lo, hi = int(data.indptr[r0]), int(data.indptr[r1])
+        idx = torch.stack([torch.from_numpy(users[lo:hi] - r0), torch.from_numpy(data.items[lo:hi])])
+        values = torch.from_numpy(data.weights[lo:hi].astype(np.float64))
+        yield torch.sparse_coo_tensor(idx, values, (r1 - r0, n), check_invariants=False).coalesce()
 
 
 def _dense_rows(indptr: Tensor, cols: Tensor, values: Tensor, rows: Tensor, width: int) -> Tensor:
