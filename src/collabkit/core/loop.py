@@ -18,6 +18,7 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from collabkit.core.optim import RowAdamW
 from collabkit.core.schedule import one_cycle
@@ -159,7 +160,8 @@ def fit_one_cycle(
             for s, e in bounds:
                 idx = perm[s:e]
                 lr, mom = one_cycle(step / total, lr_max)
-                u, i, r = data.users[idx].long(), data.items[idx].long(), data.ratings[idx]
+                u, i = data.users.index_select(0, idx).long(), data.items.index_select(0, idx).long()
+                r = data.ratings.index_select(0, idx)
                 if batch_fn is not None:
                     u, i, r = batch_fn(u, i, r, gen)
                 loss = train_step(model, opt, u, i, r, lr, mom, wd, loss_fn)
@@ -240,18 +242,41 @@ def train_step(
         loss.backward()
         opt.step(lr, mom, wd)
         return loss.detach()
-    uu, u_local = torch.unique(u, return_inverse=True)
-    ii, i_local = torch.unique(i, return_inverse=True)
+    uu, u_local = unique_rows(u, len(model.users))
+    ii, i_local = unique_rows(i, len(model.items))
     params = dict(model.named_parameters())
-    subs = {name: params[name].detach()[uu if side == "user" else ii].requires_grad_() for name, side in tables.items()}
-    loss = loss_fn(torch.func.functional_call(model, subs, (u_local, i_local)), r)
-    loss.backward()
+    # index_select, not params[name][uu]: the same rows, several times faster on CPU
+    subs = {n: params[n].detach().index_select(0, uu if side == "user" else ii) for n, side in tables.items()}
+    closed = model.mse_row_grads(subs, u_local, i_local, r) if loss_fn is F.mse_loss else None
+    if closed is not None:
+        loss, grads = closed
+    else:
+        subs = {name: sub.requires_grad_() for name, sub in subs.items()}
+        loss = loss_fn(torch.func.functional_call(model, subs, (u_local, i_local)), r)
+        loss.backward()
+        grads = {name: sub.grad for name, sub in subs.items()}
     rows = {
-        id(params[n]): (uu if side == "user" else ii, subs[n].grad, subs[n].detach())
+        id(params[n]): (uu if side == "user" else ii, grads[n], subs[n].detach())
         for n, side in tables.items()
     }
     opt.step(lr, mom, wd, rows)
     return loss.detach()
+
+
+def unique_rows(idx: Tensor, n: int) -> tuple[Tensor, Tensor]:
+    """``torch.unique(idx, return_inverse=True)`` for indices into a table of ``n`` rows.
+
+    When the table is not much larger than the batch, marking the rows in an (n,) mask and
+    numbering them is O(batch + n) and several times cheaper than unique's sort.
+    """
+    if n > 64 * len(idx):
+        return torch.unique(idx, return_inverse=True)
+    mark = torch.zeros(n, dtype=torch.bool)
+    mark[idx] = True
+    rows = mark.nonzero().squeeze(1)
+    number = torch.empty(n, dtype=torch.long)
+    number[rows] = torch.arange(len(rows))
+    return rows, number[idx]
 
 
 def _batch_bounds(n: int, bs: int) -> list[tuple[int, int]]:

@@ -362,6 +362,17 @@ class CollabModel(nn.Module):
     def indexed_tables(self) -> dict[str, str]:
         return self.user_item_tables
 
+    def mse_row_grads(
+        self, rows: dict[str, Tensor], u: Tensor, i: Tensor, r: Tensor
+    ) -> tuple[Tensor, dict[str, Tensor]] | None:
+        """The MSE loss of a batch and its gradient w.r.t. each gathered table, in closed form.
+
+        ``rows`` maps each ``indexed_tables()`` name to the batch's unique rows of that table;
+        ``u``/``i`` index those rows. Kinds with a short derivative (the dot family) give it here
+        and the trainer skips autograd; None (the default): the trainer backpropagates.
+        """
+        return None
+
 
 #: every module that defines model kinds; imported on first lookup so the registry is complete
 MODEL_MODULES = (

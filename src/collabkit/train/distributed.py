@@ -221,7 +221,8 @@ def fit_distributed(
             for s, e in itertools.pairwise(cuts):
                 idx = perm[s:e]
                 lr, mom = one_cycle(step / total, lr_max)
-                loss = train_step(model, opt, data.users[idx].long(), data.items[idx].long(), data.ratings[idx], lr, mom, wd)
+                u, i = data.users.index_select(0, idx).long(), data.items.index_select(0, idx).long()
+                loss = train_step(model, opt, u, i, data.ratings.index_select(0, idx), lr, mom, wd)
                 loss_sum += float(loss) * len(idx)
                 step += 1
             sums = [loss_sum, torch.tensor(float(len(data)), dtype=torch.float64)]
