@@ -7,11 +7,11 @@
 The set is generated, never read or committed: users and items with power-law activity and
 popularity, ratings from a low-rank taste model plus user/item biases and noise, on ML-32M's
 half-star scale (0.5..5). Steps, in one process: generate; dot-bias (50 factors, one-cycle) on
-98% and RMSE on a 2% random holdout; iALS (64 factors) on the ratings >= 4 as implicit
-feedback, seconds per iteration; top-10 for every user (seen items excluded). Each step reports
-its own peak RSS above what was resident when it started, and the whole run its peak RSS. With
-``--peers-python``, implicit's ALS (same factors, reg, alpha, iterations, threads) fits the same
-interaction matrix in a child process. With ``--torchrun 2``, dot-bias also trains through
+98% and RMSE on a 2% random holdout; top-10 for every user (seen items excluded); iALS (64
+factors) on the ratings >= 4 as implicit feedback, seconds per iteration, fitted in a child
+process from the saved interaction matrix. Each step reports its own peak RSS above what was
+resident when it started, and the whole run its peak RSS. With ``--peers-python``, implicit's
+ALS (same factors, reg, alpha, iterations, threads) fits the same matrix in the same way. With ``--torchrun 2``, dot-bias also trains through
 ``collabkit.train.distributed`` on Parquet shards of the same split, in 1 process and in 2 ranks.
 """
 
@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -169,20 +168,20 @@ def run(args: argparse.Namespace, log) -> dict[str, Any]:
     del train
     out["implicit_interactions"] = len(positives)
     out["to_implicit_seconds"] = round(time.perf_counter() - t0, 2)
-    als = ALS.from_data(positives, n_factors=64)
-    with Peak() as peak:
-        h = als.fit(positives, iterations=args.als_iterations)  # the recipe, kept in als.config
-    per_iter = [row["time"] for row in h.rows]
-    out.update(
-        als_iterations=len(per_iter),
-        als_seconds_per_iteration=round(statistics.median(per_iter), 3),
-        als_fit_seconds=round(h.fit_seconds, 2),
-        als_peak_mb=peak.mb,
-    )
-    log(f"ALS: {out['als_seconds_per_iteration']}s per iteration")
-    if args.peers_python:
-        matrix = interactions(positives, als.users, als.items)
-        out.update(peer_implicit_als(args, als.config, matrix, log))
+    als = ALS.from_data(positives, n_factors=64, iterations=args.als_iterations)
+    matrix = interactions(positives, als.users, als.items)
+    del positives
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "m.npz"
+        np.savez(
+            path, data=matrix.weights.astype(np.float32), indices=matrix.items.astype(np.int32),
+            indptr=matrix.indptr, shape=np.array([matrix.n_users, matrix.n_items]),
+        )  # fmt: skip
+        del matrix
+        spec = {"threads": args.threads, **als.config.to_json()}
+        out.update(als_child(sys.executable, OWN, path, spec, "als", log))
+        if args.peers_python:
+            out.update(als_child(args.peers_python, PEER, path, spec, "implicit_als", log))
     out["peak_rss_mb"] = Peak.overall_mb()
     return out
 
@@ -218,43 +217,58 @@ def distributed_runs(args: argparse.Namespace, train, holdout, log) -> dict[str,
     return out
 
 
-PEER = """
+# Both ALS fits run in a child process on the same saved CSR matrix (users x items, weights w),
+# each from its library's natural input already in memory (implicit: a scipy CSR matrix;
+# collabkit: a ratings frame), so their peaks above that are measured alike: the fit's own
+# copies (the transpose, collabkit's CSR of both sides) and its iteration temporaries.
+CHILD_HEAD = """
 import json, sys, time
-import numpy as np, scipy.sparse as sp
+import numpy as np
+f = np.load(sys.argv[1]); cfg = json.loads(sys.argv[2])
+kb = lambda key: next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith(key + ":"))
+"""
+PEER = CHILD_HEAD + """
+import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 from implicit.cpu.als import AlternatingLeastSquares
-f = np.load(sys.argv[1]); cfg = json.loads(sys.argv[2])
 m = sp.csr_matrix((f["data"], f["indices"], f["indptr"]), shape=tuple(f["shape"]))
-model = AlternatingLeastSquares(factors=cfg["factors"], regularization=cfg["reg"], alpha=cfg["alpha"],
+model = AlternatingLeastSquares(factors=cfg["n_factors"], regularization=cfg["reg"], alpha=cfg["alpha"],
     iterations=cfg["iterations"], num_threads=cfg["threads"], calculate_training_loss=False, random_state=0)
-kb = lambda key: next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith(key + ":"))
+del f
 open("/proc/self/clear_refs", "w").write("5"); before = kb("VmRSS")
 with threadpool_limits(1, "blas"):
     t = time.perf_counter(); model.fit(m, show_progress=False); fit = time.perf_counter() - t
-print(json.dumps({"fit_seconds": fit, "fit_peak_mb": (kb("VmHWM") - before) / 1024, "peak_mb": kb("VmHWM") / 1024}))
+print(json.dumps({"seconds_per_iteration": fit / cfg["iterations"], "fit_peak_mb": (kb("VmHWM") - before) / 1024}))
+"""
+OWN = CHILD_HEAD + """
+import statistics
+import pandas as pd, torch
+from collabkit.data.interactions import Ratings
+from collabkit.models.implicit import ALS
+torch.set_num_threads(cfg.pop("threads"))
+users = np.repeat(np.arange(len(f["indptr"]) - 1, dtype=np.int32), np.diff(f["indptr"]))
+frame = pd.DataFrame({"user": users, "item": f["indices"], "rating": f["data"]})
+del f, users
+positives = Ratings(frame, name="positives")
+als = ALS.from_data(positives, **cfg)
+open("/proc/self/clear_refs", "w").write("5"); before = kb("VmRSS")
+h = als.fit(positives)
+print(json.dumps({"seconds_per_iteration": statistics.median(r["time"] for r in h.rows),
+    "fit_peak_mb": (kb("VmHWM") - before) / 1024}))
 """
 
 
-def peer_implicit_als(args: argparse.Namespace, cfg, matrix, log) -> dict[str, Any]:
-    """implicit's ALS on the same CSR matrix (confidence 1 + alpha w), in the peers venv."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "m.npz"
-        np.savez(
-            path, data=matrix.weights.astype(np.float32), indices=matrix.items.astype(np.int32),
-            indptr=matrix.indptr, shape=np.array([matrix.n_users, matrix.n_items]),
-        )  # fmt: skip
-        spec = {"factors": cfg.n_factors, "reg": cfg.reg, "alpha": cfg.alpha, "iterations": args.als_iterations, "threads": args.threads}
-        res = subprocess.run(
-            [args.peers_python, "-c", PEER, str(path), json.dumps(spec)], capture_output=True, text=True, check=False
-        )
+def als_child(python: str, script: str, path: Path, spec: dict[str, Any], name: str, log) -> dict[str, Any]:
+    """One library's ALS on the saved matrix in a child process: seconds per iteration, fit peak."""
+    res = subprocess.run([python, "-c", script, str(path), json.dumps(spec)], capture_output=True, text=True, check=False)
     if res.returncode != 0:
-        log(f"implicit's ALS failed: {res.stderr.strip()[-500:]}")
-        return {"implicit_als_error": res.stderr.strip()[-500:]}
+        log(f"{name} failed: {res.stderr.strip()[-500:]}")
+        return {f"{name}_error": res.stderr.strip()[-500:]}
     got = json.loads(res.stdout.strip().splitlines()[-1])
-    log(f"implicit ALS: {got['fit_seconds'] / args.als_iterations:.3f}s per iteration")
+    log(f"{name}: {got['seconds_per_iteration']:.3f}s per iteration, fit peak {got['fit_peak_mb']:.0f} MB")
     return {
-        "implicit_als_seconds_per_iteration": round(got["fit_seconds"] / args.als_iterations, 3),
-        "implicit_als_peak_mb": round(got["fit_peak_mb"], 1),  # above the RSS before fit, like als_peak_mb
+        f"{name}_seconds_per_iteration": round(got["seconds_per_iteration"], 3),
+        f"{name}_peak_mb": round(got["fit_peak_mb"], 1),  # above the RSS of the input in memory
     }
 
 

@@ -271,12 +271,13 @@ class ALS(ImplicitModel, DotProduct):
             raise ValueError(f"iterations must be >= 0, got {n_iter}")
         data = self._interactions(train)
         by_user, by_item = _als_rows(data, cfg.alpha), _als_rows(data.transpose(), cfg.alpha)
+        del data  # the rows share its item indices; its weights are no longer needed
         X = self.user_factors.weight.detach().clone()
         Y = self.item_factors.weight.detach().clone()
         history = History()
         t_start = time.perf_counter()
         threads_was = torch.get_num_threads()
-        if len(data.items) < ALS_THREADED_NNZ:  # small sparse products: thread hand-offs cost more
+        if len(by_user.cols) < ALS_THREADED_NNZ:  # small sparse products: thread hand-offs cost more
             torch.set_num_threads(1)
         try:
             for it in range(n_iter):
@@ -336,8 +337,8 @@ ALS_THREADED_NNZ = 1 << 20
 class _ALSRows:
     """One side of the iALS problem as CSR: row r's columns and their c - 1 = alpha w_rc."""
 
-    indptr: Tensor  # (R + 1,) int64
-    cols: Tensor  # (nnz,) int64
+    indptr: Tensor  # (R + 1,) int32 (int64 past 2^31 interactions), like cols
+    cols: Tensor  # (nnz,)
     extra: Tensor  # (nnz,) float32: c_rc - 1
     n_cols: int
     chunks: list[tuple[int, int]]  # row ranges of about ALS_CHUNK interactions + rows each
@@ -362,9 +363,10 @@ def _als_rows(data: Interactions, alpha: float, chunk: int | None = None) -> _AL
     starts = np.searchsorted(cost, np.arange(0, cost[-1], chunk or ALS_CHUNK), "right") - 1
     bounds = np.unique(np.r_[0, starts, data.n_users])
     extra = torch.from_numpy((alpha * data.weights).astype(np.float32))
+    index = np.int32 if data.indptr[-1] < 2**31 else np.int64  # CSR tensors: one type for both
     return _ALSRows(
-        torch.from_numpy(data.indptr),
-        torch.from_numpy(data.items),
+        torch.from_numpy(data.indptr.astype(index)),
+        torch.from_numpy(data.items.astype(index, copy=False)),
         extra,
         data.n_items,
         [(int(a), int(b)) for a, b in itertools.pairwise(bounds)],
