@@ -121,23 +121,31 @@ def interactions(ratings: Ratings, users: Vocab, items: Vocab) -> Interactions:
             f"{ratings.name}: implicit models read the rating column as a positive weight, but {int(bad.sum())} "
             f"row(s) are not (e.g. {w[bad][:3].tolist()}); convert with to_implicit(ratings, threshold=...)"
         )
-    # int32 indices, float32 weights and one int64 sort key: about 36 bytes an interaction at the
-    # peak (a lexsort of int64 columns took twice that), 8 held
-    u = users.lookup(f["user"]).astype(np.int32)
-    i = items.lookup(f["item"]).astype(np.int32)
-    key = u.astype(np.int64)
-    key *= len(items)
-    key += i
-    order = np.argsort(key, kind="stable")
-    del key
-    u, i, w = u[order], i[order], w[order].astype(np.float32, copy=False)
-    del order
-    dup = (u[1:] == u[:-1]) & (i[1:] == i[:-1])
+    # One int64 key u * n_items + i carries both indices through the sort: at most 28 bytes an
+    # interaction at the peak (key, permutation, sorted key and weights; 8 held), where a lexsort
+    # of int64 columns took twice that. Input already in (user, item) order is not permuted.
+    n = len(items)
+    key = users.lookup(f["user"]).astype(np.int64, copy=False)
+    key *= n
+    key += items.lookup(f["item"])
+    w = w.astype(np.float32, copy=False)
+    if len(key) > 1 and not bool((key[1:] >= key[:-1]).all()):
+        order = np.argsort(key, kind="stable")
+        w, key = w[order], key[order]
+        del order
+    dup = key[1:] == key[:-1]
     if dup.any():
         k = int(np.flatnonzero(dup)[0])
+        u, i = divmod(int(key[k]), n)
         raise ValueError(
-            f"{ratings.name}: (user, item) pair ({users.decode([u[k]])[0]}, {items.decode([i[k]])[0]}) appears more "
+            f"{ratings.name}: (user, item) pair ({users.decode([u])[0]}, {items.decode([i])[0]}) appears more "
             "than once; collapse repeats with to_implicit(..., weight='count' or 'binary')"
         )
-    indptr = np.r_[0, np.cumsum(np.bincount(u, minlength=len(users)))].astype(np.int64)
+    del dup
+    i = (key % n).astype(np.int32)
+    key //= n
+    indptr = np.r_[0, np.cumsum(np.bincount(key, minlength=len(users)))].astype(np.int64)
+    del key
+    if not w.flags.owndata:
+        w = w.copy()  # never a view of the caller's frame
     return Interactions(indptr, i, w, len(items))

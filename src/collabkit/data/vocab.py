@@ -63,7 +63,7 @@ class Vocab:
                 + (f" and {int((idx < 0).sum()) - 5} more" if (idx < 0).sum() > 5 else "")
                 + f"; the model knows {len(self)} {self.name}s"
             )
-        return idx.astype(np.int64)
+        return idx.astype(np.int64, copy=False)  # no second copy of a large column
 
     def decode(self, idx: np.ndarray | Sequence[int]) -> np.ndarray:
         """Indices -> raw ids; -1 (an unknown id from ``lookup(strict=False)``) is an error."""

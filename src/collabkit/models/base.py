@@ -38,8 +38,8 @@ RATINGS = "ratings"  # scores are ratings on the data's scale (else ranking scor
 PROBA = "proba"  # a probability for each rating level (config.levels; predict_proba, proba_repr)
 CAPABILITIES = (FOLD_IN, FACTORS, RATINGS, PROBA)
 
-#: rows per chunk of the baseline predictor's sweep (its float64 temporaries: 32 MB each)
-BASELINE_CHUNK = 1 << 22
+#: rows per chunk of the baseline predictor's sweep (its float64 temporaries: 8 MB each)
+BASELINE_CHUNK = 1 << 20
 #: shrinkage of the baseline predictor's item and user offsets (Koren 2008's lambda_2, lambda_3)
 BASELINE_REG = (25.0, 10.0)
 
