@@ -384,7 +384,7 @@ def _als_half_step(rows: _ALSRows, Y: Tensor, X: Tensor, reg: float, steps: int 
     so the iALS loss never rises.
     """
     G = Y.T @ Y + reg * torch.eye(Y.shape[1], dtype=Y.dtype)  # (F, F), shared by all rows
-    Yt = Y.T.contiguous()
+    Yt = Y.T  # a view: sampled_addmm copies a contiguous Y.T back to this layout every call
     for r0, r1 in rows.chunks:
         _cg_rows(rows, r0, r1, Y, Yt, G, X[r0:r1], steps)
 
@@ -425,7 +425,7 @@ def _als_loss(rows: _ALSRows, X: Tensor, Y: Tensor, reg: float) -> float:
     """
     XX, YY = (X.T @ X).double(), (Y.T @ Y).double()
     total = float((XX * YY).sum())
-    Yt = Y.T.contiguous()
+    Yt = Y.T  # a view: sampled_addmm copies a contiguous Y.T back to this layout every call
     for r0, r1 in rows.chunks:
         c1 = rows.extra_of(r0, r1).to(X.dtype)
         s = torch.sparse.sampled_addmm(rows.block(r0, r1, c1), X[r0:r1], Yt, beta=0.0).values()
