@@ -64,10 +64,18 @@ class RowAdamW:
                 continue
             else:
                 continue
-            mv = moments.index_select(0, idx)  # index_select, not moments[idx]: several times faster
-            m_r = mv.select(1, 0).mul_(beta1).add_(g, alpha=1 - beta1)
-            v_r = mv.select(1, 1).mul_(b2).addcmul_(g, g, value=1 - b2)
-            moments[idx] = mv
-            if wd:
-                w.mul_(1 - lr * wd)
-            p[idx] = w.addcdiv_(m_r, (v_r / bc2).sqrt_().add_(self.eps), value=-step_size)
+            adam_rows(p, moments, idx, g, w, beta1, b2, bc2, step_size, lr * wd, self.eps)
+
+
+def adam_rows(
+    p: Tensor, moments: Tensor, idx: Tensor, g: Tensor, w: Tensor,
+    beta1: float, b2: float, bc2: float, step_size: float, decay: float, eps: float,
+) -> None:  # fmt: skip
+    """AdamW on rows ``idx`` of ``p`` (their values ``w``, updated in place; gradient ``g``)."""
+    mv = moments.index_select(0, idx)  # index_select, not moments[idx]: several times faster
+    m_r = mv.select(1, 0).mul_(beta1).add_(g, alpha=1 - beta1)
+    v_r = mv.select(1, 1).mul_(b2).addcmul_(g, g, value=1 - b2)
+    moments[idx] = mv
+    if decay:
+        w.mul_(1 - decay)
+    p[idx] = w.addcdiv_(m_r, (v_r / bc2).sqrt_().add_(eps), value=-step_size)
