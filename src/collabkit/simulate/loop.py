@@ -128,7 +128,7 @@ def simulate(
         shown_so_far += m.exposure_counts(shown_r, world.n_items)
         # the concentration of everything shown since launch (the rich get richer when it rises)
         row["gini_cumulative"] = m.gini(shown_so_far)
-        row["rmse"] = _rmse(model, world, live, rng)
+        row.update(_accuracy(model, world, log, live, n, rng))
         served = consumed.groupby("user")["true"].mean()
         left, joined = world.update_population(served, rng)
         if len(joined):
@@ -194,16 +194,41 @@ def _genre_taste(log: pd.DataFrame, world: World, users: np.ndarray) -> np.ndarr
     return np.where(total > 0, taste / np.maximum(total, 1e-12), 1.0 / taste.shape[1])
 
 
-def _rmse(model: CollabModel, world: World, live: np.ndarray, rng: np.random.Generator) -> float:
-    """RMSE of the model's scores against the truth over every item of up to RMSE_USERS live users."""
-    if model.meta.get("implicit") or not len(live):
-        return float("nan")
-    users = rng.choice(live, min(RMSE_USERS, len(live)), replace=False)
+def _accuracy(
+    model: CollabModel,
+    world: World,
+    log: pd.DataFrame,
+    live: np.ndarray,
+    n: int,
+    rng: np.random.Generator,
+) -> dict[str, float]:
+    """How well the model knows up to RMSE_USERS live users' true tastes, on every item.
+
+    ``rmse`` of its scores (NaN for a ranking model); ``ndcg_truth``, NDCG@n of its top-n of the
+    items they had not rated in ``log`` (the log it was trained on) against their true ratings;
+    ``popularity_corr``, the rank correlation between its mean score of each item it knows and
+    how often ``log`` holds that item (near 1: a popularity ranking, whoever asks).
+    """
+    nan = float("nan")
+    if not len(live):
+        return {"rmse": nan, "ndcg_truth": nan, "popularity_corr": nan}
+    users = np.sort(rng.choice(live, min(RMSE_USERS, len(live)), replace=False))
     idx = model.users.lookup(users, strict=False)
     items = model.items.ids.astype(np.int64)
     with torch.no_grad():
-        pred = model.score_all_items(torch.as_tensor(idx)).numpy()
-    return m.rmse(pred, world.truth[users][:, items])
+        pred = model.score_all_items(torch.as_tensor(idx)).numpy()  # (U, known items)
+    scores = np.full((len(users), world.n_items), -np.inf)
+    scores[:, items] = pred
+    seen = np.zeros((len(users), world.n_items), dtype=bool)
+    lu, li = log["user"].to_numpy(dtype=np.int64), log["item"].to_numpy(dtype=np.int64)
+    mine = np.isin(lu, users)
+    seen[np.searchsorted(users, lu[mine]), li[mine]] = True
+    counts = np.bincount(li, minlength=world.n_items)[items]
+    return {
+        "rmse": nan if model.meta.get("implicit") else m.rmse(pred, world.truth[users][:, items]),
+        "ndcg_truth": m.ndcg_truth(scores, world.truth[users], seen, n, world.scale[0]),
+        "popularity_corr": m.rank_correlation(pred.mean(0), counts),
+    }
 
 
 def _rows(world: World, r: int, users: np.ndarray, items: np.ndarray, source: str) -> pd.DataFrame:
