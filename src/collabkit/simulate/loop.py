@@ -20,8 +20,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from collabkit.data.implicit import to_implicit
 from collabkit.data.interactions import Ratings
-from collabkit.models.base import CollabModel
+from collabkit.models.base import RATINGS, CollabModel, get_model_class, registry, supports
 from collabkit.recommend.topn import seen_csr, top_n
 from collabkit.simulate import metrics as m
 from collabkit.simulate.mitigations import (
@@ -32,7 +33,7 @@ from collabkit.simulate.mitigations import (
     training_frame,
 )
 from collabkit.simulate.world import World
-from collabkit.train.build import build_model
+from collabkit.train.build import ModelSpec, build_model
 
 LOG_COLUMNS = ["round", "user", "item", "rating", "true", "source"]
 EXPOSURE_COLUMNS = ["round", "user", "item", "position"]
@@ -44,7 +45,14 @@ DEFAULT_SPEC = "dot-bias(epochs=3, wd=0.2)"
 
 
 def _train(spec: str, ratings: Ratings) -> CollabModel:
-    """The one place the simulator trains a model: the library's builder."""
+    """The one place the simulator trains a model: the library's builder.
+
+    A ranking kind (als, bpr, ease, most-popular) learns from what was consumed: each logged
+    (user, item) is one interaction, and the repeats ``ipw``'s resampling draws add up.
+    """
+    kind = ModelSpec.parse(spec).kind
+    if kind in registry() and not supports(get_model_class(kind), RATINGS):
+        ratings = to_implicit(ratings, threshold=None, weight="count")
     return build_model(spec, ratings)[0]
 
 
