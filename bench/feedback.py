@@ -18,7 +18,7 @@ figure, not a timing); the plots show each round's median over the seeds.
 ``--candidate`` compares systems under test before any loop runs: each is trained on the world's
 seed log (round 0) and scored on how well its lists match the users' true tastes (NDCG@10 of
 unseen items, ``ndcg_truth``), how close it is to a popularity ranking (``popularity_corr``) and
-what a retraining costs; that is how the default system was chosen.
+what a retraining costs (README, Feedback loops: which system under test).
 """
 
 from __future__ import annotations
@@ -193,6 +193,7 @@ def main() -> None:
         "gini since round 0": "gini_cumulative",
         "jaccard": "jaccard",
         "maj. utility": "utility_majority",
+        "ndcg vs truth": "ndcg_truth",
     }
     table.add_column("run")
     for col in [*cols, "mean share", "cut", "maj. utility vs none", "min. utility end"]:
