@@ -2,6 +2,7 @@
 
     python bench/feedback.py --data-dir ../shared/data [--seeds 0,1,2] [--rounds 20] [--json]
         [--png feedback.png] [--html feedback.html] [--no-controls]
+    python bench/feedback.py --data-dir ../shared/data --candidate SPEC [--candidate SPEC ...]
 
 Per seed: one world fitted to ML-100k (``WorldConfig`` defaults: 5% enthusiastic minority fond of
 animation, children's, fantasy and sci-fi films, 10x as active, recruiting), the default system
@@ -13,6 +14,11 @@ unmitigated rise in the favourites' share of majority lists a mitigation removes
 utility is its mean over all rounds, relative to the unmitigated run. Every figure is the median
 over the seeds of the per-seed figures (the loop is deterministic under a seed; a run is a
 figure, not a timing); the plots show each round's median over the seeds.
+
+``--candidate`` compares systems under test before any loop runs: each is trained on the world's
+seed log (round 0) and scored on how well its lists match the users' true tastes (NDCG@10 of
+unseen items, ``ndcg_truth``), how close it is to a popularity ranking (``popularity_corr``) and
+what a retraining costs (README, Feedback loops: which system under test).
 """
 
 from __future__ import annotations
@@ -67,6 +73,28 @@ def run_seed(data: ck.Ratings, spec: str, names: list[str], seed: int, rounds: i
     return out
 
 
+# round-0 figures of a candidate system under test, and their table headings
+ROUND0 = {
+    "ndcg_truth": "NDCG@10 vs truth",
+    "popularity_corr": "rank corr. with popularity",
+    "gini": "exposure Gini",
+    "jaccard": "jaccard",
+    "rmse": "RMSE vs truth",
+    "fit_seconds": "fit s",
+}
+
+
+def round0(data: ck.Ratings, specs: list[str], seeds: list[int]) -> pd.DataFrame:
+    """Each candidate's round-0 figures (median over seeds): trained on the seed log only."""
+    rows = []
+    for seed in seeds:
+        world = fit_world(data, seed=seed)
+        for spec in specs:
+            r = simulate(world, spec, rounds=1, seed=seed).metrics.iloc[0]
+            rows.append({"spec": spec, "seed": seed, **{c: float(r[c]) for c in ROUND0}})
+    return pd.DataFrame(rows).groupby("spec", sort=False)[list(ROUND0)].median()
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data-dir", default=None, help="folder holding ml-100k")
@@ -82,6 +110,12 @@ def main() -> None:
     p.add_argument("--png", default=None, help="write each metric over rounds here")
     p.add_argument("--html", default=None, help="write the HTML report here")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument(
+        "--candidate",
+        action="append",
+        default=[],
+        help="compare this system under test at round 0 instead (repeat the flag)",
+    )
     args = p.parse_args()
     names = [n.strip() for n in args.mitigations.split(",") if n.strip()]
     unknown = [n for n in names if n not in PRESETS]
@@ -98,6 +132,19 @@ def main() -> None:
 
     t0 = time.perf_counter()
     data = ck.load_movielens("100k", data_dir=args.data_dir, progress=False)
+    if args.candidate:
+        table0 = round0(data, args.candidate, seeds)
+        if args.json:
+            print(json.dumps({"seeds": seeds, "candidates": table0.to_dict(orient="index")}))
+            return
+        t = Table(title=f"ML-100k, round 0 (seed log only), median of seeds {args.seeds}")
+        t.add_column("system under test")
+        for head in ROUND0.values():
+            t.add_column(head, justify="right")
+        for spec, r in table0.iterrows():
+            t.add_row(str(spec), *(f"{r[c]:.3f}" for c in ROUND0))
+        Console(width=200).print(t)
+        return
     per_seed = {
         s: run_seed(data, args.spec, names, s, args.rounds, not args.no_controls) for s in seeds
     }
@@ -146,6 +193,7 @@ def main() -> None:
         "gini since round 0": "gini_cumulative",
         "jaccard": "jaccard",
         "maj. utility": "utility_majority",
+        "ndcg vs truth": "ndcg_truth",
     }
     table.add_column("run")
     for col in [*cols, "mean share", "cut", "maj. utility vs none", "min. utility end"]:

@@ -92,3 +92,23 @@ def test_round_metrics_names():
     assert row["gini_majority"] == pytest.approx(0.6)
     assert row["top1_share"] == pytest.approx(0.5)  # one item of 5 (item 0) holds 2 of 4 slots
     assert row["top1_share_majority"] == pytest.approx(0.5)
+
+
+def test_ndcg_truth_hand_computed():
+    # low 1: gains = truth - 1 = (0, 4, 2, 1); item 3 is seen, item 4 unknown to the model (-inf)
+    truth = np.array([[1.0, 5.0, 3.0, 2.0, 5.0]])
+    seen = np.array([[False, False, False, True, False]])
+    scores = np.array([[3.0, 2.0, 1.0, 10.0, -np.inf]])
+    # model's top 2 unseen: items 0, 1 -> 0 + 4 / log2(3); ideal: items 1 and 4 (gain 4 each)
+    dcg, idcg = 4 / np.log2(3), 4 + 4 / np.log2(3)
+    assert m.ndcg_truth(scores, truth, seen, 2, 1.0) == pytest.approx(dcg / idcg)
+    assert m.ndcg_truth(truth, truth, seen, 2, 1.0) == pytest.approx(1.0)  # ranks as taste does
+    assert np.isnan(m.ndcg_truth(scores[:0], truth[:0], seen[:0], 2, 1.0))
+
+
+def test_rank_correlation_hand_computed():
+    assert m.rank_correlation(np.arange(5), np.arange(5) ** 2) == pytest.approx(1.0)
+    assert m.rank_correlation(np.arange(5), -np.arange(5)) == pytest.approx(-1.0)
+    # ties share a rank: (1, 2.5, 2.5, 4) against (1, 2, 3, 4): 4.5 / sqrt(4.5 * 5)
+    assert m.rank_correlation([1, 2, 2, 3], [1, 2, 3, 4]) == pytest.approx(np.sqrt(0.9))
+    assert np.isnan(m.rank_correlation([1, 1, 1], [1, 2, 3]))

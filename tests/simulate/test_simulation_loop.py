@@ -75,3 +75,19 @@ def test_mitigations_run():
         sim = simulate(world, SPEC, rounds=2, mitigation=mit, seed=0)
         assert len(sim.metrics) == 2
         assert not sim.exposures.duplicated(["round", "user", "item"]).any(), mit.name
+
+
+def test_accuracy_against_the_truth_each_round():
+    world = tiny_world(WorldConfig(n_init=8, minority_activity=5))
+    mt = simulate(world, SPEC, rounds=2, seed=0).metrics
+    assert mt["ndcg_truth"].between(0, 1).all() and mt["popularity_corr"].between(-1, 1).all()
+    # a popularity ranking: no RMSE (it predicts no ratings), scores ranked as the log's counts
+    pop = simulate(world, "most-popular", rounds=2, seed=0).metrics
+    assert pop["rmse"].isna().all() and pop["ndcg_truth"].between(0, 1).all()
+    assert (pop["popularity_corr"] > 0.9).all()
+
+
+def test_a_ranking_model_learns_from_consumption_even_when_ipw_repeats_rows():
+    world = tiny_world(WorldConfig(n_init=8, minority_activity=5))
+    sim = simulate(world, "als(n_factors=4, iterations=2)", rounds=2, mitigation=Mitigation(ipw=True))
+    assert len(sim.metrics) == 2 and sim.metrics["rmse"].isna().all()

@@ -105,6 +105,41 @@ def rmse(predicted: np.ndarray, truth: np.ndarray) -> float:
     return float(np.sqrt(np.mean(d**2))) if d.size else float("nan")
 
 
+def ndcg_truth(
+    scores: np.ndarray, truth: np.ndarray, seen: np.ndarray, n: int, low: float
+) -> float:
+    """Mean NDCG@n of each user's top-n unseen items by ``scores`` against their true ratings.
+
+    (U, I) arrays, -inf scores for items the model cannot rank. Gain = truth - low (the worst
+    rating gains nothing), discount 1 / log2(position + 1); the ideal list is the user's n best
+    unseen items by truth. 1 when the model orders each user's unseen items as their taste does:
+    how personalised, not how popular, the system's lists are. NaN without users.
+    """
+    if not len(scores):
+        return float("nan")
+    disc = 1.0 / np.log2(np.arange(n) + 2.0)  # (n,)
+    s = np.where(seen, -np.inf, scores)
+    top = np.argsort(-s, axis=1, kind="stable")[:, :n]  # (U, n)
+    ok = np.isfinite(np.take_along_axis(s, top, 1))
+    dcg = (np.where(ok, np.take_along_axis(truth, top, 1) - low, 0.0) * disc).sum(1)
+    best = -np.sort(-np.where(seen, -np.inf, truth), axis=1)[:, :n]  # (U, n) descending
+    idcg = (np.where(np.isfinite(best), best - low, 0.0) * disc).sum(1)
+    return float(np.mean(np.where(idcg > 0, dcg / np.maximum(idcg, 1e-12), 0.0)))
+
+
+def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rho: the Pearson correlation of the ranks (ties share their mean rank).
+
+    With a = the system's mean score of each item and b = how often the log holds it, 1 means the
+    system ranks like a popularity count. NaN below two values or when either is constant.
+    """
+    ra = pd.Series(np.asarray(a, dtype=np.float64)).rank().to_numpy()
+    rb = pd.Series(np.asarray(b, dtype=np.float64)).rank().to_numpy()
+    if len(ra) < 2 or ra.std() == 0 or rb.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
 def round_metrics(
     exposures: pd.DataFrame,
     consumed: pd.DataFrame,

@@ -31,6 +31,8 @@ PLOTTED = {
     "jaccard": "homogenisation (mean Jaccard of lists)",
     "top5_signal": "training signal from the top 5% users",
     "rmse": "RMSE against the ground truth",
+    "ndcg_truth": "NDCG@10 of the lists against the ground truth",
+    "popularity_corr": "rank correlation of item scores with log popularity",
     "majority_users": "majority users still here",
     "minority_users": "minority users",
 }
@@ -56,6 +58,8 @@ def summarise(metrics: pd.DataFrame, edge: int = EDGE) -> dict[str, float]:
         "coverage",
         "top5_signal",
         "rmse",
+        "ndcg_truth",
+        "popularity_corr",
     ):
         start, end = float(metrics[col].head(edge).mean()), float(metrics[col].tail(edge).mean())
         out[f"{col}_start"], out[f"{col}_end"] = start, end
