@@ -220,7 +220,8 @@ def distributed_runs(args: argparse.Namespace, train, holdout, log) -> dict[str,
 # Both ALS fits run in a child process on the same saved CSR matrix (users x items, weights w),
 # each from its library's natural input already in memory (implicit: a scipy CSR matrix;
 # collabkit: a ratings frame), so their peaks above that are measured alike: the fit's own
-# copies (the transpose, collabkit's CSR of both sides) and its iteration temporaries.
+# copies (the transpose, collabkit's CSR of both sides) and its iteration temporaries. Both
+# compute the training loss after every iteration (collabkit's History always holds it).
 CHILD_HEAD = """
 import json, sys, time
 import numpy as np
@@ -233,7 +234,7 @@ from threadpoolctl import threadpool_limits
 from implicit.cpu.als import AlternatingLeastSquares
 m = sp.csr_matrix((f["data"], f["indices"], f["indptr"]), shape=tuple(f["shape"]))
 model = AlternatingLeastSquares(factors=cfg["n_factors"], regularization=cfg["reg"], alpha=cfg["alpha"],
-    iterations=cfg["iterations"], num_threads=cfg["threads"], calculate_training_loss=False, random_state=0)
+    iterations=cfg["iterations"], num_threads=cfg["threads"], calculate_training_loss=True, random_state=0)
 del f
 open("/proc/self/clear_refs", "w").write("5"); before = kb("VmRSS")
 with threadpool_limits(1, "blas"):
