@@ -48,21 +48,35 @@ def read_ratings(
     header either, and the columns are called by position, "0", "1", ...
     """
     _check_policy(duplicates)
+    columns = {"user": user_col, "item": item_col, "rating": rating_col, "timestamp": timestamp_col}
     locate = None
     if isinstance(source, pd.DataFrame):
         raw, where, first_line, label = source, "DataFrame", 0, "row"
     else:
         path = Path(source)
         header = names is None
-        raw, where, label = _read_file(path, sep, names), str(source), "line"
-        first_line = 2 if header else 1
+        where, label, first_line = str(source), "line", 2 if header else 1
         if path.suffix == ".parquet":
             first_line, label = 0, "row"
+            locate = partial(_offset_lines, 0)
         else:  # blank lines and quoted newlines shift rows against lines: count them on error
             locate = partial(_csv_lines, path, _sep_for(path, sep), header=header)
+        name = name or path.stem
+        _check_file(path)
+        if path.suffix == ".parquet" or (path.suffix not in COMPRESSED and len(_sep_for(path, sep)) == 1):
+            from collabkit.data import stream  # it builds on this module
+
+            wanted = {k: v for k, v in columns.items() if v is not None}
+            try:  # pyarrow, a chunk at a time, into compact columns
+                return stream.read_chunked(
+                    path, wanted, _sep_for(path, sep), names, where, label, locate, scale, duplicates, name
+                )
+            except stream.NotPlain:
+                pass  # the general reader below handles it (or names the problem)
+        raw = _read_file(path, sep, names)
     return validate(
         raw,
-        {"user": user_col, "item": item_col, "rating": rating_col, "timestamp": timestamp_col},
+        columns,
         where=where,
         first_line=first_line,
         label=label,
@@ -114,7 +128,8 @@ def _show(value: Any) -> str:
     return repr(value.item() if isinstance(value, np.generic) else value)
 
 
-def _read_file(path: Path, sep: str | None, names: Sequence[str] | None = None) -> pd.DataFrame:
+def _check_file(path: Path) -> None:
+    """A regular, non-empty file that does not start with binary data."""
     try:
         check_regular(path)
     except FileNotFoundError:
@@ -124,6 +139,10 @@ def _read_file(path: Path, sep: str | None, names: Sequence[str] | None = None) 
     if path.stat().st_size == 0:
         raise RatingsFormatError(f"{path}: the file is empty")
     _check_first_block(path)
+
+
+def _read_file(path: Path, sep: str | None, names: Sequence[str] | None = None) -> pd.DataFrame:
+    _check_file(path)
     if path.suffix == ".parquet":
         try:
             return pd.read_parquet(path)
@@ -153,6 +172,7 @@ def _read_file(path: Path, sep: str | None, names: Sequence[str] | None = None) 
 _SCALAR_KINDS = {"string", "integer", "floating", "mixed-integer-float", "boolean", "empty", "datetime", "date"}
 _PLAIN = (str, numbers.Number, np.bool_, datetime.date)
 FIRST_BLOCK = 1 << 16
+COMPRESSED = (".gz", ".bz2", ".xz", ".zst", ".zip")
 _BINARY = re.compile(rb"[\x00-\x08\x0e-\x1a\x1c-\x1f]")  # control bytes no text table holds
 
 
@@ -168,7 +188,7 @@ def _check_first_block(path: Path) -> None:
         if not block.startswith(b"PAR1"):
             raise RatingsFormatError(f"{path}: not a Parquet file (it does not start with PAR1)")
         return
-    if path.suffix in (".gz", ".bz2", ".xz", ".zst", ".zip"):
+    if path.suffix in COMPRESSED:
         return  # compressed text: pandas decompresses it while parsing
     bad = _BINARY.search(block)
     if bad:
@@ -211,6 +231,30 @@ def validate(
             f"{where}: missing column(s) {missing}; the columns are {list(map(str, raw.columns))}"
         )
 
+    check_implicit_scale(where, wanted, scale)
+    frame = convert(raw, wanted, failer(raw, where, label, locate), scale)
+    n_read = len(frame)
+    frame = _resolve_duplicates(frame, duplicates, where, locate, label)
+    out = Ratings(frame.reset_index(drop=True), scale=scale, name=name, source=where)
+    out.notes.append(f"read {n_read} rows from {where}, kept {len(out)}")
+    if len(out) != n_read:
+        out.notes.append(f"merged {n_read - len(out)} duplicate (user, item) rows by '{duplicates}'")
+    return out
+
+
+def check_implicit_scale(where: str, wanted: dict[str, str], scale: tuple[float, float] | None) -> None:
+    """Implicit interactions (no rating column) have rating 1, which the scale must hold."""
+    if "rating" not in wanted and scale is not None and not scale[0] <= 1 <= scale[1]:
+        raise RatingsFormatError(
+            f"{where}: implicit interactions have rating 1, outside the scale {scale[0]}..{scale[1]}"
+        )
+
+
+def failer(
+    raw: pd.DataFrame, where: str, label: str, locate: Callable[[Sequence[int]], list[int]]
+) -> Callable[[np.ndarray, str, str], None]:
+    """``fail(mask, col, problem)``: raise naming the first rows of ``raw`` where ``mask`` holds."""
+
     def fail(mask: np.ndarray, col: str, problem: str) -> None:
         pos = np.flatnonzero(mask)
         shown = ", ".join(
@@ -220,6 +264,16 @@ def validate(
         more = f" (and {len(pos) - 5} more)" if len(pos) > 5 else ""
         raise RatingsFormatError(f"{where}: column {col!r}: {shown}{more}")
 
+    return fail
+
+
+def convert(
+    raw: pd.DataFrame,
+    wanted: dict[str, str],
+    fail: Callable[[np.ndarray, str, str], None],
+    scale: tuple[float, float] | None = None,
+) -> pd.DataFrame:
+    """Check every row of ``raw``'s ``wanted`` columns and convert them: ids, float32 ratings, timestamps."""
     for col in wanted.values():  # Parquet/DataFrame cells can be bytes, lists, dicts...
         values = raw[col]
         if values.dtype == object and pd.api.types.infer_dtype(values, skipna=True) not in _SCALAR_KINDS:
@@ -260,13 +314,9 @@ def validate(
             fail(bad, col, "rating is not finite as a 32-bit float:")
     else:
         r = np.ones(len(raw))
-    if scale is not None:  # checked before the float32 cast so 4.1 on a ..4.1 scale stays inside
+    if scale is not None and "rating" in wanted:  # before the float32 cast: 4.1 on ..4.1 is in
         lo, hi = scale
         bad = (r < lo) | (r > hi)
-        if bad.any() and "rating" not in wanted:
-            raise RatingsFormatError(
-                f"{where}: implicit interactions have rating 1, outside the scale {lo}..{hi}"
-            )
         if bad.any():
             fail(bad, wanted["rating"], f"rating outside the scale {lo}..{hi}:")
     frame["rating"] = r.astype(np.float32)
@@ -275,13 +325,7 @@ def validate(
         col = wanted["timestamp"]
         frame["timestamp"] = _timestamps(raw[col], lambda mask, problem: fail(mask, col, problem))
 
-    n_read = len(frame)
-    frame = _resolve_duplicates(frame, duplicates, where, locate, label)
-    out = Ratings(frame.reset_index(drop=True), scale=scale, name=name, source=where)
-    out.notes.append(f"read {n_read} rows from {where}, kept {len(out)}")
-    if len(out) != n_read:
-        out.notes.append(f"merged {n_read - len(out)} duplicate (user, item) rows by '{duplicates}'")
-    return out
+    return frame
 
 
 def _blank(values: pd.Series) -> np.ndarray:
