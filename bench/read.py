@@ -72,14 +72,14 @@ def child(path: str, which: str) -> dict:
     """One measurement, run in its own process."""
     import ctypes
 
+    import pyarrow.compute
+    import pyarrow.csv
+    import pyarrow.parquet  # noqa: F401  (imported first: imports are not the reader's memory)
+
     from collabkit.core.loop import encode
     from collabkit.data import stream
     from collabkit.data.readers import read_ratings
     from collabkit.data.vocab import Vocab
-
-    import pyarrow.compute  # noqa: F401  (imports are not the reader's memory)
-    import pyarrow.csv  # noqa: F401
-    import pyarrow.parquet  # noqa: F401
 
     ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 16)  # M_MMAP_THRESHOLD: freed blocks leave the RSS
     if which == "old":
