@@ -3,6 +3,7 @@
     python bench/read.py                       # 10 M rows, human table
     python bench/read.py --rows 32000000 --json
     python bench/read.py --rows 1000000 --runs 1 --paths new
+    python bench/read.py --csv ratings.csv --paths new   # a file of your own (userId,movieId,rating)
 
 The CSV (userId,movieId,rating,timestamp with a header; 200 k users, 87 k movies, half-star
 ratings, no repeated pair) is generated in a temp dir. Each (path, run) is a fresh child process:
@@ -127,6 +128,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=10_000_000)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--paths", default="old,new", help="comma-separated: old, new")
+    ap.add_argument("--csv", type=Path, help="read this ratings CSV (same columns) instead of generating one")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--child", nargs=2, metavar=("CSV", "PATH"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -134,9 +136,10 @@ def main() -> None:
         print(json.dumps(child(*args.child)))
         return
     with tempfile.TemporaryDirectory() as tmp:
-        csv = Path(tmp) / "ratings.csv"
+        csv = args.csv or Path(tmp) / "ratings.csv"
         t = time.perf_counter()
-        write_csv(csv, args.rows)
+        if args.csv is None:
+            write_csv(csv, args.rows)
         gen_s = time.perf_counter() - t
         results: dict[str, dict] = {}
         for which in args.paths.split(","):
@@ -148,13 +151,15 @@ def main() -> None:
                 )  # fmt: skip
                 runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
             results[which] = {k: statistics.median(r[k] for r in runs) for k, _, _ in METRICS}
+            results[which]["rows"] = runs[0]["rows"]
             results[which] |= {"peak_rss_mb": max(r["peak_rss_mb"] for r in runs), "dtypes": runs[0]["dtypes"]}
         size_mb = csv.stat().st_size / 2**20
-    report = {"rows": args.rows, "csv_mb": size_mb, "generate_seconds": gen_s, "runs": args.runs, **results}
+    rows = results[next(iter(results))]["rows"]
+    report = {"rows": rows, "csv_mb": size_mb, "generate_seconds": gen_s, "runs": args.runs, **results}
     if args.json:
         print(json.dumps(report))
         return
-    print(f"{args.rows:,} rows, {size_mb:.0f} MB CSV, medians of {args.runs} run(s), one child process each")
+    print(f"{rows:,} rows, {size_mb:.0f} MB CSV, medians of {args.runs} run(s), one child process each")
     paths = list(results)
     print(f"{'':24}" + "".join(f"{p:>12}" for p in paths))
     for key, label, fmt in METRICS:

@@ -24,8 +24,9 @@ import pyarrow.parquet as pq
 from collabkit.data import readers
 from collabkit.data.interactions import Ratings
 
-#: CSV bytes parsed at a time (about 650 k MovieLens rows) and Parquet rows a batch
-CHUNK_BYTES = 16 << 20
+#: CSV bytes parsed at a time (about 330 k MovieLens rows; Arrow reads up to 32 blocks ahead)
+#: and Parquet rows a batch
+CHUNK_BYTES = 8 << 20
 CHUNK_ROWS = 1 << 20
 ARROW_ERRORS = (pa.ArrowException, OSError, ValueError, KeyError, TypeError, NotImplementedError)
 INT32 = np.iinfo(np.int32)
@@ -63,7 +64,7 @@ def read_chunked(
             stamps = _timestamps(batch.column(wanted["timestamp"])) if "timestamp" in wanted else None
         except _Flagged:  # this chunk only, row by row: raises naming the line
             raw = batch.to_pandas()
-            at = partial_locate(locate, n)
+            at = _at_offset(locate, n)
             readers.convert(raw, wanted, readers.failer(raw, where, label, at), scale)
             raise NotPlain(f"chunk at row {n} is valid but not plain") from None
         for k, v in codes.items():
@@ -85,7 +86,7 @@ def read_chunked(
     return out
 
 
-def partial_locate(locate: Callable[[Sequence[int]], list[int]], offset: int) -> Callable[[Sequence[int]], list[int]]:
+def _at_offset(locate: Callable[[Sequence[int]], list[int]], offset: int) -> Callable[[Sequence[int]], list[int]]:
     """``locate`` for a chunk whose first row is row ``offset`` of the file."""
     return lambda positions: locate([offset + int(p) for p in positions])
 
@@ -214,10 +215,20 @@ def _frame(ids: dict[str, _Ids], parts: dict[str, list[np.ndarray]]) -> tuple[pd
     for key in ("user", "item", "rating", "timestamp"):
         if key in coded:
             values, codes = coded.pop(key)
-            columns[key] = values.take(codes).reset_index(drop=True)  # int32, or Arrow strings
+            columns[key] = _take(values, codes)  # int32, or Arrow strings
         elif key in parts:
             columns[key] = _join(parts[key])
     return pd.DataFrame(columns, copy=False), repeats
+
+
+def _take(values: pd.Series, codes: np.ndarray) -> np.ndarray | pd.api.extensions.ExtensionArray:
+    """``values[codes]`` a slice at a time: numpy widens int32 indices to int64 (8 bytes a row)."""
+    if not isinstance(values.dtype, np.dtype):
+        return values.array.take(codes)  # Arrow strings take int32 indices as they are
+    source, out = values.to_numpy(), np.empty(len(codes), values.dtype)
+    for start in range(0, len(codes), CHUNK_ROWS):
+        np.take(source, codes[start : start + CHUNK_ROWS], out=out[start : start + CHUNK_ROWS])
+    return out
 
 
 def _join(chunks: list[np.ndarray]) -> np.ndarray:
