@@ -1,10 +1,10 @@
 """Read large CSV/Parquet ratings with pyarrow a chunk at a time, straight into compact columns.
 
 Ids are dictionary-encoded chunk by chunk (int32 codes + each distinct raw id once), so the id
-rules of ``readers`` run on the distinct ids, never on every row; ratings become float32 and
+rules of ``checks`` run on the distinct ids, never on every row; ratings become float32 and
 timestamps int64. Integer ids end as int32 columns when they fit, text ids as Arrow strings:
 no per-row Python object is ever made. A chunk failing a vectorised check is re-checked row by
-row by ``readers.convert``, which raises naming the line. Whatever this path does not read
+row by ``checks.convert``, which raises naming the line. Whatever this path does not read
 (rows Arrow cannot parse, dates as timestamps, a valid but unusual value...) raises
 ``NotPlain`` and ``read_ratings`` reads the file with pandas as before.
 """
@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from collabkit.data import readers
+from collabkit.data import checks
 from collabkit.data.interactions import Ratings
 
 #: CSV bytes parsed at a time (about 330 k MovieLens rows; Arrow reads up to 32 blocks ahead)
@@ -49,11 +49,11 @@ def read_chunked(
     label: str,
     locate: Callable[[Sequence[int]], list[int]],
     scale: tuple[float, float] | None,
-    duplicates: readers.Duplicates,
+    duplicates: checks.Duplicates,
     name: str,
 ) -> Ratings:
     """Ratings from a CSV/TSV or Parquet file; ``locate`` maps row positions to line numbers."""
-    readers.check_implicit_scale(where, wanted, scale)
+    checks.check_implicit_scale(where, wanted, scale)
     ids = {"user": _Ids(), "item": _Ids()}
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("user", "item", "rating", *wanted)}
     n = 0
@@ -65,7 +65,7 @@ def read_chunked(
         except _Flagged:  # this chunk only, row by row: raises naming the line
             raw = batch.to_pandas()
             at = _at_offset(locate, n)
-            readers.convert(raw, wanted, readers.failer(raw, where, label, at), scale)
+            checks.convert(raw, wanted, checks.failer(raw, where, label, at), scale)
             raise NotPlain(f"chunk at row {n} is valid but not plain") from None
         for k, v in codes.items():
             parts[k].append(v)
@@ -77,13 +77,7 @@ def read_chunked(
     if n == 0:
         raise NotPlain("no rows")  # the pandas reader names the problem (no rows, no header...)
     frame, repeats = _frame(ids, parts)
-    if repeats:
-        frame = readers._resolve_duplicates(frame, duplicates, where, locate, label).reset_index(drop=True)
-    out = Ratings(frame, scale=scale, name=name, source=where)
-    out.notes.append(f"read {n} rows from {where}, kept {len(out)}")
-    if len(out) != n:
-        out.notes.append(f"merged {n - len(out)} duplicate (user, item) rows by '{duplicates}'")
-    return out
+    return checks.finish(frame, duplicates, where, locate, label, scale, name, repeats=repeats)
 
 
 def _at_offset(locate: Callable[[Sequence[int]], list[int]], offset: int) -> Callable[[Sequence[int]], list[int]]:
@@ -118,12 +112,12 @@ class _Ids:
         return remap[encoded.indices.to_numpy(zero_copy_only=False)]
 
     def finish(self, codes: np.ndarray) -> tuple[pd.Series, np.ndarray]:
-        """(distinct ids after ``readers._as_ids``, each row's code into them).
+        """(distinct ids after ``checks.as_ids``, each row's code into them).
 
         The id rules run once per distinct raw id: " 42" and "42" become one id 42, "007" stays
         text. Integer ids become int32 when they fit.
         """
-        ids = readers._as_ids(pd.Series(self.seen))
+        ids = checks.as_ids(pd.Series(self.seen))
         canon, values = pd.factorize(ids)  # " 42" and "42" are one id
         if len(values) < len(ids):
             codes = canon.astype(np.int32)[codes]
@@ -136,13 +130,13 @@ class _Ids:
 
 
 def _id_problem(values: pd.Index) -> bool:
-    """Would ``readers.convert`` refuse one of these distinct ids (missing, odd type, > int64)?"""
+    """Would ``checks.convert`` refuse one of these distinct ids (missing, odd type, > int64)?"""
     series = pd.Series(values)
-    if series.dtype == object and pd.api.types.infer_dtype(series, skipna=True) not in readers._SCALAR_KINDS:
+    if series.dtype == object and pd.api.types.infer_dtype(series, skipna=True) not in checks.SCALAR_KINDS:
         return True
     if pd.api.types.is_unsigned_integer_dtype(series.dtype) and len(series) and series.max() >= 2**63:
         return True
-    return bool(readers._blank(series).any())
+    return bool(checks.is_blank(series).any())
 
 
 def _ratings(column: pa.Array, scale: tuple[float, float] | None) -> np.ndarray:
@@ -158,7 +152,7 @@ def _ratings(column: pa.Array, scale: tuple[float, float] | None) -> np.ndarray:
     if column.null_count or not np.isfinite(r).all() or (np.abs(r) > np.finfo(np.float32).max).any():
         raise _Flagged
     if scale is not None and ((r < scale[0]) | (r > scale[1])).any():
-        raise _Flagged  # before the float32 cast, as readers does
+        raise _Flagged  # before the float32 cast, as checks.convert does
     return r.astype(np.float32)
 
 
@@ -167,7 +161,7 @@ def _timestamps(column: pa.Array) -> np.ndarray:
     if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
         column = pc.utf8_trim_whitespace(column)
     elif not pa.types.is_integer(column.type):
-        raise _Flagged  # dates, floats: readers' own rules
+        raise _Flagged  # dates, floats: checks.convert decides
     try:
         out = pc.cast(column, pa.int64())
     except ARROW_ERRORS:
