@@ -77,6 +77,7 @@ def read_chunked(
     if n == 0:
         raise NotPlain("no rows")  # the pandas reader names the problem (no rows, no header...)
     frame, repeats = _frame(ids, parts)
+    pa.default_memory_pool().release_unused()
     return checks.finish(frame, duplicates, where, locate, label, scale, name, repeats=repeats)
 
 
