@@ -375,8 +375,9 @@ def test_load_10m_format_from_its_odd_folder_name(
     assert data.scale == (0.5, 5) and data.items.loc[185, "year"] == 1995
 
 
-def test_load_csv_format(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    folder = tmp_path / "ml-latest-small"
+@pytest.mark.parametrize("name", ["ml-latest-small", "ml-20m", "ml-25m", "ml-32m"])
+def test_load_csv_format(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    folder = tmp_path / name
     folder.mkdir()
     (folder / "ratings.csv").write_text(
         "userId,movieId,rating,timestamp\n1,1,4.0,964982703\n1,11,0.5,964981247\n7,1,3.5,964982224\n"
@@ -385,12 +386,23 @@ def test_load_csv_format(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
         'movieId,title,genres\n1,Toy Story (1995),Adventure|Animation\n11,"American President, The (1995)",Comedy\n'
         "12,Untitled,(no genres listed)\n"
     )
-    spec = replace(DATASETS["ml-latest-small"], n_ratings=3, n_users=2, n_items=2)
-    monkeypatch.setitem(DATASETS, "ml-latest-small", spec)
-    data = load_movielens("latest-small", data_dir=folder, download=False)
+    spec = replace(DATASETS[name], n_ratings=3, n_users=2, n_items=2)
+    monkeypatch.setitem(DATASETS, name, spec)
+    data = load_movielens(name, data_dir=folder, download=False)
     assert data.frame["user"].tolist() == [1, 1, 7] and data.frame["rating"].dtype == np.float32
+    assert [str(t) for t in data.frame.dtypes] == ["int32", "int32", "float32", "int64"]  # 20 B
+    assert data.frame["timestamp"].tolist() == [964982703, 964981247, 964982224]
     assert data.items.loc[11, "title"] == "American President, The (1995)"
-    assert pd.isna(data.items.loc[12, "year"]) and data.name == "ml-latest-small"
+    assert pd.isna(data.items.loc[12, "year"]) and data.name == name
+
+
+def test_a_malformed_csv_ratings_file_names_its_line(tmp_path: Path) -> None:
+    folder = tmp_path / "ml-32m"
+    folder.mkdir()
+    (folder / "ratings.csv").write_text("userId,movieId,rating,timestamp\n1,1,4.0,9\n1,2,7.0,9\n")
+    (folder / "movies.csv").write_text("movieId,title,genres\n1,A (1995),Drama\n")
+    with pytest.raises(DatasetIntegrityError, match=r"line 3: rating outside the scale 0.5..5.0: '7.0'"):
+        load_movielens("ml-32m", data_dir=folder, download=False)
 
 
 # --- downloading ----------------------------------------------------------------------------------

@@ -48,9 +48,10 @@ def test_reads_a_csv(tmp_path):
     assert not r.has_timestamps
 
 
-def test_integer_ids_become_int64(tmp_path):
+def test_integer_ids_become_int32_or_int64(tmp_path):
+    """Files: int32 when every id of the column fits (4 bytes a row), else int64."""
     r = read_ratings(write(tmp_path, HEADER + "1,10,4\n-2,200000000000,3\n+3,5.0,1\n"))
-    assert r.frame["user"].dtype == np.int64
+    assert r.frame["user"].dtype == np.int32
     assert r.frame["item"].dtype == np.int64
     assert r.frame["user"].tolist() == [1, -2, 3]
     assert r.frame["item"].tolist() == [10, 200000000000, 5]
@@ -228,7 +229,7 @@ def test_parquet_input(tmp_path):
     ).to_parquet(path)
     r = read_ratings(path, timestamp_col="ts")
     assert r.frame["user"].tolist() == ["u1", "u2"]
-    assert r.frame["item"].dtype == np.int64
+    assert r.frame["item"].dtype == np.int32  # every id fits
     assert r.frame["rating"].tolist() == [4.5, 2.0]
     assert r.frame["timestamp"].tolist() == [100, 200]
     assert r.name == "r"
@@ -507,7 +508,7 @@ def test_property_every_valid_row_is_kept_and_round_trips(df, via_csv):
     assert f["user"].tolist() == df["user"].tolist()
     assert f["item"].tolist() == df["item"].tolist()
     for col in ("user", "item"):
-        assert (f[col].dtype == np.int64) == pd.api.types.is_integer_dtype(df[col].dtype)
+        assert pd.api.types.is_integer_dtype(f[col].dtype) == pd.api.types.is_integer_dtype(df[col].dtype)
     np.testing.assert_array_equal(f["rating"].to_numpy(), df["rating"].to_numpy(np.float32))
     assert f["timestamp"].tolist() == df["ts"].tolist()
 

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from collabkit.data.interactions import COLUMNS, Ratings
+from collabkit.data.readers import RatingsFormatError, read_ratings
 
 Kind = Literal["100k", "1m", "10m", "csv"]
 ItemName = Literal["item", "title"]
@@ -487,11 +488,15 @@ def _read_dat_ratings(path: Path) -> pd.DataFrame:
     )[list(COLUMNS)]
 
 
-def _read_csv_ratings(path: Path) -> pd.DataFrame:
-    """ML-20m+ ratings.csv (userId,movieId,rating,timestamp)."""
-    dtypes = dict(zip(("userId", "movieId", "rating", "timestamp"), RATING_DTYPES.values()))
-    frame = _parse(path, dtype=dtypes, usecols=list(dtypes))
-    return frame.rename(columns={"userId": "user", "movieId": "item"})[list(COLUMNS)]
+def _read_csv_ratings(path: Path, scale: tuple[float, float]) -> pd.DataFrame:
+    """ML-20m+ ratings.csv (userId,movieId,rating,timestamp), read a chunk at a time by
+    ``read_ratings``: int32 ids, float32 ratings, int64 timestamps (20 bytes a rating)."""
+    try:
+        return read_ratings(
+            path, user_col="userId", item_col="movieId", timestamp_col="timestamp", scale=scale
+        ).frame
+    except RatingsFormatError as e:
+        raise DatasetIntegrityError(f"malformed file: {e}") from e
 
 
 def _read_dat(path: Path, names: list[str]) -> pd.DataFrame:
@@ -630,7 +635,9 @@ def _ratings_frame(spec: MovieLensSpec, folder: Path) -> pd.DataFrame:
     path = folder / spec.required[0]
     if spec.kind == "100k":
         return _read_tab_ratings(path)
-    return _read_dat_ratings(path) if spec.kind in ("1m", "10m") else _read_csv_ratings(path)
+    if spec.kind in ("1m", "10m"):
+        return _read_dat_ratings(path)
+    return _read_csv_ratings(path, spec.scale)
 
 
 # --- verification ---------------------------------------------------------------------------------
