@@ -30,6 +30,8 @@ from collabkit.data.interactions import Ratings
 LR_REF_BS = 256
 #: batches at least this large run on every core; smaller ones on one (see fit_one_cycle)
 THREADED_BS = 4096
+#: ids looked up per slice by encode(compact=True)
+ENCODE_CHUNK = 1 << 20
 
 
 def lr_scale(bs: int, ref: int | None = LR_REF_BS) -> float:
@@ -65,10 +67,14 @@ def encode(model: Model, ratings: Ratings, strict: bool = True, compact: bool = 
     through a whole training run; its batches are widened to int64 as they are taken.
     """
     f = ratings.frame
-    index = np.int32 if compact else np.int64
 
     def lookup(vocab: Any, ids: pd.Series) -> Tensor:
-        return torch.from_numpy(vocab.lookup(ids, strict=strict).astype(index, copy=False))
+        if not compact:
+            return torch.from_numpy(vocab.lookup(ids, strict=strict))
+        out = np.empty(len(ids), np.int32)  # filled a slice at a time: no int64 copy of a column
+        for s in range(0, len(ids), ENCODE_CHUNK):
+            out[s : s + ENCODE_CHUNK] = vocab.lookup(ids.iloc[s : s + ENCODE_CHUNK], strict=strict)
+        return torch.from_numpy(out)
 
     return Encoded(
         lookup(model.users, f["user"]),
