@@ -25,14 +25,6 @@ class RowAdamW:
         self.moments = [torch.zeros(p.shape[0], 2, *p.shape[1:]) if p.dim() else torch.zeros(2) for p in self.params]
         self.steps = 0
 
-    @property
-    def exp_avg(self) -> list[Tensor]:
-        return [mv.select(1, 0) if mv.dim() > 1 else mv[0] for mv in self.moments]
-
-    @property
-    def exp_avg_sq(self) -> list[Tensor]:
-        return [mv.select(1, 1) if mv.dim() > 1 else mv[1] for mv in self.moments]
-
     def zero_grad(self) -> None:
         for p in self.params:
             p.grad = None
@@ -48,7 +40,7 @@ class RowAdamW:
         bc2 = 1 - b2**self.steps
         step_size = lr / (1 - beta1**self.steps)
         rows = rows or {}
-        for p, moments, m, v in zip(self.params, self.moments, self.exp_avg, self.exp_avg_sq):
+        for p, moments in zip(self.params, self.moments):
             if id(p) in rows:
                 idx, g, w = rows[id(p)]
             elif p.grad is not None and p.grad.is_sparse:
@@ -56,6 +48,7 @@ class RowAdamW:
                 idx, g = g.indices()[0], g.values()
                 w = p.index_select(0, idx)
             elif p.grad is not None:
+                m, v = moments.unbind(1 if p.dim() else 0)  # views: updated in place
                 m.mul_(beta1).add_(p.grad, alpha=1 - beta1)
                 v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
                 if wd:
