@@ -22,7 +22,7 @@ from typing import Literal
 
 import numpy as np
 
-from collabkit.data.interactions import Ratings
+from collabkit.data.interactions import Ratings, pair_keys
 from collabkit.data.vocab import Vocab
 
 Weight = Literal["binary", "count", "rating"]
@@ -121,13 +121,11 @@ def interactions(ratings: Ratings, users: Vocab, items: Vocab) -> Interactions:
             f"{ratings.name}: implicit models read the rating column as a positive weight, but {int(bad.sum())} "
             f"row(s) are not (e.g. {w[bad][:3].tolist()}); convert with to_implicit(ratings, threshold=...)"
         )
-    # One int64 key u * n_items + i carries both indices through the sort: at most 28 bytes an
+    # One int64 key u * n_items + i (pair_keys) carries both indices through the sort: 28 bytes an
     # interaction at the peak (key, permutation, sorted key and weights; 8 held), where a lexsort
     # of int64 columns took twice that. Input already in (user, item) order is not permuted.
     n = len(items)
-    key = users.lookup(f["user"]).astype(np.int64, copy=False)
-    key *= n
-    key += items.lookup(f["item"])
+    key = pair_keys(users.lookup(f["user"]), items.lookup(f["item"]), n)
     w = w.astype(np.float32, copy=False)
     if len(key) > 1 and not bool((key[1:] >= key[:-1]).all()):
         order = np.argsort(key, kind="stable")

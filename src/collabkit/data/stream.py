@@ -22,7 +22,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from collabkit.data import checks
-from collabkit.data.interactions import Ratings
+from collabkit.data.interactions import Ratings, pair_keys
 
 #: CSV bytes parsed at a time (about 330 k MovieLens rows; Arrow reads up to 32 blocks ahead)
 #: and Parquet rows a batch
@@ -233,9 +233,7 @@ def _join(chunks: list[np.ndarray]) -> np.ndarray:
 
 
 def _repeats(users: np.ndarray, items: np.ndarray) -> bool:
-    """Does a (user, item) pair repeat? Sorts one int64 key a row instead of hashing two columns."""
-    key = users.astype(np.int64)
-    key *= int(items.max()) + 1
-    key += items
+    """Does a (user, item) pair repeat? Sorts ``pair_keys`` instead of hashing two columns."""
+    key = pair_keys(users, items, int(items.max()) + 1)
     key.sort()
     return bool((key[1:] == key[:-1]).any())

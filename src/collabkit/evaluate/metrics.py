@@ -58,6 +58,18 @@ Relevant = Sequence[np.ndarray] | tuple[np.ndarray, np.ndarray]
 such as a scipy CSR matrix, are read as CSR too)."""
 
 
+def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rho: the Pearson correlation of the ranks (ties share their mean rank).
+
+    1: the same order, -1: reversed; NaN below two values or when either is constant.
+    """
+    ra = pd.Series(np.asarray(a, dtype=np.float64)).rank().to_numpy()
+    rb = pd.Series(np.asarray(b, dtype=np.float64)).rank().to_numpy()
+    if len(ra) < 2 or ra.std() == 0 or rb.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
 def rating_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
     """MSE, RMSE and MAE of ``y_pred`` against ``y_true``: mean(e^2), sqrt(mean(e^2)), mean(|e|).
 

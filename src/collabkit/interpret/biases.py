@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from collabkit.data.interactions import Ratings
+from collabkit.evaluate.metrics import rank_correlation
 from collabkit.interpret.similar import check_side
 from collabkit.models.base import CollabModel
 
@@ -88,7 +89,7 @@ def bias_vs_mean(table: pd.DataFrame, min_ratings: int = 20, n: int = 10) -> Bia
         )
     t["bias_rank"] = t["bias"].rank(ascending=False)
     t["mean_rank"] = t["mean_rating"].rank(ascending=False)
-    rho = float(np.corrcoef(t["bias_rank"], t["mean_rank"])[0, 1])
+    rho = rank_correlation(t["bias"], t["mean_rating"])
     t["rank_gap"] = t["mean_rank"] - t["bias_rank"]
     order = t["rank_gap"].abs().sort_values(ascending=False, kind="stable").index
     return BiasVsMean(rho, len(t), min_ratings, t.loc[order].head(n).reset_index(drop=True))

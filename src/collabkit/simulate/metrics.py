@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from collabkit.evaluate.metrics import rank_correlation  # noqa: F401  (one metrics module here)
+
 
 def gini(counts: np.ndarray) -> float:
     """Gini coefficient of non-negative counts (e.g. exposures per catalogue item).
@@ -125,19 +127,6 @@ def ndcg_truth(
     best = -np.sort(-np.where(seen, -np.inf, truth), axis=1)[:, :n]  # (U, n) descending
     idcg = (np.where(np.isfinite(best), best - low, 0.0) * disc).sum(1)
     return float(np.mean(np.where(idcg > 0, dcg / np.maximum(idcg, 1e-12), 0.0)))
-
-
-def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman's rho: the Pearson correlation of the ranks (ties share their mean rank).
-
-    With a = the system's mean score of each item and b = how often the log holds it, 1 means the
-    system ranks like a popularity count. NaN below two values or when either is constant.
-    """
-    ra = pd.Series(np.asarray(a, dtype=np.float64)).rank().to_numpy()
-    rb = pd.Series(np.asarray(b, dtype=np.float64)).rank().to_numpy()
-    if len(ra) < 2 or ra.std() == 0 or rb.std() == 0:
-        return float("nan")
-    return float(np.corrcoef(ra, rb)[0, 1])
 
 
 def round_metrics(
