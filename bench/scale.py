@@ -111,6 +111,14 @@ class Peak:
             return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
+def exact_memory() -> None:
+    """Have glibc map every block of 64 KB or more on its own (M_MMAP_THRESHOLD, fixed). Training
+    sets its own threshold while it runs (core.loop.training_settings), so this is set again after."""
+    import ctypes
+
+    ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 16)
+
+
 def _status_kb(key: str) -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(key + ":"):
@@ -141,6 +149,8 @@ def run(args: argparse.Namespace, log) -> dict[str, Any]:
     model = DotProductBias.from_data(train, n_factors=50)
     with Peak() as peak:
         history = model.fit(train, epochs=args.epochs, lr_max=args.lr, wd=0.1, bs=args.bs)
+    if args.exact_memory:
+        exact_memory()
     pred = model.predict(holdout.frame["user"], holdout.frame["item"])
     out.update(
         dot_bias_epochs=args.epochs,
@@ -302,9 +312,7 @@ def main() -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args()
     if args.exact_memory:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 16)  # M_MMAP_THRESHOLD: 64 KB, fixed
+        exact_memory()
     ratio = args.ratings / ML32M["ratings"]
     args.users = args.users or max(100, round(ML32M["users"] * ratio))
     args.items = args.items or max(100, round(ML32M["items"] * ratio**0.5))

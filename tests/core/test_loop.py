@@ -8,14 +8,14 @@ import pytest
 import torch
 
 import collabkit as ck
-from collabkit.core.loop import _batch_bounds, unique_rows
+from collabkit.core.loop import _batch_bounds, _glibc, training_settings, unique_rows
 from collabkit.core.optim import RowAdamW
 from collabkit.core.schedule import one_cycle
 from collabkit.data.interactions import Ratings
 from collabkit.models.base import registry
 from collabkit.models.dot import DotProductBias
 from collabkit.train.lr_find import lr_find
-from tests.conftest import peak_rss
+from tests.conftest import _map_large_blocks, peak_rss
 
 
 def test_same_seed_same_model(tiny):
@@ -155,6 +155,37 @@ def test_training_holds_16_bytes_a_rating(monkeypatch):
     _, peak = peak_rss(model.fit, data, epochs=1, bs=65536, progress=False)
     tables = 3 * sum(p.numel() * 4 for p in model.parameters())  # weights and two Adam moments
     assert peak < 16 * n + tables + (24 << 20), peak / n
+
+
+def test_training_settings_keep_a_steps_memory_for_the_next_and_restore():
+    """Inside, a step's ~120 MB of temporaries come back without page faults (glibc keeps them);
+    after, threads are as before and the heap is trimmed. glibc is first set to map every block
+    of 64 KB or more on its own, so without the settings each step would fault ~30 000 times."""
+    if _glibc() is None:
+        pytest.skip("the heap settings are glibc's")
+    import resource
+
+    def step() -> None:
+        blocks = [torch.ones(5 << 20) for _ in range(6)]  # 6 x 20 MB, written
+        del blocks
+
+    def faults() -> int:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+    _map_large_blocks()
+    threads = torch.get_num_threads()
+    with training_settings(1):
+        assert torch.get_num_threads() == 1
+        step(), step()  # the heap grows to the step's size
+        before = faults()
+        for _ in range(5):
+            step()
+        inside = faults() - before
+    assert torch.get_num_threads() == threads
+    assert inside < 1000, inside  # ~150 000 without the settings
+    before = faults()
+    step()  # after the trim the same step faults again: the memory went back to the system
+    assert faults() - before > 10_000
 
 
 @pytest.mark.parametrize("n, size", [(50, 200), (10_000, 30)])  # the mask path and unique's sort

@@ -40,7 +40,14 @@ from rich.console import Console
 from torch import Tensor
 
 from collabkit.checkpoint import save_model
-from collabkit.core.loop import THREADED_BS, History, encode, lr_scale, train_step
+from collabkit.core.loop import (
+    History,
+    encode,
+    lr_scale,
+    step_threads,
+    train_step,
+    training_settings,
+)
 from collabkit.core.optim import RowAdamW
 from collabkit.core.schedule import one_cycle
 from collabkit.data.interactions import Ratings
@@ -205,14 +212,11 @@ def fit_distributed(
     opt = ExchangeRowAdamW(list(model.parameters()))
     gen = torch.Generator().manual_seed(seed + dist.get_rank() if world > 1 else seed)
     history = History()
-    threads_was = torch.get_num_threads()
-    torch.set_num_threads(1 if bs // world < THREADED_BS else threads_was)
-    torch.set_flush_denormal(True)
     if console is not None:
         console.print(f"{'epoch':>5} {'train_loss':>11} {'valid_loss':>11} {'time':>7}")
     t_start = time.perf_counter()
     step = 0
-    try:
+    with training_settings(step_threads(bs // world)):
         for epoch in range(epochs):
             t0 = time.perf_counter()
             model.train()
@@ -240,9 +244,6 @@ def fit_distributed(
             if console is not None:
                 v = f"{row['valid_loss']:11.6f}" if "valid_loss" in row else f"{'':>11}"
                 console.print(f"{epoch:>5} {row['train_loss']:11.6f} {v} {row['time']:6.1f}s")
-    finally:
-        torch.set_flush_denormal(False)
-        torch.set_num_threads(threads_was)
     history.fit_seconds = time.perf_counter() - t_start
     model.eval()
     return history
