@@ -4,8 +4,8 @@
         [--png feedback.png] [--html feedback.html] [--no-controls]
     python bench/feedback.py --data-dir ../shared/data --candidate SPEC [--candidate SPEC ...]
 
-Per seed: one world fitted to ML-100k (``WorldConfig`` defaults: 5% enthusiastic minority fond of
-animation, children's, fantasy and sci-fi films, 10x as active, recruiting), the default system
+Per seed: one world fitted to ML-100k (``WorldConfig`` defaults, or ``--world``: a 5% enthusiastic
+minority fond of animated films, 20x as active, recruiting), the default system
 under test retrained every round, the same world and seed for every mitigation. Two control
 worlds run without mitigation: "no minority" (``minority_share=0``: the loop alone) and "no
 minority, no feedback" (users also ignore the lists): what rises there is not the minority's doing.
@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import fields, replace
 
 import numpy as np
 import pandas as pd
@@ -36,6 +37,7 @@ import collabkit as ck
 from collabkit.simulate import PRESETS, WorldConfig, fit_world, simulate
 from collabkit.simulate.loop import DEFAULT_SPEC
 from collabkit.simulate.report import summarise, write_html, write_png
+from collabkit.train.spec import parse_options
 
 # control worlds: name -> the WorldConfig fields they change (run without mitigation)
 CONTROLS = {
@@ -44,14 +46,17 @@ CONTROLS = {
 }
 
 
-def run_seed(data: ck.Ratings, spec: str, names: list[str], seed: int, rounds: int, controls: bool):
+def run_seed(
+    data: ck.Ratings, spec: str, names: list[str], seed: int, rounds: int, controls: bool,
+    config: WorldConfig,
+):  # fmt: skip
     """Summaries and per-round metrics of every run for one seed: {name: (summary, metrics)}."""
-    world = fit_world(data, seed=seed)
+    world = fit_world(data, config, seed=seed)
     out = {}
     worlds = [(name, world, PRESETS[name]) for name in names]
     if controls:
         worlds += [
-            (name, fit_world(data, WorldConfig(**kw), seed=seed), PRESETS["none"])
+            (name, fit_world(data, replace(config, **kw), seed=seed), PRESETS["none"])
             for name, kw in CONTROLS.items()
         ]
     for name, w, mitigation in worlds:
@@ -84,11 +89,11 @@ ROUND0 = {
 }
 
 
-def round0(data: ck.Ratings, specs: list[str], seeds: list[int]) -> pd.DataFrame:
+def round0(data: ck.Ratings, specs: list[str], seeds: list[int], config: WorldConfig) -> pd.DataFrame:
     """Each candidate's round-0 figures (median over seeds): trained on the seed log only."""
     rows = []
     for seed in seeds:
-        world = fit_world(data, seed=seed)
+        world = fit_world(data, config, seed=seed)
         for spec in specs:
             r = simulate(world, spec, rounds=1, seed=seed).metrics.iloc[0]
             rows.append({"spec": spec, "seed": seed, **{c: float(r[c]) for c in ROUND0}})
@@ -107,6 +112,11 @@ def main() -> None:
         help=f"comma-separated, from {', '.join(PRESETS)}",
     )
     p.add_argument("--no-controls", action="store_true", help="skip the two control worlds")
+    p.add_argument(
+        "--world",
+        default="",
+        help="WorldConfig fields for every world, e.g. 'favourite_genres=(\"Animation\",)'",
+    )
     p.add_argument("--png", default=None, help="write each metric over rounds here")
     p.add_argument("--html", default=None, help="write the HTML report here")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -129,11 +139,15 @@ def main() -> None:
         p.error(f"--seeds {args.seeds!r}: write whole numbers separated by commas, e.g. 0,1,2")
     if not seeds:
         p.error("--seeds: give at least one seed")
+    try:
+        config = replace(WorldConfig(), **parse_options(args.world))
+    except (ValueError, TypeError) as e:
+        p.error(f"--world {args.world!r}: {e}; fields: {', '.join(f.name for f in fields(WorldConfig))}")
 
     t0 = time.perf_counter()
     data = ck.load_movielens("100k", data_dir=args.data_dir, progress=False)
     if args.candidate:
-        table0 = round0(data, args.candidate, seeds)
+        table0 = round0(data, args.candidate, seeds, config)
         if args.json:
             print(json.dumps({"seeds": seeds, "candidates": table0.to_dict(orient="index")}))
             return
@@ -146,7 +160,8 @@ def main() -> None:
         Console(width=200).print(t)
         return
     per_seed = {
-        s: run_seed(data, args.spec, names, s, args.rounds, not args.no_controls) for s in seeds
+        s: run_seed(data, args.spec, names, s, args.rounds, not args.no_controls, config)
+        for s in seeds
     }
     runs = list(per_seed[seeds[0]])
     rows = {
@@ -174,6 +189,7 @@ def main() -> None:
             json.dumps(
                 {
                     "spec": args.spec,
+                    "world": args.world,
                     "rounds": args.rounds,
                     "seeds": seeds,
                     "total_seconds": total,

@@ -2,10 +2,9 @@
 
 True tastes are fitted from real data (a factor model's predictions, ``WorldConfig.taste_spec``)
 plus fixed per-(user, item) noise, clipped to the rating scale. A small enthusiastic minority
-shares a distinctive taste: their true ratings of the favourite items (default: the animation,
-children's, fantasy and science-fiction films, less the 10% most liked overall, such as Star
-Wars) are boosted, they rate many times more often than the majority,
-and they recruit new users like themselves in proportion to how well the system serves them.
+shares a distinctive taste: their true ratings of the favourite items (default: the animated
+films, the chapter's anime fans, less those in the 10% most liked overall, such as Toy Story)
+are boosted, they rate many times more often than the majority, and they recruit new users like themselves in proportion to how well the system serves them.
 Majority users who are served badly may leave. Users and items are integer indices (0..U-1,
 0..I-1), which is also what the simulation's logs hold.
 """
@@ -27,9 +26,9 @@ class WorldConfig:
     """How the world behaves; the defaults tell the chapter's story on ML-100k."""
 
     minority_share: float = 0.05  # share of the initial users in the enthusiastic minority
-    favourite_genres: tuple[str, ...] = ("Animation", "Children's", "Fantasy", "Sci-Fi")
+    favourite_genres: tuple[str, ...] = ("Animation",)  # the chapter's anime fans
     niche: float | None = 0.9  # keep the favourites whose mean taste is below this quantile
-    # (drops the blockbusters everyone loves, e.g. Star Wars, so the taste is distinctive)
+    # (drops the films everyone loves, e.g. Toy Story and Wallace & Gromit: a distinctive taste)
     boost: float = 1.5  # added to the minority's true rating of every favourite item
     noise: float = 0.5  # std of the fixed true-rating noise around the fitted tastes
     activity: float = 0.5  # majority: mean ratings per user per round (Poisson)
