@@ -4,7 +4,8 @@ True tastes are fitted from real data (a factor model's predictions, ``WorldConf
 plus fixed per-(user, item) noise, clipped to the rating scale. A small enthusiastic minority
 shares a distinctive taste: their true ratings of the favourite items (default: the animated
 films, the chapter's anime fans, less those in the 10% most liked overall, such as Toy Story)
-are boosted, they rate many times more often than the majority, and they recruit new users like themselves in proportion to how well the system serves them.
+are boosted, they rate many times more often than the majority, and they recruit new users like
+themselves in proportion to how well the system serves them.
 Majority users who are served badly may leave. Users and items are integer indices (0..U-1,
 0..I-1), which is also what the simulation's logs hold.
 """
