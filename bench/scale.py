@@ -84,7 +84,9 @@ class Peak:
     Resetting hides earlier peaks from ru_maxrss, so the process's peak is kept here (``overall``).
     Memory freed by an earlier step and reused by glibc without growing RSS is not counted, so a
     step's figure is a lower bound; ``--exact-memory`` has glibc map every block of 64 KB or more
-    on its own (each free returns it), which makes them exact at some cost in speed.
+    on its own (each free returns it), which makes them exact at some cost in speed. Training keeps
+    a step's freed memory for the next step whatever this says (core.loop.training_settings), so
+    the dot-bias peak stays a lower bound.
     """
 
     overall_kb = 0
