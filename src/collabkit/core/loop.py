@@ -31,7 +31,7 @@ from collabkit.data.interactions import Ratings
 #: steps, so the engine scales lr by sqrt(bs / LR_REF_BS) (Adam's square-root rule). Measured on
 #: ML-100k u1, chapter recipe: bs 1024 at 5e-3 unscaled RMSE 0.929, scaled (1e-2) 0.922.
 LR_REF_BS = 256
-#: batches at least this large run on every core; smaller ones on one (see fit_one_cycle)
+#: batches at least this large run on every core; smaller ones on one (see step_threads)
 THREADED_BS = 4096
 #: ids looked up per slice by encode(compact=True)
 ENCODE_CHUNK = 1 << 20
