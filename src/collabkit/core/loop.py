@@ -23,6 +23,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from collabkit.core import kernels
 from collabkit.core.optim import RowAdamW
 from collabkit.core.schedule import one_cycle
 from collabkit.data.interactions import Ratings
@@ -274,14 +275,24 @@ def train_step(
     mom: float,
     wd: float,
     loss_fn: Callable[[Tensor, Tensor], Tensor] = torch.nn.functional.mse_loss,
+    compiled: bool = True,
 ) -> Tensor:
     """One optimiser step on a batch; returns the batch loss.
 
-    The fast path: for the tables a model declares as indexed by user or item, gather just the
-    batch's unique rows into small leaf tensors, run the model on those (via functional_call with
-    remapped indices), and hand the row gradients to RowAdamW. Backward and update then cost
-    O(batch), never O(table), and need no sparse-gradient coalescing.
+    The dot family's MSE step on CPU runs as one compiled pass (``core.kernels``). Otherwise, for
+    the tables a model declares as indexed by user or item, gather just the batch's unique rows
+    into small leaf tensors, run the model on those (via functional_call with remapped indices),
+    and hand the row gradients to RowAdamW. Backward and update then cost O(batch), never
+    O(table), and need no sparse-gradient coalescing. ``compiled=False``: always the torch path.
     """
+    # a RowAdamW subclass (the distributed exchange) hooks step(): it never takes the compiled path
+    compiled = compiled and loss_fn is F.mse_loss and type(opt) is RowAdamW and u.device.type == "cpu"
+    dot = model.dot_tables() if compiled else None
+    if dot is not None:
+        opt.steps += 1
+        moments = [opt.moments_of(p) for p in dot]
+        loss = kernels.dot_mse_step(dot, moments, u, i, r, model.config.y_range, opt.steps, opt.hyper(lr, mom, wd))
+        return torch.tensor(loss, dtype=torch.float32)
     tables = model.indexed_tables()
     opt.zero_grad()
     if not tables:
@@ -293,17 +304,11 @@ def train_step(
     ii, i_local = unique_rows(i, len(model.items))
     params = dict(model.named_parameters())
     # index_select, not params[name][uu]: the same rows, several times faster on CPU
-    subs = {n: params[n].detach().index_select(0, uu if side == "user" else ii) for n, side in tables.items()}
-    closed = model.mse_row_grads(subs, u_local, i_local, r) if loss_fn is F.mse_loss else None
-    if closed is not None:
-        loss, grads = closed
-    else:
-        subs = {name: sub.requires_grad_() for name, sub in subs.items()}
-        loss = loss_fn(torch.func.functional_call(model, subs, (u_local, i_local)), r)
-        loss.backward()
-        grads = {name: sub.grad for name, sub in subs.items()}
+    subs = {n: params[n].detach().index_select(0, uu if side == "user" else ii).requires_grad_() for n, side in tables.items()}
+    loss = loss_fn(torch.func.functional_call(model, subs, (u_local, i_local)), r)
+    loss.backward()
     rows = {
-        id(params[n]): (uu if side == "user" else ii, grads[n], subs[n].detach())
+        id(params[n]): (uu if side == "user" else ii, subs[n].grad, subs[n].detach())
         for n, side in tables.items()
     }
     opt.step(lr, mom, wd, rows)

@@ -26,6 +26,14 @@ class RowAdamW:
         self.moments = [torch.zeros(2, *p.shape) for p in self.params]
         self.steps = 0
 
+    def hyper(self, lr: float, beta1: float, wd: float) -> dict[str, float]:
+        """This step's settings, by the names of torch's functional ``adam``."""
+        return {"lr": lr, "beta1": beta1, "beta2": self.beta2, "weight_decay": wd, "eps": self.eps}
+
+    def moments_of(self, p: Tensor) -> Tensor:
+        """The (2, *p.shape) first and second moments kept for parameter ``p``."""
+        return next(m for q, m in zip(self.params, self.moments) if q is p)
+
     def zero_grad(self) -> None:
         for p in self.params:
             p.grad = None
@@ -37,7 +45,7 @@ class RowAdamW:
         Passing the already-gathered row values saves one random-access gather per table.
         """
         self.steps += 1
-        hyper = {"lr": lr, "beta1": beta1, "beta2": self.beta2, "weight_decay": wd, "eps": self.eps}
+        hyper = self.hyper(lr, beta1, wd)
         rows = rows or {}
         for p, moments in zip(self.params, self.moments):
             if id(p) in rows:

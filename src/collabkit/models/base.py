@@ -362,15 +362,10 @@ class CollabModel(nn.Module):
     def indexed_tables(self) -> dict[str, str]:
         return self.user_item_tables
 
-    def mse_row_grads(
-        self, rows: dict[str, Tensor], u: Tensor, i: Tensor, r: Tensor
-    ) -> tuple[Tensor, dict[str, Tensor]] | None:
-        """The MSE loss of a batch and its gradient w.r.t. each gathered table, in closed form.
-
-        ``rows`` maps each ``indexed_tables()`` name to the batch's unique rows of that table;
-        ``u``/``i`` index those rows. Kinds with a short derivative (the dot family) give it here
-        and the trainer skips autograd; None (the default): the trainer backpropagates.
-        """
+    def dot_tables(self) -> list[Tensor] | None:
+        """[P, Q] or [P, Q, b_u, b_i] when the score is exactly p_u . q_i (+ b_u + b_i), squashed
+        into ``config.y_range``: the trainer then runs ``core.kernels``'s compiled MSE step on these
+        tables. None (the default): the trainer backpropagates through ``forward``."""
         return None
 
 

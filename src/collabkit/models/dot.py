@@ -87,38 +87,11 @@ class DotProduct(CollabModel):
     def ranker(self) -> tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]]:
         return self.scorer(squash=False), self._squash
 
-    @torch.no_grad()
-    def mse_row_grads(
-        self, rows: dict[str, Tensor], u: Tensor, i: Tensor, r: Tensor
-    ) -> tuple[Tensor, dict[str, Tensor]] | None:
-        """z = p_u . q_i (+ b_u + b_i), pred = squash(z), loss = mean (pred - r)^2; then
-        g = dloss/dz = 2 (pred - r) squash'(z) / B, and a row's gradient sums g q_i (for p_u),
-        g p_u (for q_i) or g (for a bias) over its ratings. Skipping autograd's graph and its
-        embedding backward makes a large batch's step about 1.5x faster (same numbers).
-        Subclasses that change the score (bpr, bpmf...) backpropagate instead."""
+    def dot_tables(self) -> list[Tensor] | None:
         if type(self) not in (DotProduct, DotProductBias, BiasOnly):
-            return None
-        p, q = rows["user_factors.weight"], rows["item_factors.weight"]
-        pu, qi = p.index_select(0, u), q.index_select(0, i)  # index_select: ~4x faster than p[u]
-        z = (pu * qi).sum(1)
-        biases = [(n, idx) for n, idx in (("user_bias.weight", u), ("item_bias.weight", i)) if n in rows]
-        for name, idx in biases:
-            z += rows[name].index_select(0, idx)[:, 0]
-        y = self.config.y_range
-        if y is None:
-            err = z - r
-            g = err * (2.0 / len(r))
-        else:
-            s = z.sigmoid_()
-            err = s * (y[1] - y[0]) + y[0] - r
-            g = err * s * (1 - s) * (2.0 * (y[1] - y[0]) / len(r))
-        grads = {
-            "user_factors.weight": torch.zeros_like(p).index_add_(0, u, qi.mul_(g[:, None])),
-            "item_factors.weight": torch.zeros_like(q).index_add_(0, i, pu.mul_(g[:, None])),
-        }
-        for name, idx in biases:
-            grads[name] = torch.zeros_like(rows[name]).index_add_(0, idx, g[:, None])
-        return err.square().mean(), grads
+            return None  # subclasses (bpr, bpmf...) change the score or the loss
+        params = dict(self.named_parameters())
+        return [params[name] for name in self.user_item_tables]  # factors, then biases
 
     def _user_side(self, ur: Tensor) -> Tensor:
         return ur

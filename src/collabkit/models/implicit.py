@@ -20,9 +20,7 @@ alpha 10), 0.222 for BPR (lr_max 3e-2, wd 1, uniform negatives), 0.115 for most-
 
 from __future__ import annotations
 
-import itertools
 import time
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -32,6 +30,7 @@ import torch
 from rich.console import Console
 from torch import Tensor, nn
 
+from collabkit.core import kernels
 from collabkit.core.loop import History
 from collabkit.core.sampling import Distribution, fit_ranking
 from collabkit.data.implicit import Interactions, interactions
@@ -248,11 +247,10 @@ class ALS(ImplicitModel, DotProduct):
     fixed each x_u has the closed form
         x_u = (Y^T Y + Y^T (C_u - I) Y + reg I)^-1 Y^T C_u p_u,
     and symmetrically for y_i. As in the implicit package, each half-step takes CG_STEPS conjugate-
-    gradient steps towards it from the previous factors (float32, chunks of users, no (U, F, F)
-    block: ``_als_half_step``); on ML-100k (>= 4) this gives the exact solves' NDCG@10 (0.3144 vs
-    0.3145, 15 iterations) about 30x faster (0.5-0.7 s vs 18-21 s for the float64 batched
-    Cholesky it replaced, one thread, busy machine). Each CG step lowers the block objective,
-    so L never rises.
+    gradient steps towards it from the previous factors (float32, row by row in a compiled
+    kernel, no (U, F, F) block: ``_als_half_step``); on ML-100k (>= 4) this gives the exact
+    solves' NDCG@10 (0.3144 vs 0.3145, 15 iterations) about 30x faster than the float64 batched
+    Cholesky it replaced. Each CG step lowers the block objective, so L never rises.
     """
 
     kind = "als"
@@ -322,9 +320,6 @@ class ALS(ImplicitModel, DotProduct):
         return torch.linalg.solve(A, b).float()
 
 
-#: the ALS half-step solves rows in chunks of about this many interactions + rows: its temporaries
-#: are a few (chunk rows, F) blocks and (chunk,) vectors, whatever the number of users
-ALS_CHUNK = 1 << 20
 #: conjugate-gradient steps per row and half-step, warm-started from the previous factors (as the
 #: implicit package does); 3 gives the exact solve's NDCG@10 on ML-100k (see ALS)
 CG_STEPS = 3
@@ -337,40 +332,14 @@ ALS_THREADED_NNZ = 1 << 20
 class _ALSRows:
     """One side of the iALS problem as CSR: row r's columns and their c - 1 = alpha w_rc."""
 
-    indptr: Tensor  # (R + 1,) int32 (int64 past 2^31 interactions), like cols
-    cols: Tensor  # (nnz,)
-    extra: Tensor  # (nnz,) float32: c_rc - 1
-    n_cols: int
-    chunks: list[tuple[int, int]]  # row ranges of about ALS_CHUNK interactions + rows each
-
-    def block(self, r0: int, r1: int, values: Tensor) -> Tensor:
-        """Rows r0..r1 as a sparse CSR (r1 - r0, n_cols) matrix holding ``values`` (one per entry)."""
-        ptr = self.indptr[r0 : r1 + 1]
-        lo, hi = int(ptr[0]), int(ptr[-1])
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
-            return torch.sparse_csr_tensor(
-                ptr - lo, self.cols[lo:hi], values, (r1 - r0, self.n_cols), check_invariants=False
-            )
-
-    def extra_of(self, r0: int, r1: int) -> Tensor:
-        return self.extra[int(self.indptr[r0]) : int(self.indptr[r1])]
+    indptr: np.ndarray  # (R + 1,) int64
+    cols: np.ndarray  # (nnz,) int32
+    extra: np.ndarray  # (nnz,) float32: c_rc - 1
 
 
-def _als_rows(data: Interactions, alpha: float, chunk: int | None = None) -> _ALSRows:
-    """Interactions -> _ALSRows, cut into row ranges of about ``chunk`` interactions + rows."""
-    cost = data.indptr + np.arange(data.n_users + 1)  # a row with no entries still costs F numbers
-    starts = np.searchsorted(cost, np.arange(0, cost[-1], chunk or ALS_CHUNK), "right") - 1
-    bounds = np.unique(np.r_[0, starts, data.n_users])
-    extra = torch.from_numpy(data.weights.astype(np.float32, copy=False) * np.float32(alpha))
-    index = np.int32 if data.indptr[-1] < 2**31 else np.int64  # CSR tensors: one type for both
-    return _ALSRows(
-        torch.from_numpy(data.indptr.astype(index)),
-        torch.from_numpy(data.items.astype(index, copy=False)),
-        extra,
-        data.n_items,
-        [(int(a), int(b)) for a, b in itertools.pairwise(bounds)],
-    )
+def _als_rows(data: Interactions, alpha: float) -> _ALSRows:
+    extra = data.weights.astype(np.float32, copy=False) * np.float32(alpha)
+    return _ALSRows(data.indptr.astype(np.int64, copy=False), data.items, extra)
 
 
 @torch.no_grad()
@@ -378,59 +347,23 @@ def _als_half_step(rows: _ALSRows, Y: Tensor, X: Tensor, reg: float, steps: int 
     """Improve every row of X in place towards x_r = (Y^T Y + sum_c extra_rc y_c y_c^T + reg I)^-1
     sum_c (1 + extra_rc) y_c, by ``steps`` conjugate-gradient steps from the current x_r.
 
-    A p = p (Y^T Y + reg I) + E_p Y with E_p the sparse matrix of extra_rc (y_c . p_r) (a sampled
-    product on the pattern): O(nnz F + R F^2) per step, and CG needs nothing else, so no (R, F, F)
-    block is built; rows go ALS_CHUNK at a time. Each CG step lowers the convex block objective,
-    so the iALS loss never rises.
+    A p = (Y^T Y + reg I) p + sum_c extra_rc (y_c . p) y_c: O(nnz_r F + F^2) per row and step,
+    and CG needs nothing else, so no (R, F, F) block is built; the compiled kernel keeps three
+    F-vectors per thread. Each CG step lowers the convex block objective, so the iALS loss
+    never rises.
     """
     G = Y.T @ Y + reg * torch.eye(Y.shape[1], dtype=Y.dtype)  # (F, F), shared by all rows
-    Yt = Y.T  # a view: sampled_addmm copies a contiguous Y.T back to this layout every call
-    for r0, r1 in rows.chunks:
-        _cg_rows(rows, r0, r1, Y, Yt, G, X[r0:r1], steps)
-
-
-def _cg_rows(
-    rows: _ALSRows, r0: int, r1: int, Y: Tensor, Yt: Tensor, G: Tensor, x: Tensor, steps: int
-) -> None:
-    """``steps`` CG steps, batched over rows r0..r1, on A_r x_r = b_r (see _als_half_step); x in place."""
-    c1 = rows.extra_of(r0, r1).to(Y.dtype)
-    pattern = rows.block(r0, r1, c1)
-
-    def dots(P: Tensor) -> Tensor:
-        return torch.sparse.sampled_addmm(pattern, P, Yt, beta=0.0).values()  # y_c . p_r
-
-    def matvec(P: Tensor) -> Tensor:
-        return torch.addmm(P @ G, rows.block(r0, r1, dots(P) * c1), Y)
-
-    # b - A x with b = Y^T C_r p_r = sum_c (1 + c1) y_c: one sparse product, sum_c (1 + c1 (1 - y_c . x)) y_c
-    r = torch.addmm(x @ G, rows.block(r0, r1, 1 + c1 * (1 - dots(x))), Y, alpha=1.0, beta=-1.0)
-    p = r.clone()
-    rs = (r * r).sum(1, keepdim=True)
-    for _ in range(steps):
-        Ap = matvec(p)
-        pAp = (p * Ap).sum(1, keepdim=True)
-        a = torch.where(pAp > 0, rs / pAp, torch.zeros_like(rs))
-        x += a * p
-        r -= a * Ap
-        rs_new = (r * r).sum(1, keepdim=True)
-        p = r + torch.where(rs > 0, rs_new / rs, torch.zeros_like(rs)) * p
-        rs = rs_new
+    kernels.als_cg_(rows.indptr, rows.cols, rows.extra, Y, G, X, steps)
 
 
 def _als_loss(rows: _ALSRows, X: Tensor, Y: Tensor, reg: float) -> float:
     """L = sum_all s^2 + sum_obs [c (1 - s)^2 - s^2] + reg (||X||^2 + ||Y||^2), s = x_u . y_i.
 
     The all-pairs term is sum((X^T X) * (Y^T Y)), so L costs O(nnz F + (U + N) F^2), not O(U N F);
-    the observed s come chunk by chunk from a sampled product on the pattern (sums in float64).
+    the observed terms are summed in float64 by a compiled pass over the interactions.
     """
     XX, YY = (X.T @ X).double(), (Y.T @ Y).double()
-    total = float((XX * YY).sum())
-    Yt = Y.T  # a view: sampled_addmm copies a contiguous Y.T back to this layout every call
-    for r0, r1 in rows.chunks:
-        c1 = rows.extra_of(r0, r1).to(X.dtype)
-        s = torch.sparse.sampled_addmm(rows.block(r0, r1, c1), X[r0:r1], Yt, beta=0.0).values()
-        s, conf = s.double(), 1 + c1.double()
-        total += float((conf * (1 - s) ** 2 - s**2).sum())
+    total = float((XX * YY).sum()) + kernels.als_observed_loss(rows.indptr, rows.cols, rows.extra, X, Y)
     # ||X||^2 = trace(X^T X): no float64 copy of the factor tables (200 MB at 200 k users)
     return total + reg * float(XX.trace() + YY.trace())
 

@@ -1,0 +1,276 @@
+"""Compiled (numba) kernels for the two hot loops torch cannot fuse on CPU.
+
+``dot_mse_step``: the dot-product models' whole MSE training step as one pass. The torch step (``loop.train_step``) gathers a batch's rows, sums their gradients and gathers
+their Adam moments into temporaries, then writes all of it back: at ML-32M's size that is about
+200 MB of memory traffic a step, and it bounds the step at ~1.2 M ratings/s on 2 cores. Here
+each touched row's gradient is summed and its AdamW update applied in place, in one pass over
+the rows the batch used. Same maths as the torch step with torch's fused AdamW (checked in
+``tests/core/test_kernels.py``).
+
+``als_cg_``: iALS's conjugate-gradient half-step, row by row (see ``models.implicit.ALS``). In
+torch each CG step is a sampled product and a sparse product, two passes over the interactions
+and (rows, F) temporaries; here each row's CG runs start to end with its interactions in cache.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import numba
+import numpy as np
+import torch
+from numba import prange
+from torch import Tensor
+
+#: a table this many times larger than the batch is grouped by sorting the batch, not counting
+SORT_RATIO = 64
+#: rows handed to a thread at a time in the training step (numba's dynamic scheduling)
+CHUNK_ROWS = 256
+
+_lock = threading.Lock()  # numba's workqueue threading layer must not be entered twice at once
+
+
+def dot_mse_step(
+    tables: list[Tensor],
+    moments: list[Tensor],
+    u: Tensor,
+    i: Tensor,
+    r: Tensor,
+    y_range: tuple[float, float] | None,
+    step: int,
+    hyper: dict[str, float],
+) -> float:
+    """One AdamW step of score = p_u . q_i (+ b_u + b_i), squashed into ``y_range``, on the
+    batch (u, i, r); updates ``tables`` [P, Q] or [P, Q, b_u, b_i] and their (2, rows, width)
+    ``moments`` in place and returns the batch's mean squared error.
+
+    ``step`` is the optimiser's step number (1 for the first); ``hyper`` holds lr, beta1,
+    beta2, eps and weight_decay (decoupled, applied to the batch's rows only).
+    """
+    has_bias = len(tables) == 4
+    if not has_bias:  # placeholders of the compiled signature's types, never read
+        tables = [*tables, torch.zeros(1, 1), torch.zeros(1, 1)]
+        moments = [*moments, torch.zeros(2, 1, 1), torch.zeros(2, 1, 1)]
+    lo, hi = y_range if y_range is not None else (0.0, 0.0)
+    arrays = [t.detach().numpy() for t in (*tables, *moments)]
+    # rows are handed out CHUNK_ROWS at a time, not in equal shares: popular rows cost more
+    with _lock, numba.parallel_chunksize(CHUNK_ROWS):
+        numba.set_num_threads(min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+        return _step(
+            u.numpy(), i.numpy(), r.numpy(), *arrays, has_bias, y_range is not None, lo, hi,
+            hyper["lr"], hyper["beta1"], hyper["beta2"], hyper["eps"], hyper["weight_decay"], step,
+        )  # fmt: skip
+
+
+@numba.njit(cache=True, parallel=True, fastmath={"reassoc", "contract"})
+def _step(u, i, r, P, Q, BU, BI, MP, MQ, MBU, MBI, has_bias, squash, lo, hi, lr, beta1, beta2, eps, wd, step):
+    n, width = len(r), P.shape[1]
+    # AdamW's scalars, as torch's fused kernel computes them
+    step_size = lr / (1.0 - beta1**step)
+    bc2_sqrt = math.sqrt(1.0 - beta2**step)
+    decay = 1.0 - lr * wd
+    urows, ustart, uorder = _group(u, P.shape[0])
+    irows, istart, iorder = _group(i, Q.shape[0])
+    # 1. user by user: each rating's dloss/dscore g, and the users' gradients
+    g = np.empty(n, np.float32)
+    GP = np.empty((len(urows), width + 1), np.float32)  # factors, then the bias
+    sq = np.empty(len(urows))  # squared errors, summed per user
+    for j in prange(len(urows)):
+        a, grad = urows[j], GP[j]
+        grad[:] = 0.0
+        se = 0.0
+        for t in range(ustart[j], ustart[j + 1]):
+            k = uorder[t]
+            q = Q[i[k]]
+            z = _dot(P[a], q)
+            if has_bias:
+                z += BU[a, 0] + BI[i[k], 0]
+            if squash:
+                s = np.float32(1.0) / (np.float32(1.0) + np.exp(-z))
+                err = s * np.float32(hi - lo) + np.float32(lo) - r[k]
+                gk = err * s * (np.float32(1.0) - s) * np.float32(2.0 * (hi - lo) / n)
+            else:
+                err = z - r[k]
+                gk = err * np.float32(2.0 / n)
+            g[k] = gk
+            se += np.float64(err) * err
+            for f in range(width):
+                grad[f] += gk * q[f]
+            grad[width] += gk
+        sq[j] = se
+    # 2. item by item: the gradient at the old user rows, then the update (Q is not read again)
+    GQ = np.empty((len(irows), width + 1), np.float32)
+    for j in prange(len(irows)):
+        b, grad = irows[j], GQ[j]
+        grad[:] = 0.0
+        for t in range(istart[j], istart[j + 1]):
+            k = iorder[t]
+            p = P[u[k]]
+            for f in range(width):
+                grad[f] += g[k] * p[f]
+            grad[width] += g[k]
+        _adamw_row(Q[b], grad[:width], MQ[0, b], MQ[1, b], decay, step_size, bc2_sqrt, beta1, beta2, eps)
+        if has_bias:
+            _adamw_row(BI[b], grad[width:], MBI[0, b], MBI[1, b], decay, step_size, bc2_sqrt, beta1, beta2, eps)
+    # 3. the users' updates
+    for j in prange(len(urows)):
+        a, grad = urows[j], GP[j]
+        _adamw_row(P[a], grad[:width], MP[0, a], MP[1, a], decay, step_size, bc2_sqrt, beta1, beta2, eps)
+        if has_bias:
+            _adamw_row(BU[a], grad[width:], MBU[0, a], MBU[1, a], decay, step_size, bc2_sqrt, beta1, beta2, eps)
+    return sq.sum() / n
+
+
+@numba.njit(cache=True, inline="always", fastmath={"reassoc", "contract"})
+def _adamw_row(w, g, m, v, decay, step_size, bc2_sqrt, beta1, beta2, eps):
+    """torch's fused AdamW on one row: decay, both moments, the bias-corrected update."""
+    for f in range(len(w)):
+        w[f] *= decay
+        m[f] += (1.0 - beta1) * (g[f] - m[f])
+        v[f] = v[f] * beta2 + (1.0 - beta2) * g[f] * g[f]
+        w[f] -= step_size * m[f] / (math.sqrt(v[f]) / bc2_sqrt + eps)
+
+
+@numba.njit(cache=True)
+def _group(idx, n_rows):
+    """The distinct rows of ``idx`` and where each one's positions sit in ``order``: row
+    ``rows[j]`` is at ``idx[order[start[j]:start[j + 1]]]``. Counting sort over the table when it
+    is not much larger than the batch, else a sort of the batch."""
+    n = len(idx)
+    if n_rows > SORT_RATIO * n:
+        order = np.argsort(idx, kind="mergesort")
+        rows = np.empty(n, np.int64)
+        start = np.empty(n + 1, np.int64)
+        m = 0
+        for t in range(n):
+            if t == 0 or idx[order[t]] != idx[order[t - 1]]:
+                rows[m] = idx[order[t]]
+                start[m] = t
+                m += 1
+        start[m] = n
+        return rows[:m], start[: m + 1], order
+    count = np.zeros(n_rows + 1, np.int32)
+    for k in range(n):
+        count[idx[k] + 1] += 1
+    m = 0
+    for row in range(n_rows):
+        if count[row + 1] > 0:
+            m += 1
+        count[row + 1] += count[row]
+    rows = np.empty(m, np.int64)
+    start = np.empty(m + 1, np.int64)
+    j = 0
+    for row in range(n_rows):
+        if count[row + 1] > count[row]:
+            rows[j] = row
+            start[j] = count[row]
+            j += 1
+    start[m] = n
+    fill = count[:n_rows].copy()
+    order = np.empty(n, np.int64)
+    for k in range(n):
+        order[fill[idx[k]]] = k
+        fill[idx[k]] += 1
+    return rows, start, order
+
+
+def als_cg_(
+    indptr: np.ndarray, cols: np.ndarray, extra: np.ndarray, Y: Tensor, G: Tensor, X: Tensor, steps: int
+) -> None:
+    """``steps`` conjugate-gradient steps on every row r of X (in place) towards the solution of
+    (G + sum_c extra_rc y_c y_c^T) x_r = sum_c (1 + extra_rc) y_c, from the current x_r.
+
+    Row r's columns are ``cols[indptr[r]:indptr[r + 1]]``; G = Y^T Y + reg I. Rows are cut into
+    blocks of equal work (interactions + rows), so every thread gets its share.
+    """
+    with _lock:
+        _als_cg(indptr, cols, extra, Y.numpy(), G.numpy(), X.numpy(), steps, _blocks(indptr))
+
+
+def als_observed_loss(indptr: np.ndarray, cols: np.ndarray, extra: np.ndarray, X: Tensor, Y: Tensor) -> float:
+    """sum over the interactions (r, c) of (1 + extra_rc) (1 - s)^2 - s^2, s = x_r . y_c, in
+    float64: the observed part of the iALS loss (``models.implicit._als_loss``)."""
+    with _lock:
+        return float(_als_observed(indptr, cols, extra, X.numpy(), Y.numpy(), _blocks(indptr)))
+
+
+def _blocks(indptr: np.ndarray) -> np.ndarray:
+    """Row bounds cutting a CSR matrix into 8 blocks a thread of about equal work (interactions
+    + rows), so that a static share of blocks per thread balances; sets numba's thread count."""
+    threads = min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)
+    numba.set_num_threads(threads)
+    n_rows = len(indptr) - 1
+    targets = np.linspace(0, indptr[-1] + n_rows, 8 * threads + 1)
+    bounds = np.searchsorted(indptr + np.arange(n_rows + 1), targets)  # (rows,) int64, transient
+    bounds[0], bounds[-1] = 0, n_rows
+    return np.unique(bounds)
+
+
+@numba.njit(cache=True, parallel=True, fastmath={"reassoc", "contract"})
+def _als_cg(indptr, cols, extra, Y, G, X, steps, bounds):
+    width = X.shape[1]
+    for blk in prange(len(bounds) - 1):
+        r, p, Ap = np.empty_like(X[0]), np.empty_like(X[0]), np.empty_like(X[0])  # X's float type
+        for row in range(bounds[blk], bounds[blk + 1]):
+            x = X[row]
+            lo, hi = indptr[row], indptr[row + 1]
+            # r = b - A x = sum_c (1 + e_c (1 - y_c . x)) y_c - G x
+            _matvec(G, x, r)
+            for f in range(width):
+                r[f] = -r[f]
+            for t in range(lo, hi):
+                y, e = Y[cols[t]], extra[t]
+                coef = np.float32(1.0) + e * (np.float32(1.0) - _dot(y, x))
+                for f in range(width):
+                    r[f] += coef * y[f]
+            p[:] = r
+            rs = _dot(r, r)
+            for _ in range(steps):
+                _matvec(G, p, Ap)  # A p = G p + sum_c e_c (y_c . p) y_c
+                for t in range(lo, hi):
+                    y = Y[cols[t]]
+                    coef = extra[t] * _dot(y, p)
+                    for f in range(width):
+                        Ap[f] += coef * y[f]
+                pAp = _dot(p, Ap)
+                a = rs / pAp if pAp > 0 else np.float32(0.0)
+                for f in range(width):
+                    x[f] += a * p[f]
+                    r[f] -= a * Ap[f]
+                rs_new = _dot(r, r)
+                b = rs_new / rs if rs > 0 else np.float32(0.0)
+                for f in range(width):
+                    p[f] = r[f] + b * p[f]
+                rs = rs_new
+
+
+@numba.njit(cache=True, parallel=True, fastmath={"reassoc", "contract"})
+def _als_observed(indptr, cols, extra, X, Y, bounds):
+    parts = np.zeros(len(bounds) - 1)
+    for blk in prange(len(bounds) - 1):
+        acc = 0.0
+        for row in range(bounds[blk], bounds[blk + 1]):
+            for t in range(indptr[row], indptr[row + 1]):
+                s = np.float64(_dot(X[row], Y[cols[t]]))
+                acc += (1.0 + extra[t]) * (1.0 - s) ** 2 - s * s
+        parts[blk] = acc
+    return parts.sum()
+
+
+@numba.njit(cache=True, inline="always", fastmath={"reassoc", "contract"})
+def _dot(a, b):
+    s = np.float32(0.0)
+    for f in range(len(a)):
+        s += a[f] * b[f]
+    return s
+
+
+@numba.njit(cache=True, inline="always", fastmath={"reassoc", "contract"})
+def _matvec(G, v, out):
+    """out = G v for a symmetric G, row by row of G (contiguous)."""
+    out[:] = 0.0
+    for g in range(len(v)):
+        vg = v[g]
+        for f in range(len(v)):
+            out[f] += vg * G[g, f]

@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from collabkit.core.kernels import SORT_RATIO, _group
+from collabkit.core.loop import train_step
+from collabkit.core.optim import RowAdamW
+from collabkit.models.base import registry
+
+
+def test_compiled_step_is_the_torch_step(tiny):
+    """Every kind that hands its tables to the compiled step must end five steps with the weights,
+    moments and losses of the torch step (autograd through forward + RowAdamW): a subclass that
+    changed the score but kept dot_tables would fail here."""
+    checked = []
+    gen = torch.Generator().manual_seed(0)
+    for kind, cls in registry().items():
+        fast = cls.from_data(tiny, **({"n_factors": 4} if "n_factors" in cls.Config.__dataclass_fields__ else {}))
+        if fast.dot_tables() is None:
+            continue
+        slow, start = copy.deepcopy(fast), copy.deepcopy(fast)
+        opt_fast, opt_slow = RowAdamW(list(fast.parameters())), RowAdamW(list(slow.parameters()))
+        for _ in range(5):  # repeated rows in every batch: their gradients are sums
+            u = torch.randint(0, len(fast.users), (12,), generator=gen)
+            i = torch.randint(0, len(fast.items), (12,), generator=gen)
+            r = torch.randint(1, 6, (12,), generator=gen).float()
+            got = train_step(fast, opt_fast, u, i, r, 0.05, 0.9, 0.1)
+            want = train_step(slow, opt_slow, u, i, r, 0.05, 0.9, 0.1, compiled=False)
+            assert got.item() == pytest.approx(want.item(), rel=1e-5), kind
+        for (name, p), q in zip(fast.named_parameters(), slow.parameters()):
+            assert torch.allclose(p, q, atol=1e-6), (kind, name)
+            assert torch.allclose(opt_fast.moments_of(p), opt_slow.moments_of(q), atol=1e-6), (kind, name)
+        assert any(not torch.equal(p, q) for p, q in zip(fast.parameters(), start.parameters()))
+        checked.append(kind)
+    assert sorted(checked) == ["bias", "dot", "dot-bias"]
+
+
+@pytest.mark.parametrize("n_rows", [40, 40 * SORT_RATIO * 10])  # counted, then sorted
+def test_group_lists_each_rows_positions(n_rows):
+    idx = np.random.default_rng(n_rows).integers(0, n_rows, 40) if n_rows == 40 else np.array([7, 3, n_rows - 1, 7, 0] * 8)
+    rows, start, order = _group(idx, n_rows)
+    np.testing.assert_array_equal(rows, np.unique(idx))
+    np.testing.assert_array_equal(np.sort(order), np.arange(len(idx)))
+    for j, row in enumerate(rows):
+        assert (idx[order[start[j] : start[j + 1]]] == row).all()
