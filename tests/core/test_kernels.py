@@ -47,3 +47,23 @@ def test_group_lists_each_rows_positions(n_rows):
     np.testing.assert_array_equal(np.sort(order), np.arange(len(idx)))
     for j, row in enumerate(rows):
         assert (idx[order[start[j] : start[j + 1]]] == row).all()
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_a_step_at_positions_is_the_step_on_the_gathered_batch(tiny, compiled):
+    """fit_one_cycle hands the step the epoch's int32 arrays and the batch's positions."""
+    gen = torch.Generator().manual_seed(1)
+    users = torch.randint(0, 5, (40,), generator=gen, dtype=torch.int32)
+    items = torch.randint(0, 5, (40,), generator=gen, dtype=torch.int32)
+    ratings = torch.randint(1, 6, (40,), generator=gen).float()
+    at = torch.randperm(40, generator=gen, dtype=torch.int32)[:16]
+    a = registry()["dot-bias"].from_data(tiny, n_factors=4)
+    b = copy.deepcopy(a)
+    opt_a, opt_b = RowAdamW(list(a.parameters())), RowAdamW(list(b.parameters()))
+    for _ in range(3):
+        got = train_step(a, opt_a, users, items, ratings, 0.05, 0.9, 0.1, compiled=compiled, at=at)
+        batch = (users[at].long(), items[at].long(), ratings[at])
+        want = train_step(b, opt_b, *batch, 0.05, 0.9, 0.1, compiled=compiled)
+        assert got.item() == want.item()
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert torch.equal(p, q)

@@ -20,13 +20,21 @@ import threading
 import numba
 import numpy as np
 import torch
-from numba import prange
+from llvmlite import ir
+from numba import prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 from torch import Tensor
 
 #: a table this many times larger than the batch is grouped by sorting the batch, not counting
 SORT_RATIO = 64
 #: rows handed to a thread at a time in the training step (numba's dynamic scheduling)
 CHUNK_ROWS = 256
+#: rows (or ratings) ahead of the current one whose cache lines the training step prefetches:
+#: the step's row reads are random, and waiting for each one in turn leaves memory idle
+AHEAD = 8
+#: the same for the batch's gather from the epoch's arrays (a few bytes a rating)
+GATHER_AHEAD = 32
 
 _lock = threading.Lock()  # numba's workqueue threading layer must not be entered twice at once
 
@@ -40,32 +48,45 @@ def dot_mse_step(
     y_range: tuple[float, float] | None,
     step: int,
     hyper: dict[str, float],
+    at: Tensor | None = None,
 ) -> float:
     """One AdamW step of score = p_u . q_i (+ b_u + b_i), squashed into ``y_range``, on the
-    batch (u, i, r); updates ``tables`` [P, Q] or [P, Q, b_u, b_i] and their (2, rows, width)
-    ``moments`` in place and returns the batch's mean squared error.
+    batch (u, i, r), or on the rows ``at`` of them; updates ``tables`` [P, Q] or [P, Q, b_u, b_i]
+    and their (2, rows, width) ``moments`` in place and returns the batch's mean squared error.
 
     ``step`` is the optimiser's step number (1 for the first); ``hyper`` holds lr, beta1,
-    beta2, eps and weight_decay (decoupled, applied to the batch's rows only).
+    beta2, eps and weight_decay (decoupled, applied to the batch's rows only). Taking the batch
+    ``at`` its positions in whole-epoch arrays saves gathering it first: the kernel prefetches.
     """
     has_bias = len(tables) == 4
     if not has_bias:  # placeholders of the compiled signature's types, never read
         tables = [*tables, torch.zeros(1, 1), torch.zeros(1, 1)]
         moments = [*moments, torch.zeros(2, 1, 1), torch.zeros(2, 1, 1)]
     lo, hi = y_range if y_range is not None else (0.0, 0.0)
+    if at is None:
+        at = torch.arange(len(r), dtype=torch.int32)
+    u, i, at = (x if x.dtype == torch.int32 else x.int() for x in (u, i, at))  # one compiled variant
     arrays = [t.detach().numpy() for t in (*tables, *moments)]
     # rows are handed out CHUNK_ROWS at a time, not in equal shares: popular rows cost more
     with _lock, numba.parallel_chunksize(CHUNK_ROWS):
         numba.set_num_threads(min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
         return _step(
-            u.numpy(), i.numpy(), r.numpy(), *arrays, has_bias, y_range is not None, lo, hi,
+            u.numpy(), i.numpy(), r.numpy(), at.numpy(), *arrays, has_bias, y_range is not None, lo, hi,
             hyper["lr"], hyper["beta1"], hyper["beta2"], hyper["eps"], hyper["weight_decay"], step,
         )  # fmt: skip
 
 
 @numba.njit(cache=True, parallel=True, fastmath={"reassoc", "contract"})
-def _step(u, i, r, P, Q, BU, BI, MP, MQ, MBU, MBI, has_bias, squash, lo, hi, lr, beta1, beta2, eps, wd, step):
-    n, width = len(r), P.shape[1]
+def _step(users, items, ratings, at, P, Q, BU, BI, MP, MQ, MBU, MBI, has_bias, squash, lo, hi, lr, beta1, beta2, eps, wd, step):
+    n, width = len(at), P.shape[1]
+    u, i, r = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.float32)
+    for k in prange(n):  # the batch, from its positions in the epoch's arrays
+        if k + GATHER_AHEAD < n:
+            ahead = at[k + GATHER_AHEAD]
+            _prefetch(users, ahead)
+            _prefetch(items, ahead)
+            _prefetch(ratings, ahead)
+        u[k], i[k], r[k] = users[at[k]], items[at[k]], ratings[at[k]]
     # AdamW's scalars, as torch's fused kernel computes them
     step_size = lr / (1.0 - beta1**step)
     bc2_sqrt = math.sqrt(1.0 - beta2**step)
@@ -78,9 +99,15 @@ def _step(u, i, r, P, Q, BU, BI, MP, MQ, MBU, MBI, has_bias, squash, lo, hi, lr,
     sq = np.empty(len(urows))  # squared errors, summed per user
     for j in prange(len(urows)):
         a, grad = urows[j], GP[j]
+        if j + AHEAD < len(urows):
+            _prefetch_row(P, urows[j + AHEAD])
         grad[:] = 0.0
         se = 0.0
         for t in range(ustart[j], ustart[j + 1]):
+            if t + AHEAD < n:
+                _prefetch_row(Q, i[uorder[t + AHEAD]])
+                if has_bias:
+                    _prefetch_row(BI, i[uorder[t + AHEAD]])
             k = uorder[t]
             q = Q[i[k]]
             z = _dot(P[a], q)
@@ -103,8 +130,12 @@ def _step(u, i, r, P, Q, BU, BI, MP, MQ, MBU, MBI, has_bias, squash, lo, hi, lr,
     GQ = np.empty((len(irows), width + 1), np.float32)
     for j in prange(len(irows)):
         b, grad = irows[j], GQ[j]
+        if j + AHEAD < len(irows):
+            _prefetch_rows(Q, MQ, BI, MBI, irows[j + AHEAD], has_bias)
         grad[:] = 0.0
         for t in range(istart[j], istart[j + 1]):
+            if t + AHEAD < n:
+                _prefetch_row(P, u[iorder[t + AHEAD]])
             k = iorder[t]
             p = P[u[k]]
             for f in range(width):
@@ -116,10 +147,55 @@ def _step(u, i, r, P, Q, BU, BI, MP, MQ, MBU, MBI, has_bias, squash, lo, hi, lr,
     # 3. the users' updates
     for j in prange(len(urows)):
         a, grad = urows[j], GP[j]
+        if j + AHEAD < len(urows):
+            _prefetch_rows(P, MP, BU, MBU, urows[j + AHEAD], has_bias)
         _adamw_row(P[a], grad[:width], MP[0, a], MP[1, a], decay, step_size, bc2_sqrt, beta1, beta2, eps)
         if has_bias:
             _adamw_row(BU[a], grad[width:], MBU[0, a], MBU[1, a], decay, step_size, bc2_sqrt, beta1, beta2, eps)
     return sq.sum() / n
+
+
+def _prefetch_codegen(context, builder, signature, args):
+    """LLVM's prefetch (read, keep in every cache level) of the line holding arr[index...]."""
+    aryty = signature.args[0]
+    ary = context.make_array(aryty)(context, builder, args[0])
+    at = [context.cast(builder, v, t, types.intp) for v, t in zip(args[1:], signature.args[1:])]
+    ptr = cgutils.get_item_pointer(context, builder, aryty, ary, at)
+    i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+    fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
+    fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+    builder.call(fn, [builder.bitcast(ptr, i8p), i32(0), i32(3), i32(1)])
+    return context.get_dummy_value()
+
+
+@intrinsic
+def _prefetch(typingctx, arr, k):
+    """Start loading the cache line holding arr[k] (a 1-D array)."""
+    return types.void(arr, k), _prefetch_codegen
+
+
+@intrinsic
+def _prefetch2(typingctx, arr, row, col):
+    """Start loading the cache line holding arr[row, col]."""
+    return types.void(arr, row, col), _prefetch_codegen
+
+@numba.njit(cache=True, inline="always")
+def _prefetch_row(A, row):
+    """Every cache line (16 float32) of row ``row`` of A."""
+    for f in range(0, A.shape[1], 16):
+        _prefetch2(A, row, f)
+
+
+@numba.njit(cache=True, inline="always")
+def _prefetch_rows(W, M, B, MB, row, has_bias):
+    """A row's weights and both moments (and its bias's), ahead of its AdamW update."""
+    _prefetch_row(W, row)
+    _prefetch_row(M[0], row)
+    _prefetch_row(M[1], row)
+    if has_bias:
+        _prefetch_row(B, row)
+        _prefetch_row(MB[0], row)
+        _prefetch_row(MB[1], row)
 
 
 @numba.njit(cache=True, inline="always", fastmath={"reassoc", "contract"})

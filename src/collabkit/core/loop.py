@@ -160,11 +160,11 @@ def fit_one_cycle(
             for s, e in bounds:
                 idx = perm[s:e]
                 lr, mom = one_cycle(step / total, lr_max)
-                u, i = data.users.index_select(0, idx).long(), data.items.index_select(0, idx).long()
-                r = data.ratings.index_select(0, idx)
-                if batch_fn is not None:
-                    u, i, r = batch_fn(u, i, r, gen)
-                loss = train_step(model, opt, u, i, r, lr, mom, wd, loss_fn)
+                if batch_fn is None:  # the step takes the batch at its positions
+                    loss = train_step(model, opt, data.users, data.items, data.ratings, lr, mom, wd, loss_fn, at=idx)
+                else:
+                    u, i, r = _gather(data, idx)
+                    loss = train_step(model, opt, *batch_fn(u, i, r, gen), lr, mom, wd, loss_fn)
                 loss_sum += loss * len(idx)
                 step += 1
                 if bar and step % 50 == 0:
@@ -276,6 +276,7 @@ def train_step(
     wd: float,
     loss_fn: Callable[[Tensor, Tensor], Tensor] = torch.nn.functional.mse_loss,
     compiled: bool = True,
+    at: Tensor | None = None,
 ) -> Tensor:
     """One optimiser step on a batch; returns the batch loss.
 
@@ -284,6 +285,8 @@ def train_step(
     into small leaf tensors, run the model on those (via functional_call with remapped indices),
     and hand the row gradients to RowAdamW. Backward and update then cost O(batch), never
     O(table), and need no sparse-gradient coalescing. ``compiled=False``: always the torch path.
+    ``at``: the batch is rows ``at`` of (u, i, r), an epoch's encoded arrays (the compiled step
+    reads them in place).
     """
     # a RowAdamW subclass (the distributed exchange) hooks step(): it never takes the compiled path
     compiled = compiled and loss_fn is F.mse_loss and type(opt) is RowAdamW and u.device.type == "cpu"
@@ -291,8 +294,10 @@ def train_step(
     if dot is not None:
         opt.steps += 1
         moments = [opt.moments_of(p) for p in dot]
-        loss = kernels.dot_mse_step(dot, moments, u, i, r, model.config.y_range, opt.steps, opt.hyper(lr, mom, wd))
+        loss = kernels.dot_mse_step(dot, moments, u, i, r, model.config.y_range, opt.steps, opt.hyper(lr, mom, wd), at)
         return torch.tensor(loss, dtype=torch.float32)
+    if at is not None:
+        u, i, r = _gather(Encoded(u, i, r), at)
     tables = model.indexed_tables()
     opt.zero_grad()
     if not tables:
@@ -313,6 +318,12 @@ def train_step(
     }
     opt.step(lr, mom, wd, rows)
     return loss.detach()
+
+
+def _gather(data: Encoded, at: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Rows ``at`` of the encoded ratings, indices widened to int64 (what embeddings take)."""
+    u, i = data.users.index_select(0, at).long(), data.items.index_select(0, at).long()
+    return u, i, data.ratings.index_select(0, at)
 
 
 def unique_rows(idx: Tensor, n: int) -> tuple[Tensor, Tensor]:
