@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from collabkit.core.kernels import SORT_RATIO, _group
+from collabkit.core.kernels import SORT_RATIO, _group, permutation
 from collabkit.core.loop import train_step
 from collabkit.core.optim import RowAdamW
 from collabkit.models.base import registry
@@ -67,3 +67,29 @@ def test_a_step_at_positions_is_the_step_on_the_gathered_batch(tiny, compiled):
         assert got.item() == want.item()
     for p, q in zip(a.parameters(), b.parameters()):
         assert torch.equal(p, q)
+
+
+def test_permutation_is_a_seeded_permutation_whatever_the_threads():
+    n = 200_000  # six buckets
+    got = permutation(n, 7).numpy()
+    np.testing.assert_array_equal(np.sort(got), np.arange(n))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        np.testing.assert_array_equal(permutation(n, 7).numpy(), got)
+    finally:
+        torch.set_num_threads(threads)
+    assert not np.array_equal(permutation(n, 8).numpy(), got)
+
+
+def test_permutation_moves_every_element_anywhere_evenly():
+    """Over 400 seeds, where element 0 lands and what comes first are spread evenly over the
+    four quarters (expected 100 each; a bucket-bound or unshuffled order would pile up)."""
+    n = 1 << 17  # four buckets
+    lands, first = np.zeros(4, int), np.zeros(4, int)
+    for seed in range(400):
+        p = permutation(n, seed).numpy()
+        lands[np.flatnonzero(p == 0)[0] * 4 // n] += 1
+        first[p[0] * 4 // n] += 1
+    for counts in (lands, first):
+        assert ((counts > 60) & (counts < 140)).all(), counts  # 4 sigma around 100

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import collabkit as ck
-from collabkit.core.loop import _batch_bounds, _glibc, training_settings, unique_rows
+from collabkit.core.loop import _batch_bounds, _glibc, epoch_order, training_settings, unique_rows
 from collabkit.core.optim import RowAdamW
 from collabkit.core.schedule import one_cycle
 from collabkit.data.interactions import Ratings
@@ -197,3 +197,17 @@ def test_unique_rows_is_torch_unique(n, size):
     assert torch.equal(rows, want_rows) and torch.equal(inverse, want_inverse)
 
 
+
+
+def test_large_sets_take_the_parallel_epoch_order(tiny, monkeypatch):
+    """Past PARALLEL_ORDER ratings an epoch's order comes from kernels.permutation, still
+    fixed by the seed."""
+    monkeypatch.setattr("collabkit.core.loop.PARALLEL_ORDER", 10)
+    runs = []
+    for _ in range(2):
+        m = ck.DotProductBias.from_data(tiny, seed=3)
+        ck.fit_one_cycle(m, tiny, epochs=2, bs=16, seed=5)
+        runs.append(m.predict(tiny.frame["user"], tiny.frame["item"]))
+    np.testing.assert_array_equal(runs[0], runs[1])
+    gen = torch.Generator().manual_seed(0)
+    np.testing.assert_array_equal(np.sort(epoch_order(1000, gen).numpy()), np.arange(1000))
