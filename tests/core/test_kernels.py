@@ -93,3 +93,18 @@ def test_permutation_moves_every_element_anywhere_evenly():
         first[p[0] * 4 // n] += 1
     for counts in (lands, first):
         assert ((counts > 60) & (counts < 140)).all(), counts  # 4 sigma around 100
+
+
+def test_a_frozen_table_stays_as_it_was(tiny):
+    """Freezing the item factors (to train users only) sends the step through autograd, which
+    leaves what RowAdamW does not hold alone."""
+    model = registry()["dot-bias"].from_data(tiny, n_factors=4)
+    model.item_factors.weight.requires_grad_(False)
+    frozen = model.item_factors.weight.clone()
+    assert model.dot_tables() is None
+    opt = RowAdamW(list(model.parameters()))
+    u, i, r = torch.tensor([0, 1, 1]), torch.tensor([2, 0, 2]), torch.tensor([4.0, 2.0, 5.0])
+    before = model.user_factors.weight.clone()
+    train_step(model, opt, u, i, r, 0.05, 0.9, 0.1)
+    assert torch.equal(model.item_factors.weight, frozen)
+    assert not torch.equal(model.user_factors.weight, before)

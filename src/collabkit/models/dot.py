@@ -91,7 +91,8 @@ class DotProduct(CollabModel):
         if type(self) not in (DotProduct, DotProductBias, BiasOnly):
             return None  # subclasses (bpr, bpmf...) change the score or the loss
         params = dict(self.named_parameters())
-        return [params[name] for name in self.user_item_tables]  # factors, then biases
+        tables = [params[name] for name in self.user_item_tables]  # factors, then biases
+        return tables if all(p.requires_grad for p in tables) else None  # a frozen table: autograd
 
     def _user_side(self, ur: Tensor) -> Tensor:
         return ur
