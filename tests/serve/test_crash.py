@@ -3,11 +3,14 @@ moments and restarted; every rating that got a 2xx is in the store (SQLite and P
 
 Restarts are fast: a warm parent process (collabkit and torch imported, no database opened)
 forks a fresh child per start, and the child runs the app under uvicorn; that child is what gets
-SIGKILLed. 10 kills per database then fit in well under a minute on a busy machine.
+SIGKILLed. 10 kills per database then fit in well under a minute on a busy machine. The next child
+starts only once the killed one is gone: a child killed inside an fsync lives on until the fsync
+returns, still holding the port, and a new child would fail to bind it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -34,7 +37,7 @@ print("warm", flush=True)
 for line in sys.stdin:
     pid = os.fork()
     if pid == 0:
-        uvicorn.run(create_app(Settings()), host="127.0.0.1", port=int(sys.argv[1]), log_level="critical")
+        uvicorn.run(create_app(Settings()), host="127.0.0.1", port=int(sys.argv[1]), log_level="error")
         os._exit(0)
     print(pid, flush=True)
 """
@@ -95,18 +98,19 @@ def test_acknowledged_ratings_survive_sigkill(db_url):
     try:
         while kills < KILLS and time.monotonic() - start < BUDGET_SECONDS:
             child = forker.start()
-            _wait_up(port)
+            _wait_up(port, child)
             time.sleep(rng.uniform(0.05, 0.5))  # writes in flight when the kill lands
             os.kill(child, signal.SIGKILL)
             kills += 1
-            _wait_down(port)
+            _wait_gone(child)
         child = forker.start()
-        _wait_up(port)  # the store opens cleanly after the last kill
+        _wait_up(port, child)  # the store opens cleanly after the last kill
     finally:
         stop.set()
         thread.join()
         if child is not None:
-            os.kill(child, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):  # already killed, or died starting
+                os.kill(child, signal.SIGKILL)
         forker.close()
     assert kills == KILLS, f"only {kills} kills within {BUDGET_SECONDS} s"
     engine = store.make_engine(db_url)
@@ -118,23 +122,29 @@ def test_acknowledged_ratings_survive_sigkill(db_url):
     assert len(acked) > 50 and not lost, f"{len(lost)} of {len(acked)} acknowledged ratings lost"
 
 
-def _wait_down(port: int) -> None:
-    """Until the killed child's socket is gone (the next child binds the same port)."""
-    deadline = time.monotonic() + 10
+def _wait_gone(pid: int) -> None:
+    """Until the killed child has exited (the parent ignores SIGCHLD: the kernel reaps it)."""
+    deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
-            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=0.2)
-        except httpx.HTTPError:
+            os.kill(pid, 0)
+        except ProcessLookupError:
             return
-        time.sleep(0.02)
+        time.sleep(0.01)
+    raise AssertionError(f"the killed server {pid} did not exit")
 
 
-def _wait_up(port: int, timeout: float = 30) -> None:
+def _wait_up(port: int, pid: int, timeout: float = 30) -> None:
+    """Until the child ``pid`` answers /healthz; fails at once if it exits (its stderr says why)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
                 return
         except httpx.HTTPError:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                raise AssertionError(f"the server {pid} exited while starting") from None
             time.sleep(0.02)
     raise AssertionError("the server did not come back")
