@@ -13,6 +13,8 @@ process from the saved interaction matrix. Each step reports its own peak RSS ab
 resident when it started, and the whole run its peak RSS. With ``--peers-python``, implicit's
 ALS (same factors, reg, alpha, iterations, threads) fits the same matrix in the same way. With ``--torchrun 2``, dot-bias also trains through
 ``collabkit.train.distributed`` on Parquet shards of the same split, in 1 process and in 2 ranks.
+When PyTorch sees a CUDA GPU, dot-bias and top-10 also run on it (``--device cuda``), after the
+CPU runs; ``gpu`` names it (null without one).
 """
 
 from __future__ import annotations
@@ -171,6 +173,9 @@ def run(args: argparse.Namespace, log) -> dict[str, Any]:
     out["top10_peak_mb"] = peak.mb
     log(f"top-10 for {len(model.users):,} users in {out['top10_all_users_seconds']}s")
     del model
+    out["gpu"] = torch.cuda.get_device_name() if torch.cuda.is_available() else None
+    if out["gpu"]:
+        out.update(gpu_runs(args, train, holdout, log))
     if args.torchrun:
         out.update(distributed_runs(args, train, holdout, log))
     del holdout
@@ -195,6 +200,28 @@ def run(args: argparse.Namespace, log) -> dict[str, Any]:
         if args.peers_python:
             out.update(als_child(args.peers_python, PEER, path, spec, "implicit_als", log))
     out["peak_rss_mb"] = Peak.overall_mb()
+    return out
+
+
+def gpu_runs(args: argparse.Namespace, train, holdout, log) -> dict[str, Any]:
+    """dot-bias and top-10 as in ``run``, with training and scoring on the GPU (``--device cuda``)."""
+    from collabkit.core import device
+    from collabkit.models.dot import DotProductBias
+    from collabkit.recommend.topn import seen_csr, top_n
+
+    model = DotProductBias.from_data(train, n_factors=50)
+    with device.use("cuda"):
+        history = model.fit(train, epochs=args.epochs, lr_max=args.lr, wd=0.1, bs=args.bs)
+        pred = model.predict(holdout.frame["user"], holdout.frame["item"])
+        t0 = time.perf_counter()
+        top_n(model, np.arange(len(model.users)), 10, seen=seen_csr(model, train))
+        top10 = time.perf_counter() - t0
+    out = {
+        "gpu_dot_bias_ratings_per_s": round(args.epochs * len(train) / history.fit_seconds),
+        "gpu_rmse": round(float(np.sqrt(np.mean((pred - holdout.frame["rating"].to_numpy()) ** 2))), 4),
+        "gpu_top10_all_users_seconds": round(top10, 2),
+    }
+    log(f"GPU: dot-bias {out['gpu_dot_bias_ratings_per_s']:,} ratings/s (RMSE {out['gpu_rmse']}), top-10 in {out['gpu_top10_all_users_seconds']}s")
     return out
 
 

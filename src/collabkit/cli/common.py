@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,6 +23,7 @@ SPLITS = "random, user, temporal, none, or u1..u5/ua/ub (ML-100k)"
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout instead of tables.")]
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Folder holding the dataset (offline); default: $COLLABKIT_DATA, else ~/.cache/collabkit, where it is downloaded once.")]
 ModelDir = Annotated[Path, typer.Argument(help="Folder written by `collabkit train --out`.")]
+Device = Annotated[str, typer.Option("--device", help="Where training and top-N scoring run: cpu, cuda, cuda:N, or auto (a GPU when PyTorch sees one, else the CPU). ALS and EASE always fit on the CPU.")]
 
 
 #: width of tables written to a pipe or file (a terminal's own width is used otherwise)
@@ -39,6 +41,16 @@ def fail(message: str) -> None:
     """Print ``message`` (taken literally, never as markup) on stderr and exit with status 2."""
     Console(stderr=True, soft_wrap=True).print(Text.assemble(("error: ", "red"), message))
     raise typer.Exit(2)
+
+
+def on_device(name: str) -> AbstractContextManager:
+    """``core.device.use`` for a --device value; a clean exit with the reason when there is no such device."""
+    from collabkit.core import device
+
+    try:
+        return device.use(device.resolve(name))
+    except ValueError as e:
+        fail(str(e))
 
 
 def print_json(obj: dict[str, Any]) -> None:

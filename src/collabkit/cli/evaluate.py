@@ -17,7 +17,17 @@ import typer
 from rich import box
 from rich.table import Table
 
-from collabkit.cli.common import Json, ModelDir, app, consoles, fail, metrics_table, print_json
+from collabkit.cli.common import (
+    Device,
+    Json,
+    ModelDir,
+    app,
+    consoles,
+    fail,
+    metrics_table,
+    on_device,
+    print_json,
+)
 from collabkit.cli.source import DataSource, training_data, with_source
 from collabkit.data.interactions import Ratings
 
@@ -34,6 +44,7 @@ def evaluate(
     test: Annotated[Path | None, typer.Option("--test", help="Score this held-out file (same columns as training) instead of the recorded split's test part.")] = None,
     allow_train_overlap: Annotated[bool, typer.Option("--allow-train-overlap", help="Score ratings the model was trained on (labelled 'training data').")] = False,
     k: K = 10,
+    device: Device = "cpu",
     as_json: Json = False,
 ) -> None:
     """Score a saved model on held-out ratings; unknown users/items are counted and use the fallback."""
@@ -71,15 +82,16 @@ def evaluate(
     if overlap:
         result["scored_on"] = "training data"
         result["n_train_overlap"] = overlap
-    if supports(net, RATINGS):
-        result.update(evaluate_ratings(net, test_set))
-        if result["n_fallback"]:
-            log.print(
-                f"[yellow]{result['n_fallback']} rows with an unknown user or item were scored by the baseline "
-                f"predictor (RMSE on them {result['rmse_fallback']:.4f}; on the rest {result.get('rmse_known', float('nan')):.4f})[/yellow]"
-            )
-    else:
-        result.update(evaluate_ranking(net, train_set, test_set, k=k, relevant_threshold=None))
+    with on_device(device):  # top-N runs there; predictions for ratings are on the CPU
+        if supports(net, RATINGS):
+            result.update(evaluate_ratings(net, test_set))
+        else:
+            result.update(evaluate_ranking(net, train_set, test_set, k=k, relevant_threshold=None))
+    if result.get("n_fallback"):
+        log.print(
+            f"[yellow]{result['n_fallback']} rows with an unknown user or item were scored by the baseline "
+            f"predictor (RMSE on them {result['rmse_fallback']:.4f}; on the rest {result.get('rmse_known', float('nan')):.4f})[/yellow]"
+        )
     if as_json:
         print_json(result)
     else:

@@ -16,7 +16,7 @@ import pandas as pd
 import typer
 from rich.table import Table
 
-from collabkit.cli.common import Json, ModelDir, app, consoles, fail, print_json
+from collabkit.cli.common import Device, Json, ModelDir, app, consoles, fail, on_device, print_json
 from collabkit.cli.source import DataSource, model_data, with_source
 from collabkit.data.interactions import Ratings
 from collabkit.files import atomic_path
@@ -94,6 +94,7 @@ def recommend_all_cmd(
     include_seen: IncludeSeen = False,
     genre: Genre = None,
     explain: Annotated[bool, typer.Option(help="Add the 'because' column.")] = True,
+    device: Device = "cpu",
     as_json: Json = False,
 ) -> None:
     """Top-N for every user the model knows, written to one file (columns user, rank, item, score, ...)."""
@@ -105,16 +106,17 @@ def recommend_all_cmd(
     model, items = load_model_dir(model_dir)
     data = _training_ratings(model_dir, source, needed=not include_seen)
     t0 = time.perf_counter()
-    recs = recommend(
-        model,
-        data,
-        None,
-        n,
-        exclude_seen=not include_seen,
-        candidates=_genre_items(genre, model, items, data),
-        explain=explain,
-        items=items,
-    )
+    with on_device(device):
+        recs = recommend(
+            model,
+            data,
+            None,
+            n,
+            exclude_seen=not include_seen,
+            candidates=_genre_items(genre, model, items, data),
+            explain=explain,
+            items=items,
+        )
     seconds = time.perf_counter() - t0
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:  # a killed run leaves the old file, never a shorter one

@@ -15,12 +15,14 @@ from rich.table import Table
 from collabkit.cli.common import (
     IMPLICIT_MODELS,
     MODELS,
+    Device,
     Json,
     ModelDir,
     app,
     consoles,
     fail,
     metrics_table,
+    on_device,
     print_json,
 )
 from collabkit.cli.source import DataSource, with_source
@@ -46,6 +48,7 @@ def train(
     out: Annotated[Path | None, typer.Option(help="Save the trained model to this folder.")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     distributed: Annotated[bool, typer.Option("--distributed", help="Print the torchrun commands that train this on several processes or hosts, and exit.")] = False,
+    device: Device = "cpu",
     as_json: Json = False,
 ) -> None:
     """Train a model and report its test metrics (the chapter's epoch table, then RMSE/MAE).
@@ -68,7 +71,7 @@ def train(
         fail("--budget only applies with --preset auto")
     if distributed:
         try:
-            typer.echo(torchrun_commands(source, model, n_factors, epochs, lr, wd, bs, out, preset=preset, implicit=implicit, layers=layers))
+            typer.echo(torchrun_commands(source, model, n_factors, epochs, lr, wd, bs, out, preset=preset, implicit=implicit, layers=layers, device=device))
         except ValueError as e:
             fail(str(e))
         return
@@ -94,22 +97,24 @@ def train(
     n_test = len(test_set) if test_set is not None else 0
     unit = "interactions" if implicit else "ratings"
     log.print(f"[bold]{spec.name}[/bold] on {data.name}: {len(train_set)} train / {n_test} test {unit}")
-    try:
-        net, history = build_model(
-            spec, train_set, None if implicit else test_set, seed=source.seed, console=log, progress=progress
-        )
-    except ValueError as e:
-        fail(str(e))
     result: dict[str, Any] = {"model": spec.name, "dataset": data.name, "split": source.split}
-    if test_set is not None and implicit:
-        from collabkit.evaluate import evaluate_ranking
+    with on_device(device) as where:
+        try:
+            net, history = build_model(
+                spec, train_set, None if implicit else test_set, seed=source.seed, console=log, progress=progress
+            )
+        except ValueError as e:
+            fail(str(e))
+        if test_set is not None and implicit:
+            from collabkit.evaluate import evaluate_ranking
 
-        result.update(evaluate_ranking(net, train_set, test_set, k=k, relevant_threshold=None))
-    elif test_set is not None:
-        from collabkit.evaluate import evaluate_ratings
+            result.update(evaluate_ranking(net, train_set, test_set, k=k, relevant_threshold=None))
+        elif test_set is not None:
+            from collabkit.evaluate import evaluate_ratings
 
-        result.update(evaluate_ratings(net, test_set))
-        _warn_if_worse_than_baseline(net, test_set, result, log)
+            result.update(evaluate_ratings(net, test_set))
+            _warn_if_worse_than_baseline(net, test_set, result, log)
+    result["device"] = str(where)
     result.update({"n_train": len(train_set), "fit_seconds": round(history.fit_seconds, 3)})
     if out is not None:
         recipe = {"spec": spec.name, "implicit": implicit, "threshold": cut}
@@ -126,7 +131,7 @@ def train(
 
 
 def torchrun_commands(
-    source: DataSource, model: str | None, n_factors, epochs, lr, wd, bs, out, *, preset=None, implicit=False, layers=None
+    source: DataSource, model: str | None, n_factors, epochs, lr, wd, bs, out, *, preset=None, implicit=False, layers=None, device="cpu"
 ) -> str:
     """The ``torchrun`` command lines (one host; several hosts) that run this training data-parallel.
 
@@ -139,6 +144,7 @@ def torchrun_commands(
         "--no-header": source.no_header, "--user-col": source.user_col, "--item-col": source.item_col,
         "--rating-col": source.rating_col, "--timestamp-col": source.timestamp_col,
         "--duplicates": source.duplicates, "--items": source.items, "--valid-pct": source.valid_pct,
+        "--device": None if device == "cpu" else device,  # ranks train on the CPU, over gloo
     }  # fmt: skip
     given = [flag for flag, v in unsupported.items() if v is not None]
     if given:

@@ -23,6 +23,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from collabkit.core import device as devices
 from collabkit.core import kernels
 from collabkit.core.optim import RowAdamW
 from collabkit.core.schedule import one_cycle
@@ -132,14 +133,16 @@ def fit_one_cycle(
     not read ``predict_idx``'s ratings (the ordinal model's cross-entropy reads latent scores).
     ``bs`` defaults to the model's ``default_bs``; ``lr_max`` is scaled by ``lr_scale(bs,
     lr_ref_bs)`` (``lr_ref_bs=None``: never). ``threads`` defaults to 1 for batches below
-    THREADED_BS and to all of torch's threads for larger ones.
+    THREADED_BS and to all of torch's threads for larger ones. The steps run on
+    ``core.device.current()``: on a GPU the model is moved there for the run and back after, and
+    each batch (drawn and passed through ``batch_fn`` on the CPU) is copied over as it is taken.
     """
     check_settings(epochs, lr_max, wd, bs)
     data = encode(model, train, compact=True)  # with the int32 permutation: 16 bytes a rating
     if not any(p.requires_grad for p in model.parameters()):
         epochs = 0  # closed-form models (GlobalMean) have nothing to learn here
     val = encode(model, valid, strict=False) if valid is not None and len(valid) else None
-    opt = RowAdamW(list(model.parameters()))
+    device = devices.current()
     gen = torch.Generator().manual_seed(seed)
     n = len(data)
     bs = bs or model.default_bs
@@ -153,20 +156,24 @@ def fit_one_cycle(
     t_start = time.perf_counter()
     step = 0
     lr_max = lr_max * lr_scale(bs, lr_ref_bs)
-    with training_settings(threads or step_threads(bs)), bar or nullcontext():
+    with training_settings(threads or step_threads(bs)), bar or nullcontext(), devices.placed(model, device):
+        opt = RowAdamW(list(model.parameters()))  # moments on the model's device
         for epoch in range(epochs):
             t0 = time.perf_counter()
             model.train()
             perm = epoch_order(n, gen)
-            loss_sum = torch.zeros(())
+            loss_sum = torch.zeros((), device=device)
             for s, e in bounds:
                 idx = perm[s:e]
                 lr, mom = one_cycle(step / total, lr_max)
-                if batch_fn is None:  # the step takes the batch at its positions
+                if batch_fn is None and device.type == "cpu":  # the step takes the batch at its positions
                     loss = train_step(model, opt, data.users, data.items, data.ratings, lr, mom, wd, loss_fn, at=idx)
                 else:
                     u, i, r = _gather(data, idx)
-                    loss = train_step(model, opt, *batch_fn(u, i, r, gen), lr, mom, wd, loss_fn)
+                    if batch_fn is not None:
+                        u, i, r = batch_fn(u, i, r, gen)
+                    with devices.factories(device):  # tensors a forward makes land beside the model
+                        loss = train_step(model, opt, *_to(device, u, i, r), lr, mom, wd, loss_fn)
                 loss_sum += loss * len(idx)
                 step += 1
                 if bar and step % 50 == 0:
@@ -176,10 +183,12 @@ def fit_one_cycle(
                 vu, vi, vr = val.users, val.items, val.ratings
                 if batch_fn is not None:
                     vu, vi, vr = batch_fn(vu, vi, vr, torch.Generator().manual_seed(seed))
-                if valid_fn is not None:
-                    row["valid_loss"] = float(valid_fn(vu, vi, vr))
-                else:
-                    row["valid_loss"] = float(loss_fn(model.predict_idx(vu, vi), vr))
+                vu, vi, vr = _to(device, vu, vi, vr)
+                with devices.factories(device):
+                    if valid_fn is not None:
+                        row["valid_loss"] = float(valid_fn(vu, vi, vr))
+                    else:
+                        row["valid_loss"] = float(loss_fn(model.predict_idx(vu, vi), vr))
             row["time"] = time.perf_counter() - t0
             history.rows.append(row)
             if console is not None:
@@ -340,6 +349,10 @@ def _gather(data: Encoded, at: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return u, i, data.ratings.index_select(0, at)
 
 
+def _to(device: torch.device, *tensors: Tensor) -> tuple[Tensor, ...]:
+    return tuple(t.to(device, non_blocking=True) for t in tensors)
+
+
 def unique_rows(idx: Tensor, n: int) -> tuple[Tensor, Tensor]:
     """``torch.unique(idx, return_inverse=True)`` for indices into a table of ``n`` rows.
 
@@ -348,11 +361,11 @@ def unique_rows(idx: Tensor, n: int) -> tuple[Tensor, Tensor]:
     """
     if n > 64 * len(idx):
         return torch.unique(idx, return_inverse=True)
-    mark = torch.zeros(n, dtype=torch.bool)
+    mark = torch.zeros(n, dtype=torch.bool, device=idx.device)
     mark[idx] = True
     rows = mark.nonzero().squeeze(1)
-    number = torch.empty(n, dtype=torch.long)
-    number[rows] = torch.arange(len(rows))
+    number = torch.empty(n, dtype=torch.long, device=idx.device)
+    number[rows] = torch.arange(len(rows), device=idx.device)
     return rows, number[idx]
 
 

@@ -23,7 +23,7 @@ class RowAdamW:
         self.beta2, self.eps = beta2, eps
         # both moments in one (2, rows, ...) tensor: one gather and one write per table a step,
         # and each moment's rows come out contiguous, as torch's fused AdamW kernel needs
-        self.moments = [torch.zeros(2, *p.shape) for p in self.params]
+        self.moments = [torch.zeros(2, *p.shape, device=p.device) for p in self.params]
         self.steps = 0
 
     def hyper(self, lr: float, beta1: float, wd: float) -> dict[str, float]:
@@ -68,6 +68,6 @@ class RowAdamW:
 def adamw_(p: Tensor, g: Tensor, moments: Tensor, steps: int, hyper: dict[str, float]) -> None:
     """AdamW step number ``steps`` on ``p`` and its ``moments`` (2, *p.shape), in place, by torch's
     fused kernel (``AdamW(fused=True)``'s): one pass over the rows instead of nine tensor ops."""
-    done = torch.tensor(float(steps - 1))  # the functional counts this step itself
+    done = torch.tensor(float(steps - 1), device=p.device)  # the functional counts this step itself
     adam([p], [g], [moments[0]], [moments[1]], [], [done], fused=True, decoupled_weight_decay=True,
          amsgrad=False, maximize=False, **hyper)  # fmt: skip

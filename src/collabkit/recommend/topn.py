@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from collabkit.core import device as devices
 from collabkit.data.interactions import Ratings
 from collabkit.models.base import SCORE_CELLS, CollabModel
 
@@ -48,7 +49,8 @@ def top_n(
     Ties break towards the lower item index, so results are deterministic. ``reprs`` (U, Du)
     scores these user representations instead of looking the users up (folded-in or fallback
     users); ``users`` then only index the rows of ``seen``. Users are scored ``batch_users`` at a
-    time (default: TOPN_CELLS // n_items), so memory is bounded by the chunk, not by U.
+    time (default: TOPN_CELLS // n_items), so memory is bounded by the chunk, not by U. Scores
+    and top-k run on ``core.device.current()``; only each chunk's n best come back to the CPU.
     """
     users = torch.as_tensor(np.asarray(users), dtype=torch.int64)
     n_items = len(model.items)
@@ -60,15 +62,34 @@ def top_n(
     shared = model.shared_ranking()
     if shared is not None:
         return _top_n_shared(model, shared, users, n, seen, allowed, reprs)
+    device = devices.current()
+    with devices.placed(model, device), devices.factories(device):
+        return _top_n_scored(model, users, n, seen, allowed, reprs, batch_users, device)
+
+
+def _top_n_scored(
+    model: CollabModel,
+    users: Tensor,
+    n: int,
+    seen: tuple[np.ndarray, np.ndarray] | None,
+    allowed: Tensor | None,
+    reprs: Tensor | None,
+    batch_users: int,
+    device: torch.device,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``top_n`` by scoring every item for ``batch_users`` users at a time on ``device``."""
+    n_items = len(model.items)
     out_items = np.full((len(users), n), -1, dtype=np.int64)
     out_scores = np.full((len(users), n), np.nan, dtype=np.float32)
     rank, finish = model.ranker() if reprs is None else (None, None)  # the item side, prepared once
+    if allowed is not None:
+        allowed = allowed.to(device)
     for s in range(0, len(users), batch_users):
         ub = users[s : s + batch_users]
         if rank is not None:
-            scores = rank(ub).float()  # (B, n_items), ordered like the scores
+            scores = rank(ub.to(device)).float()  # (B, n_items), ordered like the scores
         else:
-            scores = score_reprs(model, reprs[s : s + batch_users]).float()
+            scores = score_reprs(model, reprs[s : s + batch_users].to(device)).float()
         if allowed is not None:
             scores[:, ~allowed] = -np.inf
         if seen is not None:
@@ -78,8 +99,8 @@ def top_n(
         if finish is not None:
             top = finish(top)
         k = items.shape[1]
-        out_items[s : s + len(ub), :k] = torch.where(keep, items, -1).numpy()
-        out_scores[s : s + len(ub), :k] = torch.where(keep, top, float("nan")).numpy()
+        out_items[s : s + len(ub), :k] = torch.where(keep, items, -1).cpu().numpy()
+        out_scores[s : s + len(ub), :k] = torch.where(keep, top, float("nan")).cpu().numpy()
     return out_items, out_scores
 
 
@@ -214,7 +235,8 @@ def _mask_seen(scores: Tensor, users: np.ndarray, indptr: np.ndarray, indices: n
     """Set scores[b, item] = -inf for every item user b has seen (vectorised over the batch)."""
     rows, cols = _seen_cells(users, indptr, indices)
     if len(rows):
-        scores[torch.from_numpy(rows), torch.from_numpy(cols)] = -np.inf
+        at = torch.from_numpy(rows).to(scores.device), torch.from_numpy(cols).to(scores.device)
+        scores[at] = -np.inf
 
 
 def _seen_cells(users: np.ndarray, indptr: np.ndarray, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
