@@ -22,7 +22,7 @@ from collabkit.cli import app
 from collabkit.core.loop import fit_one_cycle
 from collabkit.data.movielens import canonical_split
 from collabkit.models.dot import DotProductBias
-from collabkit.train.distributed import fit_distributed, read_shard, shard, sharded_model
+from collabkit.train.distributed import fit_distributed, main, read_shard, shard, sharded_model
 from tests.conftest import make_ratings
 
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -60,8 +60,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+TWO_GPUS = pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA GPUs")
+
+
 @pytest.mark.slow
-def test_two_ranks_match_one_process_and_save_a_loadable_model(data_root, tmp_path):
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=TWO_GPUS)])  # gloo; NCCL
+def test_two_ranks_match_one_process_and_save_a_loadable_model(data_root, tmp_path, device):
     train, test = canonical_split("u1", "ml-100k", data_dir=data_root)
     single = DotProductBias.from_data(train, n_factors=50)
     fit_one_cycle(single, train, epochs=5, lr_max=5e-3, wd=0.1, progress=False)
@@ -70,7 +74,7 @@ def test_two_ranks_match_one_process_and_save_a_loadable_model(data_root, tmp_pa
     out = tmp_path / "model"
     printed = CliRunner().invoke(app, [
         "train", "--dataset", "ml-100k", "--split", "u1", "--data-dir", str(data_root),
-        "--epochs", "5", "--lr", "5e-3", "--wd", "0.1", "--out", str(out), "--distributed",
+        "--epochs", "5", "--lr", "5e-3", "--wd", "0.1", "--out", str(out), "--device", device, "--distributed",
     ])  # fmt: skip
     assert printed.exit_code == 0, printed.output
     one_host = next(line for line in printed.stdout.splitlines() if line.startswith("torchrun --nproc-per-node"))
@@ -80,7 +84,7 @@ def test_two_ranks_match_one_process_and_save_a_loadable_model(data_root, tmp_pa
     run = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=180)
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(run.stdout.strip().splitlines()[-1])
-    assert result["world"] == 2
+    assert result["world"] == 2 and result["device"] == device
 
     loaded = load_model(out)
     pred = loaded.predict(test.frame["user"], test.frame["item"])
@@ -108,3 +112,9 @@ def test_train_distributed_refuses_what_the_distributed_trainer_cannot_read(tmp_
     result = CliRunner().invoke(app, ["train", "--ratings", str(tmp_path / "r.tsv"), "--names", "user,item,rating", "--duplicates", "last", "--distributed"])
     assert result.exit_code != 0
     assert "--names" in result.output and "--duplicates" in result.output
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
+def test_asking_for_a_gpu_that_is_not_there_stops_before_reading_data(tmp_path):
+    with pytest.raises(ValueError, match="sees no CUDA GPU"):
+        main(["--ratings", str(tmp_path / "never-read.csv"), "--device", "cuda"])

@@ -144,7 +144,6 @@ def torchrun_commands(
         "--no-header": source.no_header, "--user-col": source.user_col, "--item-col": source.item_col,
         "--rating-col": source.rating_col, "--timestamp-col": source.timestamp_col,
         "--duplicates": source.duplicates, "--items": source.items, "--valid-pct": source.valid_pct,
-        "--device": None if device == "cpu" else device,  # ranks train on the CPU, over gloo
     }  # fmt: skip
     given = [flag for flag, v in unsupported.items() if v is not None]
     if given:
@@ -157,10 +156,12 @@ def torchrun_commands(
             raise ValueError("with --ratings the distributed trainer validates on a file of its own: add --valid FILE to the command printed without --split")
         args += ["--split", source.split]
     options = {"--model": model, "--n-factors": n_factors, "--epochs": epochs, "--lr": lr, "--wd": wd, "--bs": bs, "--seed": source.seed, "--out": out}
+    if device != "cpu":
+        options["--device"] = device
     args += [str(x) for flag, v in options.items() if v is not None for x in (flag, v)]
     run = " ".join(shlex.quote(a) for a in ["-m", "collabkit.train.distributed", *args])
     return (
-        "# one host, 2 processes (gloo on CPU); rank 0 saves the model\n"
+        "# one host, 2 processes (gloo on CPU; with --device cuda one GPU each, NCCL); rank 0 saves the model\n"
         f"torchrun --nproc-per-node 2 {run}\n"
         "# several hosts: run on each with its --node-rank (0 .. nnodes-1); --master-addr is host 0\n"
         f"torchrun --nnodes 2 --node-rank 0 --nproc-per-node 2 --master-addr HOST0 --master-port 29500 {run}\n"

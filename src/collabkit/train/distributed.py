@@ -1,4 +1,4 @@
-"""Data-parallel training with torch.distributed, launched by torchrun (gloo on CPU).
+"""Data-parallel training with torch.distributed, launched by torchrun (gloo on CPU, NCCL on GPU).
 
     torchrun --nproc-per-node 2 -m collabkit.train.distributed --dataset ml-100k --split u1 --out m/
 
@@ -9,6 +9,9 @@ batch's users and items are gathered, then ``ExchangeRowAdamW`` swaps those rows
 (all_gather of O(batch x F) numbers, never a table), sums them and applies the same RowAdamW
 update everywhere, so the replicas stay identical and the run is the single-process run at batch
 size world x bs. Rank 0 writes the checkpoint (``save_model``); it loads in a single process.
+With ``--device cuda`` each process trains on GPU number LOCAL_RANK and the process group is
+``cpu:gloo,cuda:nccl``: the gradient rows (GPU tensors) go over NCCL, the few CPU numbers the
+ranks agree on (sizes, vocabularies, losses) over gloo.
 
 Why rows: a step touches a few thousand rows of tables of hundreds of thousands. Shipping the
 touched rows costs what a row-sharded lookup would (both O(batch x F) numbers) without a second
@@ -40,6 +43,7 @@ from rich.console import Console
 from torch import Tensor
 
 from collabkit.checkpoint import save_model
+from collabkit.core import device as devices
 from collabkit.core.loop import (
     History,
     encode,
@@ -62,6 +66,17 @@ def init(backend: str = "gloo") -> tuple[int, int]:
     if world > 1 and not dist.is_initialized():
         dist.init_process_group(backend)
     return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+
+
+def rank_device(name: str) -> torch.device:
+    """This process's device for ``--device name``: a bare ``cuda`` (or ``auto`` on a GPU host)
+    means GPU number LOCAL_RANK, one per process as torchrun starts them; made current for NCCL."""
+    device = devices.resolve(name)
+    if device.type == "cuda":
+        if device.index is None:
+            device = devices.resolve(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")
+        torch.cuda.set_device(device)
+    return device
 
 
 def _world() -> int:
@@ -161,7 +176,7 @@ class ExchangeRowAdamW(RowAdamW):
             block = all_grads[:, g_off : g_off + m * width].view(world, m, width)
             got_g = torch.cat([block[w, : int(all_sizes[w, t])] for w in range(world)])
             union, inv = torch.unique(got_i, return_inverse=True)
-            g = torch.zeros(len(union), width, dtype=got_g.dtype).index_add_(0, inv, got_g) / world
+            g = torch.zeros(len(union), width, dtype=got_g.dtype, device=got_g.device).index_add_(0, inv, got_g) / world
             out[k] = (union, g, by_id[k].detach()[union])
             i_off, g_off = i_off + m, g_off + m * width
         for p in dense:  # every rank's copy, summed, averaged
@@ -195,8 +210,10 @@ def fit_distributed(
 ) -> History:
     """``fit_one_cycle`` across ranks: ``bs`` is the global batch (each rank takes bs / world of
     it from its shard ``local``); same one-cycle schedule, lr scaling and History rows, with the
-    losses averaged over all ranks (``valid``: this rank's shard of the validation set)."""
+    losses averaged over all ranks (``valid``: this rank's shard of the validation set). Steps
+    run on ``core.device.current()``, as in ``fit_one_cycle``."""
     world = _world()
+    device = devices.current()
     data = encode(model, local, compact=True)
     val = encode(model, valid, strict=False) if valid is not None and len(valid) else None
     counts = torch.tensor([len(data), len(data)], dtype=torch.int64)
@@ -209,14 +226,14 @@ def fit_distributed(
     cuts = np.linspace(0, len(data), n_batches + 1).astype(np.int64)
     total = epochs * n_batches
     lr_max = lr_max * lr_scale(bs)
-    opt = ExchangeRowAdamW(list(model.parameters()))
     gen = torch.Generator().manual_seed(seed + dist.get_rank() if world > 1 else seed)
     history = History()
     if console is not None:
         console.print(f"{'epoch':>5} {'train_loss':>11} {'valid_loss':>11} {'time':>7}")
     t_start = time.perf_counter()
     step = 0
-    with training_settings(step_threads(bs // world)):
+    with training_settings(step_threads(bs // world)), devices.placed(model, device):
+        opt = ExchangeRowAdamW(list(model.parameters()))  # moments on the model's device
         for epoch in range(epochs):
             t0 = time.perf_counter()
             model.train()
@@ -226,13 +243,17 @@ def fit_distributed(
                 idx = perm[s:e]
                 lr, mom = one_cycle(step / total, lr_max)
                 u, i = data.users.index_select(0, idx).long(), data.items.index_select(0, idx).long()
-                loss = train_step(model, opt, u, i, data.ratings.index_select(0, idx), lr, mom, wd)
+                r = data.ratings.index_select(0, idx)
+                with devices.factories(device):
+                    loss = train_step(model, opt, u.to(device), i.to(device), r.to(device), lr, mom, wd)
                 loss_sum += float(loss) * len(idx)
                 step += 1
             sums = [loss_sum, torch.tensor(float(len(data)), dtype=torch.float64)]
             if val is not None:
-                err = model.predict_idx(val.users, val.items) - val.ratings
-                sums += [err.double().pow(2).sum(), torch.tensor(float(len(val)), dtype=torch.float64)]
+                with devices.factories(device):
+                    err = model.predict_idx(val.users.to(device), val.items.to(device)) - val.ratings.to(device)
+                sse = float(err.double().pow(2).sum())
+                sums += [torch.tensor(sse, dtype=torch.float64), torch.tensor(float(len(val)), dtype=torch.float64)]
             totals = torch.stack(sums)
             if world > 1:
                 dist.all_reduce(totals)
@@ -264,14 +285,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--wd", type=float, default=0.1)
     p.add_argument("--bs", type=int, default=None, help="global batch size (default: the model's)")
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--device", default="cpu", help="cpu (gloo), or cuda / auto: each process on GPU LOCAL_RANK, gradients over NCCL")
     p.add_argument("--out", type=Path, default=None, help="rank 0 saves the model here")
     p.add_argument("--json", action="store_true", help="rank 0 prints one JSON object")
     args = p.parse_args(argv)
-    rank, world = init()
+    device = rank_device(args.device)
+    rank, world = init("cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo")
     train, valid = _load(args, rank, world)
     model = sharded_model(args.model, train, n_factors=args.n_factors, seed=args.seed)
     console = Console(stderr=True) if rank == 0 and not args.json else None
-    history = fit_distributed(model, train, valid, args.epochs, args.lr, args.wd, args.bs, args.seed, console)
+    with devices.use(device):
+        history = fit_distributed(model, train, valid, args.epochs, args.lr, args.wd, args.bs, args.seed, console)
     n_total = torch.tensor([len(train)], dtype=torch.int64)
     if world > 1:
         dist.all_reduce(n_total)
@@ -283,6 +307,7 @@ def main(argv: list[str] | None = None) -> None:
     if rank == 0:
         result = {
             "world": world,
+            "device": device.type,
             "model": args.model,
             "n_ratings": int(n_total),
             "fit_seconds": round(history.fit_seconds, 3),
