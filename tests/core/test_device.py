@@ -65,7 +65,8 @@ def test_cli_reports_the_device_and_refuses_one_that_is_missing(tmp_path):
     recs = json.loads(run_cli("recommend-all", model, "--out", tmp_path / "recs.csv", "--device", "auto", "--json"))
     assert recs["n_users"] == len(make_ratings().frame["user"].unique())
     assert "unknown device 'tpu'" in run_cli("evaluate", model, "--device", "tpu", code=2)
-    assert "unknown device 'tpu'" in run_cli("train", "--ratings", path, "--device", "tpu", code=2)
+    never = tmp_path / "not-read.csv"  # the device is checked before any data is read
+    assert "unknown device 'tpu'" in run_cli("train", "--ratings", never, "--device", "tpu", code=2)
     printed = run_cli("train", "--ratings", path, "--device", "cuda", "--distributed")  # commands for GPU hosts
     assert "collabkit.train.distributed --ratings" in printed and "--device cuda" in printed
 

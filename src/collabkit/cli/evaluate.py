@@ -54,6 +54,7 @@ def evaluate(
     from collabkit.models.base import RATINGS, supports
 
     out_console, log = consoles(as_json)
+    placement = on_device(device)
     net, _ = load_model_dir(model_dir)
     recipe = read_config(model_dir).get("train") or {}
     try:
@@ -82,7 +83,7 @@ def evaluate(
     if overlap:
         result["scored_on"] = "training data"
         result["n_train_overlap"] = overlap
-    with on_device(device):  # top-N runs there; predictions for ratings are on the CPU
+    with placement:  # top-N runs there; predictions for ratings are on the CPU
         if supports(net, RATINGS):
             result.update(evaluate_ratings(net, test_set))
         else:

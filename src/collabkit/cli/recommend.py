@@ -103,10 +103,11 @@ def recommend_all_cmd(
     if out.suffix not in (".parquet", ".csv"):
         fail(f"--out must end in .parquet or .csv, not {out.name!r}")
     out_console, _ = consoles(as_json)
+    placement = on_device(device)
     model, items = load_model_dir(model_dir)
     data = _training_ratings(model_dir, source, needed=not include_seen)
     t0 = time.perf_counter()
-    with on_device(device):
+    with placement:
         recs = recommend(
             model,
             data,

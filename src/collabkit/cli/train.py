@@ -75,6 +75,7 @@ def train(
         except ValueError as e:
             fail(str(e))
         return
+    placement = on_device(device)  # a missing GPU stops here, before the data is read
     source = source.resolved()
     cut = None
     if implicit:
@@ -98,7 +99,7 @@ def train(
     unit = "interactions" if implicit else "ratings"
     log.print(f"[bold]{spec.name}[/bold] on {data.name}: {len(train_set)} train / {n_test} test {unit}")
     result: dict[str, Any] = {"model": spec.name, "dataset": data.name, "split": source.split}
-    with on_device(device) as where:
+    with placement as where:
         try:
             net, history = build_model(
                 spec, train_set, None if implicit else test_set, seed=source.seed, console=log, progress=progress
