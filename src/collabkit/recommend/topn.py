@@ -63,44 +63,29 @@ def top_n(
     if shared is not None:
         return _top_n_shared(model, shared, users, n, seen, allowed, reprs)
     device = devices.current()
-    with devices.placed(model, device), devices.factories(device):
-        return _top_n_scored(model, users, n, seen, allowed, reprs, batch_users, device)
-
-
-def _top_n_scored(
-    model: CollabModel,
-    users: Tensor,
-    n: int,
-    seen: tuple[np.ndarray, np.ndarray] | None,
-    allowed: Tensor | None,
-    reprs: Tensor | None,
-    batch_users: int,
-    device: torch.device,
-) -> tuple[np.ndarray, np.ndarray]:
-    """``top_n`` by scoring every item for ``batch_users`` users at a time on ``device``."""
-    n_items = len(model.items)
     out_items = np.full((len(users), n), -1, dtype=np.int64)
     out_scores = np.full((len(users), n), np.nan, dtype=np.float32)
-    rank, finish = model.ranker() if reprs is None else (None, None)  # the item side, prepared once
-    if allowed is not None:
-        allowed = allowed.to(device)
-    for s in range(0, len(users), batch_users):
-        ub = users[s : s + batch_users]
-        if rank is not None:
-            scores = rank(ub.to(device)).float()  # (B, n_items), ordered like the scores
-        else:
-            scores = score_reprs(model, reprs[s : s + batch_users].to(device)).float()
+    with devices.placed(model, device), devices.factories(device):
+        rank, finish = model.ranker() if reprs is None else (None, None)  # the item side, prepared once
         if allowed is not None:
-            scores[:, ~allowed] = -np.inf
-        if seen is not None:
-            _mask_seen(scores, ub.numpy(), *seen)
-        items, top = _top_k(scores, min(n, n_items))
-        keep = torch.isfinite(top)  # -inf: seen or not a candidate
-        if finish is not None:
-            top = finish(top)
-        k = items.shape[1]
-        out_items[s : s + len(ub), :k] = torch.where(keep, items, -1).cpu().numpy()
-        out_scores[s : s + len(ub), :k] = torch.where(keep, top, float("nan")).cpu().numpy()
+            allowed = allowed.to(device)
+        for s in range(0, len(users), batch_users):
+            ub = users[s : s + batch_users]
+            if rank is not None:
+                scores = rank(ub.to(device)).float()  # (B, n_items), ordered like the scores
+            else:
+                scores = score_reprs(model, reprs[s : s + batch_users].to(device)).float()
+            if allowed is not None:
+                scores[:, ~allowed] = -np.inf
+            if seen is not None:
+                _mask_seen(scores, ub.numpy(), *seen)
+            items, top = _top_k(scores, min(n, n_items))
+            keep = torch.isfinite(top)  # -inf: seen or not a candidate
+            if finish is not None:
+                top = finish(top)
+            k = items.shape[1]
+            out_items[s : s + len(ub), :k] = torch.where(keep, items, -1).cpu().numpy()
+            out_scores[s : s + len(ub), :k] = torch.where(keep, top, float("nan")).cpu().numpy()
     return out_items, out_scores
 
 
