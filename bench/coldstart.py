@@ -42,14 +42,8 @@ from rich.table import Table
 
 import collabkit as ck
 from collabkit.models.hybrid import Hybrid, score_new_items
-from collabkit.recommend.foldin import (
-    fold_in,
-    fold_in_frame,
-    linear_parts,
-    pad_answers,
-    squash,
-    user_prior,
-)
+from collabkit.models.linear import map_fold_in
+from collabkit.recommend.foldin import fold_in_frame, pad_answers
 from collabkit.recommend.onboard import Questionnaire
 
 ANSWERS = (0, 1, 3, 5, 10, 20)
@@ -120,7 +114,7 @@ def new_users(data: ck.Ratings, args: argparse.Namespace, log: Console) -> dict:
     base = fit(
         ck.DotProductBias.from_data(train, n_factors=args.factors, seed=args.seed), train, args
     )
-    prior = user_prior(base, train)
+    prior = base.user_prior(train)
     scored_users, sI, sR = pad_answers(base, scored)
     curve = {k: {"answers": k} for k in ANSWERS}
     fallback = rmse_of(base, prior.mean.expand(len(scored_users), -1), sI, sR)
@@ -134,13 +128,13 @@ def new_users(data: ck.Ratings, args: argparse.Namespace, log: Console) -> dict:
         random_k = pool[pool["pos"] < k]
         _, I, R = pad_answers(base, random_k, scored_users)
         row = curve[k]
-        row["fold_in"] = rmse_of(base, fold_in(base, I, R, prior), sI, sR)
-        row["logit_ridge"] = rmse_of(base, fold_in(base, I, R, prior, method="logit-ridge"), sI, sR)
+        row["fold_in"] = rmse_of(base, base.fold_in(I, R, prior), sI, sR)
+        row["logit_ridge"] = rmse_of(base, map_fold_in(base, I, R, prior, method="logit-ridge"), sI, sR)
         row["fallback"] = fallback
         _, qI, qR = pad_answers(base, order[order["pos"] < k], scored_users)
-        row["questionnaire"] = rmse_of(base, fold_in(base, qI, qR, prior), sI, sR)
+        row["questionnaire"] = rmse_of(base, base.fold_in(qI, qR, prior), sI, sR)
         _, pI, pR = pad_answers(base, popular[popular["pos"] < k], scored_users)
-        row["popular"] = rmse_of(base, fold_in(base, pI, pR, prior), sI, sR)
+        row["popular"] = rmse_of(base, base.fold_in(pI, pR, prior), sI, sR)
         if k == 0:
             retrained = base
         else:
@@ -280,8 +274,8 @@ def rmse_of(
     model: ck.CollabModel, reprs: torch.Tensor, items: torch.Tensor, ratings: torch.Tensor
 ) -> float:
     """RMSE of users with representations (U, D) on their padded (U, m) scored items."""
-    A, c = linear_parts(model, items)
-    pred, _ = squash((A @ reprs.double().unsqueeze(-1)).squeeze(-1) + c, model.config.y_range)
+    A, c = model.user_linear(items)
+    pred, _ = model.link((A @ reprs.double().unsqueeze(-1)).squeeze(-1) + c)
     keep = items >= 0
     return _rmse(pred[keep].numpy(), ratings[keep].numpy())
 

@@ -44,7 +44,7 @@ def test_user_side_and_no_data(model, data):
 
 @pytest.mark.parametrize("cls", [GlobalMean, DotProduct])
 def test_models_without_biases_are_refused(cls, data):
-    with pytest.raises(ValueError, match="no item biases"):
+    with pytest.raises(ValueError, match="no 'biases' capability"):
         bias_table(cls.from_data(data))
 
 

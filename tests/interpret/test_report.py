@@ -116,7 +116,7 @@ def test_sections_that_do_not_apply_say_why(trained, tmp_path):
     sections = parse(tmp_path / "report" / "index.html")
     assert list(sections) == list(SECTIONS)
     assert "No training history" in sections["training"]["text"]
-    assert "no item biases" in sections["biases"]["text"]
+    assert "no 'biases' capability" in sections["biases"]["text"]
     assert (
         "no 'factors' capability" in sections["pca"]["text"]
         and "no 'factors' capability" in sections["similar"]["text"]

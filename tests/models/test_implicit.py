@@ -157,7 +157,7 @@ def test_ease_fold_in_rebuilds_a_known_users_row(positives):
     data = interactions(positives, model.users, model.items)
     row = data.items[data.indptr[2] : data.indptr[3]]
     torch.testing.assert_close(
-        model.fold_in(torch.from_numpy(row)), model.user_repr(torch.tensor([2]))
+        model.fold_in(torch.from_numpy(row)), model.user_repr(torch.tensor([2]))[0]
     )
 
 
@@ -200,7 +200,7 @@ def test_als_fold_in_equals_the_batched_user_solve(positives):
     _als_half_step(_als_rows(data, cfg.alpha), Y, solved, cfg.reg, steps=3 * Y.shape[1])
     u = 4
     row = torch.from_numpy(data.items[data.indptr[u] : data.indptr[u + 1]])
-    torch.testing.assert_close(model.fold_in(row)[0].double(), solved[u], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(model.fold_in(row).double(), solved[u], rtol=1e-4, atol=1e-5)
 
 
 def test_bpr_user_bias_stays_zero(positives):
@@ -255,7 +255,7 @@ def test_bpr_fold_in_ranks_a_users_own_items_like_training_does(positives):
     data = interactions(positives, model.users, model.items)
     for u in (1, 5, 9):
         row = torch.from_numpy(data.items[data.indptr[u] : data.indptr[u + 1]])
-        x = model.fold_in(row)
+        x = model.fold_in(row.unsqueeze(0))
         assert x.shape == (1, model.user_repr(torch.tensor([u])).shape[1]) and x[0, -1] == 0
         scores = model.head(x.expand(len(model.items), -1), model.item_repr(torch.arange(len(model.items))))
         own = torch.zeros(len(model.items), dtype=torch.bool)

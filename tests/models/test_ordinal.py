@@ -56,9 +56,9 @@ def test_expected_slope_is_the_derivative_of_the_expected_rating(ordinal):
 
 
 def test_a_new_user_folds_in_near_what_training_learned(ordinal, tiny):
-    from collabkit.recommend import fold_in_frame, user_prior
+    from collabkit.recommend import fold_in_frame
 
-    prior = user_prior(ordinal, tiny)
+    prior = ordinal.user_prior(tiny)
     users, reprs = fold_in_frame(ordinal, tiny.frame, prior)
     trained = ordinal.user_repr(torch.from_numpy(ordinal.users.lookup(users))).double()
     ir = ordinal.item_repr(torch.arange(len(ordinal.items))).double()

@@ -8,15 +8,17 @@ import pytest
 import torch
 
 import collabkit as ck
-from collabkit.recommend import UserPrior, average_taste, fold_in, fold_in_frame, user_prior
-from collabkit.recommend.foldin import (
+from collabkit.models.linear import (
     DEFAULT_NOISE,
     NOISE_GRID,
+    UserPrior,
     _ridge,
-    linear_parts,
-    pad_answers,
+    average_taste,
     squash,
 )
+from collabkit.models.linear import map_fold_in as fold_in
+from collabkit.recommend import fold_in_frame
+from collabkit.recommend.foldin import pad_answers
 from tests.conftest import make_ratings
 
 
@@ -25,7 +27,7 @@ def setup():
     data = make_ratings(n_users=80, n_items=50, density=0.4)
     model = ck.DotProductBias.from_data(data, n_factors=4, seed=0)
     ck.fit_one_cycle(model, data, epochs=20, lr_max=1e-2, wd=0.01, bs=32, progress=False)
-    return data, model, user_prior(model, data)
+    return data, model, model.user_prior(data)
 
 
 def planted_model(
@@ -45,7 +47,7 @@ def planted_model(
 
 
 def predict(model, x: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-    A, c = linear_parts(model, items)
+    A, c = model.user_linear(items)
     return squash(A @ x + c, model.config.y_range)[0]
 
 
@@ -106,7 +108,7 @@ def test_average_taste_is_the_user_nearest_the_mean_prediction(setup):
 
 def test_batched_equals_one_at_a_time(setup):
     data, model, prior = setup
-    prior = user_prior(model, noise_var=0.3)
+    prior = model.user_prior(noise_var=0.3)
     answers = data.frame[data.frame["user"].isin([1, 2, 3])].groupby("user").head(4)
     answers = answers[
         (answers["user"] != 3) | (answers.groupby("user").cumcount() == 0)
@@ -128,7 +130,7 @@ def test_folding_in_a_known_user_lands_near_what_training_learned(setup):
     users, reprs = fold_in_frame(model, data.frame, prior)
     trained = model.user_repr(torch.from_numpy(model.users.lookup(users))).double().detach()
     all_items = torch.arange(len(model.items))
-    A, c = linear_parts(model, all_items)
+    A, c = model.user_linear(all_items)
     folded, learned = A @ reprs.T + c.unsqueeze(1), A @ trained.T + c.unsqueeze(1)  # (N, U) logits
     assert np.corrcoef(folded.ravel(), learned.ravel())[0, 1] > 0.9
 
@@ -138,8 +140,8 @@ def test_noise_is_calibrated_or_defaults(setup):
     width2 = 16.0
     frac = prior.noise_var / width2
     assert min(abs(frac - g) for g in NOISE_GRID) < 1e-9
-    assert user_prior(model).noise_var == pytest.approx(DEFAULT_NOISE * width2)
-    assert user_prior(model, noise_var=0.5).noise_var == 0.5
+    assert model.user_prior().noise_var == pytest.approx(DEFAULT_NOISE * width2)
+    assert model.user_prior(noise_var=0.5).noise_var == 0.5
 
 
 def test_stronger_prior_shrinks_towards_the_centre(setup):
@@ -148,8 +150,8 @@ def test_stronger_prior_shrinks_towards_the_centre(setup):
     dist = [
         float(
             (
-                fold_in(model, items, ratings, user_prior(model, noise_var=v))
-                - user_prior(model).mean
+                fold_in(model, items, ratings, model.user_prior(noise_var=v))
+                - model.user_prior().mean
             ).norm()
         )
         for v in (0.01, 0.3, 10.0)
@@ -162,7 +164,7 @@ def test_hybrid_and_plain_dot_fold_in_too(setup):
     for kind in ("dot", "hybrid", "bias"):
         model = ck.CollabModel.registry[kind].from_data(data, seed=0)
         ck.fit_one_cycle(model, data, epochs=2, progress=False)
-        users, reprs = fold_in_frame(model, data.frame.head(30), user_prior(model))
+        users, reprs = fold_in_frame(model, data.frame.head(30), model.user_prior())
         assert reprs.shape == (len(users), model.user_repr(torch.tensor([0])).shape[1])
         assert torch.isfinite(reprs).all()
 
@@ -193,13 +195,13 @@ def test_autorec_bpmf_and_their_ensemble_fold_in(setup):
     small = ("bpmf(samples=10, burn_in=5)", "autorec(n_factors=16, epochs=50)")
     ens = Ensemble.of([build_model(s, data)[0] for s in small], [0.5, 0.5])
     answers = data.frame[data.frame["user"] == data.frame["user"].iloc[0]].assign(user="new")
-    prior = user_prior(ens, data)
+    prior = ens.user_prior(data)
     _, reprs = fold_in_frame(ens, answers, prior)
     parts = [
-        fold_in_frame(m, answers, user_prior(m, data))[1] for m in ens.members
+        fold_in_frame(m, answers, m.user_prior(data))[1] for m in ens.members
     ]  # the same answers, member by member
     torch.testing.assert_close(reprs, torch.cat(parts, -1))
-    assert reprs.shape == (1, sum(ens.user_widths)) and torch.isfinite(reprs).all()
+    assert reprs.shape == (1, ens.user_repr(torch.zeros(1, dtype=torch.int64)).shape[1]) and torch.isfinite(reprs).all()
     # with its own ratings as answers, the folded-in user predicts them better than the fallback
     items = torch.from_numpy(ens.items.lookup(answers["item"]))
     truth = torch.tensor(answers["rating"].to_numpy())
@@ -212,14 +214,14 @@ def test_autorec_bpmf_and_their_ensemble_fold_in(setup):
         ]
     assert err[0] < err[1]
     with pytest.raises(TypeError, match="not linear"):
-        linear_parts(ens, items)
+        ens.user_linear(items)
 
 
 def test_non_linear_heads_are_refused(setup):
     data, _, _ = setup
     nn = ck.EmbeddingNN.from_data(data)
     with pytest.raises(TypeError, match="'nn' model has no 'fold-in' capability; kinds that do:"):
-        user_prior(nn)
+        nn.user_prior()
 
 
 def test_answers_about_unknown_items_are_an_error(setup):

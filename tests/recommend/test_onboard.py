@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import collabkit as ck
-from collabkit.recommend import Questionnaire, fold_in, user_prior
+from collabkit.recommend import Questionnaire
 from tests.conftest import make_ratings
 
 
@@ -16,7 +16,7 @@ def setup():
     data = make_ratings(n_users=80, n_items=50, density=0.4)
     model = ck.DotProductBias.from_data(data, n_factors=4, seed=0)
     ck.fit_one_cycle(model, data, epochs=20, lr_max=1e-2, wd=0.01, bs=32, progress=False)
-    return data, model, user_prior(model, data)
+    return data, model, model.user_prior(data)
 
 
 def test_asks_every_item_once_then_stops(setup):
@@ -38,8 +38,7 @@ def test_skips_change_nothing_and_answers_fold_in(setup):
     assert q.next_item() != first
     second = q.next_item()
     q.answer(second, 5.0)
-    expected = fold_in(
-        model,
+    expected = model.fold_in(
         torch.from_numpy(model.items.lookup([second])),
         torch.tensor([5.0], dtype=torch.float64),
         prior,
@@ -87,7 +86,7 @@ def test_ensembles_add_their_members_gains_weighted_by_w_squared(setup):
     torch.testing.assert_close(q.expected_gains(), 0.49 * alone[0] + 0.09 * alone[1])
     first = q.next_item()
     q.answer(first, 5.0)
-    assert q.user_repr().shape == (sum(ens.user_widths),) and q.next_item() != first
+    assert q.user_repr().shape == (ens.user_repr(torch.zeros(1, dtype=torch.int64)).shape[1],) and q.next_item() != first
 
 
 def test_ratings_outside_the_scale_are_refused(setup):
@@ -103,7 +102,7 @@ def test_first_question_is_popular_and_divisive_on_movielens(data_root):
     data = ck.load_movielens("100k", data_dir=data_root, progress=False)
     model = ck.DotProductBias.from_data(data, n_factors=8, seed=0)
     ck.fit_one_cycle(model, data, epochs=1, progress=False)
-    q = Questionnaire(model, data, user_prior(model, data, noise_var=0.3))
+    q = Questionnaire(model, data, model.user_prior(data, noise_var=0.3))
     counts = data.frame["item"].value_counts()
     firsts = []
     for _ in range(5):

@@ -17,7 +17,6 @@ from collabkit.recommend import (
     recommend_new_users,
     seen_csr,
     top_n,
-    user_prior,
 )
 from collabkit.recommend.recommend import FALLBACK_REASON
 from tests.conftest import make_ratings
@@ -101,7 +100,7 @@ def test_unknown_users_error_or_fallback(setup):
     data, model = setup
     with pytest.raises(ck.UnknownIdError, match="unknown user id.*'nobody'.*fallback"):
         recommend(model, data, ["nobody", 1])
-    prior = user_prior(model, data)
+    prior = model.user_prior(data)
     recs = recommend(model, data, ["nobody", "stranger", 1], n=4, unknown="fallback", prior=prior)
     a, b = (recs[recs["user"] == u].reset_index(drop=True) for u in ("nobody", "stranger"))
     pd.testing.assert_frame_equal(

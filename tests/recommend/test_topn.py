@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 import numpy as np
@@ -88,7 +89,7 @@ def test_generic_head_scores_equal_the_pairwise_path(ratings):
     model = EmbeddingNN.from_data(ratings).eval()
     users = torch.arange(len(model.users))
     with torch.no_grad():
-        torch.testing.assert_close(model.score_all_items(users, batch_users=9), pairwise_scores(model, users))
+        torch.testing.assert_close(model.score_all_items(users), pairwise_scores(model, users))
 
 
 def test_top_n_memory_is_bounded_by_the_chunk():
@@ -112,7 +113,7 @@ def test_generic_head_memory_is_bounded_by_score_cells():
     users = torch.arange(400)
     # the least of three: a thread left by an earlier test can allocate during one measurement
     # (one CI run saw 182 MB once; alone it is 56-64 MB)
-    runs = [peak_rss(model.score_all_items, users, batch_users=400) for _ in range(3)]
+    runs = [peak_rss(model.score_all_items, users) for _ in range(3)]
     out, peak = runs[0][0], min(p for _, p in runs)
     old_block = 400 * 5000 * 64 * 4  # 512 MB
     # the output (8 MB) plus a few SCORE_CELLS-sized slices (16 MB each): inputs, hidden layer
@@ -128,7 +129,8 @@ def test_shared_ranking_path_equals_the_full_path_with_candidates_and_reprs(rati
     candidates = np.arange(0, len(model.items), 3)
     reprs = model.user_repr(torch.from_numpy(np.maximum(users, 0))).detach() + 0.25
     fast = [top_n(model, users, 6, seen=seen, candidates=candidates, reprs=r) for r in (None, reprs)]
-    monkeypatch.setattr(model, "shared_ranking", lambda: None)
+    scorer = model.scorer
+    monkeypatch.setattr(model, "scorer", lambda: dataclasses.replace(scorer(), shared=None))
     full = [top_n(model, users, 6, seen=seen, candidates=candidates, reprs=r) for r in (None, reprs)]
     for (items, top), (ref_items, ref_top) in zip(fast, full):
         np.testing.assert_array_equal(items, ref_items)

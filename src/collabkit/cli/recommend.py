@@ -156,7 +156,6 @@ def onboard_cmd(
     milliseconds, without retraining. With --json the questions go to stderr and the answers and
     recommendations are printed as one JSON object.
     """
-    from collabkit.recommend.foldin import user_prior
     from collabkit.recommend.onboard import Questionnaire
     from collabkit.recommend.recommend import recommend_new_users
 
@@ -168,8 +167,7 @@ def onboard_cmd(
             "[yellow]no training ratings found: questions ignore how popular items are[/yellow]"
         )
     try:
-        prior = user_prior(model, data)
-        session = Questionnaire(model, data, prior)
+        session = Questionnaire(model, data)
     except TypeError as e:
         fail(str(e))
     lo, hi = model.meta.get("scale") or (1, 5)
@@ -189,7 +187,7 @@ def onboard_cmd(
         if rating == "quit":
             break
         session.answer(item, rating)
-    recs = recommend_new_users(model, session.answers, n, prior=prior, items=items, user="you")
+    recs = recommend_new_users(model, session.answers, n, prior=session.prior, items=items, user="you")
     if as_json:
         answers = session.answers
         if names:

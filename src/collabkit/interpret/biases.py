@@ -16,7 +16,7 @@ import pandas as pd
 from collabkit.data.interactions import Ratings
 from collabkit.evaluate.metrics import rank_correlation
 from collabkit.interpret.similar import check_side
-from collabkit.models.base import CollabModel
+from collabkit.models.base import BIASES, CollabModel, require
 
 
 def bias_table(
@@ -31,19 +31,14 @@ def bias_table(
     metadata adds titles and genres. Ties keep index order.
     """
     check_side(side)
-    table = getattr(model, f"{side}_bias", None)
-    if table is None or not hasattr(table, "weight") or table.weight.shape[1] != 1:
-        raise ValueError(
-            f"a {model.kind!r} model has no {side} biases; biases are learned by dot-bias, bias, "
-            "hybrid and their relatives"
-        )
+    require(model, BIASES)
     vocab = model.items if side == "item" else model.users
     out = pd.DataFrame({side: vocab.ids})
     if items is not None and side == "item":
         for col in ("title", "genres"):
             if col in items.columns:
                 out[col] = items[col].reindex(out["item"]).to_numpy()
-    out["bias"] = table.weight.detach().double().numpy()[:, 0]
+    out["bias"] = model.biases(side).double().numpy()
     if ratings is not None:
         stats = ratings.frame.groupby(side)["rating"].agg(["size", "mean"])
         out["n_ratings"] = stats["size"].reindex(out[side]).fillna(0).astype(np.int64).to_numpy()

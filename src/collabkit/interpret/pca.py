@@ -24,7 +24,7 @@ from collabkit.data.interactions import Ratings
 from collabkit.files import atomic_path, atomic_write_text
 from collabkit.interpret.charts import figure_html, html_page, plain
 from collabkit.interpret.similar import factors
-from collabkit.models.base import CollabModel
+from collabkit.models.base import BIASES, CollabModel, supports
 
 
 @dataclass
@@ -68,9 +68,8 @@ def item_pca(
         for col in ("title", "genres"):
             if col in items.columns:
                 coords[col] = items[col].reindex(coords["item"]).to_numpy()
-    bias = getattr(model, "item_bias", None)
-    if bias is not None:
-        coords["bias"] = bias.weight.detach().double().numpy()[:, 0]
+    if supports(model, BIASES):
+        coords["bias"] = model.biases("item").double().numpy()
     rows = np.arange(len(coords))
     if ratings is not None:
         counts = ratings.frame["item"].value_counts()

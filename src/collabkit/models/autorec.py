@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -29,7 +28,7 @@ from torch import Tensor, nn
 from collabkit.core.loop import History, encode
 from collabkit.data.interactions import Ratings
 from collabkit.data.vocab import Vocab
-from collabkit.models.base import FACTORS, FOLD_IN, RATINGS, CollabModel, ModelConfig
+from collabkit.models.base import FACTORS, FOLD_IN, RATINGS, CollabModel, ModelConfig, Scorer
 
 
 @dataclass
@@ -49,7 +48,7 @@ class AutoRec(CollabModel):
     capabilities = frozenset({FOLD_IN, FACTORS, RATINGS})
     bias_columns = (1, 0)  # user_repr = [V_u, c_u]; item_repr = the code h_i
     wants_y_range = False
-    _sized_on_load = ("item_users", "item_ratings")  # length = number of training ratings
+    data_sized = ("item_users", "item_ratings")  # length = number of training ratings
 
     def __init__(self, config: AutoRecConfig, users: Vocab, items: Vocab) -> None:
         super().__init__(config, users, items)
@@ -82,21 +81,22 @@ class AutoRec(CollabModel):
         return self._clip(self.global_mean + (ur[..., :-1] * ir).sum(-1) + ur[..., -1])
 
     @torch.no_grad()
-    def score_all_items(self, u: Tensor, batch_users: int = 4096) -> Tensor:
-        """(U, h) @ (h, n_items) instead of the generic pairwise head."""
-        return self.scorer()(u)
-
-    @torch.no_grad()
-    def scorer(self) -> Callable[[Tensor], Tensor]:
+    def scorer(self) -> Scorer:
         """Every item's code h_i (an encoder pass over its whole column) once, then a product per chunk."""
         codes = self.item_repr(torch.arange(len(self.items)))
 
         @torch.no_grad()
-        def score(u: Tensor) -> Tensor:
-            ur = self.user_repr(u.clamp(min=0)) * (u >= 0).unsqueeze(1)
+        def rank(ur: Tensor) -> Tensor:
             return self._clip(self.global_mean + ur[:, :-1] @ codes.T + ur[:, -1:])
 
-        return score
+        return Scorer(rank)
+
+    @torch.no_grad()
+    def user_linear(self, items: Tensor) -> tuple[Tensor, Tensor]:
+        """z = mu + [V_u, c_u] . [h_i, 1] (the clip is left out of fold-in)."""
+        ir = self.item_reprs(items)
+        A = torch.cat([ir, torch.ones_like(ir[..., :1])], -1)
+        return A, torch.full(items.shape, float(self.global_mean), dtype=torch.float64)
 
     # --- training ---------------------------------------------------------------------------
     def _fit(
@@ -182,11 +182,5 @@ class AutoRec(CollabModel):
             is_coalesced=True,
             check_invariants=True,
         )
-
-    def _load_from_state_dict(self, state_dict: dict[str, Tensor], prefix: str, *args: Any) -> None:
-        for name in self._sized_on_load:
-            if prefix + name in state_dict:
-                setattr(self, name, torch.empty_like(state_dict[prefix + name]))
-        super()._load_from_state_dict(state_dict, prefix, *args)
 
     user_item_tables: ClassVar[dict[str, str]] = {}  # not trained by the shared loop

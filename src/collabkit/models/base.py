@@ -1,26 +1,50 @@
-"""The model contract every collabkit model honours.
+"""The model contract every collabkit model honours: the one place it is written down.
 
-A model scores (user, item) index pairs as ``head(user_repr(u), item_repr(i))``. Splitting the
-score this way gives one mechanism for everything else: top-N scores every item at once, and
-fold-in solves for a new user's representation with the item side fixed.
+A kind is a ``CollabModel`` subclass. It scores (user, item) index pairs as
+``head(user_repr(u), item_repr(i))`` and implements:
+
+    kind, Config     its registry name and its config dataclass (shape and training recipe)
+    user_repr(u)     (B,) user indices -> (B, Du) representations
+    item_repr(i)     (B,) item indices -> (B, Di) representations
+    head(ur, ir)     (B, Du), (B, Di) -> (B,) scores; broadcasts (1, Du) against (N, Di)
+    _fit(...)        its training, unless its Config is an SGDConfig (then the one-cycle engine)
+
+and may override, for speed only, ``forward`` (the training path) and ``scorer`` (all items at
+once: top-N and the serving engine). Everything else is built on these pieces. What a kind can do
+beyond scoring it declares in ``capabilities``; each capability is a set of methods with a
+default that fits most kinds, asked with ``require``/``supports``, never probed:
+
+    RATINGS  scores are ratings on the data's scale (else ranking scores, implicit data); unknown
+             ids get the baseline predictor (below)
+    FACTORS  ``factors(side)``: latent vectors per item and user (similar items, the PCA map)
+    FOLD_IN  the score is f(a_i . x + c_i), linear in the user's representation x through a link:
+             ``user_linear(items)`` gives (a_i, c_i), ``link``/``link_inverse`` give f, and with
+             them ``user_prior`` and ``fold_in`` place a new user (``models.linear``; a kind with
+             an exact solve of its own, such as ALS, overrides ``fold_in``)
+    PROBA    ``proba_repr(ur, ir)``: a probability for each rating level (``config.levels``)
+    BIASES   ``biases(side)``: one learned offset per item and user
+
+A model made of parts (an ensemble) lists them in ``components()``; fold-in and onboarding
+work on each component. The registry is the set of kinds: every module of this package is
+imported on the first lookup, so a new kind is one new module (and its conformance recipe).
 
 Every kind trains through one method, ``model.fit(train, valid=None, **recipe) -> History``; the
 recipe (epochs, learning rate, ...) lives in the model's config, so a saved model records how it
-was trained. What a kind can do beyond scoring is declared in ``capabilities`` and asked with
-``require``/``supports``, never probed.
+was trained.
 
 Unknown ids: a rating model scores a pair whose user or item it never saw with the **baseline
 predictor** b_ui = mu + b_u + b_i (Koren 2008; only the known side's term, mu alone when both are
 unknown), fitted on the training ratings with shrinkage and clipped to the rating scale. Ranking
-models (implicit data) give such pairs the all-zero representation's score. ``score_all_items``
-(the top-N path) serves known users; top-N gives an unknown user the average-taste user instead.
+models (implicit data) give such pairs the all-zero representation's score. Top-N gives an unknown
+user the average-taste user instead.
 """
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -30,13 +54,16 @@ from torch import Tensor, nn
 from collabkit.core.loop import History, fit_one_cycle
 from collabkit.data.interactions import Ratings
 from collabkit.data.vocab import Vocab
+from collabkit.models import linear
+from collabkit.models.linear import UserPrior
 
 # --- capabilities: what a kind can do beyond scoring ------------------------------------------
 FOLD_IN = "fold-in"  # new users from a few answers, without retraining (recommend.foldin)
 FACTORS = "factors"  # latent vectors per item and user: similar items/users, the PCA map
 RATINGS = "ratings"  # scores are ratings on the data's scale (else ranking scores, implicit data)
 PROBA = "proba"  # a probability for each rating level (config.levels; predict_proba, proba_repr)
-CAPABILITIES = (FOLD_IN, FACTORS, RATINGS, PROBA)
+BIASES = "biases"  # one learned offset per item and user (biases)
+CAPABILITIES = (FOLD_IN, FACTORS, RATINGS, PROBA, BIASES)
 
 #: rows per chunk of the baseline predictor's sweep (its float64 temporaries: 8 MB each)
 BASELINE_CHUNK = 1 << 20
@@ -112,6 +139,33 @@ class SGDConfig(ModelConfig):
     bs: int | None = None  # batch size; None: the model's default_bs
 
 
+@dataclass
+class Scorer:
+    """A kind's scoring of user representations against every item, its item side prepared once
+    (top-N and the serving engine use one per model).
+
+    ``rank`` maps (U, Du) user representations to (U, n_items) numbers ordered like the scores;
+    ``finish`` turns chosen numbers into the scores (an increasing map: kinds whose score ends in
+    sigmoid_range leave it to ``finish``, so it runs on n cells a user, not all). ``shared``: for
+    kinds whose ranking is the same for every user, (n_items,) numbers in that order (top-N then
+    sorts the catalogue once instead of scoring every cell).
+    """
+
+    rank: Callable[[Tensor], Tensor]
+    finish: Callable[[Tensor], Tensor] = field(default=lambda top: top)
+    shared: Tensor | None = None
+
+
+@dataclass
+class Sizes:
+    """What cost rules read: ratings, users, items, and this machine's speed."""
+
+    n: int
+    users: int
+    items: int
+    speed: float = 1e6  # dot-bias rating-epochs per second (the self-tuning preset measures it)
+
+
 class CapabilityError(TypeError, ValueError):
     """A model was asked for something its kind does not declare (see ``require``)."""
 
@@ -124,9 +178,9 @@ class CollabModel(nn.Module):
     registry: ClassVar[dict[str, type[CollabModel]]] = {}
     #: what this kind can do beyond scoring (FOLD_IN, FACTORS, RATINGS, PROBA)
     capabilities: ClassVar[frozenset[str]] = frozenset({RATINGS})
-    #: True for kinds that fold in a new user by their own exact solve, ``fold_in(items, weights)``
-    #: (the implicit rankers); rating models fold in through ``recommend.foldin``'s prior
-    solves_new_users: ClassVar[bool] = False
+    #: buffers whose length is a count of the training data (a CSR history, say): resized from
+    #: the saved file when a model is loaded
+    data_sized: ClassVar[tuple[str, ...]] = ()
     #: columns at the end of (user_repr, item_repr) that are biases, not factors
     bias_columns: ClassVar[tuple[int, int]] = (0, 0)
 
@@ -276,17 +330,6 @@ class CollabModel(nn.Module):
         return self.head(ur, ir)
 
     @torch.no_grad()
-    def factors(self, side: str = "item") -> Tensor:
-        """(n, F) latent vectors of every item (or user): the representation minus its bias columns."""
-        require(self, FACTORS)
-        n = len(self.items if side == "item" else self.users)
-        was = self.training
-        self.eval()
-        rep = (self.item_repr if side == "item" else self.user_repr)(torch.arange(n)).float()
-        self.train(was)
-        return rep[:, : rep.shape[1] - self.bias_columns[side == "item"]]
-
-    @torch.no_grad()
     def predict(self, users: Any, items: Any, batch_size: int | None = None) -> np.ndarray:
         """Predicted scores for raw (user, item) id pairs; unknown ids use the zero fallback."""
         u = torch.from_numpy(self.users.lookup(users, strict=False))
@@ -309,48 +352,124 @@ class CollabModel(nn.Module):
         return out
 
     @torch.no_grad()
-    def score_all_items(self, u: Tensor, batch_users: int = 256) -> Tensor:
-        """(U,) user indices -> (U, n_items) scores of every item (the top-N fast path).
+    def score_all_items(self, u: Tensor) -> Tensor:
+        """(U,) user indices -> (U, n_items) scores of every item (-1: the all-zero user)."""
+        scorer = self.scorer()
+        return scorer.finish(scorer.rank(self.user_reprs(u)))
 
-        Per chunk of ``batch_users`` users: one (B, Du) x (N, Di) matrix product when the head is a
-        dot product (``_combine_all``); otherwise the pairwise head on slices of the B x N pairs,
-        each slice holding about SCORE_CELLS representation numbers, so no (B, N, D) block exists.
-        """
+    def user_reprs(self, u: Tensor) -> Tensor:
+        """(U,) user indices -> (U, Du) representations, all-zero for an unknown user (-1)."""
+        return self.user_repr(u.clamp(min=0)) * (u >= 0).unsqueeze(1)
+
+    @torch.no_grad()
+    def scorer(self) -> Scorer:
+        """How this kind scores user representations against every item, its item side prepared
+        once (``Scorer``). This default feeds the pairwise head slices of the U x N pairs holding
+        about SCORE_CELLS representation numbers each, so no (U, N, D) block exists; kinds whose
+        head is a dot product override it with one matrix product."""
         was = self.training
         self.eval()
-        n = len(self.items)
-        ir = self.item_repr(torch.arange(n))
-        combine = getattr(self, "_combine_all", None)
-        rows = []
-        for ub in u.split(batch_users):
-            ur = self.user_repr(ub.clamp(min=0)) * (ub >= 0).unsqueeze(1)
-            if combine is not None:
-                rows.append(combine(ur, ir))
-                continue
+        ir = self.item_repr(torch.arange(len(self.items)))
+        self.train(was)
+        n = len(ir)
+
+        @torch.no_grad()
+        def rank(ur: Tensor) -> Tensor:
+            was = self.training
+            self.eval()
             step = max(1, SCORE_CELLS // max(1, ur.shape[1] + ir.shape[1]))  # pairs per head call
-            total = len(ub) * n
+            total = len(ur) * n
             spans = (torch.arange(s, min(s + step, total)) for s in range(0, total, step))
             flat = [self.head(ur[p // n], ir[p % n]) for p in spans]
-            rows.append(torch.cat(flat).view(len(ub), n) if flat else torch.empty(len(ub), n))
+            self.train(was)
+            return torch.cat(flat).view(len(ur), n) if flat else torch.empty(len(ur), n)
+
+        return Scorer(rank)
+
+    def pair_scores(self, ur: Tensor, items: Tensor) -> Tensor:
+        """(B, Du) user representations, (B,) item indices -> (B,) scores (the top-N path of kinds
+        with a shared ranking scores only the chosen cells)."""
+        was = self.training
+        self.eval()
+        out = self.head(ur.to(torch.float32), self.item_repr(items))
         self.train(was)
-        return torch.cat(rows) if rows else torch.empty(0, n)
+        return out
 
-    def ranker(self) -> tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]]:
-        """(rank, finish) for top-N: ``rank`` maps user indices to (U, n_items) numbers ordered like
-        ``scorer()``'s, ``finish`` turns the chosen ones into those scores. Kinds whose score ends
-        in an increasing squash (sigmoid_range) leave it to ``finish``: n cells a user, not all."""
-        return self.scorer(), lambda top: top
+    # --- FACTORS and BIASES -------------------------------------------------------------------
+    @torch.no_grad()
+    def factors(self, side: str = "item") -> Tensor:
+        """(n, F) latent vectors of every item (or user): the representation minus its bias columns."""
+        require(self, FACTORS)
+        n = len(self.items if side == "item" else self.users)
+        was = self.training
+        self.eval()
+        rep = (self.item_repr if side == "item" else self.user_repr)(torch.arange(n)).float()
+        self.train(was)
+        return rep[:, : rep.shape[1] - self.bias_columns[side == "item"]]
 
-    def shared_ranking(self) -> Tensor | None:
-        """(n_items,) numbers whose descending order is every user's ranking of the items, for kinds
-        whose ranking does not depend on the user (top-N then sorts the catalogue once instead of
-        scoring every user x item cell); None for the others."""
-        return None
+    def biases(self, side: str = "item") -> Tensor:
+        """(n,) the learned offset of every item (or user), for kinds with BIASES."""
+        require(self, BIASES)
+        if not self.bias_columns[side == "item"]:
+            raise CapabilityError(f"a {self.kind!r} model has no {side} biases")
+        rep = (self.item_repr if side == "item" else self.user_repr)(
+            torch.arange(len(self.items if side == "item" else self.users))
+        )
+        return rep[:, -1].detach()
 
-    def scorer(self) -> Callable[[Tensor], Tensor]:
-        """A function (U,) user indices -> (U, n_items) scores, for scoring many chunks of users
-        (the top-N path): kinds whose item side is costly prepare it once here."""
-        return self.score_all_items
+    # --- FOLD_IN: score = link(a_i . x + c_i), linear in the user's representation x -----------
+    @torch.no_grad()
+    def user_linear(self, items: Tensor) -> tuple[Tensor, Tensor]:
+        """Item indices (...,) -> (A (..., Du), c (...)) in float64 with z = A . x + c, the
+        pre-link score of a user whose representation is x. Default: the head is a plain dot
+        product of the representations (A = item_repr, c = 0)."""
+        return self.item_reprs(items), torch.zeros(items.shape, dtype=torch.float64)
+
+    @torch.no_grad()
+    def item_reprs(self, items: Tensor) -> Tensor:
+        """Item indices of any shape (...,) -> (..., Di) float64 representations (for fold-in)."""
+        ir = self.item_repr(items.clamp(min=0).reshape(-1)).double()
+        return ir.reshape(*items.shape, ir.shape[-1])
+
+    def link(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """(f(z), f'(z)): the score from its pre-link value; sigmoid_range of ``config.y_range``."""
+        return linear.squash(z, self.config.y_range)
+
+    def link_inverse(self, r: Tensor) -> tuple[Tensor, Tensor]:
+        """(t, f'(t)) with f(t) = r, r clipped inside f's range (its ends are never reached)."""
+        return linear.unsquash(r, self.config.y_range)
+
+    def link_is_identity(self) -> bool:
+        """f(z) = z: fold-in's ridge solution is then exact, with no Gauss-Newton steps."""
+        return self.config.y_range is None
+
+    @torch.no_grad()
+    def user_prior(self, ratings: Ratings | None = None, noise_var: float | None = None) -> UserPrior:
+        """The Gaussian prior fold-in shrinks towards, measured on the trained users
+        (``models.linear.measure_prior``; ``ratings``, the training ratings, calibrate it)."""
+        require(self, FOLD_IN)
+        return linear.measure_prior(self, ratings, noise_var)
+
+    @torch.no_grad()
+    def fold_in(self, items: Tensor, values: Tensor, prior: UserPrior | None = None) -> Tensor:
+        """(U, Du) representations of users the model never saw, item side fixed, from their
+        answers: item indices (U, m), -1 = padding, and ratings (U, m). A 1-D pair is one user.
+        Default: the MAP user under ``prior`` (``models.linear.map_fold_in``)."""
+        require(self, FOLD_IN)
+        return linear.map_fold_in(self, items, values, prior or self.user_prior())
+
+    def components(self) -> list[tuple[float, CollabModel]]:
+        """(weight, part) of a score that is a weighted sum of parts; a plain kind is one part."""
+        return [(1.0, self)]
+
+    # --- cost, for the self-tuning preset and size limits -------------------------------------
+    @classmethod
+    def cost(cls, config: dict[str, Any], sizes: Sizes) -> tuple[float, float]:
+        """(work, bytes) a fit of this kind with ``config`` overrides is expected to need on data
+        of ``sizes``: work in dot-bias rating-epochs (``Sizes.speed`` of them a second), bytes of
+        working memory. Default: a gradient-trained kind with embedding tables."""
+        f, epochs = config.get("n_factors", 50), config.get("epochs", 5)
+        return sizes.n * epochs * 3.0, (sizes.users + sizes.items) * (f + 1) * 16
 
     #: parameter name -> "user" or "item" for tables indexed by user/item index; the trainer
     #: gathers and updates only the rows a batch touches (see train.loop.train_step)
@@ -358,6 +477,13 @@ class CollabModel(nn.Module):
     #: the trainer's batch size when none is given: 16x the chapter's 64, within 0.006 RMSE of
     #: it on ML-100k u1 in a sixth of the time (bench/speed.py); a model may ask for another
     default_bs: ClassVar[int] = 1024
+
+    def _load_from_state_dict(self, state_dict: dict[str, Tensor], prefix: str, *args: Any) -> None:
+        # ``data_sized`` buffers take their length from the file (the model is built before it is read)
+        for name in self.data_sized:
+            if prefix + name in state_dict:
+                setattr(self, name, torch.empty_like(state_dict[prefix + name]))
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
     def indexed_tables(self) -> dict[str, str]:
         return self.user_item_tables
@@ -369,18 +495,18 @@ class CollabModel(nn.Module):
         return None
 
 
-#: every module that defines model kinds; imported on first lookup so the registry is complete
-MODEL_MODULES = (
-    "dot", "neural", "hybrid", "svdpp", "bayes", "autorec", "ensemble", "implicit", "ordinal",
-    "baseline",
-)  # fmt: skip
-
-
 def registry() -> dict[str, type[CollabModel]]:
-    """Every registered model kind -> its class (importing the model modules registers them)."""
-    for name in MODEL_MODULES:
-        importlib.import_module(f"collabkit.models.{name}")
+    """Every registered model kind -> its class. Defining a subclass with a ``kind`` registers it;
+    the first call imports every module of this package, so each kind is found where it lives."""
+    if not _imported:
+        package = importlib.import_module("collabkit.models")
+        for module in pkgutil.iter_modules(package.__path__):
+            importlib.import_module(f"collabkit.models.{module.name}")
+        _imported.append(True)
     return dict(CollabModel.registry)
+
+
+_imported: list[bool] = []
 
 
 def get_model_class(kind: str) -> type[CollabModel]:

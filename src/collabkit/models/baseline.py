@@ -18,7 +18,7 @@ from torch import Tensor
 
 from collabkit.core.loop import History
 from collabkit.data.interactions import Ratings
-from collabkit.models.base import BASELINE_REG, CollabModel, ModelConfig
+from collabkit.models.base import BASELINE_REG, BIASES, RATINGS, CollabModel, ModelConfig, Scorer
 
 
 @dataclass
@@ -34,6 +34,7 @@ class BaselinePredictor(CollabModel):
 
     kind = "baseline"
     Config = BaselineConfig
+    capabilities = frozenset({RATINGS, BIASES})
     wants_y_range = False
     bias_columns = (1, 1)  # the representations are the offsets alone
 
@@ -62,10 +63,9 @@ class BaselinePredictor(CollabModel):
         return self._clip(self.global_mean + ur[..., 0] + ir[..., 0])
 
     @torch.no_grad()
-    def score_all_items(self, u: Tensor, batch_users: int = 4096) -> Tensor:
+    def scorer(self) -> Scorer:
         """(U, n_items) by broadcasting: mu + b_u[:, None] + b_i[None, :]."""
-        ur = self.user_repr(u.clamp(min=0)) * (u >= 0).unsqueeze(1)
-        return self._clip(self.global_mean + ur + self.baseline_item.unsqueeze(0))
+        return Scorer(lambda ur: self._clip(self.global_mean + ur + self.baseline_item.unsqueeze(0)))
 
     def _clip(self, x: Tensor) -> Tensor:
         c = self.config.clip

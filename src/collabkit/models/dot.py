@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -12,11 +11,13 @@ from torch import Tensor, nn
 from collabkit.core.loop import History
 from collabkit.data.interactions import Ratings
 from collabkit.models.base import (
+    BIASES,
     FACTORS,
     FOLD_IN,
     RATINGS,
     CollabModel,
     ModelConfig,
+    Scorer,
     SGDConfig,
     sigmoid_range,
 )
@@ -62,30 +63,19 @@ class DotProduct(CollabModel):
         return x if y is None else x.sigmoid_().mul_(y[1] - y[0]).add_(y[0])
 
     @torch.no_grad()
-    def score_all_items(self, u: Tensor, batch_users: int = 4096) -> Tensor:
-        """A matrix product instead of the generic pairwise head: (U, F) @ (F, n_items)."""
-        return self.scorer()(u)
-
-    @torch.no_grad()
-    def scorer(self, squash: bool = True) -> Callable[[Tensor], Tensor]:
+    def scorer(self) -> Scorer:
         """One (U, D) @ (D, n_items) product per chunk of users, biases folded in as extra
-        columns (``_user_side``/``_item_side``); the item side is built once. ``squash=False``:
-        the logits before sigmoid_range (same order)."""
+        columns (``_user_side``/``_item_side``), the item side built once; ``finish`` squashes."""
         was = self.training
         self.eval()
         items = self._item_side(self.item_repr(torch.arange(len(self.items)))).contiguous()
         self.train(was)
 
         @torch.no_grad()
-        def score(u: Tensor) -> Tensor:
-            ur = self.user_repr(u.clamp(min=0)) * (u >= 0).unsqueeze(1)
-            raw = self._user_side(ur) @ items.T
-            return self._squash_(raw) if squash else raw
+        def rank(ur: Tensor) -> Tensor:
+            return self._user_side(ur.to(items.dtype)) @ items.T
 
-        return score
-
-    def ranker(self) -> tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]]:
-        return self.scorer(squash=False), self._squash
+        return Scorer(rank, self._squash_)
 
     def dot_tables(self) -> list[Tensor] | None:
         if type(self) not in (DotProduct, DotProductBias, BiasOnly):
@@ -100,8 +90,9 @@ class DotProduct(CollabModel):
     def _item_side(self, ir: Tensor) -> Tensor:
         return ir
 
-    def _combine_all(self, ur: Tensor, ir: Tensor) -> Tensor:
-        return self._squash(ur @ ir.T)
+    def cross(self, ur: Tensor, ir: Tensor) -> Tensor:
+        """(U, Du), (N, Di) representations -> (U, N) scores of every pair, by one product."""
+        return self._squash_(self._user_side(ur) @ self._item_side(ir).T)
 
 
 @dataclass
@@ -119,6 +110,7 @@ class DotProductBias(DotProduct):
     kind = "dot-bias"
     wants_y_range = True
     Config = BiasConfig
+    capabilities = frozenset({FOLD_IN, FACTORS, RATINGS, BIASES})
     bias_columns = (1, 1)
     user_item_tables: ClassVar[dict[str, str]] = {**DotProduct.user_item_tables, "user_bias.weight": "user", "item_bias.weight": "item"}
 
@@ -142,8 +134,11 @@ class DotProductBias(DotProduct):
         dot = (self.user_factors(u) * self.item_factors(i)).sum(1)
         return self._squash(dot + self.user_bias(u).squeeze(1) + self.item_bias(i).squeeze(1))
 
-    def _combine_all(self, ur: Tensor, ir: Tensor) -> Tensor:
-        return self._squash(ur[:, :-1] @ ir[:, :-1].T + ur[:, -1:] + ir[:, -1].unsqueeze(0))
+    @torch.no_grad()
+    def user_linear(self, items: Tensor) -> tuple[Tensor, Tensor]:
+        """[factors, bias] user: z = [q_i, 1] . x + b_i."""
+        ir = self.item_reprs(items)
+        return torch.cat([ir[..., :-1], torch.ones_like(ir[..., -1:])], -1), ir[..., -1]
 
     def _user_side(self, ur: Tensor) -> Tensor:
         """[u_f, b_u] -> [u_f, b_u, 1], so that . [i_f, 1, b_i] = u_f . i_f + b_u + b_i."""
@@ -157,15 +152,17 @@ class BiasOnly(DotProductBias):
     """score = sigmoid_range(u_b + i_b): the user/item bias baseline (no factors)."""
 
     kind = "bias"
-    capabilities = frozenset({FOLD_IN, RATINGS})  # no factors to compare
+    capabilities = frozenset({FOLD_IN, RATINGS, BIASES})  # no factors to compare
 
     def __init__(self, config: ModelConfig, users, items) -> None:
         config.n_factors = 0
         super().__init__(config, users, items)
 
-    def shared_ranking(self) -> Tensor:
-        """The item biases: sigmoid_range is increasing, so b_u + b_i ranks items alike for all."""
-        return self.item_bias.weight.detach()[:, 0]
+    @torch.no_grad()
+    def scorer(self) -> Scorer:
+        """Shared: sigmoid_range is increasing, so b_u + b_i ranks items alike for every user."""
+        full = super().scorer()
+        return Scorer(full.rank, full.finish, self.item_bias.weight.detach()[:, 0])
 
 
 class GlobalMean(CollabModel):
@@ -186,10 +183,9 @@ class GlobalMean(CollabModel):
     def head(self, ur: Tensor, ir: Tensor) -> Tensor:
         return torch.full((max(len(ur), len(ir)),), float(self.meta.get("global_mean", 0.0)))
 
-    def shared_ranking(self) -> Tensor:
-        return torch.zeros(len(self.items))  # every item ties: lists go by item index
-
     @torch.no_grad()
-    def score_all_items(self, u: Tensor, batch_users: int = 0) -> Tensor:
-        """The same number everywhere: one fill, not the pairwise head over U x N pairs."""
-        return torch.full((len(u), len(self.items)), float(self.meta.get("global_mean", 0.0)))
+    def scorer(self) -> Scorer:
+        """The same number everywhere (one fill, not the pairwise head); every item ties, so
+        lists go by item index."""
+        mean = float(self.meta.get("global_mean", 0.0))
+        return Scorer(lambda ur: torch.full((len(ur), len(self.items)), mean), shared=torch.zeros(len(self.items)))

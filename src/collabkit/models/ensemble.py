@@ -9,7 +9,6 @@ side by side and the head splits them again; the members share the ensemble's vo
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -20,14 +19,17 @@ from collabkit.core.loop import History
 from collabkit.data.interactions import Ratings
 from collabkit.data.vocab import Vocab
 from collabkit.models.base import (
+    BIASES,
     FACTORS,
     FOLD_IN,
     RATINGS,
     CollabModel,
     ModelConfig,
+    Scorer,
     get_model_class,
     require,
 )
+from collabkit.models.linear import UserPrior
 
 
 @dataclass
@@ -44,7 +46,7 @@ class Ensemble(CollabModel):
     Config = EnsembleConfig
     wants_y_range = False
     # what every member can do (set per instance)
-    capabilities = frozenset({FOLD_IN, FACTORS, RATINGS})
+    capabilities = frozenset({FOLD_IN, FACTORS, RATINGS, BIASES})
     user_item_tables: ClassVar[dict[str, str]] = {}  # members are trained on their own, never here
 
     def __init__(
@@ -120,11 +122,6 @@ class Ensemble(CollabModel):
         ]
         return torch.cat(parts, 1)
 
-    @property
-    def user_widths(self) -> list[int]:
-        """Width of each member's user representation, in the order user_repr concatenates them."""
-        return [du for du, _ in self._widths]
-
     def user_repr(self, u: Tensor) -> Tensor:
         return torch.cat([m.user_repr(u) for m in self.members], 1)
 
@@ -143,17 +140,41 @@ class Ensemble(CollabModel):
         return sum(w * m.score(u, i) for m, w in zip(self.members, self.config.weights))
 
     @torch.no_grad()
-    def score_all_items(self, u: Tensor, batch_users: int = 1024) -> Tensor:
-        """Each member's fast all-items path, averaged."""
-        return self.scorer()(u)
-
-    @torch.no_grad()
-    def scorer(self) -> Callable[[Tensor], Tensor]:
-        """The members' scorers, each prepared once, averaged."""
-        parts = [(w, m.scorer()) for m, w in zip(self.members, self.config.weights)]
+    def scorer(self) -> Scorer:
+        """The members' scorers, each prepared once, applied to their slices and averaged."""
+        parts, start = [], 0
+        for m, w, (du, _) in zip(self.members, self.config.weights, self._widths):
+            parts.append((w, m.scorer(), slice(start, start + du)))
+            start += du
 
         @torch.no_grad()
-        def score(u: Tensor) -> Tensor:
-            return sum(w * member(u) for w, member in parts)
+        def rank(ur: Tensor) -> Tensor:
+            return sum(w * s.finish(s.rank(ur[:, cols])) for w, s, cols in parts)
 
-        return score
+        return Scorer(rank)
+
+    # --- fold-in: each member folds the same answers in its own space ---------------------------
+    def components(self) -> list[tuple[float, CollabModel]]:
+        return list(zip(self.config.weights, self.members))
+
+    @torch.no_grad()
+    def user_prior(self, ratings: Ratings | None = None, noise_var: float | None = None) -> UserPrior:
+        """Each member's own prior, side by side (``UserPrior.parts``)."""
+        require(self, FOLD_IN)
+        return UserPrior.joined([m.user_prior(ratings, noise_var) for m in self.members])
+
+    @torch.no_grad()
+    def fold_in(self, items: Tensor, values: Tensor, prior: UserPrior | None = None) -> Tensor:
+        require(self, FOLD_IN)
+        prior = prior or self.user_prior()
+        parts = zip(self.members, prior.parts)
+        return torch.cat([m.fold_in(items, values, p) for m, p in parts], -1)
+
+    def user_linear(self, items: Tensor) -> tuple[Tensor, Tensor]:
+        raise TypeError("an ensemble is not linear in its users: take each of its components()")
+
+    @torch.no_grad()
+    def biases(self, side: str = "item") -> Tensor:
+        """The members' biases, weighted as their scores are."""
+        require(self, BIASES)
+        return sum(w * m.biases(side) for m, w in zip(self.members, self.config.weights))

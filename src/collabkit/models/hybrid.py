@@ -199,7 +199,7 @@ def score_new_items(model: Hybrid, item_features: pd.DataFrame, users: Any = Non
     _check_hybrid(model)
     model.eval()
     u = model.users.lookup(model.users.ids if users is None else users)
-    scores = model._combine_all(
+    scores = model.cross(
         model.user_repr(torch.from_numpy(u)), model.new_item_repr(item_features)
     )
     return pd.DataFrame(
@@ -215,7 +215,7 @@ def score_new_users(model: Hybrid, user_features: pd.DataFrame, items: Any = Non
     _check_hybrid(model)
     model.eval()
     i = model.items.lookup(model.items.ids if items is None else items)
-    scores = model._combine_all(
+    scores = model.cross(
         model.new_user_repr(user_features), model.item_repr(torch.from_numpy(i))
     )
     return pd.DataFrame(

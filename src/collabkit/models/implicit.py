@@ -36,19 +36,27 @@ from collabkit.core.sampling import Distribution, fit_ranking
 from collabkit.data.implicit import Interactions, interactions
 from collabkit.data.interactions import Ratings
 from collabkit.data.vocab import Vocab
-from collabkit.models.base import FACTORS, FOLD_IN, CollabModel, ModelConfig
+from collabkit.models import linear
+from collabkit.models.base import BIASES, FACTORS, FOLD_IN, CollabModel, ModelConfig, Scorer
 from collabkit.models.dot import BiasConfig, DotProduct, DotProductBias
+from collabkit.models.linear import UserPrior
 
 KINDS = ("most-popular", "ease", "als", "bpr")
 
 
 class ImplicitModel:
     """Mixin for models fitted to implicit interactions: ranking scores, no y_range, and an exact
-    ``fold_in(items, weights)`` of their own for new users."""
+    ``fold_in(items, weights)`` of their own for new users (an answer's value is its weight, 1 =
+    interacted, as in training; no prior needed)."""
 
     wants_y_range: ClassVar[bool] = False
     capabilities: ClassVar[frozenset[str]] = frozenset({FOLD_IN, FACTORS})
-    solves_new_users: ClassVar[bool] = True
+
+    @torch.no_grad()
+    def user_prior(self, ratings: Ratings | None = None, noise_var: float | None = None) -> UserPrior:
+        """Only the average-taste user (the fallback) matters: the exact fold-in needs no prior,
+        so nothing is calibrated."""
+        return linear.measure_prior(self, ratings, 1.0 if noise_var is None else noise_var)  # type: ignore[arg-type]
 
     @classmethod
     def from_data(cls, ratings: Ratings, **config: Any) -> CollabModel:
@@ -95,19 +103,21 @@ class MostPopular(ImplicitModel, CollabModel):
     def head(self, ur: Tensor, ir: Tensor) -> Tensor:
         return ir[:, 0].expand(max(len(ur), len(ir)))
 
-    def shared_ranking(self) -> Tensor:
-        return self.popularity
-
     @torch.no_grad()
-    def score_all_items(self, u: Tensor, batch_users: int = 0) -> Tensor:
-        return self.popularity.expand(len(u), -1).clone()
+    def scorer(self) -> Scorer:
+        """Every user's list is the catalogue by popularity (a matrix of its own per call: top-N
+        masks it in place)."""
+        return Scorer(lambda ur: self.popularity.repeat(len(ur), 1), shared=self.popularity)
 
-    def fold_in(self, items: Tensor, weights: Tensor | None = None) -> Tensor:
+    def user_linear(self, items: Tensor) -> tuple[Tensor, Tensor]:
+        """Nothing of the user enters the score: z = popularity_i."""
+        return torch.zeros(*items.shape, 0, dtype=torch.float64), self.popularity[items.clamp(min=0)].double()
+
+    def fold_in(self, items: Tensor, values: Tensor | None = None, prior: UserPrior | None = None) -> Tensor:
         """A new user's representation: empty, like everyone's (the list is the same for all)."""
-        return torch.zeros(len(torch.atleast_2d(items)), 0)
-
-    def _combine_all(self, ur: Tensor, ir: Tensor) -> Tensor:
-        return ir[:, 0].repeat(len(ur), 1)  # a matrix of its own: top-N masks it in place
+        single = items.dim() == 1
+        out = torch.zeros(len(torch.atleast_2d(items)), 0)
+        return out[0] if single else out
 
 
 # --- EASE ---------------------------------------------------------------------------------------
@@ -135,7 +145,7 @@ class EASE(ImplicitModel, CollabModel):
 
     kind = "ease"
     Config = EASEConfig
-    _sized_on_load = ("history_items", "history_weights")  # length = nnz, known only from the data
+    data_sized = ("history_items", "history_weights")  # length = nnz, known only from the data
 
     def __init__(self, config: EASEConfig, users: Vocab, items: Vocab) -> None:
         n = len(items)
@@ -203,31 +213,19 @@ class EASE(ImplicitModel, CollabModel):
         return torch.where(i >= 0, out, torch.zeros(()))
 
     @torch.no_grad()
-    def score_all_items(self, u: Tensor, batch_users: int = 1024) -> Tensor:
-        rows = [
-            self._combine_all(self.user_repr(b.clamp(min=0)) * (b >= 0).unsqueeze(1), None)
-            for b in u.split(batch_users)
-        ]
-        return torch.cat(rows) if rows else torch.empty(0, len(self.items))
-
-    def _combine_all(self, ur: Tensor, ir: Tensor | None) -> Tensor:
-        return ur @ self.B  # ir = B^T is implied; (U, N) @ (N, N)
+    def scorer(self) -> Scorer:
+        """x_u B for a chunk of users: (U, N) @ (N, N) (item_repr = B^T is implied)."""
+        return Scorer(lambda ur: ur.to(self.B.dtype) @ self.B)
 
     @torch.no_grad()
-    def fold_in(self, items: Tensor, weights: Tensor | None = None) -> Tensor:
+    def fold_in(self, items: Tensor, values: Tensor | None = None, prior: UserPrior | None = None) -> Tensor:
         """(U, m) item indices (-1 = padding) [and weights] -> (U, n_items) rows x_u: EASE's exact fold-in."""
+        single = items.dim() == 1
         items = torch.atleast_2d(items)
-        w = torch.ones(items.shape) if weights is None else torch.atleast_2d(weights).float()
+        w = torch.ones(items.shape) if values is None else torch.atleast_2d(values).float()
         out = torch.zeros(len(items), len(self.items) + 1)
         out.scatter_add_(1, torch.where(items >= 0, items, len(self.items)), w)
-        return out[:, :-1]
-
-    def _load_from_state_dict(self, state_dict: dict[str, Tensor], prefix: str, *args: Any) -> None:
-        # the CSR history's length is the number of training interactions: take it from the file
-        for name in self._sized_on_load:
-            if prefix + name in state_dict:
-                setattr(self, name, torch.empty_like(state_dict[prefix + name]))
-        super()._load_from_state_dict(state_dict, prefix, *args)
+        return out[0, :-1] if single else out[:, :-1]
 
 
 # --- iALS ---------------------------------------------------------------------------------------
@@ -296,16 +294,17 @@ class ALS(ImplicitModel, DotProduct):
         return history
 
     @torch.no_grad()
-    def fold_in(self, items: Tensor, weights: Tensor | None = None) -> Tensor:
+    def fold_in(self, items: Tensor, values: Tensor | None = None, prior: UserPrior | None = None) -> Tensor:
         """(U, m) item indices (-1 = padding) [and weights w] -> (U, F) user factors, items fixed.
 
         The exact iALS user solve above (what ``fit`` would give the user), for users it never saw.
         """
+        single = items.dim() == 1
         items = torch.atleast_2d(items)
         w = (
             torch.ones(items.shape, dtype=torch.float64)
-            if weights is None
-            else torch.atleast_2d(weights).double()
+            if values is None
+            else torch.atleast_2d(values).double()
         )
         w = w * (items >= 0)
         Y = self.item_factors.weight.double()
@@ -317,7 +316,8 @@ class ALS(ImplicitModel, DotProduct):
             + self.config.reg * torch.eye(Y.shape[1], dtype=torch.float64)
         )
         b = (Yu * ((1 + c1) * (w > 0)).unsqueeze(-1)).sum(1)  # (U, F) = Y^T C_u p_u
-        return torch.linalg.solve(A, b).float()
+        x = torch.linalg.solve(A, b).float()
+        return x[0] if single else x
 
 
 #: conjugate-gradient steps per row and half-step, warm-started from the previous factors (as the
@@ -395,6 +395,7 @@ class BPR(ImplicitModel, DotProductBias):
 
     kind = "bpr"
     Config = BPRConfig
+    capabilities = frozenset({FOLD_IN, FACTORS, BIASES})
     user_item_tables: ClassVar[dict[str, str]] = {
         "user_factors.weight": "user",
         "item_factors.weight": "item",
@@ -426,23 +427,27 @@ class BPR(ImplicitModel, DotProductBias):
         )  # fmt: skip
 
     @torch.enable_grad()
-    def fold_in(
-        self, items: Tensor, weights: Tensor | None = None, reg: float = 0.01, steps: int = 60
-    ) -> Tensor:
+    def fold_in(self, items: Tensor, values: Tensor | None = None, prior: UserPrior | None = None) -> Tensor:
         """(U, m) item indices (-1 = padding) [and weights] -> (U, F + 1) user reprs, items fixed.
 
         Minimises the BPR loss of the user's items against every other item of the catalogue
-        (no sampling: one user is cheap) plus ``reg * |x|^2``, by L-BFGS from x = 0.
+        (no sampling: one user is cheap) plus ``BPR_FOLD_REG * |x|^2``, by L-BFGS from x = 0.
         """
+        single = items.dim() == 1
         items = torch.atleast_2d(items)
-        w = torch.ones(items.shape) if weights is None else torch.atleast_2d(weights).float()
+        w = torch.ones(items.shape) if values is None else torch.atleast_2d(values).float()
         w = w * (items >= 0)
         Y = self.item_factors.weight.detach()
         b = self.item_bias.weight.detach().squeeze(1)
         chunks = torch.split(torch.arange(len(items)), 64)  # bounds the (U, m, N) pair tensor
-        out = [_bpr_user_solve(Y, b, items[rows].clamp(min=0), w[rows], reg, steps) for rows in chunks]
+        out = [_bpr_user_solve(Y, b, items[rows].clamp(min=0), w[rows], BPR_FOLD_REG, BPR_FOLD_STEPS) for rows in chunks]
         x = torch.cat(out) if out else torch.empty(0, Y.shape[1])
-        return torch.cat([x, torch.zeros(len(x), 1)], 1)  # user_repr's layout: factors, bias (0)
+        x = torch.cat([x, torch.zeros(len(x), 1)], 1)  # user_repr's layout: factors, bias (0)
+        return x[0] if single else x
+
+
+#: BPR fold-in: the L2 penalty on a new user's factors and the L-BFGS iterations
+BPR_FOLD_REG, BPR_FOLD_STEPS = 0.01, 60
 
 
 def _bpr_user_solve(Y: Tensor, b: Tensor, items: Tensor, w: Tensor, reg: float, steps: int) -> Tensor:

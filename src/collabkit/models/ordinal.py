@@ -35,8 +35,18 @@ from torch import Tensor, nn
 
 from collabkit.core.loop import History, fit_one_cycle
 from collabkit.data.interactions import Ratings
-from collabkit.models.base import FACTORS, FOLD_IN, PROBA, RATINGS, CollabModel, SGDConfig
+from collabkit.models.base import (
+    BIASES,
+    FACTORS,
+    FOLD_IN,
+    PROBA,
+    RATINGS,
+    CollabModel,
+    Scorer,
+    SGDConfig,
+)
 from collabkit.models.dot import _table
+from collabkit.models.linear import EPS
 
 #: a scale with more distinct ratings than this is not a set of classes (continuous scores)
 MAX_LEVELS = 20
@@ -71,7 +81,7 @@ class OrdinalMF(CollabModel):
 
     kind = "ordinal"
     Config = OrdinalConfig
-    capabilities = frozenset({FOLD_IN, FACTORS, RATINGS, PROBA})  # fold-in: link E[r | z]
+    capabilities = frozenset({FOLD_IN, FACTORS, RATINGS, PROBA, BIASES})  # fold-in: link E[r | z]
     wants_y_range = False
     bias_columns = (1, 1)
     user_item_tables: ClassVar[dict[str, str]] = {
@@ -220,16 +230,35 @@ class OrdinalMF(CollabModel):
         return torch.cat(parts) if parts else torch.empty(0, len(self.levels))
 
     @torch.no_grad()
-    def score_all_items(self, u: Tensor, batch_users: int = 1024) -> Tensor:
-        """(U, n_items) expected ratings by one matrix product per chunk of users."""
+    def scorer(self) -> Scorer:
+        """Expected ratings of every item by one matrix product (z) and the link."""
         ir = self.item_repr(torch.arange(len(self.items)))
-        rows = []
-        for s in range(0, len(u), batch_users):
-            ub = u[s : s + batch_users]
-            ur = self.user_repr(ub.clamp(min=0)) * (ub >= 0).unsqueeze(1)
-            z = ur[:, :-1] @ ir[:, :-1].T + ur[:, -1:] + ir[:, -1].unsqueeze(0)
-            rows.append(self.expected(z))
-        return torch.cat(rows) if rows else torch.empty(0, len(self.items))
+
+        @torch.no_grad()
+        def rank(ur: Tensor) -> Tensor:
+            return self.expected(ur[:, :-1] @ ir[:, :-1].T + ur[:, -1:] + ir[:, -1].unsqueeze(0))
+
+        return Scorer(rank)
+
+    # --- fold-in: z is linear in [p_u, b_u]; the link is E[r | z] -----------------------------
+    @torch.no_grad()
+    def user_linear(self, items: Tensor) -> tuple[Tensor, Tensor]:
+        ir = self.item_reprs(items)
+        return torch.cat([ir[..., :-1], torch.ones_like(ir[..., -1:])], -1), ir[..., -1]
+
+    def link(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        return self.expected(z), self.expected_slope(z)
+
+    def link_inverse(self, r: Tensor) -> tuple[Tensor, Tensor]:
+        """The z whose expected rating is r (clipped EPS inside the levels), by bisection."""
+        lo, hi = self.config.levels[0], self.config.levels[-1]
+        r = r.clamp(lo + EPS * (hi - lo), hi - EPS * (hi - lo))
+        values, where = torch.unique(r, return_inverse=True)  # a few levels: invert each once
+        t = self.latent_for(values, iters=32)[where]  # bisection to ~1e-8
+        return t, self.expected_slope(t)
+
+    def link_is_identity(self) -> bool:
+        return False
 
     # --- training: the one-cycle engine with the cross-entropy ------------------------------
     def _fit(self, train: Ratings, valid: Ratings | None, console: Any, progress: bool) -> History:

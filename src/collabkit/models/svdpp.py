@@ -32,7 +32,7 @@ class SVDpp(DotProductBias):
 
     kind = "svdpp"
     Config = SVDppConfig
-    _sized_on_load = ("history_items",)  # length = number of training ratings, known only from data
+    data_sized = ("history_items",)  # length = number of training ratings, known only from data
     # forward reads N(u) by user index, so the trainer must not remap indices to batch-local rows:
     # no table is declared and the sparse gradients keep updates row-wise (as in Hybrid)
     user_item_tables: ClassVar[dict[str, str]] = {}
@@ -82,9 +82,3 @@ class SVDpp(DotProductBias):
     def forward(self, u: Tensor, i: Tensor) -> Tensor:
         dot = (self._user_vector(u) * self.item_factors(i)).sum(1)
         return self._squash(dot + self.user_bias(u).squeeze(1) + self.item_bias(i).squeeze(1))
-
-    def _load_from_state_dict(self, state_dict: dict[str, Tensor], prefix: str, *args: Any) -> None:
-        for name in self._sized_on_load:
-            if prefix + name in state_dict:
-                setattr(self, name, torch.empty_like(state_dict[prefix + name]))
-        super()._load_from_state_dict(state_dict, prefix, *args)

@@ -1,317 +1,19 @@
-"""Fold-in: place a user the model never saw in its user space, item side fixed, in milliseconds.
+"""Fold-in from a frame of answers: raw ids in, each kind's own fold-in (``model.fold_in``) inside.
 
-For the dot-product family (dot, dot-bias, bias, hybrid) a score is f(z) with z = a_i . x + c_i:
-x is the user's representation ([factors, bias] for dot-bias), a_i = [item factors, 1], c_i the
-item bias, and f = sigmoid_range(., lo, hi) (the identity without a y_range); the ordinal model
-has the same z and f = E[r | z], the expected rating of its cumulative link. From a few answers
-(i, r_i) fold-in finds the MAP user under a Gaussian prior fitted to the trained users:
-
-    x* = argmin_x  sum_i (r_i - f(a_i . x + c_i))^2 + sum_k lam_k (x_k - m_k)^2
-
-``method="gauss-newton"`` (the default) starts from the logit-space ridge solution below and takes
-damped Gauss-Newton (Levenberg-Marquardt) steps on this objective, batched over users;
-``method="logit-ridge"`` stops at the start: targets t_i = logit((r_i - lo) / (hi - lo)) (clipped),
-then the weighted ridge regression min sum_i f'(t_i)^2 (t_i - z_i)^2 + penalty in closed form (the
-objective linearised at the answers). On ML-100k Gauss-Newton is clearly better from 3 answers on
-(``bench/coldstart.py``): linearised at the answers themselves, 1- and 5-star ratings sit where
-the sigmoid is flat, so the most telling answers get the least weight; Gauss-Newton re-linearises
-at the current estimate, and a few steps take about a millisecond.
-
-The prior is measured on the trained model instead of guessed: its centre m is the average-taste
-user (``average_taste``) and lam_k = noise_var / var_k, with var_k the spread of the trained
-users' representations along dimension k. Training's decoupled AdamW weight decay has no exact L2
-equivalent, so noise_var is matched to training empirically (``calibrate_noise``): the value under
-which folding in known users from their own training ratings best reproduces what training
-learned for them. With no answers fold-in returns m: the fallback.
+A user the model never saw is placed in its user space from a few (item, rating) answers, the
+item side fixed, without retraining. How is the kind's own mathematics: the MAP solve under a
+prior measured on the trained users for kinds whose score is linear in the user
+(``models.linear``), the exact solve for the implicit rankers.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Literal
-
 import numpy as np
 import pandas as pd
-import torch
 from torch import Tensor
 
-from collabkit.data.interactions import Ratings
-from collabkit.models.autorec import AutoRec
 from collabkit.models.base import FOLD_IN, CollabModel, require
-from collabkit.models.dot import DotProductBias
-from collabkit.models.ensemble import Ensemble
-from collabkit.models.ordinal import OrdinalMF
-
-Method = Literal["gauss-newton", "logit-ridge"]
-EPS = 1e-3  # logit targets are clipped to (EPS, 1 - EPS) of the output range
-DEFAULT_NOISE = (
-    1 / 80
-)  # noise_var / (hi - lo)^2 without ratings to calibrate on (0.2 for 1-5 stars)
-NOISE_GRID = (1 / 320, 1 / 160, 1 / 80, 1 / 53, 1 / 32, 1 / 16)  # candidates for calibrate_noise
-CALIBRATE_CELLS = 1 << 24  # calibrate_noise caps answers per user so users x answers x D stays below
-
-
-@dataclass
-class UserPrior:
-    """Where fold-in starts and what it shrinks towards: x ~ N(mean, diag(noise_var / precision))."""
-
-    mean: Tensor  # (D,) representation of the average-taste user
-    precision: Tensor  # (D,) lam_k = noise_var / var_k of the trained users
-    average_user: Any = None  # raw id of the real user chosen as the average taste
-    noise_var: float = 1.0  # the rating noise variance the precision was built with
-
-
-def check_foldable(model: CollabModel) -> None:
-    """Fold-in needs a kind that declares it: a score f(linear in the user representation) (the
-    dot family and I-AutoRec, or an ensemble of them, folded in member by member)."""
-    require(model, FOLD_IN)
-
-
-def _member_priors(model: Ensemble, prior: UserPrior) -> list[UserPrior]:
-    """An ensemble's prior (its members' priors side by side) cut back into the members' parts."""
-    parts, start = [], 0
-    for width in model.user_widths:
-        end = start + width
-        parts.append(UserPrior(prior.mean[start:end], prior.precision[start:end]))
-        start = end
-    return parts
-
-
-@torch.no_grad()
-def average_taste(model: CollabModel, counts: np.ndarray | None = None) -> int:
-    """Index of the real user whose predicted ratings are closest (RMSE) to the population's average.
-
-    The chapter's warning: the mean of all user embeddings can be a combination of tastes nobody
-    has (fond of science fiction but not of action), and because the sigmoid bends, it does not
-    even predict the average rating. So we average where it means something, in predicted ratings
-    (m_i = mean over users of their predicted rating of item i), and pick the real user closest to
-    m, among users with at least the median number of ratings when ``counts`` (ratings per user)
-    is given, so the choice is a well-estimated person.
-    """
-    chunks = torch.arange(len(model.users)).split(4096)
-    mean = sum(model.score_all_items(c).double().sum(0) for c in chunks) / len(model.users)  # (N,)
-    dist = torch.cat([(model.score_all_items(c).double() - mean).pow(2).mean(1) for c in chunks])
-    if counts is not None:
-        dist[torch.from_numpy(counts < np.median(counts))] = torch.inf
-    return int(torch.argmin(dist))
-
-
-@torch.no_grad()
-def user_prior(
-    model: CollabModel, ratings: Ratings | None = None, noise_var: float | None = None
-) -> UserPrior:
-    """The Gaussian prior of fold-in, measured on the trained users (see the module docstring).
-
-    ``noise_var`` scales the penalty (lam_k = noise_var / var_k). By default it is matched to
-    training when ``ratings`` (the training ratings) are given: fold in a sample of known users
-    from their own training ratings and keep the value whose fold-ins best reproduce the trained
-    users' scores (``calibrate_noise``); without ratings, DEFAULT_NOISE * (hi - lo)^2 of the rating
-    scale (what calibration gives for the chapter's model on ML-100k). ``ratings`` also lets the
-    average-taste choice skip thinly estimated users.
-    """
-    check_foldable(model)
-    if isinstance(model, Ensemble):  # each member's own prior, side by side
-        parts = [user_prior(m, ratings, noise_var) for m in model.members]
-        return UserPrior(
-            torch.cat([p.mean for p in parts]),
-            torch.cat([p.precision for p in parts]),
-            parts[0].average_user,
-            float("nan"),  # per member
-        )
-    reps = model.user_repr(torch.arange(len(model.users))).double()  # (U, D)
-    var = reps.var(0).clamp(min=1e-8)
-    counts = None
-    if ratings is not None:
-        counts = np.bincount(
-            model.users.lookup(ratings.frame["user"], strict=False) + 1,
-            minlength=len(model.users) + 1,
-        )[1:]
-    avg = average_taste(model, counts)
-    prior = UserPrior(reps[avg].clone(), 1.0 / var, model.users.decode([avg])[0])
-    if noise_var is None:
-        noise_var = (
-            calibrate_noise(model, ratings, prior)
-            if ratings is not None
-            else DEFAULT_NOISE * _width(model) ** 2
-        )
-    prior.precision, prior.noise_var = noise_var / var, float(noise_var)
-    return prior
-
-
-@torch.no_grad()
-def calibrate_noise(
-    model: CollabModel, ratings: Ratings, prior: UserPrior, n_users: int = 100, seed: int = 0
-) -> float:
-    """The noise_var under which fold-in best reproduces what training learned for known users.
-
-    For ``n_users`` known users (a fixed random sample), fold in their training ratings with each
-    candidate noise_var and measure sum_i (z_i(fold-in) - z_i(trained))^2 over the whole catalogue,
-    i.e. (x - x_t)^T G (x - x_t) with G = A^T A; keep the candidate with the smallest mean.
-    ``prior`` supplies the centre and 1 / var_k (its noise_var is ignored). For wide models
-    (Bayesian MF: thousands of dimensions) each user contributes a random subset of at most
-    CALIBRATE_CELLS / (n_users * D) ratings, which bounds memory and time.
-    """
-    known = np.unique(model.users.lookup(ratings.frame["user"], strict=False))
-    known = known[known >= 0]
-    sample = np.sort(
-        np.random.default_rng(seed).choice(known, min(n_users, len(known)), replace=False)
-    )
-    raw = model.users.decode(sample)
-    rows = ratings.frame[
-        ratings.frame["user"].isin(raw) & ratings.frame["item"].isin(model.items.ids)
-    ]
-    cap = max(32, CALIBRATE_CELLS // (len(sample) * model.user_repr(torch.zeros(1, dtype=torch.int64)).shape[1]))
-    rows = rows.sample(frac=1.0, random_state=seed).groupby("user", sort=False).head(cap)
-    _, items, values = pad_answers(model, rows, raw)
-    target = model.user_repr(torch.from_numpy(sample)).double()
-    A, _ = linear_parts(model, torch.arange(len(model.items)))
-    gram = A.T @ A / len(A)  # (D, D)
-    width = _width(model) ** 2
-    best, best_err = NOISE_GRID[0], np.inf
-    for frac in NOISE_GRID:
-        candidate = UserPrior(prior.mean, frac * width / prior.noise_var * prior.precision)
-        diff = fold_in(model, items, values, candidate, steps=3) - target  # (n_users, D)
-        err = float(((diff @ gram) * diff).sum(1).mean())
-        if err < best_err:
-            best, best_err = frac, err
-    return best * width
-
-
-def _width(model: CollabModel) -> float:
-    lo, hi = model.meta.get("scale") or model.config.y_range or (0.0, 1.0)
-    return float(hi - lo)
-
-
-@torch.no_grad()
-def linear_parts(model: CollabModel, items: Tensor) -> tuple[Tensor, Tensor]:
-    """z = A . x + c for item indices ``items`` (...,): A (..., D), c (...,) in float64."""
-    if isinstance(model, Ensemble):
-        raise TypeError("an ensemble is not linear in its users: take the parts of each member")
-    ir = model.item_repr(items.clamp(min=0).reshape(-1)).double()
-    ir = ir.reshape(*items.shape, ir.shape[-1])
-    if isinstance(model, AutoRec):  # mu + [V_u, c_u] . [h_i, 1]
-        return torch.cat([ir, torch.ones_like(ir[..., :1])], -1), torch.full(
-            items.shape, float(model.global_mean), dtype=torch.float64
-        )
-    if isinstance(model, (DotProductBias, OrdinalMF)):  # [factors, bias]: z = [q_i, 1] . x + b_i
-        return torch.cat([ir[..., :-1], torch.ones_like(ir[..., -1:])], -1), ir[..., -1]
-    return ir, torch.zeros(items.shape, dtype=torch.float64)
-
-
-def squash(z: Tensor, y: tuple[float, float] | None) -> tuple[Tensor, Tensor]:
-    """(f(z), f'(z)) of sigmoid_range, or of the identity when there is no y_range."""
-    if y is None:
-        return z, torch.ones_like(z)
-    s = torch.sigmoid(z)
-    return y[0] + (y[1] - y[0]) * s, (y[1] - y[0]) * s * (1 - s)
-
-
-def link(model: CollabModel, z: Tensor) -> tuple[Tensor, Tensor]:
-    """(f(z), f'(z)): the model's rating from its linear score z, the expected rating E[r | z]
-    for the ordinal model, ``squash`` with its y_range otherwise."""
-    if isinstance(model, OrdinalMF):
-        return model.expected(z), model.expected_slope(z)
-    return squash(z, model.config.y_range)
-
-
-def _targets(model: CollabModel, ratings: Tensor) -> tuple[Tensor, Tensor]:
-    """(t, f'(t)): the scores whose ratings are the answers, f^-1(r) with r clipped EPS inside
-    f's range (its ends are never reached), and the link's slope there."""
-    if isinstance(model, OrdinalMF):
-        lo, hi = model.config.levels[0], model.config.levels[-1]
-        r = ratings.clamp(lo + EPS * (hi - lo), hi - EPS * (hi - lo))
-        values, where = torch.unique(r, return_inverse=True)  # a few levels: invert each once
-        t = model.latent_for(values, iters=32)[where]  # bisection to ~1e-8
-        return t, model.expected_slope(t)
-    y = model.config.y_range
-    if y is None:
-        return ratings, torch.ones_like(ratings)
-    p = ((ratings - y[0]) / (y[1] - y[0])).clamp(EPS, 1 - EPS)
-    t = torch.log(p / (1 - p))
-    return t, squash(t, y)[1]
-
-
-@torch.no_grad()
-def fold_in(
-    model: CollabModel,
-    items: Tensor,
-    ratings: Tensor,
-    prior: UserPrior | None = None,
-    method: Method = "gauss-newton",
-    steps: int = 5,
-) -> Tensor:
-    """User representations (U, D) from answers: item indices (U, m), -1 = padding; ratings (U, m).
-
-    A 1-D ``items``/``ratings`` pair is one user and gives a (D,) representation.
-    """
-    check_foldable(model)
-    prior = prior or user_prior(model)
-    if isinstance(model, Ensemble):  # each member folds the same answers in its own space
-        parts = zip(model.members, _member_priors(model, prior))
-        return torch.cat([fold_in(m, items, ratings, p, method, steps) for m, p in parts], -1)
-    single = items.dim() == 1
-    items, ratings = torch.atleast_2d(items), torch.atleast_2d(ratings).double()
-    w = (items >= 0).double()  # (U, m) 1 for answers, 0 for padding
-    A, c = linear_parts(model, items)  # (U, m, D), (U, m)
-    A = A * w.unsqueeze(-1)
-    lam, mu = prior.precision, prior.mean.expand(len(items), -1)  # (D,), (U, D)
-    # logit-space ridge: linearise f around each answer, solve the weighted ridge in closed form
-    t, slope = _targets(model, ratings)
-    wt = w * slope**2  # (U, m)
-    x = _ridge(A, (t - c) * w, wt, lam, mu)
-    if method not in ("gauss-newton", "logit-ridge"):
-        raise ValueError(f"method must be 'gauss-newton' or 'logit-ridge', not {method!r}")
-    identity = model.config.y_range is None and not isinstance(model, OrdinalMF)
-    if method == "logit-ridge" or identity:  # without a link the ridge solution is exact
-        return x[0] if single else x
-    damp = torch.full((len(items),), 1e-3, dtype=torch.float64)  # Levenberg-Marquardt damping
-    f, df = link(model, _z(A, x, c))
-    loss = _objective(f, ratings, w, x, lam, mu)
-    for _ in range(steps):
-        H = (A * (w * df**2).unsqueeze(-1)).mT @ A + torch.diag(lam)  # (U, D, D) J^T J + diag(lam)
-        H = H + torch.diag_embed(damp.unsqueeze(1) * torch.diagonal(H, dim1=1, dim2=2))
-        g = (A.mT @ (w * df * (ratings - f)).unsqueeze(-1)).squeeze(-1) - lam * (x - mu)  # (U, D)
-        new = x + torch.linalg.solve(H, g)
-        f_new, df_new = link(model, _z(A, new, c))
-        new_loss = _objective(f_new, ratings, w, new, lam, mu)
-        better = new_loss < loss  # (U,) accept the step, else damp harder and retry
-        x = torch.where(better.unsqueeze(1), new, x)
-        f = torch.where(better.unsqueeze(1), f_new, f)
-        df = torch.where(better.unsqueeze(1), df_new, df)
-        loss = torch.where(better, new_loss, loss)
-        damp = torch.where(better, damp * 0.1, damp * 10)
-    return x[0] if single else x
-
-
-def _z(A: Tensor, x: Tensor, c: Tensor) -> Tensor:
-    """(U, m) pre-activations a_i . x + c_i."""
-    return (A @ x.unsqueeze(-1)).squeeze(-1) + c
-
-
-def _objective(f: Tensor, r: Tensor, w: Tensor, x: Tensor, lam: Tensor, mu: Tensor) -> Tensor:
-    """(U,) sum_i w_i (r_i - f_i)^2 + sum_k lam_k (x_k - mu_k)^2."""
-    return (w * (r - f) ** 2).sum(1) + (lam * (x - mu) ** 2).sum(1)
-
-
-def _ridge(A: Tensor, target: Tensor, weight: Tensor, lam: Tensor, mu: Tensor) -> Tensor:
-    """argmin_x sum_i weight_i (target_i - A_i . x)^2 + sum_k lam_k (x_k - mu_k)^2, batched.
-
-    Padding rows have A_i = 0 and weight 0. With fewer answers m than dimensions D (new users of
-    wide models) it solves the m x m dual instead (Woodbury):
-    x = mu + L^-1 A^T (A L^-1 A^T + W^-1)^-1 (target - A mu).
-    """
-    m, D = A.shape[-2], A.shape[-1]
-    if m >= D:
-        H = (A * weight.unsqueeze(-1)).mT @ A + torch.diag(lam)  # (U, D, D)
-        g = (A.mT @ (weight * target).unsqueeze(-1)).squeeze(-1) + lam * mu  # (U, D)
-        return torch.linalg.solve(H, g)
-    AL = A / lam  # (U, m, D)
-    live = weight > 0
-    inv_w = torch.where(live, 1 / torch.where(live, weight, 1.0), 1.0)  # padding: any finite value
-    K = AL @ A.mT + torch.diag_embed(inv_w)  # (U, m, m)
-    resid = torch.where(live, target - (A @ mu.unsqueeze(-1)).squeeze(-1), 0.0)
-    alpha = torch.linalg.solve(K, resid.unsqueeze(-1))  # (U, m, 1)
-    return mu + (AL.mT @ alpha).squeeze(-1)
+from collabkit.models.linear import UserPrior, padded
 
 
 def pad_answers(
@@ -319,7 +21,9 @@ def pad_answers(
 ) -> tuple[np.ndarray, Tensor, Tensor]:
     """(raw users, items (U, m) padded -1, ratings (U, m)) from a long frame user, item, rating.
 
-    ``users`` fixes the rows' order (a user without answers gets a row of padding).
+    ``users`` fixes the rows' order (a user without answers gets a row of padding). Items must be
+    known to the model (UnknownIdError otherwise: an answer about an item the model cannot place
+    carries no information, and dropping it silently would hide the mistake).
     """
     f = answers
     if users is None:
@@ -329,17 +33,8 @@ def pad_answers(
         raise ValueError(
             f"answers from users not in `users`: {f['user'][codes < 0].unique()[:5].tolist()}"
         )
-    items = model.items.lookup(f["item"])
-    order = np.lexsort((items, codes))
-    codes, items, r = codes[order], items[order], f["rating"].to_numpy(np.float64)[order]
-    counts = np.bincount(codes, minlength=len(users))
-    pos = np.arange(len(codes)) - np.repeat(np.cumsum(counts) - counts, counts)
-    m = int(counts.max()) if len(counts) else 0
-    I = torch.full((len(users), m), -1, dtype=torch.int64)
-    R = torch.zeros((len(users), m), dtype=torch.float64)
-    I[codes, pos] = torch.from_numpy(items)
-    R[codes, pos] = torch.from_numpy(r)
-    return users, I, R
+    items, values = padded(codes, model.items.lookup(f["item"]), f["rating"].to_numpy(), len(users))
+    return users, items, values
 
 
 def fold_in_frame(
@@ -347,16 +42,13 @@ def fold_in_frame(
     answers: pd.DataFrame,
     prior: UserPrior | None = None,
     users: np.ndarray | None = None,
-    **kw: Any,
 ) -> tuple[np.ndarray, Tensor]:
     """(raw users, (U, D) representations) from a long frame of answers: user, item, rating.
 
-    Implicit models (ALS, EASE, most-popular) use their own exact ``fold_in``, with each answer's
-    value as the interaction's weight (1 = interacted, as in training).
-    Items must be known to the model (UnknownIdError otherwise: an answer about an item the model
-    cannot place carries no information, and dropping it silently would hide the mistake).
+    ``prior``: ``model.user_prior(training_ratings)``, computed once and reused; the default is
+    built from the model alone (implicit models need none: each answer's value is the
+    interaction's weight, 1 = interacted, as in training).
     """
-    users, items, ratings = pad_answers(model, answers, users)
-    if model.solves_new_users:  # implicit rankers solve their own user exactly; answers = weights
-        return users, model.fold_in(items, ratings)
-    return users, fold_in(model, items, ratings, prior, **kw)
+    require(model, FOLD_IN)
+    users, items, values = pad_answers(model, answers, users)
+    return users, model.fold_in(items, values, prior)

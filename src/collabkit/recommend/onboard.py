@@ -3,7 +3,7 @@
 Greedy Bayesian experimental design on the fold-in posterior. After the answers so far, the new
 user's representation x has (Laplace) posterior covariance proportional to H^-1, with
 H = J^T J + diag(lam) (J: the answers' Gauss-Newton Jacobian, lam: the prior of
-``foldin.user_prior``). j_i = f'(z_i) a_i is item i's gradient, so j_i^T H^-1 j_i is how
+``model.user_prior``). j_i = f'(z_i) a_i is item i's gradient, so j_i^T H^-1 j_i is how
 uncertain the prediction for i still is. We care about the predictions for the items the user
 will meet, weighted by popularity p_i (the share of training users who rated i):
 
@@ -31,17 +31,8 @@ import torch
 from torch import Tensor
 
 from collabkit.data.interactions import Ratings
-from collabkit.models.base import CollabModel
-from collabkit.models.ensemble import Ensemble
-from collabkit.recommend.foldin import (
-    UserPrior,
-    _member_priors,
-    check_foldable,
-    fold_in,
-    linear_parts,
-    squash,
-    user_prior,
-)
+from collabkit.models.base import FOLD_IN, CollabModel, require
+from collabkit.models.linear import UserPrior
 
 
 class Questionnaire:
@@ -54,17 +45,15 @@ class Questionnaire:
     def __init__(
         self, model: CollabModel, ratings: Ratings | None = None, prior: UserPrior | None = None
     ) -> None:
-        check_foldable(model)
+        require(model, FOLD_IN)
         self.model = model
-        self.prior = prior or user_prior(model, ratings)
+        self.prior = prior or model.user_prior(ratings)
         self.popularity = _popularity(model, ratings)  # (N,) p_i
-        # (member, weight, its prior, its A (N, D_k), its c (N,)): one part unless an ensemble
+        # (component, weight, its prior, its A (N, D_k), its c (N,)): one part unless an ensemble
         every = torch.arange(len(model.items))
-        if isinstance(model, Ensemble):
-            members = zip(model.members, model.config.weights, _member_priors(model, self.prior))
-        else:
-            members = [(model, 1.0, self.prior)]
-        self.parts = [(m, w, p, *linear_parts(m, every)) for m, w, p in members]
+        components = model.components()
+        priors = self.prior.parts or (self.prior,)
+        self.parts = [(m, w, p, *m.user_linear(every)) for (w, m), p in zip(components, priors)]
         self.asked = np.zeros(len(model.items), dtype=bool)
         self.items: list[int] = []  # answered item indices
         self.ratings: list[float] = []
@@ -99,11 +88,8 @@ class Questionnaire:
         """(D,) the fold-in of the answers so far (the average-taste user before any answer)."""
         if not self.items:
             return self.prior.mean
-        return fold_in(
-            self.model,
-            torch.tensor(self.items),
-            torch.tensor(self.ratings, dtype=torch.float64),
-            self.prior,
+        return self.model.fold_in(
+            torch.tensor(self.items), torch.tensor(self.ratings, dtype=torch.float64), self.prior
         )
 
     @property
@@ -120,7 +106,7 @@ class Questionnaire:
         for model, weight, prior, A, c in self.parts:
             x = self._x[start : start + A.shape[1]]
             start += A.shape[1]
-            _, slope = squash(A @ x + c, model.config.y_range)
+            _, slope = model.link(A @ x + c)
             J = A * slope.unsqueeze(1)  # (N, D) every item's gradient at the current estimate
             H = J[answered].T @ J[answered] + torch.diag(prior.precision)
             V = J @ torch.linalg.inv(H)  # (N, D) v_i = H^-1 j_i

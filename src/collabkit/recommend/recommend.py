@@ -19,7 +19,8 @@ from torch import Tensor
 from collabkit.data.interactions import Ratings
 from collabkit.data.vocab import UnknownIdError
 from collabkit.models.base import FACTORS, PROBA, CollabModel, supports
-from collabkit.recommend.foldin import UserPrior, fold_in_frame, user_prior
+from collabkit.models.linear import UserPrior
+from collabkit.recommend.foldin import fold_in_frame
 from collabkit.recommend.topn import rated_csr, top_n
 
 Unknown = Literal["error", "fallback"]
@@ -51,8 +52,8 @@ def recommend(
     ``because`` names the (up to two) items the user rated highly (at or above their own mean)
     nearest the recommendation in factor space (cosine). ``candidates`` (raw item ids) restricts
     the catalogue. Unknown users raise UnknownIdError (``unknown="error"``) or get the
-    average-taste user's list (``unknown="fallback"``, dot family only; ``prior`` from
-    ``user_prior`` saves recomputing it). Lists are shorter than ``n`` only when fewer
+    average-taste user's list (``unknown="fallback"``; ``prior`` from ``model.user_prior``
+    saves recomputing it). Lists are shorter than ``n`` only when fewer
     candidates remain. Deterministic: ties go to the lower item index.
     """
     n = _check_n(model, n)
@@ -78,7 +79,7 @@ def recommend(
     if new.any():
         ids = ids.astype(object)
         ids[new] = raw[new]
-        prior = prior or user_prior(model, data)
+        prior = prior or model.user_prior(data)
         reprs = model.user_repr(torch.from_numpy(np.maximum(idx, 0))).double()
         reprs[torch.from_numpy(new)] = prior.mean
     return _recommend(
@@ -104,14 +105,12 @@ def recommend_new_users(
 
     ``answers`` is {item: rating} for one user (named ``user``) or a frame item, rating[, user].
     Answered items are never recommended back. No answers at all gives the average-taste list.
-    ``prior``: pass ``user_prior(model, training_ratings)`` for the prior matched to training
+    ``prior``: pass ``model.user_prior(training_ratings)`` for the prior matched to training
     (computed once, reused); the default is built from the model alone.
     """
     n = _check_n(model, n)
     frame = _answers_frame(answers, user)
     users = np.unique(frame["user"].to_numpy()) if len(frame) else np.array([user], dtype=object)
-    if prior is None and not model.solves_new_users:  # implicit models fold in exactly
-        prior = user_prior(model)
     users, reprs = fold_in_frame(model, frame, prior, users)
     history = _history_of(model, frame, users)
     reason = np.where(np.diff(history[0]) == 0, FALLBACK_REASON, "")

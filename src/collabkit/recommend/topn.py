@@ -8,7 +8,7 @@ from torch import Tensor
 
 from collabkit.core import device as devices
 from collabkit.data.interactions import Ratings
-from collabkit.models.base import SCORE_CELLS, CollabModel
+from collabkit.models.base import CollabModel
 
 
 def seen_csr(model: CollabModel, ratings: Ratings) -> tuple[np.ndarray, np.ndarray]:
@@ -59,30 +59,26 @@ def top_n(
     if candidates is not None:
         allowed = torch.zeros(n_items, dtype=torch.bool)
         allowed[torch.as_tensor(np.asarray(candidates), dtype=torch.int64)] = True
-    shared = model.shared_ranking()
-    if shared is not None:
-        return _top_n_shared(model, shared, users, n, seen, allowed, reprs)
     device = devices.current()
     out_items = np.full((len(users), n), -1, dtype=np.int64)
     out_scores = np.full((len(users), n), np.nan, dtype=np.float32)
     with devices.placed(model, device), devices.factories(device):
-        rank, finish = model.ranker() if reprs is None else (None, None)  # the item side, prepared once
+        scorer = model.scorer()  # the item side, prepared once
+        if scorer.shared is not None:
+            return _top_n_shared(model, scorer.shared.cpu(), users, n, seen, allowed, reprs)
         if allowed is not None:
             allowed = allowed.to(device)
         for s in range(0, len(users), batch_users):
             ub = users[s : s + batch_users]
-            if rank is not None:
-                scores = rank(ub.to(device)).float()  # (B, n_items), ordered like the scores
-            else:
-                scores = score_reprs(model, reprs[s : s + batch_users].to(device)).float()
+            ur = model.user_reprs(ub.to(device)) if reprs is None else reprs[s : s + batch_users].to(device)
+            scores = scorer.rank(ur.to(torch.float32)).float()  # (B, n_items), ordered like the scores
             if allowed is not None:
                 scores[:, ~allowed] = -np.inf
             if seen is not None:
                 _mask_seen(scores, ub.numpy(), *seen)
             items, top = _top_k(scores, min(n, n_items))
             keep = torch.isfinite(top)  # -inf: seen or not a candidate
-            if finish is not None:
-                top = finish(top)
+            top = scorer.finish(top)
             k = items.shape[1]
             out_items[s : s + len(ub), :k] = torch.where(keep, items, -1).cpu().numpy()
             out_scores[s : s + len(ub), :k] = torch.where(keep, top, float("nan")).cpu().numpy()
@@ -103,7 +99,7 @@ def _top_n_shared(
     allowed: Tensor | None,
     reprs: Tensor | None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``top_n`` for a model whose ranking is the same for every user (``shared_ranking``).
+    """``top_n`` for a model whose ranking is the same for every user (``Scorer.shared``).
 
     The catalogue is sorted once (ties to the lower index); a user's j-th unseen item is then at
     rank j + #{i : s_i - i <= j}, where s_0 < s_1 < ... are the ranks of the items they have seen
@@ -139,14 +135,9 @@ def _top_n_shared(
     out_scores = np.full((len(users), n), np.nan, dtype=np.float32)
     rows, cols = np.nonzero(out_items >= 0)
     if len(rows):
-        was = model.training
-        model.eval()
-        items = torch.from_numpy(out_items[rows, cols])
-        if reprs is None:
-            scored = model._score(users[torch.from_numpy(rows)], items)
-        else:
-            scored = model.head(reprs[torch.from_numpy(rows)].float(), model.item_repr(items))
-        model.train(was)
+        who = torch.from_numpy(rows)
+        ur = model.user_reprs(users[who]) if reprs is None else reprs[who]
+        scored = model.pair_scores(ur, torch.from_numpy(out_items[rows, cols]))
         out_scores[rows, cols] = scored.float().numpy()
     return out_items, out_scores
 
@@ -189,31 +180,6 @@ def _top_k_ties(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
     top = scores.gather(1, items)
     order = torch.sort(-top, dim=1, stable=True).indices  # stable: equal scores keep item order
     return items.gather(1, order), top.gather(1, order)
-
-
-@torch.no_grad()
-def score_reprs(model: CollabModel, ur: Tensor) -> Tensor:
-    """(U, Du) user representations -> (U, n_items) scores of every item.
-
-    What ``score_all_items`` does after its lookup: one matrix product for the dot family
-    (``_combine_all``), the generic pairwise head otherwise, fed SCORE_CELLS numbers at a time.
-    """
-    was = model.training
-    model.eval()
-    ur = ur.to(torch.float32)
-    ir = model.item_repr(torch.arange(len(model.items)))
-    n = ir.shape[0]
-    combine = getattr(model, "_combine_all", None)
-    if combine is not None:
-        out = combine(ur, ir)
-    else:
-        step = max(1, SCORE_CELLS // max(1, ur.shape[1] + ir.shape[1]))  # pairs per head call
-        total = len(ur) * n
-        spans = (torch.arange(s, min(s + step, total)) for s in range(0, total, step))
-        flat = [model.head(ur[p // n], ir[p % n]) for p in spans]
-        out = torch.cat(flat).view(len(ur), n) if flat else torch.empty(0, n)
-    model.train(was)
-    return out
 
 
 def _mask_seen(scores: Tensor, users: np.ndarray, indptr: np.ndarray, indices: np.ndarray) -> None:

@@ -22,8 +22,8 @@ from collabkit.checkpoint import load_items, load_model
 from collabkit.data.interactions import Ratings
 from collabkit.interpret.similar import similar_items
 from collabkit.models.base import CollabModel
-from collabkit.recommend import Questionnaire, recommend, recommend_new_users, user_prior
-from collabkit.recommend.foldin import UserPrior
+from collabkit.models.linear import UserPrior
+from collabkit.recommend import Questionnaire, recommend, recommend_new_users
 from collabkit.serve import store
 
 N_QUESTIONS = 50  # onboarding questions kept per model version
@@ -57,7 +57,7 @@ def load_served(version: store.ModelVersion, session: Session) -> Served:
     model = load_model(version.path)
     frame = store.all_ratings(session)
     ratings = Ratings(frame[["user", "item", "rating"]]) if len(frame) else None
-    prior = user_prior(model, ratings)
+    prior = model.user_prior(ratings)
     quiz = Questionnaire(model, ratings, prior)
     questions = []
     for _ in range(min(N_QUESTIONS, len(model.items))):
