@@ -12,7 +12,7 @@ factors) on the ratings >= 4 as implicit feedback, seconds per iteration, fitted
 process from the saved interaction matrix. Each step reports its own peak RSS above what was
 resident when it started, and the whole run its peak RSS. With ``--peers-python``, implicit's
 ALS (same factors, reg, alpha, iterations, threads) fits the same matrix in the same way. With ``--torchrun 2``, dot-bias also trains through
-``collabkit.train.distributed`` on Parquet shards of the same split, in 1 process and in 2 ranks.
+``collabkit train --distributed`` on Parquet shards of the same split, in 1 process and in 2 ranks.
 When PyTorch sees a CUDA GPU, dot-bias and top-10 also run on it (``--device cuda``), after the
 CPU runs; ``gpu`` names it (null without one).
 """
@@ -226,33 +226,38 @@ def gpu_runs(args: argparse.Namespace, train, holdout, log) -> dict[str, Any]:
 
 
 def distributed_runs(args: argparse.Namespace, train, holdout, log) -> dict[str, Any]:
-    """dot-bias by ``collabkit.train.distributed`` in 1 process and in ``--torchrun`` ranks under
-    torchrun (gloo, 127.0.0.1), each rank reading its own Parquet shard files of the same split."""
+    """dot-bias by ``collabkit train --distributed`` in 1 process and in ``--torchrun`` ranks under
+    torchrun (gloo, 127.0.0.1), each rank reading its own Parquet shard files of the training
+    part; the saved model is scored on the holdout."""
+    from collabkit.checkpoint import load_model
+
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, part in (("train", train), ("holdout", holdout)):
-            (Path(tmp) / name).mkdir()
-            for k, rows in enumerate(np.array_split(np.arange(len(part)), args.torchrun)):
-                part.frame.iloc[rows].to_parquet(Path(tmp) / name / f"part-{k:03d}.parquet")
+        (Path(tmp) / "train").mkdir()
+        for k, rows in enumerate(np.array_split(np.arange(len(train)), args.torchrun)):
+            train.frame.iloc[rows].to_parquet(Path(tmp) / "train" / f"part-{k:03d}.parquet")
         common = [
-            "-m", "collabkit.train.distributed", "--ratings", f"{tmp}/train", "--valid", f"{tmp}/holdout",
-            "--epochs", str(args.epochs), "--lr", str(args.lr), "--bs", str(args.bs), "--json",
+            "-m", "collabkit.cli", "train", "--ratings", f"{tmp}/train", "--split", "none",
+            "--epochs", str(args.epochs), "--lr", str(args.lr), "--bs", str(args.bs), "--json", "--distributed",
         ]  # fmt: skip
-        launch = [
-            "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", str(args.torchrun),
-            "--master-addr", "127.0.0.1", "--master-port", "29577",
-        ]  # fmt: skip
-        env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1"}
-        for label, cmd in (("1 process", common), (f"{args.torchrun} ranks", launch + common)):
-            res = subprocess.run([sys.executable, *cmd], capture_output=True, text=True, env=env, check=False)
-            key = "distributed_1" if label == "1 process" else f"distributed_{args.torchrun}"
+        for label, ranks in (("1 process", 1), (f"{args.torchrun} ranks", args.torchrun)):
+            launch = [
+                "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", str(ranks),
+                "--master-addr", "127.0.0.1", "--master-port", "29577",
+            ]  # fmt: skip
+            model_dir = Path(tmp) / f"model-{ranks}"
+            env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1"}
+            res = subprocess.run([sys.executable, *launch, *common, "--out", str(model_dir)], capture_output=True, text=True, env=env, check=False)
+            key = f"distributed_{ranks}"
             if res.returncode != 0:
                 log(f"{label}: failed: {res.stderr.strip()[-500:]}")
                 out[f"{key}_error"] = res.stderr.strip()[-500:]
                 continue
             got = json.loads(res.stdout.strip().splitlines()[-1])
-            out[f"{key}_ratings_per_s"], out[f"{key}_rmse"] = got["ratings_per_s"], round(got["rmse"], 4)
-            log(f"distributed, {label}: {got['ratings_per_s']:,} ratings/s, holdout RMSE {got['rmse']:.4f}")
+            pred = load_model(model_dir).predict(holdout.frame["user"], holdout.frame["item"])
+            rmse = float(np.sqrt(np.mean((pred - holdout.frame["rating"].to_numpy()) ** 2)))
+            out[f"{key}_ratings_per_s"], out[f"{key}_rmse"] = got["ratings_per_s"], round(rmse, 4)
+            log(f"distributed, {label}: {got['ratings_per_s']:,} ratings/s, holdout RMSE {rmse:.4f}")
     return out
 
 

@@ -6,6 +6,8 @@ a crash (even SIGKILL) leaves either the old file or the new one, never a prefix
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 import stat
 import tempfile
@@ -97,3 +99,18 @@ def check_regular(path: str | Path) -> None:
         raise ValueError(f"{path}: is a directory, not a file")
     if not stat.S_ISREG(mode):
         raise ValueError(f"{path}: not a regular file (a FIFO, socket or device is never read)")
+
+
+def file_sha256(path: Path) -> str:
+    """The file's sha256 (remembered per path, size and modification time: a fit records it)."""
+    stat = os.stat(path)
+    return _sha256(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

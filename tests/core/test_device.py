@@ -68,7 +68,7 @@ def test_cli_reports_the_device_and_refuses_one_that_is_missing(tmp_path):
     never = tmp_path / "not-read.csv"  # the device is checked before any data is read
     assert "unknown device 'tpu'" in run_cli("train", "--ratings", never, "--device", "tpu", code=2)
     printed = run_cli("train", "--ratings", path, "--device", "cuda", "--distributed")  # commands for GPU hosts
-    assert "collabkit.train.distributed --ratings" in printed and "--device cuda" in printed
+    assert "collabkit.cli train --ratings" in printed and "--device cuda" in printed
 
 
 @no_gpu

@@ -94,11 +94,20 @@ def test_biases(model, csv):
 
 
 def test_biases_reads_the_recorded_training_data(model, csv, tmp_path):
-    """The model folder remembers its data: no option needed; a model saved from Python says so."""
-    from collabkit.checkpoint import load_model, save_model
+    """The model folder remembers its data: no option needed, whether trained by the CLI or from
+    Python; a model trained on a DataFrame has no file to read back, and says so."""
+    import collabkit as ck
 
     assert json.loads(run("biases", model, "--min-ratings", "5", "--json"))["top"]
-    save_model(load_model(model), tmp_path / "bare")
+    train, _ = ck.random_split(ck.read_ratings(csv), 0.2, seed=1)
+    python = ck.DotProductBias.from_data(train, n_factors=4)
+    python.fit(train, epochs=2)
+    ck.save_model(python, tmp_path / "python")
+    assert json.loads(run("biases", tmp_path / "python", "--min-ratings", "5", "--json"))["top"]
+    framed = ck.read_ratings(ck.read_ratings(csv).frame)
+    bare = ck.DotProductBias.from_data(framed, n_factors=4)
+    bare.fit(framed, epochs=1)
+    ck.save_model(bare, tmp_path / "bare")
     assert "does not record its training data" in run("biases", tmp_path / "bare", code=2)
 
 

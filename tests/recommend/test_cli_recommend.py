@@ -60,12 +60,15 @@ def test_recommend_json_leaves_out_rated_items(trained):
 
 
 def test_recommend_needs_the_ratings_unless_seen_items_are_allowed(trained, tmp_path):
-    """The model folder remembers its data; one saved from Python needs it given, or --include-seen."""
+    """The model folder remembers its data; one that does not record it (trained on a DataFrame)
+    needs it given, or --include-seen."""
     from collabkit.checkpoint import load_items, load_model, save_model
 
     model, _, _ = trained
     assert "Top 3 for user u3" in run("recommend", model, "u3", "-n", "3").stdout
-    bare = save_model(load_model(model), tmp_path / "bare", items=load_items(model))
+    unrecorded = load_model(model)
+    del unrecorded.meta["data"]
+    bare = save_model(unrecorded, tmp_path / "bare", items=load_items(model))
     result = run("recommend", bare, "u3", code=2)
     assert "cannot tell what users have already rated" in result.output
     assert "--ratings" in result.output and "--include-seen" in result.output

@@ -1,4 +1,5 @@
-"""Data-parallel training: one process equals from_data + the engine; 2 ranks under torchrun match it."""
+"""Data-parallel training: built like from_data, trained by the one engine; 2 ranks under torchrun
+match one process."""
 
 from __future__ import annotations
 
@@ -22,8 +23,7 @@ from collabkit.cli import app
 from collabkit.core.loop import fit_one_cycle
 from collabkit.data.movielens import canonical_split
 from collabkit.models.dot import DotProductBias
-from collabkit.train.distributed import fit_distributed, main, read_shard, shard, sharded_model
-from tests.conftest import make_ratings
+from collabkit.train.distributed import read_shard, shard, sharded_model
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -36,16 +36,6 @@ def test_one_rank_builds_what_from_data_builds(tiny):
     assert model.meta["global_mean"] == pytest.approx(ref.meta["global_mean"])  # float64 vs float32 sum
     for (name, a), (_, b) in zip(model.state_dict().items(), ref.state_dict().items()):
         assert torch.equal(a, b), name
-
-
-def test_one_rank_trains_like_the_engine():
-    data = make_ratings(n_users=80, n_items=50, seed=1)
-    model = sharded_model("dot-bias", data, n_factors=4)
-    history = fit_distributed(model, data, data, epochs=4, lr_max=1e-2, bs=64)
-    ref = DotProductBias.from_data(data, n_factors=4)
-    ref_history = fit_one_cycle(ref, data, data, epochs=4, lr_max=1e-2, bs=64, progress=False)
-    assert history.final["valid_loss"] < history.rows[0]["valid_loss"]
-    assert abs(history.final["valid_loss"] - ref_history.final["valid_loss"]) < 0.05
 
 
 def test_shards_partition_the_rows(tiny):
@@ -93,6 +83,10 @@ def test_two_ranks_match_one_process_and_save_a_loadable_model(data_root, tmp_pa
     assert rmse == pytest.approx(result["rmse"], abs=1e-5)
     assert abs(rmse - rmse_single) < 0.005, (rmse, rmse_single)
     np.testing.assert_array_equal(load_model(out).predict(test.frame["user"], test.frame["item"]), pred)
+    # the folder records its data like any other: evaluate scores the recorded split's test part
+    scored = CliRunner().invoke(app, ["evaluate", str(out), "--data-dir", str(data_root), "--json"])
+    assert scored.exit_code == 0, scored.output
+    assert json.loads(scored.stdout)["rmse"] == pytest.approx(rmse, abs=1e-4)
 
 
 def test_read_shard_takes_every_world_th_file(tiny, tmp_path):
@@ -108,13 +102,48 @@ def test_read_shard_takes_every_world_th_file(tiny, tmp_path):
         read_shard(tmp_path, 0, 4)
 
 
-def test_train_distributed_refuses_what_the_distributed_trainer_cannot_read(tmp_path):
-    result = CliRunner().invoke(app, ["train", "--ratings", str(tmp_path / "r.tsv"), "--names", "user,item,rating", "--duplicates", "last", "--distributed"])
-    assert result.exit_code != 0
-    assert "--names" in result.output and "--duplicates" in result.output
+def test_train_distributed_passes_every_data_option_on(tmp_path):
+    args = ["train", "--ratings", str(tmp_path / "r.tsv"), "--names", "user,item,rating", "--duplicates", "last",
+            "--split", "user", "--epochs", "3", "--distributed"]  # fmt: skip
+    printed = CliRunner().invoke(app, args)
+    assert printed.exit_code == 0, printed.output
+    line = next(x for x in printed.stdout.splitlines() if x.startswith("torchrun --nproc-per-node"))
+    assert "-m collabkit.cli train" in line and line.endswith("--distributed")
+    for option in ("--names user,item,rating", "--duplicates last", "--split user", "--epochs 3"):
+        assert option in line
+    refused = CliRunner().invoke(app, ["train", "--dataset", "ml-100k", "--preset", "best", "--distributed"])
+    assert refused.exit_code == 2 and "one gradient-trained rating kind" in refused.output
+
+
+def test_one_rank_trains_by_the_engine_with_its_checks(tiny, monkeypatch):
+    """In a process group of one, the data-parallel path is fit_one_cycle's: same losses, the same
+    refusal of bad settings and of a diverged run."""
+    import torch.distributed as dist
+
+    from collabkit.core import parallel
+
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(_free_port()))
+    dist.init_process_group("gloo", rank=0, world_size=1)
+    try:
+        model = sharded_model("dot-bias", tiny, n_factors=4, seed=3)
+        with parallel.use(parallel.Ranks(0, 1)):
+            history = model.fit(tiny, tiny, epochs=4, lr_max=1e-2, bs=64)
+            with pytest.raises(ValueError, match="lr"):
+                sharded_model("dot-bias", tiny).fit(tiny, lr_max=float("nan"))
+            with pytest.raises(ValueError, match="diverged"):
+                sharded_model("dot-bias", tiny).fit(tiny, lr_max=1e30)
+        ref = DotProductBias.from_data(tiny, n_factors=4, seed=3)
+        ref_history = fit_one_cycle(ref, tiny, tiny, epochs=4, lr_max=1e-2, bs=64, progress=False)
+        # the torch step and batches of equal size (not the compiled step): close, not equal
+        assert history.final["valid_loss"] == pytest.approx(ref_history.final["valid_loss"], rel=2e-2)
+    finally:
+        dist.destroy_process_group()
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
-def test_asking_for_a_gpu_that_is_not_there_stops_before_reading_data(tmp_path):
-    with pytest.raises(ValueError, match="sees no CUDA GPU"):
-        main(["--ratings", str(tmp_path / "never-read.csv"), "--device", "cuda"])
+def test_asking_for_a_gpu_that_is_not_there_stops_before_reading_data(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    result = CliRunner().invoke(app, ["train", "--ratings", str(tmp_path / "never-read.csv"), "--device", "cuda", "--distributed"])
+    assert result.exit_code == 2 and "sees no CUDA GPU" in result.output

@@ -1,156 +1,24 @@
-"""The data source every command that reads ratings shares, as one group of options.
+"""The data options every command that reads ratings shares, as one group: ``@with_source``.
 
-``@with_source`` gives a command the options that say where the ratings come from
-(``--dataset`` or ``--ratings FILE`` with its columns) and how they are split. ``train`` records
-the whole description in the model folder, and every later command given a model folder starts
-from that record, so the data is described once, at ``train``.
+They say where the ratings come from (``--dataset`` or ``--ratings FILE`` with its columns) and
+how they are split, and arrive as one ``data.source.DataSource``. The model folder records the
+description of its training data (``data.source``), so every later command given a model folder
+starts from that record and the data is described once, at ``train``.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import inspect
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Annotated, Any
 
-import pandas as pd
 import typer
 
 from collabkit.cli.common import SPLITS, DataDir
 from collabkit.data.interactions import Ratings
-
-
-@dataclass(frozen=True)
-class DataSource:
-    """Where ratings come from and how they are split; None fields take the recorded or default value."""
-
-    dataset: str | None = None
-    data_dir: Path | None = None
-    """A MovieLens set, and the folder it is in."""
-    ratings: Path | None = None
-    user_col: str | None = None
-    item_col: str | None = None
-    """Or a file of your own, and its columns (a rating column of '' reads a log of interactions)."""
-    rating_col: str | None = None
-    timestamp_col: str | None = None
-    duplicates: str | None = None
-    """Repeated (user, item) rows: error, last, mean or sum."""
-    no_header: bool | None = None
-    names: str | None = None
-    """A header-less file: its columns by position, or named in order ("user,item,rating")."""
-    items: Path | None = None
-    """Item names and metadata, one row per item id."""
-    split: str | None = None
-    valid_pct: float | None = None
-    seed: int | None = None
-    """How the ratings are split into train and test."""
-
-    def resolved(self) -> DataSource:
-        """This source with the defaults filled in: split random, valid_pct 0.2, seed 42."""
-        return replace(
-            self, split=self.split or "random", valid_pct=self.valid_pct or 0.2,
-            seed=42 if self.seed is None else self.seed,
-        )  # fmt: skip
-
-    def over(self, recorded: DataSource) -> DataSource:
-        """This source with its unset fields taken from ``recorded`` (a file or dataset given here replaces the recorded one)."""
-        base = recorded
-        if self.dataset is not None or self.ratings is not None:
-            base = replace(recorded, dataset=None, ratings=None, data_dir=recorded.data_dir)
-        given = {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
-        return replace(base, **given)
-
-    def load(self) -> Ratings:
-        """The ratings (exactly one of --dataset or --ratings)."""
-        from collabkit.data.movielens import load_movielens
-        from collabkit.data.readers import read_items, read_ratings
-
-        if (self.dataset is None) == (self.ratings is None):
-            raise ValueError(
-                "give exactly one of --dataset (MovieLens) or --ratings FILE "
-                "(offline, --data-dir or $COLLABKIT_DATA says where the dataset folder is)"
-            )
-        if self.ratings is not None:
-            rating_col = "rating" if self.rating_col is None else (self.rating_col or None)
-            names = [n.strip() for n in self.names.split(",")] if self.names else None
-            data = read_ratings(
-                self.ratings, self.user_col or "user", self.item_col or "item", rating_col,
-                self.timestamp_col, duplicates=self.duplicates or "error", names=() if self.no_header and not names else names,
-            )  # fmt: skip
-        else:
-            data = load_movielens(self.dataset, data_dir=self.data_dir)
-        if self.items is not None:
-            data.items = _aligned(read_items(self.items), data)
-        return data
-
-    def split_data(self, data: Ratings, threshold: float | None = None) -> tuple[Ratings, Ratings | None]:
-        """(train, test) for the split: random, user, temporal, none, or canonical ML-100k u1..u5/ua/ub.
-
-        ``threshold`` (implicit models): positives are ratings >= threshold (0: every row); the
-        row-level splits are drawn over the positives, the canonical ones converted after.
-        """
-        from collabkit.data.implicit import to_implicit
-
-        if threshold is None:
-            return self._split(data)
-        keep = None if threshold <= 0 else threshold
-        if self.resolved().split in ("random", "user", "temporal", "none"):
-            return self._split(to_implicit(data, keep))
-        train, test = self._split(data)
-        return to_implicit(train, keep), to_implicit(test, keep)
-
-    def _split(self, data: Ratings) -> tuple[Ratings, Ratings | None]:
-        from collabkit.data import split as sp
-        from collabkit.data.movielens import canonical_split
-
-        source = self.resolved()
-        split = source.split
-        if split == "random":
-            return sp.random_split(data, source.valid_pct, source.seed)
-        if split == "user":
-            return sp.user_split(data, source.valid_pct, source.seed)
-        if split == "temporal":
-            return sp.temporal_split(data, 1)
-        if split == "none":
-            return data, None
-        if self.dataset is None:
-            raise ValueError(f"--split {split} needs --dataset ml-100k (canonical splits ship with it)")
-        return canonical_split(split, name=self.dataset, data_dir=self.data_dir)
-
-    def to_json(self) -> dict[str, Any]:
-        """The record saved with a model: paths absolute, and the ratings file's sha256."""
-        obj = {k: (str(Path(v).resolve()) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
-        if self.ratings is not None and Path(self.ratings).is_file():
-            obj["sha256"] = file_sha256(Path(self.ratings))
-        return obj
-
-    @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> DataSource:
-        kw = {f.name: obj.get(f.name) for f in fields(cls)}
-        for name in ("data_dir", "ratings", "items"):
-            kw[name] = Path(kw[name]) if kw[name] else None
-        return cls(**kw)
-
-
-def _aligned(items: pd.DataFrame, data: Ratings) -> pd.DataFrame:
-    """``items`` indexed like ``data``'s item ids (text ids stay text, integer ids integers)."""
-    if pd.api.types.is_integer_dtype(data.frame["item"].dtype):
-        return items if pd.api.types.is_integer_dtype(items.index.dtype) else items.set_axis(
-            pd.to_numeric(items.index, errors="coerce")
-        )
-    return items.set_axis(items.index.astype(str))
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
+from collabkit.data.source import DataSource, file_sha256
 
 #: the options every data-reading command takes, as (name, annotation): see ``with_source``
 SOURCE_OPTIONS: dict[str, Any] = {
@@ -192,6 +60,18 @@ def with_source(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def source_args(source: DataSource) -> list[str]:
+    """The command-line options that give ``source`` again (for the torchrun lines)."""
+    args: list[str] = []
+    for name in SOURCE_OPTIONS:
+        value = getattr(source, name)
+        if value is None or value is False:
+            continue
+        flag = "--" + name.replace("_", "-")
+        args += [flag] if value is True else [flag, str(value)]
+    return args
+
+
 def model_data(model_dir: Path, source: DataSource) -> tuple[DataSource, Ratings]:
     """(the source, all its ratings) for ``model_dir``: its record, overridden by ``source``.
 
@@ -199,11 +79,12 @@ def model_data(model_dir: Path, source: DataSource) -> tuple[DataSource, Ratings
     """
     from collabkit.checkpoint import read_config
 
-    record = read_config(model_dir).get("data") or {}
+    config = read_config(model_dir)
+    record = config.get("data") or config.get("meta", {}).get("data") or {}
     full = source.over(DataSource.from_json(record))
     if full.dataset is None and full.ratings is None:
         raise ValueError(
-            f"{model_dir} does not record its training data (saved from Python?): pass --dataset or --ratings FILE"
+            f"{model_dir} does not record its training data (trained on a DataFrame?): pass --dataset or --ratings FILE"
         )
     same_file = full.ratings is not None and str(full.ratings.resolve()) == record.get("ratings")
     if same_file and record.get("sha256") and file_sha256(full.ratings) != record["sha256"]:
@@ -217,7 +98,8 @@ def training_data(model_dir: Path, source: DataSource) -> tuple[DataSource, Rati
     from collabkit.checkpoint import read_config
 
     full, data = model_data(model_dir, source)
-    recipe = read_config(model_dir).get("train") or {}
+    config = read_config(model_dir)
+    recipe = config.get("train") or config.get("meta", {}).get("train") or {}
     return full, *full.split_data(data, recipe.get("threshold") if recipe.get("implicit") else None)
 
 

@@ -25,7 +25,7 @@ from collabkit.cli.common import (
     on_device,
     print_json,
 )
-from collabkit.cli.source import DataSource, with_source
+from collabkit.cli.source import DataSource, source_args, with_source
 from collabkit.data.interactions import Ratings
 
 
@@ -70,11 +70,18 @@ def train(
     if budget is not None and preset != "auto":
         fail("--budget only applies with --preset auto")
     if distributed:
+        from collabkit.train.distributed import launched
+
+        options = {"--model": model, "--n-factors": n_factors, "--epochs": epochs, "--lr": lr, "--wd": wd, "--bs": bs, "--out": out, "--device": device}
         try:
-            typer.echo(torchrun_commands(source, model, n_factors, epochs, lr, wd, bs, out, preset=preset, implicit=implicit, layers=layers, device=device))
+            if preset is not None or implicit or layers is not None:
+                raise ValueError("data-parallel training takes one gradient-trained rating kind: drop --preset, --implicit and --layers")
+            if not launched():
+                typer.echo(torchrun_commands(source, options))
+                return
         except ValueError as e:
             fail(str(e))
-        return
+        return _train_data_parallel(source, model or "dot-bias", options, out, device, as_json)
     placement = on_device(device)  # a missing GPU stops here, before the data is read
     source = source.resolved()
     cut = None
@@ -118,10 +125,9 @@ def train(
     result["device"] = str(where)
     result.update({"n_train": len(train_set), "fit_seconds": round(history.fit_seconds, 3)})
     if out is not None:
-        recipe = {"spec": spec.name, "implicit": implicit, "threshold": cut}
-        extra = {"history": history.rows, "data": source.to_json(), "train": recipe}
+        net.meta["train"] = {"spec": spec.name, "implicit": implicit, "threshold": cut}
         try:
-            save_model(net, out, items=data.items, extra=extra)
+            save_model(net, out, items=data.items, extra={"history": history.rows})
         except (OSError, ValueError) as e:
             fail(str(e))
         result["out"] = str(out)
@@ -131,43 +137,69 @@ def train(
         out_console.print(metrics_table(f"{spec.name} on {data.name} ({source.split})", result))
 
 
-def torchrun_commands(
-    source: DataSource, model: str | None, n_factors, epochs, lr, wd, bs, out, *, preset=None, implicit=False, layers=None, device="cpu"
-) -> str:
-    """The ``torchrun`` command lines (one host; several hosts) that run this training data-parallel.
-
-    The distributed trainer (``collabkit.train.distributed``) takes a MovieLens set with an optional
-    canonical split, or a ratings file or folder of shards in the library's default layout
-    (user, item, rating columns with a header); anything else is refused here, by name.
-    """
-    unsupported = {
-        "--preset": preset, "--implicit": implicit or None, "--layers": layers, "--names": source.names,
-        "--no-header": source.no_header, "--user-col": source.user_col, "--item-col": source.item_col,
-        "--rating-col": source.rating_col, "--timestamp-col": source.timestamp_col,
-        "--duplicates": source.duplicates, "--items": source.items, "--valid-pct": source.valid_pct,
-    }  # fmt: skip
-    given = [flag for flag, v in unsupported.items() if v is not None]
-    if given:
-        raise ValueError(f"the distributed trainer does not take {', '.join(given)}; see python -m collabkit.train.distributed --help")
-    args = ["--ratings", str(source.ratings)] if source.ratings is not None else ["--dataset", source.dataset or "ml-100k"]
-    if source.data_dir is not None:
-        args += ["--data-dir", str(source.data_dir)]
-    if source.split not in (None, "random"):
-        if source.ratings is not None:
-            raise ValueError("with --ratings the distributed trainer validates on a file of its own: add --valid FILE to the command printed without --split")
-        args += ["--split", source.split]
-    options = {"--model": model, "--n-factors": n_factors, "--epochs": epochs, "--lr": lr, "--wd": wd, "--bs": bs, "--seed": source.seed, "--out": out}
-    if device != "cpu":
-        options["--device"] = device
-    args += [str(x) for flag, v in options.items() if v is not None for x in (flag, v)]
-    run = " ".join(shlex.quote(a) for a in ["-m", "collabkit.train.distributed", *args])
+def torchrun_commands(source: DataSource, options: dict[str, Any]) -> str:
+    """The ``torchrun`` command lines (one host; several hosts) that run this very training
+    data-parallel: the same ``collabkit train`` options, in every process."""
+    args = ["train", *source_args(source)]
+    args += [str(x) for flag, v in options.items() if v is not None and not (flag == "--device" and v == "cpu") for x in (flag, v)]
+    run = " ".join(shlex.quote(a) for a in ["-m", "collabkit.cli", *args, "--distributed"])
     return (
         "# one host, 2 processes (gloo on CPU; with --device cuda one GPU each, NCCL); rank 0 saves the model\n"
         f"torchrun --nproc-per-node 2 {run}\n"
         "# several hosts: run on each with its --node-rank (0 .. nnodes-1); --master-addr is host 0\n"
         f"torchrun --nnodes 2 --node-rank 0 --nproc-per-node 2 --master-addr HOST0 --master-port 29500 {run}\n"
-        "# every rank keeps every world-th row of the data (or, for a folder, every world-th file)"
+        "# every rank keeps every world-th row of the split data (or, for a folder of shards, every world-th file)"
     )
+
+
+def _train_data_parallel(source: DataSource, model: str, options: dict[str, Any], out: Path | None, device: str, as_json: bool) -> None:
+    """This process's part of a torchrun run (``train.distributed``): rank 0 saves and reports."""
+    from collabkit.checkpoint import check_out, save_model
+    from collabkit.core import parallel
+    from collabkit.core.device import use
+    from collabkit.train import distributed
+    from collabkit.train.build import ModelSpec
+
+    try:
+        ranks, where = distributed.join(device)  # a missing GPU stops here, before the data is read
+        spec = ModelSpec.parse(model)
+        spec = spec.with_options(**_overrides(spec, options["--n-factors"], None, options["--epochs"], options["--lr"], options["--wd"], options["--bs"]))
+        if out is not None and ranks.rank == 0:
+            check_out(out)
+        train_part, test_part = distributed.load_shards(source, ranks)
+        net = distributed.sharded_model(spec, train_part, seed=source.resolved().seed)
+        console = consoles(as_json)[1] if ranks.rank == 0 else None
+        with parallel.use(ranks), use(where):
+            history = net.fit(train_part, test_part, console=console, progress=False)
+        n_total = _total_rows(ranks, len(train_part))
+        net.meta["spec"], net.meta["train"] = spec.name, {"spec": spec.name, "implicit": False, "threshold": None}
+        if out is not None and ranks.rank == 0:
+            save_model(net, out, items=train_part.items, extra={"history": history.rows})
+        distributed.leave()
+    except (ValueError, FileNotFoundError, OSError) as e:
+        fail(str(e))
+    if ranks.rank != 0:
+        return
+    result: dict[str, Any] = {
+        "world": ranks.world, "device": where.type, "model": spec.name, "n_ratings": n_total,
+        "fit_seconds": round(history.fit_seconds, 3),
+        "ratings_per_s": round(net.config.epochs * n_total / max(history.fit_seconds, 1e-9)),
+        **{k: v for k, v in history.final.items() if k != "epoch"},
+    }  # fmt: skip
+    if "valid_loss" in result:
+        result["rmse"] = result["valid_loss"] ** 0.5
+    if out is not None:
+        result["out"] = str(out)
+    if as_json:
+        print_json(result)
+    else:
+        consoles(False)[0].print(metrics_table(f"{spec.name}, data-parallel on {ranks.world} ranks", result))
+
+
+def _total_rows(ranks: Any, n: int) -> int:
+    import torch
+
+    return int(ranks.sum(torch.tensor([n], dtype=torch.int64))[0])
 
 
 def _class(spec: Any) -> Any:

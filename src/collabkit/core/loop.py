@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from collabkit.core import device as devices
-from collabkit.core import kernels
+from collabkit.core import kernels, parallel
 from collabkit.core.optim import RowAdamW
 from collabkit.core.schedule import one_cycle
 from collabkit.data.interactions import Ratings
@@ -136,6 +136,8 @@ def fit_one_cycle(
     THREADED_BS and to all of torch's threads for larger ones. The steps run on
     ``core.device.current()``: on a GPU the model is moved there for the run and back after, and
     each batch (drawn and passed through ``batch_fn`` on the CPU) is copied over as it is taken.
+    Inside ``core.parallel.use`` (torchrun) it trains data-parallel: ``train`` is this rank's
+    shard, ``bs`` the global batch, and the History's losses are over every rank's data.
     """
     check_settings(epochs, lr_max, wd, bs)
     data = encode(model, train, compact=True)  # with the int32 permutation: 16 bytes a rating
@@ -143,10 +145,11 @@ def fit_one_cycle(
         epochs = 0  # closed-form models (GlobalMean) have nothing to learn here
     val = encode(model, valid, strict=False) if valid is not None and len(valid) else None
     device = devices.current()
-    gen = torch.Generator().manual_seed(seed)
+    ranks = parallel.current()
+    gen = torch.Generator().manual_seed(seed + (ranks.rank if ranks else 0))
     n = len(data)
     bs = bs or model.default_bs
-    bounds = _batch_bounds(n, bs)
+    bounds = ranks.batch_bounds(n, bs) if ranks else _batch_bounds(n, bs)
     total = epochs * len(bounds)
     history = History()
     bar = _progress(console, progress)
@@ -156,8 +159,9 @@ def fit_one_cycle(
     t_start = time.perf_counter()
     step = 0
     lr_max = lr_max * lr_scale(bs, lr_ref_bs)
-    with training_settings(threads or step_threads(bs)), bar or nullcontext(), devices.placed(model, device):
-        opt = RowAdamW(list(model.parameters()))  # moments on the model's device
+    world = ranks.world if ranks else 1
+    with training_settings(threads or step_threads(bs // world)), bar or nullcontext(), devices.placed(model, device):
+        opt = (parallel.ExchangeRowAdamW if ranks else RowAdamW)(list(model.parameters()))
         for epoch in range(epochs):
             t0 = time.perf_counter()
             model.train()
@@ -167,18 +171,18 @@ def fit_one_cycle(
                 idx = perm[s:e]
                 lr, mom = one_cycle(step / total, lr_max)
                 if batch_fn is None and device.type == "cpu":  # the step takes the batch at its positions
-                    loss = train_step(model, opt, data.users, data.items, data.ratings, lr, mom, wd, loss_fn, at=idx)
+                    loss = train_step(model, opt, data.users, data.items, data.ratings, lr, mom, wd, loss_fn, compiled=ranks is None, at=idx)
                 else:
                     u, i, r = _gather(data, idx)
                     if batch_fn is not None:
                         u, i, r = batch_fn(u, i, r, gen)
                     with devices.factories(device):  # tensors a forward makes land beside the model
-                        loss = train_step(model, opt, *_to(device, u, i, r), lr, mom, wd, loss_fn)
+                        loss = train_step(model, opt, *_to(device, u, i, r), lr, mom, wd, loss_fn, compiled=ranks is None)
                 loss_sum += loss * len(idx)
                 step += 1
                 if bar and step % 50 == 0:
                     bar.update(task, completed=step)
-            row = {"epoch": epoch, "train_loss": float(loss_sum) / n}
+            sums = [loss_sum.double().cpu(), n]  # sum of batch losses, ratings
             if val is not None:
                 vu, vi, vr = val.users, val.items, val.ratings
                 if batch_fn is not None:
@@ -186,9 +190,14 @@ def fit_one_cycle(
                 vu, vi, vr = _to(device, vu, vi, vr)
                 with devices.factories(device):
                     if valid_fn is not None:
-                        row["valid_loss"] = float(valid_fn(vu, vi, vr))
+                        v = float(valid_fn(vu, vi, vr))
                     else:
-                        row["valid_loss"] = float(loss_fn(model.predict_idx(vu, vi), vr))
+                        v = float(loss_fn(model.predict_idx(vu, vi), vr))
+                sums += [v * len(vr), len(vr)]  # the mean, times its count: sums over ranks
+            totals = parallel.total(torch.tensor([float(x) for x in sums], dtype=torch.float64)).tolist()
+            row = {"epoch": epoch, "train_loss": totals[0] / totals[1]}
+            if val is not None:
+                row["valid_loss"] = v if ranks is None else totals[2] / totals[3]
             row["time"] = time.perf_counter() - t0
             history.rows.append(row)
             if console is not None:
@@ -307,12 +316,12 @@ def train_step(
     the tables a model declares as indexed by user or item, gather just the batch's unique rows
     into small leaf tensors, run the model on those (via functional_call with remapped indices),
     and hand the row gradients to RowAdamW. Backward and update then cost O(batch), never
-    O(table), and need no sparse-gradient coalescing. ``compiled=False``: always the torch path.
+    O(table), and need no sparse-gradient coalescing. ``compiled=False``: always the torch path
+    (data-parallel runs: their optimiser exchanges gradients inside ``step``).
     ``at``: the batch is rows ``at`` of (u, i, r), an epoch's encoded arrays (the compiled step
     reads them in place).
     """
-    # a RowAdamW subclass (the distributed exchange) hooks step(): it never takes the compiled path
-    compiled = compiled and loss_fn is F.mse_loss and type(opt) is RowAdamW and u.device.type == "cpu"
+    compiled = compiled and loss_fn is F.mse_loss and u.device.type == "cpu"
     dot = model.dot_tables() if compiled else None
     if dot is not None:
         opt.steps += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -17,6 +18,8 @@ class Ratings:
     ``frame`` has columns user, item, rating and optionally timestamp, one row per (user, item).
     ``items``/``users`` are metadata tables indexed by the same raw ids (title, year, genres...;
     age, gender...). ``scale`` is the declared rating scale (low, high); ``step`` its resolution.
+    ``origin`` (a JSON record of ``data.source.DataSource``, or None) describes where they came
+    from and how they were split, so that a model trained on them records it.
     """
 
     frame: pd.DataFrame
@@ -26,6 +29,7 @@ class Ratings:
     name: str = "ratings"
     source: str = ""
     notes: list[str] = field(default_factory=list)
+    origin: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         missing = [c for c in ("user", "item", "rating") if c not in self.frame.columns]

@@ -738,7 +738,10 @@ def load_movielens(
     frame = _ratings_frame(spec, folder)
     verify_counts(frame, spec, folder)
     data = _ratings(spec, frame, folder, _metadata(spec, folder), spec.name)
-    return by_title(data) if item_name == "title" else data
+    if item_name == "title":
+        return by_title(data)  # not a recorded source: later commands read the set by id
+    data.origin = _origin(spec, data_dir)
+    return data
 
 
 def canonical_split(
@@ -765,10 +768,16 @@ def canonical_split(
     base = _ratings(spec, train, folder, meta, f"{spec.name}/{split}.base")
     held = _ratings(spec, test, folder, meta, f"{spec.name}/{split}.test")
     if item_name == "item":
+        base.origin = held.origin = {**_origin(spec, data_dir), "split": split}
         return base, held
     base, held = by_title(base), by_title(held)
     _note_overlap(base, held)
     return base, held
+
+
+def _origin(spec: MovieLensSpec, data_dir: str | Path | None) -> dict[str, Any]:
+    """The data record of this set (``data.source``): name and folder."""
+    return {"dataset": spec.name, "data_dir": None if data_dir is None else str(Path(data_dir).resolve())}
 
 
 def _note_overlap(train: Ratings, test: Ratings) -> None:

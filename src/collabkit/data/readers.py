@@ -26,7 +26,7 @@ from collabkit.data.checks import (
     validate,
 )
 from collabkit.data.interactions import Ratings
-from collabkit.files import check_regular
+from collabkit.files import check_regular, file_sha256
 
 __all__ = ["RatingsFormatError", "read_items", "read_ratings"]
 
@@ -47,7 +47,33 @@ def read_ratings(
 
     ``names``: the CSV has no header line; these are its columns, in order. ``names=()``: no
     header either, and the columns are called by position, "0", "1", ...
+    A file read with the default separator and scale is recorded (``Ratings.origin``: path,
+    sha256, columns), so a model trained on it can read it again.
     """
+    out = _read_ratings(source, user_col, item_col, rating_col, timestamp_col, scale, duplicates, sep, name, names)
+    if not isinstance(source, pd.DataFrame) and sep is None and scale is None:
+        out.origin = {
+            "ratings": str(Path(source).resolve()), "sha256": file_sha256(Path(source)),
+            "user_col": user_col, "item_col": item_col, "rating_col": rating_col or "",
+            "timestamp_col": timestamp_col, "duplicates": duplicates,
+            "no_header": names is not None and not names or None,
+            "names": ",".join(names) if names else None,
+        }  # fmt: skip
+    return out
+
+
+def _read_ratings(
+    source: str | Path | pd.DataFrame,
+    user_col: str,
+    item_col: str,
+    rating_col: str | None,
+    timestamp_col: str | None,
+    scale: tuple[float, float] | None,
+    duplicates: Duplicates,
+    sep: str | None,
+    name: str | None,
+    names: Sequence[str] | None,
+) -> Ratings:
     check_policy(duplicates)
     columns = {"user": user_col, "item": item_col, "rating": rating_col, "timestamp": timestamp_col}
     locate = None

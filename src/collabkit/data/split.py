@@ -20,7 +20,7 @@ def random_split(ratings: Ratings, valid_pct: float = 0.2, seed: int = 42) -> tu
     n = len(ratings)
     test = np.zeros(n, dtype=bool)
     test[rng.permutation(n)[: round(valid_pct * n)]] = True
-    return ratings.subset(~test, "train"), ratings.subset(test, "test")
+    return _parts(ratings, test, split="random", valid_pct=valid_pct, seed=seed)
 
 
 def user_split(ratings: Ratings, test_pct: float = 0.2, seed: int = 42) -> tuple[Ratings, Ratings]:
@@ -34,7 +34,7 @@ def user_split(ratings: Ratings, test_pct: float = 0.2, seed: int = 42) -> tuple
     n_test = np.minimum(n_test, size - 1)
     test = np.zeros(len(users), dtype=bool)
     test[order] = rank < n_test
-    return ratings.subset(~test, "train"), ratings.subset(test, "test")
+    return _parts(ratings, test, split="user", valid_pct=test_pct, seed=seed)
 
 
 def temporal_split(ratings: Ratings, last_k: int = 1) -> tuple[Ratings, Ratings]:
@@ -53,7 +53,9 @@ def temporal_split(ratings: Ratings, last_k: int = 1) -> tuple[Ratings, Ratings]
     rank, size = _rank_within(users[order])
     test = np.zeros(len(f), dtype=bool)
     test[order] = (rank < last_k) & (size > last_k)
-    return ratings.subset(~test, "train"), ratings.subset(test, "test")
+    if last_k != 1:  # the record names leave-last-out only
+        return _parts(ratings, test)
+    return _parts(ratings, test, split="temporal")
 
 
 def kfold(ratings: Ratings, folds: int = 5, seed: int = 42) -> Iterator[tuple[Ratings, Ratings]]:
@@ -75,7 +77,22 @@ def _kfold(ratings: Ratings, folds: int, seed: int) -> Iterator[tuple[Ratings, R
     fold_of = rng.permutation(len(ratings)) % folds
     for k in range(folds):
         test = fold_of == k
-        yield ratings.subset(~test, f"train{k + 1}"), ratings.subset(test, f"test{k + 1}")
+        train, held = _parts(ratings, test)  # a fold is not a recorded split
+        train.name, held.name = f"train{k + 1}", f"test{k + 1}"
+        yield train, held
+
+
+def _parts(ratings: Ratings, test: np.ndarray, **recipe: object) -> tuple[Ratings, Ratings]:
+    """(train, test) rows of ``ratings``; both record the split ``recipe`` (none: no record)."""
+    origin = ratings.origin
+    # a part of a part cannot be read back from a record: only an unsplit source's parts are
+    if not recipe or origin is None or origin.get("split") not in (None, "none"):
+        origin = None
+    else:
+        origin = {**origin, **recipe}
+    train, held = ratings.subset(~test, "train"), ratings.subset(test, "test")
+    train.origin = held.origin = origin
+    return train, held
 
 
 def _rank_within(sorted_groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

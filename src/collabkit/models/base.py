@@ -51,6 +51,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from collabkit.core import parallel
 from collabkit.core.loop import History, fit_one_cycle
 from collabkit.data.interactions import Ratings
 from collabkit.data.vocab import Vocab
@@ -202,14 +203,23 @@ class CollabModel(nn.Module):
     @classmethod
     def from_data(cls, ratings: Ratings, **config: Any) -> CollabModel:
         """Build an untrained model whose vocabularies are the users and items of ``ratings``."""
-        cfg = cls.Config(**config)
-        if "y_range" in {f.name for f in fields(cfg)} and "y_range" not in config and cls.wants_y_range:
-            cfg.y_range = default_y_range(ratings.scale or (0.0, 1.0))
         users = Vocab(ratings.frame["user"], "user")
         items = Vocab(ratings.frame["item"], "item")
+        return cls.from_vocabs(users, items, ratings.scale, float(ratings.frame["rating"].mean()), **config)
+
+    @classmethod
+    def from_vocabs(
+        cls, users: Vocab, items: Vocab, scale: tuple[float, float] | None, global_mean: float, **config: Any
+    ) -> CollabModel:
+        """An untrained model from what ``from_data`` reads of the ratings (the data-parallel trainer
+        gathers these over every rank's shard). Seeded by ``config``'s seed; a kind that wants a
+        y_range and is given none gets ``default_y_range(scale)``."""
+        cfg = cls.Config(**config)
+        if "y_range" in {f.name for f in fields(cfg)} and "y_range" not in config and cls.wants_y_range:
+            cfg.y_range = default_y_range(scale or (0.0, 1.0))
         torch.manual_seed(cfg.seed)
         model = cls(cfg, users, items)
-        model.meta = {"scale": list(ratings.scale or ()), "global_mean": float(ratings.frame["rating"].mean())}
+        model.meta = {"scale": list(scale or ()), "global_mean": float(global_mean)}
         return model
 
     wants_y_range: ClassVar[bool] = True
@@ -227,12 +237,16 @@ class CollabModel(nn.Module):
         """Train on ``train`` (``valid`` is only reported on); returns what training measured.
 
         ``recipe`` overrides fields of the config (``epochs=10``, ``lr_max=1e-2``...) and is kept
-        in it, so the saved model says how it was trained. ``console`` gets the epoch table.
+        in it, so the saved model says how it was trained; ``train.origin``, the description of
+        the data (``data.source``), is kept in ``meta["data"]``. ``console`` gets the epoch table.
         """
         if recipe:
             self.config = self.config.updated(**recipe)
         if len(train) == 0:
             raise ValueError("cannot train on an empty set of ratings")
+        self.meta.pop("data", None)  # what it was trained on: recorded when the data says
+        if train.origin is not None:
+            self.meta["data"] = dict(train.origin)
         if RATINGS in self.capabilities:
             self.set_baseline(train)
         history = self._fit(train, valid, console, progress)
@@ -255,7 +269,8 @@ class CollabModel(nn.Module):
         users; ``reg`` = (item, user) shrinkage, BASELINE_REG by default).
 
         Rows go BASELINE_CHUNK at a time: 8 bytes a rating (int32 indices) stay for the sweep,
-        float64 temporaries are a chunk's, so this is no peak of a large training run.
+        float64 temporaries are a chunk's, so this is no peak of a large training run. In a
+        data-parallel run (``core.parallel``) the sums are over every rank's shard.
         """
         f = train.frame
         u, i = np.empty(len(f), np.int32), np.empty(len(f), np.int32)
@@ -276,6 +291,8 @@ class CollabModel(nn.Module):
             total += r.sum()
             n_i += np.bincount(ii, minlength=n_items)
             s_i += np.bincount(ii, r, n_items)
+        total, n_i, s_i = _total(np.r_[total, n_i, s_i], (1, n_items, n_items))  # over every rank
+        total = float(total[0])
         mu = total / n_i.sum() if n_i.sum() else 0.0
         reg_i, reg_u = reg or BASELINE_REG
         b_i = (s_i - mu * n_i) / (reg_i + n_i)  # = sum_i (r - mu) / (reg_i + n_i)
@@ -284,6 +301,7 @@ class CollabModel(nn.Module):
             uu, ii, r = known(span)
             n_u += np.bincount(uu, minlength=n_users)
             s_u += np.bincount(uu, r - mu - b_i[ii], n_users)
+        n_u, s_u = _total(np.r_[n_u, s_u], (n_users, n_users))
         b_u = s_u / (reg_u + n_u)
         self.baseline_item.copy_(torch.from_numpy(b_i))
         self.baseline_user.copy_(torch.from_numpy(b_u))
@@ -493,6 +511,12 @@ class CollabModel(nn.Module):
         into ``config.y_range``: the trainer then runs ``core.kernels``'s compiled MSE step on these
         tables. None (the default): the trainer backpropagates through ``forward``."""
         return None
+
+
+def _total(x: np.ndarray, parts: tuple[int, ...]) -> list[np.ndarray]:
+    """``x`` summed over the ranks of a data-parallel run (itself in one process), cut into ``parts``."""
+    x = parallel.total(torch.from_numpy(x)).numpy()
+    return np.split(x, np.cumsum(parts)[:-1])
 
 
 def registry() -> dict[str, type[CollabModel]]:

@@ -49,4 +49,5 @@ def build_model(
         valid = to_implicit(valid, threshold=threshold) if valid is not None else None
     history = model.fit(train, valid, console=console, progress=progress)
     model.meta["spec"] = spec.name
+    model.meta["train"] = {"spec": spec.name, "implicit": threshold is not None and not supports(model, RATINGS), "threshold": threshold}
     return model, history
