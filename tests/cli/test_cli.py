@@ -155,3 +155,13 @@ def test_train_warns_when_the_model_loses_to_the_baseline(tmp_path):
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["rmse"] > out["baseline_rmse"]
     assert "worse than the baseline predictor" in result.output
+
+
+def test_lr_flag_sets_each_kinds_own_learning_rate():
+    """--lr is the one-cycle lr_max of gradient-trained kinds, and AutoRec's own Adam lr."""
+    from collabkit.cli.train import _overrides
+    from collabkit.train.spec import ModelSpec
+
+    assert _overrides(ModelSpec.parse("autorec"), None, None, None, 0.01, None, None) == {"lr": 0.01}
+    assert _overrides(ModelSpec.parse("dot-bias"), None, None, 3, 0.01, None, None) == {"lr_max": 0.01, "epochs": 3}
+    assert _overrides(ModelSpec.parse("als"), None, None, 3, None, None, None) == {"iterations": 3}

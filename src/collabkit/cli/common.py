@@ -16,8 +16,8 @@ from rich.text import Text
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="collabkit: collaborative filtering you can train, explain and serve.")
 
-MODELS = "mean, baseline, bias, dot, dot-bias, nn, hybrid, svdpp, bpmf, autorec, ordinal"
-IMPLICIT_MODELS = "als, bpr, ease, most-popular"
+#: every kind is listed, with its options, by `collabkit kinds` (read from the registry)
+SPEC_HELP = "a spec such as dot-bias or dot-bias(n_factors=20, epochs=10); `collabkit kinds` lists the kinds"
 SPLITS = "random, user, temporal, none, or u1..u5/ua/ub (ML-100k)"
 
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout instead of tables.")]

@@ -33,7 +33,7 @@ from collabkit.data.interactions import Ratings
 
 K = Annotated[int, typer.Option("-k", "--k", help="Length of the top-k lists ranking metrics score.")]
 Relevant = Annotated[float, typer.Option("--relevant", help="Held-out ratings >= this are the relevant items.")]
-SPEC_HELP = "e.g. dot-bias or dot-bias(n_factors=20, epochs=10); kinds: mean, bias, dot, dot-bias, nn, most-popular, ..."
+SPEC_HELP = "e.g. dot-bias or dot-bias(n_factors=20, epochs=10); `collabkit kinds` lists the kinds"
 
 
 @app.command()

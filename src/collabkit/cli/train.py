@@ -13,8 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from collabkit.cli.common import (
-    IMPLICIT_MODELS,
-    MODELS,
+    SPEC_HELP,
     Device,
     Json,
     ModelDir,
@@ -33,7 +32,7 @@ from collabkit.data.interactions import Ratings
 @with_source
 def train(
     source: DataSource,
-    model: Annotated[str | None, typer.Option(help=f"Model spec, e.g. dot-bias or dot-bias(n_factors=20): {MODELS}; with --implicit: {IMPLICIT_MODELS}.")] = None,
+    model: Annotated[str | None, typer.Option(help=f"Model: {SPEC_HELP} (a ranking kind with --implicit).")] = None,
     preset: Annotated[str | None, typer.Option(help="A named recipe instead of --model: chapter, best, or auto (tuned on a validation part of the training data).")] = None,
     budget: Annotated[float | None, typer.Option(help="--preset auto: seconds for the search and refit (default 600).")] = None,
     implicit: Annotated[bool, typer.Option("--implicit", help="Treat rows as 0/1 interactions and train a ranking model.")] = False,
@@ -59,7 +58,7 @@ def train(
     commands (evaluate, report, recommend...) need only the model folder.
     """
     from collabkit.checkpoint import check_out, save_model
-    from collabkit.models.base import supports
+    from collabkit.models.base import registry, supports
     from collabkit.train.build import ModelSpec, build_model
 
     out_console, log = consoles(as_json)
@@ -93,7 +92,8 @@ def train(
         if budget is not None:
             spec = ModelSpec.parse(f"auto(budget={budget!r})")
         if implicit and supports(_class(spec), "ratings"):
-            raise ValueError(f"{spec.kind} is a rating model; with --implicit choose one of {IMPLICIT_MODELS}")
+            rankers = sorted(k for k, cls in registry().items() if not supports(cls, "ratings"))
+            raise ValueError(f"{spec.kind} is a rating model; with --implicit choose one of {', '.join(rankers)}")
         if out is not None:
             check_out(out)  # before the work, not after it
         data = source.load()
@@ -135,6 +135,30 @@ def train(
         print_json(result)
     else:
         out_console.print(metrics_table(f"{spec.name} on {data.name} ({source.split})", result))
+
+
+@app.command()
+def kinds(as_json: Json = False) -> None:
+    """List the model kinds (read from the registry): what each can do, its options, and its idea."""
+    from dataclasses import asdict
+
+    from collabkit.models.base import registry
+
+    rows = []
+    for name, cls in sorted(registry().items()):
+        doc = (cls.__doc__ or "").strip().splitlines()
+        defaults = {k: v for k, v in asdict(cls.Config()).items()}
+        rows.append({"kind": name, "capabilities": sorted(cls.capabilities), "options": defaults, "about": doc[0] if doc else ""})
+    if as_json:
+        print_json({"kinds": rows})
+        return
+    table = Table(title="model kinds (--model SPEC, e.g. dot-bias(n_factors=20))")
+    for column in ("kind", "can", "options (defaults)", "about"):
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        options = ", ".join(f"{k}={v!r}" for k, v in r["options"].items())
+        table.add_row(r["kind"], " ".join(r["capabilities"]) or "-", options, r["about"])
+    consoles(False)[0].print(table)
 
 
 def torchrun_commands(source: DataSource, options: dict[str, Any]) -> str:
@@ -210,15 +234,17 @@ def _class(spec: Any) -> Any:
 
 
 def _overrides(spec: Any, n_factors, layers, epochs, lr, wd, bs) -> dict[str, Any]:
-    """The training flags given, as config overrides of ``spec``'s kind (--epochs is ALS's iterations)."""
+    """The training flags given, as config overrides of ``spec``'s kind (--epochs is ALS's
+    iterations, --lr AutoRec's lr)."""
     if spec.is_preset:
         given = [f for f, v in (("--n-factors", n_factors), ("--layers", layers), ("--epochs", epochs), ("--lr", lr), ("--wd", wd), ("--bs", bs)) if v is not None]
         if given:
             raise ValueError(f"{spec.kind} is a preset, a whole recipe: drop {', '.join(given)}")
         return {}
     names = {f.name for f in fields(_class(spec).Config)}
-    options = {"n_factors": n_factors, "lr_max": lr, "wd": wd, "bs": bs}
+    options = {"n_factors": n_factors, "wd": wd, "bs": bs}
     options["iterations" if "iterations" in names else "epochs"] = epochs
+    options["lr" if "lr" in names else "lr_max"] = lr  # AutoRec's Adam takes lr, the one-cycle lr_max
     if layers is not None:
         options["layers"] = tuple(int(x) for x in layers.split(",") if x.strip())
     return {key: v for key, v in options.items() if v is not None}
@@ -279,7 +305,7 @@ def predict(
 @with_source
 def lr_find_cmd(
     source: DataSource,
-    model: Annotated[str, typer.Option(help=f"Model spec: {MODELS}.")] = "dot-bias",
+    model: Annotated[str, typer.Option(help=f"Model: {SPEC_HELP}.")] = "dot-bias",
     wd: Annotated[float, typer.Option()] = 0.1,
     validate: Annotated[bool, typer.Option(help="Fit at fractions of the valley and keep the rate that validates best (on 10% carved from the data).")] = True,
     plot: Annotated[Path | None, typer.Option(help="Save the loss-vs-lr plot (PNG), the suggestion marked.")] = None,

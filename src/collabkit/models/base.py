@@ -213,10 +213,14 @@ class CollabModel(nn.Module):
     ) -> CollabModel:
         """An untrained model from what ``from_data`` reads of the ratings (the data-parallel trainer
         gathers these over every rank's shard). Seeded by ``config``'s seed; a kind that wants a
-        y_range and is given none gets ``default_y_range(scale)``."""
+        y_range and is given none gets ``default_y_range(scale)``, one whose predictions are
+        clipped (a ``clip`` option) is clipped to the scale."""
         cfg = cls.Config(**config)
-        if "y_range" in {f.name for f in fields(cfg)} and "y_range" not in config and cls.wants_y_range:
+        names = {f.name for f in fields(cfg)}
+        if "y_range" in names and "y_range" not in config and cls.wants_y_range:
             cfg.y_range = default_y_range(scale or (0.0, 1.0))
+        if "clip" in names and "clip" not in config:
+            cfg.clip = tuple(scale) if scale else None
         torch.manual_seed(cfg.seed)
         model = cls(cfg, users, items)
         model.meta = {"scale": list(scale or ()), "global_mean": float(global_mean)}
@@ -485,9 +489,24 @@ class CollabModel(nn.Module):
     def cost(cls, config: dict[str, Any], sizes: Sizes) -> tuple[float, float]:
         """(work, bytes) a fit of this kind with ``config`` overrides is expected to need on data
         of ``sizes``: work in dot-bias rating-epochs (``Sizes.speed`` of them a second), bytes of
-        working memory. Default: a gradient-trained kind with embedding tables."""
-        f, epochs = config.get("n_factors", 50), config.get("epochs", 5)
+        working memory. Default: a gradient-trained kind with embedding tables and an MLP or
+        metadata beside them (3 dot-bias epochs of work an epoch; weights and Adam's moments)."""
+        f, epochs = cls.option(config, "n_factors"), cls.option(config, "epochs")
         return sizes.n * epochs * 3.0, (sizes.users + sizes.items) * (f + 1) * 16
+
+    @classmethod
+    def sized(cls, config: dict[str, Any], sizes: Sizes, limit: float) -> tuple[dict[str, Any] | None, str]:
+        """``config`` as it is when its working memory fits ``limit`` bytes, else a smaller one
+        that does (with a note saying what changed), else None with the reason."""
+        _, mem = cls.cost(config, sizes)
+        if mem <= limit:
+            return config, ""
+        return None, f"skipped: its tables would need ~{mem / 1e9:.1f} GB (> {limit / 1e9:.1f} GB)"
+
+    @classmethod
+    def option(cls, config: dict[str, Any], name: str) -> Any:
+        """``config[name]``, or the kind's default for it."""
+        return config[name] if name in config else getattr(cls.Config(), name)
 
     #: parameter name -> "user" or "item" for tables indexed by user/item index; the trainer
     #: gathers and updates only the rows a batch touches (see train.loop.train_step)

@@ -18,7 +18,15 @@ from torch import Tensor
 
 from collabkit.core.loop import History
 from collabkit.data.interactions import Ratings
-from collabkit.models.base import BASELINE_REG, BIASES, RATINGS, CollabModel, ModelConfig, Scorer
+from collabkit.models.base import (
+    BASELINE_REG,
+    BIASES,
+    RATINGS,
+    CollabModel,
+    ModelConfig,
+    Scorer,
+    Sizes,
+)
 
 
 @dataclass
@@ -44,9 +52,9 @@ class BaselinePredictor(CollabModel):
         self.register_buffer("global_mean", torch.zeros(()))
 
     @classmethod
-    def from_data(cls, ratings: Ratings, **config: Any) -> BaselinePredictor:
-        config.setdefault("clip", tuple(ratings.scale) if ratings.scale else None)
-        return super().from_data(ratings, **config)
+    def cost(cls, config: dict[str, Any], sizes: Sizes) -> tuple[float, float]:
+        """Two sweeps over the ratings; two offsets a row."""
+        return sizes.n * 0.2, (sizes.users + sizes.items) * 8.0
 
     def _fit(self, train: Ratings, valid: Ratings | None, console: object, progress: bool) -> History:
         self.set_baseline(train, (self.config.reg_item, self.config.reg_user))

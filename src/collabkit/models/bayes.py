@@ -30,7 +30,8 @@ from torch import Tensor
 from collabkit.core.loop import History, encode
 from collabkit.data.interactions import Ratings
 from collabkit.data.vocab import Vocab
-from collabkit.models.base import CollabModel, ModelConfig
+from collabkit.models.autorec import STEP_WORK
+from collabkit.models.base import CollabModel, ModelConfig, Sizes
 from collabkit.models.dot import DotProductBias, _table
 
 
@@ -61,9 +62,26 @@ class BayesianMF(DotProductBias):
         self.requires_grad_(False)  # filled by Gibbs sampling, never by an optimiser
 
     @classmethod
-    def from_data(cls, ratings: Ratings, **config: Any) -> CollabModel:
-        config.setdefault("clip", tuple(ratings.scale) if ratings.scale else None)
-        return super().from_data(ratings, **config)
+    def cost(cls, config: dict[str, Any], sizes: Sizes) -> tuple[float, float]:
+        """A sweep costs about half a dot-bias epoch plus a d x d Cholesky per row (measured on
+        ML-100k); the kept samples (2 rows x d floats each) and a sweep's temporaries."""
+        d = cls.option(config, "n_factors") + 1
+        samples = cls.option(config, "samples")
+        sweeps = samples + cls.option(config, "burn_in")
+        work = sweeps * (sizes.n * 0.5 + (sizes.users + sizes.items) * d * d * 0.12 + STEP_WORK)
+        return work, 2 * (sizes.users + sizes.items) * d * samples * 4 + _sweep_bytes(d, sizes)
+
+    @classmethod
+    def sized(cls, config: dict[str, Any], sizes: Sizes, limit: float) -> tuple[dict[str, Any] | None, str]:
+        """Fewer kept posterior samples when all of them do not fit (at least 30)."""
+        _, mem = cls.cost(config, sizes)
+        if mem <= limit:
+            return config, ""
+        d = cls.option(config, "n_factors") + 1
+        keep = int((limit - _sweep_bytes(d, sizes)) / (2 * (sizes.users + sizes.items) * d * 4))
+        if keep >= 30:
+            return {**config, "samples": keep}, f"{keep} kept samples instead of {cls.option(config, 'samples')} (memory)"
+        return None, f"skipped: its posterior samples would need ~{mem / 1e9:.1f} GB (> {limit / 1e9:.1f} GB)"
 
     def _squash(self, x: Tensor) -> Tensor:
         c = self.config.clip
@@ -138,6 +156,11 @@ class BayesianMF(DotProductBias):
         )
         self.user_bias.weight.copy_(Us[:, :, k:].mean(0))
         self.item_bias.weight.copy_(Vs[:, :, k:].mean(0) + mu)
+
+
+def _sweep_bytes(d: int, s: Sizes) -> float:
+    """A Gibbs sweep's temporaries: a d x d outer product per rating and a precision per row."""
+    return (s.n + 2 * (s.users + s.items)) * d * d * 8
 
 
 def _with_ones(X: Tensor, k: int) -> Tensor:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -19,6 +19,7 @@ from collabkit.models.base import (
     ModelConfig,
     Scorer,
     SGDConfig,
+    Sizes,
     sigmoid_range,
 )
 
@@ -76,6 +77,12 @@ class DotProduct(CollabModel):
             return self._user_side(ur.to(items.dtype)) @ items.T
 
         return Scorer(rank, self._squash_)
+
+    @classmethod
+    def cost(cls, config: dict[str, Any], sizes: Sizes) -> tuple[float, float]:
+        """One dot-bias epoch of work an epoch; weights and Adam's two moments."""
+        f = cls.option(config, "n_factors")
+        return sizes.n * cls.option(config, "epochs"), (sizes.users + sizes.items) * (f + 1) * 4 * 3
 
     def dot_tables(self) -> list[Tensor] | None:
         if type(self) not in (DotProduct, DotProductBias, BiasOnly):

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import itertools
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -33,7 +32,7 @@ import numpy as np
 from collabkit.core.loop import History
 from collabkit.data.interactions import Ratings
 from collabkit.data.split import random_split
-from collabkit.models.base import CollabModel
+from collabkit.models.base import CollabModel, Sizes, get_model_class
 from collabkit.models.ensemble import Ensemble
 from collabkit.train.spec import ModelSpec, build_untrained
 
@@ -64,66 +63,16 @@ CANDIDATES = (
 )
 
 
-@dataclass
-class Sizes:
-    """What the cost and memory rules read: ratings, users, items, and this machine's speed."""
-
-    n: int
-    users: int
-    items: int
-    speed: float = 1e6  # dot-bias rating-epochs per second, measured on the first SGD member
-
-
 def estimate(kind: str, cfg: dict[str, Any], s: Sizes) -> tuple[float, float]:
-    """(seconds, working bytes) a candidate is expected to need on data of sizes ``s``.
-
-    Seconds are in units of one dot-bias rating-epoch (``s.speed`` per second); the per-kind
-    factors were measured on ML-100k (Bayesian MF: a sweep costs about a dot-bias epoch plus a
-    d x d Cholesky per row; AutoRec: dense items x users products of width n_factors), plus a
-    fixed cost per full-batch step that dominates on small data.
-    """
-    rows = s.users + s.items
-    step = 10_000  # fixed cost of one full-batch sweep or epoch (Python, kernel launches)
-    epochs = cfg.get("epochs", 8 if kind == "ordinal" else 5)
-    f = cfg.get("n_factors", 50)
-    if kind == "baseline":
-        work, mem = s.n * 0.2, rows * 8.0
-    elif kind in ("bias", "dot-bias", "dot", "ordinal"):
-        work = s.n * epochs * (1.4 if kind == "ordinal" else 1.0)
-        mem = rows * (f + 1) * 4 * 3  # weights and Adam's two moments
-    elif kind == "hybrid":
-        work, mem = s.n * epochs * 3.0, rows * (f + 1) * 4 * 4
-    elif kind == "bpmf":
-        d, sweeps = f + 1, cfg.get("samples", 130) + cfg.get("burn_in", 20)
-        work = sweeps * (s.n * 0.5 + rows * d * d * 0.12 + step)
-        mem = 2 * rows * d * cfg.get("samples", 130) * 4 + _bpmf_sweep_bytes(d, s)
-    elif kind == "autorec":
-        cells = float(s.users) * s.items
-        work = cfg.get("epochs", 300) * (cells * f * 8.5e-5 + step)
-        mem = cells * 4 * 6  # target, mask, output and their gradients, dense
-    else:
-        work, mem = s.n * epochs * 3.0, rows * (f + 1) * 16
+    """(seconds, working bytes) a candidate is expected to need on data of sizes ``s``: the kind's
+    own cost rule (``CollabModel.cost``), its work in dot-bias rating-epochs at ``s.speed``."""
+    work, mem = get_model_class(kind).cost(cfg, s)
     return work / s.speed, mem
 
 
 def fit_size(kind: str, cfg: dict[str, Any], s: Sizes) -> tuple[dict[str, Any] | None, str]:
     """The size rule: ``cfg`` as it is, shrunk to fit MEMORY_BYTES, or None; with the reason."""
-    _, mem = estimate(kind, cfg, s)
-    if mem <= MEMORY_BYTES:
-        return cfg, ""
-    if kind == "bpmf":  # keep fewer posterior samples (the kept block is 2 rows d 4 bytes each)
-        d = cfg.get("n_factors", 10) + 1
-        keep = int((MEMORY_BYTES - _bpmf_sweep_bytes(d, s)) / (2 * (s.users + s.items) * d * 4))
-        if keep >= 30:
-            return {**cfg, "samples": keep}, f"{keep} kept samples instead of {cfg.get('samples', 130)} (memory)"
-    why = {"autorec": f"its dense items x users matrix ({s.items} x {s.users})",
-           "bpmf": "its posterior samples"}.get(kind, "its tables")  # fmt: skip
-    return None, f"skipped: {why} would need ~{mem / 1e9:.1f} GB (> {MEMORY_BYTES / 1e9:.1f} GB)"
-
-
-def _bpmf_sweep_bytes(d: int, s: Sizes) -> float:
-    """A Gibbs sweep's temporaries: a d x d outer product per rating and a precision per row."""
-    return (s.n + 2 * (s.users + s.items)) * d * d * 8
+    return get_model_class(kind).sized(cfg, s, MEMORY_BYTES)
 
 
 def nnls(P: np.ndarray, y: np.ndarray) -> np.ndarray:
