@@ -119,7 +119,7 @@ def measure_prior(
     estimated users.
     """
     reps = model.user_repr(torch.arange(len(model.users))).double()  # (U, D)
-    var = reps.var(0).clamp(min=1e-8)
+    var = reps.var(0).clamp(min=1e-8) if reps.shape[1] else reps.new_zeros(0)  # (D,)
     counts = None
     if ratings is not None:
         counts = np.bincount(

@@ -1,0 +1,178 @@
+"""The checks of the conformance suite, one function each: what every model kind must honour.
+
+``test_conformance.py`` runs them on every registered kind; ``test_toy_kind.py`` on a kind
+defined only in the tests. A check takes a trained model, the (train, test) data it was trained
+on and, where it compares, the global-mean model of the same data.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import collabkit as ck
+from collabkit.checkpoint import load_model, save_model
+from collabkit.data.implicit import to_implicit
+from collabkit.evaluate.metrics import rank_correlation
+from collabkit.models.base import (
+    BIASES,
+    FACTORS,
+    FOLD_IN,
+    PROBA,
+    RATINGS,
+    CapabilityError,
+    CollabModel,
+    supports,
+)
+from collabkit.recommend.foldin import fold_in_frame
+
+Data = tuple[ck.Ratings, ck.Ratings]
+
+#: fold-in of training users from their own training ratings: the least mean Spearman correlation
+#: (over 20 users) of their whole-catalogue scores with the trained users'. Exact solves
+#: reproduce training; the MAP solve of the rating kinds shrinks towards the prior (0.90-1.00 on
+#: the suite's data); BPR's fold-in minimises the full-catalogue loss, training a sampled one.
+FOLD_IN_BOUND = {"als": 0.999, "ease": 0.999, "most-popular": 0.999, "bpr": 0.6}
+FOLD_IN_DEFAULT = 0.85
+
+
+def trained_on(model: CollabModel, data: Data) -> ck.Ratings:
+    """What ``model`` was trained on: the ratings, or a ranking kind's positives (>= 4)."""
+    return data[0] if supports(model, RATINGS) else to_implicit(data[0], 4.0)
+
+
+def check_learns(model: CollabModel, data: Data, mean: CollabModel) -> None:
+    """Rating kinds beat the global mean on held-out ratings; rankers put liked items above others."""
+    train, test = data
+    if supports(model, RATINGS):
+        assert ck.evaluate_ratings(model, test)["rmse"] < ck.evaluate_ratings(mean, test)["rmse"]
+    else:
+        liked, positives = to_implicit(test, 4.0), to_implicit(train, 4.0)
+        ours = ck.evaluate_ranking(model, positives, liked, 5, None)["hit_rate@5"]
+        chance = ck.evaluate_ranking(mean, positives, liked, 5, None)["hit_rate@5"]
+        assert ours > chance
+
+
+def check_batch_scoring(model: CollabModel, data: Data) -> None:
+    """Batch == one by one, and the all-items path == the pairwise path."""
+    f = data[0].frame.head(12)
+    batch = model.predict(f["user"], f["item"])
+    one = np.array([model.predict([u], [i])[0] for u, i in zip(f["user"], f["item"])])
+    np.testing.assert_allclose(batch, one, rtol=1e-5, atol=1e-5)
+    users = torch.tensor([0, 3, 7])
+    full = model.score_all_items(users)
+    n = len(model.items)
+    pairs = model.predict_idx(users.repeat_interleave(n), torch.arange(n).repeat(3))
+    torch.testing.assert_close(full, pairs.view(3, n), rtol=1e-4, atol=1e-4)
+
+
+def check_unknown_ids(model: CollabModel, data: Data) -> None:
+    """Unknown ids are scored, never dropped: a rating kind's fallback is the baseline predictor."""
+    item, user = data[0].frame["item"].iloc[0], data[0].frame["user"].iloc[0]
+    out = model.predict(["nobody", "nobody", user], [item, "no-such-item", "no-such-item"])
+    assert np.isfinite(out).all()
+    if supports(model, RATINGS):
+        u = torch.from_numpy(model.users.lookup(["nobody", "nobody", user], strict=False))
+        i = torch.from_numpy(model.items.lookup([item, "no-such-item", "no-such-item"], strict=False))
+        np.testing.assert_allclose(out, model.baseline(u, i).numpy(), rtol=1e-6)
+        lo, hi = data[0].scale
+        assert ((out >= lo) & (out <= hi)).all()
+        assert out[1] == pytest.approx(model.meta["global_mean"])
+
+
+def check_fold_in(model: CollabModel, data: Data) -> None:
+    """A new user is recommended from their answers (never what they answered), or the kind
+    refuses naming those that can; a training user folded in from their own ratings lands near
+    what training learned for them (``FOLD_IN_BOUND``)."""
+    train = trained_on(model, data)
+    answers = train.frame[train.frame["user"] == train.frame["user"].iloc[0]][["item", "rating"]]
+    answers = dict(zip(answers["item"], answers["rating"]))
+    if not supports(model, FOLD_IN):
+        with pytest.raises(CapabilityError, match="kinds that do"):
+            ck.recommend_new_users(model, answers, n=3)
+        return
+    recs = ck.recommend_new_users(model, answers, n=3)
+    assert len(recs) == 3 and not set(recs["item"]) & set(answers)
+    users = np.unique(train.frame["user"])[:20]
+    raw, reprs = fold_in_frame(model, train.frame[train.frame["user"].isin(users)], model.user_prior(train), users)
+    scorer = model.scorer()
+    with torch.no_grad():
+        folded = scorer.finish(scorer.rank(reprs.float())).double().numpy()
+        trained = model.score_all_items(torch.from_numpy(model.users.lookup(raw))).double().numpy()
+    rho = np.nanmean([rank_correlation(a, b) if np.ptp(b) > 0 else 1.0 for a, b in zip(folded, trained)])
+    assert rho >= FOLD_IN_BOUND.get(model.kind, FOLD_IN_DEFAULT), (model.kind, rho)
+
+
+def check_recommend_with_reasons(model: CollabModel, data: Data) -> None:
+    """Top-n never repeats what the user rated; kinds with factors say why ("because you rated")."""
+    train = trained_on(model, data)
+    user = train.frame["user"].iloc[0]
+    recs = ck.recommend(model, train, [user], n=4)
+    rated = set(train.frame.loc[train.frame["user"] == user, "item"])
+    assert len(recs) == 4 and not set(recs["item"]) & rated
+    assert recs["score"].is_monotonic_decreasing
+    if supports(model, FACTORS):
+        assert recs["because"].str.startswith("because you rated").any()
+    if supports(model, PROBA):
+        assert recs["p_love"].between(0, 1).all()
+
+
+def check_similar_and_pca(model: CollabModel, data: Data) -> None:
+    from collabkit.interpret.pca import item_pca
+    from collabkit.interpret.similar import similar_items
+
+    item = data[0].frame["item"].iloc[0]
+    if not supports(model, FACTORS):
+        with pytest.raises(CapabilityError, match="kinds that do"):
+            similar_items(model, item, 3)
+        return
+    near = similar_items(model, item, 3)
+    assert len(near) == 3 and item not in set(near["item"])
+    if model.factors("item").shape[1] >= 2:
+        assert len(item_pca(model, 2, data[0]).coords) > 0
+
+
+def check_biases(model: CollabModel, data: Data) -> None:
+    from collabkit.interpret.biases import bias_table
+
+    if not supports(model, BIASES):
+        with pytest.raises(CapabilityError, match="kinds that do"):
+            bias_table(model)
+        return
+    table = bias_table(model, ratings=data[0])
+    assert len(table) == len(model.items) and table["bias"].is_monotonic_decreasing
+
+
+def check_save_load_in_a_new_process(models: dict[str, CollabModel], data: Data, root: Path, imports: str = "") -> None:
+    """Save, load in a fresh interpreter, identical predictions (no pickle involved). ``imports``:
+    Python run first in the new process (a kind defined outside the package is imported there)."""
+    f = data[1].frame
+    want = {}
+    for kind, model in models.items():
+        save_model(model, root / kind)
+        want[kind] = model.predict(f["user"], f["item"]).tolist()
+    pairs = root / "pairs.json"
+    pairs.write_text(json.dumps({"user": f["user"].tolist(), "item": f["item"].tolist()}))
+    script = (
+        f"{imports}\nimport json, sys; from collabkit.checkpoint import load_model\n"
+        "root, pairs = sys.argv[1], json.load(open(sys.argv[2]))\n"
+        "print(json.dumps({k: load_model(f'{root}/{k}').predict(pairs['user'], pairs['item']).tolist()"
+        f" for k in {sorted(models)!r}}}))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(root), str(pairs)], capture_output=True, text=True, check=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )  # fmt: skip
+    got = json.loads(proc.stdout)
+    for kind in models:
+        np.testing.assert_array_equal(np.array(got[kind]), np.array(want[kind]), err_msg=kind)
+        again = load_model(root / kind)
+        assert again.capabilities == models[kind].capabilities
+        assert pd.Series(again.users.ids).equals(pd.Series(models[kind].users.ids))
