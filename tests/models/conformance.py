@@ -171,8 +171,56 @@ def check_save_load_in_a_new_process(models: dict[str, CollabModel], data: Data,
         cwd=Path(__file__).resolve().parents[2],
     )  # fmt: skip
     got = json.loads(proc.stdout)
-    for kind in models:
+    for kind, model in models.items():
         np.testing.assert_array_equal(np.array(got[kind]), np.array(want[kind]), err_msg=kind)
         again = load_model(root / kind)
-        assert again.capabilities == models[kind].capabilities
-        assert pd.Series(again.users.ids).equals(pd.Series(models[kind].users.ids))
+        assert again.capabilities == model.capabilities
+        assert pd.Series(again.users.ids).equals(pd.Series(model.users.ids))
+
+
+def check_engine(model: CollabModel, data: Data) -> None:
+    """The serving engine answers what ``recommend`` answers: for a known user (as trained, and
+    with a rating deleted since), a user who rated after training (fold-in) and a user with no
+    ratings at all: the same items in the same order, scores to float32 precision, reasons."""
+    from collabkit.serve.engine import Engine
+
+    train = trained_on(model, data)
+    items = train.items
+    store = train.frame.astype({"user": str, "item": str})[["user", "item", "rating"]]
+    engine = Engine(1, "", 100.0, model, items, store, top_k=15)
+    frame = train.frame
+    user = frame["user"].iloc[0]
+    mine = frame[frame["user"] == user]
+
+    def same(answer, expected: pd.DataFrame, mode: str) -> None:
+        assert answer.mode == mode
+        assert engine.item_text[answer.items].tolist() == [str(i) for i in expected["item"]], (model.kind, mode)
+        np.testing.assert_allclose(answer.scores, expected["score"].to_numpy(np.float32), rtol=2e-6, atol=2e-6)
+        assert answer.because.tolist() == expected["because"].tolist()
+        if "p_love" in expected.columns:
+            np.testing.assert_allclose(answer.p_love, expected["p_love"].to_numpy(), rtol=1e-5, atol=1e-6)
+
+    def stored(rows: pd.DataFrame, when: float) -> tuple:
+        return [str(i) for i in rows["item"]], rows["rating"].to_numpy(np.float64), np.full(len(rows), when)
+
+    n = 6
+    got = engine.for_user(str(user), *stored(mine, 50.0), n)  # known, nothing new: its precomputed list
+    same(got, ck.recommend(model, train.with_frame(mine), [user], n, items=items), "model")
+    fewer = mine.iloc[1:]  # a rating deleted since the load: scored afresh
+    got = engine.for_user(str(user), *stored(fewer, 50.0), n)
+    same(got, ck.recommend(model, train.with_frame(fewer), [user], n, items=items), "model")
+    if supports(model, FOLD_IN):
+        got = engine.for_user(str(user), *stored(mine, 150.0), n)  # rated after training: folded in
+        answers = mine[["item", "rating"]].assign(user=str(user))
+        same(got, ck.recommend_new_users(model, answers, n, prior=engine.prior, items=items, user=str(user)), "fold-in")
+        got = engine.for_user("stranger", [], np.zeros(0), np.zeros(0), n)
+        expected = ck.recommend(model, None, ["\x00new"], n, exclude_seen=False, unknown="fallback", prior=engine.prior, items=items)
+        same(got, expected, "average-taste")
+    if supports(model, FACTORS) and model.factors("item").shape[1] >= 2:
+        from collabkit.interpret.similar import similar_items
+
+        item = frame["item"].iloc[0]
+        near, sims = engine.similar(str(item), 5)
+        expected = similar_items(model, item, 5)
+        assert engine.item_text[near].tolist() == [str(i) for i in expected["item"]]
+        np.testing.assert_allclose(sims, expected["similarity"], rtol=1e-6)

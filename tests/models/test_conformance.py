@@ -104,5 +104,10 @@ def test_biases_work_or_refuse_clearly(kind, models, data):
     conformance.check_biases(models[kind], data)
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_serving_engine_answers_what_recommend_answers(kind, models, data):
+    conformance.check_engine(models[kind], data)
+
+
 def test_save_then_load_in_a_new_process_predicts_the_same(models, data, tmp_path):
     conformance.check_save_load_in_a_new_process(models, data, tmp_path)

@@ -118,19 +118,33 @@ def _nearest(
     model: CollabModel, side: str, idx: int, k: int, allowed: np.ndarray | None = None
 ) -> pd.DataFrame:
     """Top-k rows by cosine similarity to row ``idx`` (itself excluded), among ``allowed`` indices."""
+    f = torch.nn.functional.normalize(factors(model, side), dim=1)  # zero rows stay zero
+    order, sims = nearest(f, idx, k, allowed)
+    vocab = model.items if side == "item" else model.users
+    return pd.DataFrame({side: vocab.decode(order), "similarity": sims})
+
+
+def nearest(unit: Tensor, idx: int, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(indices, cosines) of the ``k`` rows of ``unit`` (unit-length vectors) nearest row ``idx``,
+    itself excluded, among ``allowed`` indices; most similar first, ties to the lower index.
+
+    A partition finds the k-th best cosine, so only the candidates at or above it are sorted.
+    """
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
-    f = torch.nn.functional.normalize(factors(model, side), dim=1)  # zero rows stay zero
-    sims = (f @ f[idx]).double().numpy()
-    keep = (
-        np.ones(len(sims), dtype=bool)
-        if allowed is None
-        else np.isin(np.arange(len(sims)), allowed)
-    )
+    if unit.shape[1] < 2:
+        raise ValueError(f"{unit.shape[1]} factor(s): nothing to compare directions of")
+    sims = (unit @ unit[idx]).double().numpy()
+    keep = np.ones(len(sims), dtype=bool) if allowed is None else np.isin(np.arange(len(sims)), allowed)
     keep[idx] = False  # not itself
-    order = np.argsort(-np.where(keep, sims, -np.inf), kind="stable")[: int(keep.sum())][:k]
-    vocab = model.items if side == "item" else model.users
-    return pd.DataFrame({side: vocab.decode(order), "similarity": sims[order]})
+    key = np.where(keep, -sims, np.inf)  # ascending key: best first; left out: last
+    k = min(k, int(keep.sum()))
+    if k == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0)
+    cut = np.partition(key, k - 1)[k - 1]
+    candidates = np.flatnonzero(key <= cut)  # in index order: the stable sort keeps ties so
+    order = candidates[np.argsort(key[candidates], kind="stable")][:k]
+    return order, sims[order]
 
 
 def _norm(title: str) -> str:

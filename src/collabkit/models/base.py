@@ -41,6 +41,7 @@ user the average-taste user instead.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import pkgutil
 from collections.abc import Callable
@@ -155,6 +156,11 @@ class Scorer:
     rank: Callable[[Tensor], Tensor]
     finish: Callable[[Tensor], Tensor] = field(default=lambda top: top)
     shared: Tensor | None = None
+
+    @functools.cached_property
+    def order(self) -> np.ndarray:
+        """``shared``'s item indices, best first (ties to the lower index), sorted once."""
+        return torch.sort(-self.shared.double().cpu(), stable=True).indices.numpy()
 
 
 @dataclass
@@ -438,6 +444,23 @@ class CollabModel(nn.Module):
             torch.arange(len(self.items if side == "item" else self.users))
         )
         return rep[:, -1].detach()
+
+    # --- PROBA: a probability for each rating level (config.levels) ----------------------------
+    def proba_repr(self, ur: Tensor, ir: Tensor) -> Tensor:
+        """(..., Du), (..., Di) representations -> (..., K) P(r = l_k) over ``config.levels``."""
+        raise NotImplementedError(f"{self.kind} declares {PROBA!r} but has no proba_repr")
+
+    @torch.no_grad()
+    def predict_proba(self, users: Any, items: Any) -> np.ndarray:
+        """(n, K) P(r = l_k) for raw (user, item) id pairs, columns in ``config.levels`` order. An
+        unknown side gets the all-zero representation (a kind may do better: the ordinal model
+        puts it at the baseline predictor's rating)."""
+        require(self, PROBA)
+        u = torch.from_numpy(self.users.lookup(users, strict=False))
+        i = torch.from_numpy(self.items.lookup(items, strict=False))
+        u, i = torch.broadcast_tensors(u, i)
+        ir = self.item_repr(i.clamp(min=0)) * (i >= 0).unsqueeze(1)
+        return self.proba_repr(self.user_reprs(u), ir).numpy()
 
     # --- FOLD_IN: score = link(a_i . x + c_i), linear in the user's representation x -----------
     @torch.no_grad()

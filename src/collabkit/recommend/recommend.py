@@ -8,7 +8,7 @@ answers at all gets the average-taste user's list (see ``foldin.average_taste``)
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
 import numpy as np
@@ -121,16 +121,22 @@ def recommend_new_users(
 
 
 def explain_items(
-    model: CollabModel, recs: np.ndarray, history: History, rows: np.ndarray, k: int = 2
+    model: CollabModel,
+    recs: np.ndarray,
+    history: History,
+    rows: np.ndarray,
+    k: int = 2,
+    vectors: Tensor | None = None,
 ) -> np.ndarray:
     """(U, n, k) item indices (-1 padded): for each recommendation, the user's liked items nearest it.
 
     Liked = rated at or above the user's own mean rating; nearness = cosine similarity of the
     items' factor vectors (the item representation without its bias). ``rows`` (U,) index the
-    users in ``history`` (-1: no history, so no reason).
+    users in ``history`` (-1: no history, so no reason). ``vectors``: ``unit_factors(model)``
+    computed once by the caller.
     """
     out = np.full((*recs.shape, k), -1, dtype=np.int64)
-    vectors = _factor_vectors(model)
+    vectors = unit_factors(model) if vectors is None else vectors
     if vectors.shape[1] == 0 or not recs.size:
         return out
     liked = _liked(history, rows)  # (U, L) item indices, -1 padded
@@ -198,7 +204,8 @@ def _recommend(
         text = np.repeat(reason.astype(object), n)
         if history is not None:
             because = explain_items(model, items, history, rows).reshape(-1, 2)
-            text = np.where(text == "", _because_text(model, because, titles), text)
+            names = lambda idx: _titles(titles, model.items.decode(idx))
+            text = np.where(text == "", because_text(because, names), text)
         frame["because"] = text
     return frame[keep].reset_index(drop=True)
 
@@ -224,11 +231,10 @@ def _p_love(model: CollabModel, rows: np.ndarray, reprs: Tensor | None, items: n
     return p[..., top].sum(-1).numpy()
 
 
-def _because_text(model: CollabModel, because: np.ndarray, titles: pd.Series | None) -> np.ndarray:
-    """'because you rated A and B highly' from (R, 2) item indices (-1 = none), vectorised."""
-    first, second = (
-        _titles(titles, model.items.decode(np.maximum(because[:, j], 0))) for j in (0, 1)
-    )
+def because_text(because: np.ndarray, names: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """'because you rated A and B highly' from (R, 2) item indices (-1 = none), vectorised;
+    ``names`` maps item indices to what to call them (titles, else ids)."""
+    first, second = (names(np.maximum(because[:, j], 0)) for j in (0, 1))
     both = "because you rated " + first + " and " + second + " highly"
     one = "because you rated " + first + " highly"
     return np.where(because[:, 1] >= 0, both, np.where(because[:, 0] >= 0, one, ""))
@@ -252,7 +258,7 @@ def _liked(history: History, rows: np.ndarray) -> np.ndarray:
     return out
 
 
-def _factor_vectors(model: CollabModel) -> Tensor:
+def unit_factors(model: CollabModel) -> Tensor:
     """(n_items, F) unit-length item factor vectors; (n_items, 0) for kinds without factors."""
     if not supports(model, FACTORS):
         return torch.zeros(len(model.items), 0)

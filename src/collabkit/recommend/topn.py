@@ -8,7 +8,7 @@ from torch import Tensor
 
 from collabkit.core import device as devices
 from collabkit.data.interactions import Ratings
-from collabkit.models.base import CollabModel
+from collabkit.models.base import CollabModel, Scorer
 
 
 def seen_csr(model: CollabModel, ratings: Ratings) -> tuple[np.ndarray, np.ndarray]:
@@ -41,6 +41,7 @@ def top_n(
     candidates: np.ndarray | None = None,
     batch_users: int | None = None,
     reprs: Tensor | None = None,
+    scorer: Scorer | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(items, scores), each (U, n), best first, for user indices ``users`` (-1 = unknown user).
 
@@ -51,6 +52,8 @@ def top_n(
     users); ``users`` then only index the rows of ``seen``. Users are scored ``batch_users`` at a
     time (default: TOPN_CELLS // n_items), so memory is bounded by the chunk, not by U. Scores
     and top-k run on ``core.device.current()``; only each chunk's n best come back to the CPU.
+    ``scorer``: the model's ``scorer()`` prepared once by the caller (the serving engine), on
+    the CPU; by default it is prepared here.
     """
     users = torch.as_tensor(np.asarray(users), dtype=torch.int64)
     n_items = len(model.items)
@@ -63,9 +66,9 @@ def top_n(
     out_items = np.full((len(users), n), -1, dtype=np.int64)
     out_scores = np.full((len(users), n), np.nan, dtype=np.float32)
     with devices.placed(model, device), devices.factories(device):
-        scorer = model.scorer()  # the item side, prepared once
+        scorer = scorer or model.scorer()  # the item side, prepared once
         if scorer.shared is not None:
-            return _top_n_shared(model, scorer.shared.cpu(), users, n, seen, allowed, reprs)
+            return _top_n_shared(model, scorer, users, n, seen, allowed, reprs)
         if allowed is not None:
             allowed = allowed.to(device)
         for s in range(0, len(users), batch_users):
@@ -92,7 +95,7 @@ SHARED_USERS = 1 << 16
 @torch.no_grad()
 def _top_n_shared(
     model: CollabModel,
-    shared: Tensor,
+    scorer: Scorer,
     users: Tensor,
     n: int,
     seen: tuple[np.ndarray, np.ndarray] | None,
@@ -106,7 +109,7 @@ def _top_n_shared(
     (s_i - i does not decrease), so one searchsorted per chunk finds every list. Only the n
     chosen items per user are scored, with the same user representations as the full path.
     """
-    order = torch.sort(-shared.double(), stable=True).indices.numpy()
+    order = scorer.order
     if allowed is not None:
         order = order[allowed.numpy()[order]]
     m = len(order)

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from collabkit.serve.security import allows, key_role
 
 if TYPE_CHECKING:
-    from collabkit.serve.recommender import Served
+    from collabkit.serve.engine import Engine
 
 bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <key>")
 header = APIKeyHeader(name="X-API-Key", auto_error=False, description="or X-API-Key: <key>")
@@ -34,7 +34,7 @@ def get_session(request: Request) -> Iterator[Session]:
 DB = Annotated[Session, Depends(get_session)]
 
 
-def served(request: Request) -> Served:
+def served(request: Request) -> Engine:
     """The live model snapshot for this request (503 while there is none)."""
     current = request.app.state.live.current
     if current is None:
@@ -44,7 +44,7 @@ def served(request: Request) -> Served:
     return current
 
 
-Model = Annotated[Any, Depends(served)]  # a Served (typed loosely: torch loads lazily)
+Model = Annotated[Any, Depends(served)]  # an Engine (typed loosely: torch loads lazily)
 
 
 def _check(session: Session, given: str | None, role: str) -> str:

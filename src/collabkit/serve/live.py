@@ -1,8 +1,9 @@
 """The live model holder: one reference, swapped atomically, polled for changes made elsewhere.
 
-A request reads ``live.current`` once and uses that snapshot to the end, so a promotion never
-mixes two models in one response. A new version is loaded completely (weights, items, fold-in
-prior, onboarding questions) before the reference changes: no request waits or fails on a swap.
+A request reads ``live.current`` (an ``engine.Engine``) once and uses that snapshot to the end,
+so a promotion never mixes two models in one response. A new version is built completely (its
+engine: weights, lists, fold-in prior, onboarding questions) before the reference changes: no
+request waits or fails on a swap. Each worker process holds its own and polls the store.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from sqlalchemy.orm import Session
 from collabkit.serve import store
 
 if TYPE_CHECKING:
-    from collabkit.serve.recommender import Served
+    from collabkit.serve.engine import Engine
 
 log = logging.getLogger("collabkit.serve")
 
@@ -25,7 +26,7 @@ log = logging.getLogger("collabkit.serve")
 class Live:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.current: Served | None = None
+        self.current: Engine | None = None
         self._load_lock = threading.Lock()  # one load at a time (API promote vs poller)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -35,11 +36,12 @@ class Live:
         served = self.current
         return None if served is None else served.version
 
-    def load(self, version: store.ModelVersion) -> Served:
-        from collabkit.serve.recommender import load_served
+    def load(self, version: store.ModelVersion) -> Engine:
+        from collabkit.serve.engine import Engine
 
         with Session(self.engine) as session:
-            return load_served(version, session)
+            ratings = store.all_ratings(session)
+        return Engine.load(version.id, version.path, version.trained_through, ratings)
 
     def sync(self) -> bool:
         """Serve the store's live version if it is not the one served; True when it swapped."""

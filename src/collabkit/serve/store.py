@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import (
     JSON,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     Integer,
     String,
     UniqueConstraint,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -193,12 +195,18 @@ def delete_rating(session: Session, user: str, item: str) -> bool:
     return done.rowcount > 0
 
 
-def user_ratings(session: Session, user: str) -> pd.DataFrame:
-    """The user's stored ratings: item, rating, written_at (empty frame when none)."""
-    rows = session.execute(
-        select(Rating.item_id, Rating.value, Rating.written_at).where(Rating.user_id == user)
-    ).all()
-    return pd.DataFrame(rows, columns=["item", "rating", "written_at"])
+USER_RATINGS = select(Rating.item_id, Rating.value, Rating.written_at).where(Rating.user_id == bindparam("user"))
+
+
+def user_ratings(engine: Engine, user: str) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The user's stored ratings as (items, ratings, written_at): one indexed query (the leading
+    column of the (user, item) unique index), no ORM session, no frame; a request's path."""
+    with engine.connect() as conn:
+        rows = conn.execute(USER_RATINGS, {"user": user}).all()
+    if not rows:
+        return [], np.zeros(0), np.zeros(0)
+    items, values, written = zip(*rows)
+    return list(items), np.array(values, dtype=np.float64), np.array(written, dtype=np.float64)
 
 
 def all_ratings(session: Session) -> pd.DataFrame:

@@ -34,19 +34,12 @@ def similar(
     item: PathId, request: Request, served: Model, k: Annotated[int, Query(ge=1, le=100)] = 10
 ) -> SimilarItems:
     """The ``k`` items whose latent factors point most like ``item``'s (cosine similarity)."""
-    from collabkit.data.vocab import UnknownIdError
-    from collabkit.serve.recommender import similar as nearest
-
-    if item not in served.model.items:
+    if item not in served.item_index:
         raise FieldError(404, "item", f"item {item!r} is unknown to the live model")
     try:
-        frame = nearest(served, item, k)
-    except (UnknownIdError, ValueError) as e:
+        near, sims = served.similar(item, k)
+    except ValueError as e:  # a kind without factors (CapabilityError), or too few of them
         raise FieldError(422, "item", str(e)) from None
-    out = [
-        Similar(
-            item=str(r.item), similarity=float(r.similarity), title=text(getattr(r, "title", None))
-        )
-        for r in frame.itertuples(index=False)
-    ]
+    titles = served.titles[near].tolist() if served.titles is not None else [None] * len(near)
+    out = [Similar(item=i, similarity=float(s), title=text(t)) for i, s, t in zip(served.item_text[near].tolist(), sims.tolist(), titles)]
     return SimilarItems(item=item, model_version=served.version, similar=out)

@@ -150,7 +150,7 @@ def monitor(
     and per model version, with the alerts the admin's thresholds raise on the latest period."""
     request.app.state.exposures.flush()  # what was shown so far, not only what was written
     served = request.app.state.live.current
-    catalogue = len(served.model.items) if served is not None else _count(session, store.Item)
+    catalogue = len(served.item_text) if served is not None else _count(session, store.Item)
     since = time.time() - hours * 3600
     series = _series(session, catalogue, periods, since)
     versions = _versions(session, catalogue, since)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-import pandas as pd
-from fastapi import APIRouter, Query, Request
+import numpy as np
+from fastapi import APIRouter, Query, Request, Response
 
 from collabkit.serve import store
 from collabkit.serve.api.recommendations import respond
 from collabkit.serve.deps import DB, FieldError, Model, Reader, Writer
-from collabkit.serve.schemas import ERRORS, V1, NewUser, Question, Questions, Recommendations
+from collabkit.serve.schemas import ERRORS, V1, NewUser, Question, Questions, Recommendations, text
 
 router = APIRouter(prefix=V1, tags=["onboarding"], responses=ERRORS)
 
@@ -20,30 +20,26 @@ router = APIRouter(prefix=V1, tags=["onboarding"], responses=ERRORS)
 def questions(served: Model, n: Annotated[int, Query(ge=1, le=50)] = 10) -> Questions:
     """The first ``n`` items to ask a new user about, most informative first (``Questionnaire``):
     popular items people disagree on, spread across the taste space."""
-    from collabkit.serve.recommender import titles
-
-    ids = served.questions[:n]
-    out = [Question(item=str(i), title=t) for i, t in zip(ids, titles(served, ids))]
+    ids = [str(i) for i in served.questions[:n]]
+    out = [Question(item=i, title=_title(served, i)) for i in ids]
     return Questions(model_version=served.version, questions=out)
 
 
-@router.post("/users", status_code=201, dependencies=[Writer])
-def new_user(body: NewUser, request: Request, session: DB, served: Model) -> Recommendations:
-    """Create a user from onboarding answers (stored as their ratings) and return their list."""
-    from collabkit.serve.recommender import for_answers, unknown_items
+def _title(engine: object, item: str) -> str | None:
+    return None if engine.titles is None else text(engine.titles[engine.item_index[item]])
 
+
+@router.post("/users", status_code=201, dependencies=[Writer], response_model=Recommendations)
+def new_user(body: NewUser, request: Request, session: DB, served: Model) -> Response:
+    """Create a user from onboarding answers (stored as their ratings) and return their list."""
     user = body.user or uuid.uuid4().hex
     if session.get(store.User, user) is not None:
         raise FieldError(409, "user", f"user {user!r} already exists: post ratings instead")
-    answers = pd.DataFrame([a.model_dump() for a in body.answers], columns=["item", "rating"])
-    bad = unknown_items(served, answers["item"].tolist())
+    items = [a.item for a in body.answers]
+    idx, bad = served.answers_index(items)
     if bad:
-        raise FieldError(
-            422,
-            f"answers.{bad[0]}.item",
-            f"item {answers['item'][bad[0]]!r} is unknown to the live model",
-        )
-    if answers["item"].duplicated().any():
+        raise FieldError(422, f"answers.{bad[0]}.item", f"item {items[bad[0]]!r} is unknown to the live model")
+    if len(set(items)) < len(items):
         raise FieldError(422, "answers", "answers rate the same item twice")
     rows = [{"user": user, "item": a.item, "value": a.rating} for a in body.answers]
     if rows:
@@ -53,6 +49,6 @@ def new_user(body: NewUser, request: Request, session: DB, served: Model) -> Rec
         store._ensure(session, store.User, [user], {"created_at": store.now()})
         session.commit()
     session.close()
-    frame = for_answers(served, user, answers, body.n)
-    mode = "fold-in" if rows else "average-taste"
-    return respond(request, served, user, mode, frame)
+    order = np.argsort(idx, kind="stable")
+    ratings = np.array([a.rating for a in body.answers], dtype=np.float64)
+    return respond(request, served, user, served.for_answers(idx[order], ratings[order], body.n), status=201)

@@ -1,4 +1,8 @@
-"""Top-n for a user in their own ids, seen items excluded, each with a reason; logs exposures."""
+"""Top-n for a user in their own ids, seen items excluded, each with a reason; logs exposures.
+
+The request path is store -> engine -> response: one indexed query for the user's ratings, the
+version's ``Engine`` for the list, one orjson encoding for the body.
+"""
 
 from __future__ import annotations
 
@@ -6,58 +10,51 @@ import math
 import time
 from typing import Annotated, Any
 
-import pandas as pd
-from fastapi import APIRouter, Query, Request
+import orjson
+from fastapi import APIRouter, Query, Request, Response
 
 from collabkit.serve import store
 from collabkit.serve.api.ratings import PathId
-from collabkit.serve.deps import DB, Model, Reader
-from collabkit.serve.schemas import ERRORS, V1, Recommendation, Recommendations, text
+from collabkit.serve.deps import Model, Reader
+from collabkit.serve.schemas import ERRORS, V1, Recommendations
 
 router = APIRouter(prefix=V1, tags=["recommendations"], responses=ERRORS)
 N = Annotated[int, Query(ge=1, le=100, description="list length")]
 
 
-@router.get("/users/{user}/recommendations", dependencies=[Reader])
-def recommendations(
-    user: PathId, request: Request, session: DB, served: Model, n: N = 10
-) -> Recommendations:
+@router.get("/users/{user}/recommendations", dependencies=[Reader], response_model=Recommendations)
+def recommendations(user: PathId, request: Request, engine: Model, n: N = 10) -> Response:
     """The user's top ``n``. ``mode`` says how the user was placed: ``model`` (known to the live
     model), ``fold-in`` (new to it, or rated since it was trained: folded in from the stored
     ratings now) or ``average-taste`` (no ratings: the fallback list, also named in ``fallback``)."""
-    from collabkit.serve.recommender import for_user
-
-    stored = store.user_ratings(session, user)
-    session.close()  # give the connection back before the model works
-    mode, frame = for_user(served, user, stored, n)
-    return respond(request, served, user, mode, frame)
+    items, values, written = store.user_ratings(request.app.state.engine, user)
+    return respond(request, engine, user, engine.for_user(user, items, values, written, n))
 
 
-def respond(
-    request: Request, served: Any, user: str, mode: str, frame: pd.DataFrame
-) -> Recommendations:
-    """Lay out a recommendation frame, count it and log its exposures."""
-    from collabkit.recommend.recommend import love_at
-
+def respond(request: Request, engine: Any, user: str, answer: Any, status: int = 200) -> Response:
+    """Lay out an engine's answer (``Recommendations``), count it and log its exposures."""
+    ids = engine.item_text[answer.items].tolist()
+    # a recommendation is named: its title, else its id (when the version has titles at all)
+    titles = engine.names[answer.items].tolist() if engine.titles is not None else [None] * len(ids)
+    p = answer.p_love.tolist() if answer.p_love is not None else [None] * len(ids)
     items = [
-        Recommendation(item=str(r.item), rank=int(r.rank), score=float(r.score),
-                       title=text(getattr(r, "title", None)), because=str(getattr(r, "because", "")),
-                       p_love=_chance(getattr(r, "p_love", None)))
-        for r in frame.itertuples(index=False)
-    ]  # fmt: skip
+        {"item": i, "rank": r, "score": float(s), "title": t, "because": b, "p_love": _chance(q)}
+        for r, (i, s, t, b, q) in enumerate(zip(ids, answer.scores.tolist(), titles, answer.because.tolist(), p), 1)
+    ]
     state = request.app.state
-    state.metrics.fallbacks.labels(mode).inc()
+    state.metrics.fallbacks.labels(answer.mode).inc()
     if state.settings.exposures:
         shown = time.time()
         state.exposures.log(
-            [{"user_id": user, "item_id": i.item, "position": i.rank, "model_version": served.version,
-              "shown_at": shown} for i in items]
+            [{"user_id": user, "item_id": i, "position": r, "model_version": engine.version, "shown_at": shown}
+             for r, i in enumerate(ids, 1)]
         )  # fmt: skip
-    fallback = "average-taste" if mode == "average-taste" else None
-    return Recommendations(
-        user=user, model_version=served.version, mode=mode, fallback=fallback,
-        love_at=love_at(served.model), items=items,
-    )  # fmt: skip
+    body = {
+        "user": user, "model_version": engine.version, "mode": answer.mode,
+        "fallback": "average-taste" if answer.mode == "average-taste" else None,
+        "love_at": engine.love_at, "items": items,
+    }  # fmt: skip
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
 
 
 def _chance(p: float | None) -> float | None:

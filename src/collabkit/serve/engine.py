@@ -1,0 +1,218 @@
+"""The serving engine: a model version prepared once, so that a request is a few array operations.
+
+``Engine.build`` runs when a version is loaded (start-up, promotion, rollback) and prepares
+everything a request needs: the text id -> index maps, every item's display name, the model's
+scorer with its item side built (``CollabModel.scorer``), unit factor vectors for reasons and
+neighbours, the fold-in prior measured on the store's ratings, the onboarding questions, the
+average-taste list, and each known user's top-K list with what they had rated at load excluded.
+A request then goes store -> engine -> response: the user's stored ratings arrive as arrays (one
+indexed query), seen items are masked by index, reasons are computed on arrays, and nothing per
+request builds a DataFrame.
+
+Three ways to place a user, named in every answer (``mode``), the same as ``recommend``'s:
+- ``model``: the model knows the user and nothing they rated came after its training: their
+  precomputed list (scored afresh when their stored ratings changed since the load);
+- ``fold-in``: the user is new to the model or rated after it was trained: their stored ratings
+  are folded in (``model.fold_in``), no retraining needed;
+- ``average-taste``: no usable ratings at all: the average-taste user's list.
+The answers equal ``recommend``/``recommend_new_users`` on the same ratings: same items, order,
+scores and reasons (``tests/serve/test_engine.py`` checks every kind).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+
+from collabkit.checkpoint import load_items, load_model
+from collabkit.data.interactions import Ratings
+from collabkit.interpret.similar import nearest
+from collabkit.models.base import FACTORS, FOLD_IN, PROBA, CollabModel, require, supports
+from collabkit.models.linear import UserPrior
+from collabkit.recommend.onboard import Questionnaire
+from collabkit.recommend.recommend import (
+    FALLBACK_REASON,
+    _p_love,
+    because_text,
+    explain_items,
+    love_at,
+    unit_factors,
+)
+from collabkit.recommend.topn import top_n
+
+N_QUESTIONS = 50  # onboarding questions kept per model version
+TOP_K = 100  # each known user's precomputed list: the longest list a request may ask for
+
+
+@dataclass
+class Answer:
+    """A recommendation list: item indices, scores, reasons (and P(love) for PROBA kinds)."""
+
+    mode: str
+    items: np.ndarray  # (k,) item indices, best first
+    scores: np.ndarray  # (k,) float32
+    because: np.ndarray  # (k,) str
+    p_love: np.ndarray | None = None  # (k,) or None
+
+
+class Engine:
+    """One model version, ready to answer (see the module docstring). Read-only once built, so
+    the threads of a worker share it without locks."""
+
+    def __init__(self, version: int, path: str, trained_through: float, model: CollabModel,
+                 items: pd.DataFrame | None, ratings: pd.DataFrame, top_k: int = TOP_K) -> None:  # fmt: skip
+        t0 = time.perf_counter()
+        torch.set_num_threads(1)  # many small requests in parallel beat one request on many threads
+        self.version, self.path, self.trained_through = version, path, trained_through
+        self.model, self.items = model.eval(), items
+        self.item_text = np.array([str(i) for i in model.items.ids], dtype=object)
+        self.item_index = {s: k for k, s in enumerate(self.item_text)}
+        self.user_index = {str(u): k for k, u in enumerate(model.users.ids)}
+        self.item_ids = dict(zip(self.item_text, model.items.ids.tolist()))  # text -> the model's own id
+        self.names, self.titles = _names(model, items)
+        self.scorer = model.scorer()
+        self.unit = unit_factors(model)  # (n_items, 0) for kinds without factors: no reasons
+        self.love_at = love_at(model)
+        self.foldable = supports(model, FOLD_IN)
+        train = _store_ratings(ratings)
+        self.prior: UserPrior | None = model.user_prior(train) if self.foldable else None
+        self.questions = _questions(model, train, self.prior) if self.foldable else []
+        self.top_k = min(top_k, len(model.items))
+        self.seen = _seen_at_load(self, ratings)  # (indptr over model users, item indices)
+        self.top_items, self.top_scores = top_n(model, np.arange(len(model.users)), self.top_k, seen=self.seen, scorer=self.scorer)
+        self.average = self._average_taste()
+        self.load_seconds = time.perf_counter() - t0
+
+    @classmethod
+    def load(cls, version: int, path: str, trained_through: float, ratings: pd.DataFrame) -> Engine:
+        """Load a saved version's folder; ``ratings`` (the store's: user, item, rating) give item
+        popularity, the prior's calibration and what each known user has already rated."""
+        return cls(version, path, trained_through, load_model(path), load_items(path), ratings)
+
+    # --- requests ---------------------------------------------------------------------------------
+    @torch.no_grad()
+    def for_user(self, user: str, items: list[str], values: np.ndarray, written_at: np.ndarray, n: int) -> Answer:
+        """The list of ``user`` whose stored ratings are (items, values, written_at)."""
+        idx, vals = self._known(items, values)
+        row = self.user_index.get(user)
+        if row is not None and not (written_at > self.trained_through).any():
+            lo, hi = self.seen[0][row], self.seen[0][row + 1]
+            if np.array_equal(idx, self.seen[1][lo:hi]):  # rated nothing new since the load
+                top, scores = self.top_items[row, :n], self.top_scores[row, :n]
+                keep = top >= 0
+                return self._explained("model", top[keep], scores[keep], idx, vals, self.model.user_reprs(torch.tensor([row])))
+            return self._ranked("model", self.model.user_reprs(torch.tensor([row])), idx, vals, n)
+        return self.for_answers(idx, vals, n)
+
+    @torch.no_grad()
+    def for_answers(self, idx: np.ndarray, vals: np.ndarray, n: int) -> Answer:
+        """A new (or changed) user's list from rated item indices (sorted) and their ratings."""
+        if not len(idx):
+            items, scores, p = self.average
+            return Answer("average-taste", items[:n], scores[:n], np.full(min(n, len(items)), FALLBACK_REASON, dtype=object), None if p is None else p[:n])
+        if not self.foldable:  # a kind that cannot place new users: the population's list, unseen
+            items, scores, _ = self.average
+            keep = ~np.isin(items, idx)
+            return self._explained("average-taste", items[keep][:n], scores[keep][:n], idx, vals, None)
+        x = self.model.fold_in(torch.from_numpy(idx).unsqueeze(0), torch.from_numpy(vals.astype(np.float64)).unsqueeze(0), self.prior)
+        return self._ranked("fold-in", x, idx, vals, n)
+
+    def answers_index(self, items: list[str]) -> tuple[np.ndarray, list[int]]:
+        """(item indices, positions of the items the model does not know) of onboarding answers."""
+        idx = np.array([self.item_index.get(i, -1) for i in items], dtype=np.int64)
+        return idx, np.flatnonzero(idx < 0).tolist()
+
+    def similar(self, item: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(item indices, cosine similarities) of the ``k`` items whose factors point most like
+        ``item``'s (``interpret.similar``'s rule, on the vectors prepared at load)."""
+        require(self.model, FACTORS)
+        return nearest(self.unit, self.item_index[item], k)
+
+    # --- the shared path --------------------------------------------------------------------------
+    def _known(self, items: list[str], values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The stored ratings of items the model knows, as (indices, ratings) sorted by index."""
+        idx = np.fromiter((self.item_index.get(i, -1) for i in items), np.int64, len(items))
+        keep = idx >= 0
+        order = np.argsort(idx[keep], kind="stable")
+        return idx[keep][order], np.asarray(values, dtype=np.float64)[keep][order]
+
+    def _ranked(self, mode: str, reprs: Tensor, idx: np.ndarray, vals: np.ndarray, n: int) -> Answer:
+        """Score one user representation against the catalogue, their rated items masked."""
+        seen = (np.array([0, len(idx)]), idx)
+        top, scores = top_n(self.model, np.zeros(1, dtype=np.int64), min(n, self.top_k), seen=seen, reprs=reprs, scorer=self.scorer)
+        keep = top[0] >= 0
+        return self._explained(mode, top[0][keep], scores[0][keep], idx, vals, reprs)
+
+    def _explained(self, mode: str, top: np.ndarray, scores: np.ndarray, idx: np.ndarray, vals: np.ndarray, reprs: Tensor | None) -> Answer:
+        """Reasons from the user's liked items nearest each recommendation (``explain_items``)."""
+        history = (np.array([0, len(idx)]), idx, vals.astype(np.float32))
+        because = explain_items(self.model, top[None], history, np.zeros(1, dtype=np.int64), vectors=self.unit)
+        text = because_text(because.reshape(-1, 2), self.names.__getitem__)
+        p = None
+        if supports(self.model, PROBA) and reprs is not None and len(top):
+            p = _p_love(self.model, np.zeros(1, dtype=np.int64), reprs, top[None])[0]
+        return Answer(mode, top, scores, text, p)
+
+    @torch.no_grad()
+    def _average_taste(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """The fallback list: the average-taste user's top-K (the prior's centre), or for a kind
+        that does not fold in, the items by their mean score over the trained users."""
+        if self.prior is not None:
+            reprs = self.prior.mean.unsqueeze(0)
+            top, scores = top_n(self.model, np.array([-1]), self.top_k, reprs=reprs, scorer=self.scorer)
+            keep = top[0] >= 0
+            p = _p_love(self.model, np.array([-1]), reprs, top[:, keep])[0] if supports(self.model, PROBA) else None
+            return top[0][keep], scores[0][keep], p
+        users = torch.arange(len(self.model.users))
+        mean = sum(self.model.score_all_items(c).double().sum(0) for c in users.split(1024)) / max(1, len(users))
+        order = torch.sort(-mean, stable=True).indices[: self.top_k]
+        return order.numpy(), mean[order].float().numpy(), None
+
+
+def _names(model: CollabModel, items: pd.DataFrame | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """(every item's display name: its title, else its id; its title or None, None without any
+    titles at all)."""
+    ids = pd.Series(model.items.ids, dtype=object).astype(str).to_numpy(dtype=object)
+    if items is None or "title" not in items.columns:
+        return ids, None
+    table = items["title"][~items.index.duplicated()]
+    titles = table.reindex(model.items.ids).to_numpy(dtype=object)
+    missing = pd.isna(titles)
+    return np.where(missing, ids, titles).astype(object), np.where(missing, None, titles).astype(object)
+
+
+def _store_ratings(frame: pd.DataFrame) -> Ratings | None:
+    """The store's ratings as Ratings (the prior's calibration, onboarding's popularity)."""
+    return Ratings(frame[["user", "item", "rating"]]) if len(frame) else None
+
+
+def _questions(model: CollabModel, ratings: Ratings | None, prior: UserPrior | None) -> list[Any]:
+    """The first N_QUESTIONS onboarding questions (each skipped in turn: the next most informative)."""
+    quiz = Questionnaire(model, ratings, prior)
+    out = []
+    for _ in range(min(N_QUESTIONS, len(model.items))):
+        item = quiz.next_item()
+        if item is None:
+            break
+        out.append(item)
+        quiz.answer(item, None)
+    return out
+
+
+def _seen_at_load(engine: Engine, ratings: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """CSR over the model's users of the items (known to the model) each has in the store."""
+    n_users = len(engine.model.users)
+    if not len(ratings):
+        return np.zeros(n_users + 1, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    u = ratings["user"].map(engine.user_index).to_numpy(dtype=np.float64)
+    i = ratings["item"].map(engine.item_index).to_numpy(dtype=np.float64)
+    keep = ~(np.isnan(u) | np.isnan(i))
+    u, i = u[keep].astype(np.int64), i[keep].astype(np.int64)
+    order = np.lexsort((i, u))
+    return np.r_[0, np.cumsum(np.bincount(u, minlength=n_users))], i[order]
