@@ -19,6 +19,9 @@ from collabkit.cli.common import Json, app, consoles, fail, metrics_table, print
 from collabkit.cli.source import DataSource, model_data, with_source
 
 DEFAULT_DB = "sqlite:///collabkit.db"
+#: seconds a worker may take to answer the supervisor's ping before it is restarted: loading a
+#: version (imports, the engine's lists) on a busy machine took longer than uvicorn's 5 s
+WORKER_HEALTHCHECK = 60
 Db = Annotated[
     str | None,
     typer.Option("--db", help="Store URL (default $COLLABKIT_DB or sqlite:///collabkit.db)."),
@@ -53,21 +56,38 @@ def serve_cmd(
     db: Db = None,
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    workers: Annotated[int | None, typer.Option(min=1, max=64, help="Worker processes (default: the number of cores); each notices promotions through the store.")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Run the recommendation service (creates or migrates the store first)."""
+    import tempfile
+
     import uvicorn
 
     from collabkit.serve import Settings, create_app
+    from collabkit.serve.rollout import register
 
     url = db or os.environ.get("COLLABKIT_DB") or DEFAULT_DB
-    _engine(url, upgrade=True).dispose()
     if model is not None and not (model / "config.json").exists():
         fail(
             f"{model}: not a model folder (no config.json); train one with `collabkit train --out`"
         )
-    settings = Settings(db=url, **({"model": str(model)} if model else {}))
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, access_log=False)
+    engine = _engine(url, upgrade=True)
+    if model is not None:  # once, here: every worker serves what the store says is live
+        register(engine, model)
+    engine.dispose()
+    n = workers or os.cpu_count() or 1
+    if n == 1:
+        uvicorn.run(create_app(Settings(db=url)), host=host, port=port, log_level=log_level, access_log=False)
+        return
+    os.environ["COLLABKIT_DB"] = url  # the workers read their settings from the environment
+    os.environ.pop("COLLABKIT_MODEL", None)
+    with tempfile.TemporaryDirectory(prefix="collabkit-metrics-") as shared:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = shared  # /metrics adds up every worker's counters
+        uvicorn.run(
+            "collabkit.serve.app:create_app", factory=True, workers=n, host=host, port=port,
+            log_level=log_level, access_log=False, timeout_worker_healthcheck=WORKER_HEALTHCHECK,
+        )  # fmt: skip
 
 
 @db_app.command("upgrade")

@@ -30,6 +30,7 @@ from collabkit.serve.api import (
     ratings,
     recommendations,
 )
+from collabkit.serve.commits import Committer
 from collabkit.serve.exposures import ExposureLog
 from collabkit.serve.live import Live
 from collabkit.serve.metrics import Metrics
@@ -49,7 +50,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = make_engine(settings.db)
         migrate.check(engine)
         app.state.engine = engine
-        app.state.live = Live(engine)
+        app.state.commits = Committer(engine)
+        app.state.live = Live(engine, on_swap=app.state.metrics.model_version.set)
         app.state.exposures = ExposureLog(
             engine, settings.exposure_buffer, settings.exposure_flush_seconds
         )
@@ -62,7 +64,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.exposures.start()
         yield
         app.state.live.stop()
+        app.state.commits.close()
         app.state.exposures.close()
+        app.state.metrics.close()
         engine.dispose()
 
     app = FastAPI(

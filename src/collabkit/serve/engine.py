@@ -84,8 +84,8 @@ class Engine:
         self.prior: UserPrior | None = model.user_prior(train) if self.foldable else None
         self.questions = _questions(model, train, self.prior) if self.foldable else []
         self.top_k = min(top_k, len(model.items))
-        self.seen = _seen_at_load(self, ratings)  # (indptr over model users, item indices)
-        self.top_items, self.top_scores = top_n(model, np.arange(len(model.users)), self.top_k, seen=self.seen, scorer=self.scorer)
+        self.seen = _seen_at_load(self, ratings)  # (indptr over model users, item indices, ratings)
+        self._precompute()
         self.average = self._average_taste()
         self.load_seconds = time.perf_counter() - t0
 
@@ -103,10 +103,8 @@ class Engine:
         row = self.user_index.get(user)
         if row is not None and not (written_at > self.trained_through).any():
             lo, hi = self.seen[0][row], self.seen[0][row + 1]
-            if np.array_equal(idx, self.seen[1][lo:hi]):  # rated nothing new since the load
-                top, scores = self.top_items[row, :n], self.top_scores[row, :n]
-                keep = top >= 0
-                return self._explained("model", top[keep], scores[keep], idx, vals, self.model.user_reprs(torch.tensor([row])))
+            if np.array_equal(idx, self.seen[1][lo:hi]) and np.array_equal(vals.astype(np.float32), self.seen[2][lo:hi]):
+                return self._precomputed(row, n)  # nothing rated, changed or deleted since the load
             return self._ranked("model", self.model.user_reprs(torch.tensor([row])), idx, vals, n)
         return self.for_answers(idx, vals, n)
 
@@ -120,7 +118,7 @@ class Engine:
             items, scores, _ = self.average
             keep = ~np.isin(items, idx)
             return self._explained("average-taste", items[keep][:n], scores[keep][:n], idx, vals, None)
-        x = self.model.fold_in(torch.from_numpy(idx).unsqueeze(0), torch.from_numpy(vals.astype(np.float64)).unsqueeze(0), self.prior)
+        x = self.model.fold_in(torch.from_numpy(idx).unsqueeze(0), torch.from_numpy(vals).unsqueeze(0), self.prior)
         return self._ranked("fold-in", x, idx, vals, n)
 
     def answers_index(self, items: list[str]) -> tuple[np.ndarray, list[int]]:
@@ -135,6 +133,26 @@ class Engine:
         return nearest(self.unit, self.item_index[item], k)
 
     # --- the shared path --------------------------------------------------------------------------
+    def _precomputed(self, row: int, n: int) -> Answer:
+        """A known user's list as prepared at load: slices of arrays."""
+        top = self.top_items[row, :n]
+        k = int((top >= 0).sum())
+        text = because_text(self.top_because[row, :k], self.names.__getitem__)
+        p = None if self.top_p_love is None else self.top_p_love[row, :k]
+        return Answer("model", top[:k], self.top_scores[row, :k], text, p)
+
+    @torch.no_grad()
+    def _precompute(self) -> None:
+        """Every known user's top-K, without what they have in the store, with the items behind
+        each reason and P(love): what ``recommend`` computes for them, done once."""
+        users = np.arange(len(self.model.users))
+        self.top_items, self.top_scores = top_n(self.model, users, self.top_k, seen=self.seen[:2], scorer=self.scorer)
+        self.top_because = explain_items(self.model, self.top_items, self.seen, users, vectors=self.unit)
+        self.top_p_love = None
+        if supports(self.model, PROBA):
+            chunks = [_p_love(self.model, rows, None, self.top_items[rows]) for rows in np.array_split(users, max(1, len(users) // 4096))]
+            self.top_p_love = np.concatenate(chunks) if chunks else np.zeros((0, self.top_k))
+
     def _known(self, items: list[str], values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The stored ratings of items the model knows, as (indices, ratings) sorted by index."""
         idx = np.fromiter((self.item_index.get(i, -1) for i in items), np.int64, len(items))
@@ -205,14 +223,16 @@ def _questions(model: CollabModel, ratings: Ratings | None, prior: UserPrior | N
     return out
 
 
-def _seen_at_load(engine: Engine, ratings: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """CSR over the model's users of the items (known to the model) each has in the store."""
+def _seen_at_load(engine: Engine, ratings: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """CSR over the model's users of the items (known to the model) each has in the store, and
+    their ratings (float32, as recommend's history holds them)."""
     n_users = len(engine.model.users)
     if not len(ratings):
-        return np.zeros(n_users + 1, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        return np.zeros(n_users + 1, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
     u = ratings["user"].map(engine.user_index).to_numpy(dtype=np.float64)
     i = ratings["item"].map(engine.item_index).to_numpy(dtype=np.float64)
     keep = ~(np.isnan(u) | np.isnan(i))
     u, i = u[keep].astype(np.int64), i[keep].astype(np.int64)
+    r = ratings["rating"].to_numpy(dtype=np.float32)[keep]
     order = np.lexsort((i, u))
-    return np.r_[0, np.cumsum(np.bincount(u, minlength=n_users))], i[order]
+    return np.r_[0, np.cumsum(np.bincount(u, minlength=n_users))], i[order], r[order]

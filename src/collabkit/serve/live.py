@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Engine
@@ -24,8 +25,9 @@ log = logging.getLogger("collabkit.serve")
 
 
 class Live:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, on_swap: Callable[[int], None] | None = None) -> None:
         self.engine = engine
+        self.on_swap = on_swap or (lambda version: None)  # told each version it starts serving
         self.current: Engine | None = None
         self._load_lock = threading.Lock()  # one load at a time (API promote vs poller)
         self._stop = threading.Event()
@@ -52,6 +54,7 @@ class Live:
                 return False
             served = self.load(version)  # fully loaded before anyone sees it
             self.current = served  # the swap: one reference assignment
+            self.on_swap(version.id)
             log.info("serving model version %d (%s)", version.id, version.path)
             return True
 
@@ -66,6 +69,7 @@ class Live:
             with Session(self.engine, expire_on_commit=False) as session:
                 version = store.set_live(session, version_id)
             self.current = served
+            self.on_swap(version.id)
             return version
 
     def start_polling(self, seconds: float) -> None:

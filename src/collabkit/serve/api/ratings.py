@@ -18,14 +18,16 @@ PathId = Annotated[str, Path(min_length=1, max_length=store.ID_LENGTH, pattern=I
 def write_ratings(body: RatingsIn, request: Request, session: DB) -> Written:
     """Store a batch of ratings; a repeated (user, item) replaces the earlier value.
 
-    The response comes after the commit reached the disk: a 2xx rating is never lost.
+    The response comes after the commit reached the disk: a 2xx rating is never lost (writes
+    arriving together share the commit: ``serve.commits``).
     """
     limit = request.app.state.settings.max_batch
     if len(body.ratings) > limit:
         raise FieldError(
             422, "ratings", f"ratings: at most {limit} per request, got {len(body.ratings)}"
         )
-    written = store.upsert_ratings(session, [r.model_dump() for r in body.ratings])
+    session.close()  # the key is checked: the commit is the writer thread's
+    written = request.app.state.commits.write([r.model_dump() for r in body.ratings])
     request.app.state.metrics.ratings.inc(written)
     return Written(written=written)
 
@@ -35,7 +37,8 @@ def put_rating(
     user: PathId, item: PathId, body: RatingValue, request: Request, session: DB
 ) -> Written:
     """Store one rating (replacing any earlier one of this user for this item)."""
-    store.upsert_ratings(session, [{"user": user, "item": item, **body.model_dump()}])
+    session.close()
+    request.app.state.commits.write([{"user": user, "item": item, **body.model_dump()}])
     request.app.state.metrics.ratings.inc()
     return Written(written=1)
 

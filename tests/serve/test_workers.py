@@ -1,0 +1,152 @@
+"""`collabkit serve --workers 2`: a promotion under load fails no request and every later answer
+names the new version; SIGKILL of one worker during writes loses no acknowledged rating, and
+the server keeps answering (uvicorn's supervisor starts a new worker)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy.orm import Session
+
+from collabkit.checkpoint import save_model
+from collabkit.serve import store
+from collabkit.serve.rollout import _train
+from tests.serve.conftest import free_port, load_store, make_key
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def start(url: str, model: Path, port: int) -> subprocess.Popen:
+    env = {**os.environ, "COLLABKIT_RELOAD_SECONDS": "0.5", "PYTHONPATH": str(ROOT / "src")}
+    cmd = [sys.executable, "-m", "collabkit.cli", "serve", "--model", str(model), "--db", url, "--port", str(port),
+           "--workers", "2", "--log-level", "error"]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        assert proc.poll() is None, "the server exited during start-up"
+        time.sleep(0.3)
+    proc.kill()
+    raise AssertionError("the server did not become ready")
+
+
+def workers(pid: int) -> list[int]:
+    """The supervisor's worker processes (not multiprocessing's resource tracker)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        for child in task.read_text().split():
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+            if b"spawn_main" in cmdline:
+                found.append(int(child))
+    return found
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.mark.slow
+def test_promotion_under_load_fails_nothing_and_reaches_every_worker(db_url, tiny_data, tiny_model, tmp_path):
+    load_store(db_url, tiny_data)
+    second = save_model(_train("dot-bias(n_factors=6, epochs=4, lr_max=2e-2)", tiny_data), tmp_path / "second")
+    port = free_port()
+    proc = start(db_url, tiny_model, port)
+    answers: list[tuple[int, int]] = []  # (status, version)
+    done = threading.Event()
+
+    def reader() -> None:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            while not done.is_set():
+                r = http.get(f"/v1/users/{tiny_data.frame['user'].iloc[len(answers) % 50]}/recommendations")
+                answers.append((r.status_code, r.json().get("model_version", -1) if r.status_code == 200 else -1))
+
+    try:
+        threads = [threading.Thread(target=reader) for _ in range(4)]
+        for t in threads:
+            t.start()
+        time.sleep(2)
+        env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+        engine = store.make_engine(db_url)
+        with Session(engine) as session:
+            new = store.add_version(session, str(second)).id
+        engine.dispose()
+        subprocess.run([sys.executable, "-m", "collabkit.cli", "models", "promote", str(new), "--db", db_url],
+                       env=env, check=True, capture_output=True)  # fmt: skip
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (len(answers) > 50 and all(v == new for _, v in answers[-50:])):
+            time.sleep(0.5)
+        seen_new = len(answers)
+        time.sleep(3)
+        done.set()
+        for t in threads:
+            t.join()
+    finally:
+        done.set()
+        stop(proc)
+    assert all(status == 200 for status, _ in answers), [s for s, _ in answers if s != 200][:5]
+    later = answers[seen_new:]
+    assert later and all(v == new for _, v in later), "a worker kept serving the old version"
+
+
+@pytest.mark.slow
+def test_sigkill_of_a_worker_during_writes_loses_no_acknowledged_rating(db_url, tiny_data, tiny_model):
+    load_store(db_url, tiny_data)
+    key = {"Authorization": f"Bearer {make_key(db_url, 'writer')}"}
+    port = free_port()
+    proc = start(db_url, tiny_model, port)
+    acked: dict[tuple[str, str], float] = {}
+    done = threading.Event()
+
+    def writer(k: int) -> None:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30, headers=key) as http:
+            n = 0
+            while not done.is_set():
+                n += 1
+                user, item, value = f"kill{k}", f"item{n}", float(1 + n % 5)
+                try:
+                    r = http.put(f"/v1/users/{user}/ratings/{item}", json={"value": value})
+                except httpx.HTTPError:
+                    continue  # the connection died with its worker: not acknowledged
+                if r.status_code == 200:
+                    acked[(user, item)] = value
+
+    try:
+        threads = [threading.Thread(target=writer, args=(k,)) for k in range(6)]
+        for t in threads:
+            t.start()
+        time.sleep(2)
+        victims = workers(proc.pid)
+        assert len(victims) == 2, victims
+        os.kill(victims[0], signal.SIGKILL)
+        time.sleep(3)
+        answered = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10).status_code
+        done.set()
+        for t in threads:
+            t.join()
+    finally:
+        done.set()
+        stop(proc)
+    assert answered == 200
+    engine = store.make_engine(db_url)
+    with Session(engine) as session:
+        rows = {(r.user_id, r.item_id): r.value for r in session.query(store.Rating).filter(store.Rating.user_id.like("kill%"))}
+    engine.dispose()
+    assert len(acked) > 50
+    missing = [pair for pair, v in acked.items() if rows.get(pair) != v]
+    assert not missing, missing[:5]
