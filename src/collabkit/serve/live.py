@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from collabkit.serve import store
+from collabkit.serve.rollout import NotServable, checked_load  # issue 25
 
 if TYPE_CHECKING:
     from collabkit.serve.recommender import Served
@@ -26,6 +27,8 @@ class Live:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.current: Served | None = None
+        self.error: str | None = None  # issue 25: why the store's live version is not the one served
+        self._failed: int | None = None  # issue 25: that version, not retried on every poll
         self._load_lock = threading.Lock()  # one load at a time (API promote vs poller)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -46,10 +49,15 @@ class Live:
         with self._load_lock:
             with Session(self.engine) as session:
                 version = store.live_version(session)
-            if version is None or version.id == self.version:
+            if version is None or version.id in (self.version, self._failed):  # issue 25
                 return False
-            served = self.load(version)  # fully loaded before anyone sees it
-            self.current = served  # the swap: one reference assignment
+            try:  # issue 25: fully loaded, and answering a smoke request, before anyone sees it
+                served = checked_load(self.load, version)
+            except NotServable as e:
+                self._failed, self.error = version.id, str(e)
+                log.error("%s; still serving version %s", e, self.version)
+                return False
+            self.current, self.error = served, None  # the swap: one reference assignment
             log.info("serving model version %d (%s)", version.id, version.path)
             return True
 
@@ -60,10 +68,11 @@ class Live:
                 target = session.get(store.ModelVersion, version_id)
                 if target is None:
                     raise LookupError(f"no model version {version_id}")
-            served = self.load(target)  # a folder that does not load leaves everything as it was
+            # issue 25: a folder that does not load or answer raises NotServable, changing nothing
+            served = checked_load(self.load, target)
             with Session(self.engine, expire_on_commit=False) as session:
                 version = store.set_live(session, version_id)
-            self.current = served
+            self.current, self.error, self._failed = served, None, None
             return version
 
     def start_polling(self, seconds: float) -> None:

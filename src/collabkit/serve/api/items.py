@@ -9,7 +9,8 @@ from fastapi import APIRouter, Query, Request
 from collabkit.serve import store
 from collabkit.serve.api.ratings import PathId
 from collabkit.serve.deps import DB, FieldError, Model, Reader
-from collabkit.serve.schemas import ERRORS, ID_PATTERN, V1, ItemOut, Similar, SimilarItems, text
+from collabkit.serve.schemas import ERRORS, V1, ItemOut, Similar, SimilarItems, text
+from collabkit.serve.validation import ID_PATTERN, exact
 
 router = APIRouter(prefix=V1, tags=["items"], responses=ERRORS)
 
@@ -37,7 +38,7 @@ def similar(
     from collabkit.data.vocab import UnknownIdError
     from collabkit.serve.recommender import similar as nearest
 
-    if item not in served.model.items:
+    if exact(served.model.items, [item])[0] < 0:  # "5e1" is not item 50
         raise FieldError(404, "item", f"item {item!r} is unknown to the live model")
     try:
         frame = nearest(served, item, k)

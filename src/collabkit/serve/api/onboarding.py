@@ -9,9 +9,11 @@ import pandas as pd
 from fastapi import APIRouter, Query, Request
 
 from collabkit.serve import store
+from collabkit.serve.api.ratings import check_scale
 from collabkit.serve.api.recommendations import respond
 from collabkit.serve.deps import DB, FieldError, Model, Reader, Writer
 from collabkit.serve.schemas import ERRORS, V1, NewUser, Question, Questions, Recommendations
+from collabkit.serve.validation import exact
 
 router = APIRouter(prefix=V1, tags=["onboarding"], responses=ERRORS)
 
@@ -29,22 +31,27 @@ def questions(served: Model, n: Annotated[int, Query(ge=1, le=50)] = 10) -> Ques
 
 @router.post("/users", status_code=201, dependencies=[Writer])
 def new_user(body: NewUser, request: Request, session: DB, served: Model) -> Recommendations:
-    """Create a user from onboarding answers (stored as their ratings) and return their list."""
-    from collabkit.serve.recommender import for_answers, unknown_items
+    """Create a user from onboarding answers (stored as their ratings) and return their list.
+
+    Each answer's item must be the text of an item the live model knows ("5e1" is not item 50)
+    and its rating on the store's scale; otherwise 422 naming the answer, and nothing is stored.
+    """
+    from collabkit.serve.recommender import for_answers
 
     user = body.user or uuid.uuid4().hex
+    served = request.app.state.canary.route(user, served)  # issue 25: the user's canary arm
     if session.get(store.User, user) is not None:
         raise FieldError(409, "user", f"user {user!r} already exists: post ratings instead")
     answers = pd.DataFrame([a.model_dump() for a in body.answers], columns=["item", "rating"])
-    bad = unknown_items(served, answers["item"].tolist())
-    if bad:
+    unknown = exact(served.model.items, answers["item"].tolist()) < 0
+    if unknown.any():
+        k = int(unknown.argmax())
         raise FieldError(
-            422,
-            f"answers.{bad[0]}.item",
-            f"item {answers['item'][bad[0]]!r} is unknown to the live model",
+            422, f"answers.{k}.item", f"item {answers['item'][k]!r} is unknown to the live model"
         )
     if answers["item"].duplicated().any():
         raise FieldError(422, "answers", "answers rate the same item twice")
+    check_scale(session, ((f"answers.{k}.rating", a.rating) for k, a in enumerate(body.answers)))
     rows = [{"user": user, "item": a.item, "value": a.rating} for a in body.answers]
     if rows:
         store.upsert_ratings(session, rows)

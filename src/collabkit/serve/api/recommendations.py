@@ -27,6 +27,7 @@ def recommendations(
     ratings now) or ``average-taste`` (no ratings: the fallback list, also named in ``fallback``)."""
     from collabkit.serve.recommender import for_user
 
+    served = request.app.state.canary.route(user, served)  # issue 25: the user's canary arm
     stored = store.user_ratings(session, user)
     session.close()  # give the connection back before the model works
     mode, frame = for_user(served, user, stored, n)
