@@ -20,6 +20,7 @@ the candidate on PyTorch's meta device (no memory) with the store's numbers of u
 from __future__ import annotations
 
 import logging
+import math
 import os
 import resource
 import subprocess
@@ -59,9 +60,16 @@ def check_spec(spec: str) -> Any:
                          "estimated up front: name a kind or a preset")  # fmt: skip
     if not parsed.is_preset:
         try:
-            get_model_class(parsed.kind).Config(**parsed.config)
+            config = get_model_class(parsed.kind).Config(**parsed.config)
         except TypeError as e:
             raise ValueError(f"bad model spec {spec!r}: {e}") from None
+        for name, value in parsed.config.items():
+            default = getattr(type(config), name, None)
+            if isinstance(value, bool) or not isinstance(value, int | float) or isinstance(default, tuple):
+                continue
+            if not math.isfinite(value) or value < 0 or (isinstance(default, int) and not isinstance(value, int)):
+                kind = "a whole number >= 0" if isinstance(default, int) else "a finite number >= 0"
+                raise ValueError(f"bad model spec {spec!r}: {name} must be {kind}, not {value!r}")
     return parsed
 
 

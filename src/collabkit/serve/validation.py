@@ -47,12 +47,13 @@ class Scale:
     def ok(self, values: np.ndarray) -> np.ndarray:
         """Boolean mask of the values this scale accepts (finite, in range, on a step)."""
         v = np.asarray(values, dtype=np.float64)
-        good = np.isfinite(v) & (v >= self.low) & (np.abs(v) <= BOUND)
-        if self.high is not None:
-            good &= v <= self.high
-        if self.step:
-            k = (v - self.low) / self.step
-            good &= np.abs(k - np.round(k)) < 1e-6
+        with np.errstate(invalid="ignore"):  # NaN and inf compare False: refused below anyway
+            good = np.isfinite(v) & (v >= self.low) & (np.abs(v) <= BOUND)
+            if self.high is not None:
+                good &= v <= self.high
+            if self.step:
+                k = (v - self.low) / self.step
+                good &= np.abs(k - np.round(k)) < 1e-6
         return good
 
     def to_json(self) -> dict[str, Any]:
