@@ -14,9 +14,10 @@ from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Message, Receive, Scope, Send
 
 from collabkit.serve import migrate
@@ -89,7 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     pages.mount(app)
     app.add_exception_handler(RequestValidationError, _invalid)
-    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # FastAPI's own and Starlette's (body parsing, static files)
     app.add_exception_handler(Exception, _crash)
     return Guard(app, settings.max_body_bytes, app.state.metrics)  # type: ignore[return-value]
 
@@ -110,7 +111,7 @@ async def _invalid(request: Request, exc: RequestValidationError) -> JSONRespons
     )
 
 
-async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     body: dict[str, Any] = {"error": str(exc.detail)}
     if getattr(exc, "field", None):
         body["field"] = exc.field  # type: ignore[attr-defined]

@@ -54,6 +54,8 @@ def check_spec(spec: str) -> Any:
     from collabkit.models.base import get_model_class
     from collabkit.train.spec import AUTO, ModelSpec
 
+    if spec.count("(") != spec.count(")") or ("(" in spec and not spec.rstrip().endswith(")")):
+        raise ValueError(f"bad model spec {spec!r}: write kind(name=value, ...), e.g. dot-bias(n_factors=20)")
     parsed = ModelSpec.parse(spec)
     if parsed.kind == AUTO:
         raise ValueError("auto chooses its members while it trains, so its memory cannot be "

@@ -21,7 +21,9 @@ def text(value: object) -> str | None:
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A request body: unknown fields are refused, and nothing is coerced ("5" is not 5, true not 1)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 Timestamp = Annotated[
