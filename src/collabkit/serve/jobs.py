@@ -42,6 +42,7 @@ log = logging.getLogger("collabkit.serve")
 BASE_BYTES = 640 * 2**20  # a job process's data segment before its data: torch, pandas, collabkit (~430 MB measured)
 BYTES_PER_RATING = 400  # the store's frame (ids as Python strings), its copies, the training arrays
 STATE_FACTOR = 5  # weights, gradients, two Adam moments and a working copy (EASE: 20 bytes per 4-byte cell)
+MAX_QUEUED = 10  # jobs waiting at most: more are refused (409) until some have run
 
 
 # --- before the 202: the spec builds, and fits in memory ----------------------------------------
@@ -108,7 +109,8 @@ def model_bytes(spec: Any, users: int, items: int, levels: list[float]) -> int:
                 model = build_untrained(member, fake)
         except (ValueError, TypeError, RuntimeError) as e:
             raise ValueError(f"{spec.name} does not build: {str(e).splitlines()[0]}") from None
-        tensors = [*model.parameters(), *model.buffers()]
+        per_rating = set(getattr(model, "_sized_on_load", ()))  # BYTES_PER_RATING counts these
+        tensors = [*model.parameters(), *(b for n, b in model.named_buffers() if n not in per_rating)]
         total += sum(t.numel() * t.element_size() for t in tensors)
     return total
 
@@ -142,8 +144,13 @@ class Runner:
         self.closed = False
 
     def submit(self, spec: str, options: dict[str, Any], estimate: int, limit: int) -> int:
-        """Queue a job; returns its id. It starts now, or when the one running ends."""
+        """Queue a job; returns its id. It starts now, or when the one running ends.
+        LookupError when MAX_QUEUED jobs are waiting already."""
         with Session(self.engine) as session:
+            waiting = session.scalar(select(func.count()).select_from(store.RetrainJob)
+                                     .where(store.RetrainJob.status == "queued"))  # fmt: skip
+            if waiting >= MAX_QUEUED:
+                raise LookupError(f"{waiting} retraining jobs are waiting already: try again when they have run")
             job = store.RetrainJob(spec=spec, options={**options, "out": self.models_dir}, status="queued",
                                    reason="", estimate_bytes=estimate, limit_bytes=limit, result={},
                                    created_at=store.now())  # fmt: skip

@@ -91,7 +91,10 @@ def retrain(body: RetrainIn, request: Request) -> JobOut:
             f"body.spec: {body.spec} would need about {jobs.mb(need)} to train on this store "
             f"({shape['users']:,} users, {shape['items']:,} items, {shape['ratings']:,} ratings); "
             f"a retraining may use {jobs.mb(limit)} (COLLABKIT_RETRAIN_MEMORY_MB)"))  # fmt: skip
-    job = state.jobs.submit(body.spec, {"holdout": body.holdout, "tolerance": body.tolerance}, need, limit)
+    try:
+        job = state.jobs.submit(body.spec, {"holdout": body.holdout, "tolerance": body.tolerance}, need, limit)
+    except LookupError as e:
+        raise FieldError(409, "spec", str(e)) from None
     with Session(state.engine) as session:
         return _job(session.get(store.RetrainJob, job))
 
