@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 from fastapi.testclient import TestClient
@@ -190,26 +191,42 @@ def test_models_list_promote_rollback(api, tiny_model):
     assert register  # the CLI path is covered in test_cli_serve
 
 
-def test_retrain_endpoint_trains_and_gates_in_the_background(api):
+def wait_for_job(api, job: int, seconds: float = 180) -> dict:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        body = api.client.get(f"/v1/models/retrain/{job}").json()
+        if body["status"] in ("done", "failed"):
+            return body
+        time.sleep(0.2)
+    raise AssertionError(f"job {job} still {body['status']} after {seconds} s")
+
+
+def test_retrain_endpoint_runs_a_gated_job_in_its_own_process(api):
     spec = {"spec": "dot-bias(n_factors=4, epochs=8, lr_max=2e-2)", "tolerance": 0.5}
     assert api.client.post("/v1/models/retrain", json=spec, headers=api.writer).status_code == 403
     r = api.client.post("/v1/models/retrain", json=spec, headers=api.admin)
-    assert r.status_code == 202 and r.json() == {"status": "started"}
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        versions = api.client.get("/v1/models").json()
-        new = versions[-1]
-        done = len(versions) == 2 and "rmse_candidate" in new["metrics"]
-        promoted = done and new["metrics"]["promoted"]
-        settled = done and (new["status"] == "live") == promoted
-        # promoted: wait until this server serves it too
-        if settled and (not promoted or recs(api, "1")["model_version"] == new["id"]):
-            break
-        time.sleep(0.2)
-    assert new["metrics"]["rmse_live"] is not None and new["spec"] == spec["spec"]
+    assert r.status_code == 202, r.text
+    job = r.json()
+    assert job["status"] in ("queued", "running") and job["estimate_mb"] < job["limit_mb"]
+    pid = api.client.app.state.jobs.proc.pid
+    assert pid != os.getpid()  # trained in a child process, not in the server's
+    done = wait_for_job(api, job["id"])
+    assert done["status"] == "done" and done["reason"] == "", done
+    versions = api.client.get("/v1/models").json()
+    new = versions[-1]
+    assert done["version"] == new["id"] and new["spec"] == spec["spec"]
+    assert new["metrics"]["gate"] == "same-split" and new["metrics"]["rmse_live"] is not None
     assert new["status"] == ("live" if new["metrics"]["promoted"] else "candidate")
+    if new["metrics"]["promoted"]:  # the server loads what the job promoted once the child ends
+        deadline = time.monotonic() + 60
+        while recs(api, "1")["model_version"] != new["id"]:
+            assert time.monotonic() < deadline, "the promoted version was never served"
+            time.sleep(0.2)
+    listed = api.client.get("/v1/models/retrain").json()
+    assert [j["id"] for j in listed] == [job["id"]]
     r = api.client.post("/v1/models/retrain", json={"spec": "x; import os"}, headers=api.admin)
     assert r.status_code == 422 and r.json()["field"] == "body.spec"
+    assert api.client.get("/v1/models/retrain/99").status_code == 404
 
 
 def test_health_ready_metrics(api):

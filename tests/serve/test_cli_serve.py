@@ -79,3 +79,48 @@ def test_bad_input_is_one_line_not_a_traceback(tmp_path):
     assert "rating" in result.output and "Traceback" not in result.output
     result = run("serve", "--db", db, "--model", tmp_path, ok=False)
     assert "not a" in result.output and "config.json" in result.output
+
+
+def test_import_records_the_scale_and_refuses_rows_off_it(tmp_path, tiny_model):
+    db = f"sqlite:///{tmp_path / 's.db'}"
+    run("db", "upgrade", "--db", db)
+    data = make_ratings(n_users=50, n_items=40, density=0.3, seed=6)
+    csv = tmp_path / "ratings.csv"
+    data.frame.to_csv(csv, index=False)
+    out = json.loads(run("db", "import", "--ratings", csv, "--db", db, "--model", tiny_model, "--json").stdout)
+    assert out["scale"] == "from 1 to 5 in steps of 1"  # the model's range, the data's steps
+    bad = tmp_path / "bad.csv"
+    bad.write_text("user,item,rating\n1,101,4\n2,102,7\n")
+    result = run("db", "import", "--ratings", bad, "--db", db, ok=False)
+    assert "item '102'" in result.output and "from 1 to 5" in result.output and "nothing was imported" in result.output
+    long = tmp_path / "long.csv"
+    long.write_text(f"user,item,rating\n{'u' * 65},101,4\n")
+    assert "at most 64" in run("db", "import", "--ratings", long, "--db", db, ok=False).output
+    engine = store.make_engine(db)
+    with Session(engine) as s:
+        assert store.count_ratings(s) == len(data)
+    engine.dispose()
+    assert "from 1 to 5 in steps of 1 (model)" in run("db", "scale", "--db", db).stdout
+    assert "in steps of 0.5 (set by hand)" in run("db", "scale", "--db", db, "--low", 0.5, "--high", 5, "--step", 0.5).stdout
+    assert "low < high" in run("db", "scale", "--db", db, "--low", 5, "--high", 1, ok=False).output
+    assert "count >= 0" in run("db", "scale", "--db", db, "--interactions").stdout
+
+
+def test_canary_from_the_command_line(tmp_path, tiny_data, tiny_model):
+    from collabkit.serve import rollout
+    from tests.serve.conftest import load_store
+
+    db = f"sqlite:///{tmp_path / 'k.db'}"
+    run("db", "upgrade", "--db", db)
+    load_store(db, tiny_data)
+    engine = store.make_engine(db)
+    live = rollout.register(engine, tiny_model)
+    with Session(engine) as s:
+        other = store.add_version(s, str(tiny_model), "again").id
+    engine.dispose()
+    assert "serves 30% of the users" in run("models", "canary", other, "--fraction", 0.3, "--db", db).stdout
+    assert "already a canary" in run("models", "canary", other, "--db", db, ok=False).output
+    assert "rolled back" in run("models", "canary", "--stop", "--db", db).stdout
+    assert "no canary" in run("models", "canary", "--stop", "--db", db, ok=False).output
+    assert "live already" in run("models", "canary", live, "--db", db, ok=False).output
+    assert "0 < --fraction < 1" in run("models", "canary", other, "--fraction", 1.5, "--db", db, ok=False).output

@@ -8,6 +8,7 @@ import threading
 import time
 
 import httpx
+import pandas as pd
 import pytest
 import uvicorn
 from sqlalchemy.orm import Session
@@ -29,15 +30,21 @@ def test_holdout_takes_the_most_recent_ratings(tiny_data):
 
 
 def test_gate_promotes_better_and_refuses_worse(db_url, tmp_path):
-    """Acceptance: a candidate trained on a tenth of the data is refused, a full one promoted."""
+    """Acceptance: a candidate trained on a tenth of the data is refused, a full one promoted.
+
+    Every rating was written before the first version, so the gate retrains the live recipe on
+    the same part as the candidate ("same-split"): the full candidate ties it (same recipe, same
+    seed), the tenth-trained one is worse than it.
+    """
     load_store(db_url, make_ratings(n_users=150, n_items=80, density=0.3, seed=3))
     engine = store.make_engine(db_url)
     weak = rollout.retrain(engine, tmp_path, SPEC, train_fraction=0.1)
     assert (
-        weak["promoted"] and weak["live_version"] is None
+        weak["promoted"] and weak["live_version"] is None and weak["gate"] == "first"
     )  # nothing live yet: anything beats nothing
     good = rollout.retrain(engine, tmp_path, SPEC, tolerance=0.01)
-    assert good["promoted"] and good["rmse_candidate"] < good["rmse_live"]
+    assert good["promoted"] and good["gate"] == "same-split" and good["live_refit"]
+    assert good["rmse_candidate"] == pytest.approx(good["rmse_live"])
     worse = rollout.retrain(engine, tmp_path, SPEC, tolerance=0.01, train_fraction=0.1)
     assert not worse["promoted"] and worse["rmse_candidate"] > worse["rmse_live"] + 0.01
     with Session(engine) as s:
@@ -127,3 +134,42 @@ def test_model_swap_under_load(db_url, tiny_data, tiny_model, tmp_path):
     assert after_promote and set(after_promote) == {new}
     assert [v for t0, _, v in log if t0 > rolled + 1.0][-1] == other
     assert {v for t0, _, v in log if t0 < promoted - 0.5} == {other}
+
+
+def frame_of(n: int, written: float = 0.0) -> pd.DataFrame:
+    return pd.DataFrame({"user": [str(k % 7) for k in range(n)], "item": [str(k % 11) for k in range(n)],
+                         "rating": 3.0, "timestamp": range(n), "written_at": written})  # fmt: skip
+
+
+def test_the_plan_scores_on_ratings_neither_model_saw():
+    old, new = frame_of(500, written=1.0), frame_of(60, written=3.0)
+    both = pd.concat([old, new], ignore_index=True)
+    first = rollout.plan(old, None, None, 0.1)
+    assert first.how == "first" and len(first.test) == 50
+    after = rollout.plan(both, 2.0, None, 0.1)  # 60 ratings written after the live cut-off
+    assert after.how == "after-cutoff" and len(after.test) == 60 and (after.train["written_at"] <= 2.0).all()
+    same = rollout.plan(old, 2.0, None, 0.1)  # none after it: both recipes on the same part
+    assert same.how == "same-split" and same.refit_live and len(same.test) == 50
+    no_recipe = rollout.plan(old, 2.0, "the live model's recipe cannot be retrained", 0.1)
+    assert no_recipe.how == "undecided" and "0 rating(s) were written after" in no_recipe.reason
+    assert "recipe cannot be retrained" in no_recipe.reason
+    small = rollout.plan(frame_of(200, 1.0), 2.0, None, 0.1)  # 20 held out: too few to judge
+    assert small.how == "undecided" and "leaves 20 to score on" in small.reason
+
+
+def test_the_gate_says_when_it_cannot_decide(db_url, tiny_data, tmp_path):
+    """A ranking model live (RMSE cannot judge it) and no ratings after its cut-off: the
+    candidate is kept, not promoted, and the record says why."""
+    from collabkit.checkpoint import save_model
+
+    load_store(db_url, tiny_data)
+    engine = store.make_engine(db_url)
+    ranking = save_model(rollout._train("most-popular", tiny_data), tmp_path / "popular", items=tiny_data.items)
+    live = rollout.register(engine, ranking)
+    result = rollout.retrain(engine, tmp_path / "models", SPEC)
+    assert not result["decided"] and not result["promoted"] and result["gate"] == "undecided"
+    assert "ranks items" in result["reason"] and result["rmse_live"] is None
+    with Session(engine) as s:
+        assert store.live_version(s).id == live
+        assert s.get(store.ModelVersion, result["version"]).metrics["reason"] == result["reason"]
+    engine.dispose()

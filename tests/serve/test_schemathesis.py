@@ -26,7 +26,10 @@ def served(request, tmp_path_factory, tiny_data, tiny_model):
     url = empty_store(request.param, tmp_path_factory.mktemp("st"), request)
     load_store(url, tiny_data)
     key = make_key(url, "admin")
-    with Running(Settings(db=url, model=str(tiny_model), reload_seconds=0)) as base:
+    # retrain_memory_mb=1: every generated retraining is refused up front (422) instead of
+    # starting a process each (test_api and test_findings run real jobs)
+    settings = Settings(db=url, model=str(tiny_model), reload_seconds=0, retrain_memory_mb=1)
+    with Running(settings) as base:
         yield base, {"Authorization": f"Bearer {key}"}
 
 

@@ -131,3 +131,36 @@ def test_keys_are_hashed_and_checked(session):
     assert allows("admin", "writer") and not allows("writer", "admin")
     with pytest.raises(ValueError, match="role"):
         create_key(session, "root")
+
+
+def test_the_migrations_build_exactly_the_tables_the_code_declares(db_url):
+    """Every schema change goes through a migration: the migrated database has no table, column
+    or index the SQLAlchemy models lack, and lacks none they declare."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    engine = store.make_engine(db_url)
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), store.Base.metadata)
+    engine.dispose()
+    assert diff == [], diff
+
+
+def test_the_scale_is_recorded_once_unless_replaced(session):
+    from collabkit.serve.validation import UNRECORDED, Scale
+
+    assert store.scale(session) == UNRECORDED
+    first = store.record_scale(session, Scale(1, 5, 1, source="model"))
+    assert store.record_scale(session, Scale(0, 10)) == first  # the first recorded stays
+    assert store.record_scale(session, Scale(0.5, 5, 0.5), replace=True).step == 0.5
+    assert store.scale(session) == Scale(0.5, 5, 0.5)
+
+
+def test_all_ratings_skips_and_counts_rows_off_the_scale(session):
+    from collabkit.serve.validation import Scale
+
+    store.record_scale(session, Scale(1, 5, 1))
+    store.upsert_ratings(session, [{"user": "u", "item": "a", "value": 4.0}, {"user": "u", "item": "b", "value": 9.0},
+                                   {"user": "v", "item": "a", "value": 2.5}])  # fmt: skip
+    assert store.all_ratings(session)["item"].tolist() == ["a"]
+    assert store.fact(session, "skipped")["ratings"] == 2

@@ -130,12 +130,76 @@ def db_import(
         "timestamp": frame["timestamp"].astype(float) if "timestamp" in frame else None,
     })  # fmt: skip
     with Session(engine) as session:
+        scale = _import_scale(session, rows["value"].to_numpy(), model, data, source.rating_col != "")
+        _check_rows(rows, scale, source.ratings or source.dataset or model)
+        store.record_scale(session, scale)
         n_items = store.upsert_items(session, items) if items is not None else 0
         for s in range(0, len(rows), 10_000):
             store.upsert_ratings(session, rows.iloc[s : s + 10_000].to_dict("records"))
         total = store.count_ratings(session)
-    result = {"ratings_imported": len(rows), "items_imported": n_items, "ratings_in_store": total}
+    result = {"ratings_imported": len(rows), "items_imported": n_items, "ratings_in_store": total,
+              "scale": scale.describe()}  # fmt: skip
     print_json(result) if as_json else consoles(False)[0].print(metrics_table("import", result))
+
+
+def _import_scale(session: Any, values: Any, model: Path | None, data: Any, ratings: bool) -> Any:
+    """The store's recorded scale, else the model's (step from the data), else the data's
+    (interaction counts when the data is a log of interactions)."""
+    from collabkit.serve import store
+    from collabkit.serve.rollout import model_scale
+    from collabkit.serve.validation import UNRECORDED, scale_of
+
+    recorded = store.scale(session)
+    if recorded != UNRECORDED:
+        return recorded
+    if model is not None:
+        return model_scale(model, values)
+    low, high = data.scale or (float(values.min()), float(values.max()))
+    return scale_of(low, high, values, ratings=ratings, source="data")
+
+
+def _check_rows(rows: pd.DataFrame, scale: Any, where: Any) -> None:
+    """Fail naming the first row that breaks the edge's rule (nothing is imported then)."""
+    from collabkit.serve.validation import id_problem, usable, value_problem
+
+    keep, _ = usable(rows.rename(columns={"value": "rating"}), scale)
+    if keep.all():
+        return
+    k = int((~keep).argmax())
+    user, item, value = rows["user"].iloc[k], rows["item"].iloc[k], float(rows["value"].iloc[k])
+    problem = id_problem(user) or id_problem(item) or value_problem(scale, value)
+    field = "user" if id_problem(user) else "item" if id_problem(item) else "rating"
+    fail(f"{where}: {int((~keep).sum())} rating(s) break the store's rule, e.g. user {user!r}, "
+         f"item {item!r}: {field}: {problem}; nothing was imported")  # fmt: skip
+
+
+@db_app.command("scale")
+def db_scale(
+    db: Db = None,
+    low: Annotated[float | None, typer.Option(help="Lowest rating.")] = None,
+    high: Annotated[float | None, typer.Option(help="Highest rating.")] = None,
+    step: Annotated[float | None, typer.Option(help="Ratings come in steps of this (e.g. 0.5).")] = None,
+    interactions: Annotated[bool, typer.Option(help="Values are interaction counts (>= 0).")] = False,
+) -> None:
+    """Show the store's rating scale, or set it (--low/--high [--step], or --interactions).
+
+    `db import` records it from the model or the data; writes off the scale are refused (422).
+    """
+    from sqlalchemy.orm import Session
+
+    from collabkit.serve import store
+    from collabkit.serve.validation import Scale
+
+    with Session(_engine(db)) as session:
+        if interactions or low is not None or high is not None:
+            if not interactions and (low is None or high is None or not low < high):
+                fail("give --low and --high (low < high), or --interactions")
+            if step is not None and step <= 0:
+                fail(f"--step must be positive, got {step}")
+            new = Scale(0.0, None, None, "interactions", "set by hand") if interactions else Scale(low, high, step, "ratings", "set by hand")
+            store.record_scale(session, new, replace=True)
+        current = store.scale(session)
+    typer.echo(f"values accepted: {current.describe()} ({current.source})")
 
 
 @keys_app.command("create")
@@ -206,26 +270,64 @@ def models_list(db: Db = None, as_json: Json = False) -> None:
 def models_promote(
     version: Annotated[int, typer.Argument(help="Version id.")], db: Db = None
 ) -> None:
-    """Make VERSION live (a running server switches within --reload seconds)."""
-    from sqlalchemy.orm import Session
+    """Make VERSION live once it loads and answers a recommendation (a running server switches
+    within --reload seconds). Promoting a running canary's version promotes it to everyone."""
+    from collabkit.serve import canary
+    from collabkit.serve.rollout import NotServable, promote_version
 
-    from collabkit.serve import store
-
-    with Session(_engine(db)) as session:
-        try:
-            store.set_live(session, version)
-        except LookupError as e:
-            fail(str(e))
+    engine = _engine(db)
+    try:
+        promote_version(engine, version)
+    except (LookupError, NotServable) as e:
+        fail(f"{e}; the live version is unchanged" if isinstance(e, NotServable) else str(e))
+    with _session(engine) as session:
+        running = canary.running(session)
+    if running is not None and running.version == version:
+        canary.end(engine, "promoted", "by hand (collabkit models promote)")
     typer.echo(f"version {version} is live")
 
 
 @models_app.command("rollback")
 def models_rollback(db: Db = None) -> None:
     """Make the previously live version live again."""
-    from collabkit.serve.rollout import rollback
+    from collabkit.serve.rollout import NotServable, rollback
 
     try:
         version = rollback(_engine(db))
-    except LookupError as e:
+    except (LookupError, NotServable) as e:
         fail(str(e))
     typer.echo(f"version {version} is live again")
+
+
+@models_app.command("canary")
+def models_canary(
+    version: Annotated[int | None, typer.Argument(help="Version to serve as a canary.")] = None,
+    db: Db = None,
+    fraction: Annotated[float, typer.Option(help="Share of the users it serves (by user id).")] = 0.2,
+    tolerance: Annotated[float, typer.Option(help="Roll back when its mean rating is lower than live's by more.")] = 0.1,
+    min_rated: Annotated[int, typer.Option(help="Rated recommendations each arm needs before the rule decides.")] = 50,
+    stop: Annotated[bool, typer.Option("--stop", help="Roll the running canary back (by hand).")] = False,
+) -> None:
+    """Serve VERSION to a fraction of the users beside the live version; a running server's rule
+    rolls it back when it does worse (or promotes it). --stop rolls it back now."""
+    from collabkit.serve import canary
+    from collabkit.serve.rollout import NotServable, load_served
+
+    engine = _engine(db)
+    if stop:
+        row = canary.end(engine, "rolled back", "by hand (collabkit models canary --stop)")
+        fail("no canary is running") if row is None else typer.echo(f"canary of version {row.version} rolled back")
+        return
+    if version is None or not 0 < fraction < 1 or tolerance < 0 or min_rated < 1:
+        fail("give a VERSION, 0 < --fraction < 1, --tolerance >= 0 and --min-rated >= 1 (or --stop)")
+    try:
+        row = canary.start(engine, version, fraction, tolerance, min_rated, lambda v: load_served(engine, v))
+    except (LookupError, ValueError) as e:
+        fail(f"{e}; nothing changed" if isinstance(e, NotServable) else str(e))
+    typer.echo(f"version {row.version} serves {row.fraction:.0%} of the users beside version {row.live_version}")
+
+
+def _session(engine: Any) -> Any:
+    from sqlalchemy.orm import Session
+
+    return Session(engine)

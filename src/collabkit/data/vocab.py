@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from collabkit.data.checks import _INT_TEXT
+
 
 class UnknownIdError(KeyError):
     """Raised when an id is not in a vocabulary and the caller asked for strictness."""
@@ -88,12 +90,25 @@ class Vocab:
 
 
 def _coerce_like(arr: pd.Index, target: pd.Index) -> pd.Index:
-    """Let '42' find 42 (and 42 find '42'): ids typed on a command line arrive as strings."""
+    """Let '42' find 42 (and 42 find '42'): ids typed on a command line arrive as strings.
+
+    Text becomes an integer only in the reader's canonical form (``checks.as_ids``: "42", "-7",
+    "42.0"), so "5e1", "1e400" or "007" stay text and find nothing in a vocabulary of ints: an id
+    is never parsed as a number that only looks like one. Numbers must be finite whole numbers.
+    """
     if pd.api.types.is_integer_dtype(target.dtype) and not pd.api.types.is_integer_dtype(arr.dtype):
-        num = pd.to_numeric(pd.Series(arr, dtype=object), errors="coerce")
-        ok = num.notna() & (num == num.round())
         out = pd.Series(arr, dtype=object).copy()
-        out[ok] = num[ok].astype(np.int64)
+        text = out.map(lambda x: isinstance(x, str)).to_numpy(dtype=bool)
+        if text.any():
+            words = out[text].astype(str)
+            canonical = words.str.fullmatch(_INT_TEXT).to_numpy(dtype=bool)
+            out.loc[out.index[text][canonical]] = (
+                words[canonical].str.replace(r"\.0*$", "", regex=True).astype(np.int64).to_numpy()
+            )
+        if (~text).any():
+            num = pd.to_numeric(out[~text], errors="coerce").astype(np.float64)
+            ok = (np.isfinite(num) & (num == np.round(num)) & (num.abs() < 2.0**53)).to_numpy(dtype=bool)
+            out.loc[out.index[~text][ok]] = num[ok].astype(np.int64).to_numpy()
         return pd.Index(out.to_numpy(), dtype=object)
     if not pd.api.types.is_integer_dtype(target.dtype):
         return pd.Index(arr.astype(str))

@@ -8,15 +8,16 @@ sent (browsers on other origins are refused) unless a proxy adds them.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Message, Receive, Scope, Send
 
 from collabkit.serve import migrate
@@ -29,13 +30,17 @@ from collabkit.serve.api import (
     onboarding,
     ratings,
     recommendations,
+    users,
 )
+from collabkit.serve.canary import Canaries
 from collabkit.serve.commits import Committer
 from collabkit.serve.exposures import ExposureLog
+from collabkit.serve.jobs import Runner
 from collabkit.serve.live import Live
 from collabkit.serve.metrics import Metrics
 from collabkit.serve.settings import Settings
 from collabkit.serve.store import make_engine
+from collabkit.serve.validation import utf8_problem
 from collabkit.serve.web import pages
 
 log = logging.getLogger("collabkit.serve")
@@ -62,7 +67,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.live.sync()
         app.state.live.start_polling(settings.reload_seconds)
         app.state.exposures.start()
+        app.state.canary = Canaries(engine, app.state.live, app.state.exposures.flush)
+        app.state.canary.sync()
+        app.state.canary.start_polling(settings.canary_seconds)
+        app.state.jobs = Runner(engine, settings.db, settings.models_dir, on_done=lambda: (
+            app.state.live.sync(), app.state.canary.sync()))  # fmt: skip
+        app.state.jobs.recover()
         yield
+        app.state.jobs.close()
+        app.state.canary.stop()
         app.state.live.stop()
         app.state.commits.close()
         app.state.exposures.close()
@@ -72,17 +85,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title="collabkit", version="1",
         description="Ratings in, recommendations out: fold-in for new users, a measured model rollout.",
-        lifespan=lifespan,
+        lifespan=lifespan, docs_url=None, redoc_url=None,  # /docs: web.pages, offline
     )  # fmt: skip
     app.state.settings = settings
-    app.state.retrain_lock = threading.Lock()  # one retraining at a time
     app.state.metrics = Metrics()
-    for module in (ratings, recommendations, items, onboarding, models, item_map, monitor):
+    for module in (ratings, users, recommendations, items, onboarding, models, item_map, monitor):
         app.include_router(module.router)
     app.include_router(health.router)
     pages.mount(app)
     app.add_exception_handler(RequestValidationError, _invalid)
-    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # FastAPI's own and Starlette's (body parsing, static files)
     app.add_exception_handler(Exception, _crash)
     return Guard(app, settings.max_body_bytes, app.state.metrics)  # type: ignore[return-value]
 
@@ -103,7 +115,7 @@ async def _invalid(request: Request, exc: RequestValidationError) -> JSONRespons
     )
 
 
-async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     body: dict[str, Any] = {"error": str(exc.detail)}
     if getattr(exc, "field", None):
         body["field"] = exc.field  # type: ignore[attr-defined]
@@ -138,6 +150,9 @@ class Guard:
 
         too_big = {"error": f"request body over {self.limit} bytes"}
         try:
+            bad = _not_utf8(scope)
+            if bad is not None:  # before routing: a path id must never become U+FFFD
+                return await _send_json(sending, 400, bad)
             length = dict(scope.get("headers") or []).get(b"content-length")
             if length is not None and (not length.isdigit() or int(length) > self.limit):
                 return await _send_json(sending, 413, too_big)
@@ -170,6 +185,21 @@ class Guard:
             return replay.pop() if replay else await receive()
 
         return again
+
+
+def _not_utf8(scope: Scope) -> dict[str, str] | None:
+    """The error body when the percent-decoded path or query string is not UTF-8, else None.
+
+    The server decodes such bytes to U+FFFD, so two different ids (``%FE``, ``%FF``) would
+    become one; they are refused instead.
+    """
+    parts = {"path": scope.get("raw_path") or scope["path"].encode(),
+             "query": (scope.get("query_string") or b"").replace(b"+", b" ")}  # fmt: skip
+    for field, raw in parts.items():
+        problem = utf8_problem(unquote_to_bytes(raw))
+        if problem is not None:
+            return {"error": f"{field}: {problem}", "field": field}
+    return None
 
 
 async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:

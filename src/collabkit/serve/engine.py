@@ -66,10 +66,12 @@ class Engine:
     the threads of a worker share it without locks."""
 
     def __init__(self, version: int, path: str, trained_through: float, model: CollabModel,
-                 items: pd.DataFrame | None, ratings: pd.DataFrame, top_k: int = TOP_K) -> None:  # fmt: skip
+                 items: pd.DataFrame | None, ratings: pd.DataFrame, top_k: int = TOP_K,
+                 scale: Any = None) -> None:  # fmt: skip
         t0 = time.perf_counter()
         torch.set_num_threads(1)  # many small requests in parallel beat one request on many threads
         self.version, self.path, self.trained_through = version, path, trained_through
+        self.scale = scale  # the store's rule (``validation.Scale``): stored values off it are not used
         self.model, self.items = model.eval(), items
         self.item_text = np.array([str(i) for i in model.items.ids], dtype=object)
         self.item_index = {s: k for k, s in enumerate(self.item_text)}
@@ -90,17 +92,20 @@ class Engine:
         self.load_seconds = time.perf_counter() - t0
 
     @classmethod
-    def load(cls, version: int, path: str, trained_through: float, ratings: pd.DataFrame) -> Engine:
-        """Load a saved version's folder; ``ratings`` (the store's: user, item, rating) give item
-        popularity, the prior's calibration and what each known user has already rated."""
-        return cls(version, path, trained_through, load_model(path), load_items(path), ratings)
+    def load(cls, version: int, path: str, trained_through: float, ratings: pd.DataFrame, scale: Any = None) -> Engine:
+        """Load a saved version's folder; ``ratings`` (the store's usable ones: user, item,
+        rating) give item popularity, the prior's calibration and what each known user has rated;
+        ``scale`` is the store's."""
+        return cls(version, path, trained_through, load_model(path), load_items(path), ratings, scale=scale)
 
     # --- requests ---------------------------------------------------------------------------------
     @torch.no_grad()
     def for_user(self, user: str, items: list[str], values: np.ndarray, written_at: np.ndarray, n: int) -> Answer:
-        """The list of ``user`` whose stored ratings are (items, values, written_at)."""
+        """The list of ``user`` whose stored ratings are (items, values, written_at). A user with
+        nothing in the store (never seen, or forgotten) gets the average-taste list, whatever the
+        model learned for them."""
         idx, vals = self._known(items, values)
-        row = self.user_index.get(user)
+        row = self.user_index.get(user) if len(items) else None
         if row is not None and not (written_at > self.trained_through).any():
             lo, hi = self.seen[0][row], self.seen[0][row + 1]
             if np.array_equal(idx, self.seen[1][lo:hi]) and np.array_equal(vals.astype(np.float32), self.seen[2][lo:hi]):
@@ -156,7 +161,7 @@ class Engine:
     def _known(self, items: list[str], values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The stored ratings of items the model knows, as (indices, ratings) sorted by index."""
         idx = np.fromiter((self.item_index.get(i, -1) for i in items), np.int64, len(items))
-        keep = idx >= 0
+        keep = (idx >= 0) & (np.isfinite(values) if self.scale is None else self.scale.ok(np.asarray(values, np.float64)))
         order = np.argsort(idx[keep], kind="stable")
         return idx[keep][order], np.asarray(values, dtype=np.float64)[keep][order]
 

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from collabkit.serve import store
+from collabkit.serve.rollout import NotServable, checked_load
 
 if TYPE_CHECKING:
     from collabkit.serve.engine import Engine
@@ -29,6 +30,8 @@ class Live:
         self.engine = engine
         self.on_swap = on_swap or (lambda version: None)  # told each version it starts serving
         self.current: Engine | None = None
+        self.error: str | None = None  # why the store's live version is not the one served
+        self._failed: int | None = None  # that version, not retried on every poll
         self._load_lock = threading.Lock()  # one load at a time (API promote vs poller)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -42,18 +45,23 @@ class Live:
         from collabkit.serve.engine import Engine
 
         with Session(self.engine) as session:
-            ratings = store.all_ratings(session)
-        return Engine.load(version.id, version.path, version.trained_through, ratings)
+            ratings, scale = store.all_ratings(session), store.scale(session)
+        return Engine.load(version.id, version.path, version.trained_through, ratings, scale)
 
     def sync(self) -> bool:
         """Serve the store's live version if it is not the one served; True when it swapped."""
         with self._load_lock:
             with Session(self.engine) as session:
                 version = store.live_version(session)
-            if version is None or version.id == self.version:
+            if version is None or version.id in (self.version, self._failed):
                 return False
-            served = self.load(version)  # fully loaded before anyone sees it
-            self.current = served  # the swap: one reference assignment
+            try:  # fully loaded, and answering a smoke request, before anyone sees it
+                served = checked_load(self.load, version)
+            except NotServable as e:
+                self._failed, self.error = version.id, str(e)
+                log.error("%s; still serving version %s", e, self.version)
+                return False
+            self.current, self.error = served, None  # the swap: one reference assignment
             self.on_swap(version.id)
             log.info("serving model version %d (%s)", version.id, version.path)
             return True
@@ -65,10 +73,11 @@ class Live:
                 target = session.get(store.ModelVersion, version_id)
                 if target is None:
                     raise LookupError(f"no model version {version_id}")
-            served = self.load(target)  # a folder that does not load leaves everything as it was
+            # a folder that does not load or answer raises NotServable, changing nothing
+            served = checked_load(self.load, target)
             with Session(self.engine, expire_on_commit=False) as session:
                 version = store.set_live(session, version_id)
-            self.current = served
+            self.current, self.error, self._failed = served, None, None
             self.on_swap(version.id)
             return version
 

@@ -7,12 +7,12 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from collabkit.serve.store import ID_LENGTH
+from collabkit.serve.validation import BOUND, ID_LENGTH, ID_PATTERN
 
 V1 = "/v1"  # every resource route lives under the API version
-ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"  # printable: no control characters (PostgreSQL refuses NUL)
 Id = Annotated[str, Field(min_length=1, max_length=ID_LENGTH, pattern=ID_PATTERN)]
-Value = Annotated[float, Field(ge=-1e6, le=1e6, allow_inf_nan=False)]
+# finite and bounded here; on the store's scale too (api.ratings checks that against the store)
+Value = Annotated[float, Field(ge=-BOUND, le=BOUND, allow_inf_nan=False)]
 
 
 def text(value: object) -> str | None:
@@ -21,7 +21,9 @@ def text(value: object) -> str | None:
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A request body: unknown fields are refused, and nothing is coerced ("5" is not 5, true not 1)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 Timestamp = Annotated[
@@ -125,6 +127,7 @@ class VersionOut(BaseModel):
     metrics: dict
     created_at: str | None
     promoted_at: str | None
+    canary: float | None = Field(None, description="share of users it serves as a running canary")
 
 
 class RetrainIn(Strict):
@@ -133,8 +136,39 @@ class RetrainIn(Strict):
     tolerance: float = Field(0.01, ge=0, le=10, description="promote if RMSE <= live RMSE + this")
 
 
-class RetrainOut(BaseModel):
-    status: Literal["started"]
+class JobOut(BaseModel):
+    """A retraining job: queued -> running -> done | failed (``reason`` says why)."""
+
+    id: int
+    spec: str
+    status: Literal["queued", "running", "failed", "done"]
+    reason: str
+    estimate_mb: float = Field(description="memory the job was estimated to need")
+    limit_mb: float = Field(description="memory its process may use")
+    version: int | None = Field(None, description="the model version it trained (done)")
+    result: dict = Field(default_factory=dict, description="the gate's record (done)")
+    created_at: str | None
+    started_at: str | None
+    finished_at: str | None
+
+
+class StoredRating(BaseModel):
+    item: str
+    value: float
+    timestamp: float
+    written_at: float
+
+
+class UserRatings(BaseModel):
+    user: str
+    ratings: list[StoredRating]
+    next: str | None = Field(None, description="pass as ?after= for the next page (null: last page)")
+
+
+class UserDeleted(BaseModel):
+    user: str
+    ratings: int = Field(description="ratings deleted")
+    exposures: int = Field(description="exposure log rows deleted")
 
 
 class Problem(BaseModel):

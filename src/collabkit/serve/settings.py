@@ -20,4 +20,6 @@ class Settings(BaseSettings):
     exposure_buffer: int = 1000  # rows held in memory at most: what a crash can lose
     exposure_flush_seconds: float = 1.0  # flush at least this often
     models_dir: str = "models"  # where POST /v1/models/retrain saves new versions
+    retrain_memory_mb: int = 2048  # a retraining's process may use this much (estimated up front)
+    canary_seconds: float = 10.0  # how often the canary rule looks at both arms (0: never)
     reload_seconds: float = 2.0  # poll the store for a live version changed elsewhere (CLI)

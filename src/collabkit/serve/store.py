@@ -8,6 +8,7 @@ arrival order at the server, not by the client's timestamp).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -35,9 +36,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-ID_LENGTH = 64  # longest user or item id accepted (API and database agree)
+from collabkit.serve.validation import ID_LENGTH, UNRECORDED, Scale, usable
+
+log = logging.getLogger("collabkit.serve")
 ROLES = ("writer", "admin")
 STATUSES = ("candidate", "live", "retired")
+JOB_STATUSES = ("queued", "running", "failed", "done")
 
 
 class Base(DeclarativeBase):
@@ -128,6 +132,51 @@ class ApiKey(Base):
     created_at: Mapped[float] = mapped_column(Float, default=now)
 
 
+class Fact(Base):
+    """What the store knows about itself, by name: its rating ``scale``, the rows last ``skipped``."""
+
+    __tablename__ = "store_facts"
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class RetrainJob(Base):
+    """A retraining asked for through the API: queued -> running -> done | failed (with a reason)."""
+
+    __tablename__ = "retrain_jobs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    spec: Mapped[str] = mapped_column(String(200))
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # holdout, tolerance
+    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    reason: Mapped[str] = mapped_column(String(2000), default="")
+    estimate_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    limit_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    pid: Mapped[int | None] = mapped_column(Integer)
+    version: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
+    result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    started_at: Mapped[float | None] = mapped_column(Float)
+    finished_at: Mapped[float | None] = mapped_column(Float)
+
+
+class Canary(Base):
+    """A version served to a ``fraction`` of users beside the live one, until it is promoted or
+    rolled back (by the rule in ``serve.canary`` or by hand): status running | promoted | rolled back."""
+
+    __tablename__ = "canaries"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(ForeignKey("model_versions.id"))
+    live_version: Mapped[int] = mapped_column(ForeignKey("model_versions.id"))
+    fraction: Mapped[float] = mapped_column(Float)
+    tolerance: Mapped[float] = mapped_column(Float)
+    min_rated: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default="running", index=True)
+    reason: Mapped[str] = mapped_column(String(2000), default="")
+    started_at: Mapped[float] = mapped_column(Float, default=now)
+    ended_at: Mapped[float | None] = mapped_column(Float)
+
+
 # --- engine ---------------------------------------------------------------------------------
 def make_engine(url: str, **kw: Any) -> Engine:
     """An engine for ``url``; SQLite gets WAL, synchronous=FULL and a 30 s busy timeout."""
@@ -210,10 +259,39 @@ def user_ratings(engine: Engine, user: str) -> tuple[list[str], np.ndarray, np.n
 
 
 def all_ratings(session: Session) -> pd.DataFrame:
-    """Every rating as a frame user, item, rating, timestamp, written_at (oldest first)."""
+    """Every usable rating as a frame user, item, rating, timestamp, written_at (oldest first).
+
+    Rows that break the edge's rule (``validation.usable``: a bad id, a value off the store's
+    scale) are skipped, never fatal: counted in the log and in the ``skipped`` fact (Admin page).
+    """
     q = select(Rating.user_id, Rating.item_id, Rating.value, Rating.timestamp, Rating.written_at)
     rows = session.execute(q.order_by(Rating.timestamp, Rating.written_at, Rating.id)).all()
-    return pd.DataFrame(rows, columns=["user", "item", "rating", "timestamp", "written_at"])
+    frame = pd.DataFrame(rows, columns=["user", "item", "rating", "timestamp", "written_at"])
+    keep, reasons = usable(frame, scale(session))
+    skipped = int(len(frame) - keep.sum())
+    if skipped:
+        log.warning("skipped %d stored rating(s) that break the rule: %s", skipped, reasons)
+    if skipped or fact(session, "skipped"):
+        set_fact(session, "skipped", {"ratings": skipped, "reasons": reasons, "of": len(frame)})
+    return frame[keep].reset_index(drop=True) if skipped else frame
+
+
+def user_ratings_page(session: Session, user: str, limit: int, after: str | None) -> list[Rating]:
+    """Up to ``limit`` of the user's stored ratings in item order, from the item after ``after``."""
+    q = select(Rating).where(Rating.user_id == user)
+    if after is not None:
+        q = q.where(Rating.item_id > after)
+    return list(session.scalars(q.order_by(Rating.item_id).limit(limit)))
+
+
+def delete_user(session: Session, user: str) -> tuple[int, int] | None:
+    """Forget ``user``: their ratings, exposures and row, in one transaction; (ratings, exposures)
+    deleted, or None when the store has never heard of them."""
+    ratings = session.execute(delete(Rating).where(Rating.user_id == user)).rowcount
+    exposures = session.execute(delete(Exposure).where(Exposure.user_id == user)).rowcount
+    users = session.execute(delete(User).where(User.id == user)).rowcount
+    session.commit()
+    return None if not (ratings or exposures or users) else (ratings, exposures)
 
 
 def count_ratings(session: Session) -> int:
@@ -299,6 +377,35 @@ def previous_version(session: Session) -> ModelVersion | None:
         ModelVersion.status == "retired", ModelVersion.promoted_at.is_not(None)
     )
     return session.scalar(q.order_by(ModelVersion.promoted_at.desc()).limit(1))
+
+
+# --- facts: the scale, skipped rows ------------------------------------------------------------
+def fact(session: Session, name: str) -> dict[str, Any] | None:
+    row = session.get(Fact, name)
+    return None if row is None else row.value
+
+
+def set_fact(session: Session, name: str, value: dict[str, Any]) -> None:
+    stmt = _insert(session, Fact)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["name"], set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at}
+    )
+    session.execute(stmt, [{"name": name, "value": value, "updated_at": now()}])
+    session.commit()
+
+
+def scale(session: Session) -> Scale:
+    """The store's recorded scale (``validation.UNRECORDED`` until one is recorded)."""
+    value = fact(session, "scale")
+    return UNRECORDED if value is None else Scale.from_json(value)
+
+
+def record_scale(session: Session, new: Scale, replace: bool = False) -> Scale:
+    """Record ``new`` as the store's scale unless one is recorded (or ``replace``); returns the one in force."""
+    if fact(session, "scale") is None or replace:
+        set_fact(session, "scale", new.to_json())
+        return new
+    return scale(session)
 
 
 # --- exposures ----------------------------------------------------------------------------------

@@ -242,9 +242,45 @@ def test_admin_promotes_a_candidate(site, page):
     assert live == [site.candidate]
     assert "Kept as a candidate" in page.inner_text("#versions")
     assert int(page.locator("#ingestion dd").first.inner_text().replace(",", "")) > 0
+    assert "from 1 to 5" in page.inner_text("#ingestion")  # the store's scale
+    expect(page.locator("#jobs")).to_contain_text("No training jobs yet")
     shoot(page, "admin")
     fits(page, 360)
     shoot(page, "admin-360px")
+
+
+def test_admin_runs_a_canary_and_the_monitor_shows_both_arms(site, page):
+    page.goto(f"{site.base}/admin")
+    page.fill("#admin-key", site.admin)
+    page.click("#key-form button[type=submit]")
+    live = next(v["id"] for v in httpx.get(f"{site.base}/v1/models").json() if v["status"] == "live")
+    other = next(v["id"] for v in httpx.get(f"{site.base}/v1/models").json() if v["id"] != live)
+    page.select_option("#fraction", "0.5")
+    page.get_by_role("button", name=f"Start a canary of version {other}").click()
+    expect(page.locator("#canary")).to_contain_text(f"Version {other} serves 50% of the users")
+    expect(page.locator("#versions")).to_contain_text("canary, 50% of users")
+    with httpx.Client(base_url=site.base, timeout=10) as http:
+        shown = {http.get(f"/v1/users/{u}/recommendations").json()["model_version"] for u in range(1, 30)}
+    assert shown == {live, other}  # each arm serves its users
+    page.goto(f"{site.base}/monitor")
+    page.wait_for_selector("#arms tbody tr[data-arm='canary']")
+    assert page.locator("#arms tbody tr").count() == 2
+    expect(page.locator("#canary-text")).to_contain_text(f"Version {other} serves 50%")
+    shoot(page, "monitor-canary")
+    page.goto(f"{site.base}/admin")
+    page.click("#canary-rollback")
+    expect(page.locator("#canary")).to_contain_text("was rolled back (by hand)")
+    shoot(page, "admin-canary")
+
+
+def test_api_docs_work_offline(site, page):
+    """/docs: Swagger UI from the installed package, nothing from a CDN (the page fixture fails
+    on any request outside 127.0.0.1)."""
+    page.goto(f"{site.base}/docs")
+    page.wait_for_selector(".opblock-summary-path")
+    assert page.locator(".opblock").count() >= 20
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)  # Swagger UI's own page: not ours to label
+    page.screenshot(path=str(ARTIFACTS / "docs.png"))
 
 
 def test_monitor_charts_after_simulated_traffic(site, page):

@@ -9,7 +9,8 @@ from fastapi import APIRouter, Query, Request
 from collabkit.serve import store
 from collabkit.serve.api.ratings import PathId
 from collabkit.serve.deps import DB, FieldError, Model, Reader
-from collabkit.serve.schemas import ERRORS, ID_PATTERN, V1, ItemOut, Similar, SimilarItems, text
+from collabkit.serve.schemas import ERRORS, V1, ItemOut, Similar, SimilarItems, text
+from collabkit.serve.validation import ID_PATTERN
 
 router = APIRouter(prefix=V1, tags=["items"], responses=ERRORS)
 
@@ -34,7 +35,7 @@ def similar(
     item: PathId, request: Request, served: Model, k: Annotated[int, Query(ge=1, le=100)] = 10
 ) -> SimilarItems:
     """The ``k`` items whose latent factors point most like ``item``'s (cosine similarity)."""
-    if item not in served.item_index:
+    if item not in served.item_index:  # the exact text of an id: "5e1" is not item 50
         raise FieldError(404, "item", f"item {item!r} is unknown to the live model")
     try:
         near, sims = served.similar(item, k)

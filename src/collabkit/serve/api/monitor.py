@@ -136,6 +136,9 @@ class Ingestion(BaseModel):
     ratings_last_day: int
     exposures_last_hour: int
     last_rating_at: str | None
+    scale: str = Field(description="the values the store accepts (its recorded scale)")
+    skipped: int = Field(0, description="stored ratings skipped at the last full read: they break the rule")
+    skipped_reasons: dict[str, int] = Field(default_factory=dict)
 
 
 # --- routes --------------------------------------------------------------------------------------
@@ -187,14 +190,20 @@ def ingestion(request: Request, session: DB) -> Ingestion:
     t = time.time()
     recent = lambda col, s: _count(session, col.class_, col >= t - s)
     last = session.scalar(select(func.max(store.Rating.written_at)))
+    skipped = store.fact(session, "skipped") or {}
     return Ingestion(
         ratings=_count(session, store.Rating), users=_count(session, store.User),
         items=_count(session, store.Item), exposures=_count(session, store.Exposure),
         ratings_last_hour=recent(store.Rating.written_at, 3600),
         ratings_last_day=recent(store.Rating.written_at, 86400),
         exposures_last_hour=recent(store.Exposure.shown_at, 3600),
-        last_rating_at=store.iso(last),
+        last_rating_at=store.iso(last), scale=_scale_text(store.scale(session)),
+        skipped=int(skipped.get("ratings", 0)), skipped_reasons=skipped.get("reasons", {}),
     )  # fmt: skip
+
+
+def _scale_text(scale: Any) -> str:
+    return f"{scale.describe()} ({scale.source})" if scale.source else scale.describe()
 
 
 # --- helpers -------------------------------------------------------------------------------------

@@ -1,17 +1,31 @@
-"""Ratings: a bounded batch, one rating at its own address (PUT: last write wins), delete one."""
+"""Ratings: a bounded batch, one rating at its own address (PUT: last write wins), delete one.
+
+Every value is checked against the store's scale (``validation``) before anything is written: a
+request with one bad value stores nothing and gets a 422 naming the field and the allowed range.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Request
+from sqlalchemy.orm import Session
 
 from collabkit.serve import store
 from collabkit.serve.deps import DB, FieldError, Writer
-from collabkit.serve.schemas import ERRORS, ID_PATTERN, V1, Deleted, RatingsIn, RatingValue, Written
+from collabkit.serve.schemas import ERRORS, V1, Deleted, RatingsIn, RatingValue, Written
+from collabkit.serve.validation import ID_LENGTH, ID_PATTERN, first_problem
 
 router = APIRouter(prefix=V1, tags=["ratings"], responses=ERRORS)
-PathId = Annotated[str, Path(min_length=1, max_length=store.ID_LENGTH, pattern=ID_PATTERN)]
+PathId = Annotated[str, Path(min_length=1, max_length=ID_LENGTH, pattern=ID_PATTERN)]
+
+
+def check_scale(session: Session, values: Iterable[tuple[str, float]]) -> None:
+    """422 naming the first value off the store's scale (and the scale); nothing is stored then."""
+    problem = first_problem(store.scale(session), values)
+    if problem is not None:
+        raise FieldError(422, *problem)
 
 
 @router.post("/ratings", status_code=201, dependencies=[Writer])
@@ -26,7 +40,8 @@ def write_ratings(body: RatingsIn, request: Request, session: DB) -> Written:
         raise FieldError(
             422, "ratings", f"ratings: at most {limit} per request, got {len(body.ratings)}"
         )
-    session.close()  # the key is checked: the commit is the writer thread's
+    check_scale(session, ((f"body.ratings.{k}.value", r.value) for k, r in enumerate(body.ratings)))
+    session.close()  # the key and the scale are checked: the commit is the writer thread's
     written = request.app.state.commits.write([r.model_dump() for r in body.ratings])
     request.app.state.metrics.ratings.inc(written)
     return Written(written=written)
@@ -37,6 +52,7 @@ def put_rating(
     user: PathId, item: PathId, body: RatingValue, request: Request, session: DB
 ) -> Written:
     """Store one rating (replacing any earlier one of this user for this item)."""
+    check_scale(session, [("body.value", body.value)])
     session.close()
     request.app.state.commits.write([{"user": user, "item": item, **body.model_dump()}])
     request.app.state.metrics.ratings.inc()

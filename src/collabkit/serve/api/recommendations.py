@@ -27,6 +27,7 @@ def recommendations(user: PathId, request: Request, engine: Model, n: N = 10) ->
     """The user's top ``n``. ``mode`` says how the user was placed: ``model`` (known to the live
     model), ``fold-in`` (new to it, or rated since it was trained: folded in from the stored
     ratings now) or ``average-taste`` (no ratings: the fallback list, also named in ``fallback``)."""
+    engine = request.app.state.canary.route(user, engine)  # the user's canary arm, if one runs
     items, values, written = store.user_ratings(request.app.state.engine, user)
     return respond(request, engine, user, engine.for_user(user, items, values, written, n))
 

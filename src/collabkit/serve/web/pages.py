@@ -64,6 +64,40 @@ def plotly_js() -> FileResponse:
                         headers={"cache-control": "public, max-age=86400"})  # fmt: skip
 
 
+SWAGGER = {"swagger-ui-bundle.js": "text/javascript", "swagger-ui.css": "text/css"}
+
+
+def _swagger_file(name: str) -> Path | None:
+    """One of Swagger UI's files from the installed fastapi-offline package, or None without it."""
+    try:
+        path = Path(str(files("fastapi_offline") / "static" / name))
+    except ModuleNotFoundError:
+        return None
+    return path if path.exists() else None
+
+
+@router.get("/docs")
+def docs(request: Request) -> HTMLResponse:
+    """Swagger UI over /openapi.json, its script and styles served from here (works offline)."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+
+    if any(_swagger_file(name) is None for name in SWAGGER):
+        raise HTTPException(404, "API docs need the fastapi-offline package; the OpenAPI document is at /openapi.json")
+    return get_swagger_ui_html(
+        openapi_url="/openapi.json", title="collabkit API", oauth2_redirect_url=None,
+        swagger_js_url="/vendor/swagger-ui/swagger-ui-bundle.js",
+        swagger_css_url="/vendor/swagger-ui/swagger-ui.css", swagger_favicon_url="data:,",
+    )  # fmt: skip
+
+
+@router.get("/vendor/swagger-ui/{name}")
+def swagger_asset(name: str) -> FileResponse:
+    path = _swagger_file(name) if name in SWAGGER else None
+    if path is None:
+        raise HTTPException(404, f"no such file: {name}")
+    return FileResponse(path, media_type=SWAGGER[name], headers={"cache-control": "public, max-age=86400"})
+
+
 def mount(app: FastAPI) -> None:
     """Add the pages, Plotly and the static assets to ``app``."""
     app.include_router(router)

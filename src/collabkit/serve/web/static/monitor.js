@@ -1,6 +1,7 @@
 'use strict';
 // Monitor: concentration of exposure and of the training signal, over time and per model
-// version (GET /v1/monitor), the alerts it raises, and the thresholds (PUT, admin key).
+// version (GET /v1/monitor), the alerts it raises, the thresholds (PUT, admin key), and the
+// canary's two arms (GET /v1/models/canary).
 (() => {
   const $ = (id) => document.getElementById(id);
   const el = ck.el;
@@ -64,6 +65,25 @@
         + m.catalogue.toLocaleString() + ' items in the catalogue.');
   }
 
+  async function canary() {
+    let report;
+    try {
+      report = await ck.api('/v1/models/canary');
+    } catch (e) {
+      return ck.fail(e);
+    }
+    const c = report.canary;
+    $('canary-text').textContent = !c ? 'No canary has run: versions go live for everyone at once.'
+      : (c.status === 'running' ? 'Version ' + c.version + ' serves ' + Math.round(100 * c.fraction) + '% of the users. '
+        + (report.verdict ? 'The rule: ' + report.verdict.action + ' (' + report.verdict.reason + ').' : '')
+        : 'The last canary (version ' + c.version + ') was ' + c.status + ': ' + c.reason + '.');
+    const arms = Object.entries(report.arms || {});
+    $('arms').tBodies[0].replaceChildren(...arms.map(([name, f]) => el('tr', { 'data-arm': name },
+      el('td', { text: name }), el('td', { class: 'num', text: 'v' + f.version }),
+      ...[f.users, f.lists, f.shown, f.rated].map((x) => el('td', { class: 'num', text: String(x) })),
+      el('td', { class: 'num', text: ck.pct(f.rating_through) }), el('td', { class: 'num', text: ck.num(f.mean_rating, 2) }))));
+  }
+
   function alerts(list) {
     const box = $('alerts');
     if (!list.length) return box.replaceChildren();
@@ -71,7 +91,7 @@
       el('ul', {}, ...list.map((a) => el('li', { text: METRICS[a.metric] + ': ' + a.message }))));
   }
 
-  $('controls').addEventListener('submit', (e) => { e.preventDefault(); load(); });
+  $('controls').addEventListener('submit', (e) => { e.preventDefault(); load(); canary(); });
   $('t-key').value = ck.keys.admin();
   $('thresholds').addEventListener('submit', async (e) => {
     e.preventDefault();
@@ -95,4 +115,5 @@
     }
   });
   load();
+  canary();
 })();
