@@ -87,7 +87,7 @@ class DataSource:
         return data
 
     def split_data(self, data: Ratings, threshold: float | None = None) -> tuple[Ratings, Ratings | None]:
-        """(train, test) for the split: random, user, temporal, none, or canonical ML-100k u1..u5/ua/ub.
+        """(train, test) for the split: random, user, temporal, timecut, none, or canonical ML-100k u1..u5/ua/ub.
 
         ``threshold`` (implicit models): positives are ratings >= threshold (0: every row); the
         row-level splits are drawn over the positives, the canonical ones converted after.
@@ -97,7 +97,7 @@ class DataSource:
         if threshold is None:
             return self._split(data)
         keep = None if threshold <= 0 else threshold
-        if self.resolved().split in ("random", "user", "temporal", "none"):
+        if self.resolved().split in ("random", "user", "temporal", "timecut", "none"):
             return self._split(to_implicit(data, keep))
         train, test = self._split(data)
         return to_implicit(train, keep), to_implicit(test, keep)
@@ -114,6 +114,8 @@ class DataSource:
             return sp.user_split(data, source.valid_pct, source.seed)
         if split == "temporal":
             return sp.temporal_split(data, 1)
+        if split == "timecut":
+            return sp.time_cut(data, source.valid_pct)
         if split == "none":
             return data, None
         if self.dataset is None:
@@ -166,7 +168,7 @@ SOURCE_OPTIONS: dict[str, Any] = {
     "names": Annotated[str | None, typer.Option(help="--ratings has no header line; its columns, in order, e.g. user,item,category,rating.")],
     "items": Annotated[Path | None, typer.Option("--items", help="Item names/metadata: CSV/TSV/Parquet, first column the item id, a title or name column.")],
     "split": Annotated[str | None, typer.Option(help=f"Split: {SPLITS}.")],
-    "valid_pct": Annotated[float | None, typer.Option(help="Held-out fraction for random/user splits (default 0.2).")],
+    "valid_pct": Annotated[float | None, typer.Option(help="Held-out fraction for random/user/timecut splits (default 0.2).")],
     "seed": Annotated[int | None, typer.Option(help="Seeds the split (and weights, when training; default 42).")],
 }
 
