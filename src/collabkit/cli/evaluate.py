@@ -238,7 +238,7 @@ def differences_frame(rows: list[dict[str, Any]], metrics: list[str]) -> pd.Data
         cells = {"model": row["model"]}
         for m in metrics:
             d = row["vs_baseline"].get(m)
-            cells[m] = "-" if d is None else f"{_signed(d.diff, 4)} (p {d.p:.3f})\n[{_signed(d.low, 3)}, {_signed(d.high, 3)}]"
+            cells[m] = "-" if d is None else f"{_signed(d.diff, 4)} ({_p(d.p)})\n[{_signed(d.low, 3)}, {_signed(d.high, 3)}]"
         out.append(cells)
     return pd.DataFrame(out)
 
@@ -304,9 +304,17 @@ def frame_table(frame: pd.DataFrame, title: str, decimals: dict[str, int] | None
     return view
 
 
+def _p(p: float) -> str:
+    """A p-value; the smallest the bootstrap can give, 2 / (resamples + 1), as "p <= ..."."""
+    from collabkit.evaluate.uncertainty import N_RESAMPLES
+
+    floor = 2 / (N_RESAMPLES + 1)
+    return f"p <= {floor:.3f}" if p <= floor * (1 + 1e-9) else f"p {p:.3f}"
+
+
 def _signed(v: float, places: int) -> str:
-    """A difference with its sign, to ``places`` decimals (1 from 100 up)."""
-    return f"{v:+.{places if abs(v) < 100 else 1}f}"
+    """A difference with its sign, to ``places`` decimals (1 from 10 up: popularity counts)."""
+    return f"{v:+.{places if abs(v) < 10 else 1}f}"
 
 
 def _cell(v: Any, places: int = 4) -> str:
