@@ -81,3 +81,10 @@ def test_fold_in_finds_a_held_out_users_taste():
         scores[spec] = heldout_metrics(heldout_outcome(model, train, fold_in, test))["recall@20"].value()
     assert scores["ease(reg=10)"] > 0.9 and scores["als(n_factors=4, reg=1)"] > 0.9
     assert scores["most-popular"] < 0.75
+
+
+def test_a_rating_model_folds_in_too():
+    data = make_ratings(n_users=100, n_items=40, density=0.4, seed=6)
+    result = compare_heldout(["dot-bias(n_factors=4, epochs=5, lr_max=0.05)", "bias(epochs=5, lr_max=0.05)"], data, n_users=20, n_resamples=100)
+    for row in result.rows:
+        assert row["n_heldout_users"] == 20 and 0 <= row["ndcg@100"] <= 1

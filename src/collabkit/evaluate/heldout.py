@@ -3,7 +3,8 @@ r"""Strong generalisation (Liang et al. 2018): rank the whole catalogue for user
 ``data.split.heldout_users`` keeps some users out of training and splits each one's interactions
 into a fold-in part (80%) and a held-out part. The trained model folds each held-out user in from
 their fold-in part (``recommend.fold_in_frame``: each kind's own fold-in, the exact solve for the
-implicit rankers, MAP under the fitted prior for the dot family) and ranks the whole catalogue
+implicit rankers, MAP under the prior fitted to the trained users, ``recommend.user_prior``, for
+a model that predicts ratings) and ranks the whole catalogue
 minus those items (``recommend.top_n``); the list is scored against the held-out part:
 
     recall@k = hits in the top k / min(k, |R_u|)   (Liang et al.'s normalisation, so 1 is reachable
@@ -27,8 +28,8 @@ from collabkit.evaluate.metrics import hits_matrix
 from collabkit.evaluate.ranking import item_popularity
 from collabkit.evaluate.scores import Outcome
 from collabkit.evaluate.uncertainty import PerUser
-from collabkit.models.base import FOLD_IN, CollabModel, registry, supports
-from collabkit.recommend import fold_in_frame, top_n
+from collabkit.models.base import FOLD_IN, RATINGS, CollabModel, registry, supports
+from collabkit.recommend import UserPrior, fold_in_frame, top_n, user_prior
 
 RECALL_AT = (20, 50)
 NDCG_AT = 100
@@ -57,7 +58,10 @@ def heldout_outcome(
     answers = fold_in.frame[fold_in.frame["user"].isin(users)]
     known = model.items.lookup(answers["item"], strict=False) >= 0
     answers = answers[known][["user", "item", "rating"]]
-    _, reprs = fold_in_frame(model, answers, None, users)
+    # a rating model shrinks a new user towards the prior fitted to its trained users (computed
+    # once); the implicit rankers solve their users exactly and take no prior
+    prior = user_prior(model, train) if supports(model, RATINGS) else None
+    reprs = _fold_in(model, answers, users, prior)
     a_user = pd.Index(users).get_indexer(answers["user"])
     a_item = model.items.lookup(answers["item"])
     order = np.lexsort((a_item, a_user))
@@ -68,13 +72,33 @@ def heldout_outcome(
     items[unknown] = len(model.items) + np.arange(int(unknown.sum()))  # can only be missed
     rel_order = np.argsort(codes[liked], kind="stable")
     indptr = np.r_[0, np.cumsum(np.bincount(codes[liked], minlength=len(users)))]
-    lists, _ = top_n(model, np.arange(len(users)), NDCG_AT, seen=seen, reprs=torch.as_tensor(reprs))
+    lists, _ = top_n(model, np.arange(len(users)), NDCG_AT, seen=seen, reprs=reprs)
     item_counts = train.frame["item"].value_counts().reindex(f["item"], fill_value=0).to_numpy()
     return Outcome(
         users, np.bincount(a_user, minlength=len(users)), lists, (indptr, items[rel_order]),
         item_popularity(model, train), pd.DataFrame({"user": codes, "item_count": item_counts, "error": np.nan}),
         predicts_ratings=False, n_unknown_answers=int((~known).sum()),
     )  # fmt: skip
+
+
+#: users folded in per call, grouped by their number of answers: a call pads every user's answers
+#: to its longest, so one heavy user does not make a whole batch heavy
+FOLD_IN_USERS = 256
+
+
+def _fold_in(model: CollabModel, answers: pd.DataFrame, users: np.ndarray, prior: UserPrior | None) -> torch.Tensor:
+    """(U, D) representations of ``users`` folded in from their ``answers`` (``fold_in_frame``),
+    FOLD_IN_USERS at a time in order of their number of answers."""
+    sizes = answers["user"].value_counts().reindex(users, fill_value=0).to_numpy()
+    order = np.argsort(sizes, kind="stable")
+    parts, rows = [], []
+    for start in range(0, len(users), FOLD_IN_USERS):
+        batch = users[order[start : start + FOLD_IN_USERS]]
+        _, reprs = fold_in_frame(model, answers[answers["user"].isin(batch)], prior, batch)
+        parts.append(torch.as_tensor(reprs))
+        rows.append(order[start : start + FOLD_IN_USERS])
+    out = torch.cat(parts)
+    return out[torch.from_numpy(np.argsort(np.concatenate(rows), kind="stable"))]
 
 
 def heldout_metrics(result: Outcome) -> dict[str, PerUser]:
