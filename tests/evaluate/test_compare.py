@@ -112,3 +112,17 @@ def test_groups_by_user_activity_count_every_test_user_once(split):
     assert all("share@5" in g for g in igroups)
     with pytest.raises(ValueError, match="--by"):
         compare(["mean"], train, test, by="genre")
+
+
+@pytest.mark.slow
+def test_ml100k_u1_another_seed_is_noise_and_the_mean_is_not(data_root):
+    """The acceptance: on u1 a second seed of the chapter recipe is not significantly different in
+    RMSE or MAE; the mean model is significantly worse on every accuracy metric."""
+    from collabkit.data.movielens import canonical_split
+
+    train, test = canonical_split("u1", data_dir=data_root)
+    rows = compare(["mean", "dot-bias", "dot-bias(seed=2)"], train, test, baseline="dot-bias").rows
+    seed2, mean = rows[2]["vs_baseline"], rows[0]["vs_baseline"]
+    assert not seed2["rmse"].significant and not seed2["mae"].significant
+    for metric in ("rmse", "mae", "ndcg@10", "recall@10", "precision@10"):
+        assert mean[metric].significant, metric
