@@ -42,7 +42,14 @@ from collabkit.evaluate.groups import by_group, check_by
 from collabkit.evaluate.heldout import heldout_metrics, heldout_outcome, metric_names
 from collabkit.evaluate.ranking import RELEVANT_THRESHOLD
 from collabkit.evaluate.scores import Outcome, outcome
-from collabkit.evaluate.uncertainty import LEVEL, N_RESAMPLES, PerUser, paired, summary
+from collabkit.evaluate.uncertainty import (
+    LEVEL,
+    N_RESAMPLES,
+    PerUser,
+    bootstrap_distribution,
+    difference,
+    interval,
+)
 from collabkit.models.base import RATINGS, CollabModel, supports
 from collabkit.train.build import ModelSpec, build_model
 
@@ -228,16 +235,21 @@ def _rows(
 ) -> list[dict[str, Any]]:
     """One row per model from its outcome: ``metrics`` (per user: values and intervals) and
     ``whole`` (of all the lists: values only), in ``names`` order (NaN where a model has none),
-    fit_seconds, predicts_ratings, and the paired test against ``baseline``."""
-    base = metrics(results[baseline][0]) if baseline is not None else None
+    fit_seconds, predicts_ratings, and the paired test against ``baseline``. Every model is
+    resampled on the same draws of the users, once."""
+    per_user = {name: metrics(result) for name, (result, _, _) in results.items()}
+    flat = {(name, m): pu for name, ms in per_user.items() for m, pu in ms.items()}
+    dist = bootstrap_distribution(flat, n_resamples or N_RESAMPLES, seed) if n_resamples or baseline else {}
     rows = []
     for name, (result, seconds, predicts) in results.items():
-        per_user = metrics(result)
-        values, intervals = summary(per_user, n_resamples, level, seed)
-        values.update(whole(result))
-        row = {"model": name, **{c: values.get(c, np.nan) for c in names}, "intervals": intervals}
+        values = {m: pu.value() for m, pu in per_user[name].items()} | whole(result)
+        spans = {m: interval(dist[(name, m)], pu, level) for m, pu in per_user[name].items()} if n_resamples else {}
+        row = {"model": name, **{c: values.get(c, np.nan) for c in names}, "intervals": spans}
         row.update(fit_seconds=seconds, predicts_ratings=predicts)
-        if base is not None and name != baseline:
-            row["vs_baseline"] = paired(per_user, base, n_resamples or N_RESAMPLES, level, seed)
+        if baseline is not None and name != baseline:
+            row["vs_baseline"] = {
+                m: difference(dist[(name, m)], dist[(baseline, m)], values[m] - per_user[baseline][m].value(), level)
+                for m in per_user[name] if m in per_user[baseline]
+            }
         rows.append(row)
     return rows

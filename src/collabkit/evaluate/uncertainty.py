@@ -31,7 +31,7 @@ difference is expected by chance.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -122,15 +122,27 @@ def resample_weights(n_users: int, n_resamples: int = N_RESAMPLES, seed: int = 0
 
 
 def bootstrap_distribution(
-    metrics: Mapping[str, PerUser], n_resamples: int = N_RESAMPLES, seed: int = 0
-) -> dict[str, np.ndarray]:
-    """metric -> (B,) its value on each of the same B resamples of the users (all metrics share U)."""
+    metrics: Mapping[Hashable, PerUser], n_resamples: int = N_RESAMPLES, seed: int = 0
+) -> dict[Hashable, np.ndarray]:
+    """metric -> (B,) its value on each of the same B resamples of the users (all metrics share U).
+
+    Every metric's parts are stacked into one matrix, so each chunk of resample weights is read
+    once: (parts, U) @ (U, b).
+    """
     n_users = _n_users(metrics)
-    parts: dict[str, list[np.ndarray]] = {name: [] for name in metrics}
+    names = list(metrics)
+    parts = np.concatenate([np.concatenate([m.num, m.den]) for m in metrics.values()])  # (R, U)
+    rows = np.cumsum([0] + [2 * len(metrics[n].num) for n in names])
+    out: dict[Hashable, list[np.ndarray]] = {name: [] for name in names}
     for weights in resample_weights(n_users, n_resamples, seed):
-        for name, metric in metrics.items():
-            parts[name].append(metric.on(weights))
-    return {name: np.concatenate(p) for name, p in parts.items()}
+        sums = parts @ weights.T  # (R, b)
+        for n, name in enumerate(names):
+            g = len(metrics[name].num)
+            num, den = sums[rows[n] : rows[n] + g], sums[rows[n] + g : rows[n + 1]]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                ratio = num / den
+            out[name].append((np.sqrt(ratio) if metrics[name].root else ratio).mean(axis=0))
+    return {name: np.concatenate(v) for name, v in out.items()}
 
 
 def intervals(
@@ -139,11 +151,14 @@ def intervals(
     """metric -> (low, high): the percentile bootstrap interval at ``level`` (module docstring);
     (NaN, NaN) for a metric that scores fewer than ``MIN_USERS`` users."""
     values = bootstrap_distribution(metrics, n_resamples, seed)
-    few = (float("nan"), float("nan"))
-    return {
-        name: _quantiles(v, level) if metrics[name].n_users >= MIN_USERS else few
-        for name, v in values.items()
-    }
+    return {name: interval(values[name], metrics[name], level) for name in metrics}
+
+
+def interval(values: np.ndarray, metric: PerUser, level: float = LEVEL) -> tuple[float, float]:
+    """The percentile interval of a metric's bootstrap ``values`` (NaN with too few users)."""
+    if metric.n_users < MIN_USERS:
+        return float("nan"), float("nan")
+    return _quantiles(values, level)
 
 
 def summary(
@@ -163,19 +178,24 @@ def paired(
 ) -> dict[str, Difference]:
     """metric -> the paired bootstrap of A - B, for the metrics both have, over the same users."""
     names = [name for name in a if name in b]
-    if _n_users({n: a[n] for n in names}) != _n_users({n: b[n] for n in names}):
-        raise ValueError("a paired test needs both models scored on the same users")
     both = {**{("a", n): a[n] for n in names}, **{("b", n): b[n] for n in names}}
+    if len({m.num.shape[1] for m in both.values()}) > 1:
+        raise ValueError("a paired test needs both models scored on the same users")
     values = bootstrap_distribution(both, n_resamples, seed)
-    out = {}
-    for name in names:
-        d = values[("a", name)] - values[("b", name)]
-        d = d[~np.isnan(d)]
-        low, high = _quantiles(d, level)
-        below, above = int((d <= 0).sum()), int((d >= 0).sum())
-        p = min(1.0, 2 * (min(below, above) + 1) / (len(d) + 1)) if len(d) else float("nan")
-        out[name] = Difference(a[name].value() - b[name].value(), low, high, p, level)
-    return out
+    return {
+        n: difference(values[("a", n)], values[("b", n)], a[n].value() - b[n].value(), level)
+        for n in names
+    }
+
+
+def difference(a: np.ndarray, b: np.ndarray, observed: float, level: float = LEVEL) -> Difference:
+    """The paired test from two metrics' values on the same resamples (module docstring)."""
+    d = a - b
+    d = d[~np.isnan(d)]
+    low, high = _quantiles(d, level)
+    below, above = int((d <= 0).sum()), int((d >= 0).sum())
+    p = min(1.0, 2 * (min(below, above) + 1) / (len(d) + 1)) if len(d) else float("nan")
+    return Difference(observed, low, high, p, level)
 
 
 def _quantiles(values: np.ndarray, level: float) -> tuple[float, float]:
@@ -190,7 +210,7 @@ def _quantiles(values: np.ndarray, level: float) -> tuple[float, float]:
     return float(low), float(high)
 
 
-def _n_users(metrics: Mapping[object, PerUser]) -> int:
+def _n_users(metrics: Mapping[Hashable, PerUser]) -> int:
     sizes = {m.num.shape[1] for m in metrics.values()}
     if len(sizes) != 1:
         raise ValueError(f"every metric must be over the same users, got sizes {sorted(sizes)}")
