@@ -7,7 +7,14 @@ import pandas as pd
 import pytest
 
 from collabkit.data.interactions import Ratings
-from collabkit.data.split import kfold, random_split, temporal_split, user_split
+from collabkit.data.split import (
+    heldout_users,
+    kfold,
+    random_split,
+    temporal_split,
+    time_cut,
+    user_split,
+)
 from tests.conftest import make_ratings
 
 KEY = ["user", "item"]
@@ -227,3 +234,40 @@ def test_kfold_more_folds_than_rows_raises():
     r = make_ratings(n_users=2, n_items=2, density=0.0, seed=1)
     with pytest.raises(ValueError, match="folds"):
         kfold(r, folds=len(r) + 1)
+
+
+def test_time_cut_never_trains_on_the_future():
+    data = make_ratings(n_users=50, n_items=30)
+    train, test = time_cut(data, 0.2)
+    assert_partition(data, train, test)
+    assert train.frame["timestamp"].max() < test.frame["timestamp"].min()
+    assert abs(len(test) / len(data) - 0.2) < 0.01
+    # ties at the cut go to test: 10 rows at t = 1..10, plus two more at t = 8
+    frame = pd.DataFrame({"user": range(12), "item": 0, "rating": 3.0, "timestamp": [*range(1, 11), 8, 8]})
+    train, test = time_cut(Ratings(frame), 0.2)
+    assert sorted(test.frame["timestamp"]) == [8, 8, 8, 9, 10] and train.frame["timestamp"].max() == 7
+    with pytest.raises(ValueError, match="timestamp"):
+        time_cut(Ratings(frame.drop(columns="timestamp")))
+    with pytest.raises(ValueError, match="nothing is before"):
+        time_cut(Ratings(frame.assign(timestamp=5)))
+
+
+def test_heldout_users_leave_training_and_are_split_80_20():
+    data = str_ratings()  # u1..u6 with 1..6 ratings: u5 and u6 have >= 5
+    train, fold_in, test = heldout_users(data, n_users=2, fold_in=0.8, seed=3)
+    assert len(train) + len(fold_in) + len(test) == len(data)
+    out = set(fold_in.frame["user"]) | set(test.frame["user"])
+    assert out == {"u5", "u6"} and not out & set(train.frame["user"])
+    assert per_user(test).to_dict() == {"u5": 1, "u6": 1}  # floor(0.2 * 5) = floor(0.2 * 6) = 1
+    assert per_user(fold_in).to_dict() == {"u5": 4, "u6": 5}
+    assert not keys(fold_in) & keys(test)
+    again = heldout_users(data, n_users=2, fold_in=0.8, seed=3)
+    assert keys(again[2]) == keys(test)  # seeded
+    big = make_ratings(n_users=100, n_items=40)
+    train, fold_in, test = heldout_users(big, seed=1)
+    eligible = (per_user(big) >= 5).sum()
+    assert test.n_users == eligible // 5  # default: a fifth of the eligible users
+    with pytest.raises(ValueError, match="hold out 1..2 users"):
+        heldout_users(data, n_users=3)
+    with pytest.raises(ValueError, match="fold-in fraction"):
+        heldout_users(data, fold_in=1.0)

@@ -26,6 +26,18 @@ def test_one_row_per_fold_and_a_summary(data):
     assert set(out["mean"]) == set(metrics.columns)
 
 
+def test_the_mean_over_folds_has_an_interval_over_users(data):
+    cv = cross_validate("bias(epochs=2)", data, folds=3)
+    s = cv.summary
+    per_user = ["rmse", "mae", "ndcg@10", "recall@10", "arp@10"]
+    assert ((s.loc[per_user, "low"] <= s.loc[per_user, "mean"]) & (s.loc[per_user, "mean"] <= s.loc[per_user, "high"])).all()
+    assert s.loc[["coverage@10", "gini@10", "fit_seconds"], "low"].isna().all()  # no per-user parts
+    assert set(cv.to_json()["intervals"]) >= set(per_user)
+    # the folds are resampled together: the interval of the mean is narrower than a fold's spread
+    one = cross_validate("bias(epochs=2)", splits=[next(kfold(data, 3))])
+    assert s.at["rmse", "high"] - s.at["rmse", "low"] < one.summary.at["rmse", "high"] - one.summary.at["rmse", "low"]
+
+
 def test_seeded_and_same_as_explicit_kfold_splits(data):
     a = cross_validate("dot-bias(n_factors=4, epochs=2)", data, folds=3, seed=7)
     b = cross_validate("dot-bias(n_factors=4, epochs=2)", splits=kfold(data, 3, seed=7), seed=7)

@@ -148,6 +148,9 @@ def test_coverage() -> None:
     relevant = [np.array([0]), np.array([], dtype=np.int64), np.array([9])]
     out = ranking_metrics(rec, relevant, k=2, n_items=10)
     assert out["coverage@2"] == pytest.approx(3 / 10)
+    # appearances over the 10 items: item 1 twice, items 0 and 3 once, 7 items never:
+    # sorted ascending, sum (2k - n - 1) x_k = 5*1 + 7*1 + 9*2 = 30, over n * total = 10 * 4
+    assert out["gini@2"] == pytest.approx(0.75)
     # padding is not an item: user with only [-1,-1] shows nothing
     out = ranking_metrics(
         np.array([[-1, -1], [2, -1]]), [np.array([0]), np.array([0])], k=2, n_items=4
@@ -172,7 +175,21 @@ def test_novelty() -> None:
     frame = per_user_ranking_metrics(rec, relevant, k=2, item_popularity=pop)
     assert frame["novelty@2"].tolist()[:2] == [3.0, 4.0]
     assert math.isnan(frame["novelty@2"].iloc[2])
-    assert "coverage@2" not in out
+    assert "coverage@2" not in out and "gini@2" not in out
+
+
+def test_popularity_bias_arp_and_aplt() -> None:
+    # counts [10, 50, 50, 1, 20], total 131: the head holding 80% (104.8) is items 1, 2 (100) and
+    # 4 (120); the long tail is items 0 and 3.
+    # user 0 top-2 [3, 1]: ARP (1 + 50) / 2 = 25.5, APLT 1/2; user 1 [0]: ARP 10, APLT 1
+    pop = np.array([10, 50, 50, 1, 20])
+    rec = np.array([[3, 1, 2], [0, -1, -1], [-1, -1, -1]])
+    relevant = [np.array([0]), np.array([0]), np.array([0])]
+    frame = per_user_ranking_metrics(rec, relevant, k=2, item_popularity=pop)
+    assert frame["arp@2"].tolist()[:2] == [25.5, 10.0] and math.isnan(frame["arp@2"].iloc[2])
+    assert frame["aplt@2"].tolist()[:2] == [0.5, 1.0]
+    out = ranking_metrics(rec, relevant, k=2, item_popularity=pop)
+    assert out["arp@2"] == pytest.approx(17.75) and out["aplt@2"] == pytest.approx(0.75)
 
 
 def test_list_and_csr_give_identical_results() -> None:

@@ -154,5 +154,5 @@ def test_report(model, csv, tmp_path):
             "--json",
         )
     )
-    assert out["sections"] == ["model", "training", "biases", "pca", "similar", "compare", "calibration"]
+    assert out["sections"] == ["model", "training", "biases", "pca", "similar", "compare", "groups", "calibration"]
     assert (tmp_path / "r" / "index.html").exists() and "item_map.png" in out["files"]

@@ -82,7 +82,7 @@ def test_every_section_is_written_and_filled(trained, tmp_path):
     result = write_report(
         folder, tmp_path / "report", train, test, baselines=["mean", "most-popular"], min_ratings=5
     )
-    assert result["files"] == ["index.html", "item_map.html", "item_map.png", "report.json"]
+    assert result["files"] == ["by_activity.png", "index.html", "item_map.html", "item_map.png", "report.json"]
     sections = parse(tmp_path / "report" / "index.html")
     assert list(sections) == list(SECTIONS)
     text = (tmp_path / "report" / "index.html").read_text()
@@ -103,9 +103,17 @@ def test_every_section_is_written_and_filled(trained, tmp_path):
     )
     rows = sections["compare"]["tables"][0]
     assert [r[0] for r in rows] == ["model", "dot-bias (this model)", "mean", "most-popular"]
-    assert rows[0][1:3] == ["rmse", "mae"]
+    assert rows[0][1:3] == ["rmse", "mae"] and {"arp@10", "aplt@10", "gini@10", "coverage@10"} <= set(rows[0])
+    assert rows[1][1].count("[") == 1 and rows[1][1].endswith("]")  # value [low, high]
     data = json.loads((tmp_path / "report" / "report.json").read_text())  # strict JSON: NaN -> null
     assert set(data) == set(SECTIONS) and data["compare"][2]["rmse"] is None
+    assert set(data["compare"][1]["vs_baseline"]) >= {"rmse", "ndcg@10"}  # mean tested against this model
+    assert sections["groups"]["charts"] == ["groups-chart"]
+    lines = charts["groups-chart"]
+    assert [t["name"] for t in lines if t.get("showlegend", True) is not False] == ["dot-bias (this model)", "mean", "most-popular"]
+    (counts,) = sections["groups"]["tables"]
+    assert counts[0] == ["group", "n_users", "n_ratings"]
+    assert sum(int(r[1]) for r in counts[1:]) == test.n_users
 
 
 def test_sections_that_do_not_apply_say_why(trained, tmp_path):
@@ -121,6 +129,6 @@ def test_sections_that_do_not_apply_say_why(trained, tmp_path):
         "no 'factors' capability" in sections["pca"]["text"]
         and "no 'factors' capability" in sections["similar"]["text"]
     )
-    assert "No test set" in sections["compare"]["text"]
+    assert "No test set" in sections["compare"]["text"] and "No test set" in sections["groups"]["text"]
     page = plotly_page.parse((tmp_path / "report" / "index.html").read_text())
     assert not page.scripts  # nothing to draw: no 4.8 MB of Plotly either

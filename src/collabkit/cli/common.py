@@ -18,7 +18,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="collabkit: c
 
 #: every kind is listed, with its options, by `collabkit kinds` (read from the registry)
 SPEC_HELP = "a spec such as dot-bias or dot-bias(n_factors=20, epochs=10); `collabkit kinds` lists the kinds"
-SPLITS = "random, user, temporal, none, or u1..u5/ua/ub (ML-100k)"
+SPLITS = "random, user, temporal (each user's last), timecut (one moment for everyone: never trains on the future), none, or u1..u5/ua/ub (ML-100k)"
 
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout instead of tables.")]
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Folder holding the dataset (offline); default: $COLLABKIT_DATA, else ~/.cache/collabkit, where it is downloaded once.")]
@@ -74,10 +74,17 @@ def print_json(obj: dict[str, Any]) -> None:
     sys.stdout.write(text + "\n")
 
 
-def metrics_table(title: str, metrics: dict[str, Any]) -> Table:
+def metrics_table(title: str, metrics: dict[str, Any], intervals: dict[str, Any] | None = None) -> Table:
+    """One row per metric; with ``intervals`` ({metric: (low, high)}) a column for them."""
     table = Table(title=title)
     table.add_column("metric")
     table.add_column("value", justify="right")
+    if intervals is not None:
+        table.add_column("95% interval", justify="right")
     for k, v in metrics.items():
-        table.add_row(k, f"{v:.4f}" if isinstance(v, float) else str(v))
+        row = [k, f"{v:.4f}" if isinstance(v, float) else str(v)]
+        if intervals is not None:
+            low, high = intervals.get(k, (None, None))
+            row.append("" if low is None or math.isnan(low) else f"[{low:.4f}, {high:.4f}]")
+        table.add_row(*map(Text, row))
     return table

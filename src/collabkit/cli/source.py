@@ -34,7 +34,7 @@ SOURCE_OPTIONS: dict[str, Any] = {
     "names": Annotated[str | None, typer.Option(help="--ratings has no header line; its columns, in order, e.g. user,item,category,rating.")],
     "items": Annotated[Path | None, typer.Option("--items", help="Item names/metadata: CSV/TSV/Parquet, first column the item id, a title or name column.")],
     "split": Annotated[str | None, typer.Option(help=f"Split: {SPLITS}.")],
-    "valid_pct": Annotated[float | None, typer.Option(help="Held-out fraction for random/user splits (default 0.2).")],
+    "valid_pct": Annotated[float | None, typer.Option(help="Held-out fraction for random/user/timecut splits (default 0.2).")],
     "seed": Annotated[int | None, typer.Option(help="Seeds the split (and weights, when training; default 42).")],
 }
 

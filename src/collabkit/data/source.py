@@ -22,7 +22,7 @@ from collabkit.data.interactions import Ratings
 from collabkit.files import file_sha256
 
 #: the ways a record can split its data (besides the canonical ML-100k u1..u5, ua, ub)
-ROW_SPLITS = ("random", "user", "temporal", "none")
+ROW_SPLITS = ("random", "user", "temporal", "timecut", "none")
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ class DataSource:
         }  # fmt: skip
 
     def split_data(self, data: Ratings, threshold: float | None = None) -> tuple[Ratings, Ratings | None]:
-        """(train, test) for the split: random, user, temporal, none, or canonical ML-100k u1..u5/ua/ub.
+        """(train, test) for the split: random, user, temporal, timecut, none, or canonical ML-100k u1..u5/ua/ub.
 
         ``threshold`` (implicit models): positives are ratings >= threshold (0: every row); the
         row-level splits are drawn over the positives, the canonical ones converted after.
@@ -130,6 +130,8 @@ class DataSource:
             return sp.user_split(data, source.valid_pct, source.seed)
         if split == "temporal":
             return sp.temporal_split(data, 1)
+        if split == "timecut":
+            return sp.time_cut(data, source.valid_pct)
         if split == "none":
             return data, None
         if self.dataset is None:

@@ -1,4 +1,5 @@
-"""Honest splits: random holdout, per-user holdout, per-user temporal holdout and k-fold.
+"""Honest splits: random holdout, per-user holdout, per-user temporal holdout, a global time cut,
+held-out users (strong generalisation) and k-fold.
 
 Canonical ML-100k splits (u1..u5, ua, ub) live in ``movielens.canonical_split``.
 Every split returns (train, test) Ratings that share metadata and partition the rows exactly.
@@ -56,6 +57,68 @@ def temporal_split(ratings: Ratings, last_k: int = 1) -> tuple[Ratings, Ratings]
     if last_k != 1:  # the record names leave-last-out only
         return _parts(ratings, test)
     return _parts(ratings, test, split="temporal")
+
+
+def time_cut(ratings: Ratings, test_pct: float = 0.2) -> tuple[Ratings, Ratings]:
+    """Cut the log at one moment T: every rating before T trains, every rating at or after T is held out.
+
+    T is the timestamp at the (1 - ``test_pct``) quantile (the earliest such timestamp), so about
+    ``test_pct`` of the rows are held out; rows sharing T all go to test, so training never sees
+    the moment it is tested on or anything after it (unlike a per-user temporal split, where one
+    user's test can precede another user's training). Test users who only appear after T are new
+    to the model, and are scored by its fallback.
+    """
+    if not ratings.has_timestamps:
+        raise ValueError(f"{ratings.name}: a time cut needs a timestamp column")
+    _check_pct(test_pct)
+    t = ratings.frame["timestamp"].to_numpy()
+    cut = np.sort(t)[min(len(t) - 1, int(np.floor((1 - test_pct) * len(t))))]
+    test = t >= cut
+    if test.all():
+        raise ValueError(f"{ratings.name}: every rating has the timestamp {cut}: nothing is before the cut")
+    return _parts(ratings, test, split="timecut", valid_pct=test_pct)
+
+
+def heldout_users(
+    ratings: Ratings,
+    n_users: int | None = None,
+    fold_in: float = 0.8,
+    seed: int = 42,
+    min_ratings: int = 5,
+) -> tuple[Ratings, Ratings, Ratings]:
+    """Strong generalisation (Liang et al. 2018): (train, fold-in, test) with users absent from train.
+
+    ``n_users`` users are drawn at random (seeded) among those with at least ``min_ratings`` rows
+    (default: a fifth of them, at most 10 000) and leave training entirely. Each one's rows are
+    split at random: floor((1 - ``fold_in``) * n) of them (at least 1) are held out to be ranked,
+    the rest are what the user gives the model to be folded in from.
+    """
+    if not 0 < fold_in < 1:
+        raise ValueError(f"the fold-in fraction must be between 0 and 1, got {fold_in}")
+    if min_ratings < 2:
+        raise ValueError("a held-out user needs at least 2 ratings: one to fold in, one to rank")
+    f = ratings.frame
+    counts = f["user"].value_counts()
+    eligible = np.sort(counts.index[counts >= min_ratings].to_numpy())
+    if n_users is None:
+        n_users = min(10_000, max(1, len(eligible) // 5))
+    if not 1 <= n_users <= len(eligible):
+        raise ValueError(
+            f"{ratings.name}: can hold out 1..{len(eligible)} users (those with >= {min_ratings} ratings), not {n_users}"
+        )
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(eligible, n_users, replace=False)
+    out = f["user"].isin(chosen).to_numpy()
+    users = f["user"].to_numpy()
+    rows = np.flatnonzero(out)
+    order = rows[np.lexsort((rng.random(len(rows)), users[rows]))]  # shuffled within user
+    rank, size = _rank_within(users[order])
+    held = np.zeros(len(f), dtype=bool)
+    held[order] = rank < np.maximum(1, np.floor((1 - fold_in) * size + 1e-9)).astype(np.int64)
+    parts = (ratings.subset(~out, "train"), ratings.subset(out & ~held, "fold-in"), ratings.subset(held, "heldout"))
+    for part in parts:
+        part.origin = None  # not a split a record can name
+    return parts
 
 
 def kfold(ratings: Ratings, folds: int = 5, seed: int = 42) -> Iterator[tuple[Ratings, Ratings]]:

@@ -31,15 +31,21 @@ sum_{r<=k} rel_u(r); m_u = min(|R_u|, k). Per user:
                   1-based rank of the item by ``item_popularity`` count (1 = most popular, tied
                   counts share the best rank: pop_rank(i) = 1 + #{j : pop[j] > pop[i]});
                   undefined (NaN) for a user whose top-k is all padding.
+    arp@k       mean training count of u's non-padding top-k items (average recommendation
+                popularity), NaN for an all-padding list
+    aplt@k      share of u's non-padding top-k items in the long tail (``exposure.long_tail``)
 
 Aggregation. Users with |R_u| = 0 are excluded from everything (they cannot be scored); every
 metric above is the plain mean over the remaining users, whose number is ``n_users`` (novelty
 averages over those of them with at least one recommended item). Over the same users:
 
     coverage@k  = |union_u top-k(u) \ {-1}| / n_items      (catalogue coverage)
+    gini@k      Gini of the items' appearances in the top-k lists over the whole catalogue
 
-``coverage@k`` is reported only when ``n_items`` is given, ``novelty@k`` only when
-``item_popularity`` is given. ``ranking_metrics`` is exactly the column mean of
+``coverage@k`` and ``gini@k`` are reported only when ``n_items`` is given, ``novelty@k``,
+``arp@k`` and ``aplt@k`` only when ``item_popularity`` is given. The popularity and exposure
+measures are the definitions of ``collabkit.evaluate.exposure``, shared with the simulator and
+the service's monitor. ``ranking_metrics`` is exactly the column mean of
 ``per_user_ranking_metrics`` (plus coverage), so both come from the same code.
 """
 
@@ -49,6 +55,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+
+from collabkit.evaluate import exposure
 
 PAD = -1
 """Item index used to pad recommendation lists shorter than L."""
@@ -210,17 +218,14 @@ def _per_user(
         f"mrr@{k}": np.where(n_hits > 0, 1.0 / (first + 1.0), 0.0),
     }
     if item_popularity is not None:
-        pop_rank = _popularity_rank(item_popularity)
-        if top.size and top.max() >= pop_rank.size:
+        pop = np.asarray(item_popularity, dtype=np.float64).ravel()
+        if top.size and top.max() >= pop.size:
             raise ValueError(
-                f"recommended item {top.max()} outside item_popularity (length {pop_rank.size})"
+                f"recommended item {top.max()} outside item_popularity (length {pop.size})"
             )
-        valid = top != PAD
-        n_valid = valid.sum(axis=1)
-        total = np.where(
-            valid, pop_rank[np.where(valid, top, 0)] if pop_rank.size else 0.0, 0.0
-        ).sum(axis=1)
-        cols[f"novelty@{k}"] = np.where(n_valid > 0, total / np.maximum(n_valid, 1), np.nan)
+        cols[f"novelty@{k}"] = exposure.arp(top, _popularity_rank(pop))  # mean rank, not count
+        cols[f"arp@{k}"] = exposure.arp(top, pop)
+        cols[f"aplt@{k}"] = exposure.aplt(top, exposure.long_tail(pop))
     return pd.DataFrame(cols, index=pd.Index(np.flatnonzero(keep), name="user")), top
 
 
@@ -233,7 +238,8 @@ def per_user_ranking_metrics(
     """One row per user with |R_u| > 0 (index ``user`` = row of ``recommended``).
 
     Columns ``n_relevant``, ``n_hits``, then precision/recall/ndcg/map/hit_rate/mrr ``@k`` and,
-    given ``item_popularity``, ``novelty@k``; definitions in the module docstring.
+    given ``item_popularity``, ``novelty@k``, ``arp@k`` and ``aplt@k``; definitions in the module
+    docstring.
     """
     return _per_user(recommended, relevant, k, item_popularity)[0]
 
@@ -247,8 +253,9 @@ def ranking_metrics(
 ) -> dict[str, float]:
     """Top-k metrics averaged over users with at least one relevant item (see module docstring).
 
-    Keys: precision/recall/ndcg/map/hit_rate/mrr ``@k``, ``coverage@k`` if ``n_items`` is given,
-    ``novelty@k`` if ``item_popularity`` is given, and ``n_users`` (users averaged over).
+    Keys: precision/recall/ndcg/map/hit_rate/mrr ``@k``, ``coverage@k`` and ``gini@k`` if
+    ``n_items`` is given, ``novelty@k``, ``arp@k`` and ``aplt@k`` if ``item_popularity`` is given,
+    and ``n_users`` (users averaged over).
     Raises ValueError if no user has a relevant item.
     """
     frame, top = _per_user(recommended, relevant, k, item_popularity)
@@ -259,14 +266,12 @@ def ranking_metrics(
     if n_items is not None:
         if n_items < 1:
             raise ValueError(f"n_items must be positive, got {n_items}")
-        shown = np.unique(top[top != PAD])
-        if shown.size and shown[-1] >= n_items:
-            raise ValueError(
-                f"recommended item {shown[-1]} outside the catalogue of {n_items} items"
-            )
-        out[f"coverage@{k}"] = shown.size / n_items
+        counts = exposure.list_counts(top, n_items)
+        out[f"coverage@{k}"] = exposure.coverage(counts)
+        out[f"gini@{k}"] = exposure.gini(counts)
     if item_popularity is not None:
-        nov = frame[f"novelty@{k}"]
-        out[f"novelty@{k}"] = float(nov.mean()) if nov.notna().any() else float("nan")
+        for name in ("novelty", "arp", "aplt"):
+            col = frame[f"{name}@{k}"]
+            out[f"{name}@{k}"] = float(col.mean()) if col.notna().any() else float("nan")
     out["n_users"] = len(frame)
     return out

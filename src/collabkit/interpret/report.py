@@ -11,7 +11,11 @@ JSON::
     biases    top and bottom items by bias; does bias rank items like their mean rating?
     pca       the item map on two principal components; what each axis means
     similar   nearest items by factor cosine, for the most-rated items
-    compare   this model against the baselines on the same split (rmse, mae, ranking @k)
+    compare   this model against the baselines on the same split (rmse, mae, ranking @k, and
+              what the lists are made of: coverage, Gini, ARP, APLT), each number with its 95%
+              interval over the test users, each baseline tested against this model (paired)
+    groups    the same by user activity (training ratings of the user): a chart with intervals
+              (also out/by_activity.png)
     calibration  for models that give a distribution (PROBA): log-loss, expected calibration
               error of P(r >= 4) and its reliability plot (out/reliability.png)
 
@@ -34,14 +38,17 @@ import plotly.graph_objects as go
 
 from collabkit.checkpoint import load_items, load_model, read_config
 from collabkit.data.interactions import Ratings
-from collabkit.evaluate.compare import BASELINES, compare, evaluate_model
+from collabkit.evaluate.compare import BASELINES, Comparison, compare_trained
 from collabkit.evaluate.ranking import RELEVANT_THRESHOLD
 from collabkit.files import atomic_write_text
 from collabkit.interpret.biases import bias_table, bias_vs_mean
 from collabkit.interpret.charts import figure_html, html_page, table_html
+from collabkit.interpret.groups import figure as groups_figure
+from collabkit.interpret.groups import save_png as save_groups_png
 from collabkit.interpret.pca import item_pca, map_figure, save_html, save_png
 from collabkit.interpret.similar import similar_items
 from collabkit.models.base import CollabModel
+from collabkit.train.build import ModelSpec, build_model
 
 SECTIONS = {  # anchor -> heading, in page order
     "model": "The model",
@@ -50,6 +57,7 @@ SECTIONS = {  # anchor -> heading, in page order
     "pca": "Map of the item factors",
     "similar": "Similar items",
     "compare": "Comparison with baselines",
+    "groups": "Results by user activity",
     "calibration": "Calibration of the rating distributions",
 }
 
@@ -64,6 +72,8 @@ class Inputs:
     train: Ratings
     test: Ratings | None
     out: Path
+    k: int = 10
+    relevant_threshold: float | None = RELEVANT_THRESHOLD
 
 
 def write_report(
@@ -91,16 +101,24 @@ def write_report(
     items = load_items(model_dir)
     inputs = Inputs(
         load_model(model_dir), read_config(model_dir),
-        items if items is not None else train.items, train, test, out,
+        items if items is not None else train.items, train, test, out, k, relevant_threshold,
     )  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
+    cache: dict[str, Comparison] = {}
+
+    def comparison() -> Comparison:  # computed once, for the two sections that show it
+        if "it" not in cache:
+            cache["it"] = _comparison(inputs, baselines, k, relevant_threshold)
+        return cache["it"]
+
     builders = {
         "model": lambda: _model(inputs),
         "training": lambda: _training(inputs),
         "biases": lambda: _biases(inputs, n_top, min_ratings),
         "pca": lambda: _pca(inputs, n_map, components),
         "similar": lambda: _similar(inputs, examples, n_top, min_ratings),
-        "compare": lambda: _compare(inputs, baselines, k, relevant_threshold),
+        "compare": lambda: _compare(inputs, comparison()),
+        "groups": lambda: _groups(inputs, comparison()),
         "calibration": lambda: _calibration(inputs),
     }
     data: dict[str, Any] = {}
@@ -238,32 +256,66 @@ def _similar(
     return inner, {str(q): t.to_dict(orient="records") for q, t in found.items()}
 
 
-def _compare(
+def _comparison(
     inputs: Inputs, baselines: Sequence[str], k: int, relevant_threshold: float | None
-) -> tuple[str, list]:
+) -> Comparison:
+    """This model and the baselines (each built with its kind's default recipe on the model's own
+    split) on the test set, by user activity, every baseline tested against this model."""
     train, test = inputs.train, inputs.test
     if test is None or len(test) == 0:
         raise NotApplicable("No test set: nothing to compare on.")
-    this = {
-        "model": f"{inputs.model.kind} (this model)",
-        **evaluate_model(inputs.model, train, test, k, relevant_threshold),
-        "fit_seconds": sum(row.get("time", np.nan) for row in inputs.config.get("history", [])),
-    }
-    rows = [pd.DataFrame([this])]
-    if baselines:  # each with its kind's default recipe, on the model's own split
-        rows.append(compare(baselines, train, test, k, relevant_threshold).drop(columns="predicts_ratings"))
-    table = pd.concat(rows, ignore_index=True)
+    this = f"{inputs.model.kind} (this model)"
+    seconds = sum(row.get("time", np.nan) for row in inputs.config.get("history", []))
+    models = {this: (inputs.model, seconds)}
+    for spec in baselines:
+        model, history = build_model(spec, train, seed=42, threshold=relevant_threshold)
+        models[ModelSpec.parse(spec).name] = (model, history.fit_seconds)
+    return compare_trained(models, train, test, k, relevant_threshold, baseline=this, by="user-activity")
+
+
+def _compare(inputs: Inputs, result: Comparison) -> tuple[str, list]:
+    table = result.table.drop(columns="predicts_ratings")
+    shown = table.astype(object)
+    for n, row in enumerate(result.rows):  # value, its interval, "ns": not different from this model
+        for m in result.metrics:
+            low, high = row["intervals"].get(m, (np.nan, np.nan))
+            test = row.get("vs_baseline", {}).get(m)
+            cell = "" if np.isnan(row[m]) else f"{row[m]:.4g}"
+            cell += " ns" if test is not None and not test.significant else ""
+            shown.at[n, m] = cell + ("" if np.isnan(low) else f" [{low:.3g}, {high:.3g}]")
     relevant = (
         "every held-out item"
-        if relevant_threshold is None
-        else (f"held-out items rated &ge; {relevant_threshold:g}")
+        if inputs.relevant_threshold is None
+        else (f"held-out items rated &ge; {inputs.relevant_threshold:g}")
     )
     inner = (
-        f"<p>Trained on {html.escape(train.name)}, scored on {html.escape(test.name)}. Ranking "
-        f"metrics score each user's top {k} among the items they did not rate in training "
-        f"against the relevant ones: {relevant}.</p>" + table_html(table)
+        f"<p>Trained on {html.escape(inputs.train.name)}, scored on {html.escape(inputs.test.name)}. "
+        f"Ranking metrics score each user's top {inputs.k} among the items they did not rate in "
+        f"training against the relevant ones: {relevant}. Beside them, what the lists are made "
+        "of: catalogue coverage and the Gini of the items' appearances (all lists together), the "
+        "average training popularity of the listed items (ARP) and their share from the long "
+        "tail (APLT, outside the items holding 80% of the ratings).</p>"
+        "<p>[low, high]: 95% bootstrap interval over the test users. <i>ns</i>: a baseline not "
+        "significantly different from this model (paired bootstrap over the same users, p &ge; 0.05).</p>"
+        + table_html(shown)
     )
-    return inner, table.to_dict(orient="records")
+    return inner, result.to_json()
+
+
+def _groups(inputs: Inputs, result: Comparison) -> tuple[str, list]:
+    k = inputs.k
+    metrics = [m for m in ("rmse", f"ndcg@{k}", f"recall@{k}") if any(m in g for g in result.rows[0]["groups"])]
+    metrics = [m for m in metrics if any(np.isfinite(r[m]) for r in result.rows)]
+    save_groups_png(result.rows, metrics, "user-activity", inputs.out / "by_activity.png", f"{inputs.test.name}: by user activity")
+    counts = pd.DataFrame(result.rows[0]["groups"])[["group", "n_users", "n_ratings"]]
+    inner = (
+        "<p>Each test user is in the group of their number of training ratings. A point is the "
+        "metric over the group's users, its bar the 95% bootstrap interval; an empty group has no "
+        "point. Also as <a href='by_activity.png'>PNG</a>.</p>"
+        + figure_html(groups_figure(result.rows, metrics, "user-activity"), "groups-chart", 380)
+        + table_html(counts, "Test users and held-out ratings per group")
+    )
+    return inner, [{"model": r["model"], "groups": r["groups"]} for r in result.to_json()]
 
 
 def _calibration(inputs: Inputs, at: float = 4.0) -> tuple[str, dict]:

@@ -22,6 +22,7 @@ import torch
 
 from collabkit.data.implicit import to_implicit
 from collabkit.data.interactions import Ratings
+from collabkit.evaluate.exposure import exposure_counts, gini
 from collabkit.models.base import RATINGS, CollabModel, get_model_class, registry, supports
 from collabkit.recommend.topn import seen_csr, top_n
 from collabkit.simulate import metrics as m
@@ -138,9 +139,9 @@ def simulate(
                 np.flatnonzero(world.favourites),
             ),
         }
-        shown_so_far += m.exposure_counts(shown_r, world.n_items)
+        shown_so_far += exposure_counts(shown_r, world.n_items)
         # the concentration of everything shown since launch (the rich get richer when it rises)
-        row["gini_cumulative"] = m.gini(shown_so_far)
+        row["gini_cumulative"] = gini(shown_so_far)
         row.update(_accuracy(model, world, log, live, n, rng))
         served = consumed.groupby("user")["true"].mean()
         left, joined = world.update_population(served, rng)

@@ -1,7 +1,9 @@
-"""Exposure and concentration metrics over a log of recommendations and ratings.
+"""What the simulator measures each round: the shared exposure metrics and its own ground-truth ones.
 
-Plain functions over pandas frames and numpy arrays, so a production monitor can compute them
-from its own logs. The frames they read:
+The exposure and concentration measures (Gini, coverage, top share, ARP, APLT...) are
+``collabkit.evaluate.exposure``, the one definition that ``compare`` and the service's monitor use
+too; this module adds what only a simulation can know (utility and NDCG against the true ratings)
+and assembles a round's row. The frames read:
 
 - exposures: one row per list slot shown, columns ``user``, ``item`` (and ``position``, ``round``).
 - ratings (or consumptions): one row per rating, columns ``user``, ``item``, ``rating``; for
@@ -13,92 +15,26 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from collabkit.evaluate.exposure import (
+    aplt,
+    arp,
+    coverage,
+    exposure_counts,
+    gini,
+    group_share,
+    jaccard_overlap,
+    lists_of,
+    long_tail,
+    top_share,
+    top_user_share,
+)
 from collabkit.evaluate.metrics import rank_correlation  # noqa: F401  (one metrics module here)
-
-
-def gini(counts: np.ndarray) -> float:
-    """Gini coefficient of non-negative counts (e.g. exposures per catalogue item).
-
-    G = sum_k (2k - n - 1) x_(k) / (n sum x), x sorted ascending, k = 1..n: 0 when every item is
-    shown equally, (n - 1) / n when one item takes every exposure; 0 for an all-zero vector.
-    Over a catalogue of n items of which m were shown, G = 1 - (m / n)(1 - G_shown), G_shown the
-    Gini among the shown items: with coverage m / n = 5% it can only move within [0.95, 1], so a
-    change in how the shown items share the slots appears 20 times smaller (``top_share`` doesn't).
-    """
-    x = np.sort(np.asarray(counts, dtype=np.float64))
-    n, total = len(x), x.sum()
-    if n == 0 or total == 0:
-        return 0.0
-    k = np.arange(1, n + 1)
-    return float(((2 * k - n - 1) * x).sum() / (n * total))
-
-
-def top_share(counts: np.ndarray, fraction: float) -> float:
-    """Share of the total held by the largest k = max(1, round(fraction * n)) of n counts.
-
-    Over exposures per catalogue item (zeros for items never shown) with fraction 0.01 it is the
-    monitor's ``top1_share``: k / n when every count is equal, 1 when those k take everything;
-    over ratings per user, the most active users' share. NaN when all are zero.
-    """
-    x = np.sort(np.asarray(counts, dtype=np.float64))[::-1]
-    if not len(x) or x.sum() <= 0:
-        return float("nan")
-    k = max(1, round(fraction * len(x)))
-    return float(x[:k].sum() / x.sum())
-
-
-def exposure_counts(exposures: pd.DataFrame, n_items: int) -> np.ndarray:
-    """(n_items,) how often each item (integer index 0..n_items-1) was shown."""
-    return np.bincount(exposures["item"].to_numpy(dtype=np.int64), minlength=n_items)
-
-
-def coverage(exposures: pd.DataFrame, n_items: int) -> float:
-    """Share of the catalogue shown to anyone at least once."""
-    return float(exposures["item"].nunique() / n_items) if n_items else 0.0
-
-
-def group_share(exposures: pd.DataFrame, users: np.ndarray, items: np.ndarray) -> float:
-    """Share of the slots shown to ``users`` that hold one of ``items`` (NaN: no such slots).
-
-    With users = the majority and items = the minority's favourites this is how much of the
-    majority's recommendations the minority's taste has taken over.
-    """
-    mine = exposures[exposures["user"].isin(users)]
-    if not len(mine):
-        return float("nan")
-    return float(mine["item"].isin(items).mean())
 
 
 def utility(consumed: pd.DataFrame, users: np.ndarray | None = None) -> float:
     """Mean true rating of what ``users`` (default: everyone) consumed (NaN: nothing consumed)."""
     rows = consumed if users is None else consumed[consumed["user"].isin(users)]
     return float(rows["true"].mean()) if len(rows) else float("nan")
-
-
-def jaccard_overlap(exposures: pd.DataFrame) -> float:
-    """Mean Jaccard |A & B| / |A | B| over all pairs of distinct users' lists (homogenisation).
-
-    1 when everyone sees the same list, 0 when no two lists share an item; NaN below two users.
-    """
-    users, u = np.unique(exposures["user"].to_numpy(), return_inverse=True)
-    items, i = np.unique(exposures["item"].to_numpy(), return_inverse=True)
-    n = len(users)
-    if n < 2:
-        return float("nan")
-    x = np.zeros((n, len(items)), dtype=np.float32)
-    x[u, i] = 1.0  # a repeated (user, item) counts once
-    inter = x @ x.T  # (U, U) |A & B|
-    size = np.diag(inter)
-    union = size[:, None] + size[None, :] - inter
-    with np.errstate(invalid="ignore", divide="ignore"):
-        jac = np.where(union > 0, inter / union, 0.0)
-    off = ~np.eye(n, dtype=bool)
-    return float(jac[off].mean())
-
-
-def top_user_share(ratings: pd.DataFrame, fraction: float) -> float:
-    """Share of the rows (training signal) from the most active ``fraction`` of users (>= 1 user)."""
-    return top_share(ratings["user"].value_counts().to_numpy(), fraction)
 
 
 def rmse(predicted: np.ndarray, truth: np.ndarray) -> float:
@@ -141,6 +77,7 @@ def round_metrics(
 
     ``exposures`` and ``consumed`` are the window's; ``log`` the rows the model was trained on;
     ``minority`` holds the minority's user ids and ``favourites`` their favourite item ids.
+    ``arp`` and ``aplt`` measure the lists against the popularity of the items in ``log``.
     ``gini`` and ``top1_share`` are over every slot shown; ``*_majority`` over the slots shown to
     majority users only, so that a growing minority with different lists does not mask (or fake)
     a concentration of what the majority is shown.
@@ -150,12 +87,16 @@ def round_metrics(
     consumed_users = consumed["user"].unique()
     counts = exposure_counts(exposures, n_items)
     major = exposure_counts(exposures[exposures["user"].isin(majority)], n_items)
+    popularity = np.bincount(log["item"].to_numpy(dtype=np.int64), minlength=n_items)
+    lists = lists_of(exposures)
     return {
         "gini": gini(counts),
         "gini_majority": gini(major),
         "top1_share": top_share(counts, 0.01),
         "top1_share_majority": top_share(major, 0.01),
-        "coverage": coverage(exposures, n_items),
+        "coverage": coverage(counts),
+        "arp": _mean(arp(lists, popularity)),
+        "aplt": _mean(aplt(lists, long_tail(popularity))),
         "fav_share_majority": group_share(exposures, majority, favourites),
         "utility_majority": utility(consumed, consumed_users[~np.isin(consumed_users, minority)]),
         "utility_minority": utility(consumed, consumed_users[np.isin(consumed_users, minority)]),
@@ -163,3 +104,9 @@ def round_metrics(
         "top1_signal": top_user_share(log, 0.01),
         "top5_signal": top_user_share(log, 0.05),
     }
+
+
+def _mean(per_user: np.ndarray) -> float:
+    """Mean over users with a list (NaN when nobody was shown anything)."""
+    shown = per_user[~np.isnan(per_user)]
+    return float(shown.mean()) if shown.size else float("nan")

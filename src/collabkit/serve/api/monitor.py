@@ -14,10 +14,10 @@ rating stored by the end of the period: what a retraining then would learn from)
 version, exposures are those the version served and ratings those it was trained on. Alerts
 compare the latest period with the thresholds an admin sets (``PUT /v1/monitor/thresholds``).
 
-The maths is ``collabkit.simulate.metrics`` (the simulations' monitor), over counts the SQL
-queries aggregate. Every query is bounded by a time window (``hours``, a week by default): the
-exposure log is read only from its start (``shown_at`` is indexed), and ratings stored before it
-come back as one total per rater.
+The maths is ``collabkit.evaluate.exposure`` (shared with ``compare`` and the simulator), over
+counts the SQL queries aggregate. Every query is bounded by a time window (``hours``, a week by
+default): the exposure log is read only from its start (``shown_at`` is indexed), and ratings
+stored before it come back as one total per rater.
 """
 
 from __future__ import annotations
@@ -32,10 +32,10 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Integer, case, cast, delete, func, select
 from sqlalchemy.orm import Session
 
+from collabkit.evaluate import exposure as metrics
 from collabkit.serve import store
 from collabkit.serve.deps import DB, Admin, Reader
 from collabkit.serve.schemas import ERRORS, V1, Strict
-from collabkit.simulate import metrics
 
 router = APIRouter(prefix=V1, tags=["monitor"], responses=ERRORS)
 
@@ -46,7 +46,7 @@ ALERT_WHEN = {
 }  # fmt: skip
 
 
-# --- the metrics: collabkit.simulate.metrics over the log's counts ------------------------------
+# --- the metrics: collabkit.evaluate.exposure over the log's counts -----------------------------
 def exposure_metrics(shown: pd.DataFrame, catalogue: int) -> dict[str, float | None]:
     """gini, coverage, top1_share of a slice of the log; ``shown``: one row per item shown (item,
     n), items never shown count as 0 over the catalogue."""
@@ -54,7 +54,7 @@ def exposure_metrics(shown: pd.DataFrame, catalogue: int) -> dict[str, float | N
     counts = np.zeros(n)
     counts[: len(shown)] = shown["n"].to_numpy()
     return {
-        "gini": metrics.gini(counts), "coverage": metrics.coverage(shown, n),
+        "gini": metrics.gini(counts), "coverage": metrics.coverage(counts),
         "top1_share": _share(metrics.top_share(counts, 0.01)),
     }  # fmt: skip
 

@@ -1,10 +1,10 @@
-"""Exposure metrics against hand-computed cases."""
+"""Exposure and popularity metrics (evaluate.exposure) against hand-computed cases."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from collabkit.simulate import metrics as m
+from collabkit.evaluate import exposure as m
 
 
 def shown(lists: dict[int, list[int]]) -> pd.DataFrame:
@@ -49,21 +49,18 @@ def test_jaccard_identical_lists_is_one_and_disjoint_is_zero():
     assert np.isnan(m.jaccard_overlap(shown({1: [1, 2]})))
 
 
-def test_coverage_share_utility_and_signal():
+def test_coverage_share_and_signal():
     ex = shown({1: [0, 1], 2: [0, 2], 3: [0, 9]})
-    assert m.coverage(ex, 10) == pytest.approx(4 / 10)
+    assert m.coverage(m.exposure_counts(ex, 10)) == pytest.approx(4 / 10)
+    assert m.coverage(np.zeros(0)) == 0.0
     assert m.group_share(ex, np.array([1, 2]), np.array([0])) == pytest.approx(0.5)
     assert m.group_share(ex, np.array([3]), np.array([9, 0])) == pytest.approx(1.0)
     assert np.isnan(m.group_share(ex, np.array([7]), np.array([0])))
-    consumed = pd.DataFrame({"user": [1, 1, 2], "item": [0, 1, 0], "true": [4.0, 2.0, 5.0]})
-    assert m.utility(consumed, np.array([1])) == pytest.approx(3.0)
-    assert m.utility(consumed) == pytest.approx(11 / 3)
     log = pd.DataFrame({"user": [1] * 7 + [2, 3, 4], "item": range(10), "rating": 3.0})
     # 4 users; top 1% (at least one user) = user 1 with 7 of 10 rows; top 50% = 2 users = 8 rows
     assert m.top_user_share(log, 0.01) == pytest.approx(0.7)
     assert m.top_user_share(log, 0.5) == pytest.approx(0.8)
     assert np.isnan(m.top_user_share(log.iloc[:0], 0.05))
-    assert m.rmse(np.array([1.0, 3.0]), np.array([2.0, 3.0])) == pytest.approx(np.sqrt(0.5))
 
 
 def test_top_share_of_the_catalogue_counts_items_never_shown():
@@ -76,39 +73,38 @@ def test_top_share_of_the_catalogue_counts_items_never_shown():
     assert np.isnan(m.top_share(np.zeros(4), 0.5)) and np.isnan(m.top_share(np.array([]), 0.5))
 
 
-def test_round_metrics_names():
-    ex = shown({1: [0, 1], 2: [0, 2]})
-    consumed = pd.DataFrame(
-        {"user": [1, 2], "item": [0, 2], "rating": [4.0, 2.0], "true": [4.0, 2.0]}
-    )
-    row = m.round_metrics(
-        ex, consumed, consumed, 5, minority=np.array([2]), favourites=np.array([0])
-    )
-    assert row["fav_share_majority"] == pytest.approx(0.5)
-    assert row["utility_majority"] == pytest.approx(4.0)
-    assert row["utility_minority"] == pytest.approx(2.0)
-    assert row["gini"] == pytest.approx(m.gini(np.array([2, 1, 1, 0, 0])))
-    # the majority (user 1) was shown items 0 and 1 once each: (0, 0, 0, 1, 1) -> (2*1 + 4*1) / (5*2)
-    assert row["gini_majority"] == pytest.approx(0.6)
-    assert row["top1_share"] == pytest.approx(0.5)  # one item of 5 (item 0) holds 2 of 4 slots
-    assert row["top1_share_majority"] == pytest.approx(0.5)
+def test_list_counts_ignore_padding_and_refuse_foreign_items():
+    lists = np.array([[2, 0, -1], [2, 1, 3]])
+    assert m.list_counts(lists, 5).tolist() == [1, 1, 2, 1, 0]
+    assert m.gini(m.list_counts(lists, 5)) == pytest.approx(m.gini(np.array([1, 1, 2, 1, 0])))
+    with pytest.raises(ValueError, match="outside the catalogue"):
+        m.list_counts(np.array([[5]]), 5)
 
 
-def test_ndcg_truth_hand_computed():
-    # low 1: gains = truth - 1 = (0, 4, 2, 1); item 3 is seen, item 4 unknown to the model (-inf)
-    truth = np.array([[1.0, 5.0, 3.0, 2.0, 5.0]])
-    seen = np.array([[False, False, False, True, False]])
-    scores = np.array([[3.0, 2.0, 1.0, 10.0, -np.inf]])
-    # model's top 2 unseen: items 0, 1 -> 0 + 4 / log2(3); ideal: items 1 and 4 (gain 4 each)
-    dcg, idcg = 4 / np.log2(3), 4 + 4 / np.log2(3)
-    assert m.ndcg_truth(scores, truth, seen, 2, 1.0) == pytest.approx(dcg / idcg)
-    assert m.ndcg_truth(truth, truth, seen, 2, 1.0) == pytest.approx(1.0)  # ranks as taste does
-    assert np.isnan(m.ndcg_truth(scores[:0], truth[:0], seen[:0], 2, 1.0))
+def test_lists_of_a_log_follow_positions_and_pad():
+    log = pd.DataFrame({"user": [7, 3, 7, 3, 3], "item": [4, 1, 2, 0, 9], "position": [1, 2, 0, 0, 1]})
+    assert m.lists_of(log).tolist() == [[0, 9, 1], [2, 4, -1]]  # user 3, then user 7
 
 
-def test_rank_correlation_hand_computed():
-    assert m.rank_correlation(np.arange(5), np.arange(5) ** 2) == pytest.approx(1.0)
-    assert m.rank_correlation(np.arange(5), -np.arange(5)) == pytest.approx(-1.0)
-    # ties share a rank: (1, 2.5, 2.5, 4) against (1, 2, 3, 4): 4.5 / sqrt(4.5 * 5)
-    assert m.rank_correlation([1, 2, 2, 3], [1, 2, 3, 4]) == pytest.approx(np.sqrt(0.9))
-    assert np.isnan(m.rank_correlation([1, 1, 1], [1, 2, 3]))
+def test_long_tail_is_everything_outside_the_80_percent_head():
+    # counts 50, 30, 10, 6, 4 (total 100): 50 + 30 = 80 reaches 80% with two items
+    pop = np.array([10, 50, 4, 30, 6])
+    assert m.long_tail(pop).tolist() == [True, False, True, False, True]
+    # at 81% the head needs a third item (10)
+    assert m.long_tail(pop, 0.81).tolist() == [False, False, True, False, True]
+    assert m.long_tail(pop, 1.0).tolist() == [False] * 5
+    assert m.long_tail(np.array([0, 0])).tolist() == [True, True]  # nothing rated: all tail
+    assert m.long_tail(np.array([5, 0, 5]), 1.0).tolist() == [False, True, False]  # unrated: tail
+    with pytest.raises(ValueError, match="head_share"):
+        m.long_tail(pop, 0.0)
+
+
+def test_arp_and_aplt_hand_computed():
+    pop = np.array([10, 50, 4, 30, 6])
+    tail = m.long_tail(pop)  # items 0, 2, 4
+    lists = np.array([[1, 3], [0, 2], [1, -1], [-1, -1]])
+    # (50 + 30) / 2, (10 + 4) / 2, 50 / 1 (padding skipped), nothing shown: NaN
+    assert m.arp(lists, pop)[:3].tolist() == [40.0, 7.0, 50.0] and np.isnan(m.arp(lists, pop)[3])
+    assert m.aplt(lists, tail)[:3].tolist() == [0.0, 1.0, 0.0] and np.isnan(m.aplt(lists, tail)[3])
+    with pytest.raises(ValueError, match="outside"):
+        m.arp(np.array([[5]]), pop)
