@@ -61,7 +61,8 @@ def check_learns(model: CollabModel, data: Data, mean: CollabModel) -> None:
 
 
 def check_batch_scoring(model: CollabModel, data: Data) -> None:
-    """Batch == one by one, and the all-items path == the pairwise path."""
+    """Batch == one by one, the all-items path == the pairwise path, and a scorer over some items
+    == those columns."""
     f = data[0].frame.head(12)
     batch = model.predict(f["user"], f["item"])
     one = np.array([model.predict([u], [i])[0] for u, i in zip(f["user"], f["item"])])
@@ -71,6 +72,10 @@ def check_batch_scoring(model: CollabModel, data: Data) -> None:
     n = len(model.items)
     pairs = model.predict_idx(users.repeat_interleave(n), torch.arange(n).repeat(3))
     torch.testing.assert_close(full, pairs.view(3, n), rtol=1e-4, atol=1e-4)
+    some = torch.tensor([2, 0, 5])  # a scorer over some of the items scores those columns
+    scorer = model.scorer(some)
+    with torch.no_grad():
+        torch.testing.assert_close(scorer.finish(scorer.rank(model.user_reprs(users))), full[:, some], rtol=1e-4, atol=1e-4)
 
 
 def check_unknown_ids(model: CollabModel, data: Data) -> None:

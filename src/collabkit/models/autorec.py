@@ -94,9 +94,9 @@ class AutoRec(CollabModel):
         return None, f"skipped: its dense items x users matrix ({sizes.items} x {sizes.users}) would need ~{mem / 1e9:.1f} GB (> {limit / 1e9:.1f} GB)"
 
     @torch.no_grad()
-    def scorer(self) -> Scorer:
+    def scorer(self, items: Tensor | None = None) -> Scorer:
         """Every item's code h_i (an encoder pass over its whole column) once, then a product per chunk."""
-        codes = self.item_repr(torch.arange(len(self.items)))
+        codes = self.item_repr(self.catalogue(items))
 
         @torch.no_grad()
         def rank(ur: Tensor) -> Tensor:

@@ -390,14 +390,15 @@ class CollabModel(nn.Module):
         return self.user_repr(u.clamp(min=0)) * (u >= 0).unsqueeze(1)
 
     @torch.no_grad()
-    def scorer(self) -> Scorer:
+    def scorer(self, items: Tensor | None = None) -> Scorer:
         """How this kind scores user representations against every item, its item side prepared
-        once (``Scorer``). This default feeds the pairwise head slices of the U x N pairs holding
+        once (``Scorer``), for every item or for item indices ``items`` (columns in that order).
+        This default feeds the pairwise head slices of the U x N pairs holding
         about SCORE_CELLS representation numbers each, so no (U, N, D) block exists; kinds whose
         head is a dot product override it with one matrix product."""
         was = self.training
         self.eval()
-        ir = self.item_repr(torch.arange(len(self.items)))
+        ir = self.item_repr(self.catalogue(items))
         self.train(was)
         n = len(ir)
 
@@ -413,6 +414,10 @@ class CollabModel(nn.Module):
             return torch.cat(flat).view(len(ur), n) if flat else torch.empty(len(ur), n)
 
         return Scorer(rank)
+
+    def catalogue(self, items: Tensor | None = None) -> Tensor:
+        """The item indices a scorer covers: ``items``, or every item."""
+        return torch.arange(len(self.items)) if items is None else items
 
     def pair_scores(self, ur: Tensor, items: Tensor) -> Tensor:
         """(B, Du) user representations, (B,) item indices -> (B,) scores (the top-N path of kinds

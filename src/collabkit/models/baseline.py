@@ -71,9 +71,10 @@ class BaselinePredictor(CollabModel):
         return self._clip(self.global_mean + ur[..., 0] + ir[..., 0])
 
     @torch.no_grad()
-    def scorer(self) -> Scorer:
+    def scorer(self, items: Tensor | None = None) -> Scorer:
         """(U, n_items) by broadcasting: mu + b_u[:, None] + b_i[None, :]."""
-        return Scorer(lambda ur: self._clip(self.global_mean + ur + self.baseline_item.unsqueeze(0)))
+        b = self.baseline_item[self.catalogue(items)]
+        return Scorer(lambda ur: self._clip(self.global_mean + ur + b.unsqueeze(0)))
 
     def _clip(self, x: Tensor) -> Tensor:
         c = self.config.clip

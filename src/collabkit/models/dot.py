@@ -64,17 +64,17 @@ class DotProduct(CollabModel):
         return x if y is None else x.sigmoid_().mul_(y[1] - y[0]).add_(y[0])
 
     @torch.no_grad()
-    def scorer(self) -> Scorer:
+    def scorer(self, items: Tensor | None = None) -> Scorer:
         """One (U, D) @ (D, n_items) product per chunk of users, biases folded in as extra
         columns (``_user_side``/``_item_side``), the item side built once; ``finish`` squashes."""
         was = self.training
         self.eval()
-        items = self._item_side(self.item_repr(torch.arange(len(self.items)))).contiguous()
+        side = self._item_side(self.item_repr(self.catalogue(items))).contiguous()
         self.train(was)
 
         @torch.no_grad()
         def rank(ur: Tensor) -> Tensor:
-            return self._user_side(ur.to(items.dtype)) @ items.T
+            return self._user_side(ur.to(side.dtype)) @ side.T
 
         return Scorer(rank, self._squash_)
 
@@ -166,10 +166,10 @@ class BiasOnly(DotProductBias):
         super().__init__(config, users, items)
 
     @torch.no_grad()
-    def scorer(self) -> Scorer:
+    def scorer(self, items: Tensor | None = None) -> Scorer:
         """Shared: sigmoid_range is increasing, so b_u + b_i ranks items alike for every user."""
-        full = super().scorer()
-        return Scorer(full.rank, full.finish, self.item_bias.weight.detach()[:, 0])
+        full = super().scorer(items)
+        return Scorer(full.rank, full.finish, self.item_bias.weight.detach()[self.catalogue(items), 0])
 
 
 class GlobalMean(CollabModel):
@@ -191,8 +191,8 @@ class GlobalMean(CollabModel):
         return torch.full((max(len(ur), len(ir)),), float(self.meta.get("global_mean", 0.0)))
 
     @torch.no_grad()
-    def scorer(self) -> Scorer:
+    def scorer(self, items: Tensor | None = None) -> Scorer:
         """The same number everywhere (one fill, not the pairwise head); every item ties, so
         lists go by item index."""
-        mean = float(self.meta.get("global_mean", 0.0))
-        return Scorer(lambda ur: torch.full((len(ur), len(self.items)), mean), shared=torch.zeros(len(self.items)))
+        mean, n = float(self.meta.get("global_mean", 0.0)), len(self.catalogue(items))
+        return Scorer(lambda ur: torch.full((len(ur), n), mean), shared=torch.zeros(n))

@@ -140,11 +140,11 @@ class Ensemble(CollabModel):
         return sum(w * m.score(u, i) for m, w in zip(self.members, self.config.weights))
 
     @torch.no_grad()
-    def scorer(self) -> Scorer:
+    def scorer(self, items: Tensor | None = None) -> Scorer:
         """The members' scorers, each prepared once, applied to their slices and averaged."""
         parts, start = [], 0
         for m, w, (du, _) in zip(self.members, self.config.weights, self._widths):
-            parts.append((w, m.scorer(), slice(start, start + du)))
+            parts.append((w, m.scorer(items), slice(start, start + du)))
             start += du
 
         @torch.no_grad()

@@ -104,10 +104,11 @@ class MostPopular(ImplicitModel, CollabModel):
         return ir[:, 0].expand(max(len(ur), len(ir)))
 
     @torch.no_grad()
-    def scorer(self) -> Scorer:
+    def scorer(self, items: Tensor | None = None) -> Scorer:
         """Every user's list is the catalogue by popularity (a matrix of its own per call: top-N
         masks it in place)."""
-        return Scorer(lambda ur: self.popularity.repeat(len(ur), 1), shared=self.popularity)
+        pop = self.popularity[self.catalogue(items)]
+        return Scorer(lambda ur: pop.repeat(len(ur), 1), shared=pop)
 
     def user_linear(self, items: Tensor) -> tuple[Tensor, Tensor]:
         """Nothing of the user enters the score: z = popularity_i."""
@@ -213,9 +214,10 @@ class EASE(ImplicitModel, CollabModel):
         return torch.where(i >= 0, out, torch.zeros(()))
 
     @torch.no_grad()
-    def scorer(self) -> Scorer:
+    def scorer(self, items: Tensor | None = None) -> Scorer:
         """x_u B for a chunk of users: (U, N) @ (N, N) (item_repr = B^T is implied)."""
-        return Scorer(lambda ur: ur.to(self.B.dtype) @ self.B)
+        B = self.B if items is None else self.B[:, items]
+        return Scorer(lambda ur: ur.to(B.dtype) @ B)
 
     @torch.no_grad()
     def fold_in(self, items: Tensor, values: Tensor | None = None, prior: UserPrior | None = None) -> Tensor:

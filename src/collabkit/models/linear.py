@@ -51,7 +51,8 @@ class CollabModel(Protocol):
     config: Any
 
     def user_repr(self, u: Tensor) -> Tensor: ...
-    def predict_idx(self, u: Tensor, i: Tensor) -> Tensor: ...
+    def user_reprs(self, u: Tensor) -> Tensor: ...
+    def scorer(self, items: Tensor | None = None) -> Any: ...
     def score_all_items(self, u: Tensor) -> Tensor: ...
     def user_linear(self, items: Tensor) -> tuple[Tensor, Tensor]: ...
     def link(self, z: Tensor) -> tuple[Tensor, Tensor]: ...
@@ -65,6 +66,7 @@ NOISE_GRID = (1 / 320, 1 / 160, 1 / 80, 1 / 53, 1 / 32, 1 / 16)  # candidates fo
 CALIBRATE_CELLS = 1 << 24  # calibrate_noise caps answers per user so users x answers x D stays below
 AVERAGE_CELLS = 1 << 26  # average_taste samples items past this many users x items
 SAMPLE_CHUNK_CELLS = 1 << 20  # its sampled scores are computed this many at a time
+CONVERGED = 1e-7  # Gauss-Newton stops for a user once no coordinate of their step exceeds this (relative)
 
 
 @dataclass
@@ -112,10 +114,10 @@ def average_taste(model: CollabModel, counts: np.ndarray | None = None) -> int:
         sample = np.random.default_rng(0).choice(n_items, max(1, AVERAGE_CELLS // n_users), replace=False)
         items = torch.from_numpy(np.sort(sample))
         chunks = torch.arange(n_users).split(max(1, SAMPLE_CHUNK_CELLS // len(items)))
+        scorer = model.scorer(items)
 
         def scores(users: Tensor) -> Tensor:  # (B, S) on the sampled items
-            pairs = model.predict_idx(users.repeat_interleave(len(items)), items.repeat(len(users)))
-            return pairs.view(len(users), len(items)).double()
+            return scorer.finish(scorer.rank(model.user_reprs(users).float())).double()
 
         mean = sum(scores(c).sum(0) for c in chunks) / n_users
         dist = torch.cat([(scores(c) - mean).pow(2).mean(1) for c in chunks])
@@ -264,6 +266,7 @@ def map_fold_in(
     damp = torch.full((len(items),), 1e-3, dtype=torch.float64)  # Levenberg-Marquardt damping
     f, df = model.link(_z(A, x, c))
     loss = _objective(f, ratings, w, x, lam, mu)
+    active = torch.ones(len(items), dtype=torch.bool)
     for _ in range(steps):
         H = (A * (w * df**2).unsqueeze(-1)).mT @ A + torch.diag(lam)  # (U, D, D) J^T J + diag(lam)
         H = H + torch.diag_embed(damp.unsqueeze(1) * torch.diagonal(H, dim1=1, dim2=2))
@@ -271,12 +274,17 @@ def map_fold_in(
         new = x + torch.linalg.solve(H, g)
         f_new, df_new = model.link(_z(A, new, c))
         new_loss = _objective(f_new, ratings, w, new, lam, mu)
-        better = new_loss < loss  # (U,) accept the step, else damp harder and retry
+        # (U,) accept the step, else damp harder and retry; a user whose step no longer moves
+        # them is done, and stays as they are (so a user's answer does not depend on the batch)
+        active &= ((new - x).abs() > CONVERGED * (1 + x.abs())).any(1)
+        better = (new_loss < loss) & active
         x = torch.where(better.unsqueeze(1), new, x)
         f = torch.where(better.unsqueeze(1), f_new, f)
         df = torch.where(better.unsqueeze(1), df_new, df)
         loss = torch.where(better, new_loss, loss)
         damp = torch.where(better, damp * 0.1, damp * 10)
+        if not bool(active.any()):
+            break
     return x[0] if single else x
 
 

@@ -237,9 +237,9 @@ class OrdinalMF(CollabModel):
         return sizes.n * cls.option(config, "epochs") * 1.4, (sizes.users + sizes.items) * (f + 1) * 4 * 3
 
     @torch.no_grad()
-    def scorer(self) -> Scorer:
+    def scorer(self, items: Tensor | None = None) -> Scorer:
         """Expected ratings of every item by one matrix product (z) and the link."""
-        ir = self.item_repr(torch.arange(len(self.items)))
+        ir = self.item_repr(self.catalogue(items))
 
         @torch.no_grad()
         def rank(ur: Tensor) -> Tensor:
