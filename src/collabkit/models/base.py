@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import fields
 from typing import Any, ClassVar
 
 import numpy as np
@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from collabkit.core.loop import History, fit_one_cycle
 from collabkit.data.interactions import Ratings
 from collabkit.data.vocab import Vocab
+from collabkit.models.config import ModelConfig, SGDConfig, check_memory, estimate
 
 # --- capabilities: what a kind can do beyond scoring ------------------------------------------
 FOLD_IN = "fold-in"  # new users from a few answers, without retraining (recommend.foldin)
@@ -67,49 +68,6 @@ def default_y_range(scale: tuple[float, float]) -> tuple[float, float]:
 PREDICT_CELLS = 1 << 22
 #: score_all_items' generic path feeds the head about this many representation numbers at a time
 SCORE_CELLS = 1 << 22
-
-
-@dataclass
-class ModelConfig:
-    """Hyper-parameters shared by the factor models; subclasses add their own."""
-
-    n_factors: int = 50  # length of each user/item embedding
-    y_range: tuple[float, float] | None = None  # sigmoid output range; None = unbounded
-    seed: int = 42  # seeds the initial weights
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def updated(self, **changes: Any) -> ModelConfig:
-        """A copy with ``changes``; a name the config does not have is a ValueError naming the valid ones."""
-        names = {f.name for f in fields(self)}
-        unknown = sorted(set(changes) - names)
-        if unknown:
-            raise ValueError(
-                f"unknown option(s) {', '.join(unknown)}; this model's options: {', '.join(sorted(names))}"
-            )
-        return replace(self, **{k: tuple(v) if isinstance(v, list) else v for k, v in changes.items()})
-
-    @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> ModelConfig:
-        names = {f.name for f in fields(cls)}
-        kw = {k: v for k, v in obj.items() if k in names}
-        if kw.get("y_range") is not None:
-            kw["y_range"] = tuple(kw["y_range"])
-        for k, v in list(kw.items()):
-            if isinstance(v, list):
-                kw[k] = tuple(v)
-        return cls(**kw)
-
-
-@dataclass
-class SGDConfig(ModelConfig):
-    """A gradient-trained model's config: its shape plus the one-cycle recipe (the chapter's)."""
-
-    epochs: int = 5  # passes over the training ratings
-    lr_max: float = 5e-3  # peak learning rate, given for batches of 256 (scaled up above)
-    wd: float = 0.1  # decoupled weight decay
-    bs: int | None = None  # batch size; None: the model's default_bs
 
 
 class CapabilityError(TypeError, ValueError):
@@ -153,6 +111,7 @@ class CollabModel(nn.Module):
             cfg.y_range = default_y_range(ratings.scale or (0.0, 1.0))
         users = Vocab(ratings.frame["user"], "user")
         items = Vocab(ratings.frame["item"], "item")
+        check_memory([estimate(cls, cfg, users, items, len(ratings))], f"the {cls.kind} model")  # before allocating
         torch.manual_seed(cfg.seed)
         model = cls(cfg, users, items)
         model.meta = {"scale": list(ratings.scale or ()), "global_mean": float(ratings.frame["rating"].mean())}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
@@ -16,10 +16,9 @@ from collabkit.models.base import (
     FOLD_IN,
     RATINGS,
     CollabModel,
-    ModelConfig,
-    SGDConfig,
     sigmoid_range,
 )
+from collabkit.models.config import ModelConfig, SGDConfig
 
 
 def _table(n: int, dim: int) -> nn.Embedding:
@@ -153,15 +152,17 @@ class DotProductBias(DotProduct):
         return torch.cat([ir[:, :-1], torch.ones(len(ir), 1), ir[:, -1:]], 1)
 
 
+@dataclass
+class BiasOnlyConfig(BiasConfig):
+    n_factors: int = field(default=0, metadata={"min": 0, "max": 0})  # no factors
+
+
 class BiasOnly(DotProductBias):
     """score = sigmoid_range(u_b + i_b): the user/item bias baseline (no factors)."""
 
     kind = "bias"
+    Config = BiasOnlyConfig
     capabilities = frozenset({FOLD_IN, RATINGS})  # no factors to compare
-
-    def __init__(self, config: ModelConfig, users, items) -> None:
-        config.n_factors = 0
-        super().__init__(config, users, items)
 
     def shared_ranking(self) -> Tensor:
         """The item biases: sigmoid_range is increasing, so b_u + b_i ranks items alike for all."""

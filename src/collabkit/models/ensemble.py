@@ -10,7 +10,7 @@ side by side and the head splits them again; the members share the ensemble's vo
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
@@ -24,17 +24,17 @@ from collabkit.models.base import (
     FOLD_IN,
     RATINGS,
     CollabModel,
-    ModelConfig,
     get_model_class,
     require,
 )
+from collabkit.models.config import ModelConfig
 
 
 @dataclass
 class EnsembleConfig(ModelConfig):
-    n_factors: int = 0  # not used: each member has its own width
+    n_factors: int = field(default=0, metadata={"min": 0, "max": 0})  # not used: each member has its own
     members: tuple[dict, ...] = ()  # {"kind": ..., "config": {...}} per member, in order
-    weights: tuple[float, ...] = ()  # w_k, one per member
+    weights: tuple[float, ...] = field(default=(), metadata={"min": 0})  # w_k, one per member
 
 
 class Ensemble(CollabModel):
