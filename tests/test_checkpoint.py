@@ -48,11 +48,11 @@ def test_folder_that_is_not_a_model_is_never_overwritten(tmp_path):
     theirs.mkdir()
     (theirs / "config.json").write_text('{"learning_rate": 1}')
     (theirs / "notes.txt").write_text("mine")
-    with pytest.raises(ValueError, match="not a collabkit model"):
+    with pytest.raises(ValueError, match="not written by collabkit"):
         save_model(_model(), theirs)
     assert (theirs / "config.json").read_text() == '{"learning_rate": 1}'
     assert (theirs / "notes.txt").read_text() == "mine"
-    with pytest.raises(ValueError, match="not a collabkit model"):
+    with pytest.raises(ValueError, match="is not a folder"):
         save_model(_model(), theirs / "notes.txt")
     empty = tmp_path / "empty"
     empty.mkdir()
