@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -88,13 +89,35 @@ class Vocab:
 
 
 def _coerce_like(arr: pd.Index, target: pd.Index) -> pd.Index:
-    """Let '42' find 42 (and 42 find '42'): ids typed on a command line arrive as strings."""
+    """Let '42' find 42 (and 42 find '42'): ids typed on a command line arrive as strings.
+
+    Ids are text, never parsed as numbers: only a string of digits ('42', '-7') finds an integer
+    id, so '1e3', '42.0' or '1e400' are ids of their own (unknown to an integer vocabulary).
+    """
     if pd.api.types.is_integer_dtype(target.dtype) and not pd.api.types.is_integer_dtype(arr.dtype):
-        num = pd.to_numeric(pd.Series(arr, dtype=object), errors="coerce")
-        ok = num.notna() & (num == num.round())
-        out = pd.Series(arr, dtype=object).copy()
-        out[ok] = num[ok].astype(np.int64)
-        return pd.Index(out.to_numpy(), dtype=object)
+        if pd.api.types.is_float_dtype(arr.dtype):  # whole floats (an id column read with NaN) match
+            num = arr.to_numpy()
+            whole = np.isfinite(num) & (num == np.round(num)) & (np.abs(num) < 2**62)
+            out = np.full(len(num), None, dtype=object)
+            out[whole] = num[whole].astype(np.int64)
+            return pd.Index(out, dtype=object)
+        return pd.Index([_as_int(v) for v in arr], dtype=object)
     if not pd.api.types.is_integer_dtype(target.dtype):
         return pd.Index(arr.astype(str))
     return arr
+
+
+_INT_TEXT = re.compile(r"\s*[+-]?\d{1,18}\s*")
+
+
+def _as_int(v: Any) -> Any:
+    """An integer id for an int, a whole float, or a string of digits; anything else as it is."""
+    if isinstance(v, (bool, np.bool_)):
+        return repr(bool(v))  # True is no id 1
+    if isinstance(v, (int, np.integer)):
+        return int(v)
+    if isinstance(v, (float, np.floating)):
+        return int(v) if np.isfinite(v) and v == round(v) and abs(v) < 2**62 else v
+    if isinstance(v, str) and _INT_TEXT.fullmatch(v):
+        return int(v)
+    return v
