@@ -18,6 +18,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -141,13 +142,26 @@ def _build(folder: Path, cfg: dict[str, Any]) -> CollabModel:
         model = cls(*args)
     except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as e:  # e.g. a member or feature spec
         raise ValueError(f"{folder / CONFIG}: malformed model config ({_problem(e)})") from None
-    model.meta = cfg.get("meta", {})
+    model.meta = _checked_meta(folder / CONFIG, cfg.get("meta", {}))
     try:
         model.load_state_dict(load_bytes(blob))
     except (SafetensorError, RuntimeError, OSError) as e:
         raise ValueError(f"{weights}: the weights do not fit the model in {CONFIG}: {_problem(e)}") from None
     model.eval()
     return model
+
+
+def _checked_meta(path: Path, meta: Any) -> dict[str, Any]:
+    """The trained-on facts saved with a model, with the ones scoring reads checked: the rating
+    scale (empty, or low <= high) and the global mean (a finite number)."""
+    scale = meta.get("scale", []) if isinstance(meta, dict) else None
+    mean = meta.get("global_mean", 0.0) if isinstance(meta, dict) else None
+    numbers = isinstance(scale, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in scale)
+    if not (numbers and len(scale) in (0, 2) and scale == sorted(scale)) or isinstance(mean, bool) or not (
+        isinstance(mean, (int, float)) and math.isfinite(mean)
+    ):
+        raise ValueError(f"{path}: malformed meta (scale [low, high] and global_mean, a number): {clip_text(json.dumps(meta), 120)}")
+    return meta
 
 
 def _problem(e: BaseException) -> str:

@@ -220,6 +220,8 @@ def report(
     except (ValueError, OSError) as e:
         fail(str(e))
     train, test = _train_test(model_dir, source)
+    if not 1 <= k <= train.n_items:
+        fail(f"-k {k}: the top-k lists hold 1 to {train.n_items} items (the training data's)")
     log.print(f"writing the report of {model_dir} to {out}/ ...")
     try:
         result = write_report(model_dir, out, train, test, split_specs(baselines), k, relevant)

@@ -96,6 +96,8 @@ def train(
             check_out(out)  # before the work, not after it
         data = source.load()
         train_set, test_set = source.split_data(data, cut)
+        if implicit and k > train_set.n_items:
+            raise ValueError(f"-k {k} is longer than a list can be: the training data has {train_set.n_items} items")
     except (ValueError, FileNotFoundError, KeyError, OSError) as e:
         fail(str(e))
     for note in data.notes:

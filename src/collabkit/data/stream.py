@@ -201,7 +201,7 @@ def _batches(path: Path, sep: str, names: Sequence[str] | None, columns: list[st
     except ARROW_ERRORS as e:  # malformed rows, bad UTF-8, missing columns: pandas names them
         if "straddles two block boundaries" in str(e):  # a row of over CHUNK_BYTES: no ratings row
             raise checks.RatingsFormatError(
-                f"{path}: a row longer than {CHUNK_BYTES >> 20} MiB (a field of that size?): not a ratings table"
+                f"{path}: a row longer than {CHUNK_BYTES / 2**20:g} MiB (a field of that size?): not a ratings table"
             ) from None
         raise NotPlain(str(e)) from None
 

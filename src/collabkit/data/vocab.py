@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -84,8 +85,15 @@ class Vocab:
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> Vocab:
-        ids = np.asarray(obj["ids"], dtype=np.int64 if obj["kind"] == "int" else object)
-        return cls(ids, name=obj["name"])
+        """The vocabulary ``to_json`` wrote; anything else is a ValueError, never a vocabulary
+        whose indices silently differ (ids must be in index order, each once)."""
+        kind, ids, name = obj.get("kind"), obj.get("ids"), obj.get("name")
+        plain = {"int": lambda v: type(v) is int and abs(v) < 2**63, "str": lambda v: isinstance(v, str)}
+        if kind not in plain or not isinstance(name, str) or not isinstance(ids, list) or not all(map(plain[kind], ids)):
+            raise ValueError("malformed vocabulary: {name, kind: int|str, ids: [ids of that kind]} expected")
+        if any(a >= b for a, b in itertools.pairwise(ids)):
+            raise ValueError(f"malformed {name} vocabulary: the ids are not in index order (sorted, each once)")
+        return cls(np.asarray(ids, dtype=np.int64 if kind == "int" else object), name=name)
 
 
 def _coerce_like(arr: pd.Index, target: pd.Index) -> pd.Index:

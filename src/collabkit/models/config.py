@@ -86,6 +86,11 @@ class ModelConfig:
         """Bytes training allocates beside the weights (``estimate``); none by default."""
         return 0
 
+    def members_of(self) -> list[tuple[type, ModelConfig]]:
+        """(kind class, config) of the models a model of this config holds (an ensemble's
+        members), for ``estimate``; none by default."""
+        return []
+
 
 @dataclass
 class SGDConfig(ModelConfig):
@@ -241,7 +246,7 @@ def _noun(tp: Any, meta: dict[str, Any], plural: bool = False) -> str:
         return "objects" if plural else "an object"
     base = {int: "whole numbers", float: "finite numbers"}.get(tp, str(tp))
     base = base if plural else "a " + base.removesuffix("s")
-    bounds = [f"{sym} {meta[key]:g}" for key, sym in (("min", ">="), ("gt", ">"), ("max", "<="), ("lt", "<")) if key in meta]
+    bounds = [f"{sym} {meta[key]:{'d' if isinstance(meta[key], int) else 'g'}}" for key, sym in (("min", ">="), ("gt", ">"), ("max", "<="), ("lt", "<")) if key in meta]
     if "min" in meta and meta.get("max") == meta["min"]:
         return f"{meta['min']:g} (not used by this model)"
     return base + (" " + " and ".join(bounds) if bounds else "")
@@ -277,12 +282,16 @@ def max_model_bytes() -> int:
 
 def estimate(model_cls: type, config: ModelConfig, users: Any, items: Any, n_ratings: int = 0) -> Estimate:
     """The weights of ``model_cls(config, users, items)``, counted on the meta device (no storage is
-    allocated), and its config's ``fit_bytes`` for ``n_ratings`` training ratings."""
+    allocated), and its config's ``fit_bytes`` for ``n_ratings`` training ratings. A model made of
+    members (``members_of``) needs the sum of their weights, trained one at a time."""
+    parts = [estimate(cls, cfg, users, items, n_ratings) for cls, cfg in config.members_of()]
+    if parts:
+        return Estimate(sum(p.weights for p in parts), max(p.training for p in parts))
     try:
         with torch.device("meta"):
             shell = model_cls(config, users, items)
-    except (RuntimeError, NotImplementedError, TypeError):
-        weights = 0  # a kind that cannot be built on the meta device: its own code bounds it
+    except (RuntimeError, NotImplementedError, TypeError, KeyError, IndexError, AttributeError):
+        weights = 0  # cannot be built on the meta device (or malformed: building it says how)
     else:
         weights = sum(t.numel() * t.element_size() for t in [*shell.parameters(), *shell.buffers()])
     return Estimate(weights, config.fit_bytes(len(users), len(items), n_ratings, weights))

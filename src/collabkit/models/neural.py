@@ -28,6 +28,7 @@ class NNConfig(SGDConfig):
     dropout: float = field(default=0.0, metadata={"min": 0, "lt": 1})  # after each hidden layer
     emb_dropout: float = field(default=0.0, metadata={"min": 0, "lt": 1})  # on the concatenated embeddings
     y_range: tuple[float, float] | None = (0.0, 5.5)
+    bs: int | None = field(default=None, metadata={"min": 2})  # batch norm needs two rows a batch
 
 
 class EmbeddingNN(CollabModel):
