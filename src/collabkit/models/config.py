@@ -69,14 +69,14 @@ class ModelConfig:
         return asdict(self)
 
     def updated(self, **changes: Any) -> ModelConfig:
-        """A checked copy with ``changes``; a name the config does not have is a ConfigError."""
+        """A checked copy with ``changes``; a name the config does not have is a ValueError."""
         _check_names(type(self), changes)
         return replace(self, **changes)
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> ModelConfig:
         """The config saved as ``obj`` (config.json's "config"); a missing field takes its default,
-        an unknown or malformed one is a ConfigError."""
+        an unknown one is a ValueError, a malformed one a ConfigError."""
         if not isinstance(obj, dict):
             raise ConfigError("config", f"must be an object of options, got {_shown(obj)}")
         _check_names(cls, obj)
