@@ -127,7 +127,7 @@ def _check_seed(kw: dict[str, Any]) -> dict[str, Any]:
 
 def parse_options(text: str) -> dict[str, Any]:
     """'n_factors=20, layers=(10, 5)' -> {'n_factors': 20, 'layers': (10, 5)}: Python literals only."""
-    return _Reader(text).options_only()
+    return _Reader(text, "settings", "write name=value, ...").options_only()
 
 
 # --- reading a spec -----------------------------------------------------------------------------
@@ -145,8 +145,8 @@ _WORDS = {"True": True, "False": False, "None": None}
 class _Reader:
     """A spec's tokens, read left to right; every error names the column (1-based) where it stopped."""
 
-    def __init__(self, text: str) -> None:
-        self.text, self.at = text, 0
+    def __init__(self, text: str, what: str = "model spec", how: str = HOW) -> None:
+        self.text, self.at, self.what, self.how = text, 0, what, how
         self.tokens: list[tuple[str, str, int]] = []  # (kind, text, column)
         pos = 0
         while pos < len(text):
@@ -233,7 +233,7 @@ class _Reader:
         return token
 
     def _fail(self, problem: str, col: int) -> Any:
-        raise ValueError(f"bad model spec {clip_text(self.text, 120)!r}: {problem} at column {col}; {HOW}")
+        raise ValueError(f"bad {self.what} {clip_text(self.text, 120)!r}: {problem} at column {col}; {self.how}")
 
 
 def split_specs(text: str) -> list[str]:
