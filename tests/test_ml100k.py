@@ -13,8 +13,9 @@ pytestmark = pytest.mark.slow
 
 
 def train_json(data_root, *args: str) -> dict:
+    split = [] if "--split" in args else ["--split", "u1"]  # an option given twice is an error
     result = CliRunner().invoke(
-        app, ["train", "--dataset", "ml-100k", "--data-dir", str(data_root), "--split", "u1", "--json", *args]
+        app, ["train", "--dataset", "ml-100k", "--data-dir", str(data_root), *split, "--json", *args]
     )
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)

@@ -71,5 +71,5 @@ def test_train_out_into_someone_elses_folder_fails_before_training(tmp_path):
     ratings = tmp_path / "r.csv"
     make_ratings().frame.to_csv(ratings, index=False)
     out = _error("train", "--ratings", ratings, "--epochs", "1", "--out", theirs)
-    assert "not a collabkit model" in out and "epoch" not in out
+    assert "not written by collabkit" in out and "epoch" not in out
     assert (theirs / "config.json").read_text() == '{"learning_rate": 1}'

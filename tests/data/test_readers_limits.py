@@ -79,3 +79,21 @@ def test_not_a_parquet_file(tmp_path):
     path.write_bytes(b"user,item,rating\n1,1,4\n")
     with pytest.raises(RatingsFormatError, match="Parquet"):
         read_ratings(path)
+
+
+def test_a_huge_field_is_refused_in_a_short_message(tmp_path, monkeypatch):
+    """A field of 300 MB was refused with the field repeated whole (3.3 GB peak); the values an
+    error quotes are cut short, and a row longer than a read block is refused before pandas
+    reads it whole."""
+    from collabkit.data import stream
+
+    monkeypatch.setattr(stream, "CHUNK_BYTES", 1 << 16)
+    rows = "".join(f"{u},{i},3\n" for u in range(1, 20) for i in range(1, 20))
+    long_row = _csv(tmp_path, "user,item,rating\n" + rows + "1,2," + "x" * 200_000 + "\n")
+    with pytest.raises(RatingsFormatError, match="a row longer than 0.0625 MiB") as caught:
+        read_ratings(long_row)
+    assert len(str(caught.value)) < 300
+    long_field = _csv(tmp_path, "user,item,rating\n" + rows + "1,2," + "x" * 20_000 + "\n", "f.csv")
+    with pytest.raises(RatingsFormatError, match="rating is not a number: 'xxx") as caught:
+        read_ratings(long_field)
+    assert "(19,920 more characters)" in str(caught.value) and len(str(caught.value)) < 400

@@ -146,6 +146,15 @@ def test_non_numeric_string_is_unknown_in_an_int_vocab():
         v.lookup(["x"])
 
 
+@pytest.mark.parametrize("raw", ["1e400", "1e3", "0x2a", "inf", True, 42.5])
+def test_ids_are_text_never_parsed_as_numbers(raw):
+    """'1e3' is not id 1000 and '1e400' is no overflow: only the reader's canonical integer text
+    ('42', ' 42 ', '42.0': how a CSV's integer column reads) finds an int id."""
+    vocab = Vocab([1, 42, 1000])
+    assert vocab.lookup([raw], strict=False)[0] == -1
+    assert list(vocab.lookup(["42", " 42 ", "42.0", 42, 42.0, np.float64(1000)], strict=False)) == [1, 1, 1, 1, 1, 2]
+
+
 def test_int_42_finds_string_42():
     v = Vocab(["42", "abc"])
     assert v.lookup([42]).tolist() == [0]

@@ -140,7 +140,7 @@ def test_a_retraining_cannot_take_the_server_down(api):
     which was OOM-killed; an invalid spec was answered 202 and failed only in the log."""
     for spec, says in [("dot-bias(n_factors=2000000)", "COLLABKIT_RETRAIN_MEMORY_MB"),
                        ("dot-bias(nfactors=3)", "no option nfactors"),
-                       ("dot-bias(n_factors='x')", "does not build"),
+                       ("dot-bias(n_factors='x')", "n_factors must be a whole number"),
                        ("dot-bias(epochs=-1)", "epochs must be")]:  # fmt: skip
         r = api.client.post("/v1/models/retrain", json={"spec": spec}, headers=api.admin)
         assert r.status_code == 422 and says in r.json()["error"], r.text

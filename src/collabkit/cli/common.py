@@ -13,8 +13,66 @@ import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+from typer._click.exceptions import NoArgsIsHelpError  # typer (pinned) vendors click
+from typer.core import TyperGroup
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="collabkit: collaborative filtering you can train, explain and serve.")
+
+class OneLineErrors(TyperGroup):
+    """The root command: a usage error (a bad option value, a missing argument, an option given
+    twice) is one line on stderr and exit status 2, like every other error (``fail``); help still
+    shows when asked for."""
+
+    def main(self, args: Any = None, *rest: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, *rest, standalone_mode=False, **kwargs)
+        twice = _repeated_option(self, list(sys.argv[1:] if args is None else args))
+        if twice:
+            error_line(f"{twice} is given twice; give it once")
+            sys.exit(2)
+        try:
+            # not standalone: click hands back the exit code of typer.Exit, or the command's return
+            # value (always None here), and raises usage errors instead of printing a help panel
+            rv = super().main(args, *rest, standalone_mode=False, **kwargs)
+        except NoArgsIsHelpError as e:
+            e.show()
+            sys.exit(e.exit_code)
+        except typer.TyperException as e:  # click's usage errors, as typer vendors them
+            where = getattr(e, "ctx", None)
+            error_line(e.format_message() + (f" (see {where.command_path} --help)" if where is not None else ""))
+            sys.exit(e.exit_code)
+        except typer.Abort:
+            Console(stderr=True).print("Aborted.")
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _repeated_option(group: Any, args: list[str]) -> str | None:
+    """The first --option given twice to the command ``args`` name (click keeps the last value
+    silently), unless that option is declared repeatable."""
+    command = group
+    words = [a for a in args if not a.startswith("-")]
+    for word in words:  # the sub-command (db upgrade...) whose options these are
+        found = getattr(command, "commands", {}).get(word)
+        if found is None:
+            break
+        command = found
+    repeatable = {o for p in getattr(command, "params", []) if getattr(p, "multiple", False) for o in p.opts}
+    seen: set[str] = set()
+    for arg in args:
+        if arg == "--":
+            break
+        name = arg.split("=", 1)[0]
+        if arg.startswith("--") and len(name) > 2 and name not in repeatable:
+            if name in seen:
+                return name
+            seen.add(name)
+    return None
+
+
+app = typer.Typer(
+    cls=OneLineErrors, add_completion=False, no_args_is_help=True,
+    help="collabkit: collaborative filtering you can train, explain and serve.",
+)  # fmt: skip
 
 #: every kind is listed, with its options, by `collabkit kinds` (read from the registry)
 SPEC_HELP = "a spec such as dot-bias or dot-bias(n_factors=20, epochs=10); `collabkit kinds` lists the kinds"
@@ -37,10 +95,23 @@ def consoles(as_json: bool) -> tuple[Console, Console]:
     return (err if as_json else out), err if as_json else out
 
 
+#: the longest error message printed (values quoted in messages are cut shorter where they are quoted)
+MAX_MESSAGE = 2000
+
+
 def fail(message: str) -> None:
-    """Print ``message`` (taken literally, never as markup) on stderr and exit with status 2."""
-    Console(stderr=True, soft_wrap=True).print(Text.assemble(("error: ", "red"), message))
+    """Print ``message`` as one error line (``error_line``) and exit with status 2."""
+    error_line(message)
     raise typer.Exit(2)
+
+
+def error_line(message: str) -> None:
+    """Print ``message`` (taken literally, never as markup) on stderr as one line of at most
+    MAX_MESSAGE characters."""
+    from collabkit.files import clip_text
+
+    line = clip_text(" ".join(part.strip() for part in str(message).splitlines()), MAX_MESSAGE)
+    Console(stderr=True, soft_wrap=True).print(Text.assemble(("error: ", "red"), line))
 
 
 def on_device(name: str) -> AbstractContextManager:

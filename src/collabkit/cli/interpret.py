@@ -17,6 +17,7 @@ from collabkit.cli.common import Json, ModelDir, app, consoles, fail, print_json
 from collabkit.cli.evaluate import K, Relevant, frame_table
 from collabkit.cli.source import DataSource, training_data, with_source
 from collabkit.data.interactions import Ratings
+from collabkit.files import check_can_write, clip_text
 
 #: similar items: the fewest training ratings a neighbour needs by default
 MIN_RATINGS = 5
@@ -27,10 +28,10 @@ MIN_RATINGS = 5
 def biases(
     model_dir: ModelDir,
     source: DataSource,
-    top: Annotated[int, typer.Option(help="How many to show at each end.")] = 5,
+    top: Annotated[int, typer.Option(min=1, help="How many to show at each end.")] = 5,
     side: Annotated[str, typer.Option(help="item or user.")] = "item",
     min_ratings: Annotated[
-        int, typer.Option(help="Compare bias and mean rating over items with this many ratings.")
+        int, typer.Option(min=0, help="Compare bias and mean rating over items with this many ratings.")
     ] = 20,
     as_json: Json = False,
 ) -> None:
@@ -86,12 +87,12 @@ def pca(
     html: Annotated[
         Path, typer.Option(help="Where to save the interactive map (self-contained HTML).")
     ] = Path("item_map.html"),
-    n: Annotated[int, typer.Option("-n", "--n", help="Most-rated items to show on the map.")] = 50,
+    n: Annotated[int, typer.Option("-n", "--n", min=1, help="Most-rated items to show on the map.")] = 50,
     components: Annotated[
         str, typer.Option(help="Two components to plot, e.g. 1,2 (the chapter shows 1,3).")
     ] = "1,2",
     fit_top: Annotated[
-        int, typer.Option(help="PCA of the factors of this many most-rated items.")
+        int, typer.Option(min=3, help="PCA of the factors of this many most-rated items.")
     ] = 1000,
     as_json: Json = False,
 ) -> None:
@@ -101,7 +102,14 @@ def pca(
     try:
         x, y = (int(c) for c in components.split(","))
     except ValueError:
-        fail(f"--components takes two numbers like 1,2, not {components!r}")
+        fail(f"--components takes two numbers like 1,2, not {clip_text(repr(components), 60)}")
+    if min(x, y) < 1 or x == y:
+        fail(f"--components takes two different components from 1 up, like 1,2; not {components!r}")
+    for path in (png, html):
+        try:
+            check_can_write(path)  # before the work, not after it
+        except OSError as e:
+            fail(str(e))
     out, _ = consoles(as_json)
     model, items = _load(model_dir)
     train = _train_part(model_dir, source)
@@ -135,13 +143,14 @@ def similar(
     model_dir: ModelDir,
     source: DataSource,
     query: Annotated[str, typer.Argument(help="An item title or id (a user id with --user).")],
-    k: Annotated[int, typer.Option("-k", "--k", help="How many neighbours.")] = 5,
+    k: Annotated[int, typer.Option("-k", "--k", min=1, help="How many neighbours.")] = 5,
     user: Annotated[
         bool, typer.Option("--user", help="QUERY is a user id: show similar users.")
     ] = False,
     min_ratings: Annotated[
         int,
         typer.Option(
+            min=0,
             help="Neighbours need this many training ratings: an item rated once or twice has "
             "barely moved from its random start (0: any item)."
         ),
@@ -202,15 +211,21 @@ def report(
     as_json: Json = False,
 ) -> None:
     """Write an HTML report: training curves, biases, the item map, similar items, the comparison table."""
-    from collabkit.interpret.report import SECTIONS, write_report
+    from collabkit.interpret.report import SECTIONS, check_out, write_report
     from collabkit.train.build import split_specs
 
     console, log = consoles(as_json)
+    try:
+        check_out(out)  # a model folder, a user's folder, an unwritable place: before the work
+    except (ValueError, OSError) as e:
+        fail(str(e))
     train, test = _train_test(model_dir, source)
+    if not 1 <= k <= train.n_items:
+        fail(f"-k {k}: the top-k lists hold 1 to {train.n_items} items (the training data's)")
     log.print(f"writing the report of {model_dir} to {out}/ ...")
     try:
         result = write_report(model_dir, out, train, test, split_specs(baselines), k, relevant)
-    except (ValueError, FileNotFoundError, KeyError) as e:
+    except (ValueError, FileNotFoundError, KeyError, OSError) as e:
         fail(str(e))
     if as_json:
         print_json(

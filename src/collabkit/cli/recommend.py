@@ -19,9 +19,9 @@ from rich.table import Table
 from collabkit.cli.common import Device, Json, ModelDir, app, consoles, fail, on_device, print_json
 from collabkit.cli.source import DataSource, model_data, with_source
 from collabkit.data.interactions import Ratings
-from collabkit.files import atomic_path
+from collabkit.files import atomic_path, check_can_write, writing
 
-TopN = Annotated[int, typer.Option("-n", "--n", help="Length of each list.")]
+TopN = Annotated[int, typer.Option("-n", "--n", min=1, help="Length of each list.")]
 IncludeSeen = Annotated[
     bool,
     typer.Option(
@@ -102,6 +102,12 @@ def recommend_all_cmd(
 
     if out.suffix not in (".parquet", ".csv"):
         fail(f"--out must end in .parquet or .csv, not {out.name!r}")
+    if out.is_dir():
+        fail(f"--out {out} is a folder; give a file name ending in .parquet or .csv")
+    try:
+        check_can_write(out)  # before the work, not after it
+    except OSError as e:
+        fail(str(e))
     out_console, _ = consoles(as_json)
     placement = on_device(device)
     model, items = load_model_dir(model_dir)
@@ -119,12 +125,16 @@ def recommend_all_cmd(
             items=items,
         )
     seconds = time.perf_counter() - t0
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out) as tmp:  # a killed run leaves the old file, never a shorter one
-        if out.suffix == ".parquet":
-            recs.to_parquet(tmp, index=False)
-        else:
-            recs.to_csv(tmp, index=False)
+    try:
+        with writing(out):
+            out.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(out) as tmp:  # a killed run leaves the old file, never a shorter one
+            if out.suffix == ".parquet":
+                recs.to_parquet(tmp, index=False)
+            else:
+                recs.to_csv(tmp, index=False)
+    except OSError as e:  # no space, a file-size limit...: one line naming the file
+        fail(str(e))
     result = {
         "out": str(out),
         "n_users": int(recs["user"].nunique()),

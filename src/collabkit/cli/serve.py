@@ -17,6 +17,7 @@ import typer
 
 from collabkit.cli.common import Json, app, consoles, fail, metrics_table, print_json
 from collabkit.cli.source import DataSource, model_data, with_source
+from collabkit.files import clip_text
 
 DEFAULT_DB = "sqlite:///collabkit.db"
 #: seconds a worker may take to answer the supervisor's ping before it is restarted: loading a
@@ -38,8 +39,13 @@ def _engine(db: str | None, upgrade: bool = False) -> Any:
     from collabkit.serve import migrate
     from collabkit.serve.store import make_engine
 
-    engine = make_engine(db or os.environ.get("COLLABKIT_DB") or DEFAULT_DB)
+    url = db or os.environ.get("COLLABKIT_DB") or DEFAULT_DB
+    scheme = url.split("://", 1)[0] if "://" in url else None
+    if scheme is None or not (scheme == "sqlite" or scheme.startswith("postgresql")):
+        what = f"a {clip_text(scheme, 30)!r} URL" if scheme else f"{clip_text(url, 60)!r}, not a URL"
+        fail(f"--db: {what}; the store is SQLite (sqlite:///collabkit.db) or PostgreSQL (postgresql+psycopg://user:pass@host/db)")
     try:
+        engine = make_engine(url)
         migrate.upgrade(engine) if upgrade else migrate.check(engine)
     except migrate.SchemaError as e:
         fail(str(e))

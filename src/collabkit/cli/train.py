@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import math
 import shlex
-from dataclasses import fields
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -26,6 +26,7 @@ from collabkit.cli.common import (
 )
 from collabkit.cli.source import DataSource, source_args, with_source
 from collabkit.data.interactions import Ratings
+from collabkit.files import check_can_write, clip_text
 
 
 @app.command()
@@ -37,7 +38,7 @@ def train(
     budget: Annotated[float | None, typer.Option(help="--preset auto: seconds for the search and refit (default 600).")] = None,
     implicit: Annotated[bool, typer.Option("--implicit", help="Treat rows as 0/1 interactions and train a ranking model.")] = False,
     threshold: Annotated[float | None, typer.Option(help="--implicit: a rating >= this is a positive (default 4; 0 keeps every row).")] = None,
-    k: Annotated[int, typer.Option("-k", help="--implicit: length of the top-k lists scored.")] = 10,
+    k: Annotated[int, typer.Option("-k", min=1, help="--implicit: length of the top-k lists scored.")] = 10,
     n_factors: Annotated[int | None, typer.Option(help="Embedding width (default 50; nn: rule of thumb).")] = None,
     layers: Annotated[str | None, typer.Option(help="Hidden layers of nn, comma separated (default 100).")] = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs (ALS: iterations); default: the model's recipe.")] = None,
@@ -68,6 +69,10 @@ def train(
         fail("--threshold only applies with --implicit")
     if budget is not None and preset != "auto":
         fail("--budget only applies with --preset auto")
+    if threshold is not None and not math.isfinite(threshold):
+        fail(f"--threshold must be a finite number, got {threshold}")
+    if budget is not None and not (math.isfinite(budget) and budget > 0):
+        fail(f"--budget must be a finite number of seconds > 0, got {budget}")
     if distributed:
         from collabkit.train.distributed import launched
 
@@ -98,6 +103,8 @@ def train(
             check_out(out)  # before the work, not after it
         data = source.load()
         train_set, test_set = source.split_data(data, cut)
+        if implicit and k > train_set.n_items:
+            raise ValueError(f"-k {k} is longer than a list can be: the training data has {train_set.n_items} items")
     except (ValueError, FileNotFoundError, KeyError, OSError) as e:
         fail(str(e))
     for note in data.notes:
@@ -235,19 +242,41 @@ def _class(spec: Any) -> Any:
 
 def _overrides(spec: Any, n_factors, layers, epochs, lr, wd, bs) -> dict[str, Any]:
     """The training flags given, as config overrides of ``spec``'s kind (--epochs is ALS's
-    iterations, --lr AutoRec's lr)."""
+    iterations, --lr AutoRec's lr), each checked against the kind's schema and named by its flag when refused."""
+    from collabkit.models.config import ConfigError, check_options, options_schema
+
+    flags = {"--n-factors": n_factors, "--layers": layers, "--epochs": epochs, "--lr": lr, "--wd": wd, "--bs": bs}
+    given = [flag for flag, v in flags.items() if v is not None]
     if spec.is_preset:
-        given = [f for f, v in (("--n-factors", n_factors), ("--layers", layers), ("--epochs", epochs), ("--lr", lr), ("--wd", wd), ("--bs", bs)) if v is not None]
         if given:
             raise ValueError(f"{spec.kind} is a preset, a whole recipe: drop {', '.join(given)}")
         return {}
-    names = {f.name for f in fields(_class(spec).Config)}
-    options = {"n_factors": n_factors, "wd": wd, "bs": bs}
-    options["iterations" if "iterations" in names else "epochs"] = epochs
-    options["lr" if "lr" in names else "lr_max"] = lr  # AutoRec's Adam takes lr, the one-cycle lr_max
+    cls = _class(spec)
+    known = options_schema(cls)
+    names = {"--n-factors": "n_factors", "--layers": "layers", "--wd": "wd", "--bs": "bs"}
+    names["--lr"] = "lr" if "lr" in known else "lr_max"  # AutoRec's Adam takes lr, the one-cycle lr_max
+    names["--epochs"] = "iterations" if "iterations" in known else "epochs"
     if layers is not None:
-        options["layers"] = tuple(int(x) for x in layers.split(",") if x.strip())
-    return {key: v for key, v in options.items() if v is not None}
+        flags["--layers"] = _layers(layers)
+    options = {}
+    for flag in given:
+        if names[flag] not in known:
+            raise ValueError(f"{flag} does not apply to {spec.kind}; its options: {', '.join(sorted(known))}")
+        if names[flag] in spec.config:
+            raise ValueError(f"{flag} sets {names[flag]}, which the spec {spec.name!r} already sets; give it once")
+        try:
+            options.update(check_options(cls, {names[flag]: flags[flag]}))
+        except ConfigError as e:
+            raise ValueError(f"{flag} {e.problem}") from None
+    return options
+
+
+def _layers(text: str) -> tuple[int, ...]:
+    """--layers '200,100' -> (200, 100)."""
+    parts = [p.strip() for p in text.split(",")]
+    if not all(p.lstrip("+-").isdigit() for p in parts):
+        raise ValueError(f"--layers takes whole numbers separated by commas, e.g. 200,100; got {clip_text(repr(text), 60)}")
+    return tuple(int(p) for p in parts)
 
 
 def _warn_if_worse_than_baseline(net: Any, test_set: Ratings, result: dict, log: Console) -> None:
@@ -317,6 +346,8 @@ def lr_find_cmd(
 
     _, log = consoles(as_json)
     try:
+        if plot is not None:
+            check_can_write(plot)  # before the work, not after it
         data = source.load()
         net = build_untrained(model, data)
         if "wd" in net.config.to_json():  # the validated fits use the wd the sweep used
@@ -328,7 +359,10 @@ def lr_find_cmd(
     except (ValueError, FileNotFoundError, OSError) as e:
         fail(str(e))
     if plot is not None:
-        result.plot(plot)
+        try:
+            result.plot(plot)
+        except OSError as e:
+            fail(str(e))
     obj = {
         "suggestion": result.suggestion, "valley": result.valley, "steepest": result.steepest,
         "validation_rmse": {f"{k:.3g}": v for k, v in (result.validated or {}).items()},

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from collabkit.data.interactions import Ratings
+from collabkit.files import clip_text
 
 Duplicates = Literal["error", "last", "mean", "sum"]
 POLICIES = ("error", "last", "mean", "sum")
@@ -30,8 +31,12 @@ def check_policy(duplicates: str) -> None:
         raise ValueError(f"unknown duplicates policy {duplicates!r}; use 'error', 'last', 'mean' or 'sum'")
 
 def show(value: Any) -> str:
-    """repr of a raw value, without numpy's 'np.int64(...)' wrapping."""
-    return repr(value.item() if isinstance(value, np.generic) else value)
+    """repr of a raw value, without numpy's 'np.int64(...)' wrapping, cut to a bounded length
+    (a long text is cut before its repr is built: no copy of a 300 MB field)."""
+    value = value.item() if isinstance(value, np.generic) else value
+    if isinstance(value, str) and len(value) > 80:
+        return f"{value[:80]!r}... ({len(value) - 80:,} more characters)"
+    return clip_text(repr(value), 80)
 
 SCALAR_KINDS = {"string", "integer", "floating", "mixed-integer-float", "boolean", "empty", "datetime", "date"}
 _PLAIN = (str, numbers.Number, np.bool_, datetime.date)

@@ -26,7 +26,7 @@ from collabkit.data.checks import (
     validate,
 )
 from collabkit.data.interactions import Ratings
-from collabkit.files import check_regular, file_sha256
+from collabkit.files import check_regular, clip_text, file_sha256
 
 __all__ = ["RatingsFormatError", "read_items", "read_ratings"]
 
@@ -178,7 +178,7 @@ def _read_file(path: Path, sep: str | None, names: Sequence[str] | None = None) 
             raise RatingsFormatError(
                 f"{path}: line {m[2]}: malformed row: expected {m[1]} fields, saw {m[3]}"
             ) from None
-        raise RatingsFormatError(f"{path}: malformed row: {str(e).strip()}") from None
+        raise RatingsFormatError(f"{path}: malformed row: {clip_text(str(e).strip(), 300)}") from None
     except pd.errors.EmptyDataError:
         raise RatingsFormatError(f"{path}: the file is empty") from None
     except UnicodeDecodeError as e:
@@ -230,7 +230,7 @@ def read_items(path: str | Path, id_col: str | None = None, sep: str | None = No
     frame = _read_file(path, sep)
     id_col = id_col if id_col is not None else str(frame.columns[0])
     if id_col not in frame.columns:
-        raise RatingsFormatError(f"{path}: no column {id_col!r}; the columns are {list(frame.columns)}")
+        raise RatingsFormatError(f"{path}: no column {clip_text(repr(id_col), 80)}; the columns are {clip_text(str(list(frame.columns)), 300)}")
     ids = as_ids(frame[id_col])
     repeated = ids[ids.duplicated()].unique()
     if len(repeated):

@@ -53,7 +53,7 @@ class DataSource:
     def resolved(self) -> DataSource:
         """This source with the defaults filled in: split random, valid_pct 0.2, seed 42."""
         return replace(
-            self, split=self.split or "random", valid_pct=self.valid_pct or 0.2,
+            self, split=self.split or "random", valid_pct=0.2 if self.valid_pct is None else self.valid_pct,
             seed=42 if self.seed is None else self.seed,
         )  # fmt: skip
 
@@ -119,24 +119,39 @@ class DataSource:
         return train, test
 
     def _split(self, data: Ratings) -> tuple[Ratings, Ratings | None]:
+        """The split's (train, test); a part left empty (too few ratings) is an error, not a run
+        that trains on nothing or scores nothing."""
         from collabkit.data import split as sp
         from collabkit.data.movielens import canonical_split
 
         source = self.resolved()
         split = source.split
+        if split in ("random", "user", "timecut") and not 0 < source.valid_pct < 1:
+            raise ValueError(
+                f"--valid-pct must be between 0 and 1 (exclusive), got {source.valid_pct:g}; "
+                "--split none trains on every rating"
+            )
         if split == "random":
-            return sp.random_split(data, source.valid_pct, source.seed)
-        if split == "user":
-            return sp.user_split(data, source.valid_pct, source.seed)
-        if split == "temporal":
-            return sp.temporal_split(data, 1)
-        if split == "timecut":
-            return sp.time_cut(data, source.valid_pct)
-        if split == "none":
+            parts = sp.random_split(data, source.valid_pct, source.seed)
+        elif split == "user":
+            parts = sp.user_split(data, source.valid_pct, source.seed)
+        elif split == "temporal":
+            parts = sp.temporal_split(data, 1)
+        elif split == "timecut":
+            parts = sp.time_cut(data, source.valid_pct)
+        elif split == "none":
             return data, None
-        if self.dataset is None:
+        elif self.dataset is None:
             raise ValueError(f"--split {split} needs --dataset ml-100k (canonical splits ship with it)")
-        return canonical_split(split, name=self.dataset, data_dir=self.data_dir)
+        else:
+            parts = canonical_split(split, name=self.dataset, data_dir=self.data_dir)
+        for part in parts:
+            if len(part) == 0:
+                raise ValueError(
+                    f"{data.name}: the {split} split of {len(data)} rating(s) leaves the {part.name} part empty; "
+                    "--split none trains on every rating (and tests on none)"
+                )
+        return parts
 
     def to_json(self) -> dict[str, Any]:
         """The record saved with a model: paths absolute, and the ratings file's sha256."""

@@ -199,6 +199,10 @@ def _batches(path: Path, sep: str, names: Sequence[str] | None, columns: list[st
         for batch in stream:
             yield batch.rename_columns([rename.get(c, c) for c in batch.schema.names])
     except ARROW_ERRORS as e:  # malformed rows, bad UTF-8, missing columns: pandas names them
+        if "straddles two block boundaries" in str(e):  # a row of over CHUNK_BYTES: no ratings row
+            raise checks.RatingsFormatError(
+                f"{path}: a row longer than {CHUNK_BYTES / 2**20:g} MiB (a field of that size?): not a ratings table"
+            ) from None
         raise NotPlain(str(e)) from None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -85,8 +86,15 @@ class Vocab:
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> Vocab:
-        ids = np.asarray(obj["ids"], dtype=np.int64 if obj["kind"] == "int" else object)
-        return cls(ids, name=obj["name"])
+        """The vocabulary ``to_json`` wrote; anything else is a ValueError, never a vocabulary
+        whose indices silently differ (ids must be in index order, each once)."""
+        kind, ids, name = obj.get("kind"), obj.get("ids"), obj.get("name")
+        plain = {"int": lambda v: type(v) is int and abs(v) < 2**63, "str": lambda v: isinstance(v, str)}
+        if kind not in plain or not isinstance(name, str) or not isinstance(ids, list) or not all(map(plain[kind], ids)):
+            raise ValueError("malformed vocabulary: {name, kind: int|str, ids: [ids of that kind]} expected")
+        if any(a >= b for a, b in itertools.pairwise(ids)):
+            raise ValueError(f"malformed {name} vocabulary: the ids are not in index order (sorted, each once)")
+        return cls(np.asarray(ids, dtype=np.int64 if kind == "int" else object), name=name)
 
 
 def _coerce_like(arr: pd.Index, target: pd.Index) -> pd.Index:
@@ -100,11 +108,14 @@ def _coerce_like(arr: pd.Index, target: pd.Index) -> pd.Index:
         out = pd.Series(arr, dtype=object).copy()
         text = out.map(lambda x: isinstance(x, str)).to_numpy(dtype=bool)
         if text.any():
-            words = out[text].astype(str)
+            words = out[text].astype(str).str.strip()
             canonical = words.str.fullmatch(_INT_TEXT).to_numpy(dtype=bool)
             out.loc[out.index[text][canonical]] = (
                 words[canonical].str.replace(r"\.0*$", "", regex=True).astype(np.int64).to_numpy()
             )
+        flags = out.map(lambda x: isinstance(x, bool | np.bool_)).to_numpy(dtype=bool)
+        out[flags] = out[flags].map(lambda x: repr(bool(x)))  # True is no id 1
+        text = text | flags
         if (~text).any():
             num = pd.to_numeric(out[~text], errors="coerce").astype(np.float64)
             ok = (np.isfinite(num) & (num == np.round(num)) & (num.abs() < 2.0**53)).to_numpy(dtype=bool)

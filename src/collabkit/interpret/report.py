@@ -21,6 +21,9 @@ JSON::
 
 A section that doesn't apply (a mean model has no biases, no test set...) says why instead of
 disappearing, so every report has the same sections.
+
+The folder is marked as a report (``files.MARKER``): a report replaces only a report folder with
+nothing else in it (``check_out``), never a model folder or a user's files.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from collabkit.checkpoint import load_items, load_model, read_config
 from collabkit.data.interactions import Ratings
 from collabkit.evaluate.compare import BASELINES, Comparison, compare_trained
 from collabkit.evaluate.ranking import RELEVANT_THRESHOLD
-from collabkit.files import atomic_write_text
+from collabkit.files import atomic_write_text, check_can_write, claim_folder, mark_folder, writing
 from collabkit.interpret.biases import bias_table, bias_vs_mean
 from collabkit.interpret.charts import figure_html, html_page, table_html
 from collabkit.interpret.groups import figure as groups_figure
@@ -50,6 +53,8 @@ from collabkit.interpret.similar import similar_items
 from collabkit.models.base import CollabModel
 from collabkit.train.build import ModelSpec, build_model
 
+REPORT = "report"  # what the marker of a report folder says it holds
+FILES = ("index.html", "report.json", "item_map.png", "item_map.html", "reliability.png", "by_activity.png")  # all it may hold
 SECTIONS = {  # anchor -> heading, in page order
     "model": "The model",
     "training": "Training curves",
@@ -98,12 +103,15 @@ def write_report(
     comparison only count items with >= ``min_ratings`` training ratings.
     """
     model_dir, out = Path(model_dir), Path(out)
+    check_out(out)
     items = load_items(model_dir)
     inputs = Inputs(
         load_model(model_dir), read_config(model_dir),
         items if items is not None else train.items, train, test, out, k, relevant_threshold,
     )  # fmt: skip
-    out.mkdir(parents=True, exist_ok=True)
+    with writing(out):
+        out.mkdir(parents=True, exist_ok=True)
+        mark_folder(out, REPORT)
     cache: dict[str, Comparison] = {}
 
     def comparison() -> Comparison:  # computed once, for the two sections that show it
@@ -137,8 +145,16 @@ def write_report(
     atomic_write_text(out / "index.html", page)
     data = jsonable(data)
     atomic_write_text(out / "report.json", json.dumps(data, indent=1))
-    files = sorted(p.name for p in out.iterdir())
+    files = sorted(p.name for p in out.iterdir() if p.name in FILES)
     return {"out": str(out), "index": str(out / "index.html"), "files": files, **data}
+
+
+def check_out(out: str | Path) -> None:
+    """Raise now if a report could not be written to ``out``: a folder that is not a collabkit
+    report with nothing else in it (a model folder, a user's folder) is refused, as is an
+    unwritable place. Call it before the work."""
+    claim_folder(out, REPORT, FILES, unmarked=lambda folder: (folder / "report.json").is_file())
+    check_can_write(out)
 
 
 class NotApplicable(Exception):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -28,19 +28,29 @@ from torch import Tensor, nn
 from collabkit.core.loop import History, encode
 from collabkit.data.interactions import Ratings
 from collabkit.data.vocab import Vocab
-from collabkit.models.base import FACTORS, FOLD_IN, RATINGS, CollabModel, ModelConfig, Scorer, Sizes
+from collabkit.models.base import FACTORS, FOLD_IN, RATINGS, CollabModel, Scorer, Sizes
 
 #: the fixed cost of one full-batch step (Python, kernel launches), in dot-bias rating-epochs
 STEP_WORK = 10_000
+from collabkit.models.config import ModelConfig
 
 
 @dataclass
 class AutoRecConfig(ModelConfig):
-    n_factors: int = 500  # hidden units: the width of h_i and of V_u
-    reg: float = 60.0  # lambda on ||W||^2 + ||V||^2 (against the summed, not averaged, error)
-    epochs: int = 300  # full-batch Adam steps (220 and 400 were worse on validation)
-    lr: float = 4e-3  # Adam's peak learning rate, cosine-annealed to 0
-    clip: tuple[float, float] | None = None  # predictions clipped here; from_data sets the scale
+    n_factors: int = field(default=500, metadata={"min": 1})  # hidden units: the width of h_i and of V_u
+    # lambda on ||W||^2 + ||V||^2 (against the summed, not averaged, error)
+    reg: float = field(default=60.0, metadata={"min": 0})
+    # full-batch Adam steps (220 and 400 were worse on validation)
+    epochs: int = field(default=300, metadata={"min": 1})
+    lr: float = field(default=4e-3, metadata={"gt": 0})  # Adam's peak learning rate, cosine-annealed to 0
+    # predictions clipped here; from_data sets the scale
+    clip: tuple[float, float] | None = field(default=None, metadata={"increasing": True})
+
+    def fit_bytes(self, n_users: int, n_items: int, n_ratings: int, weight_bytes: int) -> int:
+        """Full-batch training holds dense n_items x n_users blocks: the target, the output, the
+        error and its gradient (float32) and the observed mask (bool), 17 bytes a cell; Adam adds
+        two moments and a gradient per weight."""
+        return 17 * n_items * n_users + 3 * weight_bytes
 
 
 class AutoRec(CollabModel):

@@ -45,7 +45,7 @@ import functools
 import importlib
 import pkgutil
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 import numpy as np
@@ -57,6 +57,7 @@ from collabkit.core.loop import History, fit_one_cycle
 from collabkit.data.interactions import Ratings
 from collabkit.data.vocab import Vocab
 from collabkit.models import linear
+from collabkit.models.config import ModelConfig, SGDConfig, check_memory, estimate
 from collabkit.models.linear import UserPrior
 
 # --- capabilities: what a kind can do beyond scoring ------------------------------------------
@@ -96,49 +97,6 @@ def default_y_range(scale: tuple[float, float]) -> tuple[float, float]:
 PREDICT_CELLS = 1 << 22
 #: score_all_items' generic path feeds the head about this many representation numbers at a time
 SCORE_CELLS = 1 << 22
-
-
-@dataclass
-class ModelConfig:
-    """Hyper-parameters shared by the factor models; subclasses add their own."""
-
-    n_factors: int = 50  # length of each user/item embedding
-    y_range: tuple[float, float] | None = None  # sigmoid output range; None = unbounded
-    seed: int = 42  # seeds the initial weights
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def updated(self, **changes: Any) -> ModelConfig:
-        """A copy with ``changes``; a name the config does not have is a ValueError naming the valid ones."""
-        names = {f.name for f in fields(self)}
-        unknown = sorted(set(changes) - names)
-        if unknown:
-            raise ValueError(
-                f"unknown option(s) {', '.join(unknown)}; this model's options: {', '.join(sorted(names))}"
-            )
-        return replace(self, **{k: tuple(v) if isinstance(v, list) else v for k, v in changes.items()})
-
-    @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> ModelConfig:
-        names = {f.name for f in fields(cls)}
-        kw = {k: v for k, v in obj.items() if k in names}
-        if kw.get("y_range") is not None:
-            kw["y_range"] = tuple(kw["y_range"])
-        for k, v in list(kw.items()):
-            if isinstance(v, list):
-                kw[k] = tuple(v)
-        return cls(**kw)
-
-
-@dataclass
-class SGDConfig(ModelConfig):
-    """A gradient-trained model's config: its shape plus the one-cycle recipe (the chapter's)."""
-
-    epochs: int = 5  # passes over the training ratings
-    lr_max: float = 5e-3  # peak learning rate, given for batches of 256 (scaled up above)
-    wd: float = 0.1  # decoupled weight decay
-    bs: int | None = None  # batch size; None: the model's default_bs
 
 
 @dataclass
@@ -211,22 +169,26 @@ class CollabModel(nn.Module):
         """Build an untrained model whose vocabularies are the users and items of ``ratings``."""
         users = Vocab(ratings.frame["user"], "user")
         items = Vocab(ratings.frame["item"], "item")
-        return cls.from_vocabs(users, items, ratings.scale, float(ratings.frame["rating"].mean()), **config)
+        mean = float(ratings.frame["rating"].mean())
+        return cls.from_vocabs(users, items, ratings.scale, mean, n_ratings=len(ratings), **config)
 
     @classmethod
     def from_vocabs(
-        cls, users: Vocab, items: Vocab, scale: tuple[float, float] | None, global_mean: float, **config: Any
+        cls, users: Vocab, items: Vocab, scale: tuple[float, float] | None, global_mean: float,
+        n_ratings: int = 0, **config: Any,
     ) -> CollabModel:
         """An untrained model from what ``from_data`` reads of the ratings (the data-parallel trainer
         gathers these over every rank's shard). Seeded by ``config``'s seed; a kind that wants a
         y_range and is given none gets ``default_y_range(scale)``, one whose predictions are
-        clipped (a ``clip`` option) is clipped to the scale."""
+        clipped (a ``clip`` option) is clipped to the scale. Its memory is checked before anything
+        is allocated (``models.config.check_memory``)."""
         cfg = cls.Config(**config)
         names = {f.name for f in fields(cfg)}
         if "y_range" in names and "y_range" not in config and cls.wants_y_range:
             cfg.y_range = default_y_range(scale or (0.0, 1.0))
         if "clip" in names and "clip" not in config:
             cfg.clip = tuple(scale) if scale else None
+        check_memory([estimate(cls, cfg, users, items, n_ratings)], f"the {cls.kind} model")  # before allocating
         torch.manual_seed(cfg.seed)
         model = cls(cfg, users, items)
         model.meta = {"scale": list(scale or ()), "global_mean": float(global_mean)}

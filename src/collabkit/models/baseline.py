@@ -10,7 +10,7 @@ hard to beat, and ``auto`` blends it with the factor models.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -23,18 +23,20 @@ from collabkit.models.base import (
     BIASES,
     RATINGS,
     CollabModel,
-    ModelConfig,
     Scorer,
     Sizes,
 )
+from collabkit.models.config import ModelConfig
 
 
 @dataclass
 class BaselineConfig(ModelConfig):
-    n_factors: int = 0  # no factors
-    reg_item: float = BASELINE_REG[0]  # shrinkage of the item offsets towards 0
-    reg_user: float = BASELINE_REG[1]  # shrinkage of the user offsets towards 0
-    clip: tuple[float, float] | None = None  # predictions clipped here; from_data sets the scale
+    n_factors: int = field(default=0, metadata={"min": 0, "max": 0})  # no factors
+    # shrinkage of the item and user offsets towards 0
+    reg_item: float = field(default=BASELINE_REG[0], metadata={"min": 0})
+    reg_user: float = field(default=BASELINE_REG[1], metadata={"min": 0})
+    # predictions clipped here; from_data sets the scale
+    clip: tuple[float, float] | None = field(default=None, metadata={"increasing": True})
 
 
 class BaselinePredictor(CollabModel):

@@ -19,7 +19,7 @@ save/load) works unchanged; its predictions are clipped to the rating scale (``c
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -31,17 +31,26 @@ from collabkit.core.loop import History, encode
 from collabkit.data.interactions import Ratings
 from collabkit.data.vocab import Vocab
 from collabkit.models.autorec import STEP_WORK
-from collabkit.models.base import CollabModel, ModelConfig, Sizes
+from collabkit.models.base import CollabModel, Sizes
+from collabkit.models.config import ModelConfig
 from collabkit.models.dot import DotProductBias, _table
 
 
 @dataclass
 class BayesConfig(ModelConfig):
     n_factors: int = 10  # width of one posterior sample (the tables hold n_factors * samples)
-    samples: int = 130  # Gibbs sweeps kept and averaged
-    burn_in: int = 20  # sweeps discarded first, while the chain forgets its random start
+    samples: int = field(default=130, metadata={"min": 1})  # Gibbs sweeps kept and averaged
+    # sweeps discarded first, while the chain forgets its random start
+    burn_in: int = field(default=20, metadata={"min": 0})
     y_range: tuple[float, float] | None = None  # no sigmoid: the model is linear in each side
-    clip: tuple[float, float] | None = None  # predictions clipped here; from_data sets the scale
+    # predictions clipped here; from_data sets the scale
+    clip: tuple[float, float] | None = field(default=None, metadata={"increasing": True})
+
+    def fit_bytes(self, n_users: int, n_items: int, n_ratings: int, weight_bytes: int) -> int:
+        """The kept samples, float32 (samples, rows, n_factors + 1) per side, beside the float64
+        chain and one sweep's per-rating temporaries (about 64 bytes a rating)."""
+        d = self.n_factors + 1
+        return 4 * self.samples * (n_users + n_items) * d + 8 * 3 * (n_users + n_items) * d + 64 * n_ratings
 
 
 class BayesianMF(DotProductBias):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
@@ -16,12 +16,11 @@ from collabkit.models.base import (
     FOLD_IN,
     RATINGS,
     CollabModel,
-    ModelConfig,
     Scorer,
-    SGDConfig,
     Sizes,
     sigmoid_range,
 )
+from collabkit.models.config import ModelConfig, SGDConfig
 
 
 def _table(n: int, dim: int) -> nn.Embedding:
@@ -155,15 +154,17 @@ class DotProductBias(DotProduct):
         return torch.cat([ir[:, :-1], torch.ones(len(ir), 1), ir[:, -1:]], 1)
 
 
+@dataclass
+class BiasOnlyConfig(BiasConfig):
+    n_factors: int = field(default=0, metadata={"min": 0, "max": 0})  # no factors
+
+
 class BiasOnly(DotProductBias):
     """score = sigmoid_range(u_b + i_b): the user/item bias baseline (no factors)."""
 
     kind = "bias"
+    Config = BiasOnlyConfig
     capabilities = frozenset({FOLD_IN, RATINGS, BIASES})  # no factors to compare
-
-    def __init__(self, config: ModelConfig, users, items) -> None:
-        config.n_factors = 0
-        super().__init__(config, users, items)
 
     @torch.no_grad()
     def scorer(self, items: Tensor | None = None) -> Scorer:

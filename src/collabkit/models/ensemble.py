@@ -9,7 +9,7 @@ side by side and the head splits them again; the members share the ensemble's vo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
@@ -24,19 +24,35 @@ from collabkit.models.base import (
     FOLD_IN,
     RATINGS,
     CollabModel,
-    ModelConfig,
     Scorer,
     get_model_class,
     require,
 )
+from collabkit.models.config import ConfigError, ModelConfig
 from collabkit.models.linear import UserPrior
 
 
 @dataclass
 class EnsembleConfig(ModelConfig):
-    n_factors: int = 0  # not used: each member has its own width
+    n_factors: int = field(default=0, metadata={"min": 0, "max": 0})  # not used: each member has its own
     members: tuple[dict, ...] = ()  # {"kind": ..., "config": {...}} per member, in order
-    weights: tuple[float, ...] = ()  # w_k, one per member
+    weights: tuple[float, ...] = field(default=(), metadata={"min": 0})  # w_k, one per member
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.members_of()  # every member a known kind with a config its schema accepts
+        if len(self.weights) != len(self.members):
+            raise ConfigError("weights", f"must hold one weight per member ({len(self.members)}), got {len(self.weights)}")
+
+    def members_of(self) -> list[tuple[type[CollabModel], ModelConfig]]:
+        """(kind class, config) of each member, checked."""
+        out = []
+        for k, m in enumerate(self.members):
+            if set(m) != {"kind", "config"}:
+                raise ConfigError(f"members[{k}]", "must be {'kind': ..., 'config': {...}}")
+            cls = get_model_class(m["kind"])
+            out.append((cls, cls.Config.from_json(m["config"])))
+        return out
 
 
 class Ensemble(CollabModel):

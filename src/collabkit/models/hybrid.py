@@ -22,7 +22,7 @@ buffers (safetensors), so a saved hybrid model scores new items after ``load_mod
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -43,7 +43,7 @@ class HybridConfig(BiasConfig):
     user_features: tuple[dict, ...] = ()
     item_features: tuple[dict, ...] = ()
     # chance that a training example has its ids hidden (the cold-start drill, module docstring)
-    id_dropout: float = 0.1
+    id_dropout: float = field(default=0.1, metadata={"min": 0, "lt": 1})
 
 
 class FeatureEncoder(nn.Module):

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -37,7 +37,8 @@ from collabkit.data.implicit import Interactions, interactions
 from collabkit.data.interactions import Ratings
 from collabkit.data.vocab import Vocab
 from collabkit.models import linear
-from collabkit.models.base import BIASES, FACTORS, FOLD_IN, CollabModel, ModelConfig, Scorer
+from collabkit.models.base import BIASES, FACTORS, FOLD_IN, CollabModel, Scorer
+from collabkit.models.config import ModelConfig
 from collabkit.models.dot import BiasConfig, DotProduct, DotProductBias
 from collabkit.models.linear import UserPrior
 
@@ -71,7 +72,8 @@ class ImplicitModel:
 # --- most popular -------------------------------------------------------------------------------
 @dataclass
 class PopularConfig(ModelConfig):
-    n_factors: int = 0  # not used: there is nothing per user to learn
+    # not used: there is nothing per user to learn
+    n_factors: int = field(default=0, metadata={"min": 0, "max": 0})
 
 
 class MostPopular(ImplicitModel, CollabModel):
@@ -131,8 +133,14 @@ EASE_BYTES_PER_CELL = 20
 EASE_CHUNK_CELLS = 1 << 22
 @dataclass
 class EASEConfig(ModelConfig):
-    n_factors: int = 0  # not used: the representations are catalogue-wide (n_items numbers)
-    reg: float = 300.0  # lambda, the ridge penalty on B (tuned, see the module docstring)
+    # not used: the representations are catalogue-wide (n_items numbers)
+    n_factors: int = field(default=0, metadata={"min": 0, "max": 0})
+    # lambda, the ridge penalty on B (tuned, see the module docstring); > 0 keeps X^T X + reg I invertible
+    reg: float = field(default=300.0, metadata={"gt": 0})
+
+    def fit_bytes(self, n_users: int, n_items: int, n_ratings: int, weight_bytes: int) -> int:
+        """EASE_BYTES_PER_CELL a cell of the item x item matrices, less the float32 B counted as weights."""
+        return (EASE_BYTES_PER_CELL - 4) * n_items * n_items
 
 
 class EASE(ImplicitModel, CollabModel):
@@ -234,9 +242,17 @@ class EASE(ImplicitModel, CollabModel):
 @dataclass
 class ALSConfig(ModelConfig):
     n_factors: int = 64
-    reg: float = 50.0  # lambda on ||X||^2 + ||Y||^2 (the best reg grows with alpha: ~5 alpha)
-    alpha: float = 10.0  # confidence c_ui = 1 + alpha * w_ui on observed pairs, 1 elsewhere
-    iterations: int = 15  # alternating sweeps (users then items); fit goes on from the current factors
+    # lambda on ||X||^2 + ||Y||^2 (the best reg grows with alpha: ~5 alpha)
+    reg: float = field(default=50.0, metadata={"min": 0})
+    # confidence c_ui = 1 + alpha * w_ui on observed pairs, 1 elsewhere
+    alpha: float = field(default=10.0, metadata={"min": 0})
+    # alternating sweeps (users then items); fit goes on from the current factors
+    iterations: int = field(default=15, metadata={"min": 0})
+
+    def fit_bytes(self, n_users: int, n_items: int, n_ratings: int, weight_bytes: int) -> int:
+        """Both sides' CSR rows (int64 offsets, int32 columns, float32 confidences) and a working
+        copy of the factors."""
+        return 2 * 8 * n_ratings + 8 * (n_users + n_items) + weight_bytes
 
 
 class ALS(ImplicitModel, DotProduct):
@@ -381,7 +397,7 @@ class BPRConfig(BiasConfig):
     wd: float = 1.0
     bs: int | None = 1024
     sampler: Distribution = "uniform"  # negatives: uniform, or by popularity ** power
-    n_negatives: int = 4  # negatives per positive
+    n_negatives: int = field(default=4, metadata={"min": 1})  # negatives per positive
     power: float = 0.75
 
 

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from collabkit.data.vocab import Vocab
-from collabkit.models.base import FACTORS, RATINGS, CollabModel, SGDConfig, sigmoid_range
+from collabkit.models.base import FACTORS, RATINGS, CollabModel, sigmoid_range
+from collabkit.models.config import SGDConfig
 from collabkit.models.dot import _table
 
 
@@ -21,11 +22,13 @@ def emb_size(n: int) -> int:
 
 @dataclass
 class NNConfig(SGDConfig):
-    n_factors: int = 0  # 0 = per-table sizes from emb_size(); else both tables this wide
-    layers: tuple[int, ...] = (100,)  # hidden layer widths
-    dropout: float = 0.0  # dropout after each hidden layer
-    emb_dropout: float = 0.0  # dropout on the concatenated embeddings
+    # 0 = per-table sizes from emb_size(); else both tables this wide
+    n_factors: int = field(default=0, metadata={"min": 0})
+    layers: tuple[int, ...] = field(default=(100,), metadata={"min": 1})  # hidden layer widths
+    dropout: float = field(default=0.0, metadata={"min": 0, "lt": 1})  # after each hidden layer
+    emb_dropout: float = field(default=0.0, metadata={"min": 0, "lt": 1})  # on the concatenated embeddings
     y_range: tuple[float, float] | None = (0.0, 5.5)
+    bs: int | None = field(default=None, metadata={"min": 2})  # batch norm needs two rows a batch
 
 
 class EmbeddingNN(CollabModel):

@@ -25,7 +25,7 @@ a sigmoid (``recommend.foldin``).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -43,9 +43,9 @@ from collabkit.models.base import (
     RATINGS,
     CollabModel,
     Scorer,
-    SGDConfig,
     Sizes,
 )
+from collabkit.models.config import SGDConfig
 from collabkit.models.dot import _table
 from collabkit.models.linear import EPS
 
@@ -63,7 +63,8 @@ class OrdinalConfig(SGDConfig):
     # u1.base, never its test part, among the chapter recipe and 8 variants of epochs and wd
     epochs: int = 8
     wd: float = 0.3
-    levels: tuple[float, ...] = ()  # the rating levels l_1 < ... < l_K; () = the training data's
+    # the rating levels l_1 < ... < l_K; () = the training data's
+    levels: tuple[float, ...] = field(default=(), metadata={"increasing": True})
 
 
 def rating_levels(ratings: Ratings) -> tuple[float, ...]:

@@ -20,7 +20,6 @@ the candidate on PyTorch's meta device (no memory) with the store's numbers of u
 from __future__ import annotations
 
 import logging
-import math
 import os
 import resource
 import subprocess
@@ -47,32 +46,16 @@ MAX_QUEUED = 10  # jobs waiting at most: more are refused (409) until some have 
 
 # --- before the 202: the spec builds, and fits in memory ----------------------------------------
 def check_spec(spec: str) -> Any:
-    """Parse ``spec`` and build its kind's Config; ValueError naming the problem.
+    """Parse ``spec`` fully (the library's ``train.spec.check_spec``: syntax, kind, option names,
+    types and ranges) and refuse ``auto``; ValueError naming the problem. ``estimate_bytes`` then
+    builds the model itself, on the meta device."""
+    from collabkit.train.spec import AUTO
+    from collabkit.train.spec import check_spec as library_check
 
-    The one place the service validates a spec (the library's ``check_spec`` replaces it when it
-    lands); ``estimate_bytes`` then builds the model itself, on the meta device.
-    """
-    from collabkit.models.base import get_model_class
-    from collabkit.train.spec import AUTO, ModelSpec
-
-    if spec.count("(") != spec.count(")") or ("(" in spec and not spec.rstrip().endswith(")")):
-        raise ValueError(f"bad model spec {spec!r}: write kind(name=value, ...), e.g. dot-bias(n_factors=20)")
-    parsed = ModelSpec.parse(spec)
+    parsed = library_check(spec)
     if parsed.kind == AUTO:
         raise ValueError("auto chooses its members while it trains, so its memory cannot be "
                          "estimated up front: name a kind or a preset")  # fmt: skip
-    if not parsed.is_preset:
-        try:
-            config = get_model_class(parsed.kind).Config(**parsed.config)
-        except TypeError as e:
-            raise ValueError(f"bad model spec {spec!r}: {e}") from None
-        for name, value in parsed.config.items():
-            default = getattr(type(config), name, None)
-            if isinstance(value, bool) or not isinstance(value, int | float) or isinstance(default, tuple):
-                continue
-            if not math.isfinite(value) or value < 0 or (isinstance(default, int) and not isinstance(value, int)):
-                kind = "a whole number >= 0" if isinstance(default, int) else "a finite number >= 0"
-                raise ValueError(f"bad model spec {spec!r}: {name} must be {kind}, not {value!r}")
     return parsed
 
 
@@ -107,7 +90,7 @@ def model_bytes(spec: Any, users: int, items: int, levels: list[float]) -> int:
         try:
             with torch.device("meta"):
                 model = build_untrained(member, fake)
-        except (ValueError, TypeError, RuntimeError) as e:
+        except (ValueError, TypeError, RuntimeError) as e:  # over COLLABKIT_MAX_MODEL_BYTES, say
             raise ValueError(f"{spec.name} does not build: {str(e).splitlines()[0]}") from None
         per_rating = set(model.data_sized)  # BYTES_PER_RATING counts these
         tensors = [*model.parameters(), *(b for n, b in model.named_buffers() if n not in per_rating)]

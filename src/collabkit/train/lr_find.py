@@ -13,6 +13,7 @@ import torch
 from collabkit.core.loop import encode, lr_scale, train_step
 from collabkit.core.optim import RowAdamW
 from collabkit.data.interactions import Ratings
+from collabkit.files import atomic_path
 from collabkit.models.base import CollabModel
 
 
@@ -41,8 +42,11 @@ class LRFinderResult:
         ax.axvline(self.suggestion, color="tab:red", ls="--", label=f"suggestion {self.suggestion:.2e}")
         ax.legend()
         fig.tight_layout()
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
+        try:
+            with atomic_path(path) as tmp:  # whole or not at all; an OS error names ``path``
+                fig.savefig(tmp, dpi=100, format="png")
+        finally:
+            plt.close(fig)
         return Path(path)
 
 
