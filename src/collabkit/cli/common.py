@@ -16,6 +16,21 @@ from rich.text import Text
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="collabkit: collaborative filtering you can train, explain and serve.")
 
+
+def _print_version(given: bool) -> None:
+    if given:
+        from importlib.metadata import version
+
+        typer.echo(f"collabkit {version('collabkit')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print collabkit's version and exit.")] = False,
+) -> None:
+    """Every command imports only what it needs (torch, pandas, numba, fastapi): --help is quick."""
+
 MODELS = "mean, baseline, bias, dot, dot-bias, nn, hybrid, svdpp, bpmf, autorec, ordinal"
 IMPLICIT_MODELS = "als, bpr, ease, most-popular"
 SPLITS = "random, user, temporal, none, or u1..u5/ua/ub (ML-100k)"

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import numpy as np
-import pandas as pd
 import typer
 from rich import box
 from rich.table import Table
@@ -29,7 +27,11 @@ from collabkit.cli.common import (
     print_json,
 )
 from collabkit.cli.source import DataSource, training_data, with_source
-from collabkit.data.interactions import Ratings
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from collabkit.data.interactions import Ratings
 
 K = Annotated[int, typer.Option("-k", "--k", help="Length of the top-k lists ranking metrics score.")]
 Relevant = Annotated[float, typer.Option("--relevant", help="Held-out ratings >= this are the relevant items.")]
@@ -102,6 +104,8 @@ def evaluate(
 
 def _overlap(train: Ratings, test: Ratings) -> int:
     """How many (user, item) pairs of ``test`` are also in ``train``."""
+    import pandas as pd
+
     key = ["user", "item"]
     pairs = pd.MultiIndex.from_frame(train.frame[key])
     return int(pd.MultiIndex.from_frame(test.frame[key]).isin(pairs).sum())
@@ -188,6 +192,8 @@ def cross_validate_cmd(
 def frame_table(frame: pd.DataFrame, title: str, decimals: dict[str, int] | None = None) -> Table:
     """A DataFrame as a rich table: numbers right-aligned and never cut (floats as ``_cell``
     writes them, ``decimals`` per column); long text wraps when the terminal is narrow."""
+    import pandas as pd
+
     view = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     cells = {}
     for col in frame.columns:
@@ -204,6 +210,8 @@ def frame_table(frame: pd.DataFrame, title: str, decimals: dict[str, int] | None
 
 def _cell(v: Any, places: int = 4) -> str:
     """A float to ``places`` decimals (1 from 100 up: counts and ranks need no more), NaN as '-'."""
+    import numpy as np
+
     if isinstance(v, float | np.floating):
         v = float(v)
         return "-" if math.isnan(v) else f"{v:.{places if abs(v) < 100 else min(places, 1)}f}"

@@ -12,7 +12,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
-import pandas as pd
 import typer
 
 from collabkit.cli.common import Json, app, consoles, fail, metrics_table, print_json
@@ -103,6 +102,8 @@ def db_import(
         items = load_items(model) if model is not None else data.items
     except (FileNotFoundError, ValueError, OSError) as e:
         fail(str(e))
+    import pandas as pd
+
     frame = data.frame
     rows = pd.DataFrame({
         "user": frame["user"].astype(str), "item": frame["item"].astype(str),

@@ -14,13 +14,16 @@ import inspect
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import pandas as pd
 import typer
 
 from collabkit.cli.common import SPLITS, DataDir
-from collabkit.data.interactions import Ratings
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from collabkit.data.interactions import Ratings
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,8 @@ class DataSource:
 
 def _aligned(items: pd.DataFrame, data: Ratings) -> pd.DataFrame:
     """``items`` indexed like ``data``'s item ids (text ids stay text, integer ids integers)."""
+    import pandas as pd
+
     if pd.api.types.is_integer_dtype(data.frame["item"].dtype):
         return items if pd.api.types.is_integer_dtype(items.index.dtype) else items.set_axis(
             pd.to_numeric(items.index, errors="coerce")
