@@ -46,8 +46,11 @@ serve: install
 	@echo "  http://127.0.0.1:$(PORT)/#key=$$(cat $(SERVE)/writer.key)"
 	@$(BIN)/collabkit serve --model $(SERVE)/model/ --db $(SERVE_DB) --port $(PORT) --log-level warning
 
+# Chromium and PostgreSQL are installed first when missing and root (.ci/prereqs); the run ends
+# with each tier it skipped and what would run it.
 test: install
 	$(BIN)/ruff check src tests bench
+	.ci/prereqs
 	COLLABKIT_TEST_DATA=$(DATA) $(BIN)/python -m pytest -q -m "slow or not slow" --durations=10
 
 lint: install
