@@ -188,9 +188,10 @@ def dot_mse_step(
     )  # fmt: skip
 
 
-def load_dot_step() -> float:
-    """Make ``dot_mse_step``'s build for ``threads()`` ready: the seconds it took, 0 once loaded."""
-    return _step.load(threads())
+def load_dot_step(threads_: int | None = None) -> float:
+    """Make ``dot_mse_step``'s build for ``threads_`` (default ``threads()``) ready: the seconds
+    it took, 0 once loaded."""
+    return _step.load(threads() if threads_ is None else threads_)
 
 
 @kernel(
