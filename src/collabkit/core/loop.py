@@ -37,7 +37,7 @@ LR_REF_BS = 256
 #: ``pass_threads``): work runs on every core only when one call of it is large. Smaller work
 #: runs on one thread and never starts a thread pool (``core.kernels.Kernel``): a hand-off
 #: to other threads costs more than such work, and on a busy machine each one waits for a
-#: core that other work holds (measured: a fresh-process chapter fit took 1.1-4.0 s beside
+#: core that other work holds (issue 27: a fresh-process chapter fit took 1.1-4.0 s beside
 #: two CPU-bound loops with numba's pool, 0.48-0.64 s without it).
 #: A training batch of at most this many ratings is small.
 THREADED_BS = 4096
@@ -239,8 +239,8 @@ def epoch_order(n: int, gen: torch.Generator) -> Tensor:
 def step_threads(bs: int) -> int:
     """Threads for batches of ``bs`` rows: one up to THREADED_BS, else all of torch's.
 
-    A small batch is a few hundred kflops: OpenMP's thread hand-off costs more than it saves, and
-    on a busy machine its spin-waits make training 50-100x slower (measured). Batches of tens of
+    A small batch is a few hundred kflops: a thread hand-off costs more than it saves, and on a
+    busy machine OpenMP's spin-waits made training 50-100x slower (measured). Batches of tens of
     thousands of rows are big enough for threads to pay off.
     """
     return 1 if bs <= THREADED_BS else torch.get_num_threads()

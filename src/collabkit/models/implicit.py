@@ -275,9 +275,9 @@ class ALS(ImplicitModel, DotProduct):
         history = History()
         threads_was = torch.get_num_threads()
         torch.set_num_threads(pass_threads(len(by_user.cols)))
-        history.setup_seconds = kernels.load_als()
-        t_start = time.perf_counter()
         try:
+            history.setup_seconds = kernels.load_als()
+            t_start = time.perf_counter()
             for it in range(n_iter):
                 t0 = time.perf_counter()
                 _als_half_step(by_user, Y, X, cfg.reg)
