@@ -22,6 +22,8 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[test]'
+	@# compile the one-thread training kernel (`make demo`'s) into numba's cache now, not in the first fit
+	$(BIN)/python -c "from collabkit.core import kernels; kernels.load_dot_step(1)"
 	touch $@
 
 demo: install
@@ -46,8 +48,11 @@ serve: install
 	@echo "  http://127.0.0.1:$(PORT)/#key=$$(cat $(SERVE)/writer.key)"
 	@$(BIN)/collabkit serve --model $(SERVE)/model/ --db $(SERVE_DB) --port $(PORT) --log-level warning
 
+# Chromium and PostgreSQL are installed first when missing and root (.ci/prereqs); the run ends
+# with each tier it skipped and what would run it.
 test: install
 	$(BIN)/ruff check src tests bench
+	.ci/prereqs
 	COLLABKIT_TEST_DATA=$(DATA) $(BIN)/python -m pytest -q -m "slow or not slow" --durations=10
 
 lint: install

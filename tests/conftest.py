@@ -100,3 +100,19 @@ def _map_large_blocks() -> None:
         ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 16)  # M_MMAP_THRESHOLD: fixed at 64 KB
     except (OSError, AttributeError):
         pass
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """End the run with what it did not run: each reason tests were skipped for (a missing
+    Chromium or PostgreSQL, no GPU, no ML-100k), how many, and what would run them."""
+    reasons: dict[str, int] = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        reasons[reason] = reasons.get(reason, 0) + 1
+    if not reasons:
+        return
+    terminalreporter.section("skipped tiers (not run)")
+    for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1]):
+        terminalreporter.write_line(f"{n:4d} skipped: {reason}")
+    terminalreporter.write_line("each line says what its tests need; as root, `make test` installs Chromium and PostgreSQL itself")

@@ -36,7 +36,7 @@ def test_train_json_then_predict_in_a_new_process(csv, tmp_path):
     out = tmp_path / "model"
     cols = ["--ratings", csv, "--user-col", "who", "--item-col", "movie", "--rating-col", "stars"]
     result = json.loads(run("train", *cols, "--epochs", "3", "--out", out, "--json"))
-    assert {"rmse", "mae", "fit_seconds", "n_train", "n_test"} <= result.keys()
+    assert {"rmse", "mae", "fit_seconds", "setup_seconds", "n_train", "n_test"} <= result.keys()
     assert result["n_train"] + result["n_test"] == len(make_ratings())
     here = float(load_model(out).predict(["u3"], [105])[0])
     proc = subprocess.run(

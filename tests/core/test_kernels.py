@@ -1,11 +1,19 @@
 from __future__ import annotations
 
 import copy
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from collabkit.core import kernels
 from collabkit.core.kernels import SORT_RATIO, _group, permutation
 from collabkit.core.loop import train_step
 from collabkit.core.optim import RowAdamW
@@ -109,3 +117,141 @@ def test_a_frozen_table_stays_as_it_was(tiny):
     train_step(model, opt, u, i, r, 0.05, 0.9, 0.1)
     assert torch.equal(model.item_factors.weight, frozen)
     assert not torch.equal(model.user_factors.weight, before)
+
+
+def test_one_thread_trains_as_two_threads_do(tiny):
+    """The serial build (one thread, no pool) is the parallel build's maths, bit for bit."""
+    one = registry()["dot-bias"].from_data(tiny, n_factors=8)
+    two = copy.deepcopy(one)
+    opt_one, opt_two = RowAdamW(list(one.parameters())), RowAdamW(list(two.parameters()))
+    gen = torch.Generator().manual_seed(3)
+    threads = torch.get_num_threads()
+    try:
+        for _ in range(3):
+            u = torch.randint(0, len(one.users), (500,), generator=gen)
+            i = torch.randint(0, len(one.items), (500,), generator=gen)
+            r = torch.randint(1, 6, (500,), generator=gen).float()
+            torch.set_num_threads(1)
+            a = train_step(one, opt_one, u, i, r, 0.05, 0.9, 0.1)
+            torch.set_num_threads(2)
+            b = train_step(two, opt_two, u, i, r, 0.05, 0.9, 0.1)
+            assert a.item() == b.item()
+    finally:
+        torch.set_num_threads(threads)
+    for p, q in zip(one.parameters(), two.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_a_kernel_compiles_one_signature_per_build():
+    """A build loaded for float32 refuses float64 tables rather than compiling a second entry
+    into the shared cache."""
+    X = torch.zeros(3, 2, dtype=torch.float64)
+    indptr, cols, extra = np.array([0, 1, 1, 1]), np.array([0], np.int32), np.ones(1, np.float32)
+    with pytest.raises(TypeError, match="No matching definition"):
+        kernels._als_observed.build(1, "f4")(indptr, cols, extra, X.numpy(), X.numpy(), np.array([0, 3]))
+    with pytest.raises(TypeError, match="no f2 build"):
+        kernels._als_observed.load(1, "f2")
+
+
+FRESH_FITS = """
+import json, numba, torch
+from numba.np.ufunc import parallel
+from tests.conftest import make_ratings
+import collabkit as ck
+from collabkit.core.loop import fit_one_cycle
+data = make_ratings(200, 100)
+out = {}
+for name, bs in (("small", 1024), ("again", 1024), ("als", None), ("large", 8192)):
+    model = ck.ALS.from_data(data) if name == "als" else ck.DotProductBias.from_data(data, n_factors=8)
+    h = model.fit(data) if name == "als" else fit_one_cycle(model, data, epochs=1, bs=bs)
+    out[name] = {"setup": h.setup_seconds, "pool": parallel._is_initialized}
+out["layer"] = numba.threading_layer()
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.slow
+def test_small_work_never_starts_a_thread_pool_and_loads_its_kernels_once():
+    """In a fresh process: fits at batch <= 4096 and iALS on a small set run the serial builds
+    (numba's pool is never started); the kernels load once, before the first fit's clock; a
+    batch above 4096 runs the parallel build on numba's pool, its workqueue layer (whose idle
+    threads sleep: OpenMP's spin)."""
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
+    out = json.loads(_python(FRESH_FITS, env).splitlines()[-1])
+    assert not out["small"]["pool"] and not out["als"]["pool"], out
+    assert out["small"]["setup"] > 0 and out["again"]["setup"] == 0, out
+    assert out["large"]["pool"] and out["large"]["setup"] > 0 and out["layer"] == "workqueue", out
+
+
+LOAD_PERMUTATION = """
+import json, torch
+from collabkit.core import kernels
+torch.set_num_threads(1)
+p = kernels.permutation(1000, 7)
+stats = kernels._permutation.build(1).stats
+print(json.dumps({"hits": sum(stats.cache_hits.values()), "misses": sum(stats.cache_misses.values()),
+                  "path": stats.cache_path, "file": kernels.__file__, "perm": p[:20].tolist()}))
+"""
+
+
+@pytest.mark.slow
+def test_concurrent_processes_share_one_kernel_cache(tmp_path):
+    """Three processes start at once on an empty cache: one compiles the kernel and writes it,
+    the others wait for it and read it (no process compiles it again, none reads a half-written
+    or wrong entry); a later process reads it too."""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    procs = [_start(LOAD_PERMUTATION, env) for _ in range(3)]
+    runs = [json.loads(_finish(p).splitlines()[-1]) for p in procs]
+    assert sorted(r["misses"] for r in runs) == [0, 0, 1], runs
+    later = json.loads(_python(LOAD_PERMUTATION, env).splitlines()[-1])
+    assert later["hits"] == 1 and later["misses"] == 0, later
+    assert {tuple(r["perm"]) for r in [*runs, later]} == {tuple(later["perm"])}
+    assert later["path"].startswith(str(tmp_path))
+
+
+@pytest.mark.slow
+def test_a_read_only_installed_package_caches_its_kernels_in_the_users_cache(tmp_path):
+    """Installed where it cannot write (site-packages of another user), the package caches its
+    kernels in the user's cache folder ($XDG_CACHE_HOME/numba), and the next process reads them."""
+    root = Path(tempfile.mkdtemp(prefix="collabkit-ro-"))  # not under pytest's 0700 folders
+    try:
+        shutil.copytree(Path(kernels.__file__).parents[1], root / "site" / "collabkit",
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        (root / "cache").mkdir()
+        os.chmod(root, 0o755)
+        os.chmod(root / "cache", 0o777)
+        if os.geteuid() == 0:  # root writes anywhere: a file where numba's folder would go stops it
+            (root / "site" / "collabkit" / "core" / "__pycache__").write_text("")
+        for path in (root / "site").rglob("*"):
+            path.chmod(0o555 if path.is_dir() else 0o444)
+        (root / "site").chmod(0o555)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_")}
+        env.update(PYTHONPATH=str(root / "site"), XDG_CACHE_HOME=str(root / "cache"))
+        first = json.loads(_python(LOAD_PERMUTATION, env).splitlines()[-1])
+        second = json.loads(_python(LOAD_PERMUTATION, env).splitlines()[-1])
+        assert first["file"].startswith(str(root / "site")), first
+        assert first["path"].startswith(str(root / "cache" / "numba")), first
+        assert (first["misses"], second["misses"], second["hits"]) == (1, 0, 1)
+        assert first["perm"] == second["perm"]
+        assert not list((root / "site").rglob("*.nbi")) and list((root / "cache").rglob("*.nbi"))
+    finally:
+        for path in [root, *root.rglob("*")]:
+            if path.is_dir() and not path.is_symlink():
+                path.chmod(0o755)
+        shutil.rmtree(root)
+
+
+def _start(code: str, env: dict | None = None) -> subprocess.Popen:
+    cwd = Path(__file__).parents[2]  # the repository: `tests.conftest` imports
+    return subprocess.Popen([sys.executable, "-c", code], cwd=cwd, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+
+
+def _finish(proc: subprocess.Popen) -> str:
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-3000:]
+    return out
+
+
+def _python(code: str, env: dict | None = None) -> str:
+    return _finish(_start(code, env))

@@ -78,6 +78,21 @@ app = typer.Typer(
 SPEC_HELP = "a spec such as dot-bias or dot-bias(n_factors=20, epochs=10); `collabkit kinds` lists the kinds"
 SPLITS = "random, user, temporal (each user's last), timecut (one moment for everyone: never trains on the future), none, or u1..u5/ua/ub (ML-100k)"
 
+def _print_version(given: bool) -> None:
+    if given:
+        from importlib.metadata import version
+
+        typer.echo(f"collabkit {version('collabkit')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print collabkit's version and exit.")] = False,
+) -> None:
+    """Every command imports only what it needs (torch, pandas, numba, fastapi): --help is quick."""
+
+
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout instead of tables.")]
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Folder holding the dataset (offline); default: $COLLABKIT_DATA, else ~/.cache/collabkit, where it is downloaded once.")]
 ModelDir = Annotated[Path, typer.Argument(help="Folder written by `collabkit train --out`.")]

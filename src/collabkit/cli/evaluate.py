@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import numpy as np
-import pandas as pd
 import typer
 from rich import box
 from rich.table import Table
@@ -30,7 +28,11 @@ from collabkit.cli.common import (
     print_json,
 )
 from collabkit.cli.source import DataSource, training_data, with_source
-from collabkit.data.interactions import Ratings
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from collabkit.data.interactions import Ratings
 
 K = Annotated[int, typer.Option("-k", "--k", help="Length of the top-k lists ranking metrics score.")]
 Relevant = Annotated[float, typer.Option("--relevant", help="Held-out ratings >= this are the relevant items.")]
@@ -52,6 +54,8 @@ def evaluate(
     as_json: Json = False,
 ) -> None:
     """Score a saved model on held-out ratings, with 95% intervals; unknown users/items are counted and use the fallback."""
+    import pandas as pd
+
     from collabkit.checkpoint import read_config
     from collabkit.cli.recommend import load_model_dir
     from collabkit.evaluate import evaluate_ranking, evaluate_ratings
@@ -133,6 +137,8 @@ def evaluate(
 
 def _overlap(train: Ratings, test: Ratings) -> int:
     """How many (user, item) pairs of ``test`` are also in ``train``."""
+    import pandas as pd
+
     key = ["user", "item"]
     pairs = pd.MultiIndex.from_frame(train.frame[key])
     return int(pd.MultiIndex.from_frame(test.frame[key]).isin(pairs).sum())
@@ -153,6 +159,8 @@ def compare(
     as_json: Json = False,
 ) -> None:
     """Train several models on one split and score them side by side: one row each, with 95% intervals and fit time."""
+    import pandas as pd
+
     from collabkit.evaluate.compare import compare as compare_models
     from collabkit.evaluate.compare import compare_heldout
     from collabkit.train.build import ModelSpec, split_specs
@@ -215,6 +223,9 @@ def compare(
 def estimates_frame(rows: list[dict[str, Any]], metrics: list[str], label: str, baseline: str | None = None) -> pd.DataFrame:
     """Rows of values and intervals as text cells "value[ ns]\n[low, high]" (ns: the paired test
     against the baseline is not significant), one column per metric."""
+    import numpy as np
+    import pandas as pd
+
     out = []
     for row in rows:
         name = str(row[label]) + (" (baseline)" if baseline is not None and row[label] == baseline else "")
@@ -231,6 +242,8 @@ def estimates_frame(rows: list[dict[str, Any]], metrics: list[str], label: str, 
 
 def differences_frame(rows: list[dict[str, Any]], metrics: list[str]) -> pd.DataFrame:
     """One row per model tested against the baseline: "difference (p)\n[low, high]" per metric."""
+    import pandas as pd
+
     out = []
     for row in rows:
         if "vs_baseline" not in row:
@@ -290,6 +303,8 @@ def cross_validate_cmd(
 def frame_table(frame: pd.DataFrame, title: str, decimals: dict[str, int] | None = None) -> Table:
     """A DataFrame as a rich table: numbers right-aligned and never cut (floats as ``_cell``
     writes them, ``decimals`` per column); long text wraps when the terminal is narrow."""
+    import pandas as pd
+
     view = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     cells = {}
     for col in frame.columns:
@@ -319,6 +334,8 @@ def _signed(v: float, places: int) -> str:
 
 def _cell(v: Any, places: int = 4) -> str:
     """A float to ``places`` decimals (1 from 100 up: counts and ranks need no more), NaN as '-'."""
+    import numpy as np
+
     if isinstance(v, float | np.floating):
         v = float(v)
         return "-" if math.isnan(v) else f"{v:.{places if abs(v) < 100 else min(places, 1)}f}"

@@ -8,7 +8,7 @@ itself (source, columns, split and seed as recorded at `train`); data options ov
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -16,8 +16,10 @@ from rich.table import Table
 from collabkit.cli.common import Json, ModelDir, app, consoles, fail, print_json
 from collabkit.cli.evaluate import K, Relevant, frame_table
 from collabkit.cli.source import DataSource, training_data, with_source
-from collabkit.data.interactions import Ratings
 from collabkit.files import check_can_write, clip_text
+
+if TYPE_CHECKING:
+    from collabkit.data.interactions import Ratings
 
 #: similar items: the fewest training ratings a neighbour needs by default
 MIN_RATINGS = 5

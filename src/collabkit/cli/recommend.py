@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import pandas as pd
 import typer
 from rich.table import Table
 
 from collabkit.cli.common import Device, Json, ModelDir, app, consoles, fail, on_device, print_json
 from collabkit.cli.source import DataSource, model_data, with_source
-from collabkit.data.interactions import Ratings
 from collabkit.files import atomic_path, check_can_write, writing
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from collabkit.data.interactions import Ratings
 
 TopN = Annotated[int, typer.Option("-n", "--n", min=1, help="Length of each list.")]
 IncludeSeen = Annotated[

@@ -10,14 +10,16 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import pandas as pd
 import typer
 
 from collabkit.cli.common import Json, app, consoles, fail, metrics_table, print_json
 from collabkit.cli.source import DataSource, model_data, with_source
 from collabkit.files import clip_text
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 DEFAULT_DB = "sqlite:///collabkit.db"
 #: seconds a worker may take to answer the supervisor's ping before it is restarted: loading a
@@ -129,6 +131,8 @@ def db_import(
         items = load_items(model) if model is not None else data.items
     except (FileNotFoundError, ValueError, OSError) as e:
         fail(str(e))
+    import pandas as pd
+
     frame = data.frame
     rows = pd.DataFrame({
         "user": frame["user"].astype(str), "item": frame["item"].astype(str),

@@ -12,13 +12,15 @@ import functools
 import inspect
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from collabkit.cli.common import SPLITS, DataDir
-from collabkit.data.interactions import Ratings
 from collabkit.data.source import DataSource, file_sha256
+
+if TYPE_CHECKING:
+    from collabkit.data.interactions import Ratings
 
 #: the options every data-reading command takes, as (name, annotation): see ``with_source``
 SOURCE_OPTIONS: dict[str, Any] = {

@@ -5,11 +5,9 @@ from __future__ import annotations
 import math
 import shlex
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import pandas as pd
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from collabkit.cli.common import (
@@ -25,8 +23,12 @@ from collabkit.cli.common import (
     print_json,
 )
 from collabkit.cli.source import DataSource, source_args, with_source
-from collabkit.data.interactions import Ratings
 from collabkit.files import check_can_write, clip_text
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from collabkit.data.interactions import Ratings
 
 
 @app.command()
@@ -130,7 +132,7 @@ def train(
             result.update(evaluate_ratings(net, test_set))
             _warn_if_worse_than_baseline(net, test_set, result, log)
     result["device"] = str(where)
-    result.update({"n_train": len(train_set), "fit_seconds": round(history.fit_seconds, 3)})
+    result.update({"n_train": len(train_set), "fit_seconds": round(history.fit_seconds, 3), "setup_seconds": round(history.setup_seconds, 3)})
     if out is not None:
         net.meta["train"] = {"spec": spec.name, "implicit": implicit, "threshold": cut}
         try:
@@ -386,6 +388,8 @@ def crosstab(
     n_items: Annotated[int, typer.Option(help="Most rated items to show.")] = 15,
 ) -> None:
     """The chapter's table: most active users x most rated items, blanks where the model must fill in."""
+    import pandas as pd
+
     try:
         data = source.load()
     except (ValueError, FileNotFoundError, OSError) as e:

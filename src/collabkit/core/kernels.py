@@ -15,7 +15,13 @@ and (rows, F) temporaries; here each row's CG runs start to end with its interac
 from __future__ import annotations
 
 import math
+import os
 import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import FunctionType
+from typing import Any
 
 import numba
 import numpy as np
@@ -36,7 +42,116 @@ AHEAD = 8
 #: the same for the batch's gather from the epoch's arrays (a few bytes a rating)
 GATHER_AHEAD = 32
 
+#: numba's options for every kernel: float sums may be reordered and multiply-adds fused
+FAST = {"reassoc", "contract"}
+
 _lock = threading.Lock()  # numba's workqueue threading layer must not be entered twice at once
+
+
+class Kernel:
+    """A compiled kernel in serial and parallel builds, one signature each, cached on disk apart.
+
+    ``threads`` 1 runs the serial build on the calling thread: numba's thread pool is never
+    started, so small work never waits for a core that other work holds. More threads run the
+    parallel build, its ``prange`` loops spread over numba's pool (started once per process).
+    ``signature`` is numba's, ``{f}`` standing for the float type; a build is made for each type
+    in ``floats`` that a call asks for (``f=``), float32 by default. ``chunk``: the parallel
+    build hands out its loops' iterations this many at a time (0: numba's equal shares).
+
+    A build is loaded on its first use in a process (compiled the first time ever, then read from
+    numba's cache), under a lock file beside the cache: concurrent processes never write the
+    cache at once, and one signature per build means no entry is ever read for another. Then it
+    compiles nothing else, so a call with other types fails loudly instead of compiling anew.
+    """
+
+    def __init__(self, fn: Callable[..., Any], signature: str, floats: tuple[str, ...] = ("f4",), chunk: int = 0) -> None:
+        self.fn, self.signature, self.floats, self.chunk = fn, signature, floats, chunk
+        self._builds: dict[tuple[str, bool], Any] = {}
+
+    def build(self, threads: int, f: str = "f4") -> Any:
+        """The (loaded) build for ``threads`` and float type ``f``."""
+        key = (f, threads > 1)
+        if key not in self._builds:
+            self.load(threads, f)
+        return self._builds[key]
+
+    def load(self, threads: int, f: str = "f4") -> float:
+        """Make the build for ``threads`` and ``f`` ready, and for more than one thread start
+        numba's pool: the seconds it took, 0 once done."""
+        parallel, key = threads > 1, (f, threads > 1)
+        if key in self._builds:
+            return 0.0
+        if f not in self.floats:
+            raise TypeError(f"{self.fn.__name__} has no {f} build (only {', '.join(self.floats)})")
+        t0 = time.perf_counter()
+        name = f"{f}_{'parallel' if parallel else 'serial'}"
+        if parallel:
+            _start_pool()  # before compiling or loading: either starts numba's pool
+        build = numba.njit(cache=True, parallel=parallel, fastmath=FAST)(_renamed(self.fn, name))
+        with _cache_lock(build):
+            build.compile(self.signature.format(f=f))
+        build.disable_compile()
+        self._builds[key] = build
+        return time.perf_counter() - t0
+
+    def __call__(self, threads: int, *args: Any, f: str = "f4") -> Any:
+        build = self.build(threads, f)
+        if threads <= 1:
+            return build(*args)
+        with _lock, numba.parallel_chunksize(self.chunk):
+            numba.set_num_threads(threads)
+            return build(*args)
+
+
+def _start_pool() -> None:
+    """Start numba's thread pool (once a process): its workqueue layer unless the user chose one
+    (NUMBA_THREADING_LAYER). Its idle threads wait on a condition variable; OpenMP's spin after
+    every parallel region (measured: ~3.5 ms of CPU a region), and on a busy machine a dot-bias
+    fit at batch 32768 took 2.1-5.7 s on OpenMP's pool against 0.9-1.0 s on workqueue's."""
+    if numba.config.THREADING_LAYER == "default":
+        numba.config.THREADING_LAYER = "workqueue"
+    numba.get_num_threads()
+
+
+def kernel(signature: str, floats: tuple[str, ...] = ("f4",), chunk: int = 0) -> Callable[[Callable[..., Any]], Kernel]:
+    """``@kernel(signature)``: ``fn`` as a Kernel."""
+    return lambda fn: Kernel(fn, signature, floats, chunk)
+
+
+def threads() -> int:
+    """The threads a kernel runs on: torch's (the caller's rule, ``core.loop.step_threads``),
+    at most numba's."""
+    return min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)
+
+
+def _renamed(fn: Callable[..., Any], suffix: str) -> Callable[..., Any]:
+    """A copy of ``fn`` named ``<name>_<suffix>``: numba names a cache file after the function,
+    and two builds of one function under one name would read each other's entries."""
+    twin = FunctionType(fn.__code__, fn.__globals__, f"{fn.__name__}_{suffix}", fn.__defaults__, fn.__closure__)
+    twin.__qualname__, twin.__module__, twin.__doc__ = f"{fn.__qualname__}_{suffix}", fn.__module__, fn.__doc__
+    return twin
+
+
+@contextmanager
+def _cache_lock(build: Any) -> Iterator[None]:
+    """Hold an exclusive lock on a file beside ``build``'s cache (POSIX), so that one process
+    compiles and writes a kernel while the others wait and then read it."""
+    path = getattr(getattr(build, "_cache", None), "cache_path", None)
+    try:
+        import fcntl
+
+        f = open(os.path.join(path, "collabkit-kernels.lock"), "a") if path else None  # noqa: SIM115
+    except (ImportError, OSError):
+        f = None
+    if f is None:
+        yield
+        return
+    with f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def dot_mse_step(
@@ -65,18 +180,25 @@ def dot_mse_step(
     lo, hi = y_range if y_range is not None else (0.0, 0.0)
     if at is None:
         at = torch.arange(len(r), dtype=torch.int32)
-    u, i, at = (x if x.dtype == torch.int32 else x.int() for x in (u, i, at))  # one compiled variant
+    u, i, at = (x if x.dtype == torch.int32 else x.int() for x in (u, i, at))  # the signature's types
     arrays = [t.detach().numpy() for t in (*tables, *moments)]
-    # rows are handed out CHUNK_ROWS at a time, not in equal shares: popular rows cost more
-    with _lock, numba.parallel_chunksize(CHUNK_ROWS):
-        numba.set_num_threads(min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
-        return _step(
-            u.numpy(), i.numpy(), r.numpy(), at.numpy(), *arrays, has_bias, y_range is not None, lo, hi,
-            hyper["lr"], hyper["beta1"], hyper["beta2"], hyper["eps"], hyper["weight_decay"], step,
-        )  # fmt: skip
+    return _step(
+        threads(), u.numpy(), i.numpy(), r.numpy(), at.numpy(), *arrays, has_bias, y_range is not None,
+        float(lo), float(hi), hyper["lr"], hyper["beta1"], hyper["beta2"], hyper["eps"], hyper["weight_decay"], step,
+    )  # fmt: skip
 
 
-@numba.njit(cache=True, parallel=True, fastmath={"reassoc", "contract"})
+def load_dot_step(threads_: int | None = None) -> float:
+    """Make ``dot_mse_step``'s build for ``threads_`` (default ``threads()``) ready: the seconds
+    it took, 0 once loaded."""
+    return _step.load(threads() if threads_ is None else threads_)
+
+
+@kernel(
+    "f8(i4[::1], i4[::1], f4[::1], i4[::1], f4[:, ::1], f4[:, ::1], f4[:, ::1], f4[:, ::1], f4[:, :, ::1], "
+    "f4[:, :, ::1], f4[:, :, ::1], f4[:, :, ::1], b1, b1, f8, f8, f8, f8, f8, f8, f8, i8)",
+    chunk=CHUNK_ROWS,  # rows handed out CHUNK_ROWS at a time, not in equal shares: popular rows cost more
+)
 def _step(users, items, ratings, at, P, Q, BU, BI, MP, MQ, MBU, MBI, has_bias, squash, lo, hi, lr, beta1, beta2, eps, wd, step):
     n, width = len(at), P.shape[1]
     u, i, r = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.float32)
@@ -260,30 +382,36 @@ def als_cg_(
     Row r's columns are ``cols[indptr[r]:indptr[r + 1]]``; G = Y^T Y + reg I. Rows are cut into
     blocks of equal work (interactions + rows), so every thread gets its share.
     """
-    with _lock:
-        _als_cg(indptr, cols, extra, Y.numpy(), G.numpy(), X.numpy(), steps, _blocks(indptr))
+    _als_cg(threads(), indptr, cols, extra, Y.numpy(), G.numpy(), X.numpy(), steps, _blocks(indptr), f=_float(X))
 
 
 def als_observed_loss(indptr: np.ndarray, cols: np.ndarray, extra: np.ndarray, X: Tensor, Y: Tensor) -> float:
     """sum over the interactions (r, c) of (1 + extra_rc) (1 - s)^2 - s^2, s = x_r . y_c, in
     float64: the observed part of the iALS loss (``models.implicit._als_loss``)."""
-    with _lock:
-        return float(_als_observed(indptr, cols, extra, X.numpy(), Y.numpy(), _blocks(indptr)))
+    return float(_als_observed(threads(), indptr, cols, extra, X.numpy(), Y.numpy(), _blocks(indptr), f=_float(X)))
+
+
+def load_als() -> float:
+    """Make the iALS kernels' builds for ``threads()`` ready: the seconds it took, 0 once loaded."""
+    return _als_cg.load(threads()) + _als_observed.load(threads())
+
+
+def _float(X: Tensor) -> str:
+    """numba's name of X's float type: f4 (the models' tables) or f8."""
+    return "f8" if X.dtype == torch.float64 else "f4"
 
 
 def _blocks(indptr: np.ndarray) -> np.ndarray:
     """Row bounds cutting a CSR matrix into 8 blocks a thread of about equal work (interactions
-    + rows), so that a static share of blocks per thread balances; sets numba's thread count."""
-    threads = min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)
-    numba.set_num_threads(threads)
+    + rows), so that a static share of blocks per thread balances."""
     n_rows = len(indptr) - 1
-    targets = np.linspace(0, indptr[-1] + n_rows, 8 * threads + 1)
+    targets = np.linspace(0, indptr[-1] + n_rows, 8 * threads() + 1)
     bounds = np.searchsorted(indptr + np.arange(n_rows + 1), targets)  # (rows,) int64, transient
     bounds[0], bounds[-1] = 0, n_rows
     return np.unique(bounds)
 
 
-@numba.njit(cache=True, parallel=True, fastmath={"reassoc", "contract"})
+@kernel("void(i8[::1], i4[::1], f4[::1], {f}[:, ::1], {f}[:, ::1], {f}[:, ::1], i8, i8[::1])", floats=("f4", "f8"))
 def _als_cg(indptr, cols, extra, Y, G, X, steps, bounds):
     width = X.shape[1]
     for blk in prange(len(bounds) - 1):
@@ -321,7 +449,7 @@ def _als_cg(indptr, cols, extra, Y, G, X, steps, bounds):
                 rs = rs_new
 
 
-@numba.njit(cache=True, parallel=True, fastmath={"reassoc", "contract"})
+@kernel("f8(i8[::1], i4[::1], f4[::1], {f}[:, ::1], {f}[:, ::1], i8[::1])", floats=("f4", "f8"))
 def _als_observed(indptr, cols, extra, X, Y, bounds):
     parts = np.zeros(len(bounds) - 1)
     for blk in prange(len(bounds) - 1):
@@ -360,15 +488,17 @@ def permutation(n: int, seed: int) -> Tensor:
     by a hash of (seed, position), the buckets are filled in parallel, and each is shuffled
     (Fisher-Yates) in cache: random buckets, each uniformly shuffled, make a uniform permutation.
     """
-    threads = min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)
     buckets = max(1, n >> 15)
-    bounds = np.linspace(0, n, 8 * threads + 1).astype(np.int64)
-    with _lock:
-        numba.set_num_threads(threads)
-        return torch.from_numpy(_permutation(n, np.uint64(seed), buckets, bounds))
+    bounds = np.linspace(0, n, 8 * threads() + 1).astype(np.int64)
+    return torch.from_numpy(_permutation(threads(), n, np.uint64(seed), buckets, bounds))
 
 
-@numba.njit(cache=True, parallel=True)
+def load_permutation() -> float:
+    """Make ``permutation``'s build for ``threads()`` ready: the seconds it took, 0 once loaded."""
+    return _permutation.load(threads())
+
+
+@kernel("i4[::1](i8, u8, i8, i8[::1])")
 def _permutation(n, seed, buckets, bounds):
     parts = len(bounds) - 1
     counts = np.zeros((parts, buckets), np.int64)

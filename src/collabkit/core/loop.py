@@ -33,8 +33,17 @@ from collabkit.data.interactions import Ratings
 #: steps, so the engine scales lr by sqrt(bs / LR_REF_BS) (Adam's square-root rule). Measured on
 #: ML-100k u1, chapter recipe: bs 1024 at 5e-3 unscaled RMSE 0.929, scaled (1e-2) 0.922.
 LR_REF_BS = 256
-#: batches at least this large run on every core; smaller ones on one (see step_threads)
+#: The parallelism rule, for the torch step and the compiled kernels alike (``step_threads``,
+#: ``pass_threads``): work runs on every core only when one call of it is large. Smaller work
+#: runs on one thread and never starts a thread pool (``core.kernels.Kernel``): a hand-off
+#: to other threads costs more than such work, and on a busy machine each one waits for a
+#: core that other work holds (issue 27: a fresh-process chapter fit took 1.1-4.0 s beside
+#: two CPU-bound loops with numba's pool, 0.48-0.64 s without it).
+#: A training batch of at most this many ratings is small.
 THREADED_BS = 4096
+#: A pass over a whole data set (iALS's half-steps) of fewer interactions than this is small:
+#: on ML-100k (55 k) two threads were 2-20x slower than one on a busy 2-core machine.
+THREADED_NNZ = 1 << 20
 #: ids looked up per slice by encode(compact=True)
 ENCODE_CHUNK = 1 << 20
 #: ratings from which an epoch's order is drawn in parallel (epoch_order)
@@ -96,6 +105,9 @@ class History:
 
     rows: list[dict[str, float]] = field(default_factory=list)
     fit_seconds: float = 0.0
+    #: one-time work before the first step, not in fit_seconds: loading the compiled kernels
+    #: (compiling them, the first time ever) and starting a thread pool; ~0 once a process has
+    setup_seconds: float = 0.0
 
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows)
@@ -156,12 +168,13 @@ def fit_one_cycle(
     task = bar.add_task("training", total=total) if bar else None
     if console is not None:
         console.print(f"{'epoch':>5} {'train_loss':>11} {'valid_loss':>11} {'time':>7}")
-    t_start = time.perf_counter()
     step = 0
     lr_max = lr_max * lr_scale(bs, lr_ref_bs)
     world = ranks.world if ranks else 1
     with training_settings(threads or step_threads(bs // world)), bar or nullcontext(), devices.placed(model, device):
         opt = (parallel.ExchangeRowAdamW if ranks else RowAdamW)(list(model.parameters()))
+        history.setup_seconds = _load_kernels(model, loss_fn, device, n) if ranks is None else 0.0
+        t_start = time.perf_counter()
         for epoch in range(epochs):
             t0 = time.perf_counter()
             model.train()
@@ -209,6 +222,17 @@ def fit_one_cycle(
     return history
 
 
+def _load_kernels(model: Model, loss_fn: Callable, device: torch.device, n: int) -> float:
+    """Load the compiled kernels a fit of ``n`` ratings will run, before its clock starts (numba
+    loads a kernel on its first call): the seconds it took, 0 when this process already has."""
+    seconds = 0.0
+    if compiled_tables(model, loss_fn, device) is not None:
+        seconds += kernels.load_dot_step()
+    if n >= PARALLEL_ORDER:
+        seconds += kernels.load_permutation()
+    return seconds
+
+
 def epoch_order(n: int, gen: torch.Generator) -> Tensor:
     """An epoch's random order of n ratings, int32 (int64's would double its memory).
 
@@ -222,13 +246,18 @@ def epoch_order(n: int, gen: torch.Generator) -> Tensor:
 
 
 def step_threads(bs: int) -> int:
-    """Threads for batches of ``bs`` rows: one below THREADED_BS, else all of torch's.
+    """Threads for batches of ``bs`` rows: one up to THREADED_BS, else all of torch's.
 
-    A small batch is a few hundred kflops: OpenMP's thread hand-off costs more than it saves, and
-    on a busy machine its spin-waits make training 50-100x slower (measured). Batches of tens of
+    A small batch is a few hundred kflops: a thread hand-off costs more than it saves, and on a
+    busy machine OpenMP's spin-waits made training 50-100x slower (measured). Batches of tens of
     thousands of rows are big enough for threads to pay off.
     """
-    return 1 if bs < THREADED_BS else torch.get_num_threads()
+    return 1 if bs <= THREADED_BS else torch.get_num_threads()
+
+
+def pass_threads(nnz: int) -> int:
+    """Threads for a pass over ``nnz`` interactions: one below THREADED_NNZ, else all of torch's."""
+    return 1 if nnz < THREADED_NNZ else torch.get_num_threads()
 
 
 #: glibc's mallopt parameters
@@ -321,8 +350,7 @@ def train_step(
     ``at``: the batch is rows ``at`` of (u, i, r), an epoch's encoded arrays (the compiled step
     reads them in place).
     """
-    compiled = compiled and loss_fn is F.mse_loss and u.device.type == "cpu"
-    dot = model.dot_tables() if compiled else None
+    dot = compiled_tables(model, loss_fn, u.device) if compiled else None
     if dot is not None:
         opt.steps += 1
         moments = [opt.moments_of(p) for p in dot]
@@ -350,6 +378,16 @@ def train_step(
     }
     opt.step(lr, mom, wd, rows)
     return loss.detach()
+
+
+def compiled_tables(model: Model, loss_fn: Callable, device: torch.device) -> list[Tensor] | None:
+    """The tables ``train_step`` hands to the compiled step (``model.dot_tables()``, float32, on
+    the CPU, trained for MSE), or None: the step backpropagates in torch. (A data-parallel run
+    never asks: its optimiser exchanges gradients inside its own step.)"""
+    if loss_fn is not F.mse_loss or device.type != "cpu":
+        return None
+    dot = model.dot_tables()
+    return dot if dot is not None and all(t.dtype == torch.float32 for t in dot) else None
 
 
 def _gather(data: Encoded, at: Tensor) -> tuple[Tensor, Tensor, Tensor]:

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
-from collabkit.data.interactions import Ratings
 from collabkit.files import file_sha256
+
+if TYPE_CHECKING:  # the CLI builds a DataSource before it needs pandas: --help stays quick
+    import pandas as pd
+
+    from collabkit.data.interactions import Ratings
 
 #: the ways a record can split its data (besides the canonical ML-100k u1..u5, ua, ub)
 ROW_SPLITS = ("random", "user", "temporal", "timecut", "none")
@@ -170,6 +172,8 @@ class DataSource:
 
 def _aligned(items: pd.DataFrame, data: Ratings) -> pd.DataFrame:
     """``items`` indexed like ``data``'s item ids (text ids stay text, integer ids integers)."""
+    import pandas as pd
+
     if pd.api.types.is_integer_dtype(data.frame["item"].dtype):
         return items if pd.api.types.is_integer_dtype(items.index.dtype) else items.set_axis(
             pd.to_numeric(items.index, errors="coerce")

@@ -31,7 +31,7 @@ from rich.console import Console
 from torch import Tensor, nn
 
 from collabkit.core import kernels
-from collabkit.core.loop import History
+from collabkit.core.loop import History, pass_threads
 from collabkit.core.sampling import Distribution, fit_ranking
 from collabkit.data.implicit import Interactions, interactions
 from collabkit.data.interactions import Ratings
@@ -289,11 +289,11 @@ class ALS(ImplicitModel, DotProduct):
         X = self.user_factors.weight.detach().clone()
         Y = self.item_factors.weight.detach().clone()
         history = History()
-        t_start = time.perf_counter()
         threads_was = torch.get_num_threads()
-        if len(by_user.cols) < ALS_THREADED_NNZ:  # small sparse products: thread hand-offs cost more
-            torch.set_num_threads(1)
+        torch.set_num_threads(pass_threads(len(by_user.cols)))
         try:
+            history.setup_seconds = kernels.load_als()
+            t_start = time.perf_counter()
             for it in range(n_iter):
                 t0 = time.perf_counter()
                 _als_half_step(by_user, Y, X, cfg.reg)
@@ -341,9 +341,6 @@ class ALS(ImplicitModel, DotProduct):
 #: conjugate-gradient steps per row and half-step, warm-started from the previous factors (as the
 #: implicit package does); 3 gives the exact solve's NDCG@10 on ML-100k (see ALS)
 CG_STEPS = 3
-#: below this many interactions ALS runs on one thread: on ML-100k (55k) two threads were 2-20x
-#: slower than one on a busy 2-core machine (OpenMP waits for a descheduled thread)
-ALS_THREADED_NNZ = 1 << 20
 
 
 @dataclass
