@@ -21,7 +21,7 @@ from collabkit.data.vocab import UnknownIdError
 from collabkit.models.base import FACTORS, PROBA, CollabModel, supports
 from collabkit.models.linear import UserPrior
 from collabkit.recommend.foldin import fold_in_frame
-from collabkit.recommend.topn import rated_csr, top_n
+from collabkit.recommend.topn import _top_k, rated_csr, top_n
 
 Unknown = Literal["error", "fallback"]
 History = tuple[np.ndarray, np.ndarray, np.ndarray]  # CSR: indptr, item indices, ratings
@@ -139,18 +139,27 @@ def explain_items(
     vectors = unit_factors(model) if vectors is None else vectors
     if vectors.shape[1] == 0 or not recs.size:
         return out
-    liked = _liked(history, rows)  # (U, L) item indices, -1 padded
-    chunk = max(1, 2**22 // (recs.shape[1] * liked.shape[1]))  # users per step: ~4M similarities
-    for s in range(0, len(recs), chunk):
-        r, lk = torch.from_numpy(recs[s : s + chunk]), torch.from_numpy(liked[s : s + chunk])
-        sims = torch.einsum(
-            "bnf,blf->bnl", vectors[r.clamp(min=0)], vectors[lk.clamp(min=0)]
-        )  # (b, n, L)
+    owner, liked = _liked(history, rows)  # liked item indices, grouped by user
+    per = np.bincount(owner, minlength=len(rows))
+    first = np.cumsum(per) - per
+    by_size = np.argsort(per, kind="stable")  # users with as many liked items side by side:
+    s = 0  # each chunk pads to its own longest list, not the longest of all
+    while s < len(by_size):
+        chunk = max(1, min(len(by_size) - s, 2**22 // (recs.shape[1] * max(1, int(per[by_size[s]])))))
+        while chunk > 1 and chunk * recs.shape[1] * max(1, int(per[by_size[s + chunk - 1]])) > 2**22:
+            chunk //= 2  # ~4M similarities a step
+        users = by_size[s : s + chunk]
+        width = max(1, int(per[users].max()))
+        pos = np.arange(width)
+        lk = np.where(pos < per[users, None], liked[np.minimum(first[users, None] + pos, max(len(liked) - 1, 0))], -1) if len(liked) else np.full((len(users), 1), -1)
+        r, lk = torch.from_numpy(recs[users]), torch.from_numpy(lk)
+        sims = torch.einsum("bnf,blf->bnl", vectors[r.clamp(min=0)], vectors[lk.clamp(min=0)])  # (b, n, L)
         sims = sims.masked_fill((lk < 0).unsqueeze(1) | (r < 0).unsqueeze(2), -torch.inf)
-        order = torch.sort(-sims, dim=2, stable=True).indices[..., :k]  # (b, n, <=k)
-        pick = torch.gather(lk.unsqueeze(1).expand(-1, r.shape[1], -1), 2, order)
-        ok = torch.isfinite(torch.gather(sims, 2, order))
-        out[s : s + chunk, :, : order.shape[2]] = torch.where(ok, pick, -1).numpy()
+        near, top = _top_k(sims.reshape(-1, width), min(k, width))  # best first, ties to the lower position
+        pick = torch.gather(lk.unsqueeze(1).expand(-1, r.shape[1], -1).reshape(-1, width), 1, near)
+        got = torch.where(torch.isfinite(top), pick, -1).view(len(users), r.shape[1], -1).numpy()
+        out[users, :, : got.shape[2]] = got
+        s += len(users)
     return out
 
 
@@ -240,8 +249,9 @@ def because_text(because: np.ndarray, names: Callable[[np.ndarray], np.ndarray])
     return np.where(because[:, 1] >= 0, both, np.where(because[:, 0] >= 0, one, ""))
 
 
-def _liked(history: History, rows: np.ndarray) -> np.ndarray:
-    """(U, L) indices of the items each user rated at or above their own mean, -1 padded."""
+def _liked(history: History, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(owner, item) of the items each user ``rows[owner]`` rated at or above their own mean,
+    grouped by owner in history order."""
     indptr, items, ratings = history
     known = rows >= 0
     start = np.where(known, indptr[np.maximum(rows, 0)], 0)
@@ -251,11 +261,7 @@ def _liked(history: History, rows: np.ndarray) -> np.ndarray:
     r = ratings[flat]
     mean = np.bincount(owner, weights=r, minlength=len(rows)) / np.maximum(count, 1)
     good = r >= mean[owner] - 1e-6
-    owner, flat = owner[good], flat[good]
-    per = np.bincount(owner, minlength=len(rows))
-    out = np.full((len(rows), max(int(per.max()) if len(rows) else 0, 1)), -1, dtype=np.int64)
-    out[owner, np.arange(len(owner)) - np.repeat(np.cumsum(per) - per, per)] = items[flat]
-    return out
+    return owner[good], items[flat[good]]
 
 
 def unit_factors(model: CollabModel) -> Tensor:

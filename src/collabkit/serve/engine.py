@@ -21,6 +21,7 @@ scores and reasons (``tests/serve/test_engine.py`` checks every kind).
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -69,7 +70,7 @@ class Engine:
                  items: pd.DataFrame | None, ratings: pd.DataFrame, top_k: int = TOP_K,
                  scale: Any = None) -> None:  # fmt: skip
         t0 = time.perf_counter()
-        torch.set_num_threads(1)  # many small requests in parallel beat one request on many threads
+        torch.set_num_threads(os.cpu_count() or 1)  # the lists below: big products, every core
         self.version, self.path, self.trained_through = version, path, trained_through
         self.scale = scale  # the store's rule (``validation.Scale``): stored values off it are not used
         self.model, self.items = model.eval(), items
@@ -90,6 +91,7 @@ class Engine:
         self._precompute()
         self.average = self._average_taste()
         self.load_seconds = time.perf_counter() - t0
+        torch.set_num_threads(1)  # many small requests in parallel beat one request on many threads
 
     @classmethod
     def load(cls, version: int, path: str, trained_through: float, ratings: pd.DataFrame, scale: Any = None) -> Engine:
