@@ -55,6 +55,7 @@ from collabkit.train.build import build_model
 
 SHARES = (0.05, 0.10, 0.20)  # ratings added, as shares of the base
 TEST_SHARE = 0.04  # the following ratings scored, as a share of the data
+WITHIN = 0.1  # share of the added ratings set aside and scored (the added period's own ratings)
 ML_DAYS = 213  # days ML-100k's ratings span: Epinions is cut into as many chunks
 ANSWERS = (1, 5, 10, 20)  # ratings a held-out item is folded in from
 MIN_ITEM_RATINGS = 40
@@ -120,6 +121,14 @@ def chain(model: ck.CollabModel, data: ck.Ratings, chunks: np.ndarray, a: int, b
     return model, times, peaks
 
 
+def held_out(data: ck.Ratings, chunks: np.ndarray, a: int, b: int, seed: int) -> tuple[ck.Ratings, np.ndarray, int, ck.Ratings]:
+    """A random WITHIN share of rows a..b set aside: (the data without them, its chunks, where the
+    added rows now end, the rows set aside)."""
+    aside = np.zeros(len(data.frame), bool)
+    aside[a:b] = np.random.default_rng(seed).random(b - a) < WITHIN
+    return data.with_frame(data.frame[~aside]), chunks[~aside], b - int(aside.sum()), data.with_frame(data.frame[aside])
+
+
 def newcomers(data: ck.Ratings, a: int, b: int) -> tuple[set, set]:
     """(users, items) first seen in rows a..b."""
     base, added = data.frame.iloc[:a], data.frame.iloc[a:b]
@@ -136,23 +145,26 @@ def compare(data: ck.Ratings, chunks: np.ndarray, spec: str, base_share: float, 
     log.print(f"  base: {a} ratings, trained in {t_base:.2f} s")
     rows = []
     for share in shares:
-        b = a + int(share * a)
-        added, test = part(data, a, b), part(data, b, min(n, b + int(TEST_SHARE * n)))
-        new_users, new_items = newcomers(data, a, b)
-        updated, times, peaks = chain(model, data, chunks, a, b, recipe, seed)
+        kept, kept_chunks, b, aside = held_out(data, chunks, a, a + int(share * a), seed)
+        added, test = part(kept, a, b), part(kept, b, b + int(TEST_SHARE * n))
+        new_users, new_items = newcomers(kept, a, b)
+        updated, times, peaks = chain(model, kept, kept_chunks, a, b, recipe, seed)
         folded, t_fold, mb_fold = measured(model.update, added, base, epochs=0)
-        (refit, _), t_refit, mb_refit = measured(build_model, spec, part(data, 0, b), seed=seed)
-        row = {"share": share, "added": b - a, "chunks": len(times), "test": len(test.frame),
+        (refit, _), t_refit, mb_refit = measured(build_model, spec, part(kept, 0, b), seed=seed)
+        row = {"share": share, "added": b - a, "chunks": len(times), "test": len(test.frame), "aside": len(aside.frame),
                "new_users": len(new_users), "new_items": len(new_items), "refit_seconds": t_refit,
                "refit_peak_mb": mb_refit, "update_seconds": statistics.median(times),
                "update_seconds_total": sum(times), "update_peak_mb": max(peaks), "fold_in_seconds": t_fold,
                "fold_in_peak_mb": mb_fold}  # fmt: skip
         for name, m in (("update", updated), ("fold_in", folded), ("refit", refit)):
             row.update({f"{name}_{k}": v for k, v in scores(m, test, new_users, new_items).items()})
+            row.update({f"{name}_within_{k}": v for k, v in scores(m, aside, new_users, new_items).items()})
         row["gap"] = row["update_rmse"] - row["refit_rmse"]
+        row["gap_within"] = row["update_within_rmse"] - row["refit_within_rmse"]
         row["time_ratio"] = row["update_seconds"] / row["refit_seconds"]
         log.print(f"  +{share:.0%}: update {row['update_rmse']:.4f} fold-in {row['fold_in_rmse']:.4f} "
-                  f"refit {row['refit_rmse']:.4f}; update {row['update_seconds']:.3f} s a chunk, refit {t_refit:.2f} s")  # fmt: skip
+                  f"refit {row['refit_rmse']:.4f} (set aside: {row['update_within_rmse']:.4f} {row['fold_in_within_rmse']:.4f} "
+                  f"{row['refit_within_rmse']:.4f}); update {row['update_seconds']:.3f} s a chunk, refit {t_refit:.2f} s")  # fmt: skip
         rows.append(row)
     return rows
 
@@ -192,23 +204,31 @@ GRID = [{"epochs": e, "replay": r, "lr_max": lr} for e in (1, 3) for r in (1.0, 
 
 
 def tune(data: ck.Ratings, chunks: np.ndarray, spec: str, log: Console, seed: int = 0) -> list[dict[str, Any]]:
-    """The update recipes of GRID on base = the first 60%, 10% added, scored on the next 4%;
-    beside fold-in only (``epochs=0``) and the refit."""
+    """The update recipes of GRID on base = the first 60%, 10% added (a tenth of it set aside),
+    scored on the set-aside ratings and the next 4%; beside fold-in only (``epochs=0``) and the
+    refit."""
     n = len(data.frame)
     a = int(0.6 * n)
-    b = a + int(0.1 * a)
+    data, chunks, b, aside = held_out(data, chunks, a, a + int(0.1 * a), seed)
     test = part(data, b, b + int(TEST_SHARE * n))
     new_users, new_items = newcomers(data, a, b)
     model, _ = build_model(spec, part(data, 0, a), seed=seed)
     refit, _ = build_model(spec, part(data, 0, b), seed=seed)
-    reference = scores(refit, test, new_users, new_items)
+
+    def measure(m: ck.CollabModel) -> dict[str, float]:
+        within = scores(m, aside, new_users, new_items)
+        return {**scores(m, test, new_users, new_items), **{f"within_{k}": v for k, v in within.items()}}
+
+    reference = measure(refit)
     rows = []
     for recipe in [{"epochs": 0}, *GRID]:
         updated, times, _ = chain(model, data, chunks, a, b, recipe, seed)
         row = {"epochs": recipe["epochs"], "replay": recipe.get("replay"), "lr_max": recipe.get("lr_max"),
-               **scores(updated, test, new_users, new_items), "update_seconds": statistics.median(times)}  # fmt: skip
-        row.update({f"refit_{k}": v for k, v in reference.items()}, gap=row["rmse"] - reference["rmse"])
-        log.print(f"  {recipe}: {row['rmse']:.4f} (refit {reference['rmse']:.4f}), new users {row['rmse_new_users']:.4f}, new items {row['rmse_new_items']:.4f}")
+               **measure(updated), "update_seconds": statistics.median(times)}  # fmt: skip
+        row.update({f"refit_{k}": v for k, v in reference.items()}, gap=row["rmse"] - reference["rmse"],
+                   gap_within=row["within_rmse"] - reference["within_rmse"])  # fmt: skip
+        log.print(f"  {recipe}: {row['rmse']:.4f} (refit {reference['rmse']:.4f}), set aside {row['within_rmse']:.4f} "
+                  f"(refit {reference['within_rmse']:.4f}; new users {row['within_rmse_new_users']:.4f}, new items {row['within_rmse_new_items']:.4f})")  # fmt: skip
         rows.append(row)
     return rows
 
@@ -220,7 +240,7 @@ def main() -> None:
     p.add_argument("--model", default=SPEC, help="the recipe every method trains (a spec)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: the shared 2-core machine)")
     p.add_argument("--tune", action="store_true", help="compare update recipes on the validation protocol")
-    p.add_argument("--skip-items", action="store_true", help="leave out the new-items part")
+    p.add_argument("--parts", default="update,items", help="update (update vs refit) and/or items (new items)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -232,8 +252,10 @@ def main() -> None:
         if args.tune:
             result["datasets"][name] = {"tune": tune(data, chunks, args.model, log)}
             continue
-        entry = {"update_vs_refit": compare(data, chunks, args.model, 0.8, SHARES, {}, log)}
-        if not args.skip_items:
+        parts, entry = args.parts.split(","), {}
+        if "update" in parts:
+            entry["update_vs_refit"] = compare(data, chunks, args.model, 0.8, SHARES, {}, log)
+        if "items" in parts:
             entry["new_items"] = new_items(data, args.model, log)
         result["datasets"][name] = entry
     if args.json:
@@ -244,22 +266,22 @@ def main() -> None:
 
 
 def show(result: dict[str, Any]) -> None:
-    out = Console()
+    out = Console(width=None if sys.stdout.isatty() else 160)
     for name, entry in result["datasets"].items():
         if "tune" in entry:
             table = Table(title=f"{name}: update recipes, chained over daily chunks (base 60%, +10%; validation)")
-            for col in ("epochs", "replay", "lr_max", "RMSE", "new users", "new items", "gap to refit", "s a chunk"):
+            for col in ("epochs", "replay", "lr_max", "following", "gap", "set aside", "gap", "its new users", "its new items", "s a chunk"):
                 table.add_column(col, justify="right")
             for r in entry["tune"]:
                 table.add_row(str(r["epochs"]), f"{r['replay'] or '-'}", f"{r['lr_max'] or '-'}", f"{r['rmse']:.4f}",
-                              f"{r['rmse_new_users']:.4f}", f"{r['rmse_new_items']:.4f}", f"{r['gap']:+.4f}",
-                              f"{r['update_seconds']:.3f}")  # fmt: skip
+                              f"{r['gap']:+.4f}", f"{r['within_rmse']:.4f}", f"{r['gap_within']:+.4f}",
+                              f"{r['within_rmse_new_users']:.4f}", f"{r['within_rmse_new_items']:.4f}", f"{r['update_seconds']:.3f}")  # fmt: skip
             out.print(table)
             continue
         table = Table(title=f"{name}: {result['model']}, trained on the first 80%, ratings added in daily-sized chunks")
         for col in ("added", "chunks", "method", "RMSE", "new users", "new items", "seconds", "peak MB"):
             table.add_column(col, justify="right")
-        for r in entry["update_vs_refit"]:
+        for r in entry.get("update_vs_refit", []):
             for method, secs, peak in (("update", f"{r['update_seconds']:.3f} a chunk ({r['update_seconds_total']:.2f} in all)", r["update_peak_mb"]),
                                        ("fold-in", f"{r['fold_in_seconds']:.3f}", r["fold_in_peak_mb"]),
                                        ("refit", f"{r['refit_seconds']:.2f}", r["refit_peak_mb"])):  # fmt: skip

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from collabkit.checkpoint import load_model, read_config
+from collabkit.models.incremental import EPOCHS
 from tests.conftest import make_ratings, run_cli
 
 
@@ -30,7 +31,7 @@ def test_update_grows_the_model_and_records_its_lineage(files, tmp_path):
     run_cli("train", "--ratings", old, "--split", "none", "--epochs", "3", "--out", tmp_path / "m1")
     out = json.loads(run_cli("update", tmp_path / "m1", "--ratings", new, "--out", tmp_path / "m2", "--json"))
     assert (out["new_users"], out["new_items"], out["ratings"]) == (2, 1, len(pd.read_csv(new)))
-    assert out["replay"] == out["ratings"] and out["epochs"] == 3
+    assert out["replay"] == out["ratings"] and out["epochs"] == EPOCHS
     parent, child = load_model(tmp_path / "m1"), load_model(tmp_path / "m2")
     assert list(child.users.ids[: len(parent.users)]) == list(parent.users.ids)  # no known id moved
     assert child.users.ids[-2:].tolist() == [900, 901] and child.items.ids[-1] == 999

@@ -27,9 +27,9 @@ def update_cmd(
     timestamp_col: TimestampCol = None,
     duplicates: Duplicates = None,
     names: Names = None,
-    epochs: Annotated[int | None, typer.Option(help="Passes over the mix (default 3; 0: fold-in only).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Passes over the mix (default 1; 0: fold-in only).")] = None,
     replay: Annotated[float | None, typer.Option(help="Old ratings replayed per new one (default 1).")] = None,
-    lr: Annotated[float | None, typer.Option(help="Peak learning rate (default: a tenth of the model's).")] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate (default: a fifth of the model's).")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     as_json: Json = False,
 ) -> None:
