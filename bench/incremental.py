@@ -18,9 +18,13 @@ ratings (ML-100k spans 213 days). Three ways to learn from them:
 
 Each is scored on the **following ratings** (the next 4% of the data after what was added) and on
 the subsets of them by users and of items that are new since the base (first seen in the added
-ratings). Time: one refit, and an update per chunk (median, and the sum over the chunks); peak
-memory: the rise of the process's peak RSS during the call (VmHWM reset before it). Every model
-is trained with the same recipe, batch size and threads.
+ratings); and on a random tenth of the added ratings **set aside** (none of the three sees them:
+how well each learned the added period's own users and items). Time: one refit, and an update per
+chunk (median, and the sum over the chunks), in this process after a warm-up fit. Peak memory:
+each method run alone in a fresh process (the base model loaded from disk, a small fit first),
+as the rise of its peak RSS during the call (VmHWM reset before it): within one process, memory
+freed by earlier work is reused and hides allocations. Every model is trained with the same
+recipe, batch size and threads.
 
 **New items.** 10% of the items with at least 40 ratings are held out entirely; each held-out
 item's ratings are shuffled, the first 20 are the pool its k ratings come from and the rest are
@@ -38,7 +42,9 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -51,6 +57,7 @@ from rich.console import Console
 from rich.table import Table
 
 import collabkit as ck
+from collabkit.checkpoint import load_model, save_model
 from collabkit.train.build import build_model
 
 SHARES = (0.05, 0.10, 0.20)  # ratings added, as shares of the base
@@ -129,6 +136,37 @@ def held_out(data: ck.Ratings, chunks: np.ndarray, a: int, b: int, seed: int) ->
     return data.with_frame(data.frame[~aside]), chunks[~aside], b - int(aside.sum()), data.with_frame(data.frame[aside])
 
 
+DATASETS = {"ml-100k": "ml-100k", "epinions": "epinions"}  # Ratings.name -> --dataset
+
+
+def peak_alone(method: str, dataset: str, share: float, base: Path, spec: str, seed: int) -> float:
+    """Peak RSS rise (MB) of ``method`` (update: the chain of chunks, its largest) run alone in a
+    fresh process (``--peak``)."""
+    cmd = [sys.executable, __file__, "--data-dir", str(ROOT[0]), "--dataset", DATASETS.get(dataset, dataset),
+           "--model", spec, "--peak", f"{method},{share},{seed},{base}"]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def peak_child(arg: str, name: str, spec: str) -> float:
+    """The ``--peak`` process: load the data and the base model, warm up, measure one method."""
+    method, share, seed, base = arg.split(",", 3)
+    data, chunks = load(name, ROOT[0])
+    model = load_model(base)
+    build_model(spec, part(data, 0, 2000), seed=0)  # the first fit of a process loads the compiled kernels
+    n = len(data.frame)
+    a = int(0.8 * n)
+    kept, kept_chunks, b, _ = held_out(data, chunks, a, a + int(float(share) * a), int(seed))
+    if method == "update":
+        return max(chain(model, kept, kept_chunks, a, b, {}, int(seed))[2])
+    if method == "fold_in":
+        return measured(model.update, part(kept, a, b), part(kept, 0, a), epochs=0)[2]
+    return measured(build_model, spec, part(kept, 0, b), seed=int(seed))[2]
+
+
+ROOT: list[Path] = []  # --data-dir, for the --peak processes
+
+
 def newcomers(data: ck.Ratings, a: int, b: int) -> tuple[set, set]:
     """(users, items) first seen in rows a..b."""
     base, added = data.frame.iloc[:a], data.frame.iloc[a:b]
@@ -143,19 +181,21 @@ def compare(data: ck.Ratings, chunks: np.ndarray, spec: str, base_share: float, 
     base = part(data, 0, a)
     (model, _), t_base, _ = measured(build_model, spec, base, seed=seed)
     log.print(f"  base: {a} ratings, trained in {t_base:.2f} s")
+    folder = save_model(model, Path(tempfile.mkdtemp(prefix="incremental-")) / "base")
     rows = []
     for share in shares:
         kept, kept_chunks, b, aside = held_out(data, chunks, a, a + int(share * a), seed)
         added, test = part(kept, a, b), part(kept, b, b + int(TEST_SHARE * n))
         new_users, new_items = newcomers(kept, a, b)
-        updated, times, peaks = chain(model, kept, kept_chunks, a, b, recipe, seed)
-        folded, t_fold, mb_fold = measured(model.update, added, base, epochs=0)
-        (refit, _), t_refit, mb_refit = measured(build_model, spec, part(kept, 0, b), seed=seed)
+        updated, times, _ = chain(model, kept, kept_chunks, a, b, recipe, seed)
+        folded, t_fold, _ = measured(model.update, added, base, epochs=0)
+        (refit, _), t_refit, _ = measured(build_model, spec, part(kept, 0, b), seed=seed)
+        peak = {m: peak_alone(m, data.name, share, folder, spec, seed) for m in ("update", "fold_in", "refit")}
         row = {"share": share, "added": b - a, "chunks": len(times), "test": len(test.frame), "aside": len(aside.frame),
                "new_users": len(new_users), "new_items": len(new_items), "refit_seconds": t_refit,
-               "refit_peak_mb": mb_refit, "update_seconds": statistics.median(times),
-               "update_seconds_total": sum(times), "update_peak_mb": max(peaks), "fold_in_seconds": t_fold,
-               "fold_in_peak_mb": mb_fold}  # fmt: skip
+               "refit_peak_mb": peak["refit"], "update_seconds": statistics.median(times),
+               "update_seconds_total": sum(times), "update_peak_mb": peak["update"], "fold_in_seconds": t_fold,
+               "fold_in_peak_mb": peak["fold_in"]}  # fmt: skip
         for name, m in (("update", updated), ("fold_in", folded), ("refit", refit)):
             row.update({f"{name}_{k}": v for k, v in scores(m, test, new_users, new_items).items()})
             row.update({f"{name}_within_{k}": v for k, v in scores(m, aside, new_users, new_items).items()})
@@ -242,13 +282,19 @@ def main() -> None:
     p.add_argument("--tune", action="store_true", help="compare update recipes on the validation protocol")
     p.add_argument("--parts", default="update,items", help="update (update vs refit) and/or items (new items)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    p.add_argument("--peak", help=argparse.SUPPRESS)  # method,share,seed,base-folder: one memory measurement
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    ROOT.append(args.data_dir)
+    if args.peak:
+        print(peak_child(args.peak, args.dataset, args.model))
+        return
     log = Console(stderr=True)
     result: dict[str, Any] = {"model": args.model, "threads": args.threads, "datasets": {}}
     for name in args.dataset.split(","):
         log.print(f"[bold]{name}[/bold]")
         data, chunks = load(name, args.data_dir)
+        build_model(args.model, part(data, 0, 2000), seed=0)  # a warm-up fit: timings exclude loading the kernels
         if args.tune:
             result["datasets"][name] = {"tune": tune(data, chunks, args.model, log)}
             continue

@@ -27,7 +27,7 @@ default that fits most kinds, asked with ``require``/``supports``, never probed:
              writes it into a model grown to hold it (``grown``; ``models.incremental``)
     UPDATE   training goes on from the current weights on part of the data: ``update(new, old)``
              grows the vocabularies (new rows placed by fold-in where the kind has it) and trains
-             a few epochs on the new ratings mixed with a replay sample of the old ones
+             on the new ratings mixed with a replay sample of the old ones (``models.incremental``)
     PROBA    ``proba_repr(ur, ir)``: a probability for each rating level (``config.levels``)
     BIASES   ``biases(side)``: one learned offset per item and user
 
@@ -558,7 +558,7 @@ class CollabModel(nn.Module):
         be placed by fold-in (``set_reprs``) or training. Kinds with CSR buffers over users or
         items extend them in an override."""
         for new, old in ((users, self.users), (items, self.items)):
-            if len(new) < len(old) or list(new.ids[: len(old)]) != list(old.ids):
+            if len(new) < len(old) or not np.array_equal(new.ids[: len(old)], old.ids):
                 raise ValueError(f"a grown {old.name} vocabulary must start with the model's {len(old)} ids, in order")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.config.seed)

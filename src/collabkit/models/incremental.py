@@ -101,7 +101,6 @@ def update(
     epochs: int = EPOCHS,
     replay: float = REPLAY,
     lr_max: float | None = None,
-    bs: int | None = None,
     seed: int = 0,
     console: Any = None,
     progress: bool = False,
@@ -109,9 +108,9 @@ def update(
     """A new model: ``model`` grown and trained on from its weights with the ``new`` ratings
     (module docstring). ``old``: the ratings it was trained on (default: read again from its
     records, ``recorded_ratings``); ``epochs`` passes over the mix of the new ratings and
-    ``replay`` times as many old ones; ``lr_max``: default LR_SHARE of the kind's own (its
-    config's). ``model`` is left as
-    it was. The kind must have UPDATE (``model.update`` checks)."""
+    ``replay`` times as many old ones (drawn with ``seed``); ``lr_max``: default LR_SHARE of the
+    kind's own. ``console``/``progress``: the epoch table, as ``fit``'s. ``model`` is left as it
+    was. The kind must have UPDATE (``model.update`` checks)."""
     if epochs < 0 or not np.isfinite(replay) or replay < 0:
         raise ValueError(f"epochs and replay must be >= 0, got {epochs} and {replay}")
     t0 = time.perf_counter()
@@ -132,7 +131,7 @@ def update(
     lr_max = lr_max if lr_max is not None else LR_SHARE * grown.config.lr_max
     if len(fresh) and epochs:
         recipe = grown.config
-        grown.config = recipe.updated(epochs=epochs, lr_max=lr_max, **({} if bs is None else {"bs": bs}))
+        grown.config = recipe.updated(epochs=epochs, lr_max=lr_max)
         try:
             rows = grown._fit(Ratings(mix, scale=old.scale, name="update"), None, console, progress).rows
         finally:
@@ -174,19 +173,24 @@ def _place(grown: CollabModel, side: str, frame: pd.DataFrame, n_old: int, rater
            prior: UserPrior, skip: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
     """Fold in the rows of ``side`` numbered from ``n_old`` on (the new ones; not those in
     ``skip``) from their ratings in ``frame`` by the other side's ``raters`` (indices already
-    placed), and write them into ``grown``; returns the indices placed."""
+    placed), and write them into ``grown``; returns the indices placed. Rows are solved in groups
+    of similar numbers of ratings (1, 2, 3-4, 5-8, ...): a solve pads every row to its group's
+    longest, so one row with a thousand ratings does not make all of them that long."""
     own, other = (grown.items, grown.users) if side == "item" else (grown.users, grown.items)
     o = own.lookup(frame[side], strict=False)
     t = other.lookup(frame["user" if side == "item" else "item"], strict=False)
     keep = (o >= n_old) & np.isin(t, raters)
     if skip is not None:
         keep &= ~np.isin(o, skip)
-    rows = np.unique(o[keep])
-    if not len(rows):
-        return rows
-    others, values = padded(np.searchsorted(rows, o[keep]), t[keep], frame["rating"].to_numpy()[keep], len(rows))
+    rows, codes = np.unique(o[keep], return_inverse=True)
+    t, r = t[keep], frame["rating"].to_numpy()[keep]
+    size = np.ceil(np.log2(np.bincount(codes, minlength=len(rows)))).astype(np.int64)  # the group of each row
     solve = grown.fold_in_items if side == "item" else grown.fold_in
-    grown.set_reprs(side, torch.from_numpy(rows), solve(others, values, prior))
+    for group in np.unique(size):
+        members = np.flatnonzero(size == group)  # positions in rows
+        sel = np.isin(codes, members)
+        others, values = padded(np.searchsorted(members, codes[sel]), t[sel], r[sel], len(members))
+        grown.set_reprs(side, torch.from_numpy(rows[members]), solve(others, values, prior))
     return rows
 
 
