@@ -553,22 +553,31 @@ class CollabModel(nn.Module):
     @torch.no_grad()
     def grown(self, users: Vocab, items: Vocab) -> CollabModel:
         """A copy of this model over larger vocabularies that start with this model's ids, at the
-        same indices (``Vocab.extended``). Every tensor's known rows (and columns) are copied;
-        new ones are what the kind's constructor gives a fresh model (seeded by the config), to
-        be placed by fold-in (``set_reprs``) or training. Kinds with CSR buffers over users or
-        items extend them in an override."""
+        same indices (``Vocab.extended``). Every tensor's known rows (and columns) are copied; the
+        new ones are what the kind's constructor gives a model of the new ids alone (seeded by the
+        config), to be placed by fold-in (``set_reprs``) or training; a region between known and
+        new (a matrix over items by items) is zero. Only the new rows are initialised: the grown
+        model is built on the meta device and filled. Kinds with CSR buffers over users or items
+        extend them in an override."""
         for new, old in ((users, self.users), (items, self.items)):
             if len(new) < len(old) or not np.array_equal(new.ids[: len(old)], old.ids):
                 raise ValueError(f"a grown {old.name} vocabulary must start with the model's {len(old)} ids, in order")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.config.seed)
-            fresh = type(self)(copy.deepcopy(self.config), users, items)
-        state = fresh.state_dict()
-        for name, old in self.state_dict().items():
-            state[name] = old.clone() if name.split(".")[-1] in self.data_sized else _prefix(old, state[name])
-        fresh.load_state_dict(state)
-        fresh.meta = copy.deepcopy(self.meta)
-        return fresh.train(self.training)
+            with torch.device("meta"):
+                shell = type(self)(copy.deepcopy(self.config), users, items)
+            extra = type(self)(copy.deepcopy(self.config), Vocab(users.ids[len(self.users) :], "user", sort=False),
+                               Vocab(items.ids[len(self.items) :], "item", sort=False))  # fmt: skip
+        shapes, fresh = shell.state_dict(), extra.state_dict()
+        state = {name: old.clone() if name.split(".")[-1] in self.data_sized else _grow(old, shapes[name].shape, fresh[name])
+                 for name, old in self.state_dict().items()}  # fmt: skip
+        model = shell.to_empty(device="cpu")
+        model.load_state_dict(state)
+        for name, buf in self.named_buffers():  # buffers outside the state (derived from the config)
+            if name not in state:
+                model.get_buffer(name).copy_(buf)
+        model.meta = copy.deepcopy(self.meta)
+        return model.train(self.training)
 
     def update(self, new: Ratings, old: Ratings | None = None, **recipe: Any) -> CollabModel:
         """This model trained on from its weights with the ``new`` ratings (UPDATE): a new model,
@@ -636,15 +645,19 @@ class CollabModel(nn.Module):
         return None
 
 
-def _prefix(old: Tensor, fresh: Tensor) -> Tensor:
-    """``fresh`` with ``old`` written into its leading positions along every dimension (a table
-    grown by rows, EASE's item x item matrix by both)."""
-    if old.shape == fresh.shape:
+def _grow(old: Tensor, shape: torch.Size, fresh: Tensor) -> Tensor:
+    """A tensor of ``shape`` holding ``old`` in its leading positions along every dimension and
+    ``fresh`` (a model of the new ids alone) in the trailing ones, zero in between."""
+    if old.shape == shape:
         return old.clone()
-    if old.dim() != fresh.dim() or any(a > b for a, b in zip(old.shape, fresh.shape)):
-        raise ValueError(f"cannot grow a tensor of shape {tuple(old.shape)} into {tuple(fresh.shape)}")
-    out = fresh.clone()
+    if old.dim() != len(shape) or any(a > b for a, b in zip(old.shape, shape)):
+        raise ValueError(f"cannot grow a tensor of shape {tuple(old.shape)} into {tuple(shape)}")
+    out = torch.zeros(shape, dtype=old.dtype)
     out[tuple(slice(0, n) for n in old.shape)] = old
+    grows = [d for d in range(old.dim()) if old.shape[d] != shape[d]]
+    tail = tuple(slice(old.shape[d], None) if d in grows else slice(None) for d in range(old.dim()))
+    if tuple(out[tail].shape) == tuple(fresh.shape):
+        out[tail] = fresh
     return out
 
 

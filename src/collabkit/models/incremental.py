@@ -233,7 +233,7 @@ def fingerprint(model: CollabModel) -> str:
     digest = hashlib.sha256()
     for name, t in sorted(model.state_dict().items()):
         digest.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
-        digest.update(t.detach().cpu().contiguous().numpy().tobytes())
+        digest.update(memoryview(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()))
     return digest.hexdigest()
 
 

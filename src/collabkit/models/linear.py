@@ -78,6 +78,7 @@ NOISE_GRID = (1 / 320, 1 / 160, 1 / 80, 1 / 53, 1 / 32, 1 / 16)  # candidates fo
 CALIBRATE_CELLS = 1 << 24  # calibrate_noise caps answers per user so users x answers x D stays below
 AVERAGE_CELLS = 1 << 26  # average_taste samples users past this many users x items
 SAMPLE_CHUNK_CELLS = 1 << 20  # its scores are computed about this many at a time
+SPREAD_ROWS = 1 << 14  # spread_prior's moments are measured on at most this many rows
 
 
 @dataclass(frozen=True)
@@ -218,12 +219,15 @@ def measure_prior(
 @torch.no_grad()
 def spread_prior(model: CollabModel, side: SideName = "user") -> UserPrior:
     """A prior measured in O(n D), with no scoring: centred on the mean representation of the
-    trained users (items), lam_k = noise_var / var_k, noise_var the uncalibrated default. For
+    trained users (items), lam_k = noise_var / var_k, noise_var the uncalibrated default (both
+    moments over a seeded sample of SPREAD_ROWS rows when there are more). For
     placing rows that training moves next (``models.incremental.update``): the average-taste
     search and the calibration of ``measure_prior`` score the whole catalogue several times,
     which on a large one costs more than the training that follows."""
     view = side_of(side)
-    reps = view.reprs(model, torch.arange(len(view.vocab(model))))  # (n, D), as stored
+    n = len(view.vocab(model))
+    rows = torch.arange(n) if n <= SPREAD_ROWS else torch.from_numpy(np.sort(np.random.default_rng(0).choice(n, SPREAD_ROWS, replace=False)))
+    reps = view.reprs(model, rows)  # (n, D), as stored
     var, mean = torch.var_mean(reps, 0) if len(reps) > 1 else (torch.ones(reps.shape[1]), reps.sum(0))
     noise_var = DEFAULT_NOISE * scale_width(model) ** 2
     return UserPrior(mean.double(), noise_var / var.double().clamp(min=1e-8), None, noise_var)
