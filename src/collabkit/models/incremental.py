@@ -65,6 +65,8 @@ REPLAY = 1.0
 #: an update's peak learning rate, as a share of the kind's own lr_max: Adam starts afresh, and
 #: its first steps move every row they touch by about the learning rate, whatever the gradient
 LR_SHARE = 0.2
+#: a fold-in solve of new rows holds about this many numbers (rows x padded ratings x D, rows x D x D)
+PLACE_CELLS = 1 << 22
 
 
 @torch.no_grad()
@@ -175,7 +177,8 @@ def _place(grown: CollabModel, side: str, frame: pd.DataFrame, n_old: int, rater
     ``skip``) from their ratings in ``frame`` by the other side's ``raters`` (indices already
     placed), and write them into ``grown``; returns the indices placed. Rows are solved in groups
     of similar numbers of ratings (1, 2, 3-4, 5-8, ...): a solve pads every row to its group's
-    longest, so one row with a thousand ratings does not make all of them that long."""
+    longest, so one row with a thousand ratings does not make all of them that long; and a solve
+    takes at most PLACE_CELLS numbers of padded ratings or of the rows' D x D systems."""
     own, other = (grown.items, grown.users) if side == "item" else (grown.users, grown.items)
     o = own.lookup(frame[side], strict=False)
     t = other.lookup(frame["user" if side == "item" else "item"], strict=False)
@@ -186,11 +189,14 @@ def _place(grown: CollabModel, side: str, frame: pd.DataFrame, n_old: int, rater
     t, r = t[keep], frame["rating"].to_numpy()[keep]
     size = np.ceil(np.log2(np.bincount(codes, minlength=len(rows)))).astype(np.int64)  # the group of each row
     solve = grown.fold_in_items if side == "item" else grown.fold_in
+    width = max(1, len(prior.mean))
     for group in np.unique(size):
-        members = np.flatnonzero(size == group)  # positions in rows
-        sel = np.isin(codes, members)
-        others, values = padded(np.searchsorted(members, codes[sel]), t[sel], r[sel], len(members))
-        grown.set_reprs(side, torch.from_numpy(rows[members]), solve(others, values, prior))
+        longest = 2 ** int(group)
+        step = max(1, min(PLACE_CELLS // (longest * width), PLACE_CELLS // (width * width)))
+        for members in np.array_split(np.flatnonzero(size == group), -(-int((size == group).sum()) // step)):
+            sel = np.isin(codes, members)  # members: positions in rows
+            others, values = padded(np.searchsorted(members, codes[sel]), t[sel], r[sel], len(members))
+            grown.set_reprs(side, torch.from_numpy(rows[members]), solve(others, values, prior))
     return rows
 
 
