@@ -242,3 +242,33 @@ def test_property_lookup_decode_and_json_round_trip(ids):
     assert v.decode(idx).tolist() == list(ids)
     back = Vocab.from_json(json.loads(json.dumps(v.to_json())))
     assert back.ids.tolist() == v.ids.tolist()
+
+
+# --- growing: new ids after the known ones -------------------------------------------------------
+def test_extended_keeps_every_known_index_and_numbers_new_ids_after_them():
+    old = Vocab([30, 10, 20], "user")
+    grown = old.extended([25, 10, 5, 25])
+    np.testing.assert_array_equal(grown.lookup([10, 20, 30]), old.lookup([10, 20, 30]))
+    assert grown.ids.tolist() == [10, 20, 30, 5, 25] and grown.ids.dtype == np.int64
+    assert old.extended([20, 10]) is old  # nothing new: the same vocabulary
+
+
+def test_extended_matches_ids_as_lookup_does():
+    assert Vocab([1, 2], "user").extended(["2", "3"]).ids.tolist() == [1, 2, 3]  # "2" is 2
+    assert Vocab(["a"], "item").extended([7]).ids.tolist() == ["a", "7"]
+
+
+def test_extended_refuses_text_in_a_vocabulary_of_integers():
+    with pytest.raises(ValueError, match=r"new user id\(s\) \['x'\] are not integers"):
+        Vocab([1, 2], "user").extended(["x"])
+
+
+def test_a_grown_vocabulary_keeps_its_order_through_json():
+    grown = Vocab(["b", "c"], "item").extended(["a"])
+    again = Vocab.from_json(json.loads(json.dumps(grown.to_json())))
+    assert again.ids.tolist() == ["b", "c", "a"] and again.lookup(["a"]).tolist() == [2]
+
+
+def test_fits_says_which_ids_a_vocabulary_can_take():
+    assert Vocab([1, 2], "item").fits(["3", "x", 4, "5e1"]).tolist() == [True, False, True, False]
+    assert Vocab(["a"], "item").fits([1, "b"]).tolist() == [True, True]

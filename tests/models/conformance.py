@@ -25,8 +25,10 @@ from collabkit.models.base import (
     BIASES,
     FACTORS,
     FOLD_IN,
+    ITEM_FOLD_IN,
     PROBA,
     RATINGS,
+    UPDATE,
     CapabilityError,
     CollabModel,
     supports,
@@ -41,6 +43,9 @@ Data = tuple[ck.Ratings, ck.Ratings]
 #: the suite's data); BPR's fold-in minimises the full-catalogue loss, training a sampled one.
 FOLD_IN_BOUND = {"als": 0.999, "ease": 0.999, "most-popular": 0.999, "bpr": 0.6}
 FOLD_IN_DEFAULT = 0.85
+#: item fold-in of training items from their own training ratings: the least mean Spearman
+#: correlation (over 20 items) of their scores by every user with the trained items' (as above)
+ITEM_FOLD_IN_BOUND = {"als": 0.99, "most-popular": 0.999}
 
 
 def trained_on(model: CollabModel, data: Data) -> ck.Ratings:
@@ -229,3 +234,97 @@ def check_engine(model: CollabModel, data: Data) -> None:
         expected = similar_items(model, item, 5)
         assert engine.item_text[near].tolist() == [str(i) for i in expected["item"]]
         np.testing.assert_allclose(sims, expected["similarity"], rtol=1e-6)
+
+
+def _copies(model: CollabModel, items: np.ndarray) -> dict:
+    """{item: a new id for a copy of it} in the type of the model's item ids."""
+    ids = model.items.ids
+    if pd.api.types.is_integer_dtype(ids.dtype):
+        return dict(zip(items, int(ids.max()) + 1 + np.arange(len(items))))
+    return {i: f"copy of {i}" for i in items}
+
+
+def check_item_fold_in(model: CollabModel, data: Data) -> None:
+    """Items the model never saw are placed from their ratings (ITEM_FOLD_IN), or the kind refuses
+    naming those that can: 20 training items copied under new ids, folded in from their own
+    training ratings, land near what training learned for them (``ITEM_FOLD_IN_BOUND``, as user
+    fold-in); known items keep their indices and scores; the copies reach recommend, similar
+    items and the serving engine, which marks them."""
+    from collabkit.interpret.similar import similar_items
+    from collabkit.serve.engine import Engine
+
+    train = trained_on(model, data)
+    f = train.frame
+    copies = _copies(model, np.unique(f["item"])[:20])
+    rows = f[f["item"].isin(list(copies))]
+    new = train.with_frame(rows.assign(item=rows["item"].map(copies)))
+    if not supports(model, ITEM_FOLD_IN):
+        with pytest.raises(CapabilityError, match="kinds that do"):
+            model.with_items(new)
+        return
+    grown = model.with_items(new, 1, model.item_prior(train))
+    n = len(model.items)
+    assert list(grown.items.ids[:n]) == list(model.items.ids) and len(grown.items) == n + len(copies)
+    users = torch.arange(len(model.users))
+    with torch.no_grad():
+        scores = grown.score_all_items(users).double().numpy()
+        np.testing.assert_allclose(scores[:, :n], model.score_all_items(users).double().numpy(), rtol=1e-5, atol=1e-5)
+    orig, copy = model.items.lookup(list(copies)), grown.items.lookup(list(copies.values()))
+    rho = np.nanmean([rank_correlation(scores[:, c], scores[:, o]) if np.ptp(scores[:, o]) > 0 else 1.0 for o, c in zip(orig, copy)])
+    assert rho >= ITEM_FOLD_IN_BOUND.get(model.kind, FOLD_IN_DEFAULT), (model.kind, rho)
+    everything = train.with_frame(pd.concat([f, new.frame]))
+    user = f["user"].iloc[0]
+    recs = ck.recommend(grown, everything, [user], n=len(grown.items))
+    assert set(recs["item"]) & set(copies.values())  # the new items are recommendable
+    if supports(model, FACTORS) and model.factors("item").shape[1] >= 2:
+        first = next(iter(copies.values()))
+        near = similar_items(grown, first, 3)
+        assert len(near) == 3 and first not in set(near["item"])
+    store = everything.frame.astype({"user": str, "item": str})[["user", "item", "rating"]]
+    engine = Engine(1, "", 100.0, model, train.items, store, top_k=15, new_items=1)
+    assert sorted(engine.item_text[engine.new_item]) == sorted(str(c) for c in copies.values())
+    assert engine.new_item[engine.top_items[engine.top_items >= 0]].any()  # some list holds a new item
+    mine = everything.frame[everything.frame["user"] == user]
+    got = engine.for_user(str(user), [str(i) for i in mine["item"]], mine["rating"].to_numpy(np.float64), np.full(len(mine), 50.0), 6)
+    expected = ck.recommend(engine.model, everything.with_frame(mine), [user], 6, items=train.items)
+    assert engine.item_text[got.items].tolist() == [str(i) for i in expected["item"]]
+
+
+def check_update(model: CollabModel, data: Data) -> None:
+    """An update (UPDATE) with no new ratings changes no prediction; one with new users and items
+    grows the vocabularies without re-indexing a known id, scores the newcomers from what they
+    rated, and its lineage is saved and read back. Kinds without UPDATE refuse, naming those
+    that can."""
+    train, test = data
+    if not supports(model, UPDATE):
+        with pytest.raises(CapabilityError, match="kinds that do"):
+            model.update(test, train)
+        return
+    f = test.frame
+    nothing = model.update(test.with_frame(f.iloc[:0]), train)
+    np.testing.assert_allclose(nothing.predict(f["user"], f["item"]), model.predict(f["user"], f["item"]), rtol=1e-6, atol=1e-6)
+    assert nothing.meta["lineage"][-1]["added"]["ratings"] == 0
+    users = {u: int(model.users.ids.max()) + 1 + k for k, u in enumerate(np.unique(f["user"])[:4])}
+    items = _copies(model, np.unique(f["item"])[:3])
+    renamed = f.assign(user=f["user"].map(users).fillna(f["user"]).astype(f["user"].dtype),
+                       item=f["item"].map(items).fillna(f["item"]).astype(f["item"].dtype))  # fmt: skip
+    new = test.with_frame(renamed)
+    updated = model.update(new, train, epochs=2)
+    for vocab, grown, added in ((model.users, updated.users, users), (model.items, updated.items, items)):
+        assert list(grown.ids[: len(vocab)]) == list(vocab.ids)  # no known id moves
+        assert sorted(grown.ids[len(vocab) :].tolist()) == sorted(added.values())
+    step = updated.meta["lineage"][-1]
+    assert (step["added"]["ratings"], step["added"]["new_users"], step["added"]["new_items"]) == (len(f), len(users), len(items))
+    assert step["parent"]["items"] == len(model.items) and step["mix"]["new"] == len(f)
+    pairs = renamed[renamed["user"].isin(users.values()) | renamed["item"].isin(items.values())]
+    out = updated.predict(pairs["user"], pairs["item"])
+    u, i = (torch.from_numpy(v.lookup(pairs[c])) for v, c in ((updated.users, "user"), (updated.items, "item")))
+    assert np.isfinite(out).all() and not np.allclose(out, updated.baseline(u, i).numpy())  # scored, not the fallback
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as root:
+        save_model(updated, root + "/m")
+        again = load_model(root + "/m")
+    assert again.meta["lineage"] == json.loads(json.dumps(updated.meta["lineage"]))
+    assert list(again.users.ids) == list(updated.users.ids) and list(again.items.ids) == list(updated.items.ids)
+    np.testing.assert_array_equal(again.predict(pairs["user"], pairs["item"]), out)

@@ -105,6 +105,16 @@ def test_biases_work_or_refuse_clearly(kind, models, data):
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_new_items_fold_in_or_refuse_clearly(kind, models, data):
+    conformance.check_item_fold_in(models[kind], data)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_update_grows_and_learns_or_refuses_clearly(kind, models, data):
+    conformance.check_update(models[kind], data)
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_the_serving_engine_answers_what_recommend_answers(kind, models, data):
     conformance.check_engine(models[kind], data)
 

@@ -1,6 +1,6 @@
 """A kind defined only in the tests (``toy.py``) passes the whole conformance suite: train,
-save/load in a new process, recommend with reasons, fold-in, similar items, biases, and serving
-through the engine. The registry finds it; nothing in ``src/`` names it."""
+save/load in a new process, recommend with reasons, fold-in of users and items, updates, similar
+items, biases, and serving through the engine. The registry finds it; nothing in ``src/`` names it."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def test_the_toy_is_a_registered_kind_with_every_capability(toy):
 
 @pytest.mark.parametrize(
     "check",
-    ["learns", "batch_scoring", "unknown_ids", "fold_in", "recommend_with_reasons", "similar_and_pca", "biases", "engine"],
+    ["learns", "batch_scoring", "unknown_ids", "fold_in", "item_fold_in", "update", "recommend_with_reasons", "similar_and_pca", "biases", "engine"],
 )
 def test_the_toy_passes(check, models, data):
     model = models["toy"]

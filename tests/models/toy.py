@@ -21,8 +21,10 @@ from collabkit.models.base import (
     BIASES,
     FACTORS,
     FOLD_IN,
+    ITEM_FOLD_IN,
     PROBA,
     RATINGS,
+    UPDATE,
     CollabModel,
     SGDConfig,
     sigmoid_range,
@@ -42,7 +44,7 @@ class Toy(CollabModel):
 
     kind = "toy"
     Config = ToyConfig
-    capabilities = frozenset({FOLD_IN, FACTORS, RATINGS, PROBA, BIASES})
+    capabilities = frozenset({FOLD_IN, ITEM_FOLD_IN, UPDATE, FACTORS, RATINGS, PROBA, BIASES})
     bias_columns = (1, 1)
     user_item_tables: ClassVar[dict[str, str]] = {"user_table.weight": "user", "item_table.weight": "item"}
 
@@ -71,6 +73,15 @@ class Toy(CollabModel):
     def user_linear(self, items: Tensor) -> tuple[Tensor, Tensor]:
         ir = self.item_reprs(items)  # z = [q_i, 1] . [p_u, b_u] + b_i
         return torch.cat([ir[..., :-1], torch.ones_like(ir[..., -1:])], -1), ir[..., -1]
+
+    def item_linear(self, users: Tensor) -> tuple[Tensor, Tensor]:
+        ur = self.reprs_of("user", users)  # z = [p_u, 1] . [q_i, b_i] + b_u
+        return torch.cat([ur[..., :-1], torch.ones_like(ur[..., -1:])], -1), ur[..., -1]
+
+    @torch.no_grad()
+    def set_reprs(self, side: str, index: Tensor, reprs: Tensor) -> None:
+        table = self.user_table if side == "user" else self.item_table
+        table.weight[index] = reprs.to(table.weight.dtype)
 
     def proba_repr(self, ur: Tensor, ir: Tensor) -> Tensor:
         levels = torch.tensor(self.config.levels, dtype=torch.float32)

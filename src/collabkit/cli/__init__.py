@@ -12,6 +12,7 @@ from collabkit.cli import (  # noqa: F401  (importing registers the commands)
     serve,
     simulate,
     train,
+    update,
 )
 from collabkit.cli.common import app
 

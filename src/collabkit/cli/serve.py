@@ -239,13 +239,16 @@ def retrain_cmd(
     spec: Annotated[str, typer.Option(help="Model spec, e.g. dot-bias(n_factors=50).")] = "dot-bias(n_factors=50)",
     holdout: Annotated[float, typer.Option(help="Share of the most recent ratings held out to score.")] = 0.1,
     tolerance: Annotated[float, typer.Option(help="Promote if RMSE <= live RMSE + this.")] = 0.01,
+    incremental: Annotated[bool, typer.Option("--incremental", help="Update the live model with the ratings since it was trained instead of training --spec from scratch.")] = False,
     as_json: Json = False,
 ) -> None:
-    """Train a candidate from the store; promote it only if it is not worse than the live model."""
+    """Train a candidate from the store; promote it only if it is not worse than the live model.
+    With --incremental the candidate is the live model updated (``collabkit update``), judged on
+    the most recent of the ratings it has not seen."""
     from collabkit.serve.rollout import retrain
 
     try:
-        result = retrain(_engine(db), out, spec, holdout, tolerance)
+        result = retrain(_engine(db), out, spec, holdout, tolerance, incremental=incremental)
     except ValueError as e:
         fail(str(e))
     print_json(result) if as_json else consoles(False)[0].print(metrics_table("retrain", result))

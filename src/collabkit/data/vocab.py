@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -23,15 +22,17 @@ class Vocab:
     """Maps raw ids (ints or strings, in the user's own type) to indices 0..n-1 and back.
 
     Indices follow the sorted order of the ids, so the same data always gives the same vocab.
-    There is no hidden padding entry: index i is exactly ``ids[i]``.
+    There is no hidden padding entry: index i is exactly ``ids[i]``. A vocabulary grown with new
+    ids (``extended``) keeps every known id at its index and numbers the new ones after them, so
+    the order is then sorted within each generation, not overall (``sort=False`` keeps it).
     """
 
-    def __init__(self, ids: Iterable[Any], name: str = "id") -> None:
+    def __init__(self, ids: Iterable[Any], name: str = "id", sort: bool = True) -> None:
         if not isinstance(ids, (np.ndarray, pd.Series, pd.Index, list, tuple)):
             ids = list(ids)  # generators, sets, dict keys...
         values = pd.Index(pd.unique(pd.Series(ids)))
         self.name = name
-        self._index = values.sort_values()
+        self._index = values.sort_values() if sort else values
         if self._index.hasnans:
             raise ValueError(f"{name} vocabulary: ids must not be missing (NaN/None)")
 
@@ -79,6 +80,34 @@ class Vocab:
             )
         return self._index.to_numpy()[idx]
 
+    def extended(self, ids: Iterable[Any]) -> Vocab:
+        """This vocabulary plus the ``ids`` it does not know, numbered after the known ones (sorted
+        among themselves): no known id changes index. New ids are matched like ``lookup``'s ('42'
+        is 42 in a vocabulary of ints); one that cannot be an id of this vocabulary's type (text
+        in a vocabulary of integers) is a ValueError naming it."""
+        if not isinstance(ids, (np.ndarray, pd.Series, pd.Index, list, tuple)):
+            ids = list(ids)
+        given = pd.Index(pd.unique(pd.Series(ids, dtype=object)))
+        fresh = given[self._index.get_indexer(_coerce_like(given, self._index)) < 0]
+        if not len(fresh):
+            return self
+        fits = self.fits(fresh)
+        if not fits.all():
+            raise ValueError(f"new {self.name} id(s) {list(fresh[~fits][:5])} are not integers, as this vocabulary's ids are")
+        fresh = pd.Index(pd.unique(pd.Series(_coerce_like(fresh, self._index)))).sort_values()
+        if pd.api.types.is_integer_dtype(self._index.dtype):
+            fresh = fresh.astype(np.int64)
+        return Vocab(self._index.append(fresh), self.name, sort=False)
+
+    def fits(self, ids: Sequence[Any] | np.ndarray | pd.Series | pd.Index) -> np.ndarray:
+        """(n,) True where an id can be one of this vocabulary's (``extended`` takes it): any id
+        for text ids; for integer ids, integers and their canonical text ('42', not 'x' or '5e1')."""
+        arr = pd.Index(ids if isinstance(ids, (pd.Series, pd.Index)) else np.asarray(ids, dtype=object))
+        if not pd.api.types.is_integer_dtype(self._index.dtype) or pd.api.types.is_integer_dtype(arr.dtype):
+            return np.ones(len(arr), dtype=bool)
+        coerced = _coerce_like(arr, self._index)
+        return np.fromiter((isinstance(v, (int, np.integer)) for v in coerced), bool, len(coerced))
+
     def to_json(self) -> dict[str, Any]:
         kind = "int" if pd.api.types.is_integer_dtype(self._index.dtype) else "str"
         values = [int(v) for v in self.ids] if kind == "int" else [str(v) for v in self.ids]
@@ -87,14 +116,15 @@ class Vocab:
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> Vocab:
         """The vocabulary ``to_json`` wrote; anything else is a ValueError, never a vocabulary
-        whose indices silently differ (ids must be in index order, each once)."""
+        whose indices silently differ (each id once, in index order)."""
         kind, ids, name = obj.get("kind"), obj.get("ids"), obj.get("name")
         plain = {"int": lambda v: type(v) is int and abs(v) < 2**63, "str": lambda v: isinstance(v, str)}
         if kind not in plain or not isinstance(name, str) or not isinstance(ids, list) or not all(map(plain[kind], ids)):
             raise ValueError("malformed vocabulary: {name, kind: int|str, ids: [ids of that kind]} expected")
-        if any(a >= b for a, b in itertools.pairwise(ids)):
-            raise ValueError(f"malformed {name} vocabulary: the ids are not in index order (sorted, each once)")
-        return cls(np.asarray(ids, dtype=np.int64 if kind == "int" else object), name=name)
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"malformed {name} vocabulary: an id is there twice")
+        # saved in index order: sorted at first, then grown by updates (new ids after the known)
+        return cls(np.asarray(ids, dtype=np.int64 if kind == "int" else object), name=name, sort=False)
 
 
 def _coerce_like(arr: pd.Index, target: pd.Index) -> pd.Index:

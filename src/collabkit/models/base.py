@@ -21,11 +21,21 @@ default that fits most kinds, asked with ``require``/``supports``, never probed:
              ``user_linear(items)`` gives (a_i, c_i), ``link``/``link_inverse`` give f, and with
              them ``user_prior`` and ``fold_in`` place a new user (``models.linear``; a kind with
              an exact solve of its own, such as ALS, overrides ``fold_in``)
+    ITEM_FOLD_IN  the mirror: the score is f(b_u . y + d_u), linear in the item's representation
+             y: ``item_linear(users)`` gives (b_u, d_u), and ``item_prior`` and ``fold_in_items``
+             place a new item from its ratings, the users fixed; ``set_reprs("item", ...)``
+             writes it into a model grown to hold it (``grown``; ``models.incremental``)
+    UPDATE   training goes on from the current weights on part of the data: ``update(new, old)``
+             grows the vocabularies (new rows placed by fold-in where the kind has it) and trains
+             on the new ratings mixed with a replay sample of the old ones (``models.incremental``)
     PROBA    ``proba_repr(ur, ir)``: a probability for each rating level (``config.levels``)
     BIASES   ``biases(side)``: one learned offset per item and user
 
 A model made of parts (an ensemble) lists them in ``components()``; fold-in and onboarding
-work on each component. The registry is the set of kinds: every module of this package is
+work on each component. ``grown(users, items)`` copies a model into larger vocabularies (known
+ids keep their indices; new rows start as the kind's constructor makes them) and ``set_reprs``
+writes representations into rows: each kind's own layout (factors and bias columns, metadata
+parts, history CSR buffers). The registry is the set of kinds: every module of this package is
 imported on the first lookup, so a new kind is one new module (and its conformance recipe).
 
 Every kind trains through one method, ``model.fit(train, valid=None, **recipe) -> History``; the
@@ -41,6 +51,7 @@ user the average-taste user instead.
 
 from __future__ import annotations
 
+import copy
 import functools
 import importlib
 import pkgutil
@@ -56,17 +67,21 @@ from collabkit.core import parallel
 from collabkit.core.loop import History, fit_one_cycle
 from collabkit.data.interactions import Ratings
 from collabkit.data.vocab import Vocab
-from collabkit.models import linear
+from collabkit.models import incremental, linear
+from collabkit.models.capabilities import (  # noqa: F401  (the contract's names, kept here too)
+    BIASES,
+    CAPABILITIES,
+    FACTORS,
+    FOLD_IN,
+    ITEM_FOLD_IN,
+    PROBA,
+    RATINGS,
+    UPDATE,
+    CapabilityError,
+    supports,
+)
 from collabkit.models.config import ModelConfig, SGDConfig, check_memory, estimate
 from collabkit.models.linear import UserPrior
-
-# --- capabilities: what a kind can do beyond scoring ------------------------------------------
-FOLD_IN = "fold-in"  # new users from a few answers, without retraining (recommend.foldin)
-FACTORS = "factors"  # latent vectors per item and user: similar items/users, the PCA map
-RATINGS = "ratings"  # scores are ratings on the data's scale (else ranking scores, implicit data)
-PROBA = "proba"  # a probability for each rating level (config.levels; predict_proba, proba_repr)
-BIASES = "biases"  # one learned offset per item and user (biases)
-CAPABILITIES = (FOLD_IN, FACTORS, RATINGS, PROBA, BIASES)
 
 #: rows per chunk of the baseline predictor's sweep (its float64 temporaries: 8 MB each)
 BASELINE_CHUNK = 1 << 20
@@ -131,17 +146,13 @@ class Sizes:
     speed: float = 1e6  # dot-bias rating-epochs per second (the self-tuning preset measures it)
 
 
-class CapabilityError(TypeError, ValueError):
-    """A model was asked for something its kind does not declare (see ``require``)."""
-
-
 class CollabModel(nn.Module):
     """Base class: scores users x items; vocabularies map the user's own ids to indices."""
 
     kind: ClassVar[str] = ""
     Config: ClassVar[type[ModelConfig]] = ModelConfig
     registry: ClassVar[dict[str, type[CollabModel]]] = {}
-    #: what this kind can do beyond scoring (FOLD_IN, FACTORS, RATINGS, PROBA)
+    #: what this kind can do beyond scoring (FOLD_IN, ITEM_FOLD_IN, UPDATE, FACTORS, RATINGS, PROBA, BIASES)
     capabilities: ClassVar[frozenset[str]] = frozenset({RATINGS})
     #: buffers whose length is a count of the training data (a CSR history, say): resized from
     #: the saved file when a model is loaded
@@ -440,8 +451,15 @@ class CollabModel(nn.Module):
     @torch.no_grad()
     def item_reprs(self, items: Tensor) -> Tensor:
         """Item indices of any shape (...,) -> (..., Di) float64 representations (for fold-in)."""
-        ir = self.item_repr(items.clamp(min=0).reshape(-1)).double()
-        return ir.reshape(*items.shape, ir.shape[-1])
+        return self.reprs_of("item", items)
+
+    @torch.no_grad()
+    def reprs_of(self, side: str, index: Tensor) -> Tensor:
+        """Indices of one side, any shape (...,) -> (..., D) float64 representations: the fixed
+        side of a fold-in (-1, padding, reads row 0; the solves weigh it 0)."""
+        flat = index.clamp(min=0).reshape(-1)
+        rep = (self.user_repr(flat) if side == "user" else self.item_repr(flat)).double()
+        return rep.reshape(*index.shape, rep.shape[-1])
 
     def link(self, z: Tensor) -> tuple[Tensor, Tensor]:
         """(f(z), f'(z)): the score from its pre-link value; sigmoid_range of ``config.y_range``."""
@@ -469,6 +487,78 @@ class CollabModel(nn.Module):
         Default: the MAP user under ``prior`` (``models.linear.map_fold_in``)."""
         require(self, FOLD_IN)
         return linear.map_fold_in(self, items, values, prior or self.user_prior())
+
+    # --- ITEM_FOLD_IN: score = link(b_u . y + d_u), linear in the item's representation y ------
+    @torch.no_grad()
+    def item_linear(self, users: Tensor) -> tuple[Tensor, Tensor]:
+        """User indices (...,) -> (B (..., Di), d (...)) in float64 with z = B . y + d, the pre-link
+        score of an item whose representation is y. Default: a plain dot product (B = user_repr)."""
+        return self.reprs_of("user", users), torch.zeros(users.shape, dtype=torch.float64)
+
+    @torch.no_grad()
+    def item_prior(self, ratings: Ratings | None = None, noise_var: float | None = None) -> UserPrior:
+        """The Gaussian prior item fold-in shrinks towards, measured on the trained items
+        (``models.linear.measure_prior`` with side="item"; ``ratings`` calibrate it)."""
+        require(self, ITEM_FOLD_IN)
+        return linear.measure_prior(self, ratings, noise_var, side="item")
+
+    @torch.no_grad()
+    def fold_in_items(self, users: Tensor, values: Tensor, prior: UserPrior | None = None) -> Tensor:
+        """(I, Di) representations of items the model never saw, the users fixed, from their
+        ratings: user indices (I, m), -1 = padding, and ratings (I, m). A 1-D pair is one item.
+        Default: the MAP item under ``prior`` (``models.linear.map_fold_in``, side="item")."""
+        require(self, ITEM_FOLD_IN)
+        return linear.map_fold_in(self, users, values, prior or self.item_prior(), side="item")
+
+    # --- growing: new users and items, placed without retraining ---------------------------
+    def set_reprs(self, side: str, index: Tensor, reprs: Tensor) -> None:
+        """Write (n, D) representations into rows ``index`` of ``side`` ("user" or "item"), so that
+        ``user_repr(index)`` (``item_repr``) gives them back: how a folded-in user or item joins a
+        grown model. Each kind knows its layout; kinds that cannot are refused."""
+        raise CapabilityError(f"a {self.kind!r} model cannot write {side} representations")
+
+    @torch.no_grad()
+    def grown(self, users: Vocab, items: Vocab) -> CollabModel:
+        """A copy of this model over larger vocabularies that start with this model's ids, at the
+        same indices (``Vocab.extended``). Every tensor's known rows (and columns) are copied; the
+        new ones are what the kind's constructor gives a model of the new ids alone (seeded by the
+        config), to be placed by fold-in (``set_reprs``) or training; a region between known and
+        new (a matrix over items by items) is zero. Only the new rows are initialised: the grown
+        model is built on the meta device and filled. Kinds with CSR buffers over users or items
+        extend them in an override."""
+        for new, old in ((users, self.users), (items, self.items)):
+            if len(new) < len(old) or not np.array_equal(new.ids[: len(old)], old.ids):
+                raise ValueError(f"a grown {old.name} vocabulary must start with the model's {len(old)} ids, in order")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.config.seed)
+            with torch.device("meta"):
+                shell = type(self)(copy.deepcopy(self.config), users, items)
+            extra = type(self)(copy.deepcopy(self.config), Vocab(users.ids[len(self.users) :], "user", sort=False),
+                               Vocab(items.ids[len(self.items) :], "item", sort=False))  # fmt: skip
+        shapes, fresh = shell.state_dict(), extra.state_dict()
+        state = {name: old.clone() if name.split(".")[-1] in self.data_sized else _grow(old, shapes[name].shape, fresh[name])
+                 for name, old in self.state_dict().items()}  # fmt: skip
+        model = shell.to_empty(device="cpu")
+        model.load_state_dict(state)
+        for name, buf in self.named_buffers():  # buffers outside the state (derived from the config)
+            if name not in state:
+                model.get_buffer(name).copy_(buf)
+        model.meta = copy.deepcopy(self.meta)
+        return model.train(self.training)
+
+    def update(self, new: Ratings, old: Ratings | None = None, **recipe: Any) -> CollabModel:
+        """This model trained on from its weights with the ``new`` ratings (UPDATE): a new model,
+        its lineage in ``meta["lineage"]``; ``old``: the ratings it was trained on (by default read
+        again as ``meta`` records them). ``recipe``: epochs, replay, lr_max, seed, console,
+        progress. See ``models.incremental.update``."""
+        require(self, UPDATE)
+        return incremental.update(self, new, old, **recipe)
+
+    def with_items(self, ratings: Ratings, min_ratings: int = 1, prior: UserPrior | None = None) -> CollabModel:
+        """A copy that also holds the items of ``ratings`` it does not know with ``min_ratings``
+        ratings by its users, placed by item fold-in (ITEM_FOLD_IN; ``models.incremental.add_items``)."""
+        require(self, ITEM_FOLD_IN)
+        return incremental.add_items(self, ratings, min_ratings, prior)
 
     def components(self) -> list[tuple[float, CollabModel]]:
         """(weight, part) of a score that is a weighted sum of parts; a plain kind is one part."""
@@ -522,6 +612,22 @@ class CollabModel(nn.Module):
         return None
 
 
+def _grow(old: Tensor, shape: torch.Size, fresh: Tensor) -> Tensor:
+    """A tensor of ``shape`` holding ``old`` in its leading positions along every dimension and
+    ``fresh`` (a model of the new ids alone) in the trailing ones, zero in between."""
+    if old.shape == shape:
+        return old.clone()
+    if old.dim() != len(shape) or any(a > b for a, b in zip(old.shape, shape)):
+        raise ValueError(f"cannot grow a tensor of shape {tuple(old.shape)} into {tuple(shape)}")
+    out = torch.zeros(shape, dtype=old.dtype)
+    out[tuple(slice(0, n) for n in old.shape)] = old
+    grows = [d for d in range(old.dim()) if old.shape[d] != shape[d]]
+    tail = tuple(slice(old.shape[d], None) if d in grows else slice(None) for d in range(old.dim()))
+    if tuple(out[tail].shape) == tuple(fresh.shape):
+        out[tail] = fresh
+    return out
+
+
 def _total(x: np.ndarray, parts: tuple[int, ...]) -> list[np.ndarray]:
     """``x`` summed over the ranks of a data-parallel run (itself in one process), cut into ``parts``."""
     x = parallel.total(torch.from_numpy(x)).numpy()
@@ -549,13 +655,6 @@ def get_model_class(kind: str) -> type[CollabModel]:
         return kinds[kind]
     except KeyError:
         raise ValueError(f"unknown model {kind!r}; choose one of {sorted(kinds)}") from None
-
-
-def supports(model: CollabModel | type[CollabModel], capability: str) -> bool:
-    """True when ``model`` (a model or a kind's class) declares ``capability``."""
-    if capability not in CAPABILITIES:
-        raise ValueError(f"unknown capability {capability!r}; one of {CAPABILITIES}")
-    return capability in model.capabilities
 
 
 def require(model: CollabModel, capability: str) -> None:

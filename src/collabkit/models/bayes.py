@@ -31,7 +31,7 @@ from collabkit.core.loop import History, encode
 from collabkit.data.interactions import Ratings
 from collabkit.data.vocab import Vocab
 from collabkit.models.autorec import STEP_WORK
-from collabkit.models.base import CollabModel, Sizes
+from collabkit.models.base import UPDATE, CollabModel, Sizes
 from collabkit.models.config import ModelConfig
 from collabkit.models.dot import DotProductBias, _table
 
@@ -59,6 +59,8 @@ class BayesianMF(DotProductBias):
     kind = "bpmf"
     Config = BayesConfig
     wants_y_range = False
+    # a fit draws a new chain from a random start: nothing to go on from (no UPDATE)
+    capabilities = DotProductBias.capabilities - {UPDATE}
 
     def __init__(self, config: BayesConfig, users: Vocab, items: Vocab) -> None:
         # Not DotProductBias.__init__: the tables are n_factors * samples wide (concatenated samples)

@@ -14,7 +14,9 @@ from collabkit.models.base import (
     BIASES,
     FACTORS,
     FOLD_IN,
+    ITEM_FOLD_IN,
     RATINGS,
+    UPDATE,
     CollabModel,
     Scorer,
     Sizes,
@@ -30,12 +32,31 @@ def _table(n: int, dim: int) -> nn.Embedding:
     return emb
 
 
+def bias_linear(reprs: Tensor) -> tuple[Tensor, Tensor]:
+    """The other side's [factors, bias] representations (..., F + 1) -> (A, c) with
+    z = A . [factors, bias] + c: A = [factors, 1] (this side's bias enters with weight 1) and
+    c = the other side's bias."""
+    return torch.cat([reprs[..., :-1], torch.ones_like(reprs[..., -1:])], -1), reprs[..., -1]
+
+
+@torch.no_grad()
+def write_rows(model: nn.Module, side: str, index: Tensor, reprs: Tensor) -> None:
+    """Rows ``index`` of the ``side_factors`` table (and ``side_bias``, the last column, when the
+    model has one) set to ``reprs``: the dot family's [factors(, bias)] layout."""
+    tables = dict(model.named_children())
+    factors, bias = tables[f"{side}_factors"], tables.get(f"{side}_bias")
+    width = factors.weight.shape[1]
+    factors.weight[index] = reprs[:, :width].to(factors.weight.dtype)
+    if bias is not None:
+        bias.weight[index] = reprs[:, width:].to(bias.weight.dtype)
+
+
 class DotProduct(CollabModel):
     """score = u_f . i_f  (optionally squashed into y_range)."""
 
     kind = "dot"
     Config = SGDConfig
-    capabilities = frozenset({FOLD_IN, FACTORS, RATINGS})
+    capabilities = frozenset({FOLD_IN, ITEM_FOLD_IN, UPDATE, FACTORS, RATINGS})
     wants_y_range = False
     user_item_tables: ClassVar[dict[str, str]] = {"user_factors.weight": "user", "item_factors.weight": "item"}
 
@@ -52,6 +73,11 @@ class DotProduct(CollabModel):
 
     def head(self, ur: Tensor, ir: Tensor) -> Tensor:
         return self._squash((ur * ir).sum(-1))
+
+    @torch.no_grad()
+    def set_reprs(self, side: str, index: Tensor, reprs: Tensor) -> None:
+        """The representation is the factor row (``DotProductBias``: factors, then the bias)."""
+        write_rows(self, side, index, reprs)
 
     def _squash(self, x: Tensor) -> Tensor:
         y = self.config.y_range
@@ -116,7 +142,7 @@ class DotProductBias(DotProduct):
     kind = "dot-bias"
     wants_y_range = True
     Config = BiasConfig
-    capabilities = frozenset({FOLD_IN, FACTORS, RATINGS, BIASES})
+    capabilities = frozenset({FOLD_IN, ITEM_FOLD_IN, UPDATE, FACTORS, RATINGS, BIASES})
     bias_columns = (1, 1)
     user_item_tables: ClassVar[dict[str, str]] = {**DotProduct.user_item_tables, "user_bias.weight": "user", "item_bias.weight": "item"}
 
@@ -143,8 +169,12 @@ class DotProductBias(DotProduct):
     @torch.no_grad()
     def user_linear(self, items: Tensor) -> tuple[Tensor, Tensor]:
         """[factors, bias] user: z = [q_i, 1] . x + b_i."""
-        ir = self.item_reprs(items)
-        return torch.cat([ir[..., :-1], torch.ones_like(ir[..., -1:])], -1), ir[..., -1]
+        return bias_linear(self.item_reprs(items))
+
+    @torch.no_grad()
+    def item_linear(self, users: Tensor) -> tuple[Tensor, Tensor]:
+        """[factors, bias] item: z = [p_u, 1] . y + b_u."""
+        return bias_linear(self.reprs_of("user", users))
 
     def _user_side(self, ur: Tensor) -> Tensor:
         """[u_f, b_u] -> [u_f, b_u, 1], so that . [i_f, 1, b_i] = u_f . i_f + b_u + b_i."""
@@ -164,7 +194,7 @@ class BiasOnly(DotProductBias):
 
     kind = "bias"
     Config = BiasOnlyConfig
-    capabilities = frozenset({FOLD_IN, RATINGS, BIASES})  # no factors to compare
+    capabilities = frozenset({FOLD_IN, ITEM_FOLD_IN, UPDATE, RATINGS, BIASES})  # no factors to compare
 
     @torch.no_grad()
     def scorer(self, items: Tensor | None = None) -> Scorer:

@@ -9,6 +9,7 @@ side by side and the head splits them again; the members share the ensemble's vo
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -22,6 +23,7 @@ from collabkit.models.base import (
     BIASES,
     FACTORS,
     FOLD_IN,
+    ITEM_FOLD_IN,
     RATINGS,
     CollabModel,
     Scorer,
@@ -62,7 +64,7 @@ class Ensemble(CollabModel):
     Config = EnsembleConfig
     wants_y_range = False
     # what every member can do (set per instance)
-    capabilities = frozenset({FOLD_IN, FACTORS, RATINGS, BIASES})
+    capabilities = frozenset({FOLD_IN, ITEM_FOLD_IN, FACTORS, RATINGS, BIASES})
     user_item_tables: ClassVar[dict[str, str]] = {}  # members are trained on their own, never here
 
     def __init__(
@@ -188,6 +190,41 @@ class Ensemble(CollabModel):
 
     def user_linear(self, items: Tensor) -> tuple[Tensor, Tensor]:
         raise TypeError("an ensemble is not linear in its users: take each of its components()")
+
+    # --- item fold-in and growing: member by member ---------------------------------------------
+    @torch.no_grad()
+    def item_prior(self, ratings: Ratings | None = None, noise_var: float | None = None) -> UserPrior:
+        """Each member's own item prior, side by side (``UserPrior.parts``)."""
+        require(self, ITEM_FOLD_IN)
+        return UserPrior.joined([m.item_prior(ratings, noise_var) for m in self.members])
+
+    @torch.no_grad()
+    def fold_in_items(self, users: Tensor, values: Tensor, prior: UserPrior | None = None) -> Tensor:
+        require(self, ITEM_FOLD_IN)
+        prior = prior or self.item_prior()
+        return torch.cat([m.fold_in_items(users, values, p) for m, p in zip(self.members, prior.parts)], -1)
+
+    def item_linear(self, users: Tensor) -> tuple[Tensor, Tensor]:
+        raise TypeError("an ensemble is not linear in its items: take each of its components()")
+
+    @torch.no_grad()
+    def set_reprs(self, side: str, index: Tensor, reprs: Tensor) -> None:
+        """Each member's slice of the representation, written by the member."""
+        start = 0
+        for m, widths in zip(self.members, self._widths):
+            width = widths[side == "item"]
+            m.set_reprs(side, index, reprs[:, start : start + width])
+            start += width
+
+    @torch.no_grad()
+    def grown(self, users: Vocab, items: Vocab) -> Ensemble:
+        """Every member grown its own way, then averaged as before."""
+        model = Ensemble.of([m.grown(users, items) for m in self.members], list(self.config.weights))
+        model.config = copy.deepcopy(self.config)
+        model.baseline_user.zero_()[: len(self.users)] = self.baseline_user  # new ids: mu alone
+        model.baseline_item.zero_()[: len(self.items)] = self.baseline_item
+        model.meta = copy.deepcopy(self.meta)
+        return model
 
     @torch.no_grad()
     def biases(self, side: str = "item") -> Tensor:

@@ -171,6 +171,12 @@ class Hybrid(DotProductBias):
     def forward(self, u: Tensor, i: Tensor) -> Tensor:
         return self.head(self.user_repr(u), self.item_repr(i))
 
+    @torch.no_grad()
+    def set_reprs(self, side: str, index: Tensor, reprs: Tensor) -> None:
+        """The id part is written as the representation minus the row's metadata part."""
+        meta = self.user_meta if side == "user" else self.item_meta
+        super().set_reprs(side, index, reprs - meta.rows(index))
+
     def _hide_ids(self, ids: Tensor) -> Tensor:
         """Training only: zero the id part of a random ``id_dropout`` share of the rows."""
         p = self.config.id_dropout

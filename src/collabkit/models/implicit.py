@@ -37,7 +37,15 @@ from collabkit.data.implicit import Interactions, interactions
 from collabkit.data.interactions import Ratings
 from collabkit.data.vocab import Vocab
 from collabkit.models import linear
-from collabkit.models.base import BIASES, FACTORS, FOLD_IN, CollabModel, Scorer
+from collabkit.models.base import (
+    BIASES,
+    FACTORS,
+    FOLD_IN,
+    ITEM_FOLD_IN,
+    CollabModel,
+    Scorer,
+    require,
+)
 from collabkit.models.config import ModelConfig
 from collabkit.models.dot import BiasConfig, DotProduct, DotProductBias
 from collabkit.models.linear import UserPrior
@@ -58,6 +66,12 @@ class ImplicitModel:
         """Only the average-taste user (the fallback) matters: the exact fold-in needs no prior,
         so nothing is calibrated."""
         return linear.measure_prior(self, ratings, 1.0 if noise_var is None else noise_var)  # type: ignore[arg-type]
+
+    @torch.no_grad()
+    def item_prior(self, ratings: Ratings | None = None, noise_var: float | None = None) -> UserPrior:
+        """The mirror of ``user_prior``, for kinds that fold in items exactly (ITEM_FOLD_IN)."""
+        require(self, ITEM_FOLD_IN)  # type: ignore[arg-type]
+        return linear.measure_prior(self, ratings, 1.0 if noise_var is None else noise_var, side="item")  # type: ignore[arg-type]
 
     @classmethod
     def from_data(cls, ratings: Ratings, **config: Any) -> CollabModel:
@@ -81,7 +95,7 @@ class MostPopular(ImplicitModel, CollabModel):
 
     kind = "most-popular"
     Config = PopularConfig
-    capabilities = frozenset({FOLD_IN})
+    capabilities = frozenset({FOLD_IN, ITEM_FOLD_IN})
 
     def __init__(self, config: PopularConfig, users: Vocab, items: Vocab) -> None:
         super().__init__(config, users, items)
@@ -121,6 +135,20 @@ class MostPopular(ImplicitModel, CollabModel):
         single = items.dim() == 1
         out = torch.zeros(len(torch.atleast_2d(items)), 0)
         return out[0] if single else out
+
+    @torch.no_grad()
+    def fold_in_items(self, users: Tensor, values: Tensor | None = None, prior: UserPrior | None = None) -> Tensor:
+        """A new item's popularity, exactly as training counts it: the sum of its weights."""
+        single = users.dim() == 1
+        users = torch.atleast_2d(users)
+        w = torch.ones(users.shape) if values is None else torch.atleast_2d(values).float()
+        out = (w * (users >= 0)).sum(1, keepdim=True)
+        return out[0] if single else out
+
+    @torch.no_grad()
+    def set_reprs(self, side: str, index: Tensor, reprs: Tensor) -> None:
+        if side == "item":
+            self.popularity[index] = reprs[:, 0].to(self.popularity.dtype)
 
 
 # --- EASE ---------------------------------------------------------------------------------------
@@ -271,6 +299,7 @@ class ALS(ImplicitModel, DotProduct):
 
     kind = "als"
     Config = ALSConfig
+    capabilities = frozenset({FOLD_IN, ITEM_FOLD_IN, FACTORS})
 
     def _fit(
         self, train: Ratings, valid: Ratings | None, console: Console | None, progress: bool
@@ -317,23 +346,26 @@ class ALS(ImplicitModel, DotProduct):
 
         The exact iALS user solve above (what ``fit`` would give the user), for users it never saw.
         """
-        single = items.dim() == 1
-        items = torch.atleast_2d(items)
-        w = (
-            torch.ones(items.shape, dtype=torch.float64)
-            if values is None
-            else torch.atleast_2d(values).double()
-        )
-        w = w * (items >= 0)
-        Y = self.item_factors.weight.double()
-        Yu = Y[items.clamp(min=0)]  # (U, m, F)
-        c1 = self.config.alpha * w  # (U, m) c - 1, 0 on padding
-        A = (
-            Y.T @ Y
-            + (Yu * c1.unsqueeze(-1)).mT @ Yu
-            + self.config.reg * torch.eye(Y.shape[1], dtype=torch.float64)
-        )
-        b = (Yu * ((1 + c1) * (w > 0)).unsqueeze(-1)).sum(1)  # (U, F) = Y^T C_u p_u
+        return self._solve(self.item_factors.weight, items, values)
+
+    @torch.no_grad()
+    def fold_in_items(self, users: Tensor, values: Tensor | None = None, prior: UserPrior | None = None) -> Tensor:
+        """(I, m) user indices (-1 = padding) [and weights] -> (I, F) item factors, users fixed:
+        the exact iALS item solve (the loss is symmetric in users and items)."""
+        return self._solve(self.user_factors.weight, users, values)
+
+    def _solve(self, fixed: Tensor, others: Tensor, values: Tensor | None) -> Tensor:
+        """x = (Y^T Y + Y_r^T (C_r - I) Y_r + reg I)^-1 Y_r^T C_r p_r for each row r, Y the
+        ``fixed`` side's factors and Y_r those of the row's ``others`` (-1 = padding)."""
+        single = others.dim() == 1
+        others = torch.atleast_2d(others)
+        w = torch.ones(others.shape, dtype=torch.float64) if values is None else torch.atleast_2d(values).double()
+        w = w * (others >= 0)
+        Y = fixed.double()
+        Yr = Y[others.clamp(min=0)]  # (R, m, F)
+        c1 = self.config.alpha * w  # (R, m) c - 1, 0 on padding
+        A = Y.T @ Y + (Yr * c1.unsqueeze(-1)).mT @ Yr + self.config.reg * torch.eye(Y.shape[1], dtype=torch.float64)
+        b = (Yr * ((1 + c1) * (w > 0)).unsqueeze(-1)).sum(1)  # (R, F) = Y^T C_r p_r
         x = torch.linalg.solve(A, b).float()
         return x[0] if single else x
 

@@ -1,4 +1,4 @@
-"""Fold-in maths for kinds whose score is a link of something linear in the user's representation.
+"""Fold-in maths for kinds whose score is a link of something linear in one side's representation.
 
 Such a kind (FOLD_IN) scores f(z) with z = a_i . x + c_i: x is the user's representation,
 (a_i, c_i) = ``model.user_linear(i)`` and (f, f') = ``model.link(z)``; sigmoid_range for dot-bias
@@ -24,12 +24,22 @@ equivalent, so noise_var is matched to training empirically (``calibrate_noise``
 which folding in known users from their own training ratings best reproduces what training
 learned for them. With no answers fold-in returns m: the fallback.
 
-The functions here take the model as the protocol (``user_linear``, ``link``, ``link_inverse``,
-``user_repr``, ``score_all_items``); the kinds call them from their default methods.
+The same maths places a new **item** with the users fixed (``side="item"``, ITEM_FOLD_IN): its
+score from user u is f(b_u . y + d_u) with (b_u, d_u) = ``model.item_linear(u)``, and y is the
+MAP item under a prior measured on the trained items the same way (centre: the average-taste
+item, the real item whose predicted ratings by every user are closest to the average item's;
+lam_k = noise_var / var_k over the trained items; noise_var calibrated by folding in known items
+from their own training ratings). Everything below takes ``side`` and reads the other side as the
+fixed one (``Side``).
+
+The functions here take the model as the protocol (``user_linear``/``item_linear``, ``link``,
+``link_inverse``, ``user_repr``/``item_repr``, ``scorer``); the kinds call them from their
+default methods.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -51,27 +61,63 @@ class CollabModel(Protocol):
     config: Any
 
     def user_repr(self, u: Tensor) -> Tensor: ...
+    def item_repr(self, i: Tensor) -> Tensor: ...
     def user_reprs(self, u: Tensor) -> Tensor: ...
     def scorer(self, items: Tensor | None = None) -> Any: ...
-    def score_all_items(self, u: Tensor) -> Tensor: ...
     def user_linear(self, items: Tensor) -> tuple[Tensor, Tensor]: ...
+    def item_linear(self, users: Tensor) -> tuple[Tensor, Tensor]: ...
     def link(self, z: Tensor) -> tuple[Tensor, Tensor]: ...
     def link_inverse(self, r: Tensor) -> tuple[Tensor, Tensor]: ...
     def link_is_identity(self) -> bool: ...
 
 Method = Literal["gauss-newton", "logit-ridge"]
+SideName = Literal["user", "item"]
 EPS = 1e-3  # logit targets are clipped to (EPS, 1 - EPS) of the output range
 DEFAULT_NOISE = 1 / 80  # noise_var / (hi - lo)^2 without ratings to calibrate on (0.2 for 1-5 stars)
 NOISE_GRID = (1 / 320, 1 / 160, 1 / 80, 1 / 53, 1 / 32, 1 / 16)  # candidates for calibrate_noise
 CALIBRATE_CELLS = 1 << 24  # calibrate_noise caps answers per user so users x answers x D stays below
-AVERAGE_CELLS = 1 << 26  # average_taste samples items past this many users x items
+AVERAGE_CELLS = 1 << 26  # average_taste samples the other side past this many users x items
 SAMPLE_CHUNK_CELLS = 1 << 20  # its sampled scores are computed this many at a time
+SPREAD_ROWS = 1 << 14  # spread_prior's moments are measured on at most this many rows
 CONVERGED = 1e-7  # Gauss-Newton stops for a user once no coordinate of their step exceeds this (relative)
+
+
+@dataclass(frozen=True)
+class Side:
+    """The side whose representation fold-in solves (``name``), the other one held fixed."""
+
+    name: SideName
+
+    @property
+    def other(self) -> SideName:
+        return "item" if self.name == "user" else "user"
+
+    def vocab(self, model: CollabModel) -> Vocab:
+        return model.users if self.name == "user" else model.items
+
+    def other_vocab(self, model: CollabModel) -> Vocab:
+        return model.items if self.name == "user" else model.users
+
+    def reprs(self, model: CollabModel, idx: Tensor) -> Tensor:
+        """(n,) indices of this side -> (n, D) their trained representations."""
+        return (model.user_repr if self.name == "user" else model.item_repr)(idx)
+
+    def linear(self, model: CollabModel, others: Tensor) -> tuple[Tensor, Tensor]:
+        """(A, c) with z = A . x + c for a representation x of this side, the other side's
+        ``others`` (indices, any shape) fixed."""
+        return (model.user_linear if self.name == "user" else model.item_linear)(others)
+
+
+def side_of(name: str) -> Side:
+    if name not in ("user", "item"):
+        raise ValueError(f"side must be 'user' or 'item', not {name!r}")
+    return Side(name)  # type: ignore[arg-type]
 
 
 @dataclass
 class UserPrior:
     """Where fold-in starts and what it shrinks towards: x ~ N(mean, diag(noise_var / precision)).
+    An item's prior (ITEM_FOLD_IN) is one too, measured on the trained items.
 
     ``parts``: for a model made of components (an ensemble), each component's own prior, in the
     order of ``model.components()``; ``mean`` and ``precision`` are theirs side by side.
@@ -79,7 +125,7 @@ class UserPrior:
 
     mean: Tensor  # (D,) representation of the average-taste user
     precision: Tensor  # (D,) lam_k = noise_var / var_k of the trained users
-    average_user: Any = None  # raw id of the real user chosen as the average taste
+    average_user: Any = None  # raw id of the real user (or item) chosen as the average taste
     noise_var: float = 1.0  # the rating noise variance the precision was built with
     parts: tuple[UserPrior, ...] = field(default=())
 
@@ -93,7 +139,7 @@ class UserPrior:
 
 
 @torch.no_grad()
-def average_taste(model: CollabModel, counts: np.ndarray | None = None) -> int:
+def average_taste(model: CollabModel, counts: np.ndarray | None = None, side: SideName = "user") -> int:
     """Index of the real user whose predicted ratings are closest (RMSE) to the population's average.
 
     The chapter's warning: the mean of all user embeddings can be a combination of tastes nobody
@@ -101,56 +147,72 @@ def average_taste(model: CollabModel, counts: np.ndarray | None = None) -> int:
     even predict the average rating. So we average where it means something, in predicted ratings
     (m_i = mean over users of their predicted rating of item i), and pick the real user closest to
     m, among users with at least the median number of ratings when ``counts`` (ratings per user)
-    is given, so the choice is a well-estimated person. Past AVERAGE_CELLS users x items (the
-    Epinions model: 22 k x 296 k) both averages run over a seeded random sample of the items,
-    AVERAGE_CELLS / users of them, so time and memory stay bounded.
+    is given, so the choice is a well-estimated person.
+
+    ``side="item"`` is the mirror: the real item whose predicted ratings by every user are closest
+    to the average item's (m_u = mean over items of user u's predicted ratings), among items with
+    at least the median number of ratings.
+
+    Past AVERAGE_CELLS users x items (the Epinions model: 22 k x 296 k) the average runs over a
+    seeded random sample of the other side (items for the average user, users for the average
+    item), AVERAGE_CELLS / candidates of them, scored by the kind's scorer prepared for them
+    once, so time and memory stay bounded and every candidate is scored.
     """
     n_users, n_items = len(model.users), len(model.items)
-    if n_users * n_items <= AVERAGE_CELLS:
-        chunks = torch.arange(n_users).split(4096)
-        mean = sum(model.score_all_items(c).double().sum(0) for c in chunks) / n_users  # (N,)
-        dist = torch.cat([(model.score_all_items(c).double() - mean).pow(2).mean(1) for c in chunks])
-    else:
-        sample = np.random.default_rng(0).choice(n_items, max(1, AVERAGE_CELLS // n_users), replace=False)
-        items = torch.from_numpy(np.sort(sample))
-        chunks = torch.arange(n_users).split(max(1, SAMPLE_CHUNK_CELLS // len(items)))
-        scorer = model.scorer(items)
+    users, items = torch.arange(n_users), None
+    if n_users * n_items > AVERAGE_CELLS:  # sample the side averaged over: every candidate is scored
+        if side == "user":
+            items = torch.from_numpy(np.sort(np.random.default_rng(0).choice(n_items, max(1, AVERAGE_CELLS // n_users), replace=False)))
+        else:
+            users = torch.from_numpy(np.sort(np.random.default_rng(0).choice(n_users, max(1, AVERAGE_CELLS // n_items), replace=False)))
+    scorer = model.scorer(items)
+    width = n_items if items is None else len(items)
+    chunks = users.split(max(1, min(4096, SAMPLE_CHUNK_CELLS // max(1, width))))
 
-        def scores(users: Tensor) -> Tensor:  # (B, S) on the sampled items
-            return scorer.finish(scorer.rank(model.user_reprs(users).float())).double()
+    def blocks() -> Iterator[Tensor]:  # (B, N or sampled items) predicted ratings of a chunk of users
+        return (scorer.finish(scorer.rank(model.user_reprs(c).float())).double() for c in chunks)
 
-        mean = sum(scores(c).sum(0) for c in chunks) / n_users
-        dist = torch.cat([(scores(c) - mean).pow(2).mean(1) for c in chunks])
+    if side == "item":  # (N,) mean over users of (s_ui - m_u)^2
+        dist = sum((b - b.mean(1, keepdim=True)).pow(2).sum(0) for b in blocks()) / len(users)
+    else:  # (U,) mean over items of (s_ui - m_i)^2, for the users scored
+        mean = sum(b.sum(0) for b in blocks()) / len(users)  # (N,)
+        dist = torch.full((n_users,), torch.inf, dtype=torch.float64)
+        dist[users] = torch.cat([(b - mean).pow(2).mean(1) for b in blocks()])
     if counts is not None:
-        dist[torch.from_numpy(counts < np.median(counts))] = torch.inf
+        thin = torch.from_numpy(counts < np.median(counts))
+        if not torch.isinf(dist.masked_fill(thin, torch.inf)).all():
+            dist[thin] = torch.inf
     return int(torch.argmin(dist))
 
 
 @torch.no_grad()
 def measure_prior(
-    model: CollabModel, ratings: Ratings | None = None, noise_var: float | None = None
+    model: CollabModel, ratings: Ratings | None = None, noise_var: float | None = None,
+    side: SideName = "user",
 ) -> UserPrior:
-    """The Gaussian prior of fold-in, measured on the trained users (see the module docstring).
+    """The Gaussian prior of fold-in, measured on the trained users (or items: ``side``; see the
+    module docstring).
 
     ``noise_var`` scales the penalty (lam_k = noise_var / var_k). By default it is matched to
     training when ``ratings`` (the training ratings) are given (``calibrate_noise``); without
     them, DEFAULT_NOISE * (hi - lo)^2 of the rating scale (what calibration gives for the
     chapter's model on ML-100k). ``ratings`` also lets the average-taste choice skip thinly
-    estimated users.
+    estimated users (items).
     """
-    reps = model.user_repr(torch.arange(len(model.users))).double()  # (U, D)
+    view = side_of(side)
+    vocab = view.vocab(model)
+    reps = view.reprs(model, torch.arange(len(vocab))).double()  # (U, D)
     var = reps.var(0).clamp(min=1e-8) if reps.shape[1] else reps.new_zeros(0)  # (D,)
     counts = None
     if ratings is not None:
         counts = np.bincount(
-            model.users.lookup(ratings.frame["user"], strict=False) + 1,
-            minlength=len(model.users) + 1,
+            vocab.lookup(ratings.frame[view.name], strict=False) + 1, minlength=len(vocab) + 1
         )[1:]
-    avg = average_taste(model, counts)
-    prior = UserPrior(reps[avg].clone(), 1.0 / var, model.users.decode([avg])[0])
+    avg = average_taste(model, counts, view.name)
+    prior = UserPrior(reps[avg].clone(), 1.0 / var, vocab.decode([avg])[0])
     if noise_var is None:
         noise_var = (
-            calibrate_noise(model, ratings, prior)
+            calibrate_noise(model, ratings, prior, side=view.name)
             if ratings is not None
             else DEFAULT_NOISE * scale_width(model) ** 2
         )
@@ -159,39 +221,64 @@ def measure_prior(
 
 
 @torch.no_grad()
+def spread_prior(model: CollabModel, side: SideName = "user") -> UserPrior:
+    """A prior measured in O(n D), with no scoring: centred on the mean representation of the
+    trained users (items), lam_k = noise_var / var_k, noise_var the uncalibrated default (both
+    moments over a seeded sample of SPREAD_ROWS rows when there are more). For
+    placing rows that training moves next (``models.incremental.update``): the average-taste
+    search and the calibration of ``measure_prior`` score the whole catalogue several times,
+    which on a large one costs more than the training that follows."""
+    view = side_of(side)
+    n = len(view.vocab(model))
+    rows = torch.arange(n) if n <= SPREAD_ROWS else torch.from_numpy(np.sort(np.random.default_rng(0).choice(n, SPREAD_ROWS, replace=False)))
+    reps = view.reprs(model, rows)  # (n, D), as stored
+    var, mean = torch.var_mean(reps, 0) if len(reps) > 1 else (torch.ones(reps.shape[1]), reps.sum(0))
+    noise_var = DEFAULT_NOISE * scale_width(model) ** 2
+    return UserPrior(mean.double(), noise_var / var.double().clamp(min=1e-8), None, noise_var)
+
+
+@torch.no_grad()
 def calibrate_noise(
-    model: CollabModel, ratings: Ratings, prior: UserPrior, n_users: int = 100, seed: int = 0
+    model: CollabModel, ratings: Ratings, prior: UserPrior, n_users: int = 100, seed: int = 0,
+    side: SideName = "user",
 ) -> float:
-    """The noise_var under which fold-in best reproduces what training learned for known users.
+    """The noise_var under which fold-in best reproduces what training learned for known users
+    (or items, ``side="item"``: then ``n_users`` is the number of items sampled and the
+    catalogue is every user).
 
     For ``n_users`` known users (a fixed random sample), fold in their training ratings with each
     candidate noise_var and measure sum_i (z_i(fold-in) - z_i(trained))^2 over the whole catalogue,
     i.e. (x - x_t)^T G (x - x_t) with G = A^T A; keep the candidate with the smallest mean.
     ``prior`` supplies the centre and 1 / var_k (its noise_var is ignored). For wide models
     (Bayesian MF: thousands of dimensions) each user contributes a random subset of at most
-    CALIBRATE_CELLS / (n_users * D) ratings, which bounds memory and time.
+    CALIBRATE_CELLS / (n_users * D) ratings, which bounds memory and time. Ratings of no known
+    user (item) give the uncalibrated default of ``measure_prior``.
     """
+    view = side_of(side)
+    own, other = view.vocab(model), view.other_vocab(model)
     frame = ratings.frame
-    known = np.unique(model.users.lookup(frame["user"], strict=False))
+    known = np.unique(own.lookup(frame[view.name], strict=False))
     known = known[known >= 0]
+    if not len(known):  # nothing trained to match: the uncalibrated default
+        return DEFAULT_NOISE * scale_width(model) ** 2
     sample = np.sort(
         np.random.default_rng(seed).choice(known, min(n_users, len(known)), replace=False)
     )
-    raw = model.users.decode(sample)
-    rows = frame[frame["user"].isin(raw) & frame["item"].isin(model.items.ids)]
-    width = model.user_repr(torch.zeros(1, dtype=torch.int64)).shape[1]
+    raw = own.decode(sample)
+    rows = frame[frame[view.name].isin(raw) & frame[view.other].isin(other.ids)]
+    width = view.reprs(model, torch.zeros(1, dtype=torch.int64)).shape[1]
     cap = max(32, CALIBRATE_CELLS // (len(sample) * width))
-    rows = rows.sample(frac=1.0, random_state=seed).groupby("user", sort=False).head(cap)
-    codes = pd.Index(raw).get_indexer(rows["user"])
-    items, values = padded(codes, model.items.lookup(rows["item"]), rows["rating"].to_numpy(), len(raw))
-    target = model.user_repr(torch.from_numpy(sample)).double()
-    A, _ = model.user_linear(torch.arange(len(model.items)))
+    rows = rows.sample(frac=1.0, random_state=seed).groupby(view.name, sort=False).head(cap)
+    codes = pd.Index(raw).get_indexer(rows[view.name])
+    items, values = padded(codes, other.lookup(rows[view.other]), rows["rating"].to_numpy(), len(raw))
+    target = view.reprs(model, torch.from_numpy(sample)).double()
+    A, _ = view.linear(model, torch.arange(len(other)))
     gram = A.T @ A / len(A)  # (D, D)
     scale = scale_width(model) ** 2
     best, best_err = NOISE_GRID[0], np.inf
     for frac in NOISE_GRID:
         candidate = UserPrior(prior.mean, frac * scale / prior.noise_var * prior.precision)
-        diff = map_fold_in(model, items, values, candidate, steps=3) - target  # (n_users, D)
+        diff = map_fold_in(model, items, values, candidate, steps=3, side=view.name) - target  # (n, D)
         err = float(((diff @ gram) * diff).sum(1).mean())
         if err < best_err:
             best, best_err = frac, err
@@ -245,17 +332,20 @@ def map_fold_in(
     prior: UserPrior,
     method: Method = "gauss-newton",
     steps: int = 5,
+    side: SideName = "user",
 ) -> Tensor:
     """(U, D) MAP user representations from answers: item indices (U, m), -1 = padding; ratings (U, m).
 
-    A 1-D ``items``/``ratings`` pair is one user and gives a (D,) representation.
+    A 1-D ``items``/``ratings`` pair is one user and gives a (D,) representation. With
+    ``side="item"`` the rows are new items and ``items`` holds the indices of the users who rated
+    them (the users fixed): the same solve through ``model.item_linear``.
     """
     if method not in ("gauss-newton", "logit-ridge"):
         raise ValueError(f"method must be 'gauss-newton' or 'logit-ridge', not {method!r}")
     single = items.dim() == 1
     items, ratings = torch.atleast_2d(items), torch.atleast_2d(ratings).double()
     w = (items >= 0).double()  # (U, m) 1 for answers, 0 for padding
-    A, c = model.user_linear(items)  # (U, m, D), (U, m)
+    A, c = side_of(side).linear(model, items)  # (U, m, D), (U, m)
     A = A * w.unsqueeze(-1)
     lam, mu = prior.precision, prior.mean.expand(len(items), -1)  # (D,), (U, D)
     # logit-space ridge: linearise f around each answer, solve the weighted ridge in closed form

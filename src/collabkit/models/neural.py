@@ -10,9 +10,9 @@ import torch
 from torch import Tensor, nn
 
 from collabkit.data.vocab import Vocab
-from collabkit.models.base import FACTORS, RATINGS, CollabModel, sigmoid_range
+from collabkit.models.base import FACTORS, RATINGS, UPDATE, CollabModel, sigmoid_range
 from collabkit.models.config import SGDConfig
-from collabkit.models.dot import _table
+from collabkit.models.dot import _table, write_rows
 
 
 def emb_size(n: int) -> int:
@@ -36,7 +36,8 @@ class EmbeddingNN(CollabModel):
 
     kind = "nn"
     Config = NNConfig
-    capabilities = frozenset({FACTORS, RATINGS})  # a non-linear head: no fold-in
+    # a non-linear head: no fold-in; an update starts new users' and items' rows from the init
+    capabilities = frozenset({FACTORS, RATINGS, UPDATE})
     # an MLP with batch norm wants more, smaller steps: chapter recipe on u1, bs 256 RMSE 0.936,
     # bs 1024 0.945
     default_bs: ClassVar[int] = 256
@@ -63,6 +64,10 @@ class EmbeddingNN(CollabModel):
 
     def item_repr(self, i: Tensor) -> Tensor:
         return self.item_factors(i)
+
+    @torch.no_grad()
+    def set_reprs(self, side: str, index: Tensor, reprs: Tensor) -> None:
+        write_rows(self, side, index, reprs)
 
     def head(self, ur: Tensor, ir: Tensor) -> Tensor:
         ur, ir = ur.expand(max(len(ur), len(ir)), -1), ir.expand(max(len(ur), len(ir)), -1)

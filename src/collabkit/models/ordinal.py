@@ -39,14 +39,16 @@ from collabkit.models.base import (
     BIASES,
     FACTORS,
     FOLD_IN,
+    ITEM_FOLD_IN,
     PROBA,
     RATINGS,
+    UPDATE,
     CollabModel,
     Scorer,
     Sizes,
 )
 from collabkit.models.config import SGDConfig
-from collabkit.models.dot import _table
+from collabkit.models.dot import _table, bias_linear, write_rows
 from collabkit.models.linear import EPS
 
 #: a scale with more distinct ratings than this is not a set of classes (continuous scores)
@@ -83,7 +85,8 @@ class OrdinalMF(CollabModel):
 
     kind = "ordinal"
     Config = OrdinalConfig
-    capabilities = frozenset({FOLD_IN, FACTORS, RATINGS, PROBA, BIASES})  # fold-in: link E[r | z]
+    # fold-in of users and items: z is linear in either side's [factors, bias], the link is E[r | z]
+    capabilities = frozenset({FOLD_IN, ITEM_FOLD_IN, UPDATE, FACTORS, RATINGS, PROBA, BIASES})
     wants_y_range = False
     bias_columns = (1, 1)
     user_item_tables: ClassVar[dict[str, str]] = {
@@ -251,8 +254,15 @@ class OrdinalMF(CollabModel):
     # --- fold-in: z is linear in [p_u, b_u]; the link is E[r | z] -----------------------------
     @torch.no_grad()
     def user_linear(self, items: Tensor) -> tuple[Tensor, Tensor]:
-        ir = self.item_reprs(items)
-        return torch.cat([ir[..., :-1], torch.ones_like(ir[..., -1:])], -1), ir[..., -1]
+        return bias_linear(self.item_reprs(items))
+
+    @torch.no_grad()
+    def item_linear(self, users: Tensor) -> tuple[Tensor, Tensor]:
+        return bias_linear(self.reprs_of("user", users))
+
+    @torch.no_grad()
+    def set_reprs(self, side: str, index: Tensor, reprs: Tensor) -> None:
+        write_rows(self, side, index, reprs)  # [factors, bias], as dot-bias
 
     def link(self, z: Tensor) -> tuple[Tensor, Tensor]:
         return self.expected(z), self.expected_slope(z)

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from collabkit.data.interactions import Ratings
 from collabkit.data.vocab import Vocab
-from collabkit.models.base import CollabModel
+from collabkit.models.base import UPDATE, CollabModel
 from collabkit.models.dot import BiasConfig, DotProductBias
 
 
@@ -32,6 +32,8 @@ class SVDpp(DotProductBias):
 
     kind = "svdpp"
     Config = SVDppConfig
+    # N(u) is the training history: an update on part of the data would not extend it (no UPDATE)
+    capabilities = DotProductBias.capabilities - {UPDATE}
     data_sized = ("history_items",)  # length = number of training ratings, known only from data
     # forward reads N(u) by user index, so the trainer must not remap indices to batch-local rows:
     # no table is declared and the sparse gradients keep updates row-wise (as in Hybrid)
@@ -82,3 +84,23 @@ class SVDpp(DotProductBias):
     def forward(self, u: Tensor, i: Tensor) -> Tensor:
         dot = (self._user_vector(u) * self.item_factors(i)).sum(1)
         return self._squash(dot + self.user_bias(u).squeeze(1) + self.item_bias(i).squeeze(1))
+
+    @torch.no_grad()
+    def set_reprs(self, side: str, index: Tensor, reprs: Tensor) -> None:
+        """A user's [vector, bias] is written as p_u = vector - its implicit part (N(u) is kept)."""
+        if side == "user":
+            reprs = reprs.clone()
+            reprs[:, :-1] -= self.implicit_factors(index)
+        super().set_reprs(side, index, reprs)
+
+    @torch.no_grad()
+    def grown(self, users: Vocab, items: Vocab) -> CollabModel:
+        """New users have no history: N(u) is empty for them (the CSR pointers repeat the last)."""
+        model = super().grown(users, items)
+        model.history_indptr = _extended_indptr(self.history_indptr, len(users))
+        return model
+
+
+def _extended_indptr(indptr: Tensor, rows: int) -> Tensor:
+    """CSR pointers over ``rows`` rows from those of the first len(indptr) - 1: new rows are empty."""
+    return torch.cat([indptr, indptr[-1:].expand(rows + 1 - len(indptr))])

@@ -17,10 +17,17 @@ Three ways to place a user, named in every answer (``mode``), the same as ``reco
 - ``average-taste``: no usable ratings at all: the average-taste user's list.
 The answers equal ``recommend``/``recommend_new_users`` on the same ratings: same items, order,
 scores and reasons (``tests/serve/test_engine.py`` checks every kind).
+
+New items (``new_items`` = k > 0, kinds with ITEM_FOLD_IN): an item the version does not know
+that has k ratings in the store by users it knows is placed by item fold-in when the engine is
+built (``CollabModel.with_items``): the engine serves the version grown by those items, and
+``new_item`` marks them (responses say so). ``Live`` rebuilds the engine in the background when
+more items reach k; requests never compute a fold-in of items.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -34,7 +41,15 @@ from torch import Tensor
 from collabkit.checkpoint import load_items, load_model
 from collabkit.data.interactions import Ratings
 from collabkit.interpret.similar import nearest
-from collabkit.models.base import FACTORS, FOLD_IN, PROBA, CollabModel, require, supports
+from collabkit.models.base import (
+    FACTORS,
+    FOLD_IN,
+    ITEM_FOLD_IN,
+    PROBA,
+    CollabModel,
+    require,
+    supports,
+)
 from collabkit.models.linear import UserPrior
 from collabkit.recommend.onboard import Questionnaire
 from collabkit.recommend.recommend import (
@@ -47,6 +62,7 @@ from collabkit.recommend.recommend import (
 )
 from collabkit.recommend.topn import top_n
 
+log = logging.getLogger("collabkit.serve")
 N_QUESTIONS = 50  # onboarding questions kept per model version
 TOP_K = 100  # each known user's precomputed list: the longest list a request may ask for
 
@@ -68,16 +84,22 @@ class Engine:
 
     def __init__(self, version: int, path: str, trained_through: float, model: CollabModel,
                  items: pd.DataFrame | None, ratings: pd.DataFrame, top_k: int = TOP_K,
-                 scale: Any = None) -> None:  # fmt: skip
+                 scale: Any = None, new_items: int = 0) -> None:  # fmt: skip
         t0 = time.perf_counter()
         torch.set_num_threads(os.cpu_count() or 1)  # the lists below: big products, every core
         self.version, self.path, self.trained_through = version, path, trained_through
         self.scale = scale  # the store's rule (``validation.Scale``): stored values off it are not used
+        # new items: the version grown by the items it does not know that have k ratings (module doc)
+        self.new_items = new_items if supports(model, ITEM_FOLD_IN) else 0
+        n_trained = len(model.items)
+        model = _with_new_items(model.eval(), ratings, self.new_items)
+        self.new_item = np.arange(len(model.items)) >= n_trained  # (n_items,) placed by fold-in
         self.model, self.items = model.eval(), items
         self.item_text = np.array([str(i) for i in model.items.ids], dtype=object)
         self.item_index = {s: k for k, s in enumerate(self.item_text)}
         self.user_index = {str(u): k for k, u in enumerate(model.users.ids)}
         self.item_ids = dict(zip(self.item_text, model.items.ids.tolist()))  # text -> the model's own id
+        self.waiting = _unknown_counts(self.item_text, ratings) if self.new_items else {}  # item -> its ratings
         self.names, self.titles = _names(model, items)
         self.scorer = model.scorer()
         self.unit = unit_factors(model)  # (n_items, 0) for kinds without factors: no reasons
@@ -94,11 +116,12 @@ class Engine:
         torch.set_num_threads(1)  # many small requests in parallel beat one request on many threads
 
     @classmethod
-    def load(cls, version: int, path: str, trained_through: float, ratings: pd.DataFrame, scale: Any = None) -> Engine:
+    def load(cls, version: int, path: str, trained_through: float, ratings: pd.DataFrame, scale: Any = None,
+             new_items: int = 0) -> Engine:  # fmt: skip
         """Load a saved version's folder; ``ratings`` (the store's usable ones: user, item,
-        rating) give item popularity, the prior's calibration and what each known user has rated;
-        ``scale`` is the store's."""
-        return cls(version, path, trained_through, load_model(path), load_items(path), ratings, scale=scale)
+        rating) give item popularity, the prior's calibration, what each known user has rated and
+        the new items (``new_items``: k, 0 = none); ``scale`` is the store's."""
+        return cls(version, path, trained_through, load_model(path), load_items(path), ratings, scale=scale, new_items=new_items)
 
     # --- requests ---------------------------------------------------------------------------------
     @torch.no_grad()
@@ -198,6 +221,26 @@ class Engine:
         mean = sum(self.model.score_all_items(c).double().sum(0) for c in users.split(1024)) / max(1, len(users))
         order = torch.sort(-mean, stable=True).indices[: self.top_k]
         return order.numpy(), mean[order].float().numpy(), None
+
+
+def _with_new_items(model: CollabModel, ratings: pd.DataFrame, k: int) -> CollabModel:
+    """``model`` grown by the items of the store it does not know that have ``k`` ratings by users
+    it knows, placed by item fold-in (``with_items``; the prior calibrated on the store's ratings);
+    ``model`` itself when k is 0 or no item qualifies."""
+    if k <= 0 or not len(ratings):
+        return model
+    frame = ratings[["user", "item", "rating"]]
+    fits = model.items.fits(frame["item"])  # a text id cannot join a vocabulary of integers
+    if not fits.all():
+        log.warning("%d stored rating(s) of items whose ids cannot join version's integer ids (%s...) "
+                    "are not used for new items", int((~fits).sum()), frame["item"][~fits].iloc[0])  # fmt: skip
+    return model.with_items(Ratings(frame[fits]), k)
+
+
+def _unknown_counts(item_text: np.ndarray, ratings: pd.DataFrame) -> dict[str, int]:
+    """{item: its number of ratings} of the store's items the engine does not hold (yet)."""
+    items = ratings["item"].astype(str)
+    return items[~items.isin(item_text)].value_counts().to_dict()
 
 
 def _names(model: CollabModel, items: pd.DataFrame | None) -> tuple[np.ndarray, np.ndarray | None]:

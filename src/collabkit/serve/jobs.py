@@ -59,6 +59,22 @@ def check_spec(spec: str) -> Any:
     return parsed
 
 
+def check_incremental(engine: Engine) -> None:
+    """ValueError unless a version is live and its kind can update (UPDATE): an incremental
+    retrain is refused before the 202."""
+    from collabkit.checkpoint import read_config
+    from collabkit.models.base import UPDATE, get_model_class, registry
+
+    with Session(engine) as session:
+        live = store.live_version(session)
+    if live is None:
+        raise ValueError("an incremental retrain updates the live model, and no version is live yet")
+    kind = read_config(live.path)["kind"]
+    if UPDATE not in get_model_class(kind).capabilities:
+        can = sorted(k for k, cls in registry().items() if UPDATE in cls.capabilities)
+        raise ValueError(f"the live model ({kind}) cannot be updated; kinds that can: {', '.join(can)}")
+
+
 def store_shape(engine: Engine) -> dict[str, Any]:
     """What the estimate needs from the store: numbers of users, items, ratings; the rating levels."""
     R = store.Rating
@@ -243,7 +259,7 @@ def run(job_id: int) -> int:
         from collabkit.serve.rollout import retrain
 
         result = retrain(engine, options["out"], spec, options.get("holdout", 0.1),
-                         options.get("tolerance", 0.01))  # fmt: skip
+                         options.get("tolerance", 0.01), incremental=options.get("incremental", False))  # fmt: skip
         status = "done"
     except MemoryError:
         reason = f"out of memory: the job's process may use {mb(limit)} (COLLABKIT_RETRAIN_MEMORY_MB)"

@@ -4,12 +4,18 @@ A request reads ``live.current`` (an ``engine.Engine``) once and uses that snaps
 so a promotion never mixes two models in one response. A new version is built completely (its
 engine: weights, lists, fold-in prior, onboarding questions) before the reference changes: no
 request waits or fails on a swap. Each worker process holds its own and polls the store.
+
+New items: every ``new_item_seconds`` the poller asks the store which items have ``new_items``
+ratings; when one the served engine does not hold has more ratings than when the engine was
+built (``Engine.waiting``), the same version is rebuilt from the store (its new items folded in:
+``engine``) and swapped in the same way.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -26,9 +32,12 @@ log = logging.getLogger("collabkit.serve")
 
 
 class Live:
-    def __init__(self, engine: Engine, on_swap: Callable[[int], None] | None = None) -> None:
+    def __init__(self, engine: Engine, on_swap: Callable[[int], None] | None = None,
+                 new_items: int = 0, new_item_seconds: float = 30.0) -> None:  # fmt: skip
         self.engine = engine
         self.on_swap = on_swap or (lambda version: None)  # told each version it starts serving
+        self.new_items, self.new_item_seconds = new_items, new_item_seconds  # see the module docstring
+        self._looked = time.monotonic()
         self.current: Engine | None = None
         self.error: str | None = None  # why the store's live version is not the one served
         self._failed: int | None = None  # that version, not retried on every poll
@@ -46,7 +55,7 @@ class Live:
 
         with Session(self.engine) as session:
             ratings, scale = store.all_ratings(session), store.scale(session)
-        return Engine.load(version.id, version.path, version.trained_through, ratings, scale)
+        return Engine.load(version.id, version.path, version.trained_through, ratings, scale, self.new_items)
 
     def sync(self) -> bool:
         """Serve the store's live version if it is not the one served; True when it swapped."""
@@ -81,6 +90,30 @@ class Live:
             self.on_swap(version.id)
             return version
 
+    def refresh_items(self) -> bool:
+        """Rebuild the served version when an item it does not hold has ``new_items`` ratings in the
+        store and more than when it was built (module docstring); True when it swapped."""
+        served = self.current
+        if served is None or self.new_items <= 0 or served.new_items <= 0:
+            return False
+        with Session(self.engine) as session:
+            counts = store.rated_items(session, self.new_items)
+        if not any(n > served.waiting.get(item, 0) for item, n in counts.items() if item not in served.item_index):
+            return False
+        with self._load_lock:
+            if self.current is not served:  # a promotion or rollback came first
+                return False
+            with Session(self.engine) as session:
+                version = session.get(store.ModelVersion, served.version)
+            try:
+                rebuilt = checked_load(self.load, version)
+            except NotServable as e:
+                log.error("could not fold in new items: %s; still serving the engine built before", e)
+                return False
+            self.current = rebuilt
+            log.info("model version %d: %d new item(s) folded in", served.version, int(rebuilt.new_item.sum()))
+            return True
+
     def start_polling(self, seconds: float) -> None:
         if seconds <= 0:
             return
@@ -93,6 +126,12 @@ class Live:
                 self.sync()
             except Exception:  # a bad folder must not kill the poller; the old model stays
                 log.exception("could not load the live model version")
+            if time.monotonic() - self._looked >= self.new_item_seconds:
+                self._looked = time.monotonic()
+                try:
+                    self.refresh_items()
+                except Exception:  # the engine built before stays
+                    log.exception("could not fold in new items")
 
     def stop(self) -> None:
         self._stop.set()

@@ -14,6 +14,14 @@ live model's on ratings **neither model was trained on** (``plan``):
 - ``undecided``: neither is possible (too few ratings; the live recipe cannot be retrained, or is
   a ranking model RMSE cannot judge). The candidate is kept, not promoted, with the reason.
 
+``incremental=True`` makes the candidate an update of the live model (``CollabModel.update``:
+warm-started from its weights, new users and items placed by fold-in, a few epochs on the new
+ratings mixed with a replay of the old) instead of a model trained from scratch, and judges it the
+same way (``plan_update``): of the ratings written after the live version's cut-off, the most
+recent ``share`` (at least ``min_test``) are held out and score both the candidate and the live
+model, neither of which has seen them; the candidate is updated with the older ones. Ratings of
+users or items the live model does not know count as new wherever they fall.
+
 The candidate is promoted when  rmse_candidate <= rmse_live + tolerance, and only if it then loads
 and answers a smoke request (``promote``). A version that does not load or answer never becomes
 live: the live version stays, and the reason is returned.
@@ -101,6 +109,22 @@ def plan(frame: pd.DataFrame, live_cutoff: float | None, refit_problem: str | No
     return Plan("same-split", older, recent, refit_live=True)
 
 
+def plan_update(frame: pd.DataFrame, live: CollabModel, cutoff: float, share: float,
+                min_test: int = MIN_TEST) -> tuple[Plan, pd.DataFrame]:  # fmt: skip
+    """(the gate's plan for an update of ``live``, the old ratings it replays) (module docstring):
+    the plan's ``train`` holds the new ratings the update learns from."""
+    known = (live.users.lookup(frame["user"], strict=False) >= 0) & (live.items.lookup(frame["item"], strict=False) >= 0)
+    fresh = (frame["written_at"] > cutoff).to_numpy() | ~known
+    old, new = frame[~fresh], frame[fresh]
+    n_test = max(min_test, round(len(new) * share))
+    if n_test >= len(new):
+        reason = (f"{len(new)} rating(s) are new to the live version: the gate needs {min_test} to score "
+                  "on and at least one to update with")  # fmt: skip
+        return Plan("undecided", new, new.iloc[:0], reason=reason), old
+    learn, test = holdout(new, n_test / len(new))
+    return Plan("incremental", learn, test), old
+
+
 def refit_problem(model: CollabModel) -> str | None:
     """Why the live model's recipe cannot be retrained and judged by RMSE, or None."""
     from collabkit.models.base import RATINGS, registry, supports
@@ -130,16 +154,19 @@ def retrain(
     train_fraction: float = 1.0,
     seed: int = 0,
     min_test: int = MIN_TEST,
+    incremental: bool = False,
 ) -> dict[str, Any]:
     """Train, score, gate (module docstring); returns the record (version, rmse_candidate,
     rmse_live, gate, decided, promoted, reason, ...), which is also the version's metrics.
 
     ``train_fraction`` < 1 trains the candidate on a random share of the training part (a
-    deliberately weaker candidate, to check the gate).
+    deliberately weaker candidate, to check the gate). ``incremental``: the candidate is the live
+    model updated (``spec`` is not used); ValueError when nothing is live or its kind cannot update.
     """
     from collabkit.checkpoint import load_model, save_model
     from collabkit.data.interactions import Ratings
     from collabkit.evaluate import evaluate_ratings
+    from collabkit.models.base import UPDATE, require
 
     with Session(engine) as session:
         frame = store.all_ratings(session)
@@ -149,37 +176,49 @@ def retrain(
     if len(frame) < 20:
         raise ValueError(f"the store holds {len(frame)} usable ratings: too few to train and hold out")
     live_model = load_model(live.path) if live is not None else None
-    problem = refit_problem(live_model) if live_model is not None else None
-    p = plan(frame, live.trained_through if live else None, problem, share, min_test)
-    train = p.train
-    if train_fraction < 1:
-        rng = np.random.default_rng(seed)
-        train = train[rng.random(len(train)) < train_fraction]
     bounds = _bounds(scale, frame)
     as_ratings = lambda part, name: Ratings(
         part[["user", "item", "rating", "timestamp"]].reset_index(drop=True),
         items=items if name == "store" else None, scale=bounds, name=name,
     )  # fmt: skip
-    model = _train(spec, as_ratings(train, "store"))
+    if incremental:
+        if live_model is None:
+            raise ValueError("an incremental retrain updates the live model, and no version is live yet")
+        require(live_model, UPDATE)
+        p, old = plan_update(frame, live_model, live.trained_through, share, min_test)
+        train = p.train
+        model = live_model.update(as_ratings(train, "new"), as_ratings(old, "store"), seed=seed)
+        model.meta["lineage"][-1]["parent"]["store_version"] = live.id
+        spec = f"update of version {live.id}"
+        through = float(pd.concat([train, old])["written_at"].max())
+    else:
+        problem = refit_problem(live_model) if live_model is not None else None
+        p = plan(frame, live.trained_through if live else None, problem, share, min_test)
+        train = p.train
+        if train_fraction < 1:
+            rng = np.random.default_rng(seed)
+            train = train[rng.random(len(train)) < train_fraction]
+        model = _train(spec, as_ratings(train, "store"))
+        through = float(p.train["written_at"].max())
     cand = live_rmse = None
     if len(p.test):
         test = as_ratings(p.test, "held-out")
         cand = float(evaluate_ratings(model, test)["rmse"])
-        if p.how == "after-cutoff":
+        if p.how in ("after-cutoff", "incremental"):
             live_rmse = float(evaluate_ratings(live_model, test)["rmse"])
         elif p.refit_live:
             live_rmse = float(evaluate_ratings(_refit(live_model, as_ratings(p.train, "store")), test)["rmse"])
-    decided = p.how in ("first", "after-cutoff", "same-split")
+    decided = p.how in ("first", "after-cutoff", "same-split", "incremental")
     promote = decided and (live_rmse is None or cand is None or cand <= live_rmse + tolerance)
     metrics = {
         "gate": p.how, "decided": decided, "reason": p.reason,
         "rmse_candidate": cand, "rmse_live": live_rmse,  # None: nothing was live (or undecided)
         "live_refit": p.refit_live, "live_version": live.id if live else None,
         "tolerance": tolerance, "n_train": len(train), "n_test": len(p.test), "holdout_share": share,
-        "train_fraction": train_fraction, "promoted": False,
+        "train_fraction": train_fraction, "incremental": incremental, "promoted": False,
     }  # fmt: skip
     with Session(engine, expire_on_commit=False) as session:
-        version = store.add_version(session, "", spec, metrics, float(p.train["written_at"].max()))
+        version = store.add_version(session, "", spec, metrics, through)
         folder = Path(out_dir).resolve() / f"v{version.id}"
         save_model(model, folder, items=items, extra={"spec": spec, "store_version": version.id})
         version.path = str(folder)

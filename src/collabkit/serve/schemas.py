@@ -67,6 +67,9 @@ class Recommendation(BaseModel):
     p_love: float | None = Field(
         None, description="chance of a rating of love_at or more (models with a distribution)"
     )
+    new_item: bool = Field(
+        False, description="an item the model version was not trained on, placed by item fold-in from its ratings since"
+    )
 
 
 class Recommendations(BaseModel):
@@ -95,6 +98,7 @@ class Similar(BaseModel):
     item: str
     similarity: float
     title: str | None = None
+    new_item: bool = Field(False, description="placed by item fold-in, not by training (see Recommendation)")
 
 
 class SimilarItems(BaseModel):
@@ -134,6 +138,7 @@ class RetrainIn(Strict):
     spec: str = Field("dot-bias(n_factors=50)", max_length=200, pattern=r"^[\w\-(), .=\[\]'\"]+$")
     holdout: float = Field(0.1, gt=0, lt=1, description="share of the most recent ratings held out")
     tolerance: float = Field(0.01, ge=0, le=10, description="promote if RMSE <= live RMSE + this")
+    incremental: bool = Field(False, description="update the live model with the ratings since it was trained instead (spec not used)")
 
 
 class JobOut(BaseModel):

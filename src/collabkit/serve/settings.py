@@ -23,3 +23,7 @@ class Settings(BaseSettings):
     retrain_memory_mb: int = 2048  # a retraining's process may use this much (estimated up front)
     canary_seconds: float = 10.0  # how often the canary rule looks at both arms (0: never)
     reload_seconds: float = 2.0  # poll the store for a live version changed elsewhere (CLI)
+    # items the live version was not trained on are recommended once they have this many ratings
+    # by users it knows (item fold-in; 0: never)
+    new_item_ratings: int = 10
+    new_item_seconds: float = 30.0  # how often the store is asked for such items (in the background)

@@ -294,6 +294,13 @@ def delete_user(session: Session, user: str) -> tuple[int, int] | None:
     return None if not (ratings or exposures or users) else (ratings, exposures)
 
 
+def rated_items(session: Session, at_least: int) -> dict[str, int]:
+    """{item: its number of stored ratings} for the items with at least ``at_least`` (one grouped
+    query: the live holder's check for new items)."""
+    q = select(Rating.item_id, func.count()).group_by(Rating.item_id).having(func.count() >= at_least)
+    return {item: int(n) for item, n in session.execute(q)}
+
+
 def count_ratings(session: Session) -> int:
     return int(session.scalar(select(func.count()).select_from(Rating)) or 0)
 

@@ -42,5 +42,7 @@ def similar(
     except ValueError as e:  # a kind without factors (CapabilityError), or too few of them
         raise FieldError(422, "item", str(e)) from None
     titles = served.titles[near].tolist() if served.titles is not None else [None] * len(near)
-    out = [Similar(item=i, similarity=float(s), title=text(t)) for i, s, t in zip(served.item_text[near].tolist(), sims.tolist(), titles)]
+    new = served.new_item[near].tolist()
+    out = [Similar(item=i, similarity=float(s), title=text(t), new_item=f)
+           for i, s, t, f in zip(served.item_text[near].tolist(), sims.tolist(), titles, new)]  # fmt: skip
     return SimilarItems(item=item, model_version=served.version, similar=out)

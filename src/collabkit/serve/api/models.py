@@ -76,8 +76,9 @@ def _job(j: store.RetrainJob) -> JobOut:
 def retrain(body: RetrainIn, request: Request) -> JobOut:
     """Queue a retraining (``collabkit retrain``, gated) to run in its own process: answered once
     the spec is checked and the memory it needs estimated. A spec that does not build, or needs
-    more memory than COLLABKIT_RETRAIN_MEMORY_MB, is refused (422). Follow the job at
-    ``GET /v1/models/retrain/{job}``; it goes live only if the gate promotes it."""
+    more memory than COLLABKIT_RETRAIN_MEMORY_MB, is refused (422); so is ``incremental`` when
+    the live model cannot update. Follow the job at ``GET /v1/models/retrain/{job}``; it goes
+    live only if the gate promotes it."""
     state = request.app.state
     try:
         spec = jobs.check_spec(body.spec)
@@ -85,6 +86,11 @@ def retrain(body: RetrainIn, request: Request) -> JobOut:
         need = jobs.estimate_bytes(spec, shape, jobs.live_bytes(state.engine))
     except ValueError as e:
         raise FieldError(422, "body.spec", f"body.spec: {e}") from None
+    if body.incremental:
+        try:
+            jobs.check_incremental(state.engine)
+        except (ValueError, FileNotFoundError) as e:
+            raise FieldError(422, "body.incremental", f"body.incremental: {e}") from None
     limit = state.settings.retrain_memory_mb * 2**20
     if need > limit:
         raise FieldError(422, "body.spec", (
@@ -92,7 +98,8 @@ def retrain(body: RetrainIn, request: Request) -> JobOut:
             f"({shape['users']:,} users, {shape['items']:,} items, {shape['ratings']:,} ratings); "
             f"a retraining may use {jobs.mb(limit)} (COLLABKIT_RETRAIN_MEMORY_MB)"))  # fmt: skip
     try:
-        job = state.jobs.submit(body.spec, {"holdout": body.holdout, "tolerance": body.tolerance}, need, limit)
+        options = {"holdout": body.holdout, "tolerance": body.tolerance, "incremental": body.incremental}
+        job = state.jobs.submit(body.spec, options, need, limit)
     except LookupError as e:
         raise FieldError(409, "spec", str(e)) from None
     with Session(state.engine) as session:

@@ -38,9 +38,10 @@ def respond(request: Request, engine: Any, user: str, answer: Any, status: int =
     # a recommendation is named: its title, else its id (when the version has titles at all)
     titles = engine.names[answer.items].tolist() if engine.titles is not None else [None] * len(ids)
     p = answer.p_love.tolist() if answer.p_love is not None else [None] * len(ids)
+    new = engine.new_item[answer.items].tolist()  # placed by item fold-in since the version was trained
     items = [
-        {"item": i, "rank": r, "score": float(s), "title": t, "because": b, "p_love": _chance(q)}
-        for r, (i, s, t, b, q) in enumerate(zip(ids, answer.scores.tolist(), titles, answer.because.tolist(), p), 1)
+        {"item": i, "rank": r, "score": float(s), "title": t, "because": b, "p_love": _chance(q), "new_item": f}
+        for r, (i, s, t, b, q, f) in enumerate(zip(ids, answer.scores.tolist(), titles, answer.because.tolist(), p, new), 1)
     ]
     state = request.app.state
     state.metrics.fallbacks.labels(answer.mode).inc()
