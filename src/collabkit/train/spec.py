@@ -55,8 +55,8 @@ class ModelSpec:
                 raise ValueError(f"bad model spec {text!r}: a preset takes no options but seed")
             return cls(kind, kw, text)
         if kind == AUTO:
-            if set(kw) - {"seed", "budget"}:
-                raise ValueError(f"bad model spec {text!r}: auto takes only seed and budget")
+            if set(kw) - {"seed", "budget", "memory"}:
+                raise ValueError(f"bad model spec {text!r}: auto takes only seed, budget (s) and memory (GB)")
             return cls(kind, kw, text)
         if kind not in registry():
             raise ValueError(
