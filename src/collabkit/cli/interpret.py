@@ -192,7 +192,7 @@ def report(
     ] = Path("report"),
     baselines: Annotated[
         str, typer.Option(help="Comma-separated baseline specs to compare against ('' for none).")
-    ] = "mean,bias,most-popular",
+    ] = "mean,baseline,most-popular",
     k: K = 10,
     relevant: Relevant = 4.0,
     as_json: Json = False,

@@ -39,6 +39,7 @@ from collabkit.models.base import (
     FACTORS,
     FOLD_IN,
     RATINGS,
+    SCORE_CELLS,
     CollabModel,
     ModelConfig,
     Scorer,
@@ -301,14 +302,20 @@ class Ensemble(CollabModel):
 
             return Scorer(rank)
         item_bins = torch.bucketize(self.item_count, self.edges)  # (N,)
+        by_item = self.cells[:, item_bins, :].permute(2, 0, 1).contiguous()  # (K, user bins, N)
+        # users a member scores at a time: (users, N) blocks of about SCORE_CELLS stay in cache
+        # (4x larger blocks ran 2.5x slower on Epinions)
+        step = max(1, SCORE_CELLS // max(1, len(item_bins)))
 
         @torch.no_grad()
         def rank_by_support(ur: Tensor) -> Tensor:
             user_bins = torch.bucketize(ur[:, -1].to(self.edges.dtype).contiguous(), self.edges)  # (U,)
-            out = 0.0
-            for k, (s, cols) in enumerate(parts):
-                w = self.cells[:, :, k][user_bins][:, item_bins]  # (U, N)
-                out = out + w * s.finish(s.rank(ur[:, cols]))
+            out = torch.empty(len(ur), len(item_bins), dtype=ur.dtype)
+            for start in range(0, len(ur), step):
+                x, bins = ur[start : start + step], user_bins[start : start + step]
+                acc = out[start : start + step].zero_()
+                for k, (s, cols) in enumerate(parts):  # acc += scores_k * w_k(user bin, item bin)
+                    acc.addcmul_(s.finish(s.rank(x[:, cols])), by_item[k].index_select(0, bins))
             return out
 
         return Scorer(rank_by_support)

@@ -57,6 +57,9 @@ MEMORY_SHARE = 0.9
 VALID_PCT = 0.1
 #: members whose weight is below this in every support cell are dropped (a refit for nothing)
 MIN_WEIGHT = 0.01
+#: loading a saved model peaks at about this many times its weights (the file's bytes, the
+#: tensors read from them, the model built before them): the blend must load within the limit too
+LOAD_FACTOR = 3.0
 #: seconds kept back for the blend, counting support and assembling the ensemble
 SLACK_SECONDS = 3.0
 #: fits shorter than this do not calibrate the speed (start-up costs dominate them)
@@ -312,9 +315,14 @@ def _choose(
         need_b = _refit_bytes(fitted, chosen, scale)
         if len(chosen) == 1 or (need_s <= seconds and need_b <= limit):
             return chosen, blend
-        slow = need_s > seconds  # drop the member that gives least weight for what its refit costs
-        cost = [fitted[j]["seconds"] if slow else fitted[j]["kept_mb"] + fitted[j]["mb"] for j in chosen]
-        drop = chosen[int(np.argmin(blend.mean_weights / np.maximum(cost, 1e-3)))]
+        # drop, among the members whose refit costs at least a tenth of the excess (dropping a
+        # cheap one would not help), the one that gives least weight for what it costs
+        slow = need_s > seconds
+        cost = np.array([fitted[j]["seconds"] if slow else (LOAD_FACTOR * fitted[j]["kept_mb"] + fitted[j]["mb"]) * 1e6
+                         for j in chosen])  # fmt: skip
+        excess = need_s - seconds if slow else need_b - limit
+        value = np.where(cost >= 0.1 * min(excess, cost.max()), blend.mean_weights / np.maximum(cost, 1e-9), np.inf)
+        drop = chosen[int(np.argmin(value))]
         too_big = [j for j in chosen if fitted[j]["mb"] * 1e6 * scale > limit]
         if not slow and too_big:  # a member that cannot be refitted at all goes first
             drop = max(too_big, key=lambda j: fitted[j]["mb"])
@@ -331,14 +339,15 @@ def _refit_order(fitted: list[dict[str, Any]], chosen: list[int]) -> list[int]:
 
 
 def _refit_bytes(fitted: list[dict[str, Any]], chosen: list[int], scale: float) -> float:
-    """Peak bytes above the data while refitting ``chosen`` in ``_refit_order``: each fit's
-    working memory on top of what the members refitted before it keep (both grown by ``scale``)."""
+    """Peak bytes above the data while refitting ``chosen`` in ``_refit_order`` (each fit's
+    working memory on top of what the members refitted before it keep, both grown by ``scale``),
+    or while loading the saved blend (LOAD_FACTOR times its weights), whichever is larger."""
     kept, peak = 0.0, 0.0
     for n in _refit_order(fitted, chosen):
         row = fitted[chosen[n]]
         peak = max(peak, kept + row["mb"] * 1e6 * scale)
         kept += row["kept_mb"] * 1e6 * scale
-    return max(peak, kept)
+    return max(peak, LOAD_FACTOR * kept)
 
 
 def _blend(
