@@ -60,15 +60,76 @@ def test_described_once_at_train_then_every_command_needs_only_the_model(files, 
     assert (tmp_path / "report" / "index.html").exists() and out["sections"]
 
 
-def test_similar_prefers_items_with_enough_ratings(files, tmp_path):
-    from collabkit.cli.interpret import MIN_RATINGS
+def test_similar_leaves_out_items_and_users_without_enough_ratings_and_says_how_many(files, tmp_path):
+    from collabkit.data.split import random_split
+    from collabkit.interpret.similar import default_min_ratings
 
     model = tmp_path / "m"
     run("train", "--ratings", files / "ratings.tsv", "--names", "user,item,category,rating",
         "--duplicates", "last", "--epochs", "1", "--out", model, "--json")  # fmt: skip
-    counts = read_ratings(files / "ratings.tsv", names=["user", "item", "category", "rating"], duplicates="last")
-    counts = counts.frame["item"].value_counts()
-    every = json.loads(run("similar", model, "105", "-k", "44", "--min-ratings", "0", "--json"))["similar"]
-    kept = json.loads(run("similar", model, "105", "-k", "44", "--json"))["similar"]
-    assert all(counts[s["item"]] >= MIN_RATINGS for s in kept)
-    assert len(kept) <= len(every)
+    data = read_ratings(files / "ratings.tsv", names=["user", "item", "category", "rating"], duplicates="last")
+    train, _ = random_split(data, 0.2, seed=42)  # the recorded split: counts are training ratings
+    for side, query, flag in (("item", "105", []), ("user", "3", ["--user"])):
+        counts = train.frame[side].value_counts()
+        every = json.loads(run("similar", model, query, *flag, "-k", "100", "--min-ratings", "0", "--json"))
+        at = int(counts.quantile(0.6))  # leaves some out
+        kept = json.loads(run("similar", model, query, *flag, "-k", "100", "--min-ratings", at, "--json"))
+        assert all(counts[s[side]] >= at and s["n_ratings"] == counts[s[side]] for s in kept["similar"])
+        assert kept["min_ratings"] == at and kept["left_out"] == int((counts < at).sum()) > 0
+        assert len(kept["similar"]) < len(every["similar"]) and every["left_out"] == 0
+        default = json.loads(run("similar", model, query, *flag, "-k", "5", "--json"))
+        assert default["min_ratings"] == default_min_ratings(counts)  # stated in the output
+    human = run("similar", model, "105", "-k", "3")
+    assert "left out" in human and "--min-ratings" in human
+
+
+def test_the_default_support_of_a_neighbour_is_scaled_to_the_data():
+    from collabkit.interpret.similar import default_min_ratings
+
+    assert default_min_ratings(pd.Series([27] * 10)) == 20  # ML-100k-like: a median of 27 a film
+    assert default_min_ratings(pd.Series([1] * 10 + [5] * 3)) == 5  # Epinions-like: most rated once
+    assert default_min_ratings(pd.Series([9, 10, 11])) == 10
+
+
+def readme_walkthrough() -> list[list[str]]:
+    """The commands of the README's own-data walk-through (its first bash block), split as a shell would."""
+    import re
+    import shlex
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text[text.index("### Your own data") :]
+    block = re.search(r"```bash\n(.*?)```", section, re.DOTALL)[1].replace("\\\n", " ")
+    return [shlex.split(line, comments=True) for line in block.splitlines() if line.strip()]
+
+
+@pytest.mark.slow
+def test_the_readme_walkthrough_runs_as_written(tmp_path, monkeypatch):
+    """Verbatim, in a folder whose ratings.tsv is the shared Epinions log (header line, repeated
+    pairs); without the shared data, a small generated file of the same shape."""
+    import os
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from collabkit.cli import app
+
+    root = os.environ.get("COLLABKIT_TEST_DATA")
+    shared = Path(root) / "epinions" / "ratings.tsv" if root else None
+    if shared is not None and shared.exists():
+        (tmp_path / "ratings.tsv").symlink_to(shared.resolve())
+    else:  # the same columns and header; ids 42 and 122 exist
+        frame = make_ratings(n_users=150, n_items=130, density=0.2, seed=4).frame
+        frame = frame.assign(category=frame["item"] % 5)[["user", "item", "category", "rating"]]
+        pd.concat([frame, frame.iloc[::50]]).to_csv(tmp_path / "ratings.tsv", sep="\t", index=False)
+    monkeypatch.chdir(tmp_path)
+    commands = readme_walkthrough()
+    assert [c[:2] for c in commands] == [["collabkit", v] for v in ("train", "evaluate", "recommend", "similar", "report")]
+    outputs = []
+    for argv in commands:
+        result = CliRunner().invoke(app, argv[1:])
+        assert result.exit_code == 0, (argv, result.output[-2000:])
+        outputs.append(result.output)
+    assert "because you rated" in outputs[2]
+    assert "left out" in outputs[3]
+    assert (tmp_path / "report" / "index.html").exists()

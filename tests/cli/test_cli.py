@@ -155,6 +155,13 @@ def test_train_warns_when_the_model_loses_to_the_baseline(tmp_path):
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["rmse"] > out["baseline_rmse"]
     assert "worse than the baseline predictor" in result.output
+    # what it suggests is what is better here, measured: the baseline itself (with its RMSE) and
+    # auto; never a model that may be just as bad (the bias model used to be suggested)
+    advice = " ".join(result.output.split())
+    assert f"--model baseline (the baseline predictor mu + b_u + b_i: RMSE {out['baseline_rmse']:.4f}" in advice
+    assert "--preset auto" in advice and "bias model" not in advice and "--wd" not in advice
+    baseline = json.loads(runner.invoke(app, ["train", "--ratings", str(path), "--model", "baseline", "--json"]).stdout.strip().splitlines()[-1])
+    assert baseline["rmse"] == pytest.approx(out["baseline_rmse"])  # the named model scores what was said
 
 
 def test_lr_flag_sets_each_kinds_own_learning_rate():

@@ -2,7 +2,8 @@
 
 A new kind is tested by registering it and giving it a small recipe in ``RECIPES`` (a test
 below fails until it has one). Each kind is trained once per module on generated data; the
-checks themselves are in ``conformance.py``.
+checks themselves are in ``conformance.py``. Two ensembles a user gets from a preset run the same
+checks: ``--preset auto`` (a support-aware blend, small candidates) and ``--preset best``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import pytest
 import collabkit as ck
 from collabkit.models.base import RATINGS, registry
 from collabkit.models.ensemble import Ensemble
+from collabkit.train.auto import build_auto
 from collabkit.train.build import build_model
 from tests.conftest import make_ratings
 from tests.models import conformance
@@ -38,11 +40,30 @@ RECIPES: dict[str, str | tuple[str, ...]] = {
     "als": "als(n_factors=8, iterations=10)",
     "bpr": "bpr(n_factors=8, epochs=20)",
 }
-KINDS = sorted(RECIPES)
+#: the presets' ensembles, checked like the kinds: auto on small candidates, best as it is
+PRESETS = {
+    "auto": (
+        "baseline",
+        "dot-bias(n_factors=8, epochs=20, lr_max=3e-2, wd=0.01)",
+        "ordinal(n_factors=8, epochs=20, lr_max=3e-2, wd=0.01)",
+    ),
+    "best": "best",
+}
+#: ``check_fold_in``'s bound for the best preset: its members are full size (20-factor BPMF, 500
+#: AutoRec units) on the suite's 60 users, where the MAP fold-in shrinks more (0.77-0.80 each)
+BEST_FOLD_IN = 0.75
+KINDS = sorted(RECIPES) + sorted(PRESETS)
 
 
 def test_every_registered_kind_is_in_the_suite():
     assert set(RECIPES) == set(registry())
+
+
+def test_the_presets_are_ensembles_that_show_themselves_by_a_member(models):
+    for name in PRESETS:
+        assert models[name].kind == "ensemble" and len(models[name].components()) > 1, name
+        assert models[name].meta["representation"].startswith("member "), name
+    assert models["auto"].meta["auto"]["support"]["buckets"]  # weights by support bucket
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +73,10 @@ def data():
 
 
 def _build(kind: str, train: ck.Ratings) -> ck.CollabModel:
+    if kind == "auto":
+        return build_auto(train, candidates=PRESETS["auto"], budget=300)[0]
+    if kind == "best":
+        return build_model("best", train)[0]
     recipe = RECIPES[kind]
     if isinstance(recipe, tuple):
         members = [build_model(spec, train, seed=42 + k)[0] for k, spec in enumerate(recipe)]
@@ -86,7 +111,7 @@ def test_unknown_ids_get_the_documented_fallback(kind, models, data):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_fold_in_works_or_refuses_clearly(kind, models, data):
-    conformance.check_fold_in(models[kind], data)
+    conformance.check_fold_in(models[kind], data, BEST_FOLD_IN if kind == "best" else None)
 
 
 @pytest.mark.parametrize("kind", KINDS)

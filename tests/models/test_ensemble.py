@@ -55,3 +55,62 @@ def test_members_must_share_ids(tiny, members):
     )
     with pytest.raises(ValueError, match="same training data"):
         Ensemble.of([members[0], other], [0.5, 0.5])
+
+
+@pytest.fixture
+def supported(tiny, members):
+    """A support-aware ensemble: user bins x item bins of the counts (1 | 2-5 | > 5), weights by cell."""
+    edges = (1, 5)
+    cells = np.random.default_rng(0).uniform(0, 1, (3, 3, 2))
+    thin = tiny.with_frame(tiny.frame.iloc[::3])  # counts of 1 to ~5: every bin is used
+    return Ensemble.of(list(members), [0.5, 0.5], support=(edges, cells), train=thin), cells, thin
+
+
+def test_support_aware_weights_go_by_the_users_and_items_counts(tiny, members, supported):
+    model, cells, thin = supported
+    f = tiny.frame
+    cu = thin.frame["user"].value_counts().reindex(f["user"]).fillna(0).to_numpy()
+    ci = thin.frame["item"].value_counts().reindex(f["item"]).fillna(0).to_numpy()
+    bins = lambda c: np.searchsorted([1, 5], c)
+    w = cells[bins(cu), bins(ci)]  # (n, 2)
+    want = w[:, 0] * members[0].predict(f["user"], f["item"]) + w[:, 1] * members[1].predict(f["user"], f["item"])
+    np.testing.assert_allclose(model.predict(f["user"], f["item"]), want, rtol=1e-5)
+    assert len({tuple(r) for r in w}) > 3  # several cells in play
+
+
+def test_support_aware_scoring_paths_agree_and_survive_a_round_trip(tiny, supported, tmp_path):
+    model, _, _ = supported
+    u, i = torch.tensor([0, 1, 2, 5]), torch.tensor([3, 3, 0, 7])
+    torch.testing.assert_close(model.head(model.user_repr(u), model.item_repr(i)), model.score(u, i))
+    n = len(model.items)
+    pairs = model.predict_idx(u.repeat_interleave(n), torch.arange(n).repeat(len(u)))
+    torch.testing.assert_close(model.score_all_items(u), pairs.view(len(u), n), rtol=1e-5, atol=1e-5)
+    save_model(model, tmp_path / "s")
+    again = load_model(tmp_path / "s")
+    f = tiny.frame
+    np.testing.assert_array_equal(model.predict(f["user"], f["item"]), again.predict(f["user"], f["item"]))
+    assert again.meta["representation"] == model.meta["representation"]
+
+
+def test_a_folded_in_users_support_is_their_number_of_answers(tiny, supported):
+    model, _, _ = supported
+    items = torch.tensor([[0, 3, 5, -1, -1]])
+    x = model.fold_in(items, torch.tensor([[4.0, 2.0, 5.0, 0.0, 0.0]], dtype=torch.float64))
+    assert x.shape == (1, model.user_repr(torch.zeros(1, dtype=torch.int64)).shape[1]) and float(x[0, -1]) == 3.0
+    assert float(model.user_prior().mean[-1]) == 0.0  # the average-taste user has no ratings
+
+
+def test_the_representation_member_shows_the_ensemble(tiny, members):
+    from collabkit.models.base import BIASES, FACTORS, supports
+
+    a, b = members  # dot-bias (factors and biases), autorec (factors only)
+    model = Ensemble.of([a, b], [0.2, 0.8])
+    assert model.representative() == 0  # the largest weight among members with factors AND biases
+    torch.testing.assert_close(model.factors("item"), a.factors("item"))
+    torch.testing.assert_close(model.biases("item"), a.biases("item"))
+    assert "member 1 of 2, dot-bias(n_factors=3" in model.meta["representation"]
+    chosen = Ensemble.of([a, b], [0.2, 0.8], represent=1)  # the user's choice: no biases then
+    torch.testing.assert_close(chosen.factors("item"), b.factors("item"))
+    assert supports(chosen, FACTORS) and not supports(chosen, BIASES) and "chosen" in chosen.meta["representation"]
+    with pytest.raises(ValueError, match="represent"):
+        Ensemble.of([a, b], [0.2, 0.8], represent=2)

@@ -1,4 +1,5 @@
-"""The self-tuning preset: search on the training data only, within a budget, NNLS blend, refit."""
+"""The self-tuning preset: search on the training data only, within its time and memory budgets,
+a support-aware blend, refit."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ import torch
 
 import collabkit as ck
 from collabkit.checkpoint import load_model, save_model
-from collabkit.models.base import CollabModel
+from collabkit.models.base import CollabModel, registry
 from collabkit.models.ensemble import Ensemble
-from collabkit.train.auto import Sizes, build_auto, fit_size, nnls
+from collabkit.train.auto import Sizes, build_auto, fit_size, resident_bytes
 from collabkit.train.build import ModelSpec, build_model
 
 FAST = ("bias", "dot-bias(n_factors=4, epochs=3)", "ordinal(n_factors=4, epochs=3)")
@@ -40,17 +41,40 @@ def test_auto_respects_its_budget_and_says_what_it_skipped(tiny):
     slow = "autorec(n_factors=50, epochs=10000000)"
     model, history = build_auto(tiny, candidates=(*FAST, slow), budget=5)
     info = model.meta["auto"]
-    assert history.fit_seconds < 5 * 1.5
+    assert history.fit_seconds < 5 * 1.5  # the refit included
     skipped = [c for c in info["candidates"] if c["spec"].startswith("autorec")]
-    assert skipped and "estimated" in skipped[0]["status"]
+    assert skipped and "estimated" in skipped[0]["status"] and "refit" in skipped[0]["status"]
     assert all(c["weight"] > 0 for c in info["chosen"])
     assert ck.evaluate_ratings(model, tiny)["rmse"] < float(tiny.frame["rating"].std(ddof=0))
+    fitted = [c for c in info["candidates"] if "valid_rmse" in c]
+    assert all({"seconds", "estimated_seconds", "mb", "status"} <= set(c) for c in fitted)
+
+
+def test_auto_keeps_its_memory_limit_and_says_what_did_not_fit(tiny):
+    huge = "autorec(n_factors=20000, epochs=2)"  # a 20000-wide code on 60 users: ~40 MB with Adam's state
+    limit_gb = (resident_bytes() + 30e6) / 1e9  # what the process holds now, and 30 MB more
+    model, _ = build_auto(tiny, candidates=(*FAST, huge), budget=60, memory=limit_gb)
+    row = next(c for c in model.meta["auto"]["candidates"] if c["spec"].startswith("autorec"))
+    assert row["status"].startswith("skipped") and "GB" in row["status"]
+    assert model.meta["auto"]["memory_gb"] == pytest.approx(limit_gb)
+    with pytest.raises(ValueError, match="memory"):
+        build_auto(tiny, candidates=FAST, memory=0.0)
+
+
+def test_auto_blends_by_support_and_keeps_what_it_measured(tiny):
+    model, _ = build_auto(tiny, candidates=FAST, budget=60)
+    info = model.meta["auto"]
+    assert info["blend_valid_rmse"] <= info["constant_blend_valid_rmse"] + 1e-12
+    buckets = info["support"]["buckets"]
+    assert {b["side"] for b in buckets} == {"user", "item"}
+    assert all(b["rmse"] <= b["baseline_rmse"] + 1e-12 for b in buckets if "baseline_rmse" in b)
+    assert model.config.support_edges and np.asarray(model.config.cell_weights).min() >= 0
 
 
 def test_auto_is_a_spec_of_the_one_builder_and_its_choices_are_saved(tiny, tmp_path):
     spec = ModelSpec.parse("auto(budget=20)")
     assert spec.is_preset and spec.config == {"budget": 20}
-    with pytest.raises(ValueError, match="only seed and budget"):
+    with pytest.raises(ValueError, match="only seed, budget"):
         ModelSpec.parse("auto(epochs=3)")
     model, _ = build_model("auto(budget=20)", tiny)
     save_model(model, tmp_path / "m")
@@ -70,23 +94,29 @@ def test_an_ensemble_with_an_ordinal_member_saves_and_loads(tiny, tmp_path):
     np.testing.assert_array_equal(model.predict(f["user"], f["item"]), again.predict(f["user"], f["item"]))
 
 
-def test_nnls_is_exact_on_small_problems():
-    rng = np.random.default_rng(0)
-    P = rng.normal(size=(200, 3))
-    y = P @ np.array([0.3, 0.7, 0.0]) - 0.5 * P[:, 2]  # the best free weight of column 3 is < 0
-    w = nnls(P, y)
-    assert w[2] == 0 and (w >= 0).all()
-    free = np.linalg.lstsq(P[:, :2], y, rcond=None)[0]
-    np.testing.assert_allclose(w[:2], free, atol=1e-9)
-
-
 def test_the_size_rule_skips_or_shrinks_members_that_cannot_scale():
     big = Sizes(n=700_000, users=22_000, items=290_000)
-    cfg, why = fit_size("autorec", {"n_factors": 500, "epochs": 300}, big)
+    cfg, why = fit_size("autorec", {"n_factors": 500, "epochs": 300}, big, 0.9e9)
     assert cfg is None and "dense items x users" in why
-    cfg, why = fit_size("bpmf", {"n_factors": 10, "samples": 130, "burn_in": 20}, big)
-    assert cfg is None or cfg["samples"] < 130 and "samples" in why
-    assert fit_size("dot-bias", {"n_factors": 50}, big) == ({"n_factors": 50}, "")
+    cfg, why = fit_size("bpmf", {"n_factors": 10, "samples": 130, "burn_in": 20}, big, 0.9e9)
+    assert cfg["n_factors"] < 10 and 30 <= cfg["samples"] < 130 and "factors" in why and "samples" in why
+    assert get_cost("bpmf", cfg, big)[1] <= 0.9e9
+    assert fit_size("dot-bias", {"n_factors": 50}, big, 0.9e9) == ({"n_factors": 50}, "")
+    cfg, why = fit_size("dot-bias", {"n_factors": 50}, big, 0.1e9)
+    assert cfg is None and "GB" in why
+
+
+def get_cost(kind, cfg, sizes):
+    return registry()[kind].cost(cfg, sizes)
+
+
+@pytest.mark.parametrize("kind", sorted(registry()))
+def test_every_kind_estimates_its_time_and_memory(kind):
+    """Every kind's cost rule answers for its defaults, growing with the data (the ensemble: its members')."""
+    small, big = Sizes(10_000, 100, 100), Sizes(1_000_000, 10_000, 10_000)
+    cfg = {"members": ({"kind": "baseline", "config": {}}, {"kind": "dot-bias", "config": {}})} if kind == "ensemble" else {}
+    (w1, m1), (w2, m2) = get_cost(kind, cfg, small), get_cost(kind, cfg, big)
+    assert 0 < w1 < w2 and 0 < m1 < m2
 
 
 def test_cli_train_preset_auto_with_a_budget(tmp_path):
@@ -104,6 +134,8 @@ def test_cli_train_preset_auto_with_a_budget(tmp_path):
     assert json.loads(out.stdout.strip().splitlines()[-1])["model"] == "auto(budget=4.0)"
     wrong = runner.invoke(app, ["train", "--ratings", str(path), "--budget", "4"])
     assert wrong.exit_code == 2 and "--budget only applies" in wrong.output
+    wrong = runner.invoke(app, ["train", "--ratings", str(path), "--memory", "1"])
+    assert wrong.exit_code == 2 and "--memory only applies" in wrong.output
 
 
 def test_the_baseline_kind_is_the_models_own_fallback(tiny, tmp_path):

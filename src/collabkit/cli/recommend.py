@@ -80,11 +80,14 @@ def recommend_cmd(
         )
     except (TypeError, ValueError) as e:
         fail(str(e))
+    reasons_from = model.meta.get("representation") or None  # an ensemble's reasons: one member's factors
     if as_json:
-        print_json({"user": user, "n": n, "recommendations": _records(recs)})
+        print_json({"user": user, "n": n, "recommendations": _records(recs), "reasons_from": reasons_from})
         return
     seen = "" if include_seen else " (items you rated are left out)"
     consoles(False)[0].print(_table(f"Top {n} for user {user}{seen}", recs))
+    if reasons_from and "because" in recs.columns:
+        consoles(False)[1].print(f"reasons: nearness in the factors of the ensemble's {reasons_from}")
 
 
 @app.command("recommend-all")

@@ -19,7 +19,8 @@ PAGE_CSS = """
 body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;color:#222}
 h1,h2{font-weight:600}
 .chart{width:100%;max-width:900px}
-table{border-collapse:collapse;margin:0.5em 0} td,th{border:1px solid #ccc;padding:2px 8px}
+table{border-collapse:collapse;margin:0.5em 0;font-size:0.85em;display:block;max-width:100%;overflow-x:auto}
+td,th{border:1px solid #ccc;padding:2px 6px;white-space:pre-line;overflow-wrap:anywhere;vertical-align:top}
 td.num{text-align:right;font-variant-numeric:tabular-nums} caption{text-align:left;font-weight:600}
 """
 

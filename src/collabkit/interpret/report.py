@@ -6,21 +6,25 @@ JSON::
 
     out/index.html  out/item_map.png  out/item_map.html  out/report.json
 
-    model     what was trained, on what                       (config.json)
-    training  train/valid loss per epoch                      (the history `train --out` saves)
+    model     what was trained, on what, as tables            (config.json); for an ensemble its
+              members and weights, and for --preset auto what it tried and skipped (with why)
+              and the blend's weights by support bucket
+    training  train/valid loss per epoch, one curve per member of an ensemble
     biases    top and bottom items by bias; does bias rank items like their mean rating?
     pca       the item map on two principal components; what each axis means
     similar   nearest items by factor cosine, for the most-rated items
     compare   this model against the baselines on the same split (rmse, mae, ranking @k, and
               what the lists are made of: coverage, Gini, ARP, APLT), each number with its 95%
-              interval over the test users, each baseline tested against this model (paired)
+              interval over the test users, each baseline tested against this model (paired);
+              on at most REPORT_USERS test users drawn at random (the page says so)
     groups    the same by user activity (training ratings of the user): a chart with intervals
               (also out/by_activity.png)
     calibration  for models that give a distribution (PROBA): log-loss, expected calibration
               error of P(r >= 4) and its reliability plot (out/reliability.png)
 
 A section that doesn't apply (a mean model has no biases, no test set...) says why instead of
-disappearing, so every report has the same sections.
+disappearing, so every report has the same sections. An ensemble's biases, map and similar items
+are its representation member's (``meta["representation"]``), named in each of those sections.
 
 The folder is marked as a report (``files.MARKER``): a report replaces only a report folder with
 nothing else in it (``check_out``), never a model folder or a user's files.
@@ -41,20 +45,27 @@ import plotly.graph_objects as go
 
 from collabkit.checkpoint import load_items, load_model, read_config
 from collabkit.data.interactions import Ratings
-from collabkit.evaluate.compare import BASELINES, Comparison, compare_trained
+from collabkit.evaluate.compare import Comparison, compare_trained
 from collabkit.evaluate.ranking import RELEVANT_THRESHOLD
 from collabkit.files import atomic_write_text, check_can_write, claim_folder, mark_folder, writing
 from collabkit.interpret.biases import bias_table, bias_vs_mean
-from collabkit.interpret.charts import figure_html, html_page, table_html
+from collabkit.interpret.charts import figure_html, html_page, plain, table_html
 from collabkit.interpret.groups import figure as groups_figure
 from collabkit.interpret.groups import save_png as save_groups_png
 from collabkit.interpret.pca import item_pca, map_figure, save_html, save_png
-from collabkit.interpret.similar import similar_items
+from collabkit.interpret.similar import default_min_ratings, similar_items, supported
 from collabkit.models.base import CollabModel
 from collabkit.train.build import ModelSpec, build_model
 
 REPORT = "report"  # what the marker of a report folder says it holds
 FILES = ("index.html", "report.json", "item_map.png", "item_map.html", "reliability.png", "by_activity.png")  # all it may hold
+#: what a model is compared with: the global mean, the baseline predictor, the most popular items
+BASELINES = ("mean", "baseline", "most-popular")
+#: the comparison scores at most this many test users (a seeded random sample, said on the page),
+#: so the report of an ensemble on Epinions (296 k items to rank per user) takes under a minute;
+#: ``collabkit compare`` and ``evaluate`` score them all
+REPORT_USERS = 2000
+
 SECTIONS = {  # anchor -> heading, in page order
     "model": "The model",
     "training": "Training curves",
@@ -93,18 +104,20 @@ def write_report(
     n_map: int = 50,
     components: tuple[int, int] = (1, 2),
     examples: Sequence[object] | None = None,
-    min_ratings: int = 20,
+    min_ratings: int | None = None,
 ) -> dict[str, Any]:
     """Write the report of the model saved in ``model_dir`` into folder ``out``; returns its data.
 
     ``train`` is the data the model was trained on (rating counts, means, baselines), ``test``
     its held-out part (the comparison; None skips it). ``examples`` (ids or titles) are the items
     of the similar-items section, by default the 4 most-rated. Neighbours and the bias-vs-mean
-    comparison only count items with >= ``min_ratings`` training ratings.
+    comparison only count items with >= ``min_ratings`` training ratings (default:
+    ``interpret.similar.default_min_ratings``).
     """
     model_dir, out = Path(model_dir), Path(out)
     check_out(out)
     items = load_items(model_dir)
+    test = sampled(test, REPORT_USERS)
     inputs = Inputs(
         load_model(model_dir), read_config(model_dir),
         items if items is not None else train.items, train, test, out, k, relevant_threshold,
@@ -112,6 +125,8 @@ def write_report(
     with writing(out):
         out.mkdir(parents=True, exist_ok=True)
         mark_folder(out, REPORT)
+    if min_ratings is None:
+        min_ratings = default_min_ratings(train.frame["item"].value_counts())
     cache: dict[str, Comparison] = {}
 
     def comparison() -> Comparison:  # computed once, for the two sections that show it
@@ -157,6 +172,19 @@ def check_out(out: str | Path) -> None:
     check_can_write(out)
 
 
+def sampled(test: Ratings | None, n_users: int, seed: int = 0) -> Ratings | None:
+    """``test`` as it is, or the held-out ratings of ``n_users`` of its users drawn at random
+    (seeded), its name saying so."""
+    if test is None:
+        return None
+    users = test.frame["user"].unique()
+    if len(users) <= n_users:
+        return test
+    keep = np.random.default_rng(seed).choice(users, n_users, replace=False)
+    name = f"{test.name} ({n_users} of its {len(users)} users, drawn at random)"
+    return test.subset(test.frame["user"].isin(keep).to_numpy(), name=name)
+
+
 class NotApplicable(Exception):
     """A section that can't be drawn for this model or data; its message is shown instead."""
 
@@ -168,27 +196,83 @@ def _model(inputs: Inputs) -> tuple[str, dict]:
     m = inputs.model
     facts = {
         "kind": m.kind,
-        "config": m.config.to_json(),
-        "train": inputs.config.get("train", {}),
-        "n_users": len(m.users),
-        "n_items": len(m.items),
+        "trained as": inputs.config.get("train", {}).get("spec") or m.meta.get("spec") or m.kind,
+        "users": len(m.users),
+        "items": len(m.items),
         "data": inputs.train.name,
     }
-    if "auto" in m.meta:  # what --preset auto tried and chose
-        facts["auto: chosen"] = m.meta["auto"]["chosen"]
-        facts["auto: tried"] = [
-            {k: c[k] for k in ("spec", "status", "valid_rmse") if k in c} for c in m.meta["auto"]["candidates"]
-        ]
-    shown = pd.DataFrame({"": list(facts), "value": [_text(v) for v in facts.values()]})
-    return table_html(shown), facts
+    parts = m.components()
+    if len(parts) == 1:
+        facts["options"] = spec_text(m)
+    if m.meta.get("representation"):
+        facts["shown by"] = m.meta["representation"]
+    inner = table_html(pd.DataFrame({"": list(facts), "value": [str(v) for v in facts.values()]}))
+    data: dict[str, Any] = dict(facts)
+    if len(parts) > 1:
+        members = _members(m)
+        inner += table_html(members, "Members (weight: the blend's mean over its fit)")
+        data["members"] = members.to_dict(orient="records")
+    auto = m.meta.get("auto")
+    if auto:
+        inner += _auto_tables(auto)
+        data["auto"] = auto
+    return inner, data
+
+
+def spec_text(model: CollabModel) -> str:
+    """A model's options that differ from its kind's defaults, as ``name=value`` text."""
+    default = type(model.config)().to_json()
+    skip = ("seed", "y_range", "clip", "levels", "user_features", "item_features", "members", "cell_weights")
+    changed = [f"{k}={v!r}" for k, v in model.config.to_json().items() if k not in skip and v != default.get(k)]
+    return ", ".join(changed) or "the kind's defaults"
+
+
+def _members(model: CollabModel) -> pd.DataFrame:
+    """One row per component: its kind and options, its weight."""
+    rows = [{"member": f"{part.kind}({spec_text(part)})".replace("(the kind's defaults)", ""), "weight": float(w)}
+            for w, part in model.components()]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _auto_tables(auto: dict[str, Any]) -> str:
+    """--preset auto's choices as tables: members, weights by support bucket, candidates tried."""
+    budget = (f"<p>Budget {auto['budget_seconds']:.0f} s and {auto.get('memory_gb', float('nan')):.2f} GB; "
+              f"took {auto['total_seconds']:.0f} s (search {auto['search_seconds']:.0f} s, refit "
+              f"{auto['refit_seconds']:.0f} s). Tuned on {auto['n_fit']} ratings, validated on "
+              f"{auto['n_valid']} carved from the training data.</p>")  # fmt: skip
+    chosen = pd.DataFrame(auto["chosen"]).rename(columns={
+        "spec": "member", "weight": "mean weight", "constant_weight": "constant-blend weight",
+        "valid_rmse": "validation RMSE"})  # fmt: skip
+    out = budget + table_html(chosen, f"Blend: validation RMSE {auto['blend_valid_rmse']:.4f} "
+                              f"(one weight per member: {auto.get('constant_blend_valid_rmse', float('nan')):.4f})")
+    buckets = (auto.get("support") or {}).get("buckets") or []
+    if buckets:
+        rows = []
+        for b in buckets:
+            row = {"side": b["side"], "ratings": b["ratings"], "pairs": b["pairs"], "RMSE": b["rmse"],
+                   "constant": b["constant_rmse"], "baseline": b.get("baseline_rmse", float("nan"))}  # fmt: skip
+            rows.append({**row, **{f"w {n + 1}": w for n, w in enumerate(b["weights"].values())}})
+        legend = "; ".join(f"w {n + 1}: {name}" for n, name in enumerate(buckets[0]["weights"]))
+        out += table_html(pd.DataFrame(rows), "Weights by support bucket (validation pairs by the "
+                          "training ratings of their user or item; RMSE of the blend, of constant "
+                          f"weights, of the best baseline member). {legend}")
+    tried = pd.DataFrame([
+        {"candidate": c["spec"], "status": c.get("status", ""), "validation RMSE": c.get("valid_rmse", float("nan")),
+         "seconds": c.get("seconds", float("nan")), "estimated s": c.get("estimated_seconds", float("nan")),
+         "peak MB": c.get("mb", float("nan"))}
+        for c in auto["candidates"]
+    ])  # fmt: skip
+    return out + table_html(tried, "Candidates tried, skipped or dropped (and why)")
 
 
 def _training(inputs: Inputs) -> tuple[str, list]:
     history = pd.DataFrame(inputs.config.get("history", []))
-    if history.empty or "train_loss" not in history.columns:
+    if history.empty or not ({"train_loss", "member"} & set(history.columns)):
         raise NotApplicable(
             "No training history was saved with this model (`collabkit train --out` saves one)."
         )
+    if "member" in history.columns:
+        return _member_curves(history), history.to_dict(orient="records")
     inner = (
         "<p>Mean squared error per epoch: the training loss should fall; the validation loss "
         "should fall too (rising again would mean over-fitting).</p>"
@@ -196,6 +280,22 @@ def _training(inputs: Inputs) -> tuple[str, list]:
         + table_html(history)
     )
     return inner, history.to_dict(orient="records")
+
+
+def _member_curves(history: pd.DataFrame) -> str:
+    """An ensemble's history: one curve per member with epochs; a line for those without."""
+    members = list(dict.fromkeys(history["member"]))
+    curves = [m for m in members if "train_loss" in history.columns and history.loc[history["member"] == m, "train_loss"].notna().sum() > 1]
+    flat = [m for m in members if m not in curves]
+    seconds = history.groupby("member", sort=False)["time"].sum() if "time" in history.columns else pd.Series(dtype=float)
+    inner = ("<p>Each member's training loss per epoch (or Gibbs sweep), in its own units: each "
+             "should fall. Members are trained one after another on the whole training part.</p>")
+    if curves:
+        inner += figure_html(members_figure(history, curves), "training-chart", 220 * len(curves))
+    if flat:
+        inner += "<p>Fitted in closed form (no epochs): " + html.escape("; ".join(flat)) + ".</p>"
+    table = pd.DataFrame({"member": members, "seconds": [float(seconds.get(m, np.nan)) for m in members]})
+    return inner + table_html(table, "Training seconds per member")
 
 
 def _biases(inputs: Inputs, n_top: int, min_ratings: int) -> tuple[str, dict]:
@@ -207,7 +307,8 @@ def _biases(inputs: Inputs, n_top: int, min_ratings: int) -> tuple[str, dict]:
     show = [c for c in ("title", "item", "bias", "n_ratings", "mean_rating") if c in table.columns]
     top, bottom = table.head(n_top)[show], table.tail(n_top)[::-1][show]
     inner = (
-        "<p>An item's bias is its appeal once taste is accounted for: a low bias means even "
+        _shown_by(inputs.model)
+        + "<p>An item's bias is its appeal once taste is accounted for: a low bias means even "
         "people whose taste fits the item tend not to like it.</p>"
         + table_html(top, f"Top {n_top} items by bias")
         + table_html(bottom, f"Bottom {n_top} items by bias")
@@ -240,7 +341,8 @@ def _pca(inputs: Inputs, n_map: int, components: tuple[int, int]) -> tuple[str, 
         for j in range(len(ev))
     )
     inner = (
-        f"<p>PCA of the factors of the {len(pca.coords)} most-rated items; the map shows the "
+        _shown_by(inputs.model)
+        + f"<p>PCA of the factors of the {len(pca.coords)} most-rated items; the map shows the "
         f"{min(n_map, len(pca.coords))} most-rated. Hover a point for details. Also as "
         "<a href='item_map.png'>PNG</a> and as <a href='item_map.html'>a page of its own</a>.</p>"
         + figure_html(map_figure(pca, n_map, x, y), "map-chart", 700)
@@ -256,20 +358,23 @@ def _similar(
     if examples is None:  # the 4 most-rated items the model knows (one vectorised lookup)
         known = inputs.model.items.lookup(counts.index, strict=False) >= 0
         examples = list(counts.index[known][:4])
-    rated = counts.index[counts >= min_ratings]
+    _, _, _, left_out = supported(inputs.model.items, inputs.train, "item", min_ratings)
     try:
-        found = {q: similar_items(inputs.model, q, n_top, inputs.items, rated) for q in examples}
+        found = {q: similar_items(inputs.model, q, n_top, inputs.items, None, inputs.train, min_ratings) for q in examples}
     except (ValueError, KeyError) as e:
         raise NotApplicable(str(e)) from None
     names = dict(zip(examples, _titles(list(examples), inputs.items)))
     inner = (
-        "<p>Nearest items by cosine similarity of their factors, among the items with at least "
-        f"{min_ratings} ratings (rarely-rated items have short, noisy factor vectors).</p>"
+        _shown_by(inputs.model)
+        + "<p>Nearest items by cosine similarity of their factors, among the items with at least "
+        f"{min_ratings} training ratings: rarely-rated items have short, noisy factor vectors, so "
+        f"the {left_out} items with fewer are left out.</p>"
     )
     for q, table in found.items():
-        shown = [c for c in ("title", "item", "similarity") if c in table.columns]
+        shown = [c for c in ("title", "item", "similarity", "n_ratings") if c in table.columns]
         inner += table_html(table[shown], f"Like {names[q]}")
-    return inner, {str(q): t.to_dict(orient="records") for q, t in found.items()}
+    data = {str(q): t.to_dict(orient="records") for q, t in found.items()}
+    return inner, {"min_ratings": min_ratings, "left_out": left_out, "neighbours": data}
 
 
 def _comparison(
@@ -298,7 +403,7 @@ def _compare(inputs: Inputs, result: Comparison) -> tuple[str, list]:
             test = row.get("vs_baseline", {}).get(m)
             cell = "" if np.isnan(row[m]) else f"{row[m]:.4g}"
             cell += " ns" if test is not None and not test.significant else ""
-            shown.at[n, m] = cell + ("" if np.isnan(low) else f" [{low:.3g}, {high:.3g}]")
+            shown.at[n, m] = cell + ("" if np.isnan(low) else f"\n[{low:.3g}, {high:.3g}]")
     relevant = (
         "every held-out item"
         if inputs.relevant_threshold is None
@@ -361,6 +466,21 @@ def _calibration(inputs: Inputs, at: float = 4.0) -> tuple[str, dict]:
 # --- drawing -----------------------------------------------------------------------------------
 
 
+def members_figure(history: pd.DataFrame, members: list[str]) -> go.Figure:
+    """One small chart per member: its train_loss per epoch (the members' losses differ in kind)."""
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=len(members), cols=1, subplot_titles=[plain(m) for m in members], vertical_spacing=0.5 / len(members))
+    for row, m in enumerate(members, 1):
+        h = history[history["member"] == m]
+        x = h["epoch"] if "epoch" in h.columns else pd.Series(range(len(h)))
+        fig.add_scatter(x=x, y=h["train_loss"], mode="lines", name=plain(m), showlegend=False, row=row, col=1)
+        fig.update_yaxes(title_text="loss", row=row, col=1)
+    fig.update_xaxes(title_text="epoch", row=len(members), col=1)
+    fig.update_layout(margin={"l": 60, "r": 20, "t": 40, "b": 50})
+    return fig
+
+
 def training_figure(history: pd.DataFrame) -> go.Figure:
     """Line chart of train_loss (and valid_loss) per epoch."""
     epochs = history["epoch"] if "epoch" in history.columns else pd.Series(range(len(history)))
@@ -385,6 +505,12 @@ def reliability_figure(table: pd.DataFrame, at: float) -> go.Figure:
         xaxis_range=[0, 1], yaxis_range=[0, 1], margin={"l": 60, "r": 20, "t": 20, "b": 50},
     )  # fmt: skip
     return fig
+
+
+def _shown_by(model: CollabModel) -> str:
+    """For an ensemble: which member's factors and biases this section shows."""
+    who = model.meta.get("representation")
+    return f"<p>From the ensemble's representation member: {html.escape(who)}.</p>" if who else ""
 
 
 def _note(text: str) -> str:

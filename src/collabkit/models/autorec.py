@@ -90,11 +90,14 @@ class AutoRec(CollabModel):
 
     @classmethod
     def cost(cls, config: dict[str, Any], sizes: Sizes) -> tuple[float, float]:
-        """Dense items x users products of width n_factors a step (measured on ML-100k), plus a
-        fixed cost per full-batch step; the target, mask, output and their gradients, dense."""
+        """Dense items x users products of width n_factors a step plus a fixed cost per full-batch
+        step (measured on ML-100k, one thread: ~3.6x the first estimate). Memory: the target, mask,
+        output and their gradients, dense; the encoder and decoder (users x n_factors each) with
+        their gradients and Adam's moments."""
+        h = cls.option(config, "n_factors")
         cells = float(sizes.users) * sizes.items
-        work = cls.option(config, "epochs") * (cells * cls.option(config, "n_factors") * 8.5e-5 + STEP_WORK)
-        return work, cells * 4 * 6
+        work = cls.option(config, "epochs") * (cells * h * 3e-4 + 3.6 * STEP_WORK)
+        return work, cells * 4 * 6 + 2.0 * sizes.users * (h + 1) * 4 * 4
 
     @classmethod
     def sized(cls, config: dict[str, Any], sizes: Sizes, limit: float) -> tuple[dict[str, Any] | None, str]:

@@ -74,25 +74,33 @@ class BayesianMF(DotProductBias):
 
     @classmethod
     def cost(cls, config: dict[str, Any], sizes: Sizes) -> tuple[float, float]:
-        """A sweep costs about half a dot-bias epoch plus a d x d Cholesky per row (measured on
-        ML-100k); the kept samples (2 rows x d floats each) and a sweep's temporaries."""
+        """A sweep: the d x d outer products per rating, (0.86 + 0.03 d^2) units a rating, and a
+        batched d x d Cholesky per row, 0.128 d^2 a row (fitted to ML-100k and Epinions, one
+        thread). Memory: the kept samples three times (the samples, the concatenated tables and
+        their copy while storing) and a sweep's temporaries (``_sweep_bytes``)."""
         d = cls.option(config, "n_factors") + 1
         samples = cls.option(config, "samples")
         sweeps = samples + cls.option(config, "burn_in")
-        work = sweeps * (sizes.n * 0.5 + (sizes.users + sizes.items) * d * d * 0.12 + STEP_WORK)
-        return work, 2 * (sizes.users + sizes.items) * d * samples * 4 + _sweep_bytes(d, sizes)
+        work = sweeps * (sizes.n * (0.86 + 0.03 * d * d) + (sizes.users + sizes.items) * d * d * 0.128 + STEP_WORK)
+        return work, _sample_bytes(d, samples, sizes) + _sweep_bytes(d, sizes)
 
     @classmethod
     def sized(cls, config: dict[str, Any], sizes: Sizes, limit: float) -> tuple[dict[str, Any] | None, str]:
-        """Fewer kept posterior samples when all of them do not fit (at least 30)."""
+        """Fewer kept posterior samples when all of them do not fit (at least MIN_SAMPLES), then
+        fewer factors (halved, down to 2): on sparse data the averaged biases carry most of it."""
         _, mem = cls.cost(config, sizes)
         if mem <= limit:
             return config, ""
-        d = cls.option(config, "n_factors") + 1
-        keep = int((limit - _sweep_bytes(d, sizes)) / (2 * (sizes.users + sizes.items) * d * 4))
-        if keep >= 30:
-            return {**config, "samples": keep}, f"{keep} kept samples instead of {cls.option(config, 'samples')} (memory)"
-        return None, f"skipped: its posterior samples would need ~{mem / 1e9:.1f} GB (> {limit / 1e9:.1f} GB)"
+        f, asked = cls.option(config, "n_factors"), cls.option(config, "samples")
+        while f >= 2:
+            d = f + 1
+            keep = min(asked, int((limit - _sweep_bytes(d, sizes)) / _sample_bytes(d, 1, sizes)))
+            if keep >= MIN_SAMPLES:
+                changes = {"n_factors": f, "samples": keep}
+                what = [f"{v} {k.replace('n_', '')} instead of {cls.option(config, k)}" for k, v in changes.items() if v != cls.option(config, k)]
+                return {**config, **changes}, f"shrunk to fit {limit / 1e9:.2f} GB: {', '.join(what)}"
+            f = f // 2 if f > 2 else 0
+        return None, f"skipped: its posterior samples would need ~{mem / 1e9:.1f} GB (> {limit / 1e9:.2f} GB)"
 
     def _squash(self, x: Tensor) -> Tensor:
         c = self.config.clip
@@ -169,9 +177,19 @@ class BayesianMF(DotProductBias):
         self.item_bias.weight.copy_(Vs[:, :, k:].mean(0) + mu)
 
 
+#: the fewest kept samples the size rule shrinks to
+MIN_SAMPLES = 30
+
+
 def _sweep_bytes(d: int, s: Sizes) -> float:
-    """A Gibbs sweep's temporaries: a d x d outer product per rating and a precision per row."""
-    return (s.n + 2 * (s.users + s.items)) * d * d * 8
+    """A Gibbs sweep's temporaries: a d x d outer product per rating and a precision and its
+    Cholesky factor per row (float64), the per-rating gathers (~24 d + 150 bytes a rating)."""
+    return (s.n + 2 * (s.users + s.items)) * d * d * 8 + s.n * (24 * d + 150)
+
+
+def _sample_bytes(d: int, samples: int, s: Sizes) -> float:
+    """The kept samples (float32), the concatenated tables and the copy made while storing them."""
+    return 3 * (s.users + s.items) * d * samples * 4
 
 
 def _with_ones(X: Tensor, k: int) -> Tensor:

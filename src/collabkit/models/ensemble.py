@@ -1,18 +1,34 @@
-"""Ensemble: a fixed weighted average of trained models, saved and loaded as one model.
+"""Ensemble: a weighted average of trained models whose weights may depend on support, saved and
+loaded as one model.
 
-    score(u, i) = sum_k w_k score_k(u, i)
+    score(u, i) = sum_k w_k(c_u, c_i) score_k(u, i)
 
-Models that err differently (a Bayesian factorisation and an autoencoder, say) average to a lower
-error than either. In the contract's terms user_repr/item_repr are the members' representations
-side by side and the head splits them again; the members share the ensemble's vocabularies.
+c_u and c_i are the user's and the item's numbers of training ratings (their support). Without
+support bins (``support_edges`` empty) each w_k is one number (``weights``: the ``best`` preset).
+With bins, w_k is constant on each cell of (user bin) x (item bin), the bins cut at
+``support_edges`` (counts 1, 2-5, 6-20, 21-100, > 100 for (1, 5, 20, 100)): feature-weighted
+linear stacking (Sill et al. 2009) whose meta-features are the cells' indicators, a step function
+of log(1 + c_u) and log(1 + c_i). Thin cells can then lean on the baseline predictor and rich ones
+on the factor models; ``train.blend`` fits the cells' weights on a validation part.
+
+In the contract's terms user_repr/item_repr are the members' representations side by side (plus,
+with bins, the count c_u or c_i as a last column) and the head splits them again, so top-N, the
+serving engine and ``predict`` agree; a folded-in user's count is their number of answers. The
+members share the ensemble's vocabularies.
+
+What the ensemble shows of itself (similar items, reasons, the map, biases) comes from one
+**representation member** (``representative``): the one the user chose (``represent``), else the
+member with the largest weight among those with factors and biases, else among those with
+factors. It is named in ``meta["representation"]`` so every output that uses it can say so.
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
-from typing import ClassVar
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -25,32 +41,48 @@ from collabkit.models.base import (
     FOLD_IN,
     ITEM_FOLD_IN,
     RATINGS,
+    SCORE_CELLS,
     CollabModel,
     Scorer,
+    Sizes,
     get_model_class,
     require,
 )
 from collabkit.models.config import ConfigError, ModelConfig
 from collabkit.models.linear import UserPrior
 
+#: the count bins' upper ends a support-aware blend uses by default: 1, 2-5, 6-20, 21-100, > 100
+SUPPORT_EDGES = (1, 5, 20, 100)
+#: config fields a member name leaves out (set from the data, or too long to read)
+_UNNAMED = ("seed", "y_range", "clip", "levels", "user_features", "item_features")
+
 
 @dataclass
 class EnsembleConfig(ModelConfig):
     n_factors: int = field(default=0, metadata={"min": 0, "max": 0})  # not used: each member has its own
     members: tuple[dict, ...] = ()  # {"kind": ..., "config": {...}} per member, in order
-    weights: tuple[float, ...] = field(default=(), metadata={"min": 0})  # w_k, one per member
+    # w_k, one per member (with bins: their mean over the blend's fit)
+    weights: tuple[float, ...] = field(default=(), metadata={"min": 0})
+    # count bins' upper ends; () = one weight per member
+    support_edges: tuple[int, ...] = field(default=(), metadata={"min": 1, "increasing": True})
+    # [user bin][item bin][member] -> w_k; () without bins
+    cell_weights: tuple[tuple[tuple[float, ...], ...], ...] = ()
+    # the member the ensemble is shown by; -1: chosen (``representative``)
+    represent: int = field(default=-1, metadata={"min": -1})
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self.members_of()  # every member a known kind with a config its schema accepts
         if len(self.weights) != len(self.members):
             raise ConfigError("weights", f"must hold one weight per member ({len(self.members)}), got {len(self.weights)}")
+        if self.represent >= len(self.members):
+            raise ConfigError("represent", f"must be -1 or a member index < {len(self.members)}, got {self.represent}")
 
     def members_of(self) -> list[tuple[type[CollabModel], ModelConfig]]:
         """(kind class, config) of each member, checked."""
         out = []
         for k, m in enumerate(self.members):
-            if set(m) != {"kind", "config"}:
+            if not isinstance(m, dict) or set(m) != {"kind", "config"}:
                 raise ConfigError(f"members[{k}]", "must be {'kind': ..., 'config': {...}}")
             cls = get_model_class(m["kind"])
             out.append((cls, cls.Config.from_json(m["config"])))
@@ -63,7 +95,8 @@ class Ensemble(CollabModel):
     kind = "ensemble"
     Config = EnsembleConfig
     wants_y_range = False
-    # what every member can do (set per instance)
+    # what the members allow (set per instance: fold-ins and ratings if every member has them,
+    # factors and biases if the representation member has them)
     capabilities = frozenset({FOLD_IN, ITEM_FOLD_IN, FACTORS, RATINGS, BIASES})
     user_item_tables: ClassVar[dict[str, str]] = {}  # members are trained on their own, never here
 
@@ -85,18 +118,51 @@ class Ensemble(CollabModel):
                 cls = get_model_class(m["kind"])
                 members.append(cls(cls.Config.from_json(m["config"]), users, items))
         self.members = nn.ModuleList(members)
-        self.capabilities = frozenset.intersection(
-            type(self).capabilities, *(m.capabilities for m in members)
-        )
         probe = torch.zeros(1, dtype=torch.int64)
         with torch.no_grad():  # representation widths, to split the concatenation in head()
             self._widths = [
                 (m.user_repr(probe).shape[1], m.item_repr(probe).shape[1]) for m in members
             ]
+        self.supported = bool(config.support_edges)
+        if self.supported:
+            self._set_cells(config)
+            self.register_buffer("user_count", torch.zeros(len(users)))  # training ratings per user
+            self.register_buffer("item_count", torch.zeros(len(items)))  # ... and per item
+        self._set_capabilities()
+
+    def _set_cells(self, config: EnsembleConfig) -> None:
+        cells = torch.tensor(config.cell_weights, dtype=torch.float32)
+        n_bins, n = len(config.support_edges) + 1, len(config.members)
+        if cells.shape != (n_bins, n_bins, n):
+            raise ValueError(
+                f"ensemble: cell_weights must be {n_bins} x {n_bins} x {n} (user bins x item "
+                f"bins x members), not {tuple(cells.shape)}"
+            )
+        self.register_buffer("edges", torch.tensor(config.support_edges, dtype=torch.float32), persistent=False)
+        self.register_buffer("cells", cells, persistent=False)
+
+    def _set_capabilities(self) -> None:
+        every = frozenset.intersection(frozenset({FOLD_IN, ITEM_FOLD_IN, RATINGS}), *(m.capabilities for m in self.members))
+        rep = self.representative()
+        shown = frozenset() if rep < 0 else self.members[rep].capabilities & {FACTORS, BIASES}
+        self.capabilities = every | shown
 
     @classmethod
-    def of(cls, members: list[CollabModel], weights: list[float]) -> Ensemble:
-        """An ensemble of trained ``members`` (same users and items, in the same order)."""
+    def of(
+        cls,
+        members: list[CollabModel],
+        weights: list[float],
+        *,
+        represent: int = -1,
+        support: tuple[tuple[int, ...], np.ndarray] | None = None,
+        train: Ratings | None = None,
+    ) -> Ensemble:
+        """An ensemble of trained ``members`` (same users and items, in the same order).
+
+        ``support`` = (edges, cell weights (bins, bins, members)) makes the weights depend on
+        support; ``train``, the members' training ratings, gives every user's and item's count.
+        ``represent``: the member that shows the ensemble (-1: ``representative``'s rule).
+        """
         first = members[0]
         for m in members[1:]:
             if list(m.users.ids) != list(first.users.ids) or list(m.items.ids) != list(
@@ -105,71 +171,179 @@ class Ensemble(CollabModel):
                 raise ValueError(
                     "ensemble members must be built from the same training data (same ids)"
                 )
+        if not -1 <= represent < len(members):
+            raise ValueError(f"ensemble: represent must be -1 or a member index < {len(members)}")
+        edges, cells = support if support is not None else ((), np.zeros(0))
+        if support is not None and train is None:
+            raise ValueError("a support-aware ensemble needs its training ratings (train=) to count support")
         config = EnsembleConfig(
             members=tuple({"kind": m.kind, "config": m.config.to_json()} for m in members),
             weights=tuple(float(w) for w in weights),
+            support_edges=tuple(int(e) for e in edges),
+            cell_weights=np.asarray(cells, dtype=np.float64).tolist() if support is not None else (),
+            represent=represent,
             seed=first.config.seed,
         )
         model = cls(config, first.users, first.items, members)
         model.meta = dict(first.meta)
+        model.meta.pop("spec", None)
         model.baseline_user.copy_(first.baseline_user)
         model.baseline_item.copy_(first.baseline_item)
+        if support is not None:
+            cu, ci = rating_counts(model.users, model.items, train)
+            model.user_count.copy_(torch.from_numpy(cu))
+            model.item_count.copy_(torch.from_numpy(ci))
+        model.meta["representation"] = model.representation()
         return model
 
+    @classmethod
+    def cost(cls, config: dict[str, Any], sizes: Sizes) -> tuple[float, float]:
+        """Its members' fits one after another: their work adds up, and so does their memory
+        (every member is kept)."""
+        parts = [get_model_class(m["kind"]).cost(m["config"], sizes) for m in cls.option(config, "members")]
+        return sum(w for w, _ in parts), sum(b for _, b in parts)
+
     def _fit(self, train: Ratings, valid: Ratings | None, console: object, progress: bool) -> History:
-        """Train every member on ``train`` (each with its own recipe); one History row per member."""
+        """Train every member on ``train`` (each with its own recipe); the History holds every
+        member's rows (epochs, sweeps) tagged with its name (``member``; one row with its time for a
+        member fitted in closed form). The weights stay as they are; support counts are re-counted."""
         history = History()
         for k, member in enumerate(self.members):
             h = member.fit(train, valid, console=console, progress=progress)
-            row = {"epoch": k, "train_loss": h.final.get("train_loss", float("nan"))}
-            if "valid_loss" in h.final:
-                row["valid_loss"] = h.final["valid_loss"]
-            history.rows.append({**row, "time": h.fit_seconds})
+            name = self.member_name(k)
+            history.rows.extend({"member": name, **row} for row in h.rows or [{"time": h.fit_seconds}])
             history.fit_seconds += h.fit_seconds
+        if self.supported:
+            cu, ci = rating_counts(self.users, self.items, train)
+            self.user_count.copy_(torch.from_numpy(cu))
+            self.item_count.copy_(torch.from_numpy(ci))
         return history
+
+    # --- the representation member ---------------------------------------------------------------
+    def representative(self) -> int:
+        """Index of the member the ensemble is shown by (module docstring); -1 when none has factors."""
+        if self.config.represent >= 0:
+            return self.config.represent
+        for wanted in ({FACTORS, BIASES}, {FACTORS}):
+            having = [k for k, m in enumerate(self.members) if wanted <= m.capabilities]
+            if having:
+                return max(having, key=lambda k: (self.config.weights[k], -k))
+        return -1
+
+    def member_name(self, k: int) -> str:
+        """Member ``k`` as a spec: its kind and the options that differ from the kind's defaults."""
+        m = self.members[k]
+        defaults = asdict(type(m.config)())
+        options = {
+            f.name: getattr(m.config, f.name) for f in fields(m.config)
+            if f.name not in _UNNAMED and getattr(m.config, f.name) != defaults.get(f.name)
+        }  # fmt: skip
+        text = ", ".join(f"{name}={v!r}" for name, v in options.items())
+        return f"{m.kind}({text})" if text else m.kind
+
+    def representation(self) -> str:
+        """What the ensemble's factors and biases are: 'member k: <spec> (weight w)', or ''."""
+        k = self.representative()
+        if k < 0:
+            return ""
+        how = "chosen" if self.config.represent >= 0 else "the factor model with the largest weight"
+        return f"member {k + 1} of {len(self.members)}, {self.member_name(k)} (weight {self.config.weights[k]:.2f}; {how})"
 
     @torch.no_grad()
     def factors(self, side: str = "item") -> Tensor:
-        """Members' unit-length factors side by side, member k scaled by sqrt(w_k / sum w): the
-        cosine of two such rows is the weighted mean of the members' cosines."""
+        """The representation member's factors."""
         require(self, FACTORS)
-        total = sum(self.config.weights)
-        parts = [
-            nn.functional.normalize(m.factors(side), dim=1) * (w / total) ** 0.5
-            for m, w in zip(self.members, self.config.weights)
-        ]
-        return torch.cat(parts, 1)
+        return self.members[self.representative()].factors(side)
+
+    @torch.no_grad()
+    def biases(self, side: str = "item") -> Tensor:
+        """The representation member's biases."""
+        require(self, BIASES)
+        return self.members[self.representative()].biases(side)
+
+    # --- scoring -----------------------------------------------------------------------------------
+    def weights_at(self, user_count: Tensor, item_count: Tensor) -> Tensor:
+        """(..., K) member weights for support counts (broadcast against each other)."""
+        if not self.supported:
+            w = torch.tensor(self.config.weights, dtype=torch.float32)
+            return w.expand(*torch.broadcast_shapes(user_count.shape, item_count.shape), len(w))
+        bu = torch.bucketize(user_count.to(self.edges.dtype).contiguous(), self.edges)
+        bi = torch.bucketize(item_count.to(self.edges.dtype).contiguous(), self.edges)
+        return self.cells[bu, bi]
 
     def user_repr(self, u: Tensor) -> Tensor:
-        return torch.cat([m.user_repr(u) for m in self.members], 1)
+        parts = [m.user_repr(u) for m in self.members]
+        if self.supported:
+            parts.append(self.user_count[u].unsqueeze(1).to(parts[0].dtype))
+        return torch.cat(parts, 1)
 
     def item_repr(self, i: Tensor) -> Tensor:
-        return torch.cat([m.item_repr(i) for m in self.members], 1)
+        parts = [m.item_repr(i) for m in self.members]
+        if self.supported:
+            parts.append(self.item_count[i].unsqueeze(1).to(parts[0].dtype))
+        return torch.cat(parts, 1)
 
     def head(self, ur: Tensor, ir: Tensor) -> Tensor:
+        w = self._weights(ur[..., -1], ir[..., -1])
         out, su, si = 0.0, 0, 0
-        for m, w, (du, di) in zip(self.members, self.config.weights, self._widths):
-            out = out + w * m.head(ur[..., su : su + du], ir[..., si : si + di])
+        for k, (m, (du, di)) in enumerate(zip(self.members, self._widths)):
+            out = out + w[k] * m.head(ur[..., su : su + du], ir[..., si : si + di])
             su, si = su + du, si + di
         return out
 
     def _score(self, u: Tensor, i: Tensor) -> Tensor:
-        """Each member's own scoring, averaged (the ensemble's baseline covers unknown ids)."""
-        return sum(w * m.score(u, i) for m, w in zip(self.members, self.config.weights))
+        """Each member's own scoring, weighted (the ensemble's baseline covers unknown ids)."""
+        w = list(self.config.weights)
+        if self.supported:
+            w = self._weights(self._count(u, self.user_count), self._count(i, self.item_count))
+        return sum(wk * m.score(u, i) for wk, m in zip(w, self.members))
+
+    def _weights(self, user_count: Tensor, item_count: Tensor) -> list[Tensor | float]:
+        """Member k's weight for each pair (a number each without support bins)."""
+        if not self.supported:
+            return list(self.config.weights)
+        return list(self.weights_at(user_count, item_count).to(user_count.dtype).unbind(-1))
+
+    @staticmethod
+    def _count(idx: Tensor, counts: Tensor) -> Tensor:
+        """Training ratings of each index (0 for an unknown one, -1)."""
+        return torch.where(idx >= 0, counts[idx.clamp(min=0)], 0.0)
 
     @torch.no_grad()
     def scorer(self, items: Tensor | None = None) -> Scorer:
-        """The members' scorers, each prepared once, applied to their slices and averaged."""
+        """The members' scorers, each prepared once, applied to their slices and weighted: by
+        one number each, or by the cell of the user's count and each item's."""
         parts, start = [], 0
-        for m, w, (du, _) in zip(self.members, self.config.weights, self._widths):
-            parts.append((w, m.scorer(items), slice(start, start + du)))
+        for m, (du, _) in zip(self.members, self._widths):
+            parts.append((m.scorer(items), slice(start, start + du)))
             start += du
+        if not self.supported:
+            weights = self.config.weights
+
+            @torch.no_grad()
+            def rank(ur: Tensor) -> Tensor:
+                return sum(w * s.finish(s.rank(ur[:, cols])) for w, (s, cols) in zip(weights, parts))
+
+            return Scorer(rank)
+        counts = self.item_count if items is None else self.item_count[items]
+        item_bins = torch.bucketize(counts, self.edges)  # (N,)
+        by_item = self.cells[:, item_bins, :].permute(2, 0, 1).contiguous()  # (K, user bins, N)
+        # users a member scores at a time: (users, N) blocks of about SCORE_CELLS stay in cache
+        # (4x larger blocks ran 2.5x slower on Epinions)
+        step = max(1, SCORE_CELLS // max(1, len(item_bins)))
 
         @torch.no_grad()
-        def rank(ur: Tensor) -> Tensor:
-            return sum(w * s.finish(s.rank(ur[:, cols])) for w, s, cols in parts)
+        def rank_by_support(ur: Tensor) -> Tensor:
+            user_bins = torch.bucketize(ur[:, -1].to(self.edges.dtype).contiguous(), self.edges)  # (U,)
+            out = torch.empty(len(ur), len(item_bins), dtype=ur.dtype)
+            for start in range(0, len(ur), step):
+                x, bins = ur[start : start + step], user_bins[start : start + step]
+                acc = out[start : start + step].zero_()
+                for k, (s, cols) in enumerate(parts):  # acc += scores_k * w_k(user bin, item bin)
+                    acc.addcmul_(s.finish(s.rank(x[:, cols])), by_item[k].index_select(0, bins))
+            return out
 
-        return Scorer(rank)
+        return Scorer(rank_by_support)
 
     # --- fold-in: each member folds the same answers in its own space ---------------------------
     def components(self) -> list[tuple[float, CollabModel]]:
@@ -177,16 +351,24 @@ class Ensemble(CollabModel):
 
     @torch.no_grad()
     def user_prior(self, ratings: Ratings | None = None, noise_var: float | None = None) -> UserPrior:
-        """Each member's own prior, side by side (``UserPrior.parts``)."""
+        """Each member's own prior, side by side (``UserPrior.parts``); with support bins the
+        average-taste user has no ratings (count 0)."""
         require(self, FOLD_IN)
-        return UserPrior.joined([m.user_prior(ratings, noise_var) for m in self.members])
+        prior = UserPrior.joined([m.user_prior(ratings, noise_var) for m in self.members])
+        if self.supported:
+            zero = prior.mean.new_zeros(1)
+            prior.mean, prior.precision = torch.cat([prior.mean, zero]), torch.cat([prior.precision, zero + 1])
+        return prior
 
     @torch.no_grad()
     def fold_in(self, items: Tensor, values: Tensor, prior: UserPrior | None = None) -> Tensor:
+        """The members' fold-ins side by side; with support bins, then the number of answers."""
         require(self, FOLD_IN)
         prior = prior or self.user_prior()
-        parts = zip(self.members, prior.parts)
-        return torch.cat([m.fold_in(items, values, p) for m, p in parts], -1)
+        parts = [m.fold_in(items, values, p) for m, p in zip(self.members, prior.parts)]
+        if self.supported:
+            parts.append((items >= 0).sum(-1, keepdim=True).to(parts[0].dtype))
+        return torch.cat(parts, -1)
 
     def user_linear(self, items: Tensor) -> tuple[Tensor, Tensor]:
         raise TypeError("an ensemble is not linear in its users: take each of its components()")
@@ -194,40 +376,65 @@ class Ensemble(CollabModel):
     # --- item fold-in and growing: member by member ---------------------------------------------
     @torch.no_grad()
     def item_prior(self, ratings: Ratings | None = None, noise_var: float | None = None) -> UserPrior:
-        """Each member's own item prior, side by side (``UserPrior.parts``)."""
+        """Each member's own item prior, side by side (``UserPrior.parts``); with support bins a
+        new item starts with no ratings (count 0)."""
         require(self, ITEM_FOLD_IN)
-        return UserPrior.joined([m.item_prior(ratings, noise_var) for m in self.members])
+        prior = UserPrior.joined([m.item_prior(ratings, noise_var) for m in self.members])
+        if self.supported:
+            zero = prior.mean.new_zeros(1)
+            prior.mean, prior.precision = torch.cat([prior.mean, zero]), torch.cat([prior.precision, zero + 1])
+        return prior
 
     @torch.no_grad()
     def fold_in_items(self, users: Tensor, values: Tensor, prior: UserPrior | None = None) -> Tensor:
+        """The members' item fold-ins side by side; with support bins, then the number of raters."""
         require(self, ITEM_FOLD_IN)
         prior = prior or self.item_prior()
-        return torch.cat([m.fold_in_items(users, values, p) for m, p in zip(self.members, prior.parts)], -1)
+        parts = [m.fold_in_items(users, values, p) for m, p in zip(self.members, prior.parts)]
+        if self.supported:
+            parts.append((users >= 0).sum(-1, keepdim=True).to(parts[0].dtype))
+        return torch.cat(parts, -1)
 
     def item_linear(self, users: Tensor) -> tuple[Tensor, Tensor]:
         raise TypeError("an ensemble is not linear in its items: take each of its components()")
 
     @torch.no_grad()
     def set_reprs(self, side: str, index: Tensor, reprs: Tensor) -> None:
-        """Each member's slice of the representation, written by the member."""
+        """Each member's slice of the representation, written by the member (with support bins
+        the last column is the count)."""
         start = 0
         for m, widths in zip(self.members, self._widths):
             width = widths[side == "item"]
             m.set_reprs(side, index, reprs[:, start : start + width])
             start += width
+        if self.supported:
+            (self.user_count if side == "user" else self.item_count)[index] = reprs[:, start].to(torch.float32)
 
     @torch.no_grad()
     def grown(self, users: Vocab, items: Vocab) -> Ensemble:
-        """Every member grown its own way, then averaged as before."""
-        model = Ensemble.of([m.grown(users, items) for m in self.members], list(self.config.weights))
-        model.config = copy.deepcopy(self.config)
-        model.baseline_user.zero_()[: len(self.users)] = self.baseline_user  # new ids: mu alone
+        """Every member grown its own way, weighted as before; new ids start with mu alone and,
+        with support bins, no ratings."""
+        model = Ensemble(copy.deepcopy(self.config), users, items, [m.grown(users, items) for m in self.members])
+        model.baseline_user.zero_()[: len(self.users)] = self.baseline_user
         model.baseline_item.zero_()[: len(self.items)] = self.baseline_item
+        if self.supported:
+            model.user_count.zero_()[: len(self.users)] = self.user_count
+            model.item_count.zero_()[: len(self.items)] = self.item_count
         model.meta = copy.deepcopy(self.meta)
         return model
 
-    @torch.no_grad()
-    def biases(self, side: str = "item") -> Tensor:
-        """The members' biases, weighted as their scores are."""
-        require(self, BIASES)
-        return sum(w * m.biases(side) for m, w in zip(self.members, self.config.weights))
+
+def rating_counts(users: Vocab, items: Vocab, ratings: Ratings) -> tuple[np.ndarray, np.ndarray]:
+    """(n_users,), (n_items,) float32 numbers of ``ratings`` per user and item of the vocabularies."""
+    u = users.lookup(ratings.frame["user"], strict=False)
+    i = items.lookup(ratings.frame["item"], strict=False)
+    keep = (u >= 0) & (i >= 0)
+    cu = np.bincount(u[keep], minlength=len(users)).astype(np.float32)
+    ci = np.bincount(i[keep], minlength=len(items)).astype(np.float32)
+    return cu, ci
+
+
+def support_bins(counts: np.ndarray, edges: tuple[int, ...]) -> np.ndarray:
+    """The bin of each count: 0 for <= edges[0], j for edges[j-1] < count <= edges[j]."""
+    return np.searchsorted(np.asarray(edges, dtype=np.float64), np.asarray(counts, dtype=np.float64), side="left")
+

@@ -44,6 +44,7 @@ from collabkit.models.base import (
     ITEM_FOLD_IN,
     CollabModel,
     Scorer,
+    Sizes,
     require,
 )
 from collabkit.models.config import ModelConfig
@@ -96,6 +97,11 @@ class MostPopular(ImplicitModel, CollabModel):
     kind = "most-popular"
     Config = PopularConfig
     capabilities = frozenset({FOLD_IN, ITEM_FOLD_IN})
+
+    @classmethod
+    def cost(cls, config: dict[str, Any], sizes: Sizes) -> tuple[float, float]:
+        """A count per item: one pass over the interactions, their encoded ids."""
+        return sizes.n * 0.4, sizes.n * 50.0 + sizes.items * 8.0
 
     def __init__(self, config: PopularConfig, users: Vocab, items: Vocab) -> None:
         super().__init__(config, users, items)
@@ -182,6 +188,11 @@ class EASE(ImplicitModel, CollabModel):
 
     kind = "ease"
     Config = EASEConfig
+
+    @classmethod
+    def cost(cls, config: dict[str, Any], sizes: Sizes) -> tuple[float, float]:
+        """The dense items x items Gram matrix and its inverse (~n^3 / 3 flops at ~1e4 per unit)."""
+        return sizes.items**3 / 3e4 + sizes.n, EASE_BYTES_PER_CELL * float(sizes.items) ** 2
     data_sized = ("history_items", "history_weights")  # length = nnz, known only from the data
 
     def __init__(self, config: EASEConfig, users: Vocab, items: Vocab) -> None:
@@ -300,6 +311,14 @@ class ALS(ImplicitModel, DotProduct):
     kind = "als"
     Config = ALSConfig
     capabilities = frozenset({FOLD_IN, ITEM_FOLD_IN, FACTORS})
+
+    @classmethod
+    def cost(cls, config: dict[str, Any], sizes: Sizes) -> tuple[float, float]:
+        """A sweep: CG half-steps over both sides, ~F units per interaction and F^2 / 10 per row;
+        the factors, the rows of both sides (CSR) and their confidences."""
+        f, sweeps = cls.option(config, "n_factors"), cls.option(config, "iterations")
+        rows = sizes.users + sizes.items
+        return sweeps * (sizes.n * f / 8 + rows * f * f / 10), rows * f * 4 * 3 + sizes.n * 40
 
     def _fit(
         self, train: Ratings, valid: Ratings | None, console: Console | None, progress: bool

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from collabkit.data.vocab import Vocab
-from collabkit.models.base import FACTORS, RATINGS, UPDATE, CollabModel, sigmoid_range
+from collabkit.models.base import FACTORS, RATINGS, UPDATE, CollabModel, Sizes, sigmoid_range
 from collabkit.models.config import SGDConfig
 from collabkit.models.dot import _table, write_rows
 
@@ -42,6 +42,16 @@ class EmbeddingNN(CollabModel):
     # bs 1024 0.945
     default_bs: ClassVar[int] = 256
     user_item_tables: ClassVar[dict[str, str]] = {"user_factors.weight": "user", "item_factors.weight": "item"}
+
+    @classmethod
+    def cost(cls, config: dict[str, Any], sizes: Sizes) -> tuple[float, float]:
+        """The default rule, with the tables' widths from ``emb_size`` when n_factors is 0."""
+        f = cls.option(config, "n_factors")
+        if f:
+            return super().cost(config, sizes)
+        epochs = cls.option(config, "epochs")
+        cells = sizes.users * (emb_size(sizes.users) + 1) + sizes.items * (emb_size(sizes.items) + 1)
+        return epochs * (12.0 * sizes.n + 0.12 * cells), cells * 16 + sizes.n * 150
 
     def __init__(self, config: NNConfig, users: Vocab, items: Vocab) -> None:
         super().__init__(config, users, items)

@@ -1,31 +1,38 @@
 """The self-tuning preset: choose members, hyper-parameters and blend weights on the user's own data.
 
-``build_auto(train, budget=...)`` (the spec ``"auto"`` of ``build_model``, ``--preset auto``):
+``build_auto(train, budget=..., memory=...)`` (the spec ``"auto"`` of ``build_model``, ``--preset auto``):
 
 1. carve a validation tenth out of ``train`` (random, seeded) -- nothing outside ``train`` is
    ever read, so a test set stays untouched;
-2. fit candidate members on the rest, cheapest first, while the search's share of the time
-   budget lasts; a member that cannot scale to the data's size is skipped (or shrunk) by a size
-   rule, and the reason is recorded;
-3. blend: non-negative least squares of the validation ratings on the candidates' validation
-   predictions, min ||P w - r||^2 subject to w >= 0 (exact: the best unconstrained solution on
-   each support whose weights are all positive);
-4. refit the members with a positive weight on the whole of ``train`` and return their Ensemble
-   (what it can do is what every member can: an ordinal member means no fold-in).
+2. fit candidate members on the rest, cheapest first. Before each fit its time and peak memory
+   are estimated (the kind's cost rule, ``estimate``, its speed calibrated on this machine by the
+   fits so far) and it is skipped, with the reason, when this process's resident memory plus its
+   working memory would pass ``memory``, or when it and the refit it may need would not fit in
+   the time left after reserving the refit of the blend so far. A kind that cannot scale is
+   shrunk or skipped by its size rule (``sized``);
+3. blend: a support-aware blend of the candidates' validation predictions (``train.blend``): one
+   weight per member in each cell of (user support) x (item support), never worse on the
+   validation part than the constant blend, nor in any support bucket than a baseline member;
+4. refit the members the blend uses on the whole of ``train``, dropping (smallest mean weight
+   first, weights refitted) any whose refit would break the time or memory budget, and return
+   their support-aware Ensemble.
 
-What it tried and chose (candidates, validation RMSE, seconds, weights, skipped members and why)
-is kept in ``model.meta["auto"]``, so it is saved in config.json, and printed to ``console``.
-
-The budget is kept by estimating each candidate's time before starting it (from its size and
-this machine's measured speed, ``estimate``); a fit once started runs to its end, and the blend's
-heaviest member is always refitted, so a wrong estimate can overrun the budget.
+What it tried and chose (candidates with their estimates, validation RMSE, seconds, peak memory,
+why any was skipped; the members with their weights; the weights by support bucket) is kept in
+``model.meta["auto"]``, so it is saved in config.json, printed to ``console`` and shown by
+``report``. A fit once started runs to its end: the budget holds as well as the estimates do.
 """
 
 from __future__ import annotations
 
-import itertools
+import gc
+import os
+import resource
+import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Self
 
 import numpy as np
 
@@ -34,30 +41,41 @@ from collabkit.data.interactions import Ratings
 from collabkit.data.split import random_split
 from collabkit.models.base import CollabModel, Sizes, get_model_class
 from collabkit.models.ensemble import Ensemble
+from collabkit.train.blend import SupportBlend, fit_support, nnls
 from collabkit.train.spec import ModelSpec, build_untrained
 
-#: default time budget in seconds: the whole search and refit of <= 1 M ratings on 2 cores
-DEFAULT_BUDGET = 600.0
-#: share of the budget the search may use; the rest is for refitting the chosen members
-SEARCH_SHARE = 0.55
+__all__ = ["Sizes", "build_auto", "default_memory", "estimate", "fit_size", "nnls"]
+
+#: default time budget in seconds: search, blend and refit of a ~1 M-rating set on 2 cores,
+#: leaving the command (reading, scoring the test part, saving) within 3 minutes
+DEFAULT_BUDGET = 150.0
+#: default memory limit: the smaller of this and half the machine's RAM
+DEFAULT_MEMORY = 1.5e9
+#: share of the free memory a candidate is sized to (its refit on ~11% more ratings must fit too)
+MEMORY_SHARE = 0.9
 #: the validation part carved out of the training data
 VALID_PCT = 0.1
-#: the size rule: a member whose estimated working memory exceeds this is shrunk or skipped
-MEMORY_BYTES = 2.5e9
-#: members with a smaller blend weight are dropped (they cost a refit and change nothing)
+#: members whose weight is below this in every support cell are dropped (a refit for nothing)
 MIN_WEIGHT = 0.01
+#: loading a saved model peaks at about this many times its weights (the file's bytes, the
+#: tensors read from them, the model built before them): the blend must load within the limit too
+LOAD_FACTOR = 3.0
+#: seconds kept back for the blend, counting support and assembling the ensemble
+SLACK_SECONDS = 3.0
+#: fits shorter than this do not calibrate the speed (start-up costs dominate them)
+CALIBRATE_SECONDS = 1.0
 
 #: candidates in the order they are tried (cheap first); later ones are hyper-parameter variants
 CANDIDATES = (
     "baseline",
     "baseline(reg_item=5.0, reg_user=5.0)",
-    "bias",
+    "baseline(reg_item=2.0, reg_user=10.0)",
     "dot-bias(n_factors=50)",
-    "ordinal(n_factors=50)",
     "dot-bias(n_factors=20, epochs=10, wd=0.5)",
+    "ordinal(n_factors=50)",
     "hybrid(n_factors=50)",
-    "autorec(n_factors=500, reg=40.0, epochs=300, lr=4e-3)",
     "bpmf(n_factors=10, samples=130, burn_in=20)",
+    "autorec(n_factors=500, reg=40.0, epochs=300, lr=4e-3)",
     "bpmf(n_factors=20, samples=130, burn_in=20)",
     "autorec(n_factors=500, reg=60.0, epochs=300, lr=4e-3)",
 )
@@ -70,38 +88,126 @@ def estimate(kind: str, cfg: dict[str, Any], s: Sizes) -> tuple[float, float]:
     return work / s.speed, mem
 
 
-def fit_size(kind: str, cfg: dict[str, Any], s: Sizes) -> tuple[dict[str, Any] | None, str]:
-    """The size rule: ``cfg`` as it is, shrunk to fit MEMORY_BYTES, or None; with the reason."""
-    return get_model_class(kind).sized(cfg, s, MEMORY_BYTES)
+def fit_size(kind: str, cfg: dict[str, Any], s: Sizes, limit: float) -> tuple[dict[str, Any] | None, str]:
+    """The size rule: ``cfg`` as it is, shrunk to ``limit`` working bytes, or None; with the reason."""
+    return get_model_class(kind).sized(cfg, s, limit)
 
 
-def nnls(P: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """argmin_{w >= 0} ||P w - y||^2 for a few columns (<= 14), exactly.
+def default_memory() -> float:
+    """DEFAULT_MEMORY or half the machine's RAM, whichever is smaller (bytes)."""
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return DEFAULT_MEMORY
+    return min(DEFAULT_MEMORY, ram / 2)
 
-    The optimum is the unconstrained least-squares solution on its support, with every weight
-    positive there; so solve every support (2^m small systems of the Gram matrix) and keep the
-    feasible one with the smallest residual.
-    """
-    m = P.shape[1]
-    if m > 14:
-        raise ValueError(f"nnls: {m} columns is too many for the exact subset search (<= 14)")
-    G, b, yy = P.T @ P, P.T @ y, float(y @ y)
-    best, best_err = np.zeros(m), yy
-    for k in range(1, m + 1):
-        for support in itertools.combinations(range(m), k):
-            idx = list(support)
-            try:
-                w = np.linalg.solve(G[np.ix_(idx, idx)], b[idx])
-            except np.linalg.LinAlgError:
-                continue
-            if (w <= 0).any():
-                continue
-            err = yy - 2 * w @ b[idx] + w @ G[np.ix_(idx, idx)] @ w
-            if err < best_err - 1e-12:
-                best = np.zeros(m)
-                best[idx] = w
-                best_err = err
-    return best
+
+def resident_bytes() -> float:
+    """This process's resident memory now (Linux); elsewhere its peak so far (an upper bound)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        scale = 1 if os.uname().sysname == "Darwin" else 1024
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+
+
+def state_bytes(model: CollabModel) -> int:
+    """Bytes of a fitted model's parameters and buffers: what it keeps once trained."""
+    return sum(t.numel() * t.element_size() for t in model.state_dict().values())
+
+
+class PeakMemory:
+    """``with PeakMemory() as peak: ...``: ``peak.bytes``, the most resident memory seen inside
+    (sampled every 20 ms by a thread; torch's kernels release the GIL, so it sees their peaks)."""
+
+    def __enter__(self) -> Self:
+        self.bytes = resident_bytes()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def _watch(self) -> None:
+        while not self._done.wait(0.02):
+            self.bytes = max(self.bytes, resident_bytes())
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+        self.bytes = max(self.bytes, resident_bytes())
+
+
+@dataclass
+class Run:
+    """What one search reads and keeps: the parts of the data, the budgets, the fits so far."""
+
+    fit_part: Ratings
+    valid: Ratings
+    budget: float  # seconds
+    limit: float  # bytes the process may hold
+    say: Callable[..., Any]
+    seed: int = 42
+    progress: bool = False
+    t_start: float = field(default_factory=time.perf_counter)
+    tried: list[dict[str, Any]] = field(default_factory=list)  # every candidate's row
+    fitted: list[dict[str, Any]] = field(default_factory=list)  # the fitted ones' rows
+    preds: list[np.ndarray] = field(default_factory=list)  # and their validation predictions
+    speeds: list[float] = field(default_factory=list)  # work per second of the fits so far
+
+    def __post_init__(self) -> None:
+        self.y = self.valid.frame["rating"].to_numpy(np.float64)
+        n = len(self.fit_part) + len(self.valid)
+        users = len(set(self.fit_part.frame["user"]) | set(self.valid.frame["user"]))
+        items = len(set(self.fit_part.frame["item"]) | set(self.valid.frame["item"]))
+        self.sizes = Sizes(len(self.fit_part), users, items)
+        self.scale = n / max(1, len(self.fit_part))  # a refit's work, against the search fit's
+        _warm_up(self.fit_part)
+        self.base = resident_bytes()  # the data and libraries: what every fit starts from
+
+    def clock(self) -> float:
+        return time.perf_counter() - self.t_start
+
+    def try_candidate(self, k: int, text: str) -> None:
+        """Fit candidate ``text`` on the fit part unless its size, time or memory rule says no;
+        its row in ``tried`` says what happened and why."""
+        spec = ModelSpec.parse(text)
+        row: dict[str, Any] = {"spec": spec.name}
+        self.tried.append(row)
+        free = MEMORY_SHARE * (self.limit - self.base) / self.scale  # its refit must fit too
+        cfg, note = fit_size(spec.kind, dict(spec.config), self.sizes, free)
+        if cfg is None:
+            return self._skip(row, note)
+        spec = ModelSpec.of(spec.kind, **cfg)
+        if any(r.get("spec") == spec.name for r in self.tried[:-1]):
+            return self._skip(row, f"skipped: {note}, which makes it the same as an earlier candidate, {spec.name}")
+        seconds, mem = estimate(spec.kind, cfg, self.sizes)
+        row.update(spec=spec.name, estimated_seconds=seconds, estimated_mb=mem / 1e6)
+        reserve = _refit_seconds(self.fitted, self.preds, self.y, self.scale) + SLACK_SECONDS
+        left = self.budget - self.clock() - reserve
+        if seconds * (1 + self.scale) > left:
+            return self._skip(row, f"skipped: estimated ~{seconds:.0f} s to fit and ~{seconds * self.scale:.0f} s "
+                              f"to refit, {max(left, 0):.0f} s left ({reserve:.0f} s kept for the refit so far)")  # fmt: skip
+        t0 = time.perf_counter()
+        with PeakMemory() as peak:
+            model = build_untrained(spec, self.fit_part, self.seed + k)
+            model.fit(self.fit_part, progress=self.progress)
+            p = model.predict(self.valid.frame["user"], self.valid.frame["item"]).astype(np.float64)
+        took = time.perf_counter() - t0
+        if took >= CALIBRATE_SECONDS:  # this machine's speed, as the kinds' cost rules count work
+            self.speeds.append(get_model_class(spec.kind).cost(cfg, self.sizes)[0] / took)
+            self.sizes.speed = float(np.median(self.speeds))
+        row.update(status=note or "fitted", valid_rmse=_rmse(p, self.y), seconds=took,
+                   mb=(peak.bytes - self.base) / 1e6, kept_mb=state_bytes(model) / 1e6)  # fmt: skip
+        self.fitted.append(row)
+        self.preds.append(p)
+        self.say(f"  {spec.name}: validation RMSE {row['valid_rmse']:.4f} in {took:.1f} s")
+        del model
+        gc.collect()
+
+    def _skip(self, row: dict[str, Any], why: str) -> None:
+        row["status"] = why
+        self.say(f"  {row['spec']}: {why}")
 
 
 def build_auto(
@@ -109,94 +215,151 @@ def build_auto(
     *,
     seed: int = 42,
     budget: float | None = None,
+    memory: float | None = None,
     candidates: tuple[str, ...] = CANDIDATES,
     console: Any = None,
     progress: bool = False,
 ) -> tuple[CollabModel, History]:
-    """Search, blend and refit on ``train`` only (module docstring); returns (model, History)."""
+    """Search, blend and refit on ``train`` only (module docstring); returns (model, History).
 
+    ``budget``: seconds (DEFAULT_BUDGET); ``memory``: the process's peak in GB (``default_memory``).
+    """
     budget = DEFAULT_BUDGET if budget is None else float(budget)
-    if budget <= 0:
+    if not budget > 0:
         raise ValueError(f"auto: the budget must be positive seconds, got {budget}")
-    t_start = time.perf_counter()
-    fit_part, valid = random_split(train, VALID_PCT, seed=seed)
-    y = valid.frame["rating"].to_numpy(np.float64)
-    sizes = Sizes(len(fit_part), train.n_users, train.n_items)
+    limit = default_memory() if memory is None else float(memory) * 1e9
+    if not limit > 0:
+        raise ValueError(f"auto: the memory limit must be positive GB, got {memory}")
     say = console.print if console is not None else (lambda *a, **k: None)
-    say(f"auto: {len(fit_part)} ratings to fit, {len(valid)} to validate (carved from the "
-        f"training data), budget {budget:.0f} s")  # fmt: skip
-    tried: list[dict[str, Any]] = []
-    preds: list[np.ndarray] = []
+    fit_part, valid = random_split(train, VALID_PCT, seed=seed)
+    say(f"auto: {len(fit_part)} ratings to fit, {len(valid)} to validate (carved from the training "
+        f"data); budget {budget:.0f} s, memory {limit / 1e9:.2f} GB")  # fmt: skip
+    run = Run(fit_part, valid, budget, limit, say, seed, progress)
+    say(f"  {run.base / 1e9:.2f} GB in use for the data and libraries: {(limit - run.base) / 1e9:.2f} GB free for fitting")
     for k, text in enumerate(candidates):
-        spec = ModelSpec.parse(text)
-        cfg, note = fit_size(spec.kind, dict(spec.config), sizes)
-        row: dict[str, Any] = {"spec": spec.name}
-        if cfg is None:
-            tried.append({**row, "status": note})
-            say(f"  {spec.name}: {note}")
-            continue
-        spec = ModelSpec.of(spec.kind, **cfg)
-        row["spec"] = spec.name
-        seconds, _ = estimate(spec.kind, cfg, sizes)
-        left = budget * SEARCH_SHARE - (time.perf_counter() - t_start)
-        if seconds > left:
-            tried.append({**row, "status": f"skipped: ~{seconds:.0f} s estimated, {left:.0f} s left"})
-            say(f"  {spec.name}: {tried[-1]['status']}")
-            continue
-        t0 = time.perf_counter()
-        model = build_untrained(spec, fit_part, seed + k)
-        model.fit(fit_part, progress=progress)
-        took = time.perf_counter() - t0
-        p = model.predict(valid.frame["user"], valid.frame["item"]).astype(np.float64)
-        if spec.kind == "dot-bias" and "epochs" not in cfg:  # calibrate this machine's speed
-            sizes.speed = len(fit_part) * 5 / max(took, 1e-3)
-        rmse = float(np.sqrt(np.mean((p - y) ** 2)))
-        tried.append({**row, "status": note or "fitted", "valid_rmse": rmse, "seconds": took,
-                      "estimated_seconds": seconds})  # fmt: skip
-        preds.append(p)
-        say(f"  {spec.name}: validation RMSE {rmse:.4f} in {took:.1f} s")
-    fitted = [r for r in tried if "valid_rmse" in r]
-    if not fitted:
-        raise ValueError(f"auto: no candidate fits a budget of {budget:.0f} s; give a larger --budget")
-    weights = nnls(np.stack(preds, 1), y)
-    # refit only what the blend uses and the remaining budget allows (by validation-fit time)
-    scale = len(train) / max(1, len(fit_part))
-    order = np.argsort(-weights)
-    chosen, spent = [], 0.0
-    left = budget - (time.perf_counter() - t_start)
-    for j in order:  # heaviest first; the heaviest is always refitted
-        cost = fitted[j]["seconds"] * scale
-        if weights[j] >= MIN_WEIGHT and (not chosen or spent + cost <= left):
-            chosen.append(int(j))
-            spent += cost
-    P = np.stack([preds[j] for j in chosen], 1)
-    w = nnls(P, y)  # re-fit the weights on the members kept
-    keep = [j for j, wj in zip(chosen, w) if wj > 0]
-    w = w[w > 0]
-    blend_rmse = float(np.sqrt(np.mean((np.stack([preds[j] for j in keep], 1) @ w - y) ** 2)))
-    blend = " + ".join(f"{wj:.3f} {fitted[j]['spec']}" for j, wj in zip(keep, w))
-    say(f"  blend: {blend} (validation RMSE {blend_rmse:.4f}); refitting on all {len(train)} ratings")
-    t_search = time.perf_counter() - t_start
-    history = History()
-    members = []
-    for n, j in enumerate(keep):
-        member = build_untrained(fitted[j]["spec"], train, seed + n)
-        h = member.fit(train, progress=progress)
-        members.append(member)
-        history.rows.append({"epoch": n, "train_loss": h.final.get("train_loss", float("nan")),
-                             "time": h.fit_seconds})  # fmt: skip
-    model = Ensemble.of(members, list(w))  # even of one member: its fitted weight scales it
-    history.fit_seconds = time.perf_counter() - t_start
+        run.try_candidate(k, text)
+    if not run.fitted:
+        raise ValueError(f"auto: no candidate fits a budget of {budget:.0f} s and {limit / 1e9:.2f} GB; "
+                         "give a larger --budget or --memory")  # fmt: skip
+    seconds = budget - run.clock() - SLACK_SECONDS
+    chosen, blend = _choose(run.fitted, run.preds, run.y, _counts(fit_part, valid), seconds, limit - run.base, run.scale, say)
+    names = [run.fitted[j]["spec"] for j in chosen]
+    say(f"  blend of {len(chosen)}: validation RMSE {blend.rmse:.4f} (constant weights: "
+        f"{blend.constant_rmse:.4f}); refitting on all {len(train)} ratings")  # fmt: skip
+    t_search = run.clock()
+    history, members = History(), [None] * len(chosen)
+    for n in _refit_order(run.fitted, chosen):  # the most working memory first, while little is kept
+        members[n] = build_untrained(names[n], train, seed + n)
+        h = members[n].fit(train, progress=progress)
+        history.rows.extend({"member": names[n], **r} for r in h.rows or [{"time": h.fit_seconds}])
+    model = Ensemble.of(members, list(blend.mean_weights), support=(blend.edges, blend.cells), train=train)
+    history.fit_seconds = run.clock()
     model.meta["auto"] = {
-        "budget_seconds": budget,
-        "n_fit": len(fit_part),
-        "n_valid": len(valid),
-        "candidates": tried,
-        "chosen": [{"spec": fitted[j]["spec"], "weight": float(wj)} for j, wj in zip(keep, w)],
-        "blend_valid_rmse": blend_rmse,
-        "search_seconds": t_search,
-        "refit_seconds": history.fit_seconds - t_search,
-        "total_seconds": history.fit_seconds,
-    }
-    say(f"auto: done in {history.fit_seconds:.0f} s (search {t_search:.0f} s)")
+        "budget_seconds": budget, "memory_gb": limit / 1e9, "n_fit": len(fit_part), "n_valid": len(valid),
+        "candidates": run.tried,
+        "chosen": [
+            {"spec": names[n], "weight": float(blend.mean_weights[n]),
+             "constant_weight": float(blend.constant[n]), "valid_rmse": run.fitted[j]["valid_rmse"]}
+            for n, j in enumerate(chosen)
+        ],
+        "blend_valid_rmse": blend.rmse, "constant_blend_valid_rmse": blend.constant_rmse,
+        "support": blend.to_json(), "search_seconds": t_search,
+        "refit_seconds": history.fit_seconds - t_search, "total_seconds": history.fit_seconds,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }  # fmt: skip
+    say(f"auto: done in {history.fit_seconds:.0f} s (search {t_search:.0f} s); the ensemble is "
+        f"shown by {model.meta['representation'] or 'no factor model'}")  # fmt: skip
     return model, history
+
+
+def _warm_up(data: Ratings) -> None:
+    """One small untimed fit of the compiled training step: the first fit in a process ran it
+    ~25x slower on Epinions (~28 s for an epoch of ~1 s), which would have made every estimate
+    calibrated on it far too slow."""
+    build_untrained("dot-bias(n_factors=2, epochs=1)", data.with_frame(data.frame.head(2000))).fit(
+        data.with_frame(data.frame.head(2000))
+    )
+
+
+def _counts(fit_part: Ratings, valid: Ratings) -> tuple[np.ndarray, np.ndarray]:
+    """Each validation row's user's and item's number of ratings in the fit part."""
+    cu = fit_part.frame["user"].value_counts().reindex(valid.frame["user"]).fillna(0).to_numpy()
+    ci = fit_part.frame["item"].value_counts().reindex(valid.frame["item"]).fillna(0).to_numpy()
+    return cu, ci
+
+
+def _refit_seconds(fitted: list[dict[str, Any]], preds: list[np.ndarray], y: np.ndarray, scale: float) -> float:
+    """Seconds to refit the members the constant blend of the fits so far uses."""
+    if not fitted:
+        return 0.0
+    w = nnls(np.stack(preds, 1), y)
+    return sum(f["seconds"] * scale for f, wj in zip(fitted, w) if wj >= MIN_WEIGHT)
+
+
+def _choose(
+    fitted: list[dict[str, Any]], preds: list[np.ndarray], y: np.ndarray, counts: tuple[np.ndarray, np.ndarray],
+    seconds: float, limit: float, scale: float, say: Callable[..., Any],
+) -> tuple[list[int], Any]:  # fmt: skip
+    """(indices of the members to refit, their support-aware blend): the members the blend uses,
+    without those whose refit would not fit the time or memory left (smallest weight first)."""
+    chosen = list(range(len(fitted)))
+    while True:
+        blend = _blend(fitted, preds, chosen, y, counts)
+        used = blend.cells.reshape(-1, len(chosen)).max(0) >= MIN_WEIGHT
+        if not used.all():  # unused members: refit the blend without them
+            for j in [c for c, u in zip(chosen, used) if not u]:
+                fitted[j]["status"] = "fitted; not in the blend (weight < 0.01 in every support cell)"
+            chosen = [c for c, u in zip(chosen, used) if u] or chosen[:1]
+            continue
+        need_s = sum(fitted[j]["seconds"] * scale for j in chosen)
+        need_b = _refit_bytes(fitted, chosen, scale)
+        if len(chosen) == 1 or (need_s <= seconds and need_b <= limit):
+            return chosen, blend
+        # drop, among the members whose refit costs at least a tenth of the excess (dropping a
+        # cheap one would not help), the one that gives least weight for what it costs
+        slow = need_s > seconds
+        cost = np.array([fitted[j]["seconds"] if slow else (LOAD_FACTOR * fitted[j]["kept_mb"] + fitted[j]["mb"]) * 1e6
+                         for j in chosen])  # fmt: skip
+        excess = need_s - seconds if slow else need_b - limit
+        value = np.where(cost >= 0.1 * min(excess, cost.max()), blend.mean_weights / np.maximum(cost, 1e-9), np.inf)
+        drop = chosen[int(np.argmin(value))]
+        too_big = [j for j in chosen if fitted[j]["mb"] * 1e6 * scale > limit]
+        if not slow and too_big:  # a member that cannot be refitted at all goes first
+            drop = max(too_big, key=lambda j: fitted[j]["mb"])
+        why = (f"~{need_s:.0f} s to refit the blend, {max(seconds, 0):.0f} s left" if slow
+               else f"~{need_b / 1e9:.2f} GB to refit the blend, {limit / 1e9:.2f} GB free")  # fmt: skip
+        fitted[drop]["status"] = f"fitted; dropped from the blend: {why}"
+        say(f"  {fitted[drop]['spec']}: {fitted[drop]['status']}")
+        chosen.remove(drop)
+
+
+def _refit_order(fitted: list[dict[str, Any]], chosen: list[int]) -> list[int]:
+    """Positions in ``chosen``, the member with the most working memory first."""
+    return sorted(range(len(chosen)), key=lambda n: -fitted[chosen[n]]["mb"])
+
+
+def _refit_bytes(fitted: list[dict[str, Any]], chosen: list[int], scale: float) -> float:
+    """Peak bytes above the data while refitting ``chosen`` in ``_refit_order`` (each fit's
+    working memory on top of what the members refitted before it keep, both grown by ``scale``),
+    or while loading the saved blend (LOAD_FACTOR times its weights), whichever is larger."""
+    kept, peak = 0.0, 0.0
+    for n in _refit_order(fitted, chosen):
+        row = fitted[chosen[n]]
+        peak = max(peak, kept + row["mb"] * 1e6 * scale)
+        kept += row["kept_mb"] * 1e6 * scale
+    return max(peak, LOAD_FACTOR * kept)
+
+
+def _blend(
+    fitted: list[dict[str, Any]], preds: list[np.ndarray], chosen: list[int], y: np.ndarray,
+    counts: tuple[np.ndarray, np.ndarray],
+) -> SupportBlend:  # fmt: skip
+    """The support-aware blend of the ``chosen`` fits (the baseline kind's fits are its baselines)."""
+    P = np.stack([preds[j] for j in chosen], 1)
+    baselines = [n for n, j in enumerate(chosen) if ModelSpec.parse(fitted[j]["spec"]).kind == "baseline"]
+    return fit_support(P, y, *counts, baselines, [fitted[j]["spec"] for j in chosen])
+
+
+def _rmse(p: np.ndarray, y: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((p - y) ** 2)))
+

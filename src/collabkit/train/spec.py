@@ -79,9 +79,9 @@ class ModelSpec:
                     raise ValueError("a preset takes no options but seed")
                 return cls(kind, _check_seed(kw), text)
             if kind == AUTO:
-                if set(kw) - {"seed", "budget"}:
-                    raise ValueError("auto takes only seed and budget")
-                budget = {k: check_value(k, v, float, {"gt": 0}) for k, v in kw.items() if k == "budget"}
+                if set(kw) - {"seed", "budget", "memory"}:
+                    raise ValueError("auto takes only seed, budget (s) and memory (GB)")
+                budget = {k: check_value(k, v, float, {"gt": 0}) for k, v in kw.items() if k in ("budget", "memory")}
                 return cls(kind, {**_check_seed(kw), **budget}, text)
             if kind not in registry():
                 raise ValueError(

@@ -1,0 +1,202 @@
+"""Blend weights fitted on a validation part: one weight per member, or one per support cell.
+
+Constant blend (``nnls``): min_{w >= 0} ||P w - y||^2, P the (n, K) members' validation
+predictions, y the ratings.
+
+Support-aware blend (``fit_support``; feature-weighted linear stacking, Sill et al. 2009, with the
+support cells' indicators as meta-features): each validation pair falls in a cell, (bin of the
+user's training count) x (bin of the item's), the bins cut at ``models.ensemble.SUPPORT_EDGES``.
+Each cell c gets its own non-negative weights, pulled by a ridge term towards a centre m_c:
+
+    w_c = argmin_{w >= 0} ||P_c w - y_c||^2 + lam s ||w - m_c||^2
+
+s is the mean squared prediction (so lam counts pseudo-rows) and m_c is whichever of the constant
+blend w0 and the baseline-predictor members (w = e_b) errs least on the cell's rows. The solve is
+coordinate descent started at m_c, and every coordinate step lowers the objective, so
+
+    SSE_c(w_c) <= SSE_c(m_c) = min(SSE_c(w0), min_b SSE_c(e_b)).
+
+Summed over cells: on the rows it is fitted on, the support-aware blend is never worse than the
+constant blend, and in every cell -- so in every support bucket, a union of cells -- never worse
+than a baseline member. lam is chosen by K-fold cross-validation over LAMBDAS. Pairs with an
+unknown side (count 0) are left out: the ensemble scores them with its baseline predictor.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from collabkit.models.ensemble import SUPPORT_EDGES, support_bins
+
+#: the ridge strengths cross-validated (pseudo-rows per cell)
+LAMBDAS = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0)
+#: folds of the cross-validation of lam
+FOLDS = 5
+#: coordinate-descent sweeps (each lowers the objective; small problems converge in far fewer)
+SWEEPS = 300
+#: support buckets of the report and of the guarantee: training ratings 1, 2-5, 6-20, > 20
+BUCKETS = ((1, 1), (2, 5), (6, 20), (21, None))
+
+
+def nnls(P: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """argmin_{w >= 0} ||P w - y||^2 for a few columns (<= 14), exactly.
+
+    The optimum is the unconstrained least-squares solution on its support, with every weight
+    positive there; so solve every support (2^m small systems of the Gram matrix) and keep the
+    feasible one with the smallest residual.
+    """
+    m = P.shape[1]
+    if m > 14:
+        raise ValueError(f"nnls: {m} columns is too many for the exact subset search (<= 14)")
+    G, b, yy = P.T @ P, P.T @ y, float(y @ y)
+    best, best_err = np.zeros(m), yy
+    for k in range(1, m + 1):
+        for support in itertools.combinations(range(m), k):
+            idx = list(support)
+            try:
+                w = np.linalg.solve(G[np.ix_(idx, idx)], b[idx])
+            except np.linalg.LinAlgError:
+                continue
+            if (w <= 0).any():
+                continue
+            err = yy - 2 * w @ b[idx] + w @ G[np.ix_(idx, idx)] @ w
+            if err < best_err - 1e-12:
+                best = np.zeros(m)
+                best[idx] = w
+                best_err = err
+    return best
+
+
+@dataclass
+class SupportBlend:
+    """A fitted support-aware blend: its cells' weights and what it achieves on validation."""
+
+    edges: tuple[int, ...]
+    cells: np.ndarray  # (bins, bins, K) weights per (user bin, item bin)
+    constant: np.ndarray  # (K,) the constant blend w0
+    mean_weights: np.ndarray  # (K,) the cells' weights averaged over the fitted rows
+    lam: float  # the cross-validated ridge strength
+    rmse: float  # validation RMSE over the rows with known sides
+    constant_rmse: float  # the constant blend's on the same rows
+    buckets: list[dict[str, Any]] = field(default_factory=list)  # by side and bucket (``bucket_table``)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "edges": list(self.edges), "lam": self.lam, "valid_rmse": self.rmse,
+            "constant_valid_rmse": self.constant_rmse, "buckets": self.buckets,
+        }  # fmt: skip
+
+
+def fit_support(
+    P: np.ndarray,
+    y: np.ndarray,
+    user_count: np.ndarray,
+    item_count: np.ndarray,
+    baselines: list[int],
+    names: list[str],
+    edges: tuple[int, ...] = SUPPORT_EDGES,
+    seed: int = 0,
+) -> SupportBlend:
+    """The support-aware blend of the members' validation predictions ``P`` (n, K) of ratings ``y``
+    (module docstring). ``user_count``/``item_count``: each row's user's and item's training
+    ratings (as the members were fitted); ``baselines``: the columns that are baseline-predictor
+    members; ``names``: the members', for the bucket table."""
+    known = (user_count > 0) & (item_count > 0)
+    P, y = P[known].astype(np.float64), y[known].astype(np.float64)
+    cell = _cells(user_count[known], item_count[known], edges)
+    n_cells = (len(edges) + 1) ** 2
+    scale = float(np.mean(P**2)) if len(P) else 1.0
+    folds = np.random.default_rng(seed).integers(0, FOLDS, len(y))
+    held = {lam: 0.0 for lam in LAMBDAS}
+    for f in range(FOLDS):
+        fit, out = folds != f, folds == f
+        if not fit.any() or not out.any():
+            continue
+        w = _solve(P[fit], y[fit], cell[fit], n_cells, baselines, LAMBDAS, scale)
+        for lam, weights in w.items():
+            held[lam] += float(np.sum((np.einsum("nk,nk->n", P[out], weights[cell[out]]) - y[out]) ** 2))
+    lam = min(LAMBDAS, key=lambda x: (held[x], -x))  # ties: the stronger pull
+    w0 = nnls(P, y) if len(y) else np.zeros(P.shape[1])
+    weights = _solve(P, y, cell, n_cells, baselines, (lam,), scale)[lam]
+    bins = len(edges) + 1
+    blend = np.einsum("nk,nk->n", P, weights[cell])
+    counts = np.bincount(cell, minlength=n_cells)
+    mean_w = (weights * counts[:, None]).sum(0) / max(1, counts.sum())
+    result = SupportBlend(
+        tuple(edges), weights.reshape(bins, bins, -1), w0, mean_w, lam,
+        _rmse(blend, y), _rmse(P @ w0, y),
+    )  # fmt: skip
+    result.buckets = bucket_table(
+        P, y, user_count[known], item_count[known], weights[cell], w0, baselines, names
+    )
+    return result
+
+
+def _cells(user_count: np.ndarray, item_count: np.ndarray, edges: tuple[int, ...]) -> np.ndarray:
+    """Each row's cell: user bin * bins + item bin."""
+    return support_bins(user_count, edges) * (len(edges) + 1) + support_bins(item_count, edges)
+
+
+def _solve(
+    P: np.ndarray, y: np.ndarray, cell: np.ndarray, n_cells: int, baselines: list[int],
+    lams: tuple[float, ...], scale: float,
+) -> dict[float, np.ndarray]:  # fmt: skip
+    """lam -> (cells, K) weights fitted on these rows (module docstring), every cell at once."""
+    K = P.shape[1]
+    G, b = np.zeros((n_cells, K, K)), np.zeros((n_cells, K))
+    for c in np.unique(cell):
+        rows = cell == c
+        G[c], b[c] = P[rows].T @ P[rows], P[rows].T @ y[rows]
+    yy = np.bincount(cell, y * y, n_cells)
+    w0 = nnls(P, y) if len(y) else np.full(K, 1.0 / K)
+    centres = [w0, *(np.eye(K)[j] for j in baselines)]
+    sse = np.stack([yy - 2 * b @ c + np.einsum("ckl,k,l->c", G, c, c) for c in centres])  # (M, cells)
+    centre = np.stack(centres)[np.argmin(sse, 0)]  # (cells, K): the least-erring centre (w0 on ties)
+    return {lam: _descend(G + lam * scale * np.eye(K), b + lam * scale * centre, centre) for lam in lams}
+
+
+def _descend(A: np.ndarray, b: np.ndarray, start: np.ndarray) -> np.ndarray:
+    """argmin_{w >= 0} w^T A w - 2 b^T w for every cell (A (C, K, K) positive definite), by
+    coordinate descent from ``start``: each step solves one coordinate exactly, so never rises."""
+    w = start.copy()
+    for _ in range(SWEEPS):
+        before = w.copy()
+        for j in range(w.shape[1]):
+            grad = np.einsum("ck,ck->c", A[:, j, :], w) - b[:, j]
+            w[:, j] = np.maximum(0.0, w[:, j] - grad / A[:, j, j])
+        if np.abs(w - before).max() < 1e-10:
+            break
+    return w
+
+
+def bucket_table(
+    P: np.ndarray, y: np.ndarray, user_count: np.ndarray, item_count: np.ndarray,
+    row_weights: np.ndarray, w0: np.ndarray, baselines: list[int], names: list[str],
+) -> list[dict[str, Any]]:  # fmt: skip
+    """One row per side and support bucket (BUCKETS): validation pairs, RMSE of the support-aware
+    blend, of the constant blend and of the best baseline member, and each member's mean weight."""
+    rows = []
+    blend, constant = np.einsum("nk,nk->n", P, row_weights), P @ w0
+    for side, count in (("user", user_count), ("item", item_count)):
+        for lo, hi in BUCKETS:
+            mask = (count >= lo) & (count <= (np.inf if hi is None else hi))
+            if not mask.any():
+                continue
+            row: dict[str, Any] = {
+                "side": side, "ratings": f"{lo}" if lo == hi else (f"{lo}-{hi}" if hi else f"> {lo - 1}"),
+                "pairs": int(mask.sum()), "rmse": _rmse(blend[mask], y[mask]),
+                "constant_rmse": _rmse(constant[mask], y[mask]),
+            }  # fmt: skip
+            if baselines:
+                row["baseline_rmse"] = min(_rmse(P[mask, j], y[mask]) for j in baselines)
+            row["weights"] = dict(zip(names, row_weights[mask].mean(0).tolist()))
+            rows.append(row)
+    return rows
+
+
+def _rmse(p: np.ndarray, y: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((p - y) ** 2))) if len(y) else float("nan")

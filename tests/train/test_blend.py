@@ -1,0 +1,96 @@
+"""Blend weights: the exact NNLS, and the support-aware blend's guarantees on synthetic data."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from collabkit.train.blend import BUCKETS, fit_support, nnls
+
+
+def synthetic(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Validation-like rows whose members err by support: (P, y, user counts, item counts).
+
+    Member 0 is a baseline predictor: the same moderate error everywhere. Member 1 is a factor
+    model: very good where user and item have many ratings, far worse than the baseline where
+    either has few (what an under-regularised factor model does with a handful of ratings).
+    Member 2 is another baseline-like predictor whose errors mostly repeat member 0's. One weight
+    per member is then worse than the baseline alone where support is thin.
+    """
+    rng = np.random.default_rng(seed)
+    cu = np.exp(rng.uniform(0, np.log(400), n)).round()  # 1 .. 400 ratings, log-uniform
+    ci = np.exp(rng.uniform(0, np.log(400), n)).round()
+    y = rng.integers(1, 6, n).astype(float)
+    thin = np.minimum(cu, ci)
+    factor_err = 3.0 / thin + 0.4  # large for thin support, small for rich
+    base_err = rng.normal(0, 0.9, n)
+    P = np.stack([
+        y + base_err,
+        y + rng.normal(0, 1, n) * factor_err,
+        y + base_err + rng.normal(0, 0.5, n),
+    ], 1)  # fmt: skip
+    return P, y, cu, ci
+
+
+def rmse(p: np.ndarray, y: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((p - y) ** 2)))
+
+
+def cell_predictions(blend, P: np.ndarray, cu: np.ndarray, ci: np.ndarray) -> np.ndarray:
+    from collabkit.models.ensemble import support_bins
+
+    bins = len(blend.edges) + 1
+    w = blend.cells.reshape(bins * bins, -1)[support_bins(cu, blend.edges) * bins + support_bins(ci, blend.edges)]
+    return np.einsum("nk,nk->n", P, w)
+
+
+def test_the_support_aware_blend_beats_the_constant_blend_and_never_loses_to_the_baseline_where_thin():
+    P, y, cu, ci = synthetic(40_000, seed=0)
+    blend = fit_support(P, y, cu, ci, baselines=[0], names=["baseline", "factors", "noise"])
+    # on the rows it was fitted on: the guarantees (module docstring), by construction
+    assert blend.rmse < blend.constant_rmse
+    thin_users = next(r for r in blend.buckets if r["side"] == "user" and r["ratings"] == "1")
+    assert thin_users["constant_rmse"] > thin_users["baseline_rmse"]  # the problem it solves
+    for row in blend.buckets:
+        assert row["rmse"] <= row["baseline_rmse"] + 1e-12, row
+    thin_items = next(r for r in blend.buckets if r["side"] == "item" and r["ratings"] == "1")
+    rich_items = next(r for r in blend.buckets if r["side"] == "item" and r["ratings"] == "> 20")
+    assert thin_items["weights"]["baseline"] > rich_items["weights"]["baseline"]  # leans on the baseline where thin
+    assert rich_items["weights"]["factors"] > thin_items["weights"]["factors"]
+    # on fresh rows of the same kind (what a test part is to the validation part)
+    P2, y2, cu2, ci2 = synthetic(40_000, seed=1)
+    support, constant = cell_predictions(blend, P2, cu2, ci2), P2 @ blend.constant
+    assert rmse(support, y2) < rmse(constant, y2) - 0.01
+    for side, count in (("user", cu2), ("item", ci2)):
+        lo, hi = BUCKETS[0]
+        thin = (count >= lo) & (count <= hi)
+        assert rmse(support[thin], y2[thin]) <= rmse(P2[thin, 0], y2[thin]) + 0.01, side
+
+
+def test_the_guarantee_holds_whatever_the_members():
+    rng = np.random.default_rng(3)
+    for trial in range(5):
+        n = 3000
+        cu, ci = rng.integers(1, 60, n).astype(float), rng.integers(1, 60, n).astype(float)
+        y = rng.integers(1, 6, n).astype(float)
+        P = np.stack([y + rng.normal(0, s, n) for s in rng.uniform(0.5, 2.0, 4)], 1)
+        blend = fit_support(P, y, cu, ci, baselines=[1, 2], names=list("abcd"), seed=trial)
+        assert blend.rmse <= blend.constant_rmse + 1e-12
+        assert all(r["rmse"] <= r["baseline_rmse"] + 1e-12 for r in blend.buckets)
+        assert (blend.cells >= 0).all()
+
+
+def test_rows_with_an_unknown_side_are_left_to_the_baseline_fallback():
+    P, y, cu, ci = synthetic(5000, seed=2)
+    cu[:100] = 0  # users the fit part never saw: the ensemble scores them with its baseline
+    blend = fit_support(P, y, cu, ci, baselines=[0], names=["a", "b", "c"])
+    assert sum(r["pairs"] for r in blend.buckets if r["side"] == "user") == 4900
+
+
+def test_nnls_is_exact_on_small_problems():
+    rng = np.random.default_rng(0)
+    P = rng.normal(size=(200, 3))
+    y = P @ np.array([0.3, 0.7, 0.0]) - 0.5 * P[:, 2]  # the best free weight of column 3 is < 0
+    w = nnls(P, y)
+    assert w[2] == 0 and (w >= 0).all()
+    free = np.linalg.lstsq(P[:, :2], y, rcond=None)[0]
+    np.testing.assert_allclose(w[:2], free, atol=1e-9)
