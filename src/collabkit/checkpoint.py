@@ -41,6 +41,7 @@ from collabkit.files import (
     fsync_dir,
     fsync_file,
     mark_folder,
+    process_alive,
     read_limited,
     write_failure,
     writing,
@@ -344,11 +345,11 @@ def _recover(folder: Path) -> None:
         return
     aside = max(asides, key=lambda p: p.stat().st_mtime)
     pid, deadline = int(aside.name.rsplit("-", 1)[-1]), time.monotonic() + SWAP_WAIT_SECONDS
-    while _alive(pid) and time.monotonic() < deadline:
+    while process_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.01)
         if os.path.lexists(folder):
             return
-    if not _alive(pid):
+    if not process_alive(pid):
         try:
             os.rename(aside, folder)  # one atomic step; a racing loader that got there first wins
             fsync_dir(folder.parent)
@@ -360,21 +361,11 @@ def _remove_leftovers(folder: Path) -> None:
     """Delete temporaries of earlier saves to ``folder`` whose writer process is gone."""
     for path in folder.parent.glob(f".{folder.name}.tmp-*-*"):
         pid = path.name[len(folder.name) + 6 :].split("-")[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             shutil.rmtree(path, ignore_errors=True)
     for path in folder.parent.glob(f".{folder.name}.old-*"):
-        if folder.exists() and path.name.split("-")[-1].isdigit() and not _alive(int(path.name.split("-")[-1])):
+        if folder.exists() and path.name.split("-")[-1].isdigit() and not process_alive(int(path.name.split("-")[-1])):
             shutil.rmtree(path, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _plain(v: Any) -> Any:

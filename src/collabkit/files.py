@@ -220,6 +220,18 @@ def read_limited(path: str | Path, limit: int) -> bytes:
     return data
 
 
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (one owned by another user counts): a crashed writer's
+    leftovers and a dead job's claim are recognised by it."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def check_regular(path: str | Path) -> None:
     """Raise FileNotFoundError/ValueError unless ``path`` (links followed) is a regular file."""
     try:

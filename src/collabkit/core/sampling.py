@@ -132,20 +132,11 @@ def bpr_loss(scores: Tensor, weights: Tensor) -> Tensor:
 
 
 def fit_ranking(
-    model: Model,
-    train: Ratings,
-    valid: Ratings | None = None,
-    epochs: int = 40,
-    lr_max: float = 3e-2,
-    wd: float = 1.0,
-    bs: int = 1024,
-    sampler: Distribution = "uniform",
-    n_negatives: int = 4,
-    power: float = 0.75,
-    seed: int = 42,
-    console: Console | None = None,
-    progress: bool = False,
-) -> History:
+    model: Model, train: Ratings, valid: Ratings | None = None,
+    epochs: int = 40, lr_max: float = 3e-2, wd: float = 1.0, bs: int = 1024,  # fit_one_cycle's
+    sampler: Distribution = "uniform", n_negatives: int = 4, power: float = 0.75,  # the negatives
+    seed: int = 42, console: Console | None = None, progress: bool = False,
+) -> History:  # fmt: skip
     """Train ``model`` (BPR) on ``train``'s positives with sampled negatives; one-cycle AdamW.
 
     Negatives never include a user's training positives. ``valid`` reports the BPR loss of held-out

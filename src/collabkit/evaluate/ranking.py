@@ -55,12 +55,9 @@ def item_popularity(model: CollabModel, train: Ratings) -> np.ndarray:
 
 
 def evaluate_ranking(
-    model: CollabModel,
-    train: Ratings,
-    test: Ratings,
-    k: int = 10,
-    relevant_threshold: float | None = RELEVANT_THRESHOLD,
-) -> dict[str, float | int]:
+    model: CollabModel, train: Ratings, test: Ratings,
+    k: int = 10, relevant_threshold: float | None = RELEVANT_THRESHOLD,
+) -> dict[str, float | int]:  # fmt: skip
     """precision/recall/ndcg/map/hit_rate/mrr/coverage/novelty @k of the model's top-k lists.
 
     Candidates: the model's catalogue minus each user's training items. Averaged over the test

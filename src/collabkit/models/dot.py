@@ -39,6 +39,21 @@ def bias_linear(reprs: Tensor) -> tuple[Tensor, Tensor]:
     return torch.cat([reprs[..., :-1], torch.ones_like(reprs[..., -1:])], -1), reprs[..., -1]
 
 
+class BiasLinear:
+    """Fold-in for kinds whose link input is p_u . q_i + b_u + b_i (dot-bias, ordinal): linear in
+    either side's [factors, bias] given the other side's."""
+
+    @torch.no_grad()
+    def user_linear(self, items: Tensor) -> tuple[Tensor, Tensor]:
+        """[factors, bias] user: z = [q_i, 1] . x + b_i."""
+        return bias_linear(self.item_reprs(items))
+
+    @torch.no_grad()
+    def item_linear(self, users: Tensor) -> tuple[Tensor, Tensor]:
+        """[factors, bias] item: z = [p_u, 1] . y + b_u."""
+        return bias_linear(self.reprs_of("user", users))
+
+
 @torch.no_grad()
 def write_rows(model: nn.Module, side: str, index: Tensor, reprs: Tensor) -> None:
     """Rows ``index`` of the ``side_factors`` table (and ``side_bias``, the last column, when the
@@ -135,7 +150,7 @@ class BiasConfig(SGDConfig):
     y_range: tuple[float, float] | None = (0.0, 5.5)
 
 
-class DotProductBias(DotProduct):
+class DotProductBias(BiasLinear, DotProduct):
     """score = sigmoid_range(u_f . i_f + u_b + i_b, *y_range).
 
     The representation of a user is [factors, bias] (F+1 numbers), likewise for items, so the
@@ -168,16 +183,6 @@ class DotProductBias(DotProduct):
         # same maths as head(user_repr, item_repr) without the concatenations: the training hot path
         dot = (self.user_factors(u) * self.item_factors(i)).sum(1)
         return self._squash(dot + self.user_bias(u).squeeze(1) + self.item_bias(i).squeeze(1))
-
-    @torch.no_grad()
-    def user_linear(self, items: Tensor) -> tuple[Tensor, Tensor]:
-        """[factors, bias] user: z = [q_i, 1] . x + b_i."""
-        return bias_linear(self.item_reprs(items))
-
-    @torch.no_grad()
-    def item_linear(self, users: Tensor) -> tuple[Tensor, Tensor]:
-        """[factors, bias] item: z = [p_u, 1] . y + b_u."""
-        return bias_linear(self.reprs_of("user", users))
 
     def _user_side(self, ur: Tensor) -> Tensor:
         """[u_f, b_u] -> [u_f, b_u, 1], so that . [i_f, 1, b_i] = u_f . i_f + b_u + b_i."""

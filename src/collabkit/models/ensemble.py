@@ -354,21 +354,14 @@ class Ensemble(CollabModel):
         """Each member's own prior, side by side (``UserPrior.parts``); with support bins the
         average-taste user has no ratings (count 0)."""
         require(self, FOLD_IN)
-        prior = UserPrior.joined([m.user_prior(ratings, noise_var) for m in self.members])
-        if self.supported:
-            zero = prior.mean.new_zeros(1)
-            prior.mean, prior.precision = torch.cat([prior.mean, zero]), torch.cat([prior.precision, zero + 1])
-        return prior
+        return self._joined_prior([m.user_prior(ratings, noise_var) for m in self.members])
 
     @torch.no_grad()
     def fold_in(self, items: Tensor, values: Tensor, prior: UserPrior | None = None) -> Tensor:
         """The members' fold-ins side by side; with support bins, then the number of answers."""
         require(self, FOLD_IN)
         prior = prior or self.user_prior()
-        parts = [m.fold_in(items, values, p) for m, p in zip(self.members, prior.parts)]
-        if self.supported:
-            parts.append((items >= 0).sum(-1, keepdim=True).to(parts[0].dtype))
-        return torch.cat(parts, -1)
+        return self._joined([m.fold_in(items, values, p) for m, p in zip(self.members, prior.parts)], items)
 
     def user_linear(self, items: Tensor) -> tuple[Tensor, Tensor]:
         raise TypeError("an ensemble is not linear in its users: take each of its components()")
@@ -379,24 +372,32 @@ class Ensemble(CollabModel):
         """Each member's own item prior, side by side (``UserPrior.parts``); with support bins a
         new item starts with no ratings (count 0)."""
         require(self, ITEM_FOLD_IN)
-        prior = UserPrior.joined([m.item_prior(ratings, noise_var) for m in self.members])
-        if self.supported:
-            zero = prior.mean.new_zeros(1)
-            prior.mean, prior.precision = torch.cat([prior.mean, zero]), torch.cat([prior.precision, zero + 1])
-        return prior
+        return self._joined_prior([m.item_prior(ratings, noise_var) for m in self.members])
 
     @torch.no_grad()
     def fold_in_items(self, users: Tensor, values: Tensor, prior: UserPrior | None = None) -> Tensor:
         """The members' item fold-ins side by side; with support bins, then the number of raters."""
         require(self, ITEM_FOLD_IN)
         prior = prior or self.item_prior()
-        parts = [m.fold_in_items(users, values, p) for m, p in zip(self.members, prior.parts)]
-        if self.supported:
-            parts.append((users >= 0).sum(-1, keepdim=True).to(parts[0].dtype))
-        return torch.cat(parts, -1)
+        return self._joined([m.fold_in_items(users, values, p) for m, p in zip(self.members, prior.parts)], users)
 
     def item_linear(self, users: Tensor) -> tuple[Tensor, Tensor]:
         raise TypeError("an ensemble is not linear in its items: take each of its components()")
+
+    def _joined_prior(self, priors: list[UserPrior]) -> UserPrior:
+        """The members' priors side by side; with support bins a count column that starts at 0."""
+        prior = UserPrior.joined(priors)
+        if self.supported:
+            zero = prior.mean.new_zeros(1)
+            prior.mean, prior.precision = torch.cat([prior.mean, zero]), torch.cat([prior.precision, zero + 1])
+        return prior
+
+    def _joined(self, parts: list[Tensor], answered: Tensor) -> Tensor:
+        """The members' fold-ins side by side; with support bins then the number of answers
+        (indices >= 0 in ``answered``, padding is -1)."""
+        if self.supported:
+            parts.append((answered >= 0).sum(-1, keepdim=True).to(parts[0].dtype))
+        return torch.cat(parts, -1)
 
     @torch.no_grad()
     def set_reprs(self, side: str, index: Tensor, reprs: Tensor) -> None:

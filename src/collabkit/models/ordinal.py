@@ -35,20 +35,10 @@ from torch import Tensor, nn
 
 from collabkit.core.loop import History, fit_one_cycle
 from collabkit.data.interactions import Ratings
-from collabkit.models.base import (
-    BIASES,
-    FACTORS,
-    FOLD_IN,
-    ITEM_FOLD_IN,
-    PROBA,
-    RATINGS,
-    UPDATE,
-    CollabModel,
-    Scorer,
-    Sizes,
-)
+from collabkit.models import capabilities as can
+from collabkit.models.base import CollabModel, Scorer, Sizes
 from collabkit.models.config import SGDConfig
-from collabkit.models.dot import _table, bias_linear, write_rows
+from collabkit.models.dot import BiasLinear, _table, write_rows
 from collabkit.models.linear import EPS
 
 #: a scale with more distinct ratings than this is not a set of classes (continuous scores)
@@ -80,13 +70,13 @@ def rating_levels(ratings: Ratings) -> tuple[float, ...]:
     return tuple(float(v) for v in levels)
 
 
-class OrdinalMF(CollabModel):
+class OrdinalMF(BiasLinear, CollabModel):
     """P(rating level | user, item) by cumulative-link thresholds on p_u . q_i + b_u + b_i."""
 
     kind = "ordinal"
     Config = OrdinalConfig
     # fold-in of users and items: z is linear in either side's [factors, bias], the link is E[r | z]
-    capabilities = frozenset({FOLD_IN, ITEM_FOLD_IN, UPDATE, FACTORS, RATINGS, PROBA, BIASES})
+    capabilities = frozenset({can.FOLD_IN, can.ITEM_FOLD_IN, can.UPDATE, can.FACTORS, can.RATINGS, can.PROBA, can.BIASES})
     wants_y_range = False
     bias_columns = (1, 1)
     user_item_tables: ClassVar[dict[str, str]] = {
@@ -254,15 +244,7 @@ class OrdinalMF(CollabModel):
 
         return Scorer(rank)
 
-    # --- fold-in: z is linear in [p_u, b_u]; the link is E[r | z] -----------------------------
-    @torch.no_grad()
-    def user_linear(self, items: Tensor) -> tuple[Tensor, Tensor]:
-        return bias_linear(self.item_reprs(items))
-
-    @torch.no_grad()
-    def item_linear(self, users: Tensor) -> tuple[Tensor, Tensor]:
-        return bias_linear(self.reprs_of("user", users))
-
+    # --- fold-in: z is linear in [p_u, b_u] (BiasLinear); the link is E[r | z] -----------------
     @torch.no_grad()
     def set_reprs(self, side: str, index: Tensor, reprs: Tensor) -> None:
         write_rows(self, side, index, reprs)  # [factors, bias], as dot-bias

@@ -34,6 +34,7 @@ from sqlalchemy import distinct, func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from collabkit.files import process_alive
 from collabkit.serve import store
 
 log = logging.getLogger("collabkit.serve")
@@ -164,7 +165,7 @@ class Runner:
         with Session(self.engine) as session:
             for job in session.scalars(select(store.RetrainJob).where(store.RetrainJob.status == "running")):
                 starting = job.pid is None and store.now() - (job.started_at or 0) < 60  # claimed, not yet started
-                if not starting and (job.pid is None or not _alive(job.pid)):
+                if not starting and (job.pid is None or not process_alive(job.pid)):
                     _finish(job, "failed", "the server stopped while it ran")
             session.commit()
         self.kick()
@@ -176,7 +177,7 @@ class Runner:
                 return
             with Session(self.engine) as session:
                 running = session.scalars(select(store.RetrainJob).where(store.RetrainJob.status == "running")).all()
-                if any(j.pid is not None and _alive(j.pid) for j in running):
+                if any(j.pid is not None and process_alive(j.pid) for j in running):
                     return  # another worker process of this server runs one
                 job = session.scalar(select(store.RetrainJob).where(store.RetrainJob.status == "queued")
                                      .order_by(store.RetrainJob.id).limit(1))  # fmt: skip
@@ -227,16 +228,6 @@ class Runner:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 proc.kill()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _finish(job: store.RetrainJob, status: str, reason: str = "", result: dict | None = None) -> None:

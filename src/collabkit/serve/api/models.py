@@ -40,11 +40,16 @@ def list_versions(session: DB) -> list[VersionOut]:
 @router.post("/models/rollback", dependencies=[Admin])
 def rollback(request: Request, session: DB) -> VersionOut:
     """Make the previously live version live again (after it loads and answers)."""
-    previous = store.previous_version(session)
-    if previous is None:
-        raise FieldError(409, "version", "no earlier live version to roll back to")
+    previous = _needed(store.previous_version(session), "version", "no earlier live version to roll back to")
     session.close()
     return _activate(request, previous.id)
+
+
+def _needed(row: store.ModelVersion | store.Canary | None, field: str, problem: str):
+    """``row``, or a 409 naming ``field`` when there is none."""
+    if row is None:
+        raise FieldError(409, field, problem)
+    return row
 
 
 def _activate(request: Request, version: int) -> VersionOut:
@@ -189,9 +194,7 @@ def start_canary(version: VersionId, body: CanaryIn, request: Request) -> Canary
 @router.post("/models/canary/promote", dependencies=[Admin])
 def promote_canary(request: Request, session: DB) -> VersionOut:
     """Promote the running canary to every user (by hand)."""
-    row = canary.running(session)
-    if row is None:
-        raise FieldError(409, "canary", "no canary is running")
+    row = _needed(canary.running(session), "canary", "no canary is running")
     session.close()
     return promote(row.version, request)
 
@@ -199,9 +202,7 @@ def promote_canary(request: Request, session: DB) -> VersionOut:
 @router.post("/models/canary/rollback", dependencies=[Admin])
 def rollback_canary(request: Request) -> CanaryOut:
     """Stop the running canary (by hand): every user gets the live version again."""
-    row = canary.end(request.app.state.engine, "rolled back", "by hand")
-    if row is None:
-        raise FieldError(409, "canary", "no canary is running")
+    row = _needed(canary.end(request.app.state.engine, "rolled back", "by hand"), "canary", "no canary is running")
     request.app.state.canary.sync()
     return _canary(row)
 

@@ -124,12 +124,8 @@
   }
 
   async function jobs() {
-    let list;
-    try {
-      list = await ck.api('/v1/models/retrain');
-    } catch (e) {
-      return ck.fail(e);
-    }
+    const list = await ck.read('/v1/models/retrain');
+    if (list === undefined) return undefined;
     const rows = list.map((j) => el('tr', { 'data-job': j.id },
       el('td', { class: 'num', text: String(j.id) }),
       el('td', { text: j.spec }),
@@ -144,12 +140,8 @@
   }
 
   async function canary() {
-    let report;
-    try {
-      report = await ck.api('/v1/models/canary');
-    } catch (e) {
-      return ck.fail(e);
-    }
+    const report = await ck.read('/v1/models/canary');
+    if (report === undefined) return undefined;
     const c = report.canary;
     const running = c && c.status === 'running';
     $('canary').textContent = !c ? 'No canary has run yet: start one from the table below.'

@@ -54,6 +54,16 @@ const ck = (() => {
   }
   const fail = (err) => status(err.message || String(err), 'error');
 
+  // GET a page's data: the parsed JSON, or undefined after the error is shown in the status line.
+  async function read(path) {
+    try {
+      return await api(path);
+    } catch (e) {
+      fail(e);
+      return undefined;
+    }
+  }
+
   // Keys: a writer key in this browser (from the address' #key=... or the key form), an admin key
   // for this tab only. Writes use the writer key, else the admin key (an admin may write too).
   const keys = {
@@ -139,5 +149,5 @@ const ck = (() => {
   const num = (x, d = 3) => (x === null || x === undefined ? '–' : Number(x).toFixed(d));
   const when = (iso) => (iso ? new Date(iso).toLocaleString() : '–');
 
-  return { ApiError, api, el, status, fail, keys, user, stars, recList, MODES, askForKey, pct, num, when };
+  return { ApiError, api, read, el, status, fail, keys, user, stars, recList, MODES, askForKey, pct, num, when };
 })();

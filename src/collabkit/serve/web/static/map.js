@@ -14,12 +14,8 @@
     const n = $('n').value, x = $('ax').value, y = $('ay').value;
     if (x === y) return ck.status('Pick two different components.', 'error');
     if (!window.Plotly) return ck.status('The chart library did not load (the plotly package is missing).', 'error');
-    let m;
-    try {
-      m = await ck.api('/v1/map?n=' + n + '&x=' + x + '&y=' + y);
-    } catch (e) {
-      return ck.fail(e);
-    }
+    const m = await ck.read('/v1/map?n=' + n + '&x=' + x + '&y=' + y);
+    if (m === undefined) return undefined;
     points = m.points;
     const hasBias = points.some((p) => p.bias !== null);
     const top = points.slice(0, 25);  // the most-rated films carry their titles

@@ -37,12 +37,8 @@
 
   async function load() {
     if (!window.Plotly) return ck.status('The chart library did not load (the plotly package is missing).', 'error');
-    let m;
-    try {
-      m = await ck.api('/v1/monitor?periods=' + $('periods').value + '&hours=' + $('hours').value);
-    } catch (e) {
-      return ck.fail(e);
-    }
+    const m = await ck.read('/v1/monitor?periods=' + $('periods').value + '&hours=' + $('hours').value);
+    if (m === undefined) return undefined;
     const exposure = ['gini', 'coverage', 'top1_share'], signal = ['users1_share', 'users5_share'];
     const none = !m.series.length;
     await Plotly.react('chart-exposure', over(m.series, exposure), layout(none, lines(m.thresholds, exposure)), CONFIG);
@@ -66,12 +62,8 @@
   }
 
   async function canary() {
-    let report;
-    try {
-      report = await ck.api('/v1/models/canary');
-    } catch (e) {
-      return ck.fail(e);
-    }
+    const report = await ck.read('/v1/models/canary');
+    if (report === undefined) return undefined;
     const c = report.canary;
     $('canary-text').textContent = !c ? 'No canary has run: versions go live for everyone at once.'
       : (c.status === 'running' ? 'Version ' + c.version + ' serves ' + Math.round(100 * c.fraction) + '% of the users. '
