@@ -202,7 +202,8 @@ def phases(ctx: dict, fold: list[str]) -> list[tuple[str, int, str, object, int]
     new = lua(
         'counter = counter + 1\n'
         'local answers = {}\n'
-        'for k = 1, 5 do answers[k] = string.format(\'{"item": "%s", "rating": %d}\', items[math.random(#items)], math.random(1, 5)) end\n'
+        'local first = math.random(#items - 5)  -- five different items: the API refuses an item answered twice\n'
+        'for k = 1, 5 do answers[k] = string.format(\'{"item": "%s", "rating": %d}\', items[first + k], math.random(1, 5)) end\n'
         'local body = string.format(\'{"user": "new%s-%d", "answers": [%s], "n": 10}\', id, counter, table.concat(answers, ","))\n'
         'return wrk.format("POST", "/v1/users", nil, body)',
         f"{auth}\n{items}\ncounter = 0\nthread_no = 0\nrun = os.time()\n"

@@ -69,6 +69,14 @@ def test_promotion_under_load_fails_nothing_and_reaches_every_worker(db_url, tin
     proc = start(db_url, tiny_model, port)
     answers: list[tuple[int, int]] = []  # (status, version)
     done = threading.Event()
+    try:  # a bound, not a benchmark: without TCP_NODELAY each answer waited ~40 ms for an ACK
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            t0 = time.perf_counter()
+            assert all(http.get("/healthz").status_code == 200 for _ in range(40))
+            assert time.perf_counter() - t0 < 1.0, "40 keep-alive requests took over 1 s: delayed ACKs?"
+    except BaseException:
+        stop(proc)
+        raise
 
     def reader() -> None:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:

@@ -10,14 +10,23 @@ by one, so a bad request fails alone.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import os
 import queue
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future
+from contextlib import AbstractContextManager
 from typing import Any
 
 from sqlalchemy.engine import Engine
+
+try:
+    import fcntl
+except ImportError:  # Windows: SQLite's busy handler alone
+    fcntl = None
 from sqlalchemy.orm import Session
 
 from collabkit.serve import store
@@ -29,6 +38,7 @@ MAX_ROWS = 20_000  # rows in one shared transaction at most
 class Committer:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._lock = _writer_lock(engine)
         self.waiting: queue.Queue[tuple[list[dict[str, Any]], Future[int]] | None] = queue.Queue()
         self.commits = 0  # transactions committed (a test reads how many writes shared one)
         self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
@@ -36,9 +46,16 @@ class Committer:
 
     def write(self, rows: Sequence[dict[str, Any]]) -> int:
         """Store ``rows`` (dicts: user, item, value, timestamp?); returns the count once committed."""
+        return self._queue(rows).result()
+
+    async def write_async(self, rows: Sequence[dict[str, Any]]) -> int:
+        """``write`` for a request on the event loop: it waits for the commit without a thread."""
+        return await asyncio.wrap_future(self._queue(rows))
+
+    def _queue(self, rows: Sequence[dict[str, Any]]) -> Future[int]:
         done: Future[int] = Future()
         self.waiting.put((list(rows), done))
-        return done.result()
+        return done
 
     def close(self) -> None:
         self.waiting.put(None)
@@ -64,7 +81,7 @@ class Committer:
 
     def _commit(self, batch: list[tuple[list[dict[str, Any]], Future[int]]]) -> None:
         try:
-            with Session(self.engine) as session:
+            with self._lock, Session(self.engine) as session:
                 store.upsert_ratings(session, [row for rows, _ in batch for row in rows])
             self.commits += 1
             for rows, done in batch:
@@ -76,3 +93,27 @@ class Committer:
                 return
             for one in batch:
                 self._commit([one])
+
+
+class _FileLock:
+    """An exclusive ``flock`` on a file beside a SQLite store: the worker processes' writers take
+    turns and the next one wakes as soon as the lock is free. SQLite's own busy handler sleeps
+    and polls instead: with 2 workers, single writes waited up to 4 s (p95 3.3 s, wrk, ML-100k)."""
+
+    def __init__(self, path: str) -> None:
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+
+    def __enter__(self) -> None:
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc: object) -> None:
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+
+
+def _writer_lock(engine: Engine) -> AbstractContextManager[None]:
+    """The lock the group commit holds while it writes: a file lock for a SQLite file (its writers
+    are serialised by SQLite anyway), none for PostgreSQL (row locks) or an in-memory SQLite."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:" or fcntl is None:
+        return contextlib.nullcontext()
+    return _FileLock(database + "-writers.lock")

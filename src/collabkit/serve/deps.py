@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, Security
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
@@ -34,8 +35,9 @@ def get_session(request: Request) -> Iterator[Session]:
 DB = Annotated[Session, Depends(get_session)]
 
 
-def served(request: Request) -> Engine:
-    """The live model snapshot for this request (503 while there is none)."""
+async def served(request: Request) -> Engine:
+    """The live model snapshot for this request (503 while there is none). Async: it only reads
+    memory, so it runs on the event loop instead of costing a thread hop."""
     current = request.app.state.live.current
     if current is None:
         raise HTTPException(
@@ -58,21 +60,24 @@ def _check(session: Session, given: str | None, role: str) -> str:
     return found
 
 
-def require(role: str) -> Callable[..., str]:
-    """A dependency that lets the request through only with a key of ``role`` (or higher)."""
+def require(role: str) -> Callable[..., Any]:
+    """A dependency that lets the request through only with a key of ``role`` (or higher).
+    Async: the key's lookup is one indexed query, run on the event loop (no thread hop)."""
 
-    def check(
-        session: DB,
+    async def check(
+        request: Request,
         auth: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)] = None,
         key: Annotated[str | None, Security(header)] = None,
     ) -> str:
-        return _check(session, auth.credentials if auth is not None else key, role)
+        with Session(request.app.state.engine) as session:
+            return _check(session, auth.credentials if auth is not None else key, role)
 
     return check
 
 
-def reader(request: Request) -> str:
+async def reader(request: Request) -> str:
     """Reads are open unless COLLABKIT_READ_KEY=true; then any valid key (same headers) will do.
+    Async: an open read costs no thread hop; a key is checked in the thread pool (a query).
 
     Not declared as a security scheme in the OpenAPI document, which describes the default.
     """
@@ -80,8 +85,12 @@ def reader(request: Request) -> str:
         return "reader"
     scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
     given = credentials if scheme.lower() == "bearer" else request.headers.get("x-api-key")
-    with Session(request.app.state.engine) as session:
-        return _check(session, given, "reader")
+
+    def check() -> str:
+        with Session(request.app.state.engine) as session:
+            return _check(session, given, "reader")
+
+    return await run_in_threadpool(check)
 
 
 Reader = Depends(reader)

@@ -7,11 +7,12 @@ from typing import Annotated
 
 import numpy as np
 from fastapi import APIRouter, Query, Request, Response
+from sqlalchemy.orm import Session
 
 from collabkit.serve import store
 from collabkit.serve.api.ratings import check_scale
 from collabkit.serve.api.recommendations import respond
-from collabkit.serve.deps import DB, FieldError, Model, Reader, Writer
+from collabkit.serve.deps import FieldError, Model, Reader, Writer
 from collabkit.serve.schemas import ERRORS, V1, NewUser, Question, Questions, Recommendations, text
 
 router = APIRouter(prefix=V1, tags=["onboarding"], responses=ERRORS)
@@ -31,31 +32,32 @@ def _title(engine: object, item: str) -> str | None:
 
 
 @router.post("/users", status_code=201, dependencies=[Writer], response_model=Recommendations)
-def new_user(body: NewUser, request: Request, session: DB, served: Model) -> Response:
+async def new_user(body: NewUser, request: Request, served: Model) -> Response:
     """Create a user from onboarding answers (stored as their ratings) and return their list.
 
     Each answer's item must be the text of an item the live model knows ("5e1" is not item 50)
     and its rating on the store's scale; otherwise 422 naming the answer, and nothing is stored.
+    On the event loop like a recommendation: the answers share the group commit (awaited).
     """
     user = body.user or uuid.uuid4().hex
     served = request.app.state.canary.route(user, served)  # issue 25: the user's canary arm
-    if session.get(store.User, user) is not None:
-        raise FieldError(409, "user", f"user {user!r} already exists: post ratings instead")
     items = [a.item for a in body.answers]
     idx, bad = served.answers_index(items)
     if bad:
         raise FieldError(422, f"answers.{bad[0]}.item", f"item {items[bad[0]]!r} is unknown to the live model")
     if len(set(items)) < len(items):
         raise FieldError(422, "answers", "answers rate the same item twice")
-    check_scale(session, ((f"answers.{k}.rating", a.rating) for k, a in enumerate(body.answers)))
     rows = [{"user": user, "item": a.item, "value": a.rating} for a in body.answers]
+    with Session(request.app.state.engine) as session:
+        if session.get(store.User, user) is not None:
+            raise FieldError(409, "user", f"user {user!r} already exists: post ratings instead")
+        check_scale(session, ((f"answers.{k}.rating", a.rating) for k, a in enumerate(body.answers)))
+        if not rows:
+            store._ensure(session, store.User, [user], {"created_at": store.now()})
+            session.commit()
     if rows:
-        store.upsert_ratings(session, rows)
+        await request.app.state.commits.write_async(rows)
         request.app.state.metrics.ratings.inc(len(rows))
-    else:
-        store._ensure(session, store.User, [user], {"created_at": store.now()})
-        session.commit()
-    session.close()
     order = np.argsort(idx, kind="stable")
     ratings = np.array([a.rating for a in body.answers], dtype=np.float64)
     return respond(request, served, user, served.for_answers(idx[order], ratings[order], body.n), status=201)

@@ -48,13 +48,12 @@ def write_ratings(body: RatingsIn, request: Request, session: DB) -> Written:
 
 
 @router.put("/users/{user}/ratings/{item}", dependencies=[Writer])
-def put_rating(
-    user: PathId, item: PathId, body: RatingValue, request: Request, session: DB
-) -> Written:
-    """Store one rating (replacing any earlier one of this user for this item)."""
-    check_scale(session, [("body.value", body.value)])
-    session.close()
-    request.app.state.commits.write([{"user": user, "item": item, **body.model_dump()}])
+async def put_rating(user: PathId, item: PathId, body: RatingValue, request: Request) -> Written:
+    """Store one rating (replacing any earlier one of this user for this item). On the event
+    loop: the scale check is one short query and the commit is awaited, holding no thread."""
+    with Session(request.app.state.engine) as session:
+        check_scale(session, [("body.value", body.value)])
+    await request.app.state.commits.write_async([{"user": user, "item": item, **body.model_dump()}])
     request.app.state.metrics.ratings.inc()
     return Written(written=1)
 
