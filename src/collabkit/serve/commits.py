@@ -60,6 +60,8 @@ class Committer:
     def close(self) -> None:
         self.waiting.put(None)
         self._thread.join(timeout=10)
+        if isinstance(self._lock, _FileLock):
+            os.close(self._lock.fd)
 
     def _run(self) -> None:
         while True:

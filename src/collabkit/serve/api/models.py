@@ -6,7 +6,7 @@ A version becomes live (or a canary) only after it has loaded and answered a smo
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, Field
@@ -20,6 +20,7 @@ from collabkit.serve.schemas import ERRORS, V1, JobOut, RetrainIn, Strict, Versi
 
 router = APIRouter(prefix=V1, tags=["models"], responses=ERRORS)
 VersionId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+Row = TypeVar("Row")
 
 
 def _out(v: store.ModelVersion, running: store.Canary | None = None) -> VersionOut:
@@ -45,7 +46,7 @@ def rollback(request: Request, session: DB) -> VersionOut:
     return _activate(request, previous.id)
 
 
-def _needed(row: store.ModelVersion | store.Canary | None, field: str, problem: str):
+def _needed(row: Row | None, field: str, problem: str) -> Row:
     """``row``, or a 409 naming ``field`` when there is none."""
     if row is None:
         raise FieldError(409, field, problem)
