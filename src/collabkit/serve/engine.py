@@ -86,34 +86,38 @@ class Engine:
                  items: pd.DataFrame | None, ratings: pd.DataFrame, top_k: int = TOP_K,
                  scale: Any = None, new_items: int = 0) -> None:  # fmt: skip
         t0 = time.perf_counter()
-        torch.set_num_threads(os.cpu_count() or 1)  # the lists below: big products, every core
-        self.version, self.path, self.trained_through = version, path, trained_through
-        self.scale = scale  # the store's rule (``validation.Scale``): stored values off it are not used
-        # new items: the version grown by the items it does not know that have k ratings (module doc)
-        self.new_items = new_items if supports(model, ITEM_FOLD_IN) else 0
-        n_trained = len(model.items)
-        model = _with_new_items(model.eval(), ratings, self.new_items)
-        self.new_item = np.arange(len(model.items)) >= n_trained  # (n_items,) placed by fold-in
-        self.model, self.items = model.eval(), items
-        self.item_text = np.array([str(i) for i in model.items.ids], dtype=object)
-        self.item_index = {s: k for k, s in enumerate(self.item_text)}
-        self.user_index = {str(u): k for k, u in enumerate(model.users.ids)}
-        self.item_ids = dict(zip(self.item_text, model.items.ids.tolist()))  # text -> the model's own id
-        self.waiting = _unknown_counts(self.item_text, ratings) if self.new_items else {}  # item -> its ratings
-        self.names, self.titles = _names(model, items)
-        self.scorer = model.scorer()
-        self.unit = unit_factors(model)  # (n_items, 0) for kinds without factors: no reasons
-        self.love_at = love_at(model)
-        self.foldable = supports(model, FOLD_IN)
-        train = _store_ratings(ratings)
-        self.prior: UserPrior | None = model.user_prior(train) if self.foldable else None
-        self.questions = _questions(model, train, self.prior) if self.foldable else []
-        self.top_k = min(top_k, len(model.items))
-        self.seen = _seen_at_load(self, ratings)  # (indptr over model users, item indices, ratings)
-        self._precompute()
-        self.average = self._average_taste()
-        self.load_seconds = time.perf_counter() - t0
-        torch.set_num_threads(1)  # many small requests in parallel beat one request on many threads
+        # the lists below are big products: every core while building, then one per request (many
+        # small requests in parallel beat one request on many threads), also when the build fails
+        torch.set_num_threads(os.cpu_count() or 1)
+        try:
+            self.version, self.path, self.trained_through = version, path, trained_through
+            self.scale = scale  # the store's rule (``validation.Scale``): stored values off it are not used
+            # new items: the version grown by the items it does not know that have k ratings (module doc)
+            self.new_items = new_items if supports(model, ITEM_FOLD_IN) else 0
+            n_trained = len(model.items)
+            model = _with_new_items(model.eval(), ratings, self.new_items)
+            self.new_item = np.arange(len(model.items)) >= n_trained  # (n_items,) placed by fold-in
+            self.model, self.items = model, items  # eval() already, grown or not
+            self.item_text = np.array([str(i) for i in model.items.ids], dtype=object)
+            self.item_index = {s: k for k, s in enumerate(self.item_text)}
+            self.user_index = {str(u): k for k, u in enumerate(model.users.ids)}
+            self.item_ids = dict(zip(self.item_text, model.items.ids.tolist()))  # text -> the model's own id
+            self.waiting = _unknown_counts(self.item_text, ratings) if self.new_items else {}  # item -> its ratings
+            self.names, self.titles = _names(model, items)
+            self.scorer = model.scorer()
+            self.unit = unit_factors(model)  # (n_items, 0) for kinds without factors: no reasons
+            self.love_at = love_at(model)
+            self.foldable = supports(model, FOLD_IN)
+            train = _store_ratings(ratings)
+            self.prior: UserPrior | None = model.user_prior(train) if self.foldable else None
+            self.questions = _questions(model, train, self.prior) if self.foldable else []
+            self.top_k = min(top_k, len(model.items))
+            self.seen = _seen_at_load(self, ratings)  # (indptr over model users, item indices, ratings)
+            self._precompute()
+            self.average = self._average_taste()
+            self.load_seconds = time.perf_counter() - t0
+        finally:
+            torch.set_num_threads(1)
 
     @classmethod
     def load(cls, version: int, path: str, trained_through: float, ratings: pd.DataFrame, scale: Any = None,

@@ -71,8 +71,7 @@ class Live:
                 self._failed, self.error = version.id, str(e)
                 log.error("%s; still serving version %s", e, self.version)
                 return False
-            self.current, self.error = served, None  # the swap: one reference assignment
-            settle()
+            self._serve(served)
             self.on_swap(version.id)
             log.info("serving model version %d (%s)", version.id, version.path)
             return True
@@ -88,10 +87,15 @@ class Live:
             served = checked_load(self.load, target)
             with Session(self.engine, expire_on_commit=False) as session:
                 version = store.set_live(session, version_id)
-            self.current, self.error, self._failed = served, None, None
-            settle()
+            self._serve(served)
+            self._failed = None
             self.on_swap(version.id)
             return version
+
+    def _serve(self, engine: Engine) -> None:
+        """The swap: one reference assignment (requests read ``current`` once), then ``settle``."""
+        self.current, self.error = engine, None
+        settle()
 
     def refresh_items(self) -> bool:
         """Rebuild the served version when an item it does not hold has ``new_items`` ratings in the
@@ -113,8 +117,7 @@ class Live:
             except NotServable as e:
                 log.error("could not fold in new items: %s; still serving the engine built before", e)
                 return False
-            self.current = rebuilt
-            settle()
+            self._serve(rebuilt)
             log.info("model version %d: %d new item(s) folded in", served.version, int(rebuilt.new_item.sum()))
             return True
 
