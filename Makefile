@@ -22,8 +22,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[test]'
-	@# compile the one-thread training kernel (`make demo`'s) into numba's cache now, not in the first fit
-	$(BIN)/python -c "from collabkit.core import kernels; kernels.load_dot_step(1)"
+	@# compile the one-thread training kernel (`make demo`'s) and fold-in's into numba's cache now,
+	@# not in the first fit or the first new user
+	$(BIN)/python -c "from collabkit.core import kernels; kernels.load_dot_step(1); kernels.load_fold_in()"
 	touch $@
 
 demo: install

@@ -338,57 +338,53 @@ def map_fold_in(
 
     A 1-D ``items``/``ratings`` pair is one user and gives a (D,) representation. With
     ``side="item"`` the rows are new items and ``items`` holds the indices of the users who rated
-    them (the users fixed): the same solve through ``model.item_linear``.
+    them (the users fixed): the same solve through ``model.item_linear``. The solve runs in numpy
+    float64: a served fold-in is one user of a few dozen answers, where torch's per-call overhead
+    would cost more than the arithmetic.
     """
     if method not in ("gauss-newton", "logit-ridge"):
         raise ValueError(f"method must be 'gauss-newton' or 'logit-ridge', not {method!r}")
     single = items.dim() == 1
     items, ratings = torch.atleast_2d(items), torch.atleast_2d(ratings).double()
-    w = (items >= 0).double()  # (U, m) 1 for answers, 0 for padding
-    A, c = side_of(side).linear(model, items)  # (U, m, D), (U, m)
-    A = A * w.unsqueeze(-1)
-    lam, mu = prior.precision, prior.mean.expand(len(items), -1)  # (D,), (U, D)
+    A_t, c_t = side_of(side).linear(model, items)  # (U, m, D), (U, m)
+    w = (items >= 0).numpy().astype(np.float64)  # (U, m) 1 for answers, 0 for padding
+    A, c, r = A_t.numpy() * w[..., None], c_t.numpy(), ratings.numpy()
+    lam = prior.precision.double().numpy()
+    mu = np.repeat(prior.mean.double().numpy().reshape(1, -1), len(A), 0)  # (U, D)
     # logit-space ridge: linearise f around each answer, solve the weighted ridge in closed form
-    t, slope = model.link_inverse(ratings)
+    t, slope = (v.numpy() for v in model.link_inverse(ratings))
     x = _ridge(A, (t - c) * w, w * slope**2, lam, mu)
-    if method == "logit-ridge" or model.link_is_identity():  # without a link the ridge is exact
-        return x[0] if single else x
-    damp = torch.full((len(items),), 1e-3, dtype=torch.float64)  # Levenberg-Marquardt damping
-    f, df = model.link(_z(A, x, c))
-    loss = _objective(f, ratings, w, x, lam, mu)
-    active = torch.ones(len(items), dtype=torch.bool)
+    if not (method == "logit-ridge" or model.link_is_identity()):  # without a link the ridge is exact
+        x = _gauss_newton(model, A, c, r, w, x, lam, mu, steps)
+    out = torch.from_numpy(np.ascontiguousarray(x))
+    return out[0] if single else out
+
+
+def _gauss_newton(model: CollabModel, A: np.ndarray, c: np.ndarray, r: np.ndarray, w: np.ndarray,
+                  x: np.ndarray, lam: np.ndarray, mu: np.ndarray, steps: int) -> np.ndarray:  # fmt: skip
+    """Damped Gauss-Newton (Levenberg-Marquardt) steps from ``x`` on the MAP objective, per user:
+    a user whose step no longer moves them is done and stays as they are (so a user's answer does
+    not depend on the batch). The steps are ``core.kernels``' compiled ones, the link the kind's."""
+    from collabkit.core import kernels  # numba, imported by the first fold-in, not by every command
+
+    def link(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        f, df = model.link(torch.from_numpy((A @ x[..., None])[..., 0] + c))
+        return np.ascontiguousarray(f.numpy()), np.ascontiguousarray(df.numpy())
+
+    A, r, w = (np.ascontiguousarray(v) for v in (A, r, w))
+    x = np.ascontiguousarray(x)
+    f, df = link(x)
+    loss = (w * (r - f) ** 2).sum(1) + (lam * (x - mu) ** 2).sum(1)  # (U,) the MAP objective
+    damp, active, new = np.full(len(A), 1e-3), np.ones(len(A), dtype=bool), np.empty_like(x)
     for _ in range(steps):
-        H = (A * (w * df**2).unsqueeze(-1)).mT @ A + torch.diag(lam)  # (U, D, D) J^T J + diag(lam)
-        H = H + torch.diag_embed(damp.unsqueeze(1) * torch.diagonal(H, dim1=1, dim2=2))
-        g = (A.mT @ (w * df * (ratings - f)).unsqueeze(-1)).squeeze(-1) - lam * (x - mu)  # (U, D)
-        new = x + torch.linalg.solve(H, g)
-        f_new, df_new = model.link(_z(A, new, c))
-        new_loss = _objective(f_new, ratings, w, new, lam, mu)
-        # (U,) accept the step, else damp harder and retry; a user whose step no longer moves
-        # them is done, and stays as they are (so a user's answer does not depend on the batch)
-        active &= ((new - x).abs() > CONVERGED * (1 + x.abs())).any(1)
-        better = (new_loss < loss) & active
-        x = torch.where(better.unsqueeze(1), new, x)
-        f = torch.where(better.unsqueeze(1), f_new, f)
-        df = torch.where(better.unsqueeze(1), df_new, df)
-        loss = torch.where(better, new_loss, loss)
-        damp = torch.where(better, damp * 0.1, damp * 10)
-        if not bool(active.any()):
+        kernels.lm_step(A, w, r, f, df, x, lam, mu, damp, active, new)
+        f_new, df_new = link(new)
+        if not kernels.lm_accept(w, r, x, f, df, loss, new, f_new, df_new, lam, mu, damp, active, CONVERGED):
             break
-    return x[0] if single else x
+    return x
 
 
-def _z(A: Tensor, x: Tensor, c: Tensor) -> Tensor:
-    """(U, m) pre-activations a_i . x + c_i."""
-    return (A @ x.unsqueeze(-1)).squeeze(-1) + c
-
-
-def _objective(f: Tensor, r: Tensor, w: Tensor, x: Tensor, lam: Tensor, mu: Tensor) -> Tensor:
-    """(U,) sum_i w_i (r_i - f_i)^2 + sum_k lam_k (x_k - mu_k)^2."""
-    return (w * (r - f) ** 2).sum(1) + (lam * (x - mu) ** 2).sum(1)
-
-
-def _ridge(A: Tensor, target: Tensor, weight: Tensor, lam: Tensor, mu: Tensor) -> Tensor:
+def _ridge(A: np.ndarray, target: np.ndarray, weight: np.ndarray, lam: np.ndarray, mu: np.ndarray) -> np.ndarray:
     """argmin_x sum_i weight_i (target_i - A_i . x)^2 + sum_k lam_k (x_k - mu_k)^2, batched.
 
     Padding rows have A_i = 0 and weight 0. With fewer answers m than dimensions D (new users of
@@ -397,13 +393,14 @@ def _ridge(A: Tensor, target: Tensor, weight: Tensor, lam: Tensor, mu: Tensor) -
     """
     m, D = A.shape[-2], A.shape[-1]
     if m >= D:
-        H = (A * weight.unsqueeze(-1)).mT @ A + torch.diag(lam)  # (U, D, D)
-        g = (A.mT @ (weight * target).unsqueeze(-1)).squeeze(-1) + lam * mu  # (U, D)
-        return torch.linalg.solve(H, g)
+        H = np.swapaxes(A * weight[..., None], 1, 2) @ A + np.diag(lam)  # (U, D, D)
+        g = np.einsum("umd,um->ud", A, weight * target) + lam * mu  # (U, D)
+        return np.linalg.solve(H, g[..., None])[..., 0]
     AL = A / lam  # (U, m, D)
     live = weight > 0
-    inv_w = torch.where(live, 1 / torch.where(live, weight, 1.0), 1.0)  # padding: any finite value
-    K = AL @ A.mT + torch.diag_embed(inv_w)  # (U, m, m)
-    resid = torch.where(live, target - (A @ mu.unsqueeze(-1)).squeeze(-1), 0.0)
-    alpha = torch.linalg.solve(K, resid.unsqueeze(-1))  # (U, m, 1)
-    return mu + (AL.mT @ alpha).squeeze(-1)
+    inv_w = np.where(live, 1 / np.where(live, weight, 1.0), 1.0)  # padding: any finite value
+    K = AL @ np.swapaxes(A, 1, 2)  # (U, m, m)
+    K[:, np.arange(m), np.arange(m)] += inv_w
+    resid = np.where(live, target - np.einsum("umd,ud->um", A, mu), 0.0)
+    alpha = np.linalg.solve(K, resid[..., None])  # (U, m, 1)
+    return mu + (np.swapaxes(AL, 1, 2) @ alpha)[..., 0]
