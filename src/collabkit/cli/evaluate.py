@@ -16,17 +16,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from collabkit.cli.common import (
-    Device,
-    Json,
-    ModelDir,
-    app,
-    consoles,
-    fail,
-    metrics_table,
-    on_device,
-    print_json,
-)
+from collabkit.cli import common
 from collabkit.cli.source import DataSource, training_data, with_source
 
 if TYPE_CHECKING:
@@ -41,17 +31,17 @@ By = Annotated[str | None, typer.Option("--by", help="Split every metric by trai
 SPEC_HELP = "e.g. dot-bias or dot-bias(n_factors=20, epochs=10); `collabkit kinds` lists the kinds"
 
 
-@app.command()
+@common.app.command()
 @with_source
 def evaluate(
-    model_dir: ModelDir,
+    model_dir: common.ModelDir,
     source: DataSource,
     test: Annotated[Path | None, typer.Option("--test", help="Score this held-out file (same columns as training) instead of the recorded split's test part.")] = None,
     allow_train_overlap: Annotated[bool, typer.Option("--allow-train-overlap", help="Score ratings the model was trained on (labelled 'training data').")] = False,
     k: K = 10,
     by: By = None,
-    device: Device = "cpu",
-    as_json: Json = False,
+    device: common.Device = "cpu",
+    as_json: common.Json = False,
 ) -> None:
     """Score a saved model on held-out ratings, with 95% intervals; unknown users/items are counted and use the fallback."""
     import pandas as pd
@@ -64,8 +54,8 @@ def evaluate(
     from collabkit.evaluate.uncertainty import intervals
     from collabkit.models.base import RATINGS, supports
 
-    out_console, log = consoles(as_json)
-    placement = on_device(device)
+    out_console, log = common.consoles(as_json)
+    placement = common.on_device(device)
     net, _ = load_model_dir(model_dir)
     recipe = read_config(model_dir).get("train") or {}
     try:
@@ -83,10 +73,10 @@ def evaluate(
             cut = recipe.get("threshold")
             test_set = to_implicit(test_set, None if not cut or cut <= 0 else cut)
     except (ValueError, FileNotFoundError, KeyError, OSError) as e:
-        fail(str(e))
+        common.fail(str(e))
     overlap = _overlap(train_set, test_set)
     if overlap and not allow_train_overlap:
-        fail(
+        common.fail(
             f"{overlap} of the {len(test_set)} ratings to score are (user, item) pairs the model was trained on: "
             "its numbers would be flattered. Score held-out ratings, or pass --allow-train-overlap"
         )
@@ -97,7 +87,7 @@ def evaluate(
     try:
         check_by(by)
     except ValueError as e:
-        fail(str(e))
+        common.fail(str(e))
     seed = source.resolved().seed
     with placement:  # top-N runs there; predictions for ratings are on the CPU
         if supports(net, RATINGS):
@@ -120,11 +110,11 @@ def evaluate(
             f"predictor (RMSE on them {result['rmse_fallback']:.4f}; on the rest {result.get('rmse_known', float('nan')):.4f})[/yellow]"
         )
     if as_json:
-        print_json(result)
+        common.print_json(result)
         return
     label = " (TRAINING DATA)" if overlap else ""
     plain = {m: v for m, v in result.items() if m not in ("intervals", "groups", "by")}
-    out_console.print(metrics_table(f"{net.kind} on {test_set.name}{label}", plain, result["intervals"]))
+    out_console.print(common.metrics_table(f"{net.kind} on {test_set.name}{label}", plain, result["intervals"]))
     if by is not None:
         groups = pd.DataFrame(result["groups"])
         shown = [m for m in per_user if m in groups]
@@ -144,7 +134,7 @@ def _overlap(train: Ratings, test: Ratings) -> int:
     return int(pd.MultiIndex.from_frame(test.frame[key]).isin(pairs).sum())
 
 
-@app.command()
+@common.app.command()
 @with_source
 def compare(
     source: DataSource,
@@ -156,7 +146,7 @@ def compare(
     protocol: Annotated[str, typer.Option("--protocol", help="split: score on the split's test part; heldout-users: users kept out of training, folded in from --fold-in of their ratings, ranked over the whole catalogue (recall@20, recall@50, ndcg@100).")] = "split",
     heldout_users: Annotated[int | None, typer.Option("--heldout-users", help="heldout-users: how many users to hold out (default a fifth of those with >= 5 ratings, at most 10000).")] = None,
     fold_in: Annotated[float, typer.Option("--fold-in", help="heldout-users: the share of each held-out user's ratings the model folds them in from.")] = 0.8,
-    as_json: Json = False,
+    as_json: common.Json = False,
 ) -> None:
     """Train several models on one split and score them side by side: one row each, with 95% intervals and fit time."""
     import pandas as pd
@@ -165,11 +155,11 @@ def compare(
     from collabkit.evaluate.compare import compare_heldout
     from collabkit.train.build import ModelSpec, split_specs
 
-    out, log = consoles(as_json)
+    out, log = common.consoles(as_json)
     if protocol not in ("split", "heldout-users"):
-        fail(f"--protocol must be split or heldout-users, not {protocol!r}")
+        common.fail(f"--protocol must be split or heldout-users, not {protocol!r}")
     if protocol == "heldout-users" and (source.split is not None or by is not None):
-        fail("--protocol heldout-users makes its own split and has no groups: leave out --split and --by")
+        common.fail("--protocol heldout-users makes its own split and has no groups: leave out --split and --by")
     seed = source.resolved().seed
     try:
         specs = [ModelSpec.parse(s) for s in split_specs(models)]
@@ -186,9 +176,9 @@ def compare(
             log.print(f"{len(specs)} models on {data.name} ({split})")
             result = compare_heldout(specs, data, heldout_users, fold_in, relevant, seed, baseline)
     except (ValueError, FileNotFoundError, KeyError, OSError) as e:
-        fail(str(e))
+        common.fail(str(e))
     if as_json:
-        print_json({
+        common.print_json({
             "dataset": data.name, "split": split, "protocol": protocol, "k": k, "relevant_threshold": relevant,
             "baseline": result.baseline, "level": result.level, "by": by, "models": result.to_json(),
         })  # fmt: skip
@@ -256,14 +246,14 @@ def differences_frame(rows: list[dict[str, Any]], metrics: list[str]) -> pd.Data
     return pd.DataFrame(out)
 
 
-@app.command("cross-validate")
+@common.app.command("cross-validate")
 @with_source
 def cross_validate_cmd(
     source: DataSource,
     canonical: Annotated[bool, typer.Option("--canonical", help="Use ML-100k's own folds u1..u5 instead.")] = False,
     model: Annotated[str, typer.Option(help=f"One model spec, {SPEC_HELP}")] = "dot-bias",
     folds: Annotated[int, typer.Option(help="Number of seeded random folds.")] = 5,
-    as_json: Json = False,
+    as_json: common.Json = False,
     k: K = 10,
     relevant: Relevant = 4.0,
 ) -> None:
@@ -271,8 +261,8 @@ def cross_validate_cmd(
     from collabkit.evaluate.crossval import canonical_folds, cross_validate
 
     if canonical and source.dataset is None:
-        fail("--canonical needs --dataset ml-100k (the u1..u5 folds ship with it)")
-    out, log = consoles(as_json)
+        common.fail("--canonical needs --dataset ml-100k (the u1..u5 folds ship with it)")
+    out, log = common.consoles(as_json)
     seed = source.resolved().seed
     try:
         if canonical:
@@ -284,9 +274,9 @@ def cross_validate_cmd(
         log.print(f"cross-validating {model} on {name}")
         cv = cross_validate(model, data, folds, seed, splits, k, relevant)
     except (ValueError, FileNotFoundError, KeyError, OSError) as e:
-        fail(str(e))
+        common.fail(str(e))
     if as_json:
-        print_json({"data": name, "k": k, "relevant_threshold": relevant, **cv.to_json()})
+        common.print_json({"data": name, "k": k, "relevant_threshold": relevant, **cv.to_json()})
         return
     table = cv.folds.set_index("fold").T  # one row per metric, one column per fold
     table.columns = [f"fold {c}" for c in table.columns]

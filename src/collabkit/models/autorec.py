@@ -22,7 +22,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from rich.console import Console
 from torch import Tensor, nn
 
 from collabkit.core.loop import History, encode
@@ -125,9 +124,7 @@ class AutoRec(CollabModel):
         return A, torch.full(items.shape, float(self.global_mean), dtype=torch.float64)
 
     # --- training ---------------------------------------------------------------------------
-    def _fit(
-        self, train: Ratings, valid: Ratings | None, console: Console | None, progress: bool
-    ) -> History:
+    def _fit(self, train: Ratings, valid: Ratings | None, console: Any, progress: bool) -> History:
         """Store the item columns of ``train`` and fit full-batch (module docstring)."""
         cfg: AutoRecConfig = self.config
         t_start = time.perf_counter()

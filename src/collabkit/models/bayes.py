@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from rich.console import Console
 from torch import Tensor
 
 from collabkit.core.loop import History, encode
@@ -111,9 +110,7 @@ class BayesianMF(DotProductBias):
         return x if c is None else x.clamp_(*c)
 
     @torch.no_grad()
-    def _fit(
-        self, train: Ratings, valid: Ratings | None, console: Console | None, progress: bool
-    ) -> History:
+    def _fit(self, train: Ratings, valid: Ratings | None, console: Any, progress: bool) -> History:
         """Run burn_in + samples Gibbs sweeps on ``train``; the History has one row per sweep."""
         cfg: BayesConfig = self.config
         t_start = time.perf_counter()

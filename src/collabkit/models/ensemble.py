@@ -345,7 +345,7 @@ class Ensemble(CollabModel):
 
         return Scorer(rank_by_support)
 
-    # --- fold-in: each member folds the same answers in its own space ---------------------------
+    # --- fold-in of users and of items: each member folds the same answers in its own space -------
     def components(self) -> list[tuple[float, CollabModel]]:
         return list(zip(self.config.weights, self.members))
 
@@ -353,52 +353,54 @@ class Ensemble(CollabModel):
     def user_prior(self, ratings: Ratings | None = None, noise_var: float | None = None) -> UserPrior:
         """Each member's own prior, side by side (``UserPrior.parts``); with support bins the
         average-taste user has no ratings (count 0)."""
-        require(self, FOLD_IN)
-        return self._joined_prior([m.user_prior(ratings, noise_var) for m in self.members])
+        return self._prior("user", ratings, noise_var)
+
+    @torch.no_grad()
+    def item_prior(self, ratings: Ratings | None = None, noise_var: float | None = None) -> UserPrior:
+        """Each member's own item prior, side by side; with support bins a new item starts with no
+        ratings (count 0)."""
+        return self._prior("item", ratings, noise_var)
 
     @torch.no_grad()
     def fold_in(self, items: Tensor, values: Tensor, prior: UserPrior | None = None) -> Tensor:
         """The members' fold-ins side by side; with support bins, then the number of answers."""
-        require(self, FOLD_IN)
-        prior = prior or self.user_prior()
-        return self._joined([m.fold_in(items, values, p) for m, p in zip(self.members, prior.parts)], items)
-
-    def user_linear(self, items: Tensor) -> tuple[Tensor, Tensor]:
-        raise TypeError("an ensemble is not linear in its users: take each of its components()")
-
-    # --- item fold-in and growing: member by member ---------------------------------------------
-    @torch.no_grad()
-    def item_prior(self, ratings: Ratings | None = None, noise_var: float | None = None) -> UserPrior:
-        """Each member's own item prior, side by side (``UserPrior.parts``); with support bins a
-        new item starts with no ratings (count 0)."""
-        require(self, ITEM_FOLD_IN)
-        return self._joined_prior([m.item_prior(ratings, noise_var) for m in self.members])
+        return self._fold_in("user", items, values, prior)
 
     @torch.no_grad()
     def fold_in_items(self, users: Tensor, values: Tensor, prior: UserPrior | None = None) -> Tensor:
         """The members' item fold-ins side by side; with support bins, then the number of raters."""
-        require(self, ITEM_FOLD_IN)
-        prior = prior or self.item_prior()
-        return self._joined([m.fold_in_items(users, values, p) for m, p in zip(self.members, prior.parts)], users)
+        return self._fold_in("item", users, values, prior)
+
+    def user_linear(self, items: Tensor) -> tuple[Tensor, Tensor]:
+        raise TypeError("an ensemble is not linear in its users: take each of its components()")
 
     def item_linear(self, users: Tensor) -> tuple[Tensor, Tensor]:
         raise TypeError("an ensemble is not linear in its items: take each of its components()")
 
-    def _joined_prior(self, priors: list[UserPrior]) -> UserPrior:
-        """The members' priors side by side; with support bins a count column that starts at 0."""
-        prior = UserPrior.joined(priors)
+    def _prior(self, side: str, ratings: Ratings | None, noise_var: float | None) -> UserPrior:
+        """The members' priors of ``side`` ("user" or "item") side by side; with support bins a
+        count column that starts at 0."""
+        user = side == "user"
+        require(self, FOLD_IN if user else ITEM_FOLD_IN)
+        prior = UserPrior.joined([(m.user_prior if user else m.item_prior)(ratings, noise_var) for m in self.members])
         if self.supported:
             zero = prior.mean.new_zeros(1)
             prior.mean, prior.precision = torch.cat([prior.mean, zero]), torch.cat([prior.precision, zero + 1])
         return prior
 
-    def _joined(self, parts: list[Tensor], answered: Tensor) -> Tensor:
-        """The members' fold-ins side by side; with support bins then the number of answers
-        (indices >= 0 in ``answered``, padding is -1)."""
+    def _fold_in(self, side: str, answered: Tensor, values: Tensor, prior: UserPrior | None) -> Tensor:
+        """New rows of ``side`` from their answers: every member's fold-in under its part of
+        ``prior`` (by default the side's own), side by side; with support bins then the number of
+        answers (indices >= 0 in ``answered``, padding is -1)."""
+        user = side == "user"
+        require(self, FOLD_IN if user else ITEM_FOLD_IN)
+        prior = prior or self._prior(side, None, None)
+        parts = [(m.fold_in if user else m.fold_in_items)(answered, values, p) for m, p in zip(self.members, prior.parts)]
         if self.supported:
             parts.append((answered >= 0).sum(-1, keepdim=True).to(parts[0].dtype))
         return torch.cat(parts, -1)
 
+    # --- growing: member by member ----------------------------------------------------------------
     @torch.no_grad()
     def set_reprs(self, side: str, index: Tensor, reprs: Tensor) -> None:
         """Each member's slice of the representation, written by the member (with support bins

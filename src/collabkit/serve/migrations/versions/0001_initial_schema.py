@@ -8,12 +8,12 @@ Create Date: 2026-12-01
 import sqlalchemy as sa
 from alembic import op
 
+from collabkit.serve.migrations.columns import epoch_time, user_item_event, version_ref
+
 revision = "0001"
 down_revision = None
 branch_labels = None
 depends_on = None
-
-BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite autoincrements INTEGER only
 
 
 def upgrade() -> None:
@@ -24,7 +24,7 @@ def upgrade() -> None:
         sa.Column("salt", sa.String(64), nullable=False),
         sa.Column("hash", sa.String(128), nullable=False),
         sa.Column("role", sa.String(16), nullable=False),
-        sa.Column("created_at", sa.Float(), nullable=False),
+        epoch_time("created_at"),
     )
     op.create_table(
         "items",
@@ -40,34 +40,30 @@ def upgrade() -> None:
         sa.Column("spec", sa.String(200), nullable=False),
         sa.Column("metrics", sa.JSON(), nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
-        sa.Column("created_at", sa.Float(), nullable=False),
-        sa.Column("promoted_at", sa.Float(), nullable=True),
-        sa.Column("trained_through", sa.Float(), nullable=False),
+        epoch_time("created_at"),
+        epoch_time("promoted_at", nullable=True),
+        epoch_time("trained_through"),
     )
     op.create_index("ix_model_versions_status", "model_versions", ["status"])
     op.create_table(
         "ratings",
-        sa.Column("id", BIG_ID, primary_key=True),
-        sa.Column("user_id", sa.String(64), nullable=False),
-        sa.Column("item_id", sa.String(64), nullable=False),
+        *user_item_event(),
         sa.Column("value", sa.Float(), nullable=False),
-        sa.Column("timestamp", sa.Float(), nullable=False),
-        sa.Column("written_at", sa.Float(), nullable=False),
+        epoch_time("timestamp"),
+        epoch_time("written_at"),
         sa.UniqueConstraint("user_id", "item_id", name="uq_ratings_user_item"),
     )
     op.create_table(
         "users",
         sa.Column("id", sa.String(64), primary_key=True),
-        sa.Column("created_at", sa.Float(), nullable=False),
+        epoch_time("created_at"),
     )
     op.create_table(
         "exposures",
-        sa.Column("id", BIG_ID, primary_key=True),
-        sa.Column("user_id", sa.String(64), nullable=False),
-        sa.Column("item_id", sa.String(64), nullable=False),
+        *user_item_event(),
         sa.Column("position", sa.Integer(), nullable=False),
-        sa.Column("model_version", sa.Integer(), sa.ForeignKey("model_versions.id"), nullable=True),
-        sa.Column("shown_at", sa.Float(), nullable=False),
+        version_ref("model_version", nullable=True),
+        epoch_time("shown_at"),
     )
     op.create_index("ix_exposures_user_time", "exposures", ["user_id", "shown_at"])
 

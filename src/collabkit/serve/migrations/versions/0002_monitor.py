@@ -8,6 +8,8 @@ Create Date: 2026-12-01
 import sqlalchemy as sa
 from alembic import op
 
+from collabkit.serve.migrations.columns import named_value
+
 revision = "0002"
 down_revision = "0001"
 branch_labels = None
@@ -15,12 +17,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.create_table(
-        "alert_thresholds",
-        sa.Column("metric", sa.String(32), primary_key=True),
-        sa.Column("value", sa.Float(), nullable=False),
-        sa.Column("updated_at", sa.Float(), nullable=False),
-    )
+    op.create_table("alert_thresholds", *named_value("metric", sa.Float()))
     op.create_index("ix_exposures_shown_at", "exposures", ["shown_at"])
 
 
