@@ -4,6 +4,8 @@
     python bench/serve.py --data-dir ../shared/data --json     # one JSON object
     python bench/serve.py --data-dir ../shared/data --epinions # add the 296 k-item Epinions model
     python bench/serve.py --quick                               # 3 s phases, one run
+    python bench/serve.py --db postgresql+psycopg://postgres@127.0.0.1:5432/bench --only writes --only batches
+                                      # the write phases against a PostgreSQL store (an empty database)
 
 Trains dot-bias (the chapter's recipe, all of ML-100k) and loads its ratings into a fresh SQLite
 store, starts `collabkit serve --workers W` on 127.0.0.1 and drives it with wrk (Debian's `wrk`,
@@ -59,8 +61,9 @@ def lua(request: str, setup: str = "") -> str:
     return f"math.randomseed(os.time())\n{setup}\n{LUA_DONE}\nrequest = function()\n{request}\nend\n"
 
 
-def prepare(folder: Path, data_dir: str | None, dataset: str, spec: str) -> dict:
-    """A trained model, a store holding its ratings, a writer key: (url, model, key, users, items)."""
+def prepare(folder: Path, data_dir: str | None, dataset: str, spec: str, url: str | None = None) -> dict:
+    """A trained model, a store holding its ratings, a writer key: (url, model, key, users, items).
+    The store is ``url`` (an empty database) or a fresh SQLite file in ``folder``."""
     sys.path.insert(0, str(SRC))
     from sqlalchemy.orm import Session
 
@@ -76,7 +79,7 @@ def prepare(folder: Path, data_dir: str | None, dataset: str, spec: str) -> dict
     t0 = time.perf_counter()
     model = save_model(_train(spec, data), folder / "model", items=data.items)
     fit = time.perf_counter() - t0
-    url = f"sqlite:///{folder / 'collabkit.db'}"
+    url = url or f"sqlite:///{folder / 'collabkit.db'}"
     engine = store.make_engine(url)
     migrate.upgrade(engine)
     f = data.frame
@@ -277,24 +280,29 @@ def main() -> None:
     ap.add_argument("--epinions", action="store_true", help="also the Epinions model (296 k items)")
     ap.add_argument("--python", action="store_true", help="use the Python generator even when wrk is there")
     ap.add_argument("--quick", action="store_true", help="1 run of 3 s per phase")
+    ap.add_argument("--db", help="the store's URL, an empty database (default: a fresh SQLite file)")
+    ap.add_argument("--only", action="append", default=[], help="run the phases whose name has this word (repeatable)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args()
     if args.quick:
         args.runs, args.seconds = 1, 3.0
+    if args.db and args.epinions:
+        ap.error("--db holds one dataset's store: run --epinions without --db")
     log = sys.stderr if args.json else sys.stdout
     use_wrk = shutil.which("wrk") is not None and not args.python
     generator = "wrk" if use_wrk else "python (httpx; wrk not found)" if not args.python else "python (httpx)"
     print(f"load generator: {generator}", file=log, flush=True)
     results: dict[str, dict] = {}
+    store_kind = args.db.split(":", 1)[0].split("+", 1)[0] if args.db else "sqlite"
     report: dict = {"generator": generator, "workers": args.workers, "runs": args.runs, "seconds": args.seconds,
-                    "cpus": os.cpu_count(), "load_average_before": os.getloadavg()[0]}  # fmt: skip
+                    "store": store_kind, "cpus": os.cpu_count(), "load_average_before": os.getloadavg()[0]}  # fmt: skip
     sets = [("ml-100k", "dot-bias(n_factors=50, epochs=5, lr_max=5e-3, wd=0.1)")]
     if args.epinions:
         sets.append(("epinions", "dot-bias(n_factors=50, epochs=5, lr_max=5e-3, wd=0.1)"))
     for dataset, spec in sets:
         with tempfile.TemporaryDirectory(prefix="collabkit-bench-") as tmp:
             print(f"{dataset}: training {spec} and loading the store ...", file=log, flush=True)
-            ctx = prepare(Path(tmp), args.data_dir, dataset, spec)
+            ctx = prepare(Path(tmp), args.data_dir, dataset, spec, args.db)
             t0 = time.perf_counter()
             proc = start(ctx["url"], ctx["model"], args.port, args.workers)
             report[f"{dataset}_ready_seconds"] = round(time.perf_counter() - t0, 1)
@@ -304,6 +312,7 @@ def main() -> None:
                 chosen = phases(ctx, fold)
                 if dataset != "ml-100k":  # the large catalogue: known users, one and 32 connections
                     chosen = [p for p in chosen if p[0].startswith("known users") and p[1] in (1, 32)]
+                chosen = [p for p in chosen if not args.only or any(w in p[0] for w in args.only)]
                 for phase in chosen:
                     name = f"{dataset}: {phase[0]}"
                     results[name] = run_phase(base, use_wrk, ctx, phase, args.seconds, args.runs)
@@ -326,7 +335,7 @@ def main() -> None:
     for dataset, _ in sets:
         print(f"{dataset}: server ready in {report[f'{dataset}_ready_seconds']} s; peak RSS of all server processes "
               f"{report[f'{dataset}_server_peak_rss_mb']} MB (PSS {report[f'{dataset}_server_pss_mb']} MB)")
-    print(f"generator {generator}; {args.workers} workers; load average {report['load_average_before']:.1f} before, "
+    print(f"generator {generator}; {args.workers} workers; {store_kind} store; load average {report['load_average_before']:.1f} before, "
           f"{report['load_average_after']:.1f} after, on {os.cpu_count()} cores")
 
 

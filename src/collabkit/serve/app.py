@@ -34,6 +34,7 @@ from collabkit.serve.api import (
 )
 from collabkit.serve.canary import Canaries
 from collabkit.serve.commits import Committer
+from collabkit.serve.deps import Recent
 from collabkit.serve.exposures import ExposureLog
 from collabkit.serve.jobs import Runner
 from collabkit.serve.live import Live
@@ -90,6 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )  # fmt: skip
     app.state.settings = settings
     app.state.metrics = Metrics()
+    app.state.recent = Recent()  # keys and the scale, trusted for a second (deps.TRUSTED_FOR)
     for module in (ratings, users, recommendations, items, onboarding, models, item_map, monitor):
         app.include_router(module.router)
     app.include_router(health.router)

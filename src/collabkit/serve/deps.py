@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, Security
-from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from collabkit.serve import store
 from collabkit.serve.security import allows, key_role
+from collabkit.serve.validation import UNRECORDED, Scale
 
 if TYPE_CHECKING:
     from collabkit.serve.engine import Engine
+
+#: seconds a worker trusts what it looked up once: a valid key's role and the store's recorded
+#: scale. A write then costs no query before its commit (on PostgreSQL each one is a round trip
+#: on the event loop). Keys are never revoked in place; a scale replaced by `collabkit db scale`
+#: reaches every worker within this time.
+TRUSTED_FOR = 1.0
 
 bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <key>")
 header = APIKeyHeader(name="X-API-Key", auto_error=False, description="or X-API-Key: <key>")
@@ -49,10 +57,41 @@ async def served(request: Request) -> Engine:
 Model = Annotated[Any, Depends(served)]  # an Engine (typed loosely: torch loads lazily)
 
 
-def _check(session: Session, given: str | None, role: str) -> str:
+class Recent:
+    """What this worker looked up in the store in the last ``TRUSTED_FOR`` seconds."""
+
+    def __init__(self) -> None:
+        self.roles: dict[str, tuple[str, float]] = {}  # key -> (role, until); valid keys only
+        self.scale: tuple[Scale, float] | None = None  # a recorded scale only
+
+    def role(self, request: Request, given: str) -> str | None:
+        """The role of key ``given`` (None: not a key), from memory or one query."""
+        now = time.monotonic()
+        hit = self.roles.get(given)
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        with Session(request.app.state.engine) as session:
+            found = key_role(session, given)
+        if found is not None:
+            if len(self.roles) > 10_000:  # many keys in turn: start afresh rather than grow
+                self.roles.clear()
+            self.roles[given] = (found, now + TRUSTED_FOR)
+        return found
+
+    def store_scale(self, session: Session) -> Scale:
+        """The store's scale, from memory or one query (an unrecorded one is asked again)."""
+        now = time.monotonic()
+        if self.scale is not None and self.scale[1] > now:
+            return self.scale[0]
+        found = store.scale(session)
+        self.scale = None if found == UNRECORDED else (found, now + TRUSTED_FOR)
+        return found
+
+
+def _check(request: Request, given: str | None, role: str) -> str:
     if not given:
         raise HTTPException(401, "this endpoint needs an API key: Authorization: Bearer <key>")
-    found = key_role(session, given)
+    found = request.app.state.recent.role(request, given)
     if found is None:
         raise HTTPException(401, "invalid API key")
     if not allows(found, role):
@@ -69,15 +108,14 @@ def require(role: str) -> Callable[..., Any]:
         auth: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)] = None,
         key: Annotated[str | None, Security(header)] = None,
     ) -> str:
-        with Session(request.app.state.engine) as session:
-            return _check(session, auth.credentials if auth is not None else key, role)
+        return _check(request, auth.credentials if auth is not None else key, role)
 
     return check
 
 
 async def reader(request: Request) -> str:
     """Reads are open unless COLLABKIT_READ_KEY=true; then any valid key (same headers) will do.
-    Async: an open read costs no thread hop; a key is checked in the thread pool (a query).
+    Async: no thread hop; a key is checked like a writer's (``Recent``).
 
     Not declared as a security scheme in the OpenAPI document, which describes the default.
     """
@@ -86,11 +124,7 @@ async def reader(request: Request) -> str:
     scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
     given = credentials if scheme.lower() == "bearer" else request.headers.get("x-api-key")
 
-    def check() -> str:
-        with Session(request.app.state.engine) as session:
-            return _check(session, given, "reader")
-
-    return await run_in_threadpool(check)
+    return _check(request, given, "reader")
 
 
 Reader = Depends(reader)

@@ -51,7 +51,7 @@ async def new_user(body: NewUser, request: Request, served: Model) -> Response:
     with Session(request.app.state.engine) as session:
         if session.get(store.User, user) is not None:
             raise FieldError(409, "user", f"user {user!r} already exists: post ratings instead")
-        check_scale(session, ((f"answers.{k}.rating", a.rating) for k, a in enumerate(body.answers)))
+        check_scale(request, session, ((f"answers.{k}.rating", a.rating) for k, a in enumerate(body.answers)))
         if not rows:
             store._ensure(session, store.User, [user], {"created_at": store.now()})
             session.commit()

@@ -21,9 +21,9 @@ router = APIRouter(prefix=V1, tags=["ratings"], responses=ERRORS)
 PathId = Annotated[str, Path(min_length=1, max_length=ID_LENGTH, pattern=ID_PATTERN)]
 
 
-def check_scale(session: Session, values: Iterable[tuple[str, float]]) -> None:
+def check_scale(request: Request, session: Session, values: Iterable[tuple[str, float]]) -> None:
     """422 naming the first value off the store's scale (and the scale); nothing is stored then."""
-    problem = first_problem(store.scale(session), values)
+    problem = first_problem(request.app.state.recent.store_scale(session), values)
     if problem is not None:
         raise FieldError(422, *problem)
 
@@ -40,7 +40,7 @@ def write_ratings(body: RatingsIn, request: Request, session: DB) -> Written:
         raise FieldError(
             422, "ratings", f"ratings: at most {limit} per request, got {len(body.ratings)}"
         )
-    check_scale(session, ((f"body.ratings.{k}.value", r.value) for k, r in enumerate(body.ratings)))
+    check_scale(request, session, ((f"body.ratings.{k}.value", r.value) for k, r in enumerate(body.ratings)))
     session.close()  # the key and the scale are checked: the commit is the writer thread's
     written = request.app.state.commits.write([r.model_dump() for r in body.ratings])
     request.app.state.metrics.ratings.inc(written)
@@ -50,9 +50,9 @@ def write_ratings(body: RatingsIn, request: Request, session: DB) -> Written:
 @router.put("/users/{user}/ratings/{item}", dependencies=[Writer])
 async def put_rating(user: PathId, item: PathId, body: RatingValue, request: Request) -> Written:
     """Store one rating (replacing any earlier one of this user for this item). On the event
-    loop: the scale check is one short query and the commit is awaited, holding no thread."""
+    loop: the scale is known (``deps.Recent``) and the commit is awaited, holding no thread."""
     with Session(request.app.state.engine) as session:
-        check_scale(session, [("body.value", body.value)])
+        check_scale(request, session, [("body.value", body.value)])
     await request.app.state.commits.write_async([{"user": user, "item": item, **body.model_dump()}])
     request.app.state.metrics.ratings.inc()
     return Written(written=1)
