@@ -123,12 +123,17 @@ class Scorer:
     ``finish`` turns chosen numbers into the scores (an increasing map: kinds whose score ends in
     sigmoid_range leave it to ``finish``, so it runs on n cells a user, not all). ``shared``: for
     kinds whose ranking is the same for every user, (n_items,) numbers in that order (top-N then
-    sorts the catalogue once instead of scoring every cell).
+    sorts the catalogue once instead of scoring every cell). ``user_side``/``item_side``: for
+    kinds whose ranking is an inner product, rank(ur) = user_side(ur) @ item_side.T with
+    ``item_side`` (n_items, D): an approximate inner-product index may then search the catalogue
+    (``recommend.ann``); None for any other kind, which keeps exact search.
     """
 
     rank: Callable[[Tensor], Tensor]
     finish: Callable[[Tensor], Tensor] = field(default=lambda top: top)
     shared: Tensor | None = None
+    user_side: Callable[[Tensor], Tensor] | None = None
+    item_side: Tensor | None = None
 
     @functools.cached_property
     def order(self) -> np.ndarray:

@@ -106,17 +106,22 @@ class DotProduct(CollabModel):
     @torch.no_grad()
     def scorer(self, items: Tensor | None = None) -> Scorer:
         """One (U, D) @ (D, n_items) product per chunk of users, biases folded in as extra
-        columns (``_user_side``/``_item_side``), the item side built once; ``finish`` squashes."""
+        columns (``_user_side``/``_item_side``), the item side built once; ``finish`` squashes
+        (increasing), so the ranking is the inner product's: declared for approximate search."""
         was = self.training
         self.eval()
         side = self._item_side(self.item_repr(self.catalogue(items))).contiguous()
         self.train(was)
 
         @torch.no_grad()
-        def rank(ur: Tensor) -> Tensor:
-            return self._user_side(ur.to(side.dtype)) @ side.T
+        def user_side(ur: Tensor) -> Tensor:
+            return self._user_side(ur.to(side.dtype))
 
-        return Scorer(rank, self._squash_)
+        @torch.no_grad()
+        def rank(ur: Tensor) -> Tensor:
+            return user_side(ur) @ side.T
+
+        return Scorer(rank, self._squash_, user_side=user_side, item_side=side)
 
     @classmethod
     def cost(cls, config: dict[str, Any], sizes: Sizes) -> tuple[float, float]:

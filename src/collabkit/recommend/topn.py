@@ -122,7 +122,7 @@ def _top_n_shared(
         ub = u_all[s : s + SHARED_USERS]
         b = len(ub)
         if seen is not None:
-            rows, cols = _seen_cells(ub, *seen)
+            rows, cols = seen_cells(ub, *seen)
             r = rank[cols]
             keep = r < m
             key = np.unique(rows[keep] * (m + 1) + r[keep])  # by user, then rank; once each
@@ -187,13 +187,13 @@ def _top_k_ties(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
 
 def _mask_seen(scores: Tensor, users: np.ndarray, indptr: np.ndarray, indices: np.ndarray) -> None:
     """Set scores[b, item] = -inf for every item user b has seen (vectorised over the batch)."""
-    rows, cols = _seen_cells(users, indptr, indices)
+    rows, cols = seen_cells(users, indptr, indices)
     if len(rows):
         at = torch.from_numpy(rows).to(scores.device), torch.from_numpy(cols).to(scores.device)
         scores[at] = -np.inf
 
 
-def _seen_cells(users: np.ndarray, indptr: np.ndarray, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def seen_cells(users: np.ndarray, indptr: np.ndarray, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(row in ``users``, item) of every item each user has seen; an unknown user (-1) has none."""
     known = users >= 0
     starts = np.where(known, indptr[np.maximum(users, 0)], 0)

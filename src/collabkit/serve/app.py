@@ -58,7 +58,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         app.state.commits = Committer(engine)
         app.state.live = Live(engine, on_swap=app.state.metrics.model_version.set,
-                              new_items=settings.new_item_ratings, new_item_seconds=settings.new_item_seconds)  # fmt: skip
+                              new_items=settings.new_item_ratings, new_item_seconds=settings.new_item_seconds,
+                              ann_items=settings.ann_items)  # fmt: skip
         app.state.exposures = ExposureLog(
             engine, settings.exposure_buffer, settings.exposure_flush_seconds
         )

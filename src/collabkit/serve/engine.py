@@ -23,6 +23,11 @@ that has k ratings in the store by users it knows is placed by item fold-in when
 built (``CollabModel.with_items``): the engine serves the version grown by those items, and
 ``new_item`` marks them (responses say so). ``Live`` rebuilds the engine in the background when
 more items reach k; requests never compute a fold-in of items.
+
+Large catalogues (``ann_items`` items or more, default ANN_ITEMS = 1,000,000; the setting
+COLLABKIT_ANN_ITEMS): for kinds that rank by an inner product, the lists come from an approximate
+index built at load (``recommend.ann``: faiss IVF, nprobe set for recall@10 >= 0.97 against exact
+search), its candidates scored exactly; below the threshold, or for other kinds, search is exact.
 """
 
 from __future__ import annotations
@@ -50,7 +55,8 @@ from collabkit.models.base import (
     require,
     supports,
 )
-from collabkit.models.linear import UserPrior
+from collabkit.models.linear import UserPrior, padded
+from collabkit.recommend.ann import ANN_ITEMS, CALIBRATION_USERS, ItemIndex, describe, indexable
 from collabkit.recommend.onboard import Questionnaire
 from collabkit.recommend.recommend import (
     FALLBACK_REASON,
@@ -84,7 +90,7 @@ class Engine:
 
     def __init__(self, version: int, path: str, trained_through: float, model: CollabModel,
                  items: pd.DataFrame | None, ratings: pd.DataFrame, top_k: int = TOP_K,
-                 scale: Any = None, new_items: int = 0) -> None:  # fmt: skip
+                 scale: Any = None, new_items: int = 0, ann_items: int = ANN_ITEMS) -> None:  # fmt: skip
         t0 = time.perf_counter()
         # the lists below are big products: every core while building, then one per request (many
         # small requests in parallel beat one request on many threads), also when the build fails
@@ -113,6 +119,7 @@ class Engine:
             self.questions = _questions(model, train, self.prior) if self.foldable else []
             self.top_k = min(top_k, len(model.items))
             self.seen = _seen_at_load(self, ratings)  # (indptr over model users, item indices, ratings)
+            self.index = _index(self, ann_items)  # None: exact search
             self._precompute()
             self.average = self._average_taste()
             self.load_seconds = time.perf_counter() - t0
@@ -121,11 +128,13 @@ class Engine:
 
     @classmethod
     def load(cls, version: int, path: str, trained_through: float, ratings: pd.DataFrame, scale: Any = None,
-             new_items: int = 0) -> Engine:  # fmt: skip
+             new_items: int = 0, ann_items: int = ANN_ITEMS) -> Engine:  # fmt: skip
         """Load a saved version's folder; ``ratings`` (the store's usable ones: user, item,
         rating) give item popularity, the prior's calibration, what each known user has rated and
-        the new items (``new_items``: k, 0 = none); ``scale`` is the store's."""
-        return cls(version, path, trained_through, load_model(path), load_items(path), ratings, scale=scale, new_items=new_items)
+        the new items (``new_items``: k, 0 = none); ``scale`` is the store's; ``ann_items``: the
+        catalogue size from which search is approximate (module docstring)."""
+        return cls(version, path, trained_through, load_model(path), load_items(path), ratings, scale=scale,
+                   new_items=new_items, ann_items=ann_items)  # fmt: skip
 
     # --- requests ---------------------------------------------------------------------------------
     @torch.no_grad()
@@ -180,12 +189,19 @@ class Engine:
         """Every known user's top-K, without what they have in the store, with the items behind
         each reason and P(love): what ``recommend`` computes for them, done once."""
         users = np.arange(len(self.model.users))
-        self.top_items, self.top_scores = top_n(self.model, users, self.top_k, seen=self.seen[:2], scorer=self.scorer)
+        self.top_items, self.top_scores = self._top(users, self.top_k, self.seen[:2])
         self.top_because = explain_items(self.model, self.top_items, self.seen, users, vectors=self.unit)
         self.top_p_love = None
         if supports(self.model, PROBA):
             chunks = [_p_love(self.model, rows, None, self.top_items[rows]) for rows in np.array_split(users, max(1, len(users) // 4096))]
             self.top_p_love = np.concatenate(chunks) if chunks else np.zeros((0, self.top_k))
+
+    def _top(self, users: np.ndarray, n: int, seen: tuple[np.ndarray, np.ndarray] | None,
+             reprs: Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        """``top_n`` over the catalogue, through the approximate index when there is one."""
+        if self.index is not None:
+            return self.index.top_n(self.model, users, n, seen, reprs)
+        return top_n(self.model, users, n, seen=seen, reprs=reprs, scorer=self.scorer)
 
     def _known(self, items: list[str], values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The stored ratings of items the model knows, as (indices, ratings) sorted by index."""
@@ -197,7 +213,7 @@ class Engine:
     def _ranked(self, mode: str, reprs: Tensor, idx: np.ndarray, vals: np.ndarray, n: int) -> Answer:
         """Score one user representation against the catalogue, their rated items masked."""
         seen = (np.array([0, len(idx)]), idx)
-        top, scores = top_n(self.model, np.zeros(1, dtype=np.int64), min(n, self.top_k), seen=seen, reprs=reprs, scorer=self.scorer)
+        top, scores = self._top(np.zeros(1, dtype=np.int64), min(n, self.top_k), seen, reprs)
         keep = top[0] >= 0
         return self._explained(mode, top[0][keep], scores[0][keep], idx, vals, reprs)
 
@@ -217,7 +233,7 @@ class Engine:
         that does not fold in, the items by their mean score over the trained users."""
         if self.prior is not None:
             reprs = self.prior.mean.unsqueeze(0)
-            top, scores = top_n(self.model, np.array([-1]), self.top_k, reprs=reprs, scorer=self.scorer)
+            top, scores = self._top(np.array([-1]), self.top_k, None, reprs)
             keep = top[0] >= 0
             p = _p_love(self.model, np.array([-1]), reprs, top[:, keep])[0] if supports(self.model, PROBA) else None
             return top[0][keep], scores[0][keep], p
@@ -239,6 +255,32 @@ def _with_new_items(model: CollabModel, ratings: pd.DataFrame, k: int) -> Collab
         log.warning("%d stored rating(s) of items whose ids cannot join version's integer ids (%s...) "
                     "are not used for new items", int((~fits).sum()), frame["item"][~fits].iloc[0])  # fmt: skip
     return model.with_items(Ratings(frame[fits]), k)
+
+
+def _index(engine: Engine, ann_items: int) -> ItemIndex | None:
+    """An approximate inner-product index when the catalogue has ``ann_items`` items or more and
+    the kind ranks by an inner product (``recommend.ann``); None (exact search) otherwise."""
+    if len(engine.model.items) < ann_items or not indexable(engine.scorer):
+        return None
+    index = ItemIndex(engine.scorer, _calibration_users(engine))
+    log.info("%d items: approximate search (%s)", len(engine.model.items), describe(index))
+    return index
+
+
+@torch.no_grad()
+def _calibration_users(engine: Engine) -> Tensor:
+    """User representations like those the engine searches with: a sample of the trained users
+    and, for kinds that fold in, the same users folded in from their stored ratings (a folded-in
+    user sits nearer the prior's centre, and needs more probes for the same recall)."""
+    model, (indptr, items, ratings) = engine.model, engine.seen
+    rows = np.sort(np.random.default_rng(0).permutation(len(model.users))[: CALIBRATION_USERS // 2])
+    reprs = [model.user_reprs(torch.from_numpy(rows))]
+    rows = rows[indptr[rows + 1] > indptr[rows]]  # those with stored ratings
+    if engine.prior is not None and len(rows):
+        take = np.concatenate([np.arange(indptr[r], indptr[r + 1]) for r in rows])
+        codes = np.repeat(np.arange(len(rows)), indptr[rows + 1] - indptr[rows])
+        reprs.append(model.fold_in(*padded(codes, items[take], ratings[take], len(rows)), engine.prior))
+    return torch.cat(reprs).float()
 
 
 def _unknown_counts(item_text: np.ndarray, ratings: pd.DataFrame) -> dict[str, int]:

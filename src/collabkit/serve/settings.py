@@ -27,3 +27,6 @@ class Settings(BaseSettings):
     # by users it knows (item fold-in; 0: never)
     new_item_ratings: int = 10
     new_item_seconds: float = 30.0  # how often the store is asked for such items (in the background)
+    # catalogues of this many items or more are searched by an approximate inner-product index
+    # (recommend.ann: recall@10 >= 0.95 against exact search); smaller ones exactly
+    ann_items: int = 1_000_000
