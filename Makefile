@@ -60,4 +60,4 @@ lint: install
 	$(BIN)/ruff check src tests bench
 
 clean:
-	rm -rf $(VENV) model/ .pytest_cache
+	rm -rf $(VENV) model/ .model.engine/ .pytest_cache

@@ -19,6 +19,8 @@ acknowledged writes (PUT, SQLite synchronous=FULL); batches of 1,000; a 90/10 mi
 writes; and with --epinions, known users of a dot-bias model of Epinions' 296 k products. Each
 reports req/s, p50/p95/p99 ms and failures (non-2xx or socket errors); the peak RSS and the
 proportional set size (PSS: shared pages counted once) of all server processes are reported.
+With --startup only start-up is measured: the server is started (its engine cache built), its
+ready time and memory read, then stopped and started again (the cache reused).
 """
 
 from __future__ import annotations
@@ -148,6 +150,20 @@ def server_memory(pid: int) -> tuple[float, float]:
         except (OSError, StopIteration):
             pass
     return peak, pss
+
+
+def startup(ctx: dict, port: int, workers: int) -> dict[str, float]:
+    """Ready seconds, peak RSS and PSS (MB, all server processes) of a first start and a restart."""
+    out = {}
+    for run in ("first", "restart"):
+        t0 = time.perf_counter()
+        proc = start(ctx["url"], ctx["model"], port, workers)
+        out[f"{run}_ready_seconds"] = round(time.perf_counter() - t0, 1)
+        peak, pss = server_memory(proc.pid)
+        out[f"{run}_peak_rss_mb"], out[f"{run}_pss_mb"] = round(peak), round(pss)
+        proc.terminate()
+        proc.wait(timeout=60)
+    return out
 
 
 def wrk(base: str, script: str, connections: int, seconds: float) -> dict[str, float]:
@@ -283,6 +299,7 @@ def main() -> None:
     ap.add_argument("--db", help="the store's URL, an empty database (default: a fresh SQLite file)")
     ap.add_argument("--only", action="append", default=[], help="run the phases whose name has this word (repeatable)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--startup", action="store_true", help="only start-up: ready time and memory, cold and restarted")
     args = ap.parse_args()
     if args.quick:
         args.runs, args.seconds = 1, 3.0
@@ -303,6 +320,10 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="collabkit-bench-") as tmp:
             print(f"{dataset}: training {spec} and loading the store ...", file=log, flush=True)
             ctx = prepare(Path(tmp), args.data_dir, dataset, spec, args.db)
+            if args.startup:
+                report[dataset] = startup(ctx, args.port, args.workers)
+                print(f"  {dataset}: {report[dataset]}", file=log, flush=True)
+                continue
             t0 = time.perf_counter()
             proc = start(ctx["url"], ctx["model"], args.port, args.workers)
             report[f"{dataset}_ready_seconds"] = round(time.perf_counter() - t0, 1)
@@ -325,7 +346,7 @@ def main() -> None:
                 proc.wait(timeout=60)
     report["phases"] = results
     report["load_average_after"] = os.getloadavg()[0]
-    if args.json:
+    if args.json or args.startup:
         print(json.dumps(report))
         return
     print(f"\n{'phase':50} {'req/s':>8} {'ratings/s':>10} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'fail':>5}")

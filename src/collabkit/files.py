@@ -8,7 +8,7 @@ space, a file-size limit, a read-only file system) becomes an ``OutputError``: o
 path. A folder collabkit writes carries a marker saying what it holds (``MARKER``: a model, a
 report); ``claim_folder`` lets an output replace only a folder written as the same kind of output
 with nothing else in it, so a user's files are never deleted. Values quoted in error messages are
-cut to a bounded length (``clip_text``).
+cut to a bounded length (``clip_text``). Processes take turns through a lock file (``FileLock``).
 """
 
 from __future__ import annotations
@@ -24,6 +24,11 @@ import tempfile
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; a FileLock there does not exclude anyone
+    fcntl = None
 
 #: in a folder collabkit wrote: {"holds": "model"} (or "report"), what the folder is
 MARKER = ".collabkit"
@@ -257,3 +262,23 @@ def _sha256(path: str, size: int, mtime_ns: int) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+class FileLock:
+    """An exclusive ``flock`` on ``path`` (created if missing), held inside ``with``: the processes
+    sharing the file take turns, and the next one wakes as soon as the lock is free (a crashed
+    holder's lock is freed with its process). Where flock does not exist it excludes no one."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+
+    def __enter__(self) -> None:
+        if fcntl is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc: object) -> None:
+        if fcntl is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        os.close(self.fd)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import queue
 import threading
 from collections.abc import Sequence
@@ -22,13 +21,9 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from sqlalchemy.engine import Engine
-
-try:
-    import fcntl
-except ImportError:  # Windows: SQLite's busy handler alone
-    fcntl = None
 from sqlalchemy.orm import Session
 
+from collabkit.files import FileLock, fcntl
 from collabkit.serve import store
 
 log = logging.getLogger("collabkit.serve")
@@ -60,8 +55,8 @@ class Committer:
     def close(self) -> None:
         self.waiting.put(None)
         self._thread.join(timeout=10)
-        if isinstance(self._lock, _FileLock):
-            os.close(self._lock.fd)
+        if isinstance(self._lock, FileLock):
+            self._lock.close()
 
     def _run(self) -> None:
         while True:
@@ -97,25 +92,12 @@ class Committer:
                 self._commit([one])
 
 
-class _FileLock:
-    """An exclusive ``flock`` on a file beside a SQLite store: the worker processes' writers take
-    turns and the next one wakes as soon as the lock is free. SQLite's own busy handler sleeps
-    and polls instead: with 2 workers, single writes waited up to 4 s (p95 3.3 s, wrk, ML-100k)."""
-
-    def __init__(self, path: str) -> None:
-        self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-
-    def __enter__(self) -> None:
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
-
-    def __exit__(self, *exc: object) -> None:
-        fcntl.flock(self.fd, fcntl.LOCK_UN)
-
-
 def _writer_lock(engine: Engine) -> AbstractContextManager[None]:
-    """The lock the group commit holds while it writes: a file lock for a SQLite file (its writers
-    are serialised by SQLite anyway), none for PostgreSQL (row locks) or an in-memory SQLite."""
+    """The lock the group commit holds while it writes: a file lock beside a SQLite file, so the
+    worker processes' writers take turns and the next wakes as soon as the lock is free (SQLite's
+    own busy handler sleeps and polls instead: with 2 workers, single writes waited up to 4 s, p95
+    3.3 s, wrk, ML-100k); none for PostgreSQL (row locks) or an in-memory SQLite."""
     database = engine.url.database
     if engine.dialect.name != "sqlite" or not database or database == ":memory:" or fcntl is None:
         return contextlib.nullcontext()
-    return _FileLock(database + "-writers.lock")
+    return FileLock(database + "-writers.lock")

@@ -9,6 +9,12 @@ A request then goes store -> engine -> response: the user's stored ratings arriv
 indexed query), seen items are masked by index, reasons are computed on arrays, and nothing per
 request builds a DataFrame.
 
+The large arrays (the top-K lists with their scores, reasons and P(love), what each known user
+had rated at the build, the unit vectors) are built once per model and written beside its folder
+(``engine_cache``); every other engine of that model, in any worker process, maps them read-only.
+A list built before later ratings stays right: a known user whose stored ratings differ from those
+captured with it is scored afresh (``for_user``).
+
 Three ways to place a user, named in every answer (``mode``), the same as ``recommend``'s:
 - ``model``: the model knows the user and nothing they rated came after its training: their
   precomputed list (scored afresh when their stored ratings changed since the load);
@@ -35,7 +41,9 @@ from __future__ import annotations
 import logging
 import os
 import time
+import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -67,6 +75,7 @@ from collabkit.recommend.recommend import (
     unit_factors,
 )
 from collabkit.recommend.topn import top_n
+from collabkit.serve.engine_cache import cache_folder, cache_key, shared_arrays
 
 log = logging.getLogger("collabkit.serve")
 N_QUESTIONS = 50  # onboarding questions kept per model version
@@ -90,7 +99,8 @@ class Engine:
 
     def __init__(self, version: int, path: str, trained_through: float, model: CollabModel,
                  items: pd.DataFrame | None, ratings: pd.DataFrame, top_k: int = TOP_K,
-                 scale: Any = None, new_items: int = 0, ann_items: int = ANN_ITEMS) -> None:  # fmt: skip
+                 scale: Any = None, new_items: int = 0, ann_items: int = ANN_ITEMS,
+                 cache: Path | None = None) -> None:  # fmt: skip
         t0 = time.perf_counter()
         # the lists below are big products: every core while building, then one per request (many
         # small requests in parallel beat one request on many threads), also when the build fails
@@ -111,16 +121,17 @@ class Engine:
             self.waiting = _unknown_counts(self.item_text, ratings) if self.new_items else {}  # item -> its ratings
             self.names, self.titles = _names(model, items)
             self.scorer = model.scorer()
-            self.unit = unit_factors(model)  # (n_items, 0) for kinds without factors: no reasons
             self.love_at = love_at(model)
             self.foldable = supports(model, FOLD_IN)
             train = _store_ratings(ratings)
             self.prior: UserPrior | None = model.user_prior(train) if self.foldable else None
             self.questions = _questions(model, train, self.prior) if self.foldable else []
             self.top_k = min(top_k, len(model.items))
-            self.seen = _seen_at_load(self, ratings)  # (indptr over model users, item indices, ratings)
-            self.index = _index(self, ann_items)  # None: exact search
-            self._precompute()
+            self.ann_items, self.index = ann_items, None
+            key = cache_key(model, self.top_k) if cache is not None else {}
+            self._adopt(shared_arrays(cache, key, lambda: self._precompute(ratings)))
+            if self.index is None:  # the lists came from the cache: the index is this process's
+                self.index = _index(self, ann_items)  # None: exact search
             self.average = self._average_taste()
             self.load_seconds = time.perf_counter() - t0
         finally:
@@ -132,9 +143,10 @@ class Engine:
         """Load a saved version's folder; ``ratings`` (the store's usable ones: user, item,
         rating) give item popularity, the prior's calibration, what each known user has rated and
         the new items (``new_items``: k, 0 = none); ``scale`` is the store's; ``ann_items``: the
-        catalogue size from which search is approximate (module docstring)."""
+        catalogue size from which search is approximate (module docstring). The large arrays come
+        from the folder's engine cache (``engine_cache``), built there by the first process."""
         return cls(version, path, trained_through, load_model(path), load_items(path), ratings, scale=scale,
-                   new_items=new_items, ann_items=ann_items)  # fmt: skip
+                   new_items=new_items, ann_items=ann_items, cache=cache_folder(path))  # fmt: skip
 
     # --- requests ---------------------------------------------------------------------------------
     @torch.no_grad()
@@ -185,16 +197,32 @@ class Engine:
         return Answer("model", top[:k], self.top_scores[row, :k], text, p)
 
     @torch.no_grad()
-    def _precompute(self) -> None:
-        """Every known user's top-K, without what they have in the store, with the items behind
-        each reason and P(love): what ``recommend`` computes for them, done once."""
+    def _precompute(self, ratings: pd.DataFrame) -> dict[str, np.ndarray]:
+        """The large arrays (shared through the cache): what each known user has in the store,
+        unit item vectors, and every known user's top-K without what they have in the store, with
+        the items behind each reason and P(love): what ``recommend`` computes for them, done once."""
+        indptr, seen, values = _seen_at_load(self, ratings)
+        unit = unit_factors(self.model)  # (n_items, 0) for kinds without factors: no reasons
         users = np.arange(len(self.model.users))
-        self.top_items, self.top_scores = self._top(users, self.top_k, self.seen[:2])
-        self.top_because = explain_items(self.model, self.top_items, self.seen, users, vectors=self.unit)
-        self.top_p_love = None
+        self.seen = (indptr, seen, values)
+        self.index = _index(self, self.ann_items)  # None: exact search; the lists go through it
+        top, scores = self._top(users, self.top_k, (indptr, seen))
+        because = explain_items(self.model, top, (indptr, seen, values), users, vectors=unit)
+        out = {"seen_indptr": indptr, "seen_items": seen, "seen_ratings": values, "unit": unit.detach().numpy(),
+               "top_items": top, "top_scores": scores, "top_because": because}  # fmt: skip
         if supports(self.model, PROBA):
-            chunks = [_p_love(self.model, rows, None, self.top_items[rows]) for rows in np.array_split(users, max(1, len(users) // 4096))]
-            self.top_p_love = np.concatenate(chunks) if chunks else np.zeros((0, self.top_k))
+            chunks = [_p_love(self.model, rows, None, top[rows]) for rows in np.array_split(users, max(1, len(users) // 4096))]
+            out["top_p_love"] = np.concatenate(chunks) if chunks else np.zeros((0, self.top_k))
+        return out
+
+    def _adopt(self, arrays: dict[str, np.ndarray]) -> None:
+        """Serve from ``_precompute``'s arrays (built here, or mapped read-only from the cache)."""
+        self.seen = (arrays["seen_indptr"], arrays["seen_items"], arrays["seen_ratings"])  # CSR over model users
+        with warnings.catch_warnings():  # a mapped array is read-only, and nothing writes to it
+            warnings.filterwarnings("ignore", "The given NumPy array is not writable")
+            self.unit = torch.from_numpy(arrays["unit"])
+        self.top_items, self.top_scores, self.top_because = arrays["top_items"], arrays["top_scores"], arrays["top_because"]
+        self.top_p_love = arrays.get("top_p_love")
 
     def _top(self, users: np.ndarray, n: int, seen: tuple[np.ndarray, np.ndarray] | None,
              reprs: Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip

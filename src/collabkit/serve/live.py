@@ -3,7 +3,8 @@
 A request reads ``live.current`` (an ``engine.Engine``) once and uses that snapshot to the end,
 so a promotion never mixes two models in one response. A new version is built completely (its
 engine: weights, lists, fold-in prior, onboarding questions) before the reference changes: no
-request waits or fails on a swap. Each worker process holds its own and polls the store.
+request waits or fails on a swap. Each worker process holds its own and polls the store; the
+engine's large arrays are built by one process and mapped by the others (``engine_cache``).
 
 New items: every ``new_item_seconds`` the poller asks the store which items have ``new_items``
 ratings; when one the served engine does not hold has more ratings than when the engine was
