@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 from fastapi.testclient import TestClient
@@ -304,3 +305,23 @@ def test_settings_come_from_the_environment(monkeypatch):
     monkeypatch.setenv("COLLABKIT_READ_KEY", "true")
     s = Settings()
     assert (s.db, s.max_batch, s.read_key) == ("sqlite:///elsewhere.db", 3, True)
+
+
+def test_a_request_hands_its_exposures_to_the_writer_thread(db_url, tiny_data, tiny_model, monkeypatch):
+    """Half a buffer pending wakes the thread, which writes them: the request itself does not
+    insert and commit on the event loop, unless the thread has fallen a whole buffer behind."""
+    from tests.serve.conftest import load_store
+
+    load_store(db_url, tiny_data)
+    settings = Settings(db=db_url, model=str(tiny_model), reload_seconds=0, exposure_buffer=8,
+                        exposure_flush_seconds=3600)  # fmt: skip
+    with TestClient(create_app(settings)) as client:
+        log = client.app.state.exposures
+        writers: list[str] = []
+        write = log._write
+        monkeypatch.setattr(log, "_write", lambda batch: (writers.append(threading.current_thread().name), write(batch)))
+        assert client.get("/v1/users/1/recommendations", params={"n": 4}).status_code == 200
+        deadline = time.monotonic() + 10
+        while log.written < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert log.written == 4 and writers == ["exposure-log"]
