@@ -33,7 +33,7 @@ from collabkit.serve.api import (
     users,
 )
 from collabkit.serve.canary import Canaries
-from collabkit.serve.commits import Committer
+from collabkit.serve.commits import Committer, writer_lock
 from collabkit.serve.deps import Recent
 from collabkit.serve.exposures import ExposureLog
 from collabkit.serve.jobs import Runner
@@ -61,7 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                               new_items=settings.new_item_ratings, new_item_seconds=settings.new_item_seconds,
                               ann_items=settings.ann_items)  # fmt: skip
         app.state.exposures = ExposureLog(
-            engine, settings.exposure_buffer, settings.exposure_flush_seconds
+            engine, settings.exposure_buffer, settings.exposure_flush_seconds, writer_lock(engine)
         )
         if settings.model:
             from collabkit.serve.rollout import register

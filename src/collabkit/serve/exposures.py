@@ -13,19 +13,25 @@ from __future__ import annotations
 
 import logging
 import threading
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from collabkit.files import FileLock
 from collabkit.serve.store import add_exposures
 
 log = logging.getLogger("collabkit.serve")
 
 
 class ExposureLog:
-    def __init__(self, engine: Engine, buffer: int = 1000, flush_seconds: float = 1.0) -> None:
+    def __init__(self, engine: Engine, buffer: int = 1000, flush_seconds: float = 1.0,
+                 lock: AbstractContextManager[Any] | None = None) -> None:  # fmt: skip
+        """``lock``: held while writing, shared in turn with the store's other writers
+        (``commits.writer_lock``): a SQLite writer then never sleeps in SQLite's busy handler."""
         self.engine, self.buffer, self.flush_seconds = engine, max(1, buffer), flush_seconds
+        self.store_lock = lock or nullcontext()
         self.pending: list[dict[str, Any]] = []
         self.writing = 0  # rows the thread took and has not committed yet
         self.lock = threading.Lock()  # guards pending and writing
@@ -56,7 +62,7 @@ class ExposureLog:
     def _write(self, batch: list[dict[str, Any]]) -> None:
         try:
             if batch:
-                with Session(self.engine) as session:
+                with self.store_lock, Session(self.engine) as session:
                     add_exposures(session, batch)
                 self.written += len(batch)
         except Exception:  # the exposure log must never fail a recommendation
@@ -81,3 +87,5 @@ class ExposureLog:
         if self._thread is not None:
             self._thread.join(timeout=5)
         self.flush()
+        if isinstance(self.store_lock, FileLock):
+            self.store_lock.close()
