@@ -265,14 +265,14 @@ def test_the_compiled_fold_in_step_is_the_dense_levenberg_marquardt_step():
     A, r = rng.normal(size=(U, m, D)), rng.uniform(1, 5, (U, m))
     w = (rng.random((U, m)) > 0.3).astype(np.float64)
     f, df = rng.uniform(1, 5, (U, m)), rng.uniform(0.1, 1, (U, m))
-    x, mu = rng.normal(size=(U, D)), rng.normal(size=(U, D))
+    x, mu = rng.normal(size=(U, D)), rng.normal(size=D)
     lam, damp = rng.uniform(0.5, 2, D), rng.uniform(0, 1, U)
     active, out = np.array([True, True, False, True]), np.empty((U, D))
     kernels.lm_step(A, w, r, f, df, x, lam, mu, damp, active, out)
     for u in range(U):
         H = (A[u].T * (w[u] * df[u] ** 2)) @ A[u] + np.diag(lam)
         H += np.diag(damp[u] * np.diag(H))
-        g = A[u].T @ (w[u] * df[u] * (r[u] - f[u])) - lam * (x[u] - mu[u])
+        g = A[u].T @ (w[u] * df[u] * (r[u] - f[u])) - lam * (x[u] - mu)
         want = x[u] + np.linalg.solve(H, g) if active[u] else x[u]
         np.testing.assert_allclose(out[u], want, rtol=1e-10, atol=1e-12)
 
@@ -282,7 +282,7 @@ def test_the_compiled_fold_in_step_is_the_dense_levenberg_marquardt_step():
     new[3] = x[3]  # row 3 did not move: it is done
     x0, damp0 = x.copy(), damp.copy()
     left = kernels.lm_accept(w, r, x, f, df, loss.copy(), new, f_new, df.copy(), lam, mu, damp, active, 1e-7)
-    assert (w[0] * (r[0] - f_new[0]) ** 2).sum() + (lam * (new[0] - mu[0]) ** 2).sum() < loss[0]
+    assert (w[0] * (r[0] - f_new[0]) ** 2).sum() + (lam * (new[0] - mu) ** 2).sum() < loss[0]
     assert left == 2 and active.tolist() == [True, True, False, False]
     np.testing.assert_array_equal(x[0], new[0])  # a better step is taken and damped less
     np.testing.assert_array_equal(x[1], x0[1])  # a worse one is refused and damped harder

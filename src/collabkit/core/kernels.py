@@ -547,7 +547,7 @@ def lm_step(A: np.ndarray, w: np.ndarray, r: np.ndarray, f: np.ndarray, df: np.n
     """One damped Gauss-Newton (Levenberg-Marquardt) step per active row u of fold-in's MAP
     problem (``models.linear.map_fold_in``), into ``out``: x_u + H^-1 g with
     H = (A^T diag(w f'^2) A + diag(lam)) (1 + damp_u on the diagonal), g = A^T (w f' (r - f)) -
-    lam (x_u - mu_u). One compiled pass a step: a served fold-in is one user of a few dozen
+    lam (x_u - mu), mu the prior's centre. One compiled pass a step: a served fold-in is one user of a few dozen
     answers, where numpy's or torch's per-call overhead costs more than the arithmetic."""
     _lm_step(1, A, w, r, f, df, x, lam, mu, damp, active, out, f="f8")
 
@@ -568,7 +568,7 @@ def load_fold_in() -> float:
 
 
 @kernel("void({f}[:, :, ::1], {f}[:, ::1], {f}[:, ::1], {f}[:, ::1], {f}[:, ::1], {f}[:, ::1], {f}[::1], "
-        "{f}[:, ::1], {f}[::1], b1[::1], {f}[:, ::1])", floats=("f8",))  # fmt: skip
+        "{f}[::1], {f}[::1], b1[::1], {f}[:, ::1])", floats=("f8",))  # fmt: skip
 def _lm_step(A, w, r, f, df, x, lam, mu, damp, active, out):
     m, D = A.shape[1], A.shape[2]
     H, g = np.empty((D, D)), np.empty(D)
@@ -578,7 +578,7 @@ def _lm_step(A, w, r, f, df, x, lam, mu, damp, active, out):
             continue
         H[:] = 0.0
         for k in range(D):
-            g[k] = -lam[k] * (x[u, k] - mu[u, k])
+            g[k] = -lam[k] * (x[u, k] - mu[k])
         for i in range(m):
             h, e = w[u, i] * df[u, i] ** 2, w[u, i] * df[u, i] * (r[u, i] - f[u, i])
             if h == 0.0 and e == 0.0:
@@ -597,7 +597,7 @@ def _lm_step(A, w, r, f, df, x, lam, mu, damp, active, out):
 
 
 @kernel("i8({f}[:, ::1], {f}[:, ::1], {f}[:, ::1], {f}[:, ::1], {f}[:, ::1], {f}[::1], {f}[:, ::1], {f}[:, ::1], "
-        "{f}[:, ::1], {f}[::1], {f}[:, ::1], {f}[::1], b1[::1], {f})", floats=("f8",))  # fmt: skip
+        "{f}[:, ::1], {f}[::1], {f}[::1], {f}[::1], b1[::1], {f})", floats=("f8",))  # fmt: skip
 def _lm_accept(w, r, x, f, df, loss, new, f_new, df_new, lam, mu, damp, active, tol):
     left = 0
     for u in range(x.shape[0]):
@@ -614,7 +614,7 @@ def _lm_accept(w, r, x, f, df, loss, new, f_new, df_new, lam, mu, damp, active, 
         for i in range(w.shape[1]):
             new_loss += w[u, i] * (r[u, i] - f_new[u, i]) ** 2
         for k in range(x.shape[1]):
-            new_loss += lam[k] * (new[u, k] - mu[u, k]) ** 2
+            new_loss += lam[k] * (new[u, k] - mu[k]) ** 2
         if new_loss < loss[u]:
             x[u], f[u], df[u], loss[u] = new[u], f_new[u], df_new[u], new_loss
             damp[u] *= 0.1

@@ -339,8 +339,8 @@ def map_fold_in(
     A 1-D ``items``/``ratings`` pair is one user and gives a (D,) representation. With
     ``side="item"`` the rows are new items and ``items`` holds the indices of the users who rated
     them (the users fixed): the same solve through ``model.item_linear``. The solve runs in numpy
-    float64: a served fold-in is one user of a few dozen answers, where torch's per-call overhead
-    would cost more than the arithmetic.
+    float64 and its steps are compiled: a served fold-in is one user of a few dozen answers, where
+    torch's per-call overhead would cost more than the arithmetic.
     """
     if method not in ("gauss-newton", "logit-ridge"):
         raise ValueError(f"method must be 'gauss-newton' or 'logit-ridge', not {method!r}")
@@ -349,8 +349,7 @@ def map_fold_in(
     A_t, c_t = side_of(side).linear(model, items)  # (U, m, D), (U, m)
     w = (items >= 0).numpy().astype(np.float64)  # (U, m) 1 for answers, 0 for padding
     A, c, r = A_t.numpy() * w[..., None], c_t.numpy(), ratings.numpy()
-    lam = prior.precision.double().numpy()
-    mu = np.repeat(prior.mean.double().numpy().reshape(1, -1), len(A), 0)  # (U, D)
+    lam, mu = prior.precision.double().numpy(), prior.mean.double().reshape(-1).numpy()  # (D,), (D,)
     # logit-space ridge: linearise f around each answer, solve the weighted ridge in closed form
     t, slope = (v.numpy() for v in model.link_inverse(ratings))
     x = _ridge(A, (t - c) * w, w * slope**2, lam, mu)
@@ -371,8 +370,7 @@ def _gauss_newton(model: CollabModel, A: np.ndarray, c: np.ndarray, r: np.ndarra
         f, df = model.link(torch.from_numpy((A @ x[..., None])[..., 0] + c))
         return np.ascontiguousarray(f.numpy()), np.ascontiguousarray(df.numpy())
 
-    A, r, w = (np.ascontiguousarray(v) for v in (A, r, w))
-    x = np.ascontiguousarray(x)
+    A, r, w, x = (np.ascontiguousarray(v) for v in (A, r, w, x))
     f, df = link(x)
     loss = (w * (r - f) ** 2).sum(1) + (lam * (x - mu) ** 2).sum(1)  # (U,) the MAP objective
     damp, active, new = np.full(len(A), 1e-3), np.ones(len(A), dtype=bool), np.empty_like(x)
@@ -401,6 +399,6 @@ def _ridge(A: np.ndarray, target: np.ndarray, weight: np.ndarray, lam: np.ndarra
     inv_w = np.where(live, 1 / np.where(live, weight, 1.0), 1.0)  # padding: any finite value
     K = AL @ np.swapaxes(A, 1, 2)  # (U, m, m)
     K[:, np.arange(m), np.arange(m)] += inv_w
-    resid = np.where(live, target - np.einsum("umd,ud->um", A, mu), 0.0)
+    resid = np.where(live, target - (A @ mu[..., None])[..., 0], 0.0)  # mu: (D,) or (U, D)
     alpha = np.linalg.solve(K, resid[..., None])  # (U, m, 1)
-    return mu + (np.swapaxes(AL, 1, 2) @ alpha)[..., 0]
+    return mu + (np.swapaxes(AL, 1, 2) @ alpha)[..., 0]  # (U, D)

@@ -127,11 +127,9 @@ class Engine:
             self.prior: UserPrior | None = model.user_prior(train) if self.foldable else None
             self.questions = _questions(model, train, self.prior) if self.foldable else []
             self.top_k = min(top_k, len(model.items))
-            self.ann_items, self.index = ann_items, None
+            self.index = _index(self, ratings, ann_items)  # None: exact search; the lists go through it
             key = cache_key(model, self.top_k) if cache is not None else {}
             self._adopt(shared_arrays(cache, key, lambda: self._precompute(ratings)))
-            if self.index is None:  # the lists came from the cache: the index is this process's
-                self.index = _index(self, ann_items)  # None: exact search
             self.average = self._average_taste()
             self.load_seconds = time.perf_counter() - t0
         finally:
@@ -204,8 +202,6 @@ class Engine:
         indptr, seen, values = _seen_at_load(self, ratings)
         unit = unit_factors(self.model)  # (n_items, 0) for kinds without factors: no reasons
         users = np.arange(len(self.model.users))
-        self.seen = (indptr, seen, values)
-        self.index = _index(self, self.ann_items)  # None: exact search; the lists go through it
         top, scores = self._top(users, self.top_k, (indptr, seen))
         because = explain_items(self.model, top, (indptr, seen, values), users, vectors=unit)
         out = {"seen_indptr": indptr, "seen_items": seen, "seen_ratings": values, "unit": unit.detach().numpy(),
@@ -285,29 +281,30 @@ def _with_new_items(model: CollabModel, ratings: pd.DataFrame, k: int) -> Collab
     return model.with_items(Ratings(frame[fits]), k)
 
 
-def _index(engine: Engine, ann_items: int) -> ItemIndex | None:
+def _index(engine: Engine, ratings: pd.DataFrame, ann_items: int) -> ItemIndex | None:
     """An approximate inner-product index when the catalogue has ``ann_items`` items or more and
     the kind ranks by an inner product (``recommend.ann``); None (exact search) otherwise."""
     if len(engine.model.items) < ann_items or not indexable(engine.scorer):
         return None
-    index = ItemIndex(engine.scorer, _calibration_users(engine))
+    index = ItemIndex(engine.scorer, _calibration_users(engine, ratings))
     log.info("%d items: approximate search (%s)", len(engine.model.items), describe(index))
     return index
 
 
 @torch.no_grad()
-def _calibration_users(engine: Engine) -> Tensor:
+def _calibration_users(engine: Engine, ratings: pd.DataFrame) -> Tensor:
     """User representations like those the engine searches with: a sample of the trained users
     and, for kinds that fold in, the same users folded in from their stored ratings (a folded-in
     user sits nearer the prior's centre, and needs more probes for the same recall)."""
-    model, (indptr, items, ratings) = engine.model, engine.seen
+    model = engine.model
     rows = np.sort(np.random.default_rng(0).permutation(len(model.users))[: CALIBRATION_USERS // 2])
     reprs = [model.user_reprs(torch.from_numpy(rows))]
-    rows = rows[indptr[rows + 1] > indptr[rows]]  # those with stored ratings
-    if engine.prior is not None and len(rows):
-        take = np.concatenate([np.arange(indptr[r], indptr[r + 1]) for r in rows])
-        codes = np.repeat(np.arange(len(rows)), indptr[rows + 1] - indptr[rows])
-        reprs.append(model.fold_in(*padded(codes, items[take], ratings[take], len(rows)), engine.prior))
+    user, item = ratings["user"].map(engine.user_index), ratings["item"].map(engine.item_index)
+    pick = (user.isin(rows) & item.notna()).to_numpy()
+    if engine.prior is not None and pick.any():
+        answered, codes = np.unique(user[pick].to_numpy(np.int64), return_inverse=True)
+        items, values = item[pick].to_numpy(np.int64), ratings["rating"].to_numpy(np.float64)[pick]
+        reprs.append(model.fold_in(*padded(codes, items, values, len(answered)), engine.prior))
     return torch.cat(reprs).float()
 
 

@@ -35,11 +35,11 @@ log = logging.getLogger("collabkit.serve")
 
 class Live:
     def __init__(self, engine: Engine, on_swap: Callable[[int], None] | None = None,
-                 new_items: int = 0, new_item_seconds: float = 30.0, ann_items: int | None = None) -> None:  # fmt: skip
+                 new_items: int = 0, new_item_seconds: float = 30.0, *, ann_items: int) -> None:  # fmt: skip
         self.engine = engine
         self.on_swap = on_swap or (lambda version: None)  # told each version it starts serving
         self.new_items, self.new_item_seconds = new_items, new_item_seconds  # see the module docstring
-        self.ann_items = ann_items  # catalogues this large get an approximate index (None: the engine's default)
+        self.ann_items = ann_items  # catalogues this large get an approximate index
         self._looked = time.monotonic()
         self.current: Engine | None = None
         self.error: str | None = None  # why the store's live version is not the one served
@@ -58,8 +58,8 @@ class Live:
 
         with Session(self.engine) as session:
             ratings, scale = store.all_ratings(session), store.scale(session)
-        ann = {} if self.ann_items is None else {"ann_items": self.ann_items}
-        return Engine.load(version.id, version.path, version.trained_through, ratings, scale, self.new_items, **ann)
+        return Engine.load(version.id, version.path, version.trained_through, ratings, scale, self.new_items,
+                           self.ann_items)  # fmt: skip
 
     def sync(self) -> bool:
         """Serve the store's live version if it is not the one served; True when it swapped."""
