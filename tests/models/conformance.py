@@ -226,6 +226,19 @@ def check_engine(model: CollabModel, data: Data) -> None:
         got = engine.for_user("stranger", [], np.zeros(0), np.zeros(0), n)
         expected = ck.recommend(model, None, ["\x00new"], n, exclude_seen=False, unknown="fallback", prior=engine.prior, items=items)
         same(got, expected, "average-taste")
+    # requests answered together (the service's batches) get what each gets alone
+    other = frame["user"].iloc[-1]
+    theirs = frame[frame["user"] == other]
+    asks = [(str(user), *stored(mine, 50.0), n), (str(user), *stored(fewer, 50.0), 3), ("stranger", [], np.zeros(0), np.zeros(0), n),
+            (str(user), *stored(mine, 150.0), n), (str(other), *stored(theirs, 150.0), 4), (str(other), *stored(theirs.iloc[:2], 150.0), 5)]  # fmt: skip
+    for ask, got in zip(asks, engine.for_users(asks), strict=True):
+        alone = engine.for_user(*ask)
+        assert got.mode == alone.mode and got.items.tolist() == alone.items.tolist(), (model.kind, ask[0], got.mode)
+        np.testing.assert_allclose(got.scores, alone.scores, rtol=1e-6, atol=1e-6)
+        assert got.because.tolist() == alone.because.tolist()
+        assert (got.p_love is None) == (alone.p_love is None)
+        if got.p_love is not None:
+            np.testing.assert_allclose(got.p_love, alone.p_love, rtol=1e-5, atol=1e-6)
     if supports(model, FACTORS) and model.factors("item").shape[1] >= 2:
         from collabkit.interpret.similar import similar_items
 

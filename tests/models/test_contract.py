@@ -98,3 +98,17 @@ def test_emb_size_rule_matches_fastai():
     from collabkit.models.neural import emb_size
 
     assert emb_size(944) == 74 and emb_size(1665) == 102
+
+
+@pytest.mark.parametrize("kind", ["dot-bias", "dot", "ordinal"])
+def test_the_link_gives_numpy_for_numpy_and_the_same_numbers(kind, tiny):
+    """Fold-in's compiled steps call the kind's link on numpy arrays (no torch per call)."""
+    from collabkit.models.base import get_model_class
+
+    model = get_model_class(kind).from_data(tiny, seed=0)
+    z = np.linspace(-40, 40, 101)  # far past where exp(-z) overflows a float64
+    f, df = model.link(z)
+    ft, dft = model.link(torch.from_numpy(z))
+    assert isinstance(f, np.ndarray) and isinstance(df, np.ndarray) and np.isfinite(f).all()
+    np.testing.assert_allclose(f, ft.detach().numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(df, dft.detach().numpy(), rtol=1e-9, atol=1e-12)

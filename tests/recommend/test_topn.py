@@ -136,3 +136,23 @@ def test_shared_ranking_path_equals_the_full_path_with_candidates_and_reprs(rati
         np.testing.assert_array_equal(items, ref_items)
         np.testing.assert_allclose(top, ref_top, rtol=1e-6)
         assert set(items[items >= 0].tolist()) <= set(candidates.tolist())
+
+
+def test_the_numpy_path_for_a_few_rows_follows_the_same_rule(monkeypatch):
+    """A served request's top-k (a few rows, numpy) equals the batch path's (torch): ties to the
+    lower index, NaN last, -inf (seen) kept in place, on tie-heavy scores."""
+    from collabkit.recommend import topn
+
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        b, n = int(rng.integers(1, topn.SMALL_ROWS + 1)), int(rng.integers(1, 60))
+        scores = rng.integers(0, 6, size=(b, n)).astype(np.float32)
+        scores[rng.random((b, n)) < 0.1] = -np.inf
+        scores[rng.random((b, n)) < 0.05] = np.nan
+        k = int(rng.integers(1, n + 1))
+        small = topn._top_k(torch.from_numpy(scores.copy()), k)
+        monkeypatch.setattr(topn, "SMALL_ROWS", 0)
+        batch = topn._top_k(torch.from_numpy(scores.copy()), k)
+        monkeypatch.undo()
+        np.testing.assert_array_equal(small[0].numpy(), batch[0].numpy())
+        np.testing.assert_array_equal(small[1].numpy(), batch[1].numpy())

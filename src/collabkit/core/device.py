@@ -9,6 +9,8 @@ kernels, EASE, fold-in, the baseline sweep) runs on the CPU whatever the setting
 
 from __future__ import annotations
 
+import itertools
+
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
@@ -62,9 +64,8 @@ def use(device: str | torch.device) -> Iterator[torch.device]:
 
 def of(model: nn.Module) -> torch.device:
     """The device holding ``model``'s first parameter or buffer (the CPU for an empty model)."""
-    for t in (*model.parameters(), *model.buffers()):
-        return t.device
-    return CPU
+    first = next(itertools.chain(model.parameters(), model.buffers()), None)  # not every tensor: per request
+    return CPU if first is None else first.device
 
 
 @contextmanager

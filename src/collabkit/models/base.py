@@ -164,6 +164,9 @@ class CollabModel(nn.Module):
     data_sized: ClassVar[tuple[str, ...]] = ()
     #: columns at the end of (user_repr, item_repr) that are biases, not factors
     bias_columns: ClassVar[tuple[int, int]] = (0, 0)
+    #: each user's ``fold_in`` depends on their own answers only, not on who else is in the batch
+    #: (the serving engine then folds in the users of concurrent requests together)
+    fold_in_per_user: bool = True
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
@@ -466,8 +469,9 @@ class CollabModel(nn.Module):
         rep = (self.user_repr(flat) if side == "user" else self.item_repr(flat)).double()
         return rep.reshape(*index.shape, rep.shape[-1])
 
-    def link(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        """(f(z), f'(z)): the score from its pre-link value; sigmoid_range of ``config.y_range``."""
+    def link(self, z: linear.Array) -> tuple[linear.Array, linear.Array]:
+        """(f(z), f'(z)): the score from its pre-link value; sigmoid_range of ``config.y_range``.
+        A tensor gives tensors, a numpy array numpy arrays (fold-in's compiled steps)."""
         return linear.squash(z, self.config.y_range)
 
     def link_inverse(self, r: Tensor) -> tuple[Tensor, Tensor]:

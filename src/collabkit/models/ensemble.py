@@ -118,6 +118,7 @@ class Ensemble(CollabModel):
                 cls = get_model_class(m["kind"])
                 members.append(cls(cls.Config.from_json(m["config"]), users, items))
         self.members = nn.ModuleList(members)
+        self.fold_in_per_user = all(m.fold_in_per_user for m in members)
         probe = torch.zeros(1, dtype=torch.int64)
         with torch.no_grad():  # representation widths, to split the concatenation in head()
             self._widths = [

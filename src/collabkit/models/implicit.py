@@ -492,6 +492,8 @@ class BPR(ImplicitModel, DotProductBias):
             console=console, progress=progress,
         )  # fmt: skip
 
+    fold_in_per_user = False  # one L-BFGS over the batch: its steps depend on every user in it
+
     @torch.enable_grad()
     def fold_in(self, items: Tensor, values: Tensor | None = None, prior: UserPrior | None = None) -> Tensor:
         """(U, m) item indices (-1 = padding) [and weights] -> (U, F + 1) user reprs, items fixed.

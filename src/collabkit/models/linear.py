@@ -41,7 +41,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -66,11 +66,12 @@ class CollabModel(Protocol):
     def scorer(self, items: Tensor | None = None) -> Any: ...
     def user_linear(self, items: Tensor) -> tuple[Tensor, Tensor]: ...
     def item_linear(self, users: Tensor) -> tuple[Tensor, Tensor]: ...
-    def link(self, z: Tensor) -> tuple[Tensor, Tensor]: ...
+    def link(self, z: Array) -> tuple[Array, Array]: ...
     def link_inverse(self, r: Tensor) -> tuple[Tensor, Tensor]: ...
     def link_is_identity(self) -> bool: ...
 
 Method = Literal["gauss-newton", "logit-ridge"]
+Array = TypeVar("Array", Tensor, np.ndarray)  # the link takes and gives either kind
 SideName = Literal["user", "item"]
 EPS = 1e-3  # logit targets are clipped to (EPS, 1 - EPS) of the output range
 DEFAULT_NOISE = 1 / 80  # noise_var / (hi - lo)^2 without ratings to calibrate on (0.2 for 1-5 stars)
@@ -306,11 +307,16 @@ def scale_width(model: CollabModel) -> float:
     return float(hi - lo)
 
 
-def squash(z: Tensor, y: tuple[float, float] | None) -> tuple[Tensor, Tensor]:
-    """(f(z), f'(z)) of sigmoid_range, or of the identity when there is no y_range."""
+def squash(z: Array, y: tuple[float, float] | None) -> tuple[Array, Array]:
+    """(f(z), f'(z)) of sigmoid_range, or of the identity when there is no y_range. ``z`` is a
+    tensor or a numpy array (served fold-in's steps, where torch's per-call overhead is most of
+    the cost), and so are f and f'."""
+    if isinstance(z, np.ndarray):
+        s, ones = 0.5 + 0.5 * np.tanh(0.5 * z), np.ones_like(z)  # the logistic, never overflowing
+    else:
+        s, ones = torch.sigmoid(z), torch.ones_like(z)
     if y is None:
-        return z, torch.ones_like(z)
-    s = torch.sigmoid(z)
+        return z, ones
     return y[0] + (y[1] - y[0]) * s, (y[1] - y[0]) * s * (1 - s)
 
 
@@ -367,8 +373,8 @@ def _gauss_newton(model: CollabModel, A: np.ndarray, c: np.ndarray, r: np.ndarra
     from collabkit.core import kernels  # numba, imported by the first fold-in, not by every command
 
     def link(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        f, df = model.link(torch.from_numpy((A @ x[..., None])[..., 0] + c))
-        return np.ascontiguousarray(f.numpy()), np.ascontiguousarray(df.numpy())
+        f, df = model.link((A @ x[..., None])[..., 0] + c)  # numpy in, numpy out
+        return np.ascontiguousarray(f, np.float64), np.ascontiguousarray(df, np.float64)
 
     A, r, w, x = (np.ascontiguousarray(v) for v in (A, r, w, x))
     f, df = link(x)

@@ -39,7 +39,7 @@ from collabkit.models import capabilities as can
 from collabkit.models.base import CollabModel, Scorer, Sizes
 from collabkit.models.config import SGDConfig
 from collabkit.models.dot import BiasLinear, _table, write_rows
-from collabkit.models.linear import EPS
+from collabkit.models.linear import EPS, Array
 
 #: a scale with more distinct ratings than this is not a set of classes (continuous scores)
 MAX_LEVELS = 20
@@ -249,8 +249,11 @@ class OrdinalMF(BiasLinear, CollabModel):
     def set_reprs(self, side: str, index: Tensor, reprs: Tensor) -> None:
         write_rows(self, side, index, reprs)  # [factors, bias], as dot-bias
 
-    def link(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        return self.expected(z), self.expected_slope(z)
+    def link(self, z: Array) -> tuple[Array, Array]:
+        """E[r | z] and its slope; numpy in, numpy out (fold-in's compiled steps), else tensors."""
+        t = torch.as_tensor(z)
+        f, df = self.expected(t), self.expected_slope(t)
+        return (f.detach().numpy(), df.detach().numpy()) if isinstance(z, np.ndarray) else (f, df)
 
     def link_inverse(self, r: Tensor) -> tuple[Tensor, Tensor]:
         """The z whose expected rating is r (clipped EPS inside the levels), by bisection."""

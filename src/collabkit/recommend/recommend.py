@@ -153,7 +153,7 @@ def explain_items(
         pos = np.arange(width)
         lk = np.where(pos < per[users, None], liked[np.minimum(first[users, None] + pos, max(len(liked) - 1, 0))], -1) if len(liked) else np.full((len(users), 1), -1)
         r, lk = torch.from_numpy(recs[users]), torch.from_numpy(lk)
-        sims = torch.einsum("bnf,blf->bnl", vectors[r.clamp(min=0)], vectors[lk.clamp(min=0)])  # (b, n, L)
+        sims = torch.bmm(vectors[r.clamp(min=0)], vectors[lk.clamp(min=0)].transpose(1, 2))  # (b, n, L)
         sims = sims.masked_fill((lk < 0).unsqueeze(1) | (r < 0).unsqueeze(2), -torch.inf)
         near, top = _top_k(sims.reshape(-1, width), min(k, width))  # best first, ties to the lower position
         pick = torch.gather(lk.unsqueeze(1).expand(-1, r.shape[1], -1).reshape(-1, width), 1, near)

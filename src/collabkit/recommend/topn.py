@@ -155,6 +155,9 @@ def _top_k(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
     n = scores.shape[1]
     if k == 0:
         return torch.zeros(len(scores), 0, dtype=torch.int64), scores[:, :0]
+    if len(scores) <= SMALL_ROWS and scores.device.type == "cpu":
+        items_np, top_np = _top_k_rows(scores.numpy(), k)
+        return torch.from_numpy(items_np), torch.from_numpy(top_np)
     top, items = torch.topk(scores, min(k + 1, n), dim=1)
     ties = torch.isnan(top).any(1)
     if k < n:
@@ -168,6 +171,19 @@ def _top_k(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
         rows = ties.nonzero().squeeze(1)
         items[rows], top[rows] = _top_k_ties(scores[rows], k)
     return items, top
+
+
+#: up to this many rows (a served request: one user, or one user's recommendations to explain)
+#: ``_top_k`` runs in numpy: three calls instead of a dozen torch calls of ~10 us each
+SMALL_ROWS = 16
+
+
+def _top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``_top_k`` for a few rows in numpy, the same rule in one call: a stable sort of the negated
+    scores (best first, ties to the lower index), NaN ranking last as -inf."""
+    s = np.where(np.isnan(scores), -np.inf, scores)
+    items = np.argsort(-s, axis=1, kind="stable")[:, :k]
+    return items, np.take_along_axis(s, items, 1)
 
 
 def _top_k_ties(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
@@ -195,6 +211,9 @@ def _mask_seen(scores: Tensor, users: np.ndarray, indptr: np.ndarray, indices: n
 
 def seen_cells(users: np.ndarray, indptr: np.ndarray, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(row in ``users``, item) of every item each user has seen; an unknown user (-1) has none."""
+    if len(users) == 1:  # a served request: one slice
+        cols = indices[indptr[users[0]] : indptr[users[0] + 1]] if users[0] >= 0 else indices[:0]
+        return np.zeros(len(cols), dtype=np.int64), cols
     known = users >= 0
     starts = np.where(known, indptr[np.maximum(users, 0)], 0)
     counts = np.where(known, indptr[np.maximum(users, 0) + 1], 0) - starts

@@ -7,6 +7,7 @@ sent (browsers on other origins are refused) unless a proxy adds them.
 
 from __future__ import annotations
 
+
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -32,6 +33,7 @@ from collabkit.serve.api import (
     recommendations,
     users,
 )
+from collabkit.serve.batching import Batcher
 from collabkit.serve.canary import Canaries
 from collabkit.serve.commits import Committer, writer_lock
 from collabkit.serve.deps import Recent
@@ -92,6 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )  # fmt: skip
     app.state.settings = settings
     app.state.metrics = Metrics()
+    app.state.batcher = Batcher()  # requests of one event-loop turn share an engine call
     app.state.recent = Recent()  # keys and the scale, trusted for a second (deps.TRUSTED_FOR)
     for module in (ratings, users, recommendations, items, onboarding, models, item_map, monitor):
         app.include_router(module.router)

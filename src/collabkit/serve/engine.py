@@ -7,7 +7,9 @@ neighbours, the fold-in prior measured on the store's ratings, the onboarding qu
 average-taste list, and each known user's top-K list with what they had rated at load excluded.
 A request then goes store -> engine -> response: the user's stored ratings arrive as arrays (one
 indexed query), seen items are masked by index, reasons are computed on arrays, and nothing per
-request builds a DataFrame.
+request builds a DataFrame. The requests a worker receives together are answered together
+(``answer``, driven by ``serve.batching``): their users are folded in together and scored in one
+``top_n``, and each gets the answer it would get alone.
 
 The large arrays (the top-K lists with their scores, reasons and P(love), what each known user
 had rated at the build, the unit vectors) are built once per model and written beside its folder
@@ -44,6 +46,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -80,6 +83,11 @@ from collabkit.serve.engine_cache import cache_folder, cache_key, shared_arrays
 log = logging.getLogger("collabkit.serve")
 N_QUESTIONS = 50  # onboarding questions kept per model version
 TOP_K = 100  # each known user's precomputed list: the longest list a request may ask for
+
+
+#: a placed request: (how: "precomputed" | "model" | "fold-in", model user row (-1: none),
+#: rated item indices (sorted), their ratings, list length)
+Place = tuple[str, int, np.ndarray, np.ndarray, int]
 
 
 @dataclass
@@ -147,32 +155,63 @@ class Engine:
                    new_items=new_items, ann_items=ann_items, cache=cache_folder(path))  # fmt: skip
 
     # --- requests ---------------------------------------------------------------------------------
-    @torch.no_grad()
     def for_user(self, user: str, items: list[str], values: np.ndarray, written_at: np.ndarray, n: int) -> Answer:
         """The list of ``user`` whose stored ratings are (items, values, written_at). A user with
         nothing in the store (never seen, or forgotten) gets the average-taste list, whatever the
         model learned for them."""
+        return self.answer([self.place(user, items, values, written_at, n)])[0]
+
+    def for_answers(self, idx: np.ndarray, vals: np.ndarray, n: int) -> Answer:
+        """A new (or changed) user's list from rated item indices (sorted) and their ratings."""
+        return self.answer([("fold-in", -1, idx, vals, n)])[0]
+
+    def for_users(self, asks: Sequence[tuple[str, list[str], np.ndarray, np.ndarray, int]]) -> list[Answer]:
+        """``for_user`` for several requests at once (the service batches the requests that arrive
+        together): the users to fold in are folded in together and every list is scored in one
+        ``top_n``, so a user's share of the work shrinks with the batch; each answer is the one
+        ``for_user`` gives alone (fold-in treats each user on their own)."""
+        return self.answer([self.place(*ask) for ask in asks])
+
+    def place(self, user: str, items: list[str], values: np.ndarray, written_at: np.ndarray, n: int) -> Place:
+        """How to answer a stored user: their precomputed list, their trained representation
+        scored afresh (their stored ratings changed since the load), or a fold-in."""
         idx, vals = self._known(items, values)
         row = self.user_index.get(user) if len(items) else None
         if row is not None and not (written_at > self.trained_through).any():
             lo, hi = self.seen[0][row], self.seen[0][row + 1]
             if np.array_equal(idx, self.seen[1][lo:hi]) and np.array_equal(vals.astype(np.float32), self.seen[2][lo:hi]):
-                return self._precomputed(row, n)  # nothing rated, changed or deleted since the load
-            return self._ranked("model", self.model.user_reprs(torch.tensor([row])), idx, vals, n)
-        return self.for_answers(idx, vals, n)
+                return ("precomputed", row, idx, vals, n)  # nothing rated, changed or deleted since the load
+            return ("model", row, idx, vals, n)
+        return ("fold-in", -1, idx, vals, n)
 
     @torch.no_grad()
-    def for_answers(self, idx: np.ndarray, vals: np.ndarray, n: int) -> Answer:
-        """A new (or changed) user's list from rated item indices (sorted) and their ratings."""
-        if not len(idx):
-            items, scores, p = self.average
-            return Answer("average-taste", items[:n], scores[:n], np.full(min(n, len(items)), FALLBACK_REASON, dtype=object), None if p is None else p[:n])
-        if not self.foldable:  # a kind that cannot place new users: the population's list, unseen
-            items, scores, _ = self.average
-            keep = ~np.isin(items, idx)
-            return self._explained("average-taste", items[keep][:n], scores[keep][:n], idx, vals, None)
-        x = self.model.fold_in(torch.from_numpy(idx).unsqueeze(0), torch.from_numpy(vals).unsqueeze(0), self.prior)
-        return self._ranked("fold-in", x, idx, vals, n)
+    def answer(self, places: list[Place]) -> list[Answer]:
+        """Answer placed requests (``place``; a new user's answers: ("fold-in", -1, items, ratings,
+        n)): the cheap ones one by one, those to score together."""
+        out: list[Answer | None] = [None] * len(places)
+        scored: dict[str, list[int]] = {"model": [], "fold-in": []}
+        for k, (how, row, idx, vals, n) in enumerate(places):
+            if how == "precomputed":
+                out[k] = self._precomputed(row, n)
+            elif how == "fold-in" and not len(idx):
+                items, scores, p = self.average
+                out[k] = Answer("average-taste", items[:n], scores[:n], np.full(min(n, len(items)), FALLBACK_REASON, dtype=object), None if p is None else p[:n])
+            elif how == "fold-in" and not self.foldable:
+                out[k] = self._unseen_average(idx, vals, n)
+            else:
+                scored[how].append(k)
+        parts = []
+        if scored["model"]:
+            parts.append((scored["model"], self.model.user_reprs(torch.tensor([places[k][1] for k in scored["model"]]))))
+        # together when each user's fold-in is their own (``fold_in_per_user``), else one by one
+        groups = [scored["fold-in"]] if self.model.fold_in_per_user else [[k] for k in scored["fold-in"]]
+        for ks in filter(None, groups):
+            I, R = padded(*_flat([places[k][2] for k in ks], [places[k][3] for k in ks]))
+            parts.append((ks, self.model.fold_in(I, R, self.prior)))
+        for ks, reprs in parts:
+            for k, answer in zip(ks, self._ranked(reprs, [places[k] for k in ks])):
+                out[k] = answer
+        return out  # type: ignore[return-value]
 
     def answers_index(self, items: list[str]) -> tuple[np.ndarray, list[int]]:
         """(item indices, positions of the items the model does not know) of onboarding answers."""
@@ -234,22 +273,32 @@ class Engine:
         order = np.argsort(idx[keep], kind="stable")
         return idx[keep][order], np.asarray(values, dtype=np.float64)[keep][order]
 
-    def _ranked(self, mode: str, reprs: Tensor, idx: np.ndarray, vals: np.ndarray, n: int) -> Answer:
-        """Score one user representation against the catalogue, their rated items masked."""
-        seen = (np.array([0, len(idx)]), idx)
-        top, scores = self._top(np.zeros(1, dtype=np.int64), min(n, self.top_k), seen, reprs)
-        keep = top[0] >= 0
-        return self._explained(mode, top[0][keep], scores[0][keep], idx, vals, reprs)
+    def _ranked(self, reprs: Tensor, places: list[Place]) -> list[Answer]:
+        """Score user representations (U, D) against the catalogue, each user's rated items
+        masked, with reasons and P(love): one ``top_n`` and one ``explain_items`` for all."""
+        idxs, valss = [p[2] for p in places], [p[3] for p in places]
+        indptr = np.r_[0, np.cumsum([len(i) for i in idxs])]
+        flat, flat_vals = np.concatenate(idxs), np.concatenate(valss).astype(np.float32)
+        users = np.arange(len(places))
+        top, scores = self._top(users, min(max(p[4] for p in places), self.top_k), (indptr, flat), reprs)
+        because = explain_items(self.model, top, (indptr, flat, flat_vals), users, vectors=self.unit)
+        p_love = _p_love(self.model, users, reprs, np.maximum(top, 0)) if supports(self.model, PROBA) else None
+        out = []
+        for u, (how, _, _, _, n) in enumerate(places):
+            keep = np.flatnonzero(top[u] >= 0)[:n]  # short lists end in -1 padding
+            text = because_text(because[u, keep], self.names.__getitem__)
+            out.append(Answer(how, top[u, keep], scores[u, keep], text, None if p_love is None else p_love[u, keep]))
+        return out
 
-    def _explained(self, mode: str, top: np.ndarray, scores: np.ndarray, idx: np.ndarray, vals: np.ndarray, reprs: Tensor | None) -> Answer:
-        """Reasons from the user's liked items nearest each recommendation (``explain_items``)."""
+    def _unseen_average(self, idx: np.ndarray, vals: np.ndarray, n: int) -> Answer:
+        """For a kind that cannot place new users: the population's list without what the user
+        rated, with reasons from their liked items nearest each item (``explain_items``)."""
+        items, scores, _ = self.average
+        keep = ~np.isin(items, idx)
+        top, scores = items[keep][:n], scores[keep][:n]
         history = (np.array([0, len(idx)]), idx, vals.astype(np.float32))
         because = explain_items(self.model, top[None], history, np.zeros(1, dtype=np.int64), vectors=self.unit)
-        text = because_text(because.reshape(-1, 2), self.names.__getitem__)
-        p = None
-        if supports(self.model, PROBA) and reprs is not None and len(top):
-            p = _p_love(self.model, np.zeros(1, dtype=np.int64), reprs, top[None])[0]
-        return Answer(mode, top, scores, text, p)
+        return Answer("average-taste", top, scores, because_text(because.reshape(-1, 2), self.names.__getitem__))
 
     @torch.no_grad()
     def _average_taste(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -265,6 +314,12 @@ class Engine:
         mean = sum(self.model.score_all_items(c).double().sum(0) for c in users.split(1024)) / max(1, len(users))
         order = torch.sort(-mean, stable=True).indices[: self.top_k]
         return order.numpy(), mean[order].float().numpy(), None
+
+
+def _flat(idxs: list[np.ndarray], valss: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Several users' (sorted item indices, ratings) as ``padded``'s (codes, items, values, rows)."""
+    codes = np.repeat(np.arange(len(idxs)), [len(i) for i in idxs])
+    return codes, np.concatenate(idxs), np.concatenate(valss), len(idxs)
 
 
 def _with_new_items(model: CollabModel, ratings: pd.DataFrame, k: int) -> CollabModel:

@@ -1,7 +1,8 @@
 """Top-n for a user in their own ids, seen items excluded, each with a reason; logs exposures.
 
 The request path is store -> engine -> response: one indexed query for the user's ratings, the
-version's ``Engine`` for the list, one orjson encoding for the body.
+version's ``Engine`` for the list (with the other requests of the same turn: ``serve.batching``),
+one orjson encoding for the body.
 """
 
 from __future__ import annotations
@@ -30,9 +31,11 @@ async def recommendations(user: PathId, request: Request, engine: Model, n: N = 
     # On the event loop, not in the thread pool: the work is a short indexed query and a little
     # CPU. Threads made it slower, not faster: each query hands the GIL back and forth (4 threads
     # ran 4x fewer queries a second than one), and a worker process has one core to give anyway.
+    # The list itself is computed with the other requests of this turn (``serve.batching``).
     engine = request.app.state.canary.route(user, engine)  # the user's canary arm, if one runs
     items, values, written = store.user_ratings(request.app.state.engine, user)
-    return respond(request, engine, user, engine.for_user(user, items, values, written, n))
+    answer = await request.app.state.batcher.answer(engine, engine.place(user, items, values, written, n))
+    return respond(request, engine, user, answer)
 
 
 def respond(request: Request, engine: Any, user: str, answer: Any, status: int = 200) -> Response:
