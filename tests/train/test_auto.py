@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -149,3 +150,20 @@ def test_the_baseline_kind_is_the_models_own_fallback(tiny, tmp_path):
     save_model(model, tmp_path / "b")
     np.testing.assert_array_equal(load_model(tmp_path / "b").predict(f["user"], f["item"]), model.predict(f["user"], f["item"]))
     assert ck.evaluate_ratings(model, tiny)["rmse"] < float(tiny.frame["rating"].std(ddof=0))
+
+
+def test_unknown_ids_get_the_baseline_that_erred_least_on_them_in_validation(tiny):
+    """Pairs with an unknown side are the baseline's alone: auto picks its shrinkage on the
+    validation pairs of that kind, not the first member's."""
+    f = tiny.frame
+    users = f["user"].unique()
+    once = pd.DataFrame({"user": np.resize(users, 200), "item": np.arange(200) + 10_000, "rating": 5.0})
+    data = tiny.with_frame(pd.concat([f[["user", "item", "rating"]], once], ignore_index=True))  # 200 items rated once
+    candidates = ("baseline(reg_item=0.5, reg_user=1000.0)", "baseline(reg_item=0.5, reg_user=0.5)", *FAST[1:])
+    model, _ = build_auto(data, candidates=candidates, budget=60)
+    info = model.meta["auto"]
+    assert info["fallback"]["spec"] == "baseline(reg_item=0.5, reg_user=0.5)"  # users who give new items 5s
+    assert info["fallback"]["pairs"] > 0
+    chosen = build_model(info["fallback"]["spec"], data)[0]
+    np.testing.assert_allclose(model.baseline_user.numpy(), chosen.baseline_user.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(model.predict(users[:5], ["new"] * 5), chosen.predict(users[:5], ["new"] * 5), rtol=1e-6)
