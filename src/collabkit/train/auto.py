@@ -65,6 +65,9 @@ LOAD_FACTOR = 3.0
 SLACK_SECONDS = 3.0
 #: fits shorter than this do not calibrate the speed (start-up costs dominate them)
 CALIBRATE_SECONDS = 1.0
+#: the fallback is chosen on the validation pairs with an unknown side when there are at least
+#: this many (on fewer, RMSE differences of a few thousandths are noise): else on every pair
+MIN_FALLBACK_PAIRS = 100
 
 #: candidates in the order they are tried (cheap first); later ones are hyper-parameter variants
 CANDIDATES = (
@@ -298,15 +301,17 @@ def _fallback(
     fitted: list[dict[str, Any]], preds: list[np.ndarray], y: np.ndarray, counts: tuple[np.ndarray, np.ndarray]
 ) -> tuple[int, float, int] | None:
     """(index, RMSE, pairs) of the fitted baseline-kind candidate that errs least on the validation
-    pairs with an unknown side: the ensemble scores those with its baseline predictor alone, and
-    the shrinkage best for them need not be the blend's (None: no such candidate or pair)."""
+    pairs with an unknown side (every pair when they are fewer than MIN_FALLBACK_PAIRS): the
+    ensemble scores those with its baseline predictor alone, and the shrinkage best for them need
+    not be the blend's (None: no baseline-kind candidate was fitted)."""
     unknown = (counts[0] == 0) | (counts[1] == 0)
     kinds = [j for j, f in enumerate(fitted) if ModelSpec.parse(f["spec"]).kind == "baseline"]
-    if not kinds or not unknown.any():
+    if not kinds:
         return None
-    errs = {j: _rmse(preds[j][unknown], y[unknown]) for j in kinds}
+    rows = unknown if unknown.sum() >= MIN_FALLBACK_PAIRS else np.ones_like(unknown)
+    errs = {j: _rmse(preds[j][rows], y[rows]) for j in kinds}
     best = min(kinds, key=lambda j: errs[j])
-    return best, errs[best], int(unknown.sum())
+    return best, errs[best], int(rows.sum())
 
 
 def _fallback_model(
