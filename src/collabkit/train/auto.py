@@ -250,6 +250,9 @@ def build_auto(
     chosen, blend = _choose(run.fitted, run.preds, run.y, counts, seconds, limit - run.base, run.scale, say)
     names = [run.fitted[j]["spec"] for j in chosen]
     fallback = _fallback(run.fitted, run.preds, run.y, counts)
+    if fallback is not None:
+        say(f"  unknown ids: the baseline of {run.fitted[fallback[0]]['spec']} (validation RMSE "
+            f"{fallback[1]:.4f} on {fallback[2]} pairs)")  # fmt: skip
     say(f"  blend of {len(chosen)}: validation RMSE {blend.rmse:.4f} (constant weights: "
         f"{blend.constant_rmse:.4f}); refitting on all {len(train)} ratings")  # fmt: skip
     t_search = run.clock()
