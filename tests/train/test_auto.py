@@ -159,7 +159,7 @@ def test_the_baseline_kind_is_the_models_own_fallback(tiny, tmp_path):
     assert ck.evaluate_ratings(model, tiny)["rmse"] < float(tiny.frame["rating"].std(ddof=0))
 
 
-def test_unknown_ids_get_the_baseline_that_erred_least_on_them_in_validation(tiny):
+def test_unknown_ids_get_the_baseline_that_erred_least_on_them_in_validation(tiny, tmp_path):
     """Pairs with an unknown side are the baseline's alone: auto picks its shrinkage on the
     validation pairs of that kind, not the first member's."""
     f = tiny.frame
@@ -174,6 +174,8 @@ def test_unknown_ids_get_the_baseline_that_erred_least_on_them_in_validation(tin
     chosen = build_model(info["fallback"]["spec"], data)[0]
     np.testing.assert_allclose(model.baseline_user.numpy(), chosen.baseline_user.numpy(), rtol=1e-6)
     np.testing.assert_allclose(model.predict(users[:5], ["new"] * 5), chosen.predict(users[:5], ["new"] * 5), rtol=1e-6)
+    save_model(model, tmp_path / "m")
+    np.testing.assert_array_equal(load_model(tmp_path / "m").predict(users[:5], ["new"] * 5), model.predict(users[:5], ["new"] * 5))
 
 
 def test_few_unknown_side_pairs_choose_the_fallback_on_every_pair():

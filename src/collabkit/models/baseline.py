@@ -62,7 +62,7 @@ class BaselinePredictor(CollabModel):
     @classmethod
     def cost(cls, config: dict[str, Any], sizes: Sizes) -> tuple[float, float]:
         """Encoding the ratings and the fallback's sweep (~0.4 units a rating), then ~0.06 a sweep
-        (measured on Epinions: 0.016 s a sweep of 730 k ratings, 2 cores); the encoded ids and the
+        (measured on Epinions: 0.016 s a sweep of 730 k ratings, one thread); the encoded ids and the
         sweeps' float64 chunks (~50 bytes a rating), two offsets a row."""
         sweeps = cls.option(config, "sweeps")
         return sizes.n * (0.4 + 0.06 * sweeps), sizes.n * 50.0 + (sizes.users + sizes.items) * 8.0
