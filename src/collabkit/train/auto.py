@@ -16,7 +16,8 @@
 4. refit the members the blend uses on the whole of ``train``, dropping (smallest mean weight
    first, weights refitted) any whose refit would break the time or memory budget, and return
    their support-aware Ensemble. Pairs with an unknown user or item get the baseline predictor of
-   the baseline-kind candidate that erred least on such validation pairs.
+   the baseline-kind candidate that erred least on such validation pairs (on every validation
+   pair when they are few: ``_fallback``).
 
 What it tried and chose (candidates with their estimates, validation RMSE, seconds, peak memory,
 why any was skipped; the members with their weights; the weights by support bucket) is kept in
@@ -322,7 +323,7 @@ def _fallback_model(
     fallback: tuple[int, float, int] | None, train: Ratings, seed: int,
 ) -> CollabModel | None:  # fmt: skip
     """The ensemble's fallback: the chosen baseline, a member already or refitted on ``train``
-    (one pass over it), or None for the first member's."""
+    (a few sweeps over it), or None for the first member's."""
     if fallback is None:
         return None
     j = fallback[0]
