@@ -114,3 +114,14 @@ def test_the_representation_member_shows_the_ensemble(tiny, members):
     assert supports(chosen, FACTORS) and not supports(chosen, BIASES) and "chosen" in chosen.meta["representation"]
     with pytest.raises(ValueError, match="represent"):
         Ensemble.of([a, b], [0.2, 0.8], represent=2)
+
+
+def test_the_fallback_models_baseline_scores_unknown_ids(tiny, members):
+    fallback = ck.build_model("baseline(reg_item=100.0, reg_user=0.5)", tiny)[0]
+    model = Ensemble.of(list(members), [0.5, 0.5], fallback=fallback)
+    f = tiny.frame
+    unknown = (["nobody", "nobody", f["user"].iloc[0]], [f["item"].iloc[0], "no item", "no item"])
+    np.testing.assert_allclose(model.predict(*unknown), fallback.predict(*unknown), rtol=1e-6)
+    assert not np.allclose(Ensemble.of(list(members), [0.5, 0.5]).predict(*unknown), fallback.predict(*unknown))
+    known = (f["user"].head(20), f["item"].head(20))
+    np.testing.assert_array_equal(model.predict(*known), Ensemble.of(list(members), [0.5, 0.5]).predict(*known))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -13,7 +14,14 @@ import collabkit as ck
 from collabkit.checkpoint import load_model, save_model
 from collabkit.models.base import CollabModel, registry
 from collabkit.models.ensemble import Ensemble
-from collabkit.train.auto import Sizes, build_auto, fit_size, resident_bytes
+from collabkit.train.auto import (
+    MIN_FALLBACK_PAIRS,
+    Sizes,
+    _fallback,
+    build_auto,
+    fit_size,
+    resident_bytes,
+)
 from collabkit.train.build import ModelSpec, build_model
 
 FAST = ("bias", "dot-bias(n_factors=4, epochs=3)", "ordinal(n_factors=4, epochs=3)")
@@ -149,3 +157,33 @@ def test_the_baseline_kind_is_the_models_own_fallback(tiny, tmp_path):
     save_model(model, tmp_path / "b")
     np.testing.assert_array_equal(load_model(tmp_path / "b").predict(f["user"], f["item"]), model.predict(f["user"], f["item"]))
     assert ck.evaluate_ratings(model, tiny)["rmse"] < float(tiny.frame["rating"].std(ddof=0))
+
+
+def test_unknown_ids_get_the_baseline_that_erred_least_on_them_in_validation(tiny, tmp_path):
+    """Pairs with an unknown side are the baseline's alone: auto picks its shrinkage on the
+    validation pairs of that kind, not the first member's."""
+    f = tiny.frame
+    users = f["user"].unique()
+    once = pd.DataFrame({"user": np.resize(users, 2000), "item": np.arange(2000) + 10_000, "rating": 5.0})
+    data = tiny.with_frame(pd.concat([f[["user", "item", "rating"]], once], ignore_index=True))  # 2000 items rated once
+    candidates = ("baseline(reg_item=0.5, reg_user=1000.0)", "baseline(reg_item=0.5, reg_user=0.5)", *FAST[1:])
+    model, _ = build_auto(data, candidates=candidates, budget=60)
+    info = model.meta["auto"]
+    assert info["fallback"]["spec"] == "baseline(reg_item=0.5, reg_user=0.5)"  # users who give new items 5s
+    assert info["fallback"]["pairs"] >= MIN_FALLBACK_PAIRS
+    chosen = build_model(info["fallback"]["spec"], data)[0]
+    np.testing.assert_allclose(model.baseline_user.numpy(), chosen.baseline_user.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(model.predict(users[:5], ["new"] * 5), chosen.predict(users[:5], ["new"] * 5), rtol=1e-6)
+    save_model(model, tmp_path / "m")
+    np.testing.assert_array_equal(load_model(tmp_path / "m").predict(users[:5], ["new"] * 5), model.predict(users[:5], ["new"] * 5))
+
+
+def test_few_unknown_side_pairs_choose_the_fallback_on_every_pair():
+    """Below MIN_FALLBACK_PAIRS the unknown-side pairs are too few to tell baselines apart."""
+    y = np.r_[np.full(10, 5.0), np.full(500, 3.0)]
+    counts = (np.r_[np.zeros(10), np.ones(500)], np.ones(510))  # 10 pairs with an unknown user
+    preds = [np.r_[np.full(10, 5.0), np.full(500, 3.5)], np.r_[np.full(10, 4.0), np.full(500, 3.0)]]
+    fitted = [{"spec": "baseline(reg_user=1.0)"}, {"spec": "baseline(reg_user=9.0)"}]
+    assert _fallback(fitted, preds, y, counts) == (1, pytest.approx(np.sqrt(10 / 510)), 510)
+    many = (np.r_[np.zeros(200), np.ones(310)], np.ones(510))
+    assert _fallback(fitted, preds, np.r_[np.full(200, 5.0), np.full(310, 3.0)], many)[0] == 0

@@ -240,6 +240,10 @@ def _auto_tables(auto: dict[str, Any]) -> str:
               f"took {auto['total_seconds']:.0f} s (search {auto['search_seconds']:.0f} s, refit "
               f"{auto['refit_seconds']:.0f} s). Tuned on {auto['n_fit']} ratings, validated on "
               f"{auto['n_valid']} carved from the training data.</p>")  # fmt: skip
+    if auto.get("fallback"):
+        fb = auto["fallback"]
+        budget += (f"<p>Pairs with an unknown user or item: the baseline predictor of {fb['spec']} "
+                   f"(validation RMSE {fb['valid_rmse']:.4f} on {fb['pairs']} pairs).</p>")  # fmt: skip
     chosen = pd.DataFrame(auto["chosen"]).rename(columns={
         "spec": "member", "weight": "mean weight", "constant_weight": "constant-blend weight",
         "valid_rmse": "validation RMSE"})  # fmt: skip

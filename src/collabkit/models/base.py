@@ -87,6 +87,8 @@ from collabkit.models.linear import UserPrior
 BASELINE_CHUNK = 1 << 20
 #: shrinkage of the baseline predictor's item and user offsets (Koren 2008's lambda_2, lambda_3)
 BASELINE_REG = (25.0, 10.0)
+#: alternating sweeps of its fit: ~10 converge to the least-squares offsets on ML-100k and Epinions
+BASELINE_SWEEPS = 10
 
 
 def sigmoid_range(x: Tensor, low: float, high: float) -> Tensor:
@@ -255,11 +257,17 @@ class CollabModel(nn.Module):
         )  # fmt: skip
 
     @torch.no_grad()
-    def set_baseline(self, train: Ratings, reg: tuple[float, float] | None = None) -> None:
-        """Fit the baseline predictor mu + b_u + b_i to ``train`` (one shrunk sweep: items, then
-        users; ``reg`` = (item, user) shrinkage, BASELINE_REG by default).
+    def set_baseline(
+        self, train: Ratings, reg: tuple[float, float] | None = None, sweeps: int = BASELINE_SWEEPS
+    ) -> None:
+        """Fit the baseline predictor mu + b_u + b_i to ``train`` by ``sweeps`` alternating sweeps
+        (items, then users; ``reg`` = (item, user) shrinkage, BASELINE_REG by default).
 
-        Rows go BASELINE_CHUNK at a time: 8 bytes a rating (int32 indices) stay for the sweep,
+        Each sweep sets one side's offsets to the exact minimiser, the other side fixed, of
+        sum (r_ui - mu - b_u - b_i)^2 + reg_item sum b_i^2 + reg_user sum b_u^2, so repeated sweeps
+        descend to its least-squares solution; one sweep is Koren's (2008) one-pass estimate.
+
+        Rows go BASELINE_CHUNK at a time: 8 bytes a rating (int32 indices) stay for the sweeps,
         float64 temporaries are a chunk's, so this is no peak of a large training run. In a
         data-parallel run (``core.parallel``) the sums are over every rank's shard.
         """
@@ -276,24 +284,19 @@ class CollabModel(nn.Module):
             return u[span][keep], i[span][keep], ratings[span][keep].astype(np.float64)
 
         n_items, n_users = len(self.items), len(self.users)
-        total, n_i, s_i = 0.0, np.zeros(n_items), np.zeros(n_items)
-        for span in spans:
-            _, ii, r = known(span)
-            total += r.sum()
-            n_i += np.bincount(ii, minlength=n_items)
-            s_i += np.bincount(ii, r, n_items)
-        total, n_i, s_i = _total(np.r_[total, n_i, s_i], (1, n_items, n_items))  # over every rank
-        total = float(total[0])
-        mu = total / n_i.sum() if n_i.sum() else 0.0
-        reg_i, reg_u = reg or BASELINE_REG
-        b_i = (s_i - mu * n_i) / (reg_i + n_i)  # = sum_i (r - mu) / (reg_i + n_i)
-        n_u, s_u = np.zeros(n_users), np.zeros(n_users)
+        total, n_i, n_u = 0.0, np.zeros(n_items), np.zeros(n_users)
         for span in spans:
             uu, ii, r = known(span)
+            total += r.sum()
+            n_i += np.bincount(ii, minlength=n_items)
             n_u += np.bincount(uu, minlength=n_users)
-            s_u += np.bincount(uu, r - mu - b_i[ii], n_users)
-        n_u, s_u = _total(np.r_[n_u, s_u], (n_users, n_users))
-        b_u = s_u / (reg_u + n_u)
+        total, n_i, n_u = _total(np.r_[total, n_i, n_u], (1, n_items, n_users))  # over every rank
+        mu = float(total[0]) / n_i.sum() if n_i.sum() else 0.0
+        reg_i, reg_u = reg or BASELINE_REG
+        b_i, b_u = np.zeros(n_items), np.zeros(n_users)
+        for _ in range(sweeps):
+            b_i = _sweep(spans, known, "item", mu, b_u, n_i, reg_i)
+            b_u = _sweep(spans, known, "user", mu, b_i, n_u, reg_u)
         self.baseline_item.copy_(torch.from_numpy(b_i))
         self.baseline_user.copy_(torch.from_numpy(b_u))
         self.meta["global_mean"] = float(mu)
@@ -639,6 +642,20 @@ def _grow(old: Tensor, shape: torch.Size, fresh: Tensor) -> Tensor:
     if tuple(out[tail].shape) == tuple(fresh.shape):
         out[tail] = fresh
     return out
+
+
+def _sweep(
+    spans: list[slice], known: Callable[[slice], tuple[np.ndarray, np.ndarray, np.ndarray]], side: str,
+    mu: float, other: np.ndarray, counts: np.ndarray, reg: float,
+) -> np.ndarray:  # fmt: skip
+    """The offsets of ``side`` ("user" or "item") given the other side's ``other``: per index,
+    sum (r - mu - other) / (reg + count), the sums over every rank's shard."""
+    sums = np.zeros(len(counts))
+    for span in spans:
+        uu, ii, r = known(span)
+        index, partner = (ii, uu) if side == "item" else (uu, ii)
+        sums += np.bincount(index, r - mu - other[partner], len(counts))
+    return _total(sums, (len(counts),))[0] / (reg + counts)
 
 
 def _total(x: np.ndarray, parts: tuple[int, ...]) -> list[np.ndarray]:

@@ -157,15 +157,18 @@ class Ensemble(CollabModel):
         represent: int = -1,
         support: tuple[tuple[int, ...], np.ndarray] | None = None,
         train: Ratings | None = None,
+        fallback: CollabModel | None = None,
     ) -> Ensemble:
         """An ensemble of trained ``members`` (same users and items, in the same order).
 
         ``support`` = (edges, cell weights (bins, bins, members)) makes the weights depend on
         support; ``train``, the members' training ratings, gives every user's and item's count.
         ``represent``: the member that shows the ensemble (-1: ``representative``'s rule).
+        ``fallback``: a rating model of the same ids whose baseline predictor scores the pairs with
+        an unknown side (default: the first member's).
         """
         first = members[0]
-        for m in members[1:]:
+        for m in [*members[1:], *([fallback] if fallback is not None else [])]:
             if list(m.users.ids) != list(first.users.ids) or list(m.items.ids) != list(
                 first.items.ids
             ):
@@ -188,8 +191,9 @@ class Ensemble(CollabModel):
         model = cls(config, first.users, first.items, members)
         model.meta = dict(first.meta)
         model.meta.pop("spec", None)
-        model.baseline_user.copy_(first.baseline_user)
-        model.baseline_item.copy_(first.baseline_item)
+        source = first if fallback is None else fallback
+        model.baseline_user.copy_(source.baseline_user)
+        model.baseline_item.copy_(source.baseline_item)
         if support is not None:
             cu, ci = rating_counts(model.users, model.items, train)
             model.user_count.copy_(torch.from_numpy(cu))

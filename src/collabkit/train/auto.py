@@ -15,7 +15,9 @@
    validation part than the constant blend, nor in any support bucket than a baseline member;
 4. refit the members the blend uses on the whole of ``train``, dropping (smallest mean weight
    first, weights refitted) any whose refit would break the time or memory budget, and return
-   their support-aware Ensemble.
+   their support-aware Ensemble. Pairs with an unknown user or item get the baseline predictor of
+   the baseline-kind candidate that erred least on such validation pairs (on every validation
+   pair when they are few: ``_fallback``).
 
 What it tried and chose (candidates with their estimates, validation RMSE, seconds, peak memory,
 why any was skipped; the members with their weights; the weights by support bucket) is kept in
@@ -64,6 +66,9 @@ LOAD_FACTOR = 3.0
 SLACK_SECONDS = 3.0
 #: fits shorter than this do not calibrate the speed (start-up costs dominate them)
 CALIBRATE_SECONDS = 1.0
+#: the fallback is chosen on the validation pairs with an unknown side when there are at least
+#: this many (on fewer, RMSE differences of a few thousandths are noise): else on every pair
+MIN_FALLBACK_PAIRS = 100
 
 #: candidates in the order they are tried (cheap first); later ones are hyper-parameter variants
 CANDIDATES = (
@@ -242,8 +247,13 @@ def build_auto(
         raise ValueError(f"auto: no candidate fits a budget of {budget:.0f} s and {limit / 1e9:.2f} GB; "
                          "give a larger --budget or --memory")  # fmt: skip
     seconds = budget - run.clock() - SLACK_SECONDS
-    chosen, blend = _choose(run.fitted, run.preds, run.y, _counts(fit_part, valid), seconds, limit - run.base, run.scale, say)
+    counts = _counts(fit_part, valid)
+    chosen, blend = _choose(run.fitted, run.preds, run.y, counts, seconds, limit - run.base, run.scale, say)
     names = [run.fitted[j]["spec"] for j in chosen]
+    fallback = _fallback(run.fitted, run.preds, run.y, counts)
+    if fallback is not None:
+        say(f"  unknown ids: the baseline of {run.fitted[fallback[0]]['spec']} (validation RMSE "
+            f"{fallback[1]:.4f} on {fallback[2]} pairs)")  # fmt: skip
     say(f"  blend of {len(chosen)}: validation RMSE {blend.rmse:.4f} (constant weights: "
         f"{blend.constant_rmse:.4f}); refitting on all {len(train)} ratings")  # fmt: skip
     t_search = run.clock()
@@ -252,7 +262,8 @@ def build_auto(
         members[n] = build_untrained(names[n], train, seed + n)
         h = members[n].fit(train, progress=progress)
         history.rows.extend({"member": names[n], **r} for r in h.rows or [{"time": h.fit_seconds}])
-    model = Ensemble.of(members, list(blend.mean_weights), support=(blend.edges, blend.cells), train=train)
+    model = Ensemble.of(members, list(blend.mean_weights), support=(blend.edges, blend.cells), train=train,
+                        fallback=_fallback_model(run.fitted, chosen, members, fallback, train, seed))  # fmt: skip
     history.fit_seconds = run.clock()
     model.meta["auto"] = {
         "budget_seconds": budget, "memory_gb": limit / 1e9, "n_fit": len(fit_part), "n_valid": len(valid),
@@ -263,6 +274,8 @@ def build_auto(
             for n, j in enumerate(chosen)
         ],
         "blend_valid_rmse": blend.rmse, "constant_blend_valid_rmse": blend.constant_rmse,
+        "fallback": None if fallback is None else {
+            "spec": run.fitted[fallback[0]]["spec"], "valid_rmse": fallback[1], "pairs": fallback[2]},
         "support": blend.to_json(), "search_seconds": t_search,
         "refit_seconds": history.fit_seconds - t_search, "total_seconds": history.fit_seconds,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -286,6 +299,39 @@ def _counts(fit_part: Ratings, valid: Ratings) -> tuple[np.ndarray, np.ndarray]:
     cu = fit_part.frame["user"].value_counts().reindex(valid.frame["user"]).fillna(0).to_numpy()
     ci = fit_part.frame["item"].value_counts().reindex(valid.frame["item"]).fillna(0).to_numpy()
     return cu, ci
+
+
+def _fallback(
+    fitted: list[dict[str, Any]], preds: list[np.ndarray], y: np.ndarray, counts: tuple[np.ndarray, np.ndarray]
+) -> tuple[int, float, int] | None:
+    """(index, RMSE, pairs) of the fitted baseline-kind candidate that errs least on the validation
+    pairs with an unknown side (every pair when they are fewer than MIN_FALLBACK_PAIRS): the
+    ensemble scores those with its baseline predictor alone, and the shrinkage best for them need
+    not be the blend's (None: no baseline-kind candidate was fitted)."""
+    unknown = (counts[0] == 0) | (counts[1] == 0)
+    kinds = [j for j, f in enumerate(fitted) if ModelSpec.parse(f["spec"]).kind == "baseline"]
+    if not kinds:
+        return None
+    rows = unknown if unknown.sum() >= MIN_FALLBACK_PAIRS else np.ones_like(unknown)
+    errs = {j: _rmse(preds[j][rows], y[rows]) for j in kinds}
+    best = min(kinds, key=lambda j: errs[j])
+    return best, errs[best], int(rows.sum())
+
+
+def _fallback_model(
+    fitted: list[dict[str, Any]], chosen: list[int], members: list[CollabModel],
+    fallback: tuple[int, float, int] | None, train: Ratings, seed: int,
+) -> CollabModel | None:  # fmt: skip
+    """The ensemble's fallback: the chosen baseline, a member already or refitted on ``train``
+    (a few sweeps over it), or None for the first member's."""
+    if fallback is None:
+        return None
+    j = fallback[0]
+    if j in chosen:
+        return members[chosen.index(j)]
+    model = build_untrained(fitted[j]["spec"], train, seed)
+    model.fit(train)
+    return model
 
 
 def _refit_seconds(fitted: list[dict[str, Any]], preds: list[np.ndarray], y: np.ndarray, scale: float) -> float:
