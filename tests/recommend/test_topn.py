@@ -145,13 +145,13 @@ def test_the_numpy_path_for_a_few_rows_follows_the_same_rule(monkeypatch):
 
     rng = np.random.default_rng(0)
     for _ in range(500):
-        b, n = int(rng.integers(1, topn.SMALL_ROWS + 1)), int(rng.integers(1, 60))
+        b, n = int(rng.integers(1, 17)), int(rng.integers(1, 60))
         scores = rng.integers(0, 6, size=(b, n)).astype(np.float32)
         scores[rng.random((b, n)) < 0.1] = -np.inf
         scores[rng.random((b, n)) < 0.05] = np.nan
         k = int(rng.integers(1, n + 1))
         small = topn._top_k(torch.from_numpy(scores.copy()), k)
-        monkeypatch.setattr(topn, "SMALL_ROWS", 0)
+        monkeypatch.setattr(topn, "SMALL_CELLS", 0)
         batch = topn._top_k(torch.from_numpy(scores.copy()), k)
         monkeypatch.undo()
         np.testing.assert_array_equal(small[0].numpy(), batch[0].numpy())

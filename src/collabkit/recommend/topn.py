@@ -155,7 +155,7 @@ def _top_k(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
     n = scores.shape[1]
     if k == 0:
         return torch.zeros(len(scores), 0, dtype=torch.int64), scores[:, :0]
-    if len(scores) <= SMALL_ROWS and scores.device.type == "cpu":
+    if scores.numel() <= SMALL_CELLS and scores.device.type == "cpu":
         items_np, top_np = _top_k_rows(scores.numpy(), k)
         return torch.from_numpy(items_np), torch.from_numpy(top_np)
     top, items = torch.topk(scores, min(k + 1, n), dim=1)
@@ -173,9 +173,11 @@ def _top_k(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
     return items, top
 
 
-#: up to this many rows (a served request: one user, or one user's recommendations to explain)
-#: ``_top_k`` runs in numpy: three calls instead of a dozen torch calls of ~10 us each
-SMALL_ROWS = 16
+#: up to this many scores (a served request on a small catalogue, one user's recommendations to
+#: explain) ``_top_k`` runs in numpy: three calls instead of a dozen torch calls of ~10 us each.
+#: Its full sort is ~60 us for 2,000 scores, so larger ones (a batch, a large catalogue) go to
+#: torch.topk, which never sorts a row
+SMALL_CELLS = 1 << 12
 
 
 def _top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -47,7 +47,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -85,9 +85,16 @@ N_QUESTIONS = 50  # onboarding questions kept per model version
 TOP_K = 100  # each known user's precomputed list: the longest list a request may ask for
 
 
-#: a placed request: (how: "precomputed" | "model" | "fold-in", model user row (-1: none),
-#: rated item indices (sorted), their ratings, list length)
-Place = tuple[str, int, np.ndarray, np.ndarray, int]
+class Place(NamedTuple):
+    """A request placed (``Engine.place``): how it is answered ("precomputed", "model" or
+    "fold-in"), the user's row in the model (-1: none), their rated item indices (sorted), their
+    ratings, and the list's length."""
+
+    how: str
+    row: int
+    items: np.ndarray
+    ratings: np.ndarray
+    n: int
 
 
 @dataclass
@@ -163,7 +170,11 @@ class Engine:
 
     def for_answers(self, idx: np.ndarray, vals: np.ndarray, n: int) -> Answer:
         """A new (or changed) user's list from rated item indices (sorted) and their ratings."""
-        return self.answer([("fold-in", -1, idx, vals, n)])[0]
+        return self.answer([self.place_answers(idx, vals, n)])[0]
+
+    def place_answers(self, idx: np.ndarray, vals: np.ndarray, n: int) -> Place:
+        """A new user's onboarding answers (item indices sorted, ratings), to be folded in."""
+        return Place("fold-in", -1, idx, vals, n)
 
     def for_users(self, asks: Sequence[tuple[str, list[str], np.ndarray, np.ndarray, int]]) -> list[Answer]:
         """``for_user`` for several requests at once (the service batches the requests that arrive
@@ -180,14 +191,14 @@ class Engine:
         if row is not None and not (written_at > self.trained_through).any():
             lo, hi = self.seen[0][row], self.seen[0][row + 1]
             if np.array_equal(idx, self.seen[1][lo:hi]) and np.array_equal(vals.astype(np.float32), self.seen[2][lo:hi]):
-                return ("precomputed", row, idx, vals, n)  # nothing rated, changed or deleted since the load
-            return ("model", row, idx, vals, n)
-        return ("fold-in", -1, idx, vals, n)
+                return Place("precomputed", row, idx, vals, n)  # nothing rated, changed or deleted since the load
+            return Place("model", row, idx, vals, n)
+        return Place("fold-in", -1, idx, vals, n)
 
     @torch.no_grad()
     def answer(self, places: list[Place]) -> list[Answer]:
-        """Answer placed requests (``place``; a new user's answers: ("fold-in", -1, items, ratings,
-        n)): the cheap ones one by one, those to score together."""
+        """Answer placed requests (``place``, ``place_answers``): the cheap ones one by one, those
+        to score together."""
         out: list[Answer | None] = [None] * len(places)
         scored: dict[str, list[int]] = {"model": [], "fold-in": []}
         for k, (how, row, idx, vals, n) in enumerate(places):
@@ -202,11 +213,11 @@ class Engine:
                 scored[how].append(k)
         parts = []
         if scored["model"]:
-            parts.append((scored["model"], self.model.user_reprs(torch.tensor([places[k][1] for k in scored["model"]]))))
+            parts.append((scored["model"], self.model.user_reprs(torch.tensor([places[k].row for k in scored["model"]]))))
         # together when each user's fold-in is their own (``fold_in_per_user``), else one by one
         groups = [scored["fold-in"]] if self.model.fold_in_per_user else [[k] for k in scored["fold-in"]]
         for ks in filter(None, groups):
-            I, R = padded(*_flat([places[k][2] for k in ks], [places[k][3] for k in ks]))
+            I, R = padded(*_flat([places[k].items for k in ks], [places[k].ratings for k in ks]))
             parts.append((ks, self.model.fold_in(I, R, self.prior)))
         for ks, reprs in parts:
             for k, answer in zip(ks, self._ranked(reprs, [places[k] for k in ks])):
@@ -276,11 +287,11 @@ class Engine:
     def _ranked(self, reprs: Tensor, places: list[Place]) -> list[Answer]:
         """Score user representations (U, D) against the catalogue, each user's rated items
         masked, with reasons and P(love): one ``top_n`` and one ``explain_items`` for all."""
-        idxs, valss = [p[2] for p in places], [p[3] for p in places]
+        idxs, valss = [p.items for p in places], [p.ratings for p in places]
         indptr = np.r_[0, np.cumsum([len(i) for i in idxs])]
         flat, flat_vals = np.concatenate(idxs), np.concatenate(valss).astype(np.float32)
         users = np.arange(len(places))
-        top, scores = self._top(users, min(max(p[4] for p in places), self.top_k), (indptr, flat), reprs)
+        top, scores = self._top(users, min(max(p.n for p in places), self.top_k), (indptr, flat), reprs)
         because = explain_items(self.model, top, (indptr, flat, flat_vals), users, vectors=self.unit)
         p_love = _p_love(self.model, users, reprs, np.maximum(top, 0)) if supports(self.model, PROBA) else None
         out = []

@@ -60,5 +60,5 @@ async def new_user(body: NewUser, request: Request, served: Model) -> Response:
         request.app.state.metrics.ratings.inc(len(rows))
     order = np.argsort(idx, kind="stable")
     ratings = np.array([a.rating for a in body.answers], dtype=np.float64)
-    answer = await request.app.state.batcher.answer(served, ("fold-in", -1, idx[order], ratings[order], body.n))
+    answer = await request.app.state.batcher.answer(served, served.place_answers(idx[order], ratings[order], body.n))
     return respond(request, served, user, answer, status=201)
