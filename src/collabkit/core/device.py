@@ -10,7 +10,6 @@ kernels, EASE, fold-in, the baseline sweep) runs on the CPU whatever the setting
 from __future__ import annotations
 
 import itertools
-
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar

@@ -7,7 +7,6 @@ sent (browsers on other origins are refused) unless a proxy adds them.
 
 from __future__ import annotations
 
-
 import logging
 import time
 from collections.abc import AsyncIterator

@@ -13,10 +13,13 @@ fails only itself.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the engine imports torch: the app loads it with the first model, not here
     from collabkit.serve.engine import Answer, Place
+
+log = logging.getLogger("collabkit.serve")
 
 
 class Batcher:
@@ -41,11 +44,12 @@ class Batcher:
             try:
                 answers = engine.answer([place for place, _ in mine])
             except Exception:
+                log.exception("a batch of %d requests failed: answering each alone", len(mine))
                 answers = None  # answered one by one below: only the bad request fails
             for k, (place, done) in enumerate(mine):
                 if done.done():  # the client went away
                     continue
                 try:
                     done.set_result(answers[k] if answers is not None else engine.answer([place])[0])
-                except Exception as e:
+                except Exception as e:  # noqa: BLE001 -- raised in that request's handler
                     done.set_exception(e)

@@ -44,9 +44,9 @@ import logging
 import os
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
