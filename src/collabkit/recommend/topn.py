@@ -156,7 +156,7 @@ def _top_k(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
     if k == 0:
         return torch.zeros(len(scores), 0, dtype=torch.int64), scores[:, :0]
     if scores.numel() <= SMALL_CELLS and scores.device.type == "cpu":
-        items_np, top_np = _top_k_rows(scores.numpy(), k)
+        items_np, top_np = _top_k_rows(scores.detach().numpy(), k)
         return torch.from_numpy(items_np), torch.from_numpy(top_np)
     top, items = torch.topk(scores, min(k + 1, n), dim=1)
     ties = torch.isnan(top).any(1)
