@@ -231,7 +231,7 @@ def check_engine(model: CollabModel, data: Data) -> None:
     theirs = frame[frame["user"] == other]
     asks = [(str(user), *stored(mine, 50.0), n), (str(user), *stored(fewer, 50.0), 3), ("stranger", [], np.zeros(0), np.zeros(0), n),
             (str(user), *stored(mine, 150.0), n), (str(other), *stored(theirs, 150.0), 4), (str(other), *stored(theirs.iloc[:2], 150.0), 5)]  # fmt: skip
-    for ask, got in zip(asks, engine.for_users(asks), strict=True):
+    for ask, got in zip(asks, engine.answer([engine.place(*ask) for ask in asks]), strict=True):
         alone = engine.for_user(*ask)
         assert got.mode == alone.mode and got.items.tolist() == alone.items.tolist(), (model.kind, ask[0], got.mode)
         np.testing.assert_allclose(got.scores, alone.scores, rtol=1e-6, atol=1e-6)

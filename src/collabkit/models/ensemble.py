@@ -118,7 +118,6 @@ class Ensemble(CollabModel):
                 cls = get_model_class(m["kind"])
                 members.append(cls(cls.Config.from_json(m["config"]), users, items))
         self.members = nn.ModuleList(members)
-        self.fold_in_per_user = all(m.fold_in_per_user for m in members)
         probe = torch.zeros(1, dtype=torch.int64)
         with torch.no_grad():  # representation widths, to split the concatenation in head()
             self._widths = [
@@ -365,6 +364,11 @@ class Ensemble(CollabModel):
         """Each member's own item prior, side by side; with support bins a new item starts with no
         ratings (count 0)."""
         return self._prior("item", ratings, noise_var)
+
+    @property
+    def fold_in_per_user(self) -> bool:  # type: ignore[override]
+        """Per user when every member's fold-in is."""
+        return all(m.fold_in_per_user for m in self.members)
 
     @torch.no_grad()
     def fold_in(self, items: Tensor, values: Tensor, prior: UserPrior | None = None) -> Tensor:

@@ -44,7 +44,6 @@ import logging
 import os
 import time
 import warnings
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -176,13 +175,6 @@ class Engine:
         """A new user's onboarding answers (item indices sorted, ratings), to be folded in."""
         return Place("fold-in", -1, idx, vals, n)
 
-    def for_users(self, asks: Sequence[tuple[str, list[str], np.ndarray, np.ndarray, int]]) -> list[Answer]:
-        """``for_user`` for several requests at once (the service batches the requests that arrive
-        together): the users to fold in are folded in together and every list is scored in one
-        ``top_n``, so a user's share of the work shrinks with the batch; each answer is the one
-        ``for_user`` gives alone (fold-in treats each user on their own)."""
-        return self.answer([self.place(*ask) for ask in asks])
-
     def place(self, user: str, items: list[str], values: np.ndarray, written_at: np.ndarray, n: int) -> Place:
         """How to answer a stored user: their precomputed list, their trained representation
         scored afresh (their stored ratings changed since the load), or a fold-in."""
@@ -193,7 +185,7 @@ class Engine:
             if np.array_equal(idx, self.seen[1][lo:hi]) and np.array_equal(vals.astype(np.float32), self.seen[2][lo:hi]):
                 return Place("precomputed", row, idx, vals, n)  # nothing rated, changed or deleted since the load
             return Place("model", row, idx, vals, n)
-        return Place("fold-in", -1, idx, vals, n)
+        return self.place_answers(idx, vals, n)
 
     @torch.no_grad()
     def answer(self, places: list[Place]) -> list[Answer]:
