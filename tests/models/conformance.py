@@ -191,15 +191,18 @@ def check_save_load_in_a_new_process(models: dict[str, CollabModel], data: Data,
 def check_engine(model: CollabModel, data: Data) -> None:
     """The serving engine answers what ``recommend`` answers: for a known user (as trained, and
     with a rating deleted since), a user who rated after training (fold-in) and a user with no
-    ratings at all: the same items in the same order, scores to float32 precision, reasons."""
+    ratings at all: the same items in the same order, scores to float32 precision, reasons. A
+    user whose stamp is unchanged gets, without their ratings, what their ratings give."""
     from collabkit.serve.engine import Engine
 
     train = trained_on(model, data)
     items = train.items
-    store = train.frame.astype({"user": str, "item": str})[["user", "item", "rating"]]
-    engine = Engine(1, "", 100.0, model, items, store, top_k=15)
     frame = train.frame
-    user = frame["user"].iloc[0]
+    user, other = frame["user"].iloc[0], frame["user"].iloc[-1]
+    store = train.frame.astype({"user": str, "item": str})[["user", "item", "rating"]]
+    store["written_at"] = np.where(store["user"] == str(other), 150.0, 50.0)  # other: rated after training
+    stamps = {u: k for k, u in enumerate(store["user"].unique())}
+    engine = Engine(1, "", 100.0, model, items, store, top_k=15, stamps=stamps)
     mine = frame[frame["user"] == user]
 
     def same(answer, expected: pd.DataFrame, mode: str) -> None:
@@ -216,6 +219,9 @@ def check_engine(model: CollabModel, data: Data) -> None:
     n = 6
     got = engine.for_user(str(user), *stored(mine, 50.0), n)  # known, nothing new: its precomputed list
     same(got, ck.recommend(model, train.with_frame(mine), [user], n, items=items), "model")
+    assert engine.stamp(str(user)) == stamps[str(user)] and engine.stamp(str(other)) is None
+    assert engine.stamp("stranger") is None
+    same(engine.answer([engine.unchanged(str(user), n)])[0], ck.recommend(model, train.with_frame(mine), [user], n, items=items), "model")
     fewer = mine.iloc[1:]  # a rating deleted since the load: scored afresh
     got = engine.for_user(str(user), *stored(fewer, 50.0), n)
     same(got, ck.recommend(model, train.with_frame(fewer), [user], n, items=items), "model")
@@ -227,7 +233,6 @@ def check_engine(model: CollabModel, data: Data) -> None:
         expected = ck.recommend(model, None, ["\x00new"], n, exclude_seen=False, unknown="fallback", prior=engine.prior, items=items)
         same(got, expected, "average-taste")
     # requests answered together (the service's batches) get what each gets alone
-    other = frame["user"].iloc[-1]
     theirs = frame[frame["user"] == other]
     asks = [(str(user), *stored(mine, 50.0), n), (str(user), *stored(fewer, 50.0), 3), ("stranger", [], np.zeros(0), np.zeros(0), n),
             (str(user), *stored(mine, 150.0), n), (str(other), *stored(theirs, 150.0), 4), (str(other), *stored(theirs.iloc[:2], 150.0), 5)]  # fmt: skip

@@ -150,11 +150,13 @@ class Api:
 
 @pytest.fixture
 def api(db_url: str, tiny_data, tiny_model: Path, tmp_path: Path) -> Iterator[Api]:
-    """The app on a store holding the tiny ratings, serving the tiny model."""
+    """The app on a store holding the tiny ratings, serving a copy of the tiny model (its engine
+    cache, with the users' stamps, made from this store)."""
     load_store(db_url, tiny_data)
     writer, admin = make_key(db_url, "writer"), make_key(db_url, "admin")
+    model = shutil.copytree(tiny_model, tmp_path / "model")
     settings = Settings(
-        db=db_url, model=str(tiny_model), reload_seconds=0, exposure_flush_seconds=0.2,
+        db=db_url, model=str(model), reload_seconds=0, exposure_flush_seconds=0.2,
         models_dir=str(tmp_path / "models"),
     )  # fmt: skip
     with TestClient(create_app(settings)) as client:

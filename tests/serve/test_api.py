@@ -7,7 +7,7 @@ import threading
 import time
 
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from collabkit.serve import Settings, create_app, store
@@ -58,6 +58,26 @@ def test_known_user_rating_after_training_is_folded_in(api):
     assert r.status_code == 200 and r.json() == {"written": 1}
     body = recs(api, "1")
     assert body["mode"] == "fold-in" and item not in [x["item"] for x in body["items"]]
+
+
+def test_an_unchanged_known_user_costs_one_stamp_read_and_any_change_is_seen(api, monkeypatch):
+    """A known user whose ratings are as the model's list captured them is answered from their
+    stamp alone; a change, even SQL written behind the service's back, restamps them (the store's
+    trigger) and the next request reads their ratings."""
+    reads: list[str] = []
+    real = store.user_ratings
+    monkeypatch.setattr(store, "user_ratings", lambda db, user: reads.append(user) or real(db, user))
+    first = recs(api, "1")
+    assert first["mode"] == "model" and reads == []
+    top = first["items"][0]["item"]
+    engine = store.make_engine(api.url)
+    with engine.begin() as conn:  # rated before the training: still the model's list, without it
+        conn.execute(text("INSERT INTO ratings (user_id, item_id, value, timestamp, written_at) "
+                          "SELECT '1', :item, 5.0, min(written_at), min(written_at) FROM ratings"), {"item": top})  # fmt: skip
+    engine.dispose()
+    again = recs(api, "1")
+    assert reads == ["1"] and again["mode"] == "model" and top not in [x["item"] for x in again["items"]]
+    assert recs(api, "2")["mode"] == "model" and reads == ["1"]  # another user's stamp did not move
 
 
 def test_writes_need_a_writer_key_and_admin_needs_admin(api):

@@ -186,9 +186,9 @@ def test_a_cache_made_for_other_model_files_is_not_used(model_dir, builds, tmp_p
 def test_concurrent_loads_build_once(dot_dir, builds, monkeypatch):
     precompute = Engine._precompute  # slowed, so that the other load arrives mid-build
 
-    def slow(self: Engine, ratings: pd.DataFrame) -> dict:
+    def slow(self: Engine, ratings: pd.DataFrame, stamps: dict | None) -> dict:
         time.sleep(0.5)
-        return precompute(self, ratings)
+        return precompute(self, ratings, stamps)
 
     monkeypatch.setattr(Engine, "_precompute", slow)
     engines: list[Engine] = []

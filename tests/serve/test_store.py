@@ -164,3 +164,54 @@ def test_all_ratings_skips_and_counts_rows_off_the_scale(session):
                                    {"user": "v", "item": "a", "value": 2.5}])  # fmt: skip
     assert store.all_ratings(session)["item"].tolist() == ["a"]
     assert store.fact(session, "skipped")["ratings"] == 2
+
+
+def _stamps(engine) -> dict[str, int]:
+    with Session(engine) as s:
+        return store.user_stamps(s)
+
+
+def test_every_change_to_a_users_ratings_restamps_only_them(db_url):
+    """Writes through the store and SQL by hand alike (the triggers of migration 0004)."""
+    engine = store.make_engine(db_url)
+    with Session(engine) as s:
+        store.upsert_ratings(s, [{"user": u, "item": i, "value": 3.0} for u in "abc" for i in "xy"])
+    steps = [
+        lambda s: store.upsert_ratings(s, [{"user": "a", "item": "z", "value": 1.0}]),  # a new rating
+        lambda s: store.upsert_ratings(s, [{"user": "a", "item": "x", "value": 3.0}]),  # the same value again
+        lambda s: store.delete_rating(s, "a", "z"),
+        lambda s: (s.execute(text("UPDATE ratings SET value = 1 WHERE user_id = 'a' AND item_id = 'y'")), s.commit()),
+        lambda s: (s.execute(text("DELETE FROM ratings WHERE user_id = 'a' AND item_id = 'y'")), s.commit()),
+        lambda s: (s.execute(text("INSERT INTO ratings (user_id, item_id, value, timestamp, written_at) "
+                                  "VALUES ('a', 'y', 2, 0, 0)")), s.commit()),
+    ]  # fmt: skip
+    seen = [_stamps(engine)]
+    for step in steps:
+        with Session(engine) as s:
+            step(s)
+        seen.append(_stamps(engine))
+        assert seen[-1]["a"] not in [before["a"] for before in seen[:-1]]
+        assert {u: seen[-1][u] for u in "bc"} == {u: seen[0][u] for u in "bc"}
+    assert store.user_stamp(engine, "a") == seen[-1]["a"] >= 0 and store.user_stamp(engine, "nobody") is None
+    engine.dispose()
+
+
+def test_the_stamps_migration_stamps_every_existing_user(db_url):
+    from alembic import command
+
+    engine = store.make_engine(db_url)
+    cfg = migrate._config()
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0003")
+    with engine.begin() as conn:
+        for u in ("a", "b"):
+            conn.execute(text("INSERT INTO users (id, created_at) VALUES (:u, 0)"), {"u": u})
+            conn.execute(text("INSERT INTO ratings (user_id, item_id, value, timestamp, written_at) VALUES (:u, 'x', 3, 0, 0)"), {"u": u})
+    assert migrate.upgrade(engine) == migrate.head()
+    before = _stamps(engine)
+    assert len(set(before.values())) == 2 and min(before.values()) >= 0
+    with Session(engine) as s:
+        store.delete_rating(s, "b", "x")
+    assert _stamps(engine)["a"] == before["a"] and _stamps(engine)["b"] != before["b"]
+    engine.dispose()

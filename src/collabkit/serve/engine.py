@@ -15,7 +15,11 @@ The large arrays (the top-K lists with their scores, reasons and P(love), what e
 had rated at the build, the unit vectors) are built once per model and written beside its folder
 (``engine_cache``); every other engine of that model, in any worker process, maps them read-only.
 A list built before later ratings stays right: a known user whose stored ratings differ from those
-captured with it is scored afresh (``for_user``).
+captured with it is scored afresh (``place``). Telling costs one primary-key read: with the
+ratings the build captures each user's stamp (``store.User.stamp``, a new random number with
+every change to their ratings, set by the store's triggers, read before the ratings so it is never
+newer than them); a stored stamp still equal to it means the precomputed list (``unchanged``),
+anything else a read of the user's ratings, compared with those captured.
 
 Three ways to place a user, named in every answer (``mode``), the same as ``recommend``'s:
 - ``model``: the model knows the user and nothing they rated came after its training: their
@@ -114,7 +118,7 @@ class Engine:
     def __init__(self, version: int, path: str, trained_through: float, model: CollabModel,
                  items: pd.DataFrame | None, ratings: pd.DataFrame, top_k: int = TOP_K,
                  scale: Any = None, new_items: int = 0, ann_items: int = ANN_ITEMS,
-                 cache: Path | None = None) -> None:  # fmt: skip
+                 cache: Path | None = None, stamps: dict[str, int] | None = None) -> None:  # fmt: skip
         t0 = time.perf_counter()
         # the lists below are big products: every core while building, then one per request (many
         # small requests in parallel beat one request on many threads), also when the build fails
@@ -143,7 +147,7 @@ class Engine:
             self.top_k = min(top_k, len(model.items))
             self.index = _index(self, ratings, ann_items)  # None: exact search; the lists go through it
             key = cache_key(model, self.top_k) if cache is not None else {}
-            self._adopt(shared_arrays(cache, key, lambda: self._precompute(ratings)))
+            self._adopt(shared_arrays(cache, key, lambda: self._precompute(ratings, stamps)))
             self.average = self._average_taste()
             self.load_seconds = time.perf_counter() - t0
         finally:
@@ -151,14 +155,15 @@ class Engine:
 
     @classmethod
     def load(cls, version: int, path: str, trained_through: float, ratings: pd.DataFrame, scale: Any = None,
-             new_items: int = 0, ann_items: int = ANN_ITEMS) -> Engine:  # fmt: skip
+             new_items: int = 0, ann_items: int = ANN_ITEMS, stamps: dict[str, int] | None = None) -> Engine:  # fmt: skip
         """Load a saved version's folder; ``ratings`` (the store's usable ones: user, item,
-        rating) give item popularity, the prior's calibration, what each known user has rated and
-        the new items (``new_items``: k, 0 = none); ``scale`` is the store's; ``ann_items``: the
-        catalogue size from which search is approximate (module docstring). The large arrays come
-        from the folder's engine cache (``engine_cache``), built there by the first process."""
+        rating, written_at) give item popularity, the prior's calibration, what each known user has
+        rated and the new items (``new_items``: k, 0 = none); ``scale`` is the store's;
+        ``ann_items``: the catalogue size from which search is approximate (module docstring);
+        ``stamps``: the users' stamps, read before ``ratings`` (``unchanged``). The large arrays
+        come from the folder's engine cache (``engine_cache``), built there by the first process."""
         return cls(version, path, trained_through, load_model(path), load_items(path), ratings, scale=scale,
-                   new_items=new_items, ann_items=ann_items, cache=cache_folder(path))  # fmt: skip
+                   new_items=new_items, ann_items=ann_items, cache=cache_folder(path), stamps=stamps)  # fmt: skip
 
     # --- requests ---------------------------------------------------------------------------------
     def for_user(self, user: str, items: list[str], values: np.ndarray, written_at: np.ndarray, n: int) -> Answer:
@@ -175,12 +180,26 @@ class Engine:
         """A new user's onboarding answers (item indices sorted, ratings), to be folded in."""
         return Place("fold-in", -1, idx, vals, n)
 
+    def stamp(self, user: str) -> int | None:
+        """The stamp ``user`` had in the store when their precomputed list was made (None: not
+        one to check by stamp: unknown to the model, or rated after its training). The stored
+        stamp still equal to it: the user's ratings are as captured (``unchanged``)."""
+        row = self.user_index.get(user)
+        stamp = -1 if row is None else int(self.stamps[row])
+        return None if stamp < 0 else stamp
+
+    def unchanged(self, user: str, n: int) -> Place:
+        """A user whose stored stamp equals ``stamp(user)``: their precomputed list, as ``place``
+        would find it from their ratings, without reading them."""
+        return Place("precomputed", self.user_index[user], np.zeros(0, np.int64), np.zeros(0), n)
+
     def place(self, user: str, items: list[str], values: np.ndarray, written_at: np.ndarray, n: int) -> Place:
         """How to answer a stored user: their precomputed list, their trained representation
-        scored afresh (their stored ratings changed since the load), or a fold-in."""
-        idx, vals = self._known(items, values)
+        scored afresh (their stored ratings changed since the load), or a fold-in. Ratings off
+        the store's scale are not used, and one written after the training does not count."""
+        idx, vals, usable = self._known(items, values)
         row = self.user_index.get(user) if len(items) else None
-        if row is not None and not (written_at > self.trained_through).any():
+        if row is not None and not (written_at[usable] > self.trained_through).any():
             lo, hi = self.seen[0][row], self.seen[0][row + 1]
             if np.array_equal(idx, self.seen[1][lo:hi]) and np.array_equal(vals.astype(np.float32), self.seen[2][lo:hi]):
                 return Place("precomputed", row, idx, vals, n)  # nothing rated, changed or deleted since the load
@@ -237,16 +256,19 @@ class Engine:
         return Answer("model", top[:k], self.top_scores[row, :k], text, p)
 
     @torch.no_grad()
-    def _precompute(self, ratings: pd.DataFrame) -> dict[str, np.ndarray]:
-        """The large arrays (shared through the cache): what each known user has in the store,
-        unit item vectors, and every known user's top-K without what they have in the store, with
-        the items behind each reason and P(love): what ``recommend`` computes for them, done once."""
+    def _precompute(self, ratings: pd.DataFrame, stamps: dict[str, int] | None) -> dict[str, np.ndarray]:
+        """The large arrays (shared through the cache): what each known user has in the store
+        (with their stamp and their latest rating's time), unit item vectors, and every known
+        user's top-K without what they have in the store, with the items behind each reason and
+        P(love): what ``recommend`` computes for them, done once."""
         indptr, seen, values = _seen_at_load(self, ratings)
+        stamp, latest = _stamps_at_load(self, ratings, stamps)
         unit = unit_factors(self.model)  # (n_items, 0) for kinds without factors: no reasons
         users = np.arange(len(self.model.users))
         top, scores = self._top(users, self.top_k, (indptr, seen))
         because = explain_items(self.model, top, (indptr, seen, values), users, vectors=unit)
         out = {"seen_indptr": indptr, "seen_items": seen, "seen_ratings": values, "unit": unit.detach().numpy(),
+               "user_stamp": stamp, "user_latest": latest,
                "top_items": top, "top_scores": scores, "top_because": because}  # fmt: skip
         if supports(self.model, PROBA):
             chunks = [_p_love(self.model, rows, None, top[rows]) for rows in np.array_split(users, max(1, len(users) // 4096))]
@@ -256,6 +278,8 @@ class Engine:
     def _adopt(self, arrays: dict[str, np.ndarray]) -> None:
         """Serve from ``_precompute``'s arrays (built here, or mapped read-only from the cache)."""
         self.seen = (arrays["seen_indptr"], arrays["seen_items"], arrays["seen_ratings"])  # CSR over model users
+        # a stamp to check only for a user with nothing rated after the training (this version's)
+        self.stamps = np.where(arrays["user_latest"] <= self.trained_through, arrays["user_stamp"], -1)
         with warnings.catch_warnings():  # a mapped array is read-only, and nothing writes to it
             warnings.filterwarnings("ignore", "The given NumPy array is not writable")
             self.unit = torch.from_numpy(arrays["unit"])
@@ -269,12 +293,15 @@ class Engine:
             return self.index.top_n(self.model, users, n, seen, reprs)
         return top_n(self.model, users, n, seen=seen, reprs=reprs, scorer=self.scorer)
 
-    def _known(self, items: list[str], values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The stored ratings of items the model knows, as (indices, ratings) sorted by index."""
+    def _known(self, items: list[str], values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The stored ratings of items the model knows, as (indices, ratings) sorted by index,
+        and which stored ratings are usable (on the store's scale)."""
         idx = np.fromiter((self.item_index.get(i, -1) for i in items), np.int64, len(items))
-        keep = (idx >= 0) & (np.isfinite(values) if self.scale is None else self.scale.ok(np.asarray(values, np.float64)))
+        values = np.asarray(values, dtype=np.float64)
+        usable = np.isfinite(values) if self.scale is None else self.scale.ok(values)
+        keep = (idx >= 0) & usable
         order = np.argsort(idx[keep], kind="stable")
-        return idx[keep][order], np.asarray(values, dtype=np.float64)[keep][order]
+        return idx[keep][order], values[keep][order], usable
 
     def _ranked(self, reprs: Tensor, places: list[Place]) -> list[Answer]:
         """Score user representations (U, D) against the catalogue, each user's rated items
@@ -400,6 +427,24 @@ def _questions(model: CollabModel, ratings: Ratings | None, prior: UserPrior | N
         out.append(item)
         quiz.answer(item, None)
     return out
+
+
+def _stamps_at_load(engine: Engine, ratings: pd.DataFrame, stamps: dict[str, int] | None) -> tuple[np.ndarray, np.ndarray]:
+    """(each model user's stamp, -1: none; the time of their latest stored rating, inf: none).
+    Stamps come from the store, read before ``ratings``; a user without ratings is never checked
+    by stamp (``_adopt``): they get the average-taste list, not their precomputed one."""
+    n_users = len(engine.model.users)
+    latest = np.full(n_users, np.inf)
+    if not stamps or not len(ratings):
+        return np.full(n_users, -1, dtype=np.int64), latest
+    u = ratings["user"].map(engine.user_index)
+    known = u.notna().to_numpy()
+    rows = u[known].to_numpy(dtype=np.int64)
+    found = np.full(n_users, -np.inf)
+    np.maximum.at(found, rows, ratings["written_at"].to_numpy(dtype=np.float64)[known])
+    latest[rows] = found[rows]
+    stamp = np.fromiter((stamps.get(str(t), -1) for t in engine.model.users.ids), np.int64, n_users)
+    return stamp, latest
 
 
 def _seen_at_load(engine: Engine, ratings: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

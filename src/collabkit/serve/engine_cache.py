@@ -37,7 +37,7 @@ from collabkit.files import FileLock, fsync_dir, fsync_file, process_alive, read
 from collabkit.models.base import CollabModel
 
 log = logging.getLogger("collabkit.serve")
-FORMAT = 1  # what an entry holds and how it was computed; raising it makes every older entry stale
+FORMAT = 2  # what an entry holds and how it was computed; raising it makes every older entry stale
 META = "meta.json"
 LOCK = "lock"  # the builders' lock file, in the cache folder (never deleted: flock needs one file)
 Arrays = dict[str, np.ndarray]

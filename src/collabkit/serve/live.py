@@ -25,7 +25,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from collabkit.serve import store
-from collabkit.serve.rollout import NotServable, checked_load
+from collabkit.serve.rollout import NotServable, checked_load, load_served
 
 if TYPE_CHECKING:
     from collabkit.serve.engine import Engine
@@ -54,12 +54,7 @@ class Live:
         return None if served is None else served.version
 
     def load(self, version: store.ModelVersion) -> Engine:
-        from collabkit.serve.engine import Engine
-
-        with Session(self.engine) as session:
-            ratings, scale = store.all_ratings(session), store.scale(session)
-        return Engine.load(version.id, version.path, version.trained_through, ratings, scale, self.new_items,
-                           self.ann_items)  # fmt: skip
+        return load_served(self.engine, version, new_items=self.new_items, ann_items=self.ann_items)
 
     def sync(self) -> bool:
         """Serve the store's live version if it is not the one served; True when it swapped."""

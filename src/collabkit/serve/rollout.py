@@ -288,13 +288,15 @@ def _why(e: Exception) -> str:
     return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:500]
 
 
-def load_served(engine: Engine, version: store.ModelVersion) -> Any:
-    """A version loaded as the server would load it: its ``engine.Engine``."""
+def load_served(engine: Engine, version: store.ModelVersion, **options: Any) -> Any:
+    """A version loaded as the server loads it: its ``engine.Engine`` (``options``: new_items,
+    ann_items), on the store's users' stamps and then its ratings (``Engine.stamp``)."""
     from collabkit.serve.engine import Engine as Served
 
     with Session(engine) as session:
+        stamps = store.user_stamps(session)  # first: never newer than the ratings read next
         ratings, scale = store.all_ratings(session), store.scale(session)
-    return Served.load(version.id, version.path, version.trained_through, ratings, scale)
+    return Served.load(version.id, version.path, version.trained_through, ratings, scale, stamps=stamps, **options)
 
 
 def promote_version(engine: Engine, version_id: int) -> store.ModelVersion:

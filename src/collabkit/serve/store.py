@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import secrets
 import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -32,6 +33,7 @@ from sqlalchemy import (
     event,
     func,
     select,
+    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
@@ -58,6 +60,9 @@ class User(Base):
     __tablename__ = "users"
     id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
     created_at: Mapped[float] = mapped_column(Float, default=now)
+    # a new random number with every change to the user's ratings, set by triggers on ``ratings``
+    # (migration 0004), whoever writes: one read tells a served model whether they changed
+    stamp: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class Item(Base):
@@ -213,15 +218,15 @@ def upsert_ratings(session: Session, rows: Sequence[dict[str, Any]]) -> int:
     """
     if not rows:
         return 0
-    stamp = now()
+    written = now()
     last = {(r["user"], r["item"]): r for r in rows}
     values = [
         {"user_id": u, "item_id": i, "value": float(r["value"]),
-         "timestamp": stamp if r.get("timestamp") is None else float(r["timestamp"]),
-         "written_at": stamp}
+         "timestamp": written if r.get("timestamp") is None else float(r["timestamp"]),
+         "written_at": written}
         for (u, i), r in sorted(last.items())  # one lock order for all writers: no deadlocks
     ]  # fmt: skip
-    _ensure(session, User, {u for u, _ in last}, {"created_at": stamp})
+    _lock_users(session, {u for u, _ in last}, written)
     _ensure(session, Item, {i for _, i in last}, {"metadata": {}})
     stmt = _insert(session, Rating)
     stmt = stmt.on_conflict_do_update(
@@ -238,22 +243,54 @@ def _ensure(session: Session, table: Any, ids: Iterable[str], defaults: dict[str
     session.execute(_insert(session, table).on_conflict_do_nothing(index_elements=["id"]), rows)
 
 
+def _lock_users(session: Session, users: Iterable[str], created_at: float) -> None:
+    """Create or restamp ``users``, in id order, before their ratings change. Their rows are then
+    this transaction's, so the ratings triggers' restamping (migration 0004) waits for no one:
+    every writer takes user rows first and in one order, and no two deadlock."""
+    rows = [{"id": u, "created_at": created_at, "stamp": secrets.randbits(63)} for u in sorted(users)]
+    stmt = _insert(session, User)
+    session.execute(stmt.on_conflict_do_update(index_elements=["id"], set_={"stamp": stmt.excluded.stamp}), rows)
+
+
 def delete_rating(session: Session, user: str, item: str) -> bool:
     """Remove one rating; False when there was none."""
+    session.execute(update(User).where(User.id == user).values(stamp=secrets.randbits(63)))  # first: _lock_users
     done = session.execute(delete(Rating).where(Rating.user_id == user, Rating.item_id == item))
     session.commit()
     return done.rowcount > 0
 
 
 USER_RATINGS = select(Rating.item_id, Rating.value, Rating.written_at).where(Rating.user_id == bindparam("user"))
+USER_STAMP = select(User.stamp).where(User.id == bindparam("user"))
 
 
 def user_ratings(engine: Engine, user: str) -> tuple[list[str], np.ndarray, np.ndarray]:
     """The user's stored ratings as (items, ratings, written_at): one indexed query (the leading
-    column of the (user, item) unique index), no ORM session, no frame; a request's path. The
-    query goes to the driver as SQL compiled once per dialect and its rows stay the driver's
-    tuples: for a user with a hundred ratings SQLAlchemy's result rows cost more than the query."""
-    sql, positional = _compiled(USER_RATINGS, engine.dialect)
+    column of the (user, item) unique index), no ORM session, no frame; a request's path."""
+    rows = _fetch(engine, USER_RATINGS, user)
+    if not rows:
+        return [], np.zeros(0), np.zeros(0)
+    items, values, written = zip(*rows)
+    return list(items), np.array(values, dtype=np.float64), np.array(written, dtype=np.float64)
+
+
+def user_stamp(engine: Engine, user: str) -> int | None:
+    """The user's stamp (``User.stamp``; None: no such user): one primary-key read."""
+    rows = _fetch(engine, USER_STAMP, user)
+    return int(rows[0][0]) if rows else None
+
+
+def user_stamps(session: Session) -> dict[str, int]:
+    """{user: stamp} of every user: read before the ratings a served model captures, so a stamp
+    is never newer than the ratings captured with it (``serve.engine``)."""
+    return {u: int(s) for u, s in session.execute(select(User.id, User.stamp))}
+
+
+def _fetch(engine: Engine, query: Any, user: str) -> list[tuple[Any, ...]]:
+    """The rows of ``query`` for ``user`` straight from the driver: SQL compiled once per dialect,
+    the driver's tuples; for a user with a hundred ratings SQLAlchemy's result rows cost more than
+    the query."""
+    sql, positional = _compiled(query, engine.dialect)
     raw = engine.raw_connection()  # from the pool, back to it (rolled back) on close
     try:
         cursor = raw.cursor()
@@ -262,10 +299,7 @@ def user_ratings(engine: Engine, user: str) -> tuple[list[str], np.ndarray, np.n
         cursor.close()
     finally:
         raw.close()
-    if not rows:
-        return [], np.zeros(0), np.zeros(0)
-    items, values, written = zip(*rows)
-    return list(items), np.array(values, dtype=np.float64), np.array(written, dtype=np.float64)
+    return rows
 
 
 @functools.lru_cache(maxsize=16)
@@ -304,6 +338,7 @@ def user_ratings_page(session: Session, user: str, limit: int, after: str | None
 def delete_user(session: Session, user: str) -> tuple[int, int] | None:
     """Forget ``user``: their ratings, exposures and row, in one transaction; (ratings, exposures)
     deleted, or None when the store has never heard of them."""
+    session.execute(update(User).where(User.id == user).values(stamp=secrets.randbits(63)))  # first: _lock_users
     ratings = session.execute(delete(Rating).where(Rating.user_id == user)).rowcount
     exposures = session.execute(delete(Exposure).where(Exposure.user_id == user)).rowcount
     users = session.execute(delete(User).where(User.id == user)).rowcount

@@ -1,7 +1,7 @@
 """Top-n for a user in their own ids, seen items excluded, each with a reason; logs exposures.
 
-The request path is store -> engine -> response: one indexed query for the user's ratings, the
-version's ``Engine`` for the list (with the other requests of the same turn: ``serve.batching``),
+The request path is store -> engine -> response: one indexed query (the user's stamp or their
+ratings: ``place``), the version's ``Engine`` for the list (with the other requests of the same turn: ``serve.batching``),
 one orjson encoding for the body.
 """
 
@@ -33,9 +33,19 @@ async def recommendations(user: PathId, request: Request, engine: Model, n: N = 
     # ran 4x fewer queries a second than one), and a worker process has one core to give anyway.
     # The list itself is computed with the other requests of this turn (``serve.batching``).
     engine = request.app.state.canary.route(user, engine)  # the user's canary arm, if one runs
-    items, values, written = store.user_ratings(request.app.state.engine, user)
-    answer = await request.app.state.batcher.answer(engine, engine.place(user, items, values, written, n))
+    answer = await request.app.state.batcher.answer(engine, place(request.app.state.engine, engine, user, n))
     return respond(request, engine, user, answer)
+
+
+def place(db: Any, engine: Any, user: str, n: int) -> Any:
+    """Place ``user`` for ``engine`` (``Engine.place``): a known user whose stamp in the store is
+    the one captured with their precomputed list costs one primary-key read; anyone else, one
+    read of their ratings (after the stamp's, when they have one)."""
+    captured = engine.stamp(user)
+    if captured is not None and store.user_stamp(db, user) == captured:
+        return engine.unchanged(user, n)
+    items, values, written = store.user_ratings(db, user)
+    return engine.place(user, items, values, written, n)
 
 
 def respond(request: Request, engine: Any, user: str, answer: Any, status: int = 200) -> Response:
