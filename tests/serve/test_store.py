@@ -215,3 +215,16 @@ def test_the_stamps_migration_stamps_every_existing_user(db_url):
         store.delete_rating(s, "b", "x")
     assert _stamps(engine)["a"] == before["a"] and _stamps(engine)["b"] != before["b"]
     engine.dispose()
+
+
+def test_exposures_are_written_whole_in_multi_row_statements(db_url):
+    engine = store.make_engine(db_url)
+    n = 2 * store.EXPOSURES_PER_STATEMENT + 51  # two full statements and a shorter one on SQLite
+    rows = [{"user_id": f"u{k % 7}", "item_id": str(k), "position": k % 10 + 1, "model_version": None,
+             "shown_at": 1000.0 + k} for k in range(n)]  # fmt: skip
+    with Session(engine) as s:
+        store.add_exposures(s, rows)
+        got = s.execute(select(store.Exposure.user_id, store.Exposure.item_id, store.Exposure.position,
+                               store.Exposure.model_version, store.Exposure.shown_at).order_by(store.Exposure.shown_at)).all()  # fmt: skip
+    engine.dispose()
+    assert [tuple(r) for r in got] == [tuple(r[c] for c in store.EXPOSURE_COLUMNS) for r in rows]

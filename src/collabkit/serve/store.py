@@ -468,10 +468,34 @@ def record_scale(session: Session, new: Scale, replace: bool = False) -> Scale:
 
 
 # --- exposures ----------------------------------------------------------------------------------
+EXPOSURE_COLUMNS = ("user_id", "item_id", "position", "model_version", "shown_at")
+EXPOSURES_PER_STATEMENT = 200  # rows of one multi-row INSERT on SQLite (1,000 parameters)
+
+
 def add_exposures(session: Session, rows: list[dict[str, Any]]) -> None:
-    if rows:
+    """Insert exposure rows (dicts of ``EXPOSURE_COLUMNS``) and commit. On SQLite a few
+    multi-row INSERTs instead of one per row: the driver hands the GIL back around each statement
+    it steps, and a thread stepping a row at a time starved the event loop of it (a request's own
+    query then waited up to the 5 ms switch interval for the GIL to come back)."""
+    if not rows:
+        return
+    if session.get_bind().dialect.name != "sqlite":
         session.execute(_insert(session, Exposure), rows)
         session.commit()
+        return
+    cursor = session.connection().connection.cursor()
+    for start in range(0, len(rows), EXPOSURES_PER_STATEMENT):
+        chunk = rows[start : start + EXPOSURES_PER_STATEMENT]
+        cursor.execute(_exposures_sql(len(chunk)), [r[c] for r in chunk for c in EXPOSURE_COLUMNS])
+    cursor.close()
+    session.commit()
+
+
+@functools.lru_cache(maxsize=4)
+def _exposures_sql(n: int) -> str:
+    """A SQLite INSERT of ``n`` exposure rows (qmark parameters)."""
+    row = "(" + ", ".join("?" * len(EXPOSURE_COLUMNS)) + ")"
+    return f"INSERT INTO exposures ({', '.join(EXPOSURE_COLUMNS)}) VALUES " + ", ".join([row] * n)
 
 
 def iso(t: float | None) -> str | None:
