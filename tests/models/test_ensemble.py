@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -125,3 +126,59 @@ def test_the_fallback_models_baseline_scores_unknown_ids(tiny, members):
     assert not np.allclose(Ensemble.of(list(members), [0.5, 0.5]).predict(*unknown), fallback.predict(*unknown))
     known = (f["user"].head(20), f["item"].head(20))
     np.testing.assert_array_equal(model.predict(*known), Ensemble.of(list(members), [0.5, 0.5]).predict(*known))
+
+
+@pytest.fixture
+def refined(tiny, members):
+    """A refined support-aware ensemble (random correction, gated on in 5 of the 9 cells)."""
+    from collabkit.models.ensemble import N_META
+
+    rng = np.random.default_rng(1)
+    cells = rng.uniform(0, 1, (3, 3, 2))
+    coef, gate = rng.normal(0, 0.05, (N_META, 3)), (rng.uniform(0, 1, (3, 3)) < 0.6).astype(float)
+    thin = tiny.with_frame(tiny.frame.iloc[::3])
+    model = Ensemble.of(list(members), [0.5, 0.5], support=((1, 5), cells), train=thin, refine=(coef, gate))
+    return model, cells, coef, gate, thin
+
+
+def test_a_refined_ensemble_adds_its_correction_by_the_sides_moments(tiny, members, refined):
+    model, cells, coef, gate, thin = refined
+    f = tiny.frame
+    side = {}
+    for name in ("user", "item"):
+        g = thin.frame.groupby(name)["rating"]
+        stats = pd.DataFrame({"count": g.size(), "mean": g.mean(), "std": g.std(ddof=0)})
+        side[name] = stats.reindex(f[name]).fillna(0).to_numpy()
+    cu, ci = side["user"][:, 0], side["item"][:, 0]
+    bins = lambda c: np.searchsorted([1, 5], c)
+    m = np.column_stack([np.ones(len(f)), np.log1p(cu), side["user"][:, 1], side["user"][:, 2],
+                         np.log1p(ci), side["item"][:, 1], side["item"][:, 2]])  # fmt: skip
+    on = gate[bins(cu), bins(ci)] * ((cu > 0) & (ci > 0))
+    corr = (m @ coef) * on[:, None]
+    w = cells[bins(cu), bins(ci)] + corr[:, :2]
+    s = np.column_stack([members[0].predict(f["user"], f["item"]), members[1].predict(f["user"], f["item"])])
+    want = (w * s).sum(1) + corr[:, 2]
+    np.testing.assert_allclose(model.predict(f["user"], f["item"]), want, rtol=1e-5, atol=1e-5)
+    assert on.any() and not on.all() and np.abs(corr).max() > 1e-3
+
+
+def test_a_refined_ensembles_scoring_paths_agree_and_survive_a_round_trip(tiny, refined, tmp_path):
+    model = refined[0]
+    u, i = torch.tensor([0, 1, 2, 5]), torch.tensor([3, 3, 0, 7])
+    torch.testing.assert_close(model.head(model.user_repr(u), model.item_repr(i)), model.score(u, i))
+    n = len(model.items)
+    pairs = model.predict_idx(u.repeat_interleave(n), torch.arange(n).repeat(len(u)))
+    torch.testing.assert_close(model.score_all_items(u), pairs.view(len(u), n), rtol=1e-5, atol=1e-5)
+    save_model(model, tmp_path / "r")
+    again = load_model(tmp_path / "r")
+    f = tiny.frame
+    np.testing.assert_array_equal(model.predict(f["user"], f["item"]), again.predict(f["user"], f["item"]))
+
+
+def test_a_folded_in_users_moments_are_those_of_their_answers(tiny, refined):
+    model = refined[0]
+    items = torch.tensor([[0, 3, 5, -1, -1]])
+    x = model.fold_in(items, torch.tensor([[4.0, 2.0, 5.0, 0.0, 0.0]], dtype=torch.float64))
+    assert x.shape == (1, model.user_repr(torch.zeros(1, dtype=torch.int64)).shape[1])
+    torch.testing.assert_close(x[0, -3:].double(), torch.tensor([3.0, 11 / 3, np.std([4.0, 2.0, 5.0])], dtype=torch.float64))
+    assert model.user_prior().mean[-3:].abs().sum() == 0  # the average-taste user has no ratings

@@ -94,3 +94,46 @@ def test_nnls_is_exact_on_small_problems():
     assert w[2] == 0 and (w >= 0).all()
     free = np.linalg.lstsq(P[:, :2], y, rcond=None)[0]
     np.testing.assert_allclose(w[:2], free, atol=1e-9)
+
+
+def spread_by_user(n: int, seed: int) -> tuple[np.ndarray, ...]:
+    """Rows where the factor model's error grows with the user's rating deviation, not with any
+    count: (P, y, user counts, item counts, user moments, item moments). The cells cannot see it."""
+    rng = np.random.default_rng(seed)
+    cu, ci = rng.integers(21, 200, n).astype(float), rng.integers(21, 200, n).astype(float)  # one cell
+    std_u, std_i = rng.uniform(0.2, 1.6, n), rng.uniform(0.5, 1.2, n)
+    mean_u, mean_i = rng.uniform(3, 4.5, n), rng.uniform(3, 4.5, n)
+    y = rng.integers(1, 6, n).astype(float)
+    base_err = rng.normal(0, 0.9, n)
+    P = np.stack([y + base_err, y + rng.normal(0, 1, n) * (0.1 + std_u**2)], 1)
+    return P, y, cu, ci, np.column_stack([mean_u, std_u]), np.column_stack([mean_i, std_i])
+
+
+def test_the_refinement_follows_what_the_cells_cannot_see_and_keeps_the_guarantees():
+    P, y, cu, ci, mu, mi = spread_by_user(30_000, seed=0)
+    plain = fit_support(P, y, cu, ci, baselines=[0], names=["baseline", "factors"])
+    refined = fit_support(P, y, cu, ci, baselines=[0], names=["baseline", "factors"], moments=(mu, mi))
+    assert plain.refine is None and refined.refine is not None and refined.refine_cells.sum() >= 1
+    assert refined.cells_rmse == plain.rmse
+    assert refined.rmse < plain.rmse - 0.01
+    for row in refined.buckets:
+        assert row["rmse"] <= row["baseline_rmse"] + 1e-12, row
+    # on fresh rows, scored as the ensemble does (models.ensemble.meta_features)
+    from collabkit.train.blend import _design, _meta
+
+    P2, y2, cu2, ci2, mu2, mi2 = spread_by_user(30_000, seed=1)
+    cells = cell_predictions(plain, P2, cu2, ci2)
+    more = cell_predictions(refined, P2, cu2, ci2) + _design(_meta(cu2, ci2, mu2, mi2), P2) @ refined.refine.ravel()
+    assert rmse(more, y2) < rmse(cells, y2) - 0.01
+
+
+def test_the_refinement_is_left_out_of_cells_where_it_does_not_help():
+    rng = np.random.default_rng(5)
+    n = 4000
+    cu, ci = rng.integers(1, 60, n).astype(float), rng.integers(1, 60, n).astype(float)
+    y = rng.integers(1, 6, n).astype(float)
+    P = np.stack([y + rng.normal(0, 1, n), y + rng.normal(0, 1, n)], 1)  # nothing for it to learn
+    moments = (rng.uniform(0, 5, (n, 2)), rng.uniform(0, 5, (n, 2)))
+    blend = fit_support(P, y, cu, ci, baselines=[0], names=["a", "b"], moments=moments)
+    assert blend.rmse <= blend.cells_rmse + 1e-12
+    assert all(r["rmse"] <= r["baseline_rmse"] + 1e-12 for r in blend.buckets)

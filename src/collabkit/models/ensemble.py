@@ -11,9 +11,20 @@ linear stacking (Sill et al. 2009) whose meta-features are the cells' indicators
 of log(1 + c_u) and log(1 + c_i). Thin cells can then lean on the baseline predictor and rich ones
 on the factor models; ``train.blend`` fits the cells' weights on a validation part.
 
+A **refined** ensemble (``refine``: an (F, K + 1) matrix A and a 0/1 gate per cell) adds, in the
+cells whose gate is 1 and for pairs whose user and item both have ratings, a correction linear in
+the pair's meta-features m (``meta_features``: 1, then log(1 + c), the rating mean and standard
+deviation of the user and of the item):
+
+    score(u, i) += sum_k (m A)_k score_k(u, i) + (m A)_K
+
+so a member's weight also follows how spread and how high the user's and the item's ratings are
+(the cells alone see only their counts).
+
 In the contract's terms user_repr/item_repr are the members' representations side by side (plus,
-with bins, the count c_u or c_i as a last column) and the head splits them again, so top-N, the
-serving engine and ``predict`` agree; a folded-in user's count is their number of answers. The
+with bins, the count c_u or c_i as a last column; refined, the count, rating mean and std as the
+last three) and the head splits them again, so top-N, the serving engine and ``predict`` agree; a
+folded-in user's count (mean, std) is that of their answers. The
 members share the ensemble's vocabularies.
 
 What the ensemble shows of itself (similar items, reasons, the map, biases) comes from one
@@ -53,6 +64,8 @@ from collabkit.models.linear import UserPrior
 
 #: the count bins' upper ends a support-aware blend uses by default: 1, 2-5, 6-20, 21-100, > 100
 SUPPORT_EDGES = (1, 5, 20, 100)
+#: meta-features of a refined ensemble (``meta_features``)
+N_META = 7
 #: config fields a member name leaves out (set from the data, or too long to read)
 _UNNAMED = ("seed", "y_range", "clip", "levels", "user_features", "item_features")
 
@@ -69,6 +82,10 @@ class EnsembleConfig(ModelConfig):
     cell_weights: tuple[tuple[tuple[float, ...], ...], ...] = ()
     # the member the ensemble is shown by; -1: chosen (``representative``)
     represent: int = field(default=-1, metadata={"min": -1})
+    # [meta-feature][member, then offset] -> the refinement's coefficients; () without one
+    refine: tuple[tuple[float, ...], ...] = ()
+    # [user bin][item bin] -> 1.0 where the refinement applies
+    refine_cells: tuple[tuple[float, ...], ...] = ()
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -124,10 +141,16 @@ class Ensemble(CollabModel):
                 (m.user_repr(probe).shape[1], m.item_repr(probe).shape[1]) for m in members
             ]
         self.supported = bool(config.support_edges)
+        self.refined = bool(config.refine)
+        self._side = 3 if self.refined else 1  # support columns of a representation: count (mean, std)
         if self.supported:
             self._set_cells(config)
             self.register_buffer("user_count", torch.zeros(len(users)))  # training ratings per user
             self.register_buffer("item_count", torch.zeros(len(items)))  # ... and per item
+        if self.refined:
+            self._set_refinement(config)
+            self.register_buffer("user_moments", torch.zeros(len(users), 2))  # rating mean, std per user
+            self.register_buffer("item_moments", torch.zeros(len(items), 2))  # ... and per item
         self._set_capabilities()
 
     def _set_cells(self, config: EnsembleConfig) -> None:
@@ -140,6 +163,19 @@ class Ensemble(CollabModel):
             )
         self.register_buffer("edges", torch.tensor(config.support_edges, dtype=torch.float32), persistent=False)
         self.register_buffer("cells", cells, persistent=False)
+
+    def _set_refinement(self, config: EnsembleConfig) -> None:
+        coef = torch.tensor(config.refine, dtype=torch.float32)
+        gate = torch.tensor(config.refine_cells, dtype=torch.float32)
+        n_bins, n = len(config.support_edges) + 1, len(config.members)
+        if not self.supported or coef.shape != (N_META, n + 1) or gate.shape != (n_bins, n_bins):
+            raise ValueError(
+                f"ensemble: a refinement needs support bins, refine {N_META} x {n + 1} (meta-features x "
+                f"members and offset) and refine_cells {n_bins} x {n_bins}, not {tuple(coef.shape)} and "
+                f"{tuple(gate.shape)}"
+            )
+        self.register_buffer("refine", coef, persistent=False)
+        self.register_buffer("gate", gate, persistent=False)
 
     def _set_capabilities(self) -> None:
         every = frozenset.intersection(frozenset({FOLD_IN, ITEM_FOLD_IN, RATINGS}), *(m.capabilities for m in self.members))
@@ -157,6 +193,7 @@ class Ensemble(CollabModel):
         support: tuple[tuple[int, ...], np.ndarray] | None = None,
         train: Ratings | None = None,
         fallback: CollabModel | None = None,
+        refine: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> Ensemble:
         """An ensemble of trained ``members`` (same users and items, in the same order).
 
@@ -164,7 +201,8 @@ class Ensemble(CollabModel):
         support; ``train``, the members' training ratings, gives every user's and item's count.
         ``represent``: the member that shows the ensemble (-1: ``representative``'s rule).
         ``fallback``: a rating model of the same ids whose baseline predictor scores the pairs with
-        an unknown side (default: the first member's).
+        an unknown side (default: the first member's). ``refine`` = (A (F, members + 1), gate
+        (bins, bins)) adds the refinement (module docstring); it needs ``support``.
         """
         first = members[0]
         for m in [*members[1:], *([fallback] if fallback is not None else [])]:
@@ -185,6 +223,8 @@ class Ensemble(CollabModel):
             support_edges=tuple(int(e) for e in edges),
             cell_weights=np.asarray(cells, dtype=np.float64).tolist() if support is not None else (),
             represent=represent,
+            refine=np.asarray(refine[0], dtype=np.float64).tolist() if refine is not None else (),
+            refine_cells=np.asarray(refine[1], dtype=np.float64).tolist() if refine is not None else (),
             seed=first.config.seed,
         )
         model = cls(config, first.users, first.items, members)
@@ -194,9 +234,7 @@ class Ensemble(CollabModel):
         model.baseline_user.copy_(source.baseline_user)
         model.baseline_item.copy_(source.baseline_item)
         if support is not None:
-            cu, ci = rating_counts(model.users, model.items, train)
-            model.user_count.copy_(torch.from_numpy(cu))
-            model.item_count.copy_(torch.from_numpy(ci))
+            model._count_support(train)
         model.meta["representation"] = model.representation()
         return model
 
@@ -218,10 +256,18 @@ class Ensemble(CollabModel):
             history.rows.extend({"member": name, **row} for row in h.rows or [{"time": h.fit_seconds}])
             history.fit_seconds += h.fit_seconds
         if self.supported:
-            cu, ci = rating_counts(self.users, self.items, train)
-            self.user_count.copy_(torch.from_numpy(cu))
-            self.item_count.copy_(torch.from_numpy(ci))
+            self._count_support(train)
         return history
+
+    def _count_support(self, train: Ratings) -> None:
+        """Every user's and item's count (and, refined, rating mean and std) in ``train``."""
+        cu, ci = rating_counts(self.users, self.items, train)
+        self.user_count.copy_(torch.from_numpy(cu))
+        self.item_count.copy_(torch.from_numpy(ci))
+        if self.refined:
+            mu, mi = rating_moments(self.users, self.items, train)
+            self.user_moments.copy_(torch.from_numpy(mu))
+            self.item_moments.copy_(torch.from_numpy(mi))
 
     # --- the representation member ---------------------------------------------------------------
     def representative(self) -> int:
@@ -278,18 +324,18 @@ class Ensemble(CollabModel):
     def user_repr(self, u: Tensor) -> Tensor:
         parts = [m.user_repr(u) for m in self.members]
         if self.supported:
-            parts.append(self.user_count[u].unsqueeze(1).to(parts[0].dtype))
+            parts.append(self._support("user", u).to(parts[0].dtype))
         return torch.cat(parts, 1)
 
     def item_repr(self, i: Tensor) -> Tensor:
         parts = [m.item_repr(i) for m in self.members]
         if self.supported:
-            parts.append(self.item_count[i].unsqueeze(1).to(parts[0].dtype))
+            parts.append(self._support("item", i).to(parts[0].dtype))
         return torch.cat(parts, 1)
 
     def head(self, ur: Tensor, ir: Tensor) -> Tensor:
-        w = self._weights(ur[..., -1], ir[..., -1])
-        out, su, si = 0.0, 0, 0
+        w, offset = self._weights(ur[..., -self._side :], ir[..., -self._side :])
+        out, su, si = offset, 0, 0
         for k, (m, (du, di)) in enumerate(zip(self.members, self._widths)):
             out = out + w[k] * m.head(ur[..., su : su + du], ir[..., si : si + di])
             su, si = su + du, si + di
@@ -297,21 +343,37 @@ class Ensemble(CollabModel):
 
     def _score(self, u: Tensor, i: Tensor) -> Tensor:
         """Each member's own scoring, weighted (the ensemble's baseline covers unknown ids)."""
-        w = list(self.config.weights)
+        w, offset = list(self.config.weights), 0.0
         if self.supported:
-            w = self._weights(self._count(u, self.user_count), self._count(i, self.item_count))
-        return sum(wk * m.score(u, i) for wk, m in zip(w, self.members))
+            w, offset = self._weights(self._support("user", u), self._support("item", i))
+        return offset + sum(wk * m.score(u, i) for wk, m in zip(w, self.members))
 
-    def _weights(self, user_count: Tensor, item_count: Tensor) -> list[Tensor | float]:
-        """Member k's weight for each pair (a number each without support bins)."""
+    def _weights(self, user_side: Tensor, item_side: Tensor) -> tuple[list[Tensor | float], Tensor | float]:
+        """(member k's weight for each pair, the pairs' offset) from the sides' support columns
+        (..., 1 or 3): count (mean, std); numbers without support bins."""
         if not self.supported:
-            return list(self.config.weights)
-        return list(self.weights_at(user_count, item_count).to(user_count.dtype).unbind(-1))
+            return list(self.config.weights), 0.0
+        w = self.weights_at(user_side[..., 0], item_side[..., 0]).to(user_side.dtype)
+        if not self.refined:
+            return list(w.unbind(-1)), 0.0
+        corr = meta_features(user_side, item_side) @ self.refine.to(user_side.dtype)  # (..., K + 1)
+        corr = corr * self._gate(user_side[..., 0], item_side[..., 0]).unsqueeze(-1)
+        return list((w + corr[..., :-1]).unbind(-1)), corr[..., -1]
 
-    @staticmethod
-    def _count(idx: Tensor, counts: Tensor) -> Tensor:
-        """Training ratings of each index (0 for an unknown one, -1)."""
-        return torch.where(idx >= 0, counts[idx.clamp(min=0)], 0.0)
+    def _gate(self, user_count: Tensor, item_count: Tensor) -> Tensor:
+        """1 where the refinement applies: its cell's gate, and both sides have ratings."""
+        bu = torch.bucketize(user_count.to(self.edges.dtype).contiguous(), self.edges)
+        bi = torch.bucketize(item_count.to(self.edges.dtype).contiguous(), self.edges)
+        return (self.gate[bu, bi] * ((user_count > 0) & (item_count > 0))).to(user_count.dtype)
+
+    def _support(self, side: str, idx: Tensor) -> Tensor:
+        """(n, 1) training ratings of each user or item (``side``), or (n, 3) with their rating
+        mean and std when refined (zeros for an unknown index, -1)."""
+        user, at = side == "user", idx.clamp(min=0)
+        out = (self.user_count if user else self.item_count)[at].unsqueeze(1)
+        if self.refined:
+            out = torch.cat([out, (self.user_moments if user else self.item_moments)[at]], 1)
+        return torch.where((idx >= 0).unsqueeze(1), out, 0.0)
 
     @torch.no_grad()
     def scorer(self, items: Tensor | None = None) -> Scorer:
@@ -329,6 +391,8 @@ class Ensemble(CollabModel):
                 return sum(w * s.finish(s.rank(ur[:, cols])) for w, (s, cols) in zip(weights, parts))
 
             return Scorer(rank)
+        if self.refined:
+            return self._refined_scorer(parts, items)
         counts = self.item_count if items is None else self.item_count[items]
         item_bins = torch.bucketize(counts, self.edges)  # (N,)
         by_item = self.cells[:, item_bins, :].permute(2, 0, 1).contiguous()  # (K, user bins, N)
@@ -348,6 +412,36 @@ class Ensemble(CollabModel):
             return out
 
         return Scorer(rank_by_support)
+
+    def _refined_scorer(self, parts: list[tuple[Scorer, slice]], items: Tensor | None) -> Scorer:
+        """The members' scorers weighted pair by pair as ``_weights`` does, with the refinement's
+        item part (m A over the item's meta-features) prepared once and the user's per block:
+        w_k(u, i) = cells_k(bins) + gate(bins) (user_k(u) + item_k(i))."""
+        item_side = self._support("item", self.catalogue(items))  # (N, 3)
+        item_bins = torch.bucketize(item_side[:, 0].contiguous(), self.edges)  # (N,)
+        by_item = self.cells[:, item_bins, :].permute(2, 0, 1).contiguous()  # (K, user bins, N)
+        gate_by_item = self.gate[:, item_bins] * (item_side[:, 0] > 0)  # (user bins, N)
+        item_part = side_features(item_side) @ self.refine[4:]  # (N, K + 1)
+        step = max(1, SCORE_CELLS // max(1, len(item_bins)))  # (users, N) blocks, as rank_by_support
+
+        @torch.no_grad()
+        def rank_refined(ur: Tensor) -> Tensor:
+            side = ur[:, -3:].to(torch.float32)
+            user_part = torch.cat([torch.ones_like(side[:, :1]), side_features(side)], 1) @ self.refine[:4]  # (U, K + 1)
+            user_bins = torch.bucketize(side[:, 0].contiguous(), self.edges)
+            out = torch.empty(len(ur), len(item_bins), dtype=ur.dtype)
+            for start in range(0, len(ur), step):
+                block = slice(start, start + step)
+                x, bins, up = ur[block], user_bins[block], user_part[block]
+                gate = gate_by_item.index_select(0, bins) * (side[block, :1] > 0)  # (B, N)
+                acc = out[block]
+                torch.mul(gate, up[:, -1:] + item_part[:, -1], out=acc)  # the offset
+                for k, (s, cols) in enumerate(parts):
+                    w = by_item[k].index_select(0, bins) + gate * (up[:, k : k + 1] + item_part[:, k])
+                    acc.addcmul_(s.finish(s.rank(x[:, cols])), w)
+            return out
+
+        return Scorer(rank_refined)
 
     # --- fold-in of users and of items: each member folds the same answers in its own space -------
     def components(self) -> list[tuple[float, CollabModel]]:
@@ -393,7 +487,7 @@ class Ensemble(CollabModel):
         require(self, FOLD_IN if user else ITEM_FOLD_IN)
         prior = UserPrior.joined([(m.user_prior if user else m.item_prior)(ratings, noise_var) for m in self.members])
         if self.supported:
-            zero = prior.mean.new_zeros(1)
+            zero = prior.mean.new_zeros(self._side)
             prior.mean, prior.precision = torch.cat([prior.mean, zero]), torch.cat([prior.precision, zero + 1])
         return prior
 
@@ -406,7 +500,7 @@ class Ensemble(CollabModel):
         prior = prior or self._prior(side, None, None)
         parts = [(m.fold_in if user else m.fold_in_items)(answered, values, p) for m, p in zip(self.members, prior.parts)]
         if self.supported:
-            parts.append((answered >= 0).sum(-1, keepdim=True).to(parts[0].dtype))
+            parts.append(_answer_support(answered, values, self.refined).to(parts[0].dtype))
         return torch.cat(parts, -1)
 
     # --- growing: member by member ----------------------------------------------------------------
@@ -421,6 +515,9 @@ class Ensemble(CollabModel):
             start += width
         if self.supported:
             (self.user_count if side == "user" else self.item_count)[index] = reprs[:, start].to(torch.float32)
+        if self.refined:
+            moments = self.user_moments if side == "user" else self.item_moments
+            moments[index] = reprs[:, start + 1 : start + 3].to(torch.float32)
 
     @torch.no_grad()
     def grown(self, users: Vocab, items: Vocab) -> Ensemble:
@@ -432,6 +529,9 @@ class Ensemble(CollabModel):
         if self.supported:
             model.user_count.zero_()[: len(self.users)] = self.user_count
             model.item_count.zero_()[: len(self.items)] = self.item_count
+        if self.refined:
+            model.user_moments.zero_()[: len(self.users)] = self.user_moments
+            model.item_moments.zero_()[: len(self.items)] = self.item_moments
         model.meta = copy.deepcopy(self.meta)
         return model
 
@@ -444,6 +544,49 @@ def rating_counts(users: Vocab, items: Vocab, ratings: Ratings) -> tuple[np.ndar
     cu = np.bincount(u[keep], minlength=len(users)).astype(np.float32)
     ci = np.bincount(i[keep], minlength=len(items)).astype(np.float32)
     return cu, ci
+
+
+def rating_moments(users: Vocab, items: Vocab, ratings: Ratings) -> tuple[np.ndarray, np.ndarray]:
+    """(n_users, 2), (n_items, 2) float32 rating mean and standard deviation (population) of
+    ``ratings`` per user and item of the vocabularies (0, 0 for one without ratings)."""
+    u = users.lookup(ratings.frame["user"], strict=False)
+    i = items.lookup(ratings.frame["item"], strict=False)
+    keep = (u >= 0) & (i >= 0)
+    r = ratings.frame["rating"].to_numpy(np.float64)[keep]
+    return moments_of(u[keep], r, len(users)), moments_of(i[keep], r, len(items))
+
+
+def moments_of(idx: np.ndarray, r: np.ndarray, n: int) -> np.ndarray:
+    """(n, 2) float32 mean and population std of the ratings ``r`` of each index 0..n-1 in ``idx``."""
+    count = np.maximum(np.bincount(idx, minlength=n), 1)
+    mean = np.bincount(idx, r, n) / count
+    var = np.maximum(np.bincount(idx, r * r, n) / count - mean**2, 0.0)
+    return np.stack([mean, np.sqrt(var)], 1).astype(np.float32)
+
+
+def meta_features(user_side: Tensor, item_side: Tensor) -> Tensor:
+    """(..., N_META) meta-features of pairs from their sides' (count, mean, std) (..., 3):
+    1, log(1 + c_u), mean_u, std_u, log(1 + c_i), mean_i, std_i."""
+    user_side, item_side = torch.broadcast_tensors(user_side, item_side)
+    one = torch.ones_like(user_side[..., :1])
+    return torch.cat([one, side_features(user_side), side_features(item_side)], -1)
+
+
+def side_features(side: Tensor) -> Tensor:
+    """(..., 3) one side's part of ``meta_features``: log(1 + count), mean, std."""
+    return torch.cat([torch.log1p(side[..., :1]), side[..., 1:]], -1)
+
+
+def _answer_support(answered: Tensor, values: Tensor, moments: bool) -> Tensor:
+    """(n, 1) number of answers per row (indices >= 0; padding -1), or (n, 3) with their mean and
+    std (population) when ``moments``: a folded-in user's or item's support."""
+    mask = (answered >= 0).to(values.dtype)
+    count = mask.sum(-1, keepdim=True)
+    if not moments:
+        return count
+    mean = (values * mask).sum(-1, keepdim=True) / count.clamp(min=1)
+    var = (((values - mean) * mask) ** 2).sum(-1, keepdim=True) / count.clamp(min=1)
+    return torch.cat([count, mean, var.sqrt()], -1)
 
 
 def support_bins(counts: np.ndarray, edges: tuple[int, ...]) -> np.ndarray:

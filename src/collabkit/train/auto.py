@@ -11,8 +11,9 @@
    the time left after reserving the refit of the blend so far. A kind that cannot scale is
    shrunk or skipped by its size rule (``sized``);
 3. blend: a support-aware blend of the candidates' validation predictions (``train.blend``): one
-   weight per member in each cell of (user support) x (item support), never worse on the
-   validation part than the constant blend, nor in any support bucket than a baseline member;
+   weight per member in each cell of (user support) x (item support), refined by the users' and
+   items' rating means and deviations, never worse on the validation part than the constant
+   blend, nor in any support bucket than a baseline member;
 4. refit the members the blend uses on the whole of ``train``, dropping (smallest mean weight
    first, weights refitted) any whose refit would break the time or memory budget, and return
    their support-aware Ensemble. Pairs with an unknown user or item get the baseline predictor of
@@ -37,12 +38,13 @@ from dataclasses import dataclass, field
 from typing import Any, Self
 
 import numpy as np
+import pandas as pd
 
 from collabkit.core.loop import History
 from collabkit.data.interactions import Ratings
 from collabkit.data.split import random_split
 from collabkit.models.base import CollabModel, Sizes, get_model_class
-from collabkit.models.ensemble import Ensemble
+from collabkit.models.ensemble import Ensemble, moments_of
 from collabkit.train.blend import SupportBlend, fit_support, nnls
 from collabkit.train.spec import ModelSpec, build_untrained
 
@@ -247,23 +249,25 @@ def build_auto(
         raise ValueError(f"auto: no candidate fits a budget of {budget:.0f} s and {limit / 1e9:.2f} GB; "
                          "give a larger --budget or --memory")  # fmt: skip
     seconds = budget - run.clock() - SLACK_SECONDS
-    counts = _counts(fit_part, valid)
-    chosen, blend = _choose(run.fitted, run.preds, run.y, counts, seconds, limit - run.base, run.scale, say)
+    counts, moments = _counts(fit_part, valid), _moments(fit_part, valid)
+    chosen, blend = _choose(run.fitted, run.preds, run.y, counts, moments, seconds, limit - run.base, run.scale, say)
     names = [run.fitted[j]["spec"] for j in chosen]
     fallback = _fallback(run.fitted, run.preds, run.y, counts)
     if fallback is not None:
         say(f"  unknown ids: the baseline of {run.fitted[fallback[0]]['spec']} (validation RMSE "
             f"{fallback[1]:.4f} on {fallback[2]} pairs)")  # fmt: skip
-    say(f"  blend of {len(chosen)}: validation RMSE {blend.rmse:.4f} (constant weights: "
-        f"{blend.constant_rmse:.4f}); refitting on all {len(train)} ratings")  # fmt: skip
+    say(f"  blend of {len(chosen)}: validation RMSE {blend.rmse:.4f} (constant weights: {blend.constant_rmse:.4f}, "
+        f"support cells alone: {blend.cells_rmse:.4f}); refitting on all {len(train)} ratings")  # fmt: skip
     t_search = run.clock()
     history, members = History(), [None] * len(chosen)
     for n in _refit_order(run.fitted, chosen):  # the most working memory first, while little is kept
         members[n] = build_untrained(names[n], train, seed + n)
         h = members[n].fit(train, progress=progress)
         history.rows.extend({"member": names[n], **r} for r in h.rows or [{"time": h.fit_seconds}])
+    refine = None if blend.refine is None else (blend.refine, blend.refine_cells)
     model = Ensemble.of(members, list(blend.mean_weights), support=(blend.edges, blend.cells), train=train,
-                        fallback=_fallback_model(run.fitted, chosen, members, fallback, train, seed))  # fmt: skip
+                        fallback=_fallback_model(run.fitted, chosen, members, fallback, train, seed),
+                        refine=refine)  # fmt: skip
     history.fit_seconds = run.clock()
     model.meta["auto"] = {
         "budget_seconds": budget, "memory_gb": limit / 1e9, "n_fit": len(fit_part), "n_valid": len(valid),
@@ -299,6 +303,18 @@ def _counts(fit_part: Ratings, valid: Ratings) -> tuple[np.ndarray, np.ndarray]:
     cu = fit_part.frame["user"].value_counts().reindex(valid.frame["user"]).fillna(0).to_numpy()
     ci = fit_part.frame["item"].value_counts().reindex(valid.frame["item"]).fillna(0).to_numpy()
     return cu, ci
+
+
+def _moments(fit_part: Ratings, valid: Ratings) -> tuple[np.ndarray, np.ndarray]:
+    """Each validation row's user's and item's rating (mean, population std) in the fit part,
+    (n, 2) each (0, 0 for a side without ratings), as ``Ensemble`` counts them on its training data."""
+    r, out = fit_part.frame["rating"].to_numpy(np.float64), []
+    for side in ("user", "item"):
+        keys = pd.Index(fit_part.frame[side].unique())
+        stats = moments_of(keys.get_indexer(fit_part.frame[side]), r, len(keys)).astype(np.float64)
+        at = keys.get_indexer(valid.frame[side])
+        out.append(np.where((at >= 0)[:, None], stats[np.maximum(at, 0)], 0.0))
+    return out[0], out[1]
 
 
 def _fallback(
@@ -344,13 +360,13 @@ def _refit_seconds(fitted: list[dict[str, Any]], preds: list[np.ndarray], y: np.
 
 def _choose(
     fitted: list[dict[str, Any]], preds: list[np.ndarray], y: np.ndarray, counts: tuple[np.ndarray, np.ndarray],
-    seconds: float, limit: float, scale: float, say: Callable[..., Any],
+    moments: tuple[np.ndarray, np.ndarray], seconds: float, limit: float, scale: float, say: Callable[..., Any],
 ) -> tuple[list[int], Any]:  # fmt: skip
     """(indices of the members to refit, their support-aware blend): the members the blend uses,
     without those whose refit would not fit the time or memory left (smallest weight first)."""
     chosen = list(range(len(fitted)))
     while True:
-        blend = _blend(fitted, preds, chosen, y, counts)
+        blend = _blend(fitted, preds, chosen, y, counts, moments)
         used = blend.cells.reshape(-1, len(chosen)).max(0) >= MIN_WEIGHT
         if not used.all():  # unused members: refit the blend without them
             for j in [c for c, u in zip(chosen, used) if not u]:
@@ -398,12 +414,13 @@ def _refit_bytes(fitted: list[dict[str, Any]], chosen: list[int], scale: float) 
 
 def _blend(
     fitted: list[dict[str, Any]], preds: list[np.ndarray], chosen: list[int], y: np.ndarray,
-    counts: tuple[np.ndarray, np.ndarray],
+    counts: tuple[np.ndarray, np.ndarray], moments: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> SupportBlend:  # fmt: skip
-    """The support-aware blend of the ``chosen`` fits (the baseline kind's fits are its baselines)."""
+    """The support-aware blend of the ``chosen`` fits (the baseline kind's fits are its baselines),
+    refined by ``moments`` (``_moments``) when given."""
     P = np.stack([preds[j] for j in chosen], 1)
     baselines = [n for n, j in enumerate(chosen) if ModelSpec.parse(fitted[j]["spec"]).kind == "baseline"]
-    return fit_support(P, y, *counts, baselines, [fitted[j]["spec"] for j in chosen])
+    return fit_support(P, y, *counts, baselines, [fitted[j]["spec"] for j in chosen], moments=moments)
 
 
 def _rmse(p: np.ndarray, y: np.ndarray) -> float:

@@ -20,6 +20,14 @@ Summed over cells: on the rows it is fitted on, the support-aware blend is never
 constant blend, and in every cell -- so in every support bucket, a union of cells -- never worse
 than a baseline member. lam is chosen by K-fold cross-validation over LAMBDAS. Pairs with an
 unknown side (count 0) are left out: the ensemble scores them with its baseline predictor.
+
+Refinement (``fit_refinement``, when the sides' rating means and deviations are given): the cells
+see only counts, so a ridge regression of the cell blend's residual on the meta-features x
+(members, 1) (``models.ensemble.meta_features``: counts, rating means and standard deviations of
+the user and of the item; on Epinions the weights then follow how spread a user's ratings are)
+corrects it. Its ridge strength is cross-validated over REFINE_LAMBDAS, and it is kept only in the
+cells where it lowers both the out-of-fold and the fitted squared error of the cell blend, so the
+guarantees above still hold on the fitted rows.
 """
 
 from __future__ import annotations
@@ -29,8 +37,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 
-from collabkit.models.ensemble import SUPPORT_EDGES, support_bins
+from collabkit.models.ensemble import SUPPORT_EDGES, meta_features, support_bins
 
 #: the ridge strengths cross-validated (pseudo-rows per cell)
 LAMBDAS = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0)
@@ -38,6 +47,8 @@ LAMBDAS = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0)
 FOLDS = 5
 #: coordinate-descent sweeps (each lowers the objective; small problems converge in far fewer)
 SWEEPS = 300
+#: the refinement's ridge strengths cross-validated (times each column's sum of squares)
+REFINE_LAMBDAS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
 #: support buckets of the report and of the guarantee: training ratings 1, 2-5, 6-20, > 20
 BUCKETS = ((1, 1), (2, 5), (6, 20), (21, None))
 
@@ -82,12 +93,17 @@ class SupportBlend:
     lam: float  # the cross-validated ridge strength
     rmse: float  # validation RMSE over the rows with known sides
     constant_rmse: float  # the constant blend's on the same rows
+    cells_rmse: float = float("nan")  # the cells' blend's, before the refinement
+    refine: np.ndarray | None = None  # (meta-features, K + 1) the refinement, or None
+    refine_cells: np.ndarray | None = None  # (bins, bins) 1.0 where the refinement applies
     buckets: list[dict[str, Any]] = field(default_factory=list)  # by side and bucket (``bucket_table``)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "edges": list(self.edges), "lam": self.lam, "valid_rmse": self.rmse,
-            "constant_valid_rmse": self.constant_rmse, "buckets": self.buckets,
+            "constant_valid_rmse": self.constant_rmse, "cells_valid_rmse": self.cells_rmse,
+            "refined_cells": 0 if self.refine_cells is None else int(self.refine_cells.sum()),
+            "buckets": self.buckets,
         }  # fmt: skip
 
 
@@ -100,11 +116,13 @@ def fit_support(
     names: list[str],
     edges: tuple[int, ...] = SUPPORT_EDGES,
     seed: int = 0,
+    moments: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> SupportBlend:
     """The support-aware blend of the members' validation predictions ``P`` (n, K) of ratings ``y``
     (module docstring). ``user_count``/``item_count``: each row's user's and item's training
     ratings (as the members were fitted); ``baselines``: the columns that are baseline-predictor
-    members; ``names``: the members', for the bucket table."""
+    members; ``names``: the members', for the bucket table. ``moments``: each row's user's and
+    item's training rating (mean, std), (n, 2) each, to fit the refinement."""
     known = (user_count > 0) & (item_count > 0)
     P, y = P[known].astype(np.float64), y[known].astype(np.float64)
     cell = _cells(user_count[known], item_count[known], edges)
@@ -128,12 +146,57 @@ def fit_support(
     mean_w = (weights * counts[:, None]).sum(0) / max(1, counts.sum())
     result = SupportBlend(
         tuple(edges), weights.reshape(bins, bins, -1), w0, mean_w, lam,
-        _rmse(blend, y), _rmse(P @ w0, y),
+        _rmse(blend, y), _rmse(P @ w0, y), _rmse(blend, y),
     )  # fmt: skip
+    if moments is not None and len(y):
+        M = _meta(user_count[known], item_count[known], moments[0][known], moments[1][known])
+        coef, gate = fit_refinement(P, y, blend, M, cell, n_cells, seed)
+        blend = blend + gate[cell] * (_design(M, P) @ coef.ravel())
+        result.refine, result.refine_cells, result.rmse = coef, gate.reshape(bins, bins), _rmse(blend, y)
     result.buckets = bucket_table(
-        P, y, user_count[known], item_count[known], weights[cell], w0, baselines, names
+        P, y, blend, user_count[known], item_count[known], weights[cell], w0, baselines, names
     )
     return result
+
+
+def fit_refinement(
+    P: np.ndarray, y: np.ndarray, base: np.ndarray, M: np.ndarray, cell: np.ndarray, n_cells: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """(A (F, K + 1), gate (cells,)): the ridge correction of the cell blend ``base`` from the
+    meta-features ``M`` (n, F) x (members ``P``, 1), and the cells it is kept in (module docstring)."""
+    X, r = _design(M, P), y - base
+    folds = np.random.default_rng(seed + 1).integers(0, FOLDS, len(y))
+    out = {lam: np.zeros(len(y)) for lam in REFINE_LAMBDAS}
+    for f in range(FOLDS):
+        fit, held = folds != f, folds == f
+        if fit.any() and held.any():
+            for lam, coef in _ridge(X[fit], r[fit], REFINE_LAMBDAS).items():
+                out[lam][held] = X[held] @ coef
+    lam = min(REFINE_LAMBDAS, key=lambda x: float(np.sum((r - out[x]) ** 2)))
+    coef = _ridge(X, r, (lam,))[lam]
+    sse = lambda e: np.bincount(cell, e * e, n_cells)
+    before = sse(r)
+    gate = ((sse(r - out[lam]) < before) & (sse(r - X @ coef) < before)).astype(np.float64)
+    return coef.reshape(M.shape[1], P.shape[1] + 1), gate
+
+
+def _meta(user_count: np.ndarray, item_count: np.ndarray, user_moments: np.ndarray, item_moments: np.ndarray) -> np.ndarray:
+    """(n, F) meta-features of the rows, as the ensemble computes them (``meta_features``)."""
+    side = lambda c, m: torch.from_numpy(np.column_stack([c, m]).astype(np.float64))
+    return meta_features(side(user_count, user_moments), side(item_count, item_moments)).numpy()
+
+
+def _design(M: np.ndarray, P: np.ndarray) -> np.ndarray:
+    """(n, F (K + 1)) the refinement's columns: each meta-feature times each member and times 1."""
+    P1 = np.column_stack([P, np.ones(len(P))])
+    return (M[:, :, None] * P1[:, None, :]).reshape(len(P), -1)
+
+
+def _ridge(X: np.ndarray, r: np.ndarray, lams: tuple[float, ...]) -> dict[float, np.ndarray]:
+    """lam -> argmin ||X c - r||^2 + lam sum_j ||X_j||^2 c_j^2 (each column penalised by its scale)."""
+    G, b = X.T @ X, X.T @ r
+    d = np.maximum(np.diag(G), 1e-3 * max(1, len(r)))
+    return {lam: np.linalg.solve(G + lam * np.diag(d), b) for lam in lams}
 
 
 def _cells(user_count: np.ndarray, item_count: np.ndarray, edges: tuple[int, ...]) -> np.ndarray:
@@ -174,13 +237,14 @@ def _descend(A: np.ndarray, b: np.ndarray, start: np.ndarray) -> np.ndarray:
 
 
 def bucket_table(
-    P: np.ndarray, y: np.ndarray, user_count: np.ndarray, item_count: np.ndarray,
+    P: np.ndarray, y: np.ndarray, blend: np.ndarray, user_count: np.ndarray, item_count: np.ndarray,
     row_weights: np.ndarray, w0: np.ndarray, baselines: list[int], names: list[str],
 ) -> list[dict[str, Any]]:  # fmt: skip
     """One row per side and support bucket (BUCKETS): validation pairs, RMSE of the support-aware
-    blend, of the constant blend and of the best baseline member, and each member's mean weight."""
+    blend (its predictions ``blend``), of the constant blend and of the best baseline member, and
+    each member's mean weight in the cells."""
     rows = []
-    blend, constant = np.einsum("nk,nk->n", P, row_weights), P @ w0
+    constant = P @ w0
     for side, count in (("user", user_count), ("item", item_count)):
         for lo, hi in BUCKETS:
             mask = (count >= lo) & (count <= (np.inf if hi is None else hi))
