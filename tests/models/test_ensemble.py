@@ -182,3 +182,9 @@ def test_a_folded_in_users_moments_are_those_of_their_answers(tiny, refined):
     assert x.shape == (1, model.user_repr(torch.zeros(1, dtype=torch.int64)).shape[1])
     torch.testing.assert_close(x[0, -3:].double(), torch.tensor([3.0, 11 / 3, np.std([4.0, 2.0, 5.0])], dtype=torch.float64))
     assert model.user_prior().mean[-3:].abs().sum() == 0  # the average-taste user has no ratings
+
+
+def test_the_serving_engine_answers_for_a_refined_ensemble_what_recommend_answers(tiny, refined):
+    from tests.models import conformance
+
+    conformance.check_engine(refined[0], (tiny, tiny))
