@@ -219,7 +219,7 @@ def test_the_stamps_migration_stamps_every_existing_user(db_url):
 
 def test_exposures_are_written_whole_in_multi_row_statements(db_url):
     engine = store.make_engine(db_url)
-    n = 2 * store.EXPOSURES_PER_STATEMENT + 51  # two full statements and a shorter one on SQLite
+    n = 2 * store.ROWS_PER_STATEMENT + 51  # two full statements and a shorter one on SQLite
     rows = [{"user_id": f"u{k % 7}", "item_id": str(k), "position": k % 10 + 1, "model_version": None,
              "shown_at": 1000.0 + k} for k in range(n)]  # fmt: skip
     with Session(engine) as s:
@@ -227,4 +227,4 @@ def test_exposures_are_written_whole_in_multi_row_statements(db_url):
         got = s.execute(select(store.Exposure.user_id, store.Exposure.item_id, store.Exposure.position,
                                store.Exposure.model_version, store.Exposure.shown_at).order_by(store.Exposure.shown_at)).all()  # fmt: skip
     engine.dispose()
-    assert [tuple(r) for r in got] == [tuple(r[c] for c in store.EXPOSURE_COLUMNS) for r in rows]
+    assert [tuple(r) for r in got] == [tuple(r.values()) for r in rows]

@@ -9,6 +9,7 @@ arrival order at the server, not by the client's timestamp).
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import secrets
 import time
@@ -227,20 +228,17 @@ def upsert_ratings(session: Session, rows: Sequence[dict[str, Any]]) -> int:
         for (u, i), r in sorted(last.items())  # one lock order for all writers: no deadlocks
     ]  # fmt: skip
     _lock_users(session, {u for u, _ in last}, written)
-    _ensure(session, Item, {i for _, i in last}, {"metadata": {}})
-    stmt = _insert(session, Rating)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["user_id", "item_id"],
-        set_={c: stmt.excluded[c] for c in ("value", "timestamp", "written_at")},
-    )
-    session.execute(stmt, values)
+    items = [{"id": i, "metadata": {}} for i in sorted({i for _, i in last})]  # sorted: one lock order
+    _write_many(session, Item, items, ("id",))
+    _write_many(session, Rating, values, ("user_id", "item_id"), ("value", "timestamp", "written_at"))
     session.commit()
     return len(values)
 
 
-def _ensure(session: Session, table: Any, ids: Iterable[str], defaults: dict[str, Any]) -> None:
-    rows = [{"id": i, **defaults} for i in sorted(ids)]  # sorted: no deadlocks between writers
-    session.execute(_insert(session, table).on_conflict_do_nothing(index_elements=["id"]), rows)
+def add_user(session: Session, user: str) -> None:
+    """Create ``user`` (without ratings) unless the store has them; commit."""
+    _write_many(session, User, [{"id": user, "created_at": now()}], ("id",))
+    session.commit()
 
 
 def _lock_users(session: Session, users: Iterable[str], created_at: float) -> None:
@@ -248,8 +246,51 @@ def _lock_users(session: Session, users: Iterable[str], created_at: float) -> No
     this transaction's, so the ratings triggers' restamping (migration 0004) waits for no one:
     every writer takes user rows first and in one order, and no two deadlock."""
     rows = [{"id": u, "created_at": created_at, "stamp": secrets.randbits(63)} for u in sorted(users)]
-    stmt = _insert(session, User)
-    session.execute(stmt.on_conflict_do_update(index_elements=["id"], set_={"stamp": stmt.excluded.stamp}), rows)
+    _write_many(session, User, rows, ("id",), ("stamp",))
+
+
+#: rows of one multi-row INSERT on SQLite (a thousand or so parameters)
+ROWS_PER_STATEMENT = 200
+
+
+def _write_many(session: Session, table: Any, rows: Sequence[dict[str, Any]], conflict: tuple[str, ...] = (),
+                update: tuple[str, ...] = ()) -> None:  # fmt: skip
+    """INSERT ``rows`` (dicts with the same columns) into ``table``; a row that
+    clashes on the columns ``conflict`` updates the columns ``update`` of the stored one, or
+    without any, leaves it. On SQLite as a few multi-row statements straight to the driver: it
+    hands the GIL back around each statement it steps, and a thread stepping a row at a time
+    starved the event loop of it (a request's own query then waited up to the 5 ms switch
+    interval to get it back)."""
+    if not rows:
+        return
+    if session.get_bind().dialect.name != "sqlite":
+        stmt = _insert(session, table)
+        if conflict and update:
+            stmt = stmt.on_conflict_do_update(index_elements=list(conflict), set_={c: stmt.excluded[c] for c in update})
+        elif conflict:
+            stmt = stmt.on_conflict_do_nothing(index_elements=list(conflict))
+        session.execute(stmt, rows)
+        return
+    columns = tuple(rows[0])
+    cursor = session.connection().connection.cursor()
+    for start in range(0, len(rows), ROWS_PER_STATEMENT):
+        chunk = rows[start : start + ROWS_PER_STATEMENT]
+        sql = _sqlite_insert(table.__tablename__, columns, len(chunk), conflict, update)
+        cursor.execute(sql, [json.dumps(v) if isinstance(v, dict) else v for r in chunk for v in map(r.__getitem__, columns)])
+    cursor.close()
+
+
+@functools.lru_cache(maxsize=32)
+def _sqlite_insert(table: str, columns: tuple[str, ...], n: int, conflict: tuple[str, ...], update: tuple[str, ...]) -> str:
+    """SQLite's INSERT of ``n`` rows of ``columns`` (qmark parameters, row by row) with its
+    ON CONFLICT clause (``_write_many``)."""
+    quoted = lambda names: [f'"{c}"' for c in names]
+    row = "(" + ", ".join("?" * len(columns)) + ")"
+    sql = f"INSERT INTO \"{table}\" ({', '.join(quoted(columns))}) VALUES " + ", ".join([row] * n)
+    if conflict:
+        action = ", ".join(f"{c} = excluded.{c}" for c in quoted(update)) if update else ""
+        sql += f" ON CONFLICT ({', '.join(quoted(conflict))}) " + (f"DO UPDATE SET {action}" if update else "DO NOTHING")
+    return sql
 
 
 def delete_rating(session: Session, user: str, item: str) -> bool:
@@ -468,34 +509,11 @@ def record_scale(session: Session, new: Scale, replace: bool = False) -> Scale:
 
 
 # --- exposures ----------------------------------------------------------------------------------
-EXPOSURE_COLUMNS = ("user_id", "item_id", "position", "model_version", "shown_at")
-EXPOSURES_PER_STATEMENT = 200  # rows of one multi-row INSERT on SQLite (1,000 parameters)
-
-
 def add_exposures(session: Session, rows: list[dict[str, Any]]) -> None:
-    """Insert exposure rows (dicts of ``EXPOSURE_COLUMNS``) and commit. On SQLite a few
-    multi-row INSERTs instead of one per row: the driver hands the GIL back around each statement
-    it steps, and a thread stepping a row at a time starved the event loop of it (a request's own
-    query then waited up to the 5 ms switch interval for the GIL to come back)."""
-    if not rows:
-        return
-    if session.get_bind().dialect.name != "sqlite":
-        session.execute(_insert(session, Exposure), rows)
+    """Insert exposure rows (dicts: user_id, item_id, position, model_version, shown_at); commit."""
+    if rows:
+        _write_many(session, Exposure, rows)
         session.commit()
-        return
-    cursor = session.connection().connection.cursor()
-    for start in range(0, len(rows), EXPOSURES_PER_STATEMENT):
-        chunk = rows[start : start + EXPOSURES_PER_STATEMENT]
-        cursor.execute(_exposures_sql(len(chunk)), [r[c] for r in chunk for c in EXPOSURE_COLUMNS])
-    cursor.close()
-    session.commit()
-
-
-@functools.lru_cache(maxsize=4)
-def _exposures_sql(n: int) -> str:
-    """A SQLite INSERT of ``n`` exposure rows (qmark parameters)."""
-    row = "(" + ", ".join("?" * len(EXPOSURE_COLUMNS)) + ")"
-    return f"INSERT INTO exposures ({', '.join(EXPOSURE_COLUMNS)}) VALUES " + ", ".join([row] * n)
 
 
 def iso(t: float | None) -> str | None:

@@ -53,8 +53,7 @@ async def new_user(body: NewUser, request: Request, served: Model) -> Response:
             raise FieldError(409, "user", f"user {user!r} already exists: post ratings instead")
         check_scale(request, session, ((f"answers.{k}.rating", a.rating) for k, a in enumerate(body.answers)))
         if not rows:
-            store._ensure(session, store.User, [user], {"created_at": store.now()})
-            session.commit()
+            store.add_user(session, user)
     if rows:
         await request.app.state.commits.write_async(rows)
         request.app.state.metrics.ratings.inc(len(rows))
