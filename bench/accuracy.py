@@ -15,7 +15,8 @@ Splits (``--split``, comma-separated; default u1,random for ML-100k):
   timecut  a global time cut of u.data: train = ratings before the 80th-percentile timestamp,
            test = the rest (many test users and items are new: scored by the baseline fallback)
   random80 (``--dataset epinions``, the only split there) ratings.tsv after keeping the last row of
-           each repeated (user, item) pair, then a random 80/20 split of the rows (seed 0)
+           each repeated (user, item) pair, then a random 80/20 split of the rows (seed 0); the
+           category column is read as item metadata (``item_columns``: hybrid and auto use it)
 ``--data-dir`` is the folder holding ml-100k/ and epinions/ (or the ml-100k folder itself).
 
 Each preset (``collabkit.train.presets``, or ``auto``) is trained ``--runs`` times (seeds 42,
@@ -96,7 +97,7 @@ def load_split(split: str, data_dir: str, dataset: str = "ml-100k"):
         if split != "random80":
             raise SystemExit(f"epinions has one split, random80 (not {split!r})")
         path = root / "epinions" / "ratings.tsv"
-        data = ck.read_ratings(path, duplicates="last", name="epinions")
+        data = ck.read_ratings(path, duplicates="last", name="epinions", item_columns=("category",))
         return ck.random_split(data, 0.2, seed=0)
     ml = root / "ml-100k" if (root / "ml-100k").is_dir() else root
     if split == "u1":

@@ -73,6 +73,7 @@ def main() -> None:
     p.add_argument("--names", default="user,item,category,rating", help="the file's columns")
     p.add_argument("--work", type=Path, default=Path("out/own_data"))
     p.add_argument("--auto", action="store_true", help="also time train --preset auto")
+    p.add_argument("--item-columns", default="category", help="auto's train: columns describing the item ('' for none)")
     p.add_argument("--budget", type=int, help="--preset auto's budget (s; default: auto's own, 150)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--child", help=argparse.SUPPRESS)
@@ -98,9 +99,10 @@ def main() -> None:
         ("report", ["report", str(model), "--out", str(args.work / "report"), "--json"]),
     ]  # fmt: skip
     if args.auto:
-        budget = ["--budget", str(args.budget)] if args.budget else []
+        extra = ["--budget", str(args.budget)] if args.budget else []
+        extra += ["--item-columns", args.item_columns] if args.item_columns else []
         steps += [
-            ("auto: train --preset auto", ["train", *describe, "--preset", "auto", *budget, "--no-progress", "--out", str(auto), "--json"]),
+            ("auto: train --preset auto", ["train", *describe, "--preset", "auto", *extra, "--no-progress", "--out", str(auto), "--json"]),
             ("auto: recommend (reasons)", ["recommend", str(auto), first_user, "-n", "10", "--json"]),
             ("auto: similar", ["similar", str(auto), first_item, "-k", "10", "--json"]),
             ("auto: report", ["report", str(auto), "--out", str(args.work / "auto_report"), "--json"]),

@@ -60,6 +60,26 @@ def test_described_once_at_train_then_every_command_needs_only_the_model(files, 
     assert (tmp_path / "report" / "index.html").exists() and out["sections"]
 
 
+def test_item_columns_of_the_ratings_file_reach_the_hybrid_and_are_read_again(files, tmp_path):
+    model = tmp_path / "hybrid"
+    describe = [
+        "--ratings", files / "ratings.tsv", "--names", "user,item,category,rating", "--duplicates", "last",
+        "--item-columns", "category", "--items", files / "items.csv",
+    ]  # fmt: skip
+    trained = json.loads(run("train", *describe, "--model", "hybrid", "--epochs", "2", "--out", model, "--json"))
+    config = json.loads((model / "config.json").read_text())
+    assert [f["column"] for f in config["config"]["item_features"]] == ["category"]
+    assert config["meta"]["data"]["item_columns"] == "category"
+    assert json.loads(run("evaluate", model, "--json"))["rmse"] == pytest.approx(trained["rmse"])
+    recs = json.loads(run("recommend", model, "3", "-n", "3", "--json"))["recommendations"]
+    assert all(r["title"].startswith("Gadget") for r in recs)  # --items joined to the columns' table
+    failed = run("train", *describe[:-4], "--item-columns", "brand", "--out", tmp_path / "x", code=2)
+    assert "no column(s) ['brand']" in failed and "Traceback" not in failed
+    pd.DataFrame({"id": [1], "category": ["x"]}).to_csv(tmp_path / "meta.csv", index=False)
+    twice = run("train", *describe[:-2], "--items", tmp_path / "meta.csv", "--out", tmp_path / "y", code=2)
+    assert "both give column(s) ['category']" in twice
+
+
 def test_similar_leaves_out_items_and_users_without_enough_ratings_and_says_how_many(files, tmp_path):
     from collabkit.data.split import random_split
     from collabkit.interpret.similar import default_min_ratings

@@ -139,13 +139,18 @@ def _build(folder: Path, cfg: dict[str, Any]) -> CollabModel:
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"{folder / CONFIG}: malformed model config ({_problem(e)})") from None
     _check_size(folder, cls, args)
+    try:  # the bytes become tensors and go before the model is built: two copies at most, not three
+        state = load_bytes(blob)
+    except (SafetensorError, RuntimeError, OSError) as e:
+        raise ValueError(f"{weights}: the weights do not fit the model in {CONFIG}: {_problem(e)}") from None
+    del blob
     try:
         model = cls(*args)
     except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as e:  # e.g. a member or feature spec
         raise ValueError(f"{folder / CONFIG}: malformed model config ({_problem(e)})") from None
     model.meta = _checked_meta(folder / CONFIG, cfg.get("meta", {}))
     try:
-        model.load_state_dict(load_bytes(blob))
+        model.load_state_dict(state)
     except (SafetensorError, RuntimeError, OSError) as e:
         raise ValueError(f"{weights}: the weights do not fit the model in {CONFIG}: {_problem(e)}") from None
     model.eval()

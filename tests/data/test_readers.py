@@ -174,6 +174,26 @@ def test_blank_lines_are_skipped(tmp_path):
     assert r.frame["user"].tolist() == [1, 2]
 
 
+def test_item_columns_become_item_metadata_keeping_every_value(tmp_path):
+    text = "user,item,category,rating\n1,10,b,4\n2,10,a,3\n2,11,,5\n3,12, c ,2\n3,10,b,1\n"
+    for source in (write(tmp_path, text), pd.read_csv(write(tmp_path, text, "b.csv"))):
+        r = read_ratings(source, item_columns=["category"])
+        assert list(r.frame.columns) == ["user", "item", "rating"] and len(r) == 5
+        # every value an item is given, sorted; none (blank or missing) is an empty value
+        assert r.items["category"].to_dict() == {10: "a|b", 11: "", 12: "c"}
+        assert set(r.items.index) == set(r.frame["item"])
+    assert read_ratings(write(tmp_path, text), item_columns=["category"]).origin["item_columns"] == "category"
+    by_position = read_ratings(write(tmp_path, text.split("\n", 1)[1], "c.csv"), "0", "1", "3", names=(),
+                               item_columns=["2"])  # fmt: skip
+    assert by_position.items["2"].to_dict() == {10: "a|b", 11: "", 12: "c"}
+
+
+def test_a_missing_item_column_is_named_with_the_columns_there_are(tmp_path):
+    path = write(tmp_path, "user,item,category,rating\n1,10,b,4\n")
+    assert_names(error(path, item_columns=["brand"]), str(path), "'brand'", "'category'")
+    assert_names(error(pd.read_csv(path), item_columns=["brand"]), "DataFrame", "'brand'", "'category'")
+
+
 # --- DataFrame and Parquet ----------------------------------------------------------------------
 def test_dataframe_input():
     df = pd.DataFrame({"user": [1, 2], "item": ["a", "b"], "rating": [4, 5]})

@@ -106,6 +106,19 @@ def test_multi_valued_features_average_their_values(model):
     )  # missing genre and year contribute nothing
 
 
+def test_a_whole_catalogues_metadata_is_encoded_in_chunks_with_the_same_result(model, monkeypatch):
+    from collabkit.models import hybrid
+
+    every = torch.arange(len(model.items))
+    whole = model.item_meta.rows(every)
+    monkeypatch.setattr(hybrid, "ROWS_AT_ONCE", 3)  # many chunks, the last one short
+    sizes, forward = [], model.item_meta.forward
+    monkeypatch.setattr(model.item_meta, "forward", lambda t, x: sizes.append(len(x)) or forward(t, x))
+    assert torch.equal(model.item_meta.rows(every), whole)
+    assert max(sizes) == 3 and sum(sizes) == len(every)
+    assert model.item_meta.rows(every[:0]).shape == (0, whole.shape[1])
+
+
 def test_unknown_values_warn_and_contribute_nothing(model):
     known = pd.DataFrame({"genres": ["Drama"], "year": [1980]}, index=[900])
     odd = pd.DataFrame({"genres": ["Drama|Western"], "year": [1980]}, index=[900])

@@ -35,6 +35,7 @@ SOURCE_OPTIONS: dict[str, Any] = {
     "no_header": Annotated[bool | None, typer.Option("--no-header", help="--ratings has no header line: name columns by position (--user-col 0 ...).")],
     "names": Annotated[str | None, typer.Option(help="--ratings has no header line; its columns, in order, e.g. user,item,category,rating.")],
     "items": Annotated[Path | None, typer.Option("--items", help="Item names/metadata: CSV/TSV/Parquet, first column the item id, a title or name column.")],
+    "item_columns": Annotated[str | None, typer.Option(help="Columns of --ratings that describe the item (e.g. category), kept as its metadata for hybrid and auto; an item given several values keeps them all (a|b).")],
     "split": Annotated[str | None, typer.Option(help=f"Split: {SPLITS}.")],
     "valid_pct": Annotated[float | None, typer.Option(help="Held-out fraction for random/user/timecut splits (default 0.2).")],
     "seed": Annotated[int | None, typer.Option(help="Seeds the split (and weights, when training; default 42).")],

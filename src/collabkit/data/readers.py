@@ -10,10 +10,12 @@ from __future__ import annotations
 import codecs
 import csv
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from collabkit.data import stream
@@ -28,7 +30,7 @@ from collabkit.data.checks import (
 from collabkit.data.interactions import Ratings
 from collabkit.files import check_regular, clip_text, file_sha256
 
-__all__ = ["RatingsFormatError", "read_items", "read_ratings"]
+__all__ = ["RatingsFormatError", "item_table", "read_items", "read_ratings"]
 
 
 def read_ratings(
@@ -42,15 +44,24 @@ def read_ratings(
     sep: str | None = None,
     name: str | None = None,
     names: Sequence[str] | None = None,
+    item_columns: Sequence[str] = (),
 ) -> Ratings:
     """Load and validate ratings; ``rating_col=None`` reads implicit interactions (rating 1).
 
     ``names``: the CSV has no header line; these are its columns, in order. ``names=()``: no
     header either, and the columns are called by position, "0", "1", ...
+    ``item_columns``: columns that describe the item (a category, a brand), kept as its metadata
+    (``Ratings.items``, ``item_table``) for the models that read metadata (``hybrid``, ``auto``).
     A file read with the default separator and scale is recorded (``Ratings.origin``: path,
     sha256, columns), so a model trained on it can read it again.
     """
     out = _read_ratings(source, user_col, item_col, rating_col, timestamp_col, scale, duplicates, sep, name, names)
+    if item_columns:
+        if isinstance(source, pd.DataFrame):
+            raw, where = source, "DataFrame"
+        else:
+            raw, where = _read_file(Path(source), sep, names, usecols=[item_col, *item_columns]), str(source)
+        out.items = item_table(raw, item_col, item_columns, where)
     if not isinstance(source, pd.DataFrame) and sep is None and scale is None:
         out.origin = {
             "ratings": str(Path(source).resolve()), "sha256": file_sha256(Path(source)),
@@ -58,8 +69,53 @@ def read_ratings(
             "timestamp_col": timestamp_col, "duplicates": duplicates,
             "no_header": names is not None and not names or None,
             "names": ",".join(names) if names else None,
+            "item_columns": ",".join(item_columns) or None,
         }  # fmt: skip
     return out
+
+
+def item_table(raw: pd.DataFrame, item_col: str, columns: Sequence[str], where: str) -> pd.DataFrame:
+    """One row per item of ``raw`` (its ids read as the ratings' are), a text column per name in
+    ``columns``: the item's value, or its distinct values joined as "a|b" (sorted) when its rows
+    disagree -- every value kept, in the multi-valued form the hybrid model reads. Missing or
+    blank values are left out; an item with none has an empty value."""
+    missing = [c for c in (item_col, *columns) if c not in raw.columns]
+    if missing:
+        raise RatingsFormatError(
+            f"{where}: no column(s) {clip_text(str(missing), 200)} for the item metadata; "
+            f"the columns are {clip_text(str([str(c) for c in raw.columns]), 300)}"
+        )
+    item_codes, item_ids = _codes(raw[item_col], as_ids)
+    table = pd.DataFrame(index=pd.Index(item_ids, name="item"))
+    for column in columns:
+        codes, labels = _codes(raw[column], lambda u: u.astype(str).str.strip())
+        order = np.argsort(labels.to_numpy(dtype=str), kind="stable")  # values joined in sorted order
+        rank = np.empty(len(order), dtype=np.int64)
+        rank[order] = np.arange(len(order))
+        labels = labels.to_numpy(dtype=object)[order]
+        codes = np.where(codes >= 0, rank[np.maximum(codes, 0)], -1)
+        codes[(codes >= 0) & (labels[np.maximum(codes, 0)] == "")] = -1  # blank: no value
+        keys = np.unique(item_codes[codes >= 0] * len(labels) + codes[codes >= 0])  # (item, value), sorted
+        items, values = keys // max(1, len(labels)), keys % max(1, len(labels))
+        out = np.full(len(item_ids), "", dtype=object)
+        out[items] = labels[values]  # an item's only value; the last, for those joined below
+        several = np.isin(items, items[1:][items[1:] == items[:-1]])
+        if several.any():
+            joined = pd.Series(labels[values[several]]).groupby(items[several]).agg("|".join)
+            out[joined.index.to_numpy()] = joined.to_numpy()
+        table[str(column)] = out
+    return table
+
+
+def _codes(values: pd.Series, convert: Callable[[pd.Series], pd.Series]) -> tuple[np.ndarray, pd.Index]:
+    """(codes (n,), distinct values): ``values`` factorized, ``convert`` applied to each distinct
+    value once (distinct inputs that convert to one value share a code); -1 for missing."""
+    if isinstance(values.dtype, pd.CategoricalDtype):  # codes already there
+        codes, uniques = values.cat.codes.to_numpy(np.int64), values.cat.categories
+    else:
+        codes, uniques = pd.factorize(values)
+    merged, distinct = pd.factorize(convert(pd.Series(uniques)))
+    return np.where(codes >= 0, merged[np.maximum(codes, 0)], -1), pd.Index(distinct)
 
 
 def _read_ratings(
@@ -157,18 +213,42 @@ def _check_file(path: Path) -> None:
     _check_first_block(path)
 
 
-def _read_file(path: Path, sep: str | None, names: Sequence[str] | None = None) -> pd.DataFrame:
+def _read_file(
+    path: Path, sep: str | None, names: Sequence[str] | None = None, usecols: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """The whole table as text columns; only ``usecols`` when given, each of them checked to exist."""
+    wanted = None if usecols is None else list(dict.fromkeys(usecols))
+    # a header names the columns to read; a header-less file is read whole, then cut (pandas
+    # returns no rows for a column filter on it)
+    only = None if wanted is None or names is not None else (lambda c: str(c) in wanted)
+    frame = _read_table(path, sep, names, only)
+    if wanted is not None:
+        missing = [c for c in wanted if c not in frame.columns]
+        if missing:
+            head = list(_read_table(path, sep, names, None, rows=0).columns)
+            raise RatingsFormatError(f"{path}: no column(s) {clip_text(str(missing), 200)}; "
+                                     f"the columns are {clip_text(str(head), 300)}")  # fmt: skip
+        frame = frame[wanted]
+    return frame
+
+
+def _read_table(
+    path: Path, sep: str | None, names: Sequence[str] | None, usecols: Callable[[Any], bool] | None,
+    rows: int | None = None,
+) -> pd.DataFrame:  # fmt: skip
     _check_file(path)
     if path.suffix == ".parquet":
         try:
-            return pd.read_parquet(path)
+            frame = pd.read_parquet(path)
+            frame = frame[[c for c in frame.columns if usecols(c)]] if usecols else frame
+            return frame if rows is None else frame.head(rows)
         except (OSError, ValueError, TypeError, NotImplementedError) as e:  # pyarrow's errors derive from these
             raise RatingsFormatError(f"{path}: not a readable Parquet file ({str(e).strip()[:200]})") from None
     try:
         headless = {} if names is None else {"header": None, "names": list(names) or None}
         frame = pd.read_csv(
-            path, sep=_sep_for(path, sep), dtype=str, keep_default_na=False,
-            skipinitialspace=True, **headless,
+            path, sep=_sep_for(path, sep), dtype=str, keep_default_na=False, skipinitialspace=True,
+            usecols=usecols, nrows=rows, **headless,
         )  # fmt: skip
         frame.columns = [str(c) for c in frame.columns]  # position names 0, 1, ... as text
         return frame

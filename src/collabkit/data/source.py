@@ -47,6 +47,8 @@ class DataSource:
     """A header-less file: its columns by position, or named in order ("user,item,rating")."""
     items: Path | None = None
     """Item names and metadata, one row per item id."""
+    item_columns: str | None = None
+    """Columns of the ratings file that describe the item ("category" or "category,brand")."""
     split: str | None = None
     valid_pct: float | None = None
     seed: int | None = None
@@ -82,7 +84,13 @@ class DataSource:
         else:
             data = load_movielens(self.dataset, data_dir=self.data_dir)
         if self.items is not None:
-            data.items = _aligned(read_items(self.items), data)
+            table = _aligned(read_items(self.items), data)
+            if data.items is not None:  # --item-columns too: one table, no column given twice
+                both = sorted(set(table.columns) & set(data.items.columns))
+                if both:
+                    raise ValueError(f"--items {self.items} and --item-columns both give column(s) {both}")
+                table = data.items.join(table, how="outer")
+            data.items = table
         data.origin = self.to_json()
         return data
 
@@ -94,6 +102,7 @@ class DataSource:
             "rating_col": "rating" if self.rating_col is None else (self.rating_col or None),
             "timestamp_col": self.timestamp_col, "duplicates": self.duplicates or "error",
             "names": () if self.no_header and not names else names,
+            "item_columns": tuple(c.strip() for c in (self.item_columns or "").split(",") if c.strip()),
         }  # fmt: skip
 
     def split_data(self, data: Ratings, threshold: float | None = None) -> tuple[Ratings, Ratings | None]:

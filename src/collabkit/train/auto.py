@@ -61,8 +61,9 @@ MEMORY_SHARE = 0.9
 VALID_PCT = 0.1
 #: members whose weight is below this in every support cell are dropped (a refit for nothing)
 MIN_WEIGHT = 0.01
-#: loading a saved model peaks at about this many times its weights (the file's bytes, the
-#: tensors read from them, the model built before them): the blend must load within the limit too
+#: a command given the saved blend peaks at about this many times its weights: loading holds two
+#: copies (the tensors read from the file, the model they are copied into) and scoring prepares a
+#: third (each member's item side): the blend must load and score within the limit too
 LOAD_FACTOR = 3.0
 #: seconds kept back for the blend, counting support and assembling the ensemble
 SLACK_SECONDS = 3.0

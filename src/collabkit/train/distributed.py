@@ -69,6 +69,8 @@ def read_shard(path: str | Path, rank: int, world: int, **read: Any) -> Ratings:
     from collabkit.data.readers import read_ratings
 
     path = Path(path)
+    if read.get("item_columns"):  # each shard would describe only its own items
+        raise ValueError(f"{path}: --item-columns reads one ratings file, not a folder of shards; give the metadata as --items FILE")
     files = sorted(p for p in path.iterdir() if p.suffix in (".csv", ".tsv", ".parquet"))
     if len(files) < world:
         raise ValueError(f"{path}: {len(files)} shard file(s) for {world} ranks; need at least one each")
