@@ -60,6 +60,7 @@ PEERS = {
     "baseline": "Surprise BaselineOnly (defaults)",
     "svd": "Surprise SVD (defaults)",
     "svdpp": "Surprise SVD++ (defaults)",
+    "knn": "Surprise KNNBaseline (item-based, pearson_baseline, k=40)",
 }
 TUNE_GRID = {
     "bpmf": [
@@ -432,7 +433,8 @@ def main() -> None:
     )
     ap.add_argument("--peers-python", help="python of a venv with fastai and scikit-surprise")
     ap.add_argument(
-        "--peers", default=",".join(PEERS), help="comma-separated: fastai, baseline, svd, svdpp"
+        "--peers", default="fastai,baseline,svd,svdpp",
+        help="comma-separated: fastai, baseline, svd, svdpp, knn (item-item: not for large catalogues)"
     )
     ap.add_argument("--threads", type=int, default=2, help="torch threads per run")
     ap.add_argument(

@@ -1,7 +1,7 @@
 """Run a peer library on a given train/test CSV (user,item,rating) and print one JSON line.
 
 Runs inside the peers venv (../shared/tools/peers-venv.sh), never in collabkit's own:
-    .peers-venv/bin/python bench/peers.py --train tr.csv --test te.csv --which fastai|baseline|svd|svdpp \
+    .peers-venv/bin/python bench/peers.py --train tr.csv --test te.csv --which fastai|baseline|svd|svdpp|knn \
         [--bs 64 --lr 5e-3 --threads 1 --repeat 2]
 
 fastai's timed work is ``fit_one_cycle``: 5 epochs with a pass over the valid set after each
@@ -45,12 +45,14 @@ def fastai(
 
 
 def surprise(train: pd.DataFrame, test: pd.DataFrame, which: str) -> tuple[np.ndarray, np.ndarray, float]:
-    from surprise import SVD, BaselineOnly, Dataset, Reader, SVDpp
+    from surprise import SVD, BaselineOnly, Dataset, KNNBaseline, Reader, SVDpp
 
     scale = (float(train.rating.min()), float(train.rating.max()))
     data = Dataset.load_from_df(train[["user", "item", "rating"]], Reader(rating_scale=scale))
     if which == "baseline":
         algo = BaselineOnly(verbose=False)
+    elif which == "knn":  # item-based on baseline residuals, as collabkit's knn kind
+        algo = KNNBaseline(k=40, sim_options={"name": "pearson_baseline", "user_based": False}, verbose=False)
     else:
         algo = (SVD if which == "svd" else SVDpp)(random_state=42)
     t0 = time.perf_counter()
@@ -64,7 +66,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--train", required=True)
     ap.add_argument("--test", required=True)
-    ap.add_argument("--which", choices=["fastai", "baseline", "svd", "svdpp"], required=True)
+    ap.add_argument("--which", choices=["fastai", "baseline", "svd", "svdpp", "knn"], required=True)
     ap.add_argument("--bs", type=int, default=64, help="fastai's batch size")
     ap.add_argument("--lr", type=float, default=5e-3, help="fastai's peak learning rate")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")

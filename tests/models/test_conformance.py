@@ -35,6 +35,7 @@ RECIPES: dict[str, str | tuple[str, ...]] = {
     ),
     "ordinal": "ordinal(n_factors=8, epochs=20, lr_max=3e-2, wd=0.01)",
     "baseline": "baseline",
+    "knn": "knn(shrink=10.0)",
     "most-popular": "most-popular",
     "ease": "ease(reg=10.0)",
     "als": "als(n_factors=8, iterations=10)",

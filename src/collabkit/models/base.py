@@ -169,6 +169,9 @@ class CollabModel(nn.Module):
     #: each user's ``fold_in`` depends on their own answers only, not on who else is in the batch
     #: (the serving engine then folds in the users of concurrent requests together)
     fold_in_per_user: bool = True
+    #: FOLD_IN through ``user_linear`` (score = link(A x + c)); False for a kind with its own
+    #: ``fold_in`` that is not (onboarding then measures no gain on it)
+    linear_fold_in: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)

@@ -19,6 +19,8 @@ covered: the questionnaire spreads across the factor space. A skipped item ("hav
 changes nothing but is not asked again. On ML-100k this beats asking the most popular items
 first at every number of answers (``bench/coldstart.py``). For an ensemble sum_k w_k f_k the
 members' gains add up weighted by w_k^2 (the variance of a weighted sum of independent parts).
+A kind whose fold-in is not linear in its representation (``linear_fold_in`` False: knn) adds
+no gain; a model with no other part asks the most popular items first.
 """
 
 from __future__ import annotations
@@ -53,7 +55,8 @@ class Questionnaire:
         every = torch.arange(len(model.items))
         components = model.components()
         priors = self.prior.parts or (self.prior,)
-        self.parts = [(m, w, p, *m.user_linear(every)) for (w, m), p in zip(components, priors)]
+        self.parts = [(m, w, p, *(m.user_linear(every) if m.linear_fold_in else (None, None)))
+                      for (w, m), p in zip(components, priors)]  # fmt: skip
         self.asked = np.zeros(len(model.items), dtype=bool)
         self.items: list[int] = []  # answered item indices
         self.ratings: list[float] = []
@@ -104,8 +107,10 @@ class Questionnaire:
         answered = torch.tensor(self.items, dtype=torch.int64)
         gain, start = torch.zeros(len(p), dtype=torch.float64), 0
         for model, weight, prior, A, c in self.parts:
-            x = self._x[start : start + A.shape[1]]
-            start += A.shape[1]
+            x = self._x[start : start + len(prior.mean)]
+            start += len(prior.mean)
+            if A is None:  # a fold-in that is not linear in the representation: no gain of its own
+                continue
             _, slope = model.link(A @ x + c)
             J = A * slope.unsqueeze(1)  # (N, D) every item's gradient at the current estimate
             H = J[answered].T @ J[answered] + torch.diag(prior.precision)
@@ -113,6 +118,8 @@ class Questionnaire:
             G = (J * p.unsqueeze(1)).T @ J  # (D, D) sum_j p_j j_j j_j^T
             # p_i v_i^T G v_i / (1 + j_i^T v_i)
             gain += weight**2 * p * (V @ G * V).sum(1) / (1 + (V * J).sum(1))
+        if all(A is None for *_, A, _ in self.parts):
+            gain = p.clone()  # no part to measure gains on: the most popular first
         gain[torch.from_numpy(self.asked)] = -torch.inf
         return gain
 
