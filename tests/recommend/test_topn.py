@@ -156,3 +156,20 @@ def test_the_numpy_path_for_a_few_rows_follows_the_same_rule(monkeypatch):
         monkeypatch.undo()
         np.testing.assert_array_equal(small[0].numpy(), batch[0].numpy())
         np.testing.assert_array_equal(small[1].numpy(), batch[1].numpy())
+
+
+def test_an_ensembles_chunk_holds_fewer_users_as_every_member_scores_it(ratings, monkeypatch):
+    """TOPN_CELLS bounds the cells of a chunk summed over the parts that score it."""
+    from collabkit.models.ensemble import Ensemble
+
+    members = [DotProductBias.from_data(ratings, n_factors=4, seed=s).eval() for s in range(3)]
+    blend = Ensemble.of(members, [0.2, 0.3, 0.5])
+    monkeypatch.setattr(sys.modules[top_n.__module__], "TOPN_CELLS", 10 * len(blend.items) * 3)  # 10 users x 3
+    for model, chunk in ((members[0], 30), (blend, 10)):
+        rows, scorer = [], model.scorer()
+        rank = scorer.rank
+        scorer.rank = lambda ur, rank=rank, rows=rows: rows.append(len(ur)) or rank(ur)
+        items, _ = top_n(model, np.arange(50), 5, scorer=scorer)
+        assert max(rows) == chunk and sum(rows) == 50
+        reference, _ = top_n(model, np.arange(50), 5, batch_users=50)
+        np.testing.assert_array_equal(items, reference)
