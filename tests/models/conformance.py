@@ -26,6 +26,7 @@ from collabkit.models.base import (
     FACTORS,
     FOLD_IN,
     ITEM_FOLD_IN,
+    NEIGHBOURS,
     PROBA,
     RATINGS,
     UPDATE,
@@ -121,14 +122,15 @@ def check_fold_in(model: CollabModel, data: Data, bound: float | None = None) ->
 
 
 def check_recommend_with_reasons(model: CollabModel, data: Data) -> None:
-    """Top-n never repeats what the user rated; kinds with factors say why ("because you rated")."""
+    """Top-n never repeats what the user rated; kinds with factors or item similarities say why
+    ("because you rated")."""
     train = trained_on(model, data)
     user = train.frame["user"].iloc[0]
     recs = ck.recommend(model, train, [user], n=4)
     rated = set(train.frame.loc[train.frame["user"] == user, "item"])
     assert len(recs) == 4 and not set(recs["item"]) & rated
     assert recs["score"].is_monotonic_decreasing
-    if supports(model, FACTORS):
+    if supports(model, FACTORS) or supports(model, NEIGHBOURS):
         assert recs["because"].str.startswith("because you rated").any()
     if supports(model, PROBA):
         assert recs["p_love"].between(0, 1).all()
@@ -139,13 +141,13 @@ def check_similar_and_pca(model: CollabModel, data: Data) -> None:
     from collabkit.interpret.similar import similar_items
 
     item = data[0].frame["item"].iloc[0]
-    if not supports(model, FACTORS):
+    if not supports(model, FACTORS) and not supports(model, NEIGHBOURS):
         with pytest.raises(CapabilityError, match="kinds that do"):
             similar_items(model, item, 3)
         return
     near = similar_items(model, item, 3)
     assert len(near) == 3 and item not in set(near["item"])
-    if model.factors("item").shape[1] >= 2:
+    if supports(model, FACTORS) and model.factors("item").shape[1] >= 2:
         assert len(item_pca(model, 2, data[0]).coords) > 0
 
 

@@ -134,3 +134,26 @@ def test_onboarding_asks_the_most_rated_items_first_and_an_ensemble_with_knn_sti
         quiz.next_item() != first
         and quiz.user_repr().shape == both.user_repr(torch.tensor([0])).shape[1:]
     )
+
+
+def test_similar_items_are_the_largest_similarities_and_reasons_the_nearest_liked_items(fitted):
+    from collabkit.interpret.similar import similar_items
+    from collabkit.recommend.recommend import recommend
+
+    model, data = fitted
+    item = model.items.ids[4]
+    near = similar_items(model, item, 3)
+    row = model.similarity[4].double().numpy()
+    row[4] = -np.inf
+    want = np.argsort(-row, kind="stable")[:3]
+    assert list(near["item"]) == list(model.items.decode(want))
+    np.testing.assert_allclose(near["similarity"], row[want])
+    user = data.frame["user"].iloc[0]
+    recs = recommend(model, data, [user], n=3)
+    mine = data.frame[data.frame["user"] == user]
+    liked = mine[mine["rating"] >= mine["rating"].mean() - 1e-6]["item"]
+    liked_idx = model.items.lookup(liked)
+    for _, rec in recs.iterrows():
+        s = model.similarity[int(model.items.lookup([rec["item"]])[0])].numpy()[liked_idx]
+        best = liked.iloc[int(np.argmax(s))]  # ties: the first liked in history order (item index)
+        assert rec["because"].startswith(f"because you rated {data.items['title'][best]} ")

@@ -22,6 +22,7 @@ from collabkit.models.base import (
     FACTORS,
     FOLD_IN,
     ITEM_FOLD_IN,
+    NEIGHBOURS,
     PROBA,
     RATINGS,
     UPDATE,
@@ -44,7 +45,7 @@ class Toy(CollabModel):
 
     kind = "toy"
     Config = ToyConfig
-    capabilities = frozenset({FOLD_IN, ITEM_FOLD_IN, UPDATE, FACTORS, RATINGS, PROBA, BIASES})
+    capabilities = frozenset({FOLD_IN, ITEM_FOLD_IN, UPDATE, FACTORS, RATINGS, PROBA, BIASES, NEIGHBOURS})
     bias_columns = (1, 1)
     user_item_tables: ClassVar[dict[str, str]] = {"user_table.weight": "user", "item_table.weight": "item"}
 
@@ -82,6 +83,10 @@ class Toy(CollabModel):
     def set_reprs(self, side: str, index: Tensor, reprs: Tensor) -> None:
         table = self.user_table if side == "user" else self.item_table
         table.weight[index] = reprs.to(table.weight.dtype)
+
+    def item_similarity(self, a: Tensor, b: Tensor) -> Tensor:
+        f = nn.functional.normalize(self.item_table.weight[:, :-1].detach(), dim=-1)  # cosine of q_a, q_b
+        return (f[a] * f[b]).sum(-1)
 
     def proba_repr(self, ur: Tensor, ir: Tensor) -> Tensor:
         levels = torch.tensor(self.config.levels, dtype=torch.float32)

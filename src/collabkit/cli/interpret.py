@@ -157,7 +157,8 @@ def similar(
     ] = None,
     as_json: Json = False,
 ) -> None:
-    """Nearest items (or users) by cosine similarity of their factors; suggests titles for typos."""
+    """Nearest items (or users) by cosine similarity of their factors (a knn model: its item
+    similarities); suggests titles for typos."""
     from collabkit.data.vocab import UnknownIdError
     from collabkit.interpret.similar import similar_items, similar_users
 

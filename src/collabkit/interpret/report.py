@@ -370,8 +370,8 @@ def _similar(
     names = dict(zip(examples, _titles(list(examples), inputs.items)))
     inner = (
         _shown_by(inputs.model)
-        + "<p>Nearest items by cosine similarity of their factors, among the items with at least "
-        f"{min_ratings} training ratings: rarely-rated items have short, noisy factor vectors, so "
+        + f"<p>Nearest items by {_nearness(inputs.model)}, among the items with at least "
+        f"{min_ratings} training ratings: rarely-rated items are placed by a handful of ratings, so "
         f"the {left_out} items with fewer are left out.</p>"
     )
     for q, table in found.items():
@@ -379,6 +379,15 @@ def _similar(
         inner += table_html(table[shown], f"Like {names[q]}")
     data = {str(q): t.to_dict(orient="records") for q, t in found.items()}
     return inner, {"min_ratings": min_ratings, "left_out": left_out, "neighbours": data}
+
+
+def _nearness(model: Any) -> str:
+    """What similar items are near by, in the report's words."""
+    from collabkit.models.base import NEIGHBOURS, supports
+
+    if supports(model, NEIGHBOURS):
+        return "the model's item-item similarities (shrunk correlations of their rating residuals)"
+    return "cosine similarity of their factors"
 
 
 def _comparison(

@@ -3,7 +3,8 @@
 ``factors`` reads the latent factors of any model from its representation (``item_repr`` /
 ``user_repr`` of every index), dropping the bias column of the dot-bias family, so the same code
 serves DotProduct, DotProductBias, EmbeddingNN, the hybrid and the implicit rankers. Models with
-no factors (mean, bias, most-popular) are refused with a clear error.
+no factors (mean, bias, most-popular) are refused with a clear error. A kind with item-item
+similarities of its own (NEIGHBOURS: knn) gives its similar items by those instead.
 
 Neighbours need support: an item (or user) with a handful of ratings has a factor vector that
 has barely moved from its random start, so with the training ratings given, those with fewer
@@ -27,7 +28,7 @@ from torch import Tensor
 
 from collabkit.data.interactions import Ratings
 from collabkit.data.vocab import UnknownIdError, Vocab
-from collabkit.models.base import CollabModel
+from collabkit.models.base import NEIGHBOURS, CollabModel, supports
 
 SIDES = ("item", "user")
 #: the default support a neighbour needs lies between these (``default_min_ratings``)
@@ -173,9 +174,14 @@ def _nearest_supported(
 def _nearest(
     model: CollabModel, side: str, idx: int, k: int, allowed: np.ndarray | None = None
 ) -> pd.DataFrame:
-    """Top-k rows by cosine similarity to row ``idx`` (itself excluded), among ``allowed`` indices."""
-    f = torch.nn.functional.normalize(factors(model, side), dim=1)  # zero rows stay zero
-    order, sims = nearest(f, idx, k, allowed)
+    """Top-k rows by cosine similarity to row ``idx`` (itself excluded), among ``allowed`` indices;
+    items by the kind's own similarities when it has them (NEIGHBOURS)."""
+    if side == "item" and supports(model, NEIGHBOURS):
+        row = model.item_similarity(torch.tensor(idx), torch.arange(len(model.items)))
+        order, sims = nearest_of(row.double().numpy(), idx, k, allowed)
+    else:
+        f = torch.nn.functional.normalize(factors(model, side), dim=1)  # zero rows stay zero
+        order, sims = nearest(f, idx, k, allowed)
     vocab = model.items if side == "item" else model.users
     return pd.DataFrame({side: vocab.decode(order), "similarity": sims})
 
@@ -186,11 +192,16 @@ def nearest(unit: Tensor, idx: int, k: int, allowed: np.ndarray | None = None) -
 
     A partition finds the k-th best cosine, so only the candidates at or above it are sorted.
     """
-    if k < 1:
-        raise ValueError(f"k must be at least 1, got {k}")
     if unit.shape[1] < 2:
         raise ValueError(f"{unit.shape[1]} factor(s): nothing to compare directions of")
-    sims = (unit @ unit[idx]).double().numpy()
+    return nearest_of((unit @ unit[idx]).double().numpy(), idx, k, allowed)
+
+
+def nearest_of(sims: np.ndarray, idx: int, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(indices, similarities) of the ``k`` largest of ``sims`` (every row's similarity to row
+    ``idx``), ``idx`` excluded, among ``allowed``; most similar first, ties to the lower index."""
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
     keep = np.ones(len(sims), dtype=bool) if allowed is None else np.isin(np.arange(len(sims)), allowed)
     keep[idx] = False  # not itself
     key = np.where(keep, -sims, np.inf)  # ascending key: best first; left out: last

@@ -74,6 +74,7 @@ from collabkit.models.capabilities import (  # noqa: F401  (the contract's names
     FACTORS,
     FOLD_IN,
     ITEM_FOLD_IN,
+    NEIGHBOURS,
     PROBA,
     RATINGS,
     UPDATE,
@@ -436,6 +437,13 @@ class CollabModel(nn.Module):
             torch.arange(len(self.items if side == "item" else self.users))
         )
         return rep[:, -1].detach()
+
+    # --- NEIGHBOURS: item-item similarities of the kind's own ----------------------------------
+    def item_similarity(self, a: Tensor, b: Tensor) -> Tensor:
+        """Similarities of item indices ``a`` and ``b`` (broadcast): for similar items and reasons,
+        in place of the cosine of factors, in kinds that declare NEIGHBOURS (knn: its s_ij)."""
+        require(self, NEIGHBOURS)
+        raise NotImplementedError(f"{self.kind} declares {NEIGHBOURS!r} but has no item_similarity")
 
     # --- PROBA: a probability for each rating level (config.levels) ----------------------------
     def proba_repr(self, ur: Tensor, ir: Tensor) -> Tensor:

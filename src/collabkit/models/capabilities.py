@@ -15,7 +15,8 @@ FACTORS = "factors"  # latent vectors per item and user: similar items/users, th
 RATINGS = "ratings"  # scores are ratings on the data's scale (else ranking scores, implicit data)
 PROBA = "proba"  # a probability for each rating level (config.levels; predict_proba, proba_repr)
 BIASES = "biases"  # one learned offset per item and user (biases)
-CAPABILITIES = (FOLD_IN, ITEM_FOLD_IN, UPDATE, FACTORS, RATINGS, PROBA, BIASES)
+NEIGHBOURS = "neighbours"  # its own item-item similarities (item_similarity): similar items, reasons
+CAPABILITIES = (FOLD_IN, ITEM_FOLD_IN, UPDATE, FACTORS, RATINGS, PROBA, BIASES, NEIGHBOURS)
 
 
 class CapabilityError(TypeError, ValueError):

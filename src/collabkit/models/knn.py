@@ -29,7 +29,7 @@ from torch import Tensor
 from collabkit.core.loop import History, encode
 from collabkit.data.interactions import Ratings
 from collabkit.data.vocab import Vocab
-from collabkit.models.base import BIASES, FOLD_IN, RATINGS, CollabModel, Scorer, Sizes
+from collabkit.models.base import BIASES, FOLD_IN, NEIGHBOURS, RATINGS, CollabModel, Scorer, Sizes
 from collabkit.models.config import ModelConfig
 from collabkit.models.linear import UserPrior
 
@@ -60,7 +60,7 @@ class ItemKNN(CollabModel):
 
     kind = "knn"
     Config = KNNConfig
-    capabilities = frozenset({FOLD_IN, RATINGS, BIASES})
+    capabilities = frozenset({FOLD_IN, RATINGS, BIASES, NEIGHBOURS})
     bias_columns = (1, 1)  # user_repr = [e_u, m_u, b_u]; item_repr = [s_i, b_i]
     wants_y_range = False
     data_sized = ("resid_items", "resid_values")  # length = number of training ratings
@@ -139,6 +139,10 @@ class ItemKNN(CollabModel):
         x = self.global_mean + offsets + nb
         c = self.config.clip
         return x if c is None else x.clamp(*c)
+
+    def item_similarity(self, a: Tensor, b: Tensor) -> Tensor:
+        """s_ab: similar items are an item's largest; a reason is the liked item nearest."""
+        return self.similarity[a, b]
 
     # --- training ---------------------------------------------------------------------------
     @torch.no_grad()

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from collabkit.data.interactions import Ratings
 from collabkit.data.vocab import UnknownIdError
-from collabkit.models.base import FACTORS, PROBA, CollabModel, supports
+from collabkit.models.base import FACTORS, NEIGHBOURS, PROBA, CollabModel, supports
 from collabkit.models.linear import UserPrior
 from collabkit.recommend.foldin import fold_in_frame
 from collabkit.recommend.topn import _top_k, rated_csr, top_n
@@ -131,13 +131,14 @@ def explain_items(
     """(U, n, k) item indices (-1 padded): for each recommendation, the user's liked items nearest it.
 
     Liked = rated at or above the user's own mean rating; nearness = cosine similarity of the
-    items' factor vectors (the item representation without its bias). ``rows`` (U,) index the
-    users in ``history`` (-1: no history, so no reason). ``vectors``: ``unit_factors(model)``
-    computed once by the caller.
+    items' factor vectors (the item representation without its bias), or the kind's own item
+    similarities (NEIGHBOURS: knn's s_ij). ``rows`` (U,) index the users in ``history`` (-1: no
+    history, so no reason). ``vectors``: ``unit_factors(model)`` computed once by the caller.
     """
     out = np.full((*recs.shape, k), -1, dtype=np.int64)
+    own = supports(model, NEIGHBOURS)
     vectors = unit_factors(model) if vectors is None else vectors
-    if vectors.shape[1] == 0 or not recs.size:
+    if (vectors.shape[1] == 0 and not own) or not recs.size:
         return out
     owner, liked = _liked(history, rows)  # liked item indices, grouped by user
     per = np.bincount(owner, minlength=len(rows))
@@ -153,7 +154,10 @@ def explain_items(
         pos = np.arange(width)
         lk = np.where(pos < per[users, None], liked[np.minimum(first[users, None] + pos, max(len(liked) - 1, 0))], -1) if len(liked) else np.full((len(users), 1), -1)
         r, lk = torch.from_numpy(recs[users]), torch.from_numpy(lk)
-        sims = torch.bmm(vectors[r.clamp(min=0)], vectors[lk.clamp(min=0)].transpose(1, 2))  # (b, n, L)
+        if own:
+            sims = model.item_similarity(r.clamp(min=0).unsqueeze(2), lk.clamp(min=0).unsqueeze(1)).float()
+        else:
+            sims = torch.bmm(vectors[r.clamp(min=0)], vectors[lk.clamp(min=0)].transpose(1, 2))  # (b, n, L)
         sims = sims.masked_fill((lk < 0).unsqueeze(1) | (r < 0).unsqueeze(2), -torch.inf)
         near, top = _top_k(sims.reshape(-1, width), min(k, width))  # best first, ties to the lower position
         pick = torch.gather(lk.unsqueeze(1).expand(-1, r.shape[1], -1).reshape(-1, width), 1, near)

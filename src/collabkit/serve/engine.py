@@ -59,11 +59,12 @@ from torch import Tensor
 
 from collabkit.checkpoint import load_items, load_model
 from collabkit.data.interactions import Ratings
-from collabkit.interpret.similar import nearest
+from collabkit.interpret.similar import nearest, nearest_of
 from collabkit.models.base import (
     FACTORS,
     FOLD_IN,
     ITEM_FOLD_IN,
+    NEIGHBOURS,
     PROBA,
     CollabModel,
     require,
@@ -242,9 +243,13 @@ class Engine:
 
     def similar(self, item: str, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(item indices, cosine similarities) of the ``k`` items whose factors point most like
-        ``item``'s (``interpret.similar``'s rule, on the vectors prepared at load)."""
+        ``item``'s (``interpret.similar``'s rule, on the vectors prepared at load); a kind with
+        its own item similarities (NEIGHBOURS) by those."""
+        idx = self.item_index[item]
+        if supports(self.model, NEIGHBOURS):
+            return nearest_of(self.model.item_similarity(torch.tensor(idx), torch.arange(len(self.model.items))).double().numpy(), idx, k)
         require(self.model, FACTORS)
-        return nearest(self.unit, self.item_index[item], k)
+        return nearest(self.unit, idx, k)
 
     # --- the shared path --------------------------------------------------------------------------
     def _precomputed(self, row: int, n: int) -> Answer:

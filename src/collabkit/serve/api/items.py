@@ -34,7 +34,8 @@ def search(
 def similar(
     item: PathId, request: Request, served: Model, k: Annotated[int, Query(ge=1, le=100)] = 10
 ) -> SimilarItems:
-    """The ``k`` items whose latent factors point most like ``item``'s (cosine similarity)."""
+    """The ``k`` items whose latent factors point most like ``item``'s (cosine similarity); a knn
+    model's: its largest item-item similarities."""
     if item not in served.item_index:  # the exact text of an id: "5e1" is not item 50
         raise FieldError(404, "item", f"item {item!r} is unknown to the live model")
     try:
