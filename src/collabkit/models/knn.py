@@ -6,11 +6,12 @@ b_ui = mu + b_u + b_i is the baseline predictor (the kind's own shrinkage, ``set
 e_uj = r_uj - b_uj the residuals of u's training ratings N(u), and s_ij >= 0 the Pearson
 correlation of items i and j's residuals over the users who rated both, shrunk towards 0 by
 (n_ij - 1) / (n_ij - 1 + shrink); negative correlations are left out. Every positive neighbour a
-user rated counts (on ML-100k keeping only each pair's 80 nearest gave the same validation RMSE).
-A pair with no rated neighbour is scored by its baseline.
+user rated counts (keeping only the 80 nearest of them gave 0.9122 against 0.9127 on an ML-100k
+validation part). A pair with no rated neighbour is scored by its baseline.
 
-It adds what the factor models lack to a blend: the items a user rated themselves. In the
-contract's terms user_repr(u) = [e_u, m_u, b_u] (residuals and 0/1 rated flags over every item)
+It reads what factor models summarise, the items a user rated themselves, so its similar items
+and its reasons are its own similarities (NEIGHBOURS), and a new user is folded in by their
+answers' residuals (one user sweep of the baseline). In the contract's terms user_repr(u) = [e_u, m_u, b_u] (residuals and 0/1 rated flags over every item)
 and item_repr(i) = [s_i, b_i], so the head is two dot products; the residuals are kept as CSR
 buffers and the similarities as a dense items x items matrix, which is fine up to tens of
 thousands of items (``cost``/``sized`` skip it past the memory limit).
@@ -40,7 +41,7 @@ USER_BLOCK = 4096
 @dataclass
 class KNNConfig(ModelConfig):
     n_factors: int = field(default=0, metadata={"min": 0, "max": 0})  # no factors
-    # n_ij / (n_ij + shrink): how many common raters a correlation needs to count
+    # (n_ij - 1) / (n_ij - 1 + shrink): how many common raters a correlation needs to count
     shrink: float = field(default=100.0, metadata={"min": 0})
     # the baseline's shrinkage of the item and user offsets and its alternating sweeps
     reg_item: float = field(default=10.0, metadata={"min": 0})
