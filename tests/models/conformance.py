@@ -246,7 +246,8 @@ def check_engine(model: CollabModel, data: Data) -> None:
         assert (got.p_love is None) == (alone.p_love is None)
         if got.p_love is not None:
             np.testing.assert_allclose(got.p_love, alone.p_love, rtol=1e-5, atol=1e-6)
-    if supports(model, FACTORS) and model.factors("item").shape[1] >= 2:
+    # similar items: the service's are interpret.similar's (a kind's own similarities or its factors)
+    if supports(model, NEIGHBOURS) or (supports(model, FACTORS) and model.factors("item").shape[1] >= 2):
         from collabkit.interpret.similar import similar_items
 
         item = frame["item"].iloc[0]
