@@ -73,6 +73,7 @@ def test_auto_blends_by_support_and_keeps_what_it_measured(tiny):
     model, _ = build_auto(tiny, candidates=FAST, budget=60)
     info = model.meta["auto"]
     assert info["blend_valid_rmse"] <= info["constant_blend_valid_rmse"] + 1e-12
+    assert info["blend_oof_rmse"] > 0 and info["constant_blend_oof_rmse"] > 0  # scored out of fold too
     buckets = info["support"]["buckets"]
     assert {b["side"] for b in buckets} == {"user", "item"}
     assert all(b["rmse"] <= b["baseline_rmse"] + 1e-12 for b in buckets if "baseline_rmse" in b)

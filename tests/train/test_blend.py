@@ -137,3 +137,22 @@ def test_the_refinement_is_left_out_of_cells_where_it_does_not_help():
     blend = fit_support(P, y, cu, ci, baselines=[0], names=["a", "b"], moments=moments)
     assert blend.rmse <= blend.cells_rmse + 1e-12
     assert all(r["rmse"] <= r["baseline_rmse"] + 1e-12 for r in blend.buckets)
+
+
+def test_out_of_fold_figures_score_each_fold_with_blends_fitted_without_it():
+    """The fitted figures score a blend on its own rows; the out-of-fold ones are what a user can
+    expect: on support-driven data the cells win out of fold too, on pure noise they do not."""
+    from collabkit.train.blend import FOLDS
+
+    P, y, cu, ci = synthetic(20_000, seed=4)
+    blend = fit_support(P, y, cu, ci, baselines=[0], names=["baseline", "factors", "noise"])
+    folds = np.random.default_rng(0).integers(0, FOLDS, len(y))
+    sse = sum(float(np.sum((P[folds == f] @ nnls(P[folds != f], y[folds != f]) - y[folds == f]) ** 2)) for f in range(FOLDS))
+    assert abs(blend.constant_oof_rmse - np.sqrt(sse / len(y))) < 1e-12
+    assert blend.cells_oof_rmse < blend.constant_oof_rmse - 0.01
+    assert blend.to_json()["cells_oof_rmse"] == blend.cells_oof_rmse
+    rng = np.random.default_rng(5)  # members that are noise around the truth, whatever the support
+    noise = y[:, None] + rng.normal(0, 1, (len(y), 3))
+    flat = fit_support(noise, y, cu, ci, baselines=[0], names=["a", "b", "c"])
+    assert flat.cells_rmse < flat.constant_rmse  # fitted on its own rows, the cells always look better
+    assert flat.cells_oof_rmse > flat.constant_oof_rmse  # out of fold they are not

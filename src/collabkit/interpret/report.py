@@ -247,8 +247,11 @@ def _auto_tables(auto: dict[str, Any]) -> str:
     chosen = pd.DataFrame(auto["chosen"]).rename(columns={
         "spec": "member", "weight": "mean weight", "constant_weight": "constant-blend weight",
         "valid_rmse": "validation RMSE"})  # fmt: skip
-    out = budget + table_html(chosen, f"Blend: validation RMSE {auto['blend_valid_rmse']:.4f} "
-                              f"(one weight per member: {auto.get('constant_blend_valid_rmse', float('nan')):.4f})")
+    nan = float("nan")
+    out = budget + table_html(chosen, f"Blend: validation RMSE {auto['blend_valid_rmse']:.4f}, fitted on those ratings "
+                              f"(one weight per member: {auto.get('constant_blend_valid_rmse', nan):.4f}); out of fold: "
+                              f"support cells {auto.get('blend_oof_rmse', nan):.4f}, one weight per member "
+                              f"{auto.get('constant_blend_oof_rmse', nan):.4f}")
     buckets = (auto.get("support") or {}).get("buckets") or []
     if buckets:
         rows = []

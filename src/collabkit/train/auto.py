@@ -257,8 +257,9 @@ def build_auto(
     if fallback is not None:
         say(f"  unknown ids: the baseline of {run.fitted[fallback[0]]['spec']} (validation RMSE "
             f"{fallback[1]:.4f} on {fallback[2]} pairs)")  # fmt: skip
-    say(f"  blend of {len(chosen)}: validation RMSE {blend.rmse:.4f} (constant weights: {blend.constant_rmse:.4f}, "
-        f"support cells alone: {blend.cells_rmse:.4f}); refitting on all {len(train)} ratings")  # fmt: skip
+    say(f"  blend of {len(chosen)}: validation RMSE {blend.rmse:.4f} fitted on those rows (constant weights: "
+        f"{blend.constant_rmse:.4f}, support cells alone: {blend.cells_rmse:.4f}); out of fold: support cells "
+        f"{blend.cells_oof_rmse:.4f}, constant weights {blend.constant_oof_rmse:.4f}; refitting on all {len(train)} ratings")  # fmt: skip
     t_search = run.clock()
     history, members = History(), [None] * len(chosen)
     for n in _refit_order(run.fitted, chosen):  # the most working memory first, while little is kept
@@ -279,6 +280,7 @@ def build_auto(
             for n, j in enumerate(chosen)
         ],
         "blend_valid_rmse": blend.rmse, "constant_blend_valid_rmse": blend.constant_rmse,
+        "blend_oof_rmse": blend.cells_oof_rmse, "constant_blend_oof_rmse": blend.constant_oof_rmse,
         "fallback": None if fallback is None else {
             "spec": run.fitted[fallback[0]]["spec"], "valid_rmse": fallback[1], "pairs": fallback[2]},
         "support": blend.to_json(), "search_seconds": t_search,

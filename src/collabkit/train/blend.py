@@ -94,6 +94,10 @@ class SupportBlend:
     rmse: float  # validation RMSE over the rows with known sides
     constant_rmse: float  # the constant blend's on the same rows
     cells_rmse: float = float("nan")  # the cells' blend's, before the refinement
+    # the same rows scored out of fold (fitted on the other FOLDS - 1 folds): the figures above are
+    # of blends fitted on the rows they score, so they are optimistic
+    cells_oof_rmse: float = float("nan")  # the cells' blend at the chosen lam
+    constant_oof_rmse: float = float("nan")  # the constant blend
     refine: np.ndarray | None = None  # (meta-features, K + 1) the refinement, or None
     refine_cells: np.ndarray | None = None  # (bins, bins) 1.0 where the refinement applies
     buckets: list[dict[str, Any]] = field(default_factory=list)  # by side and bucket (``bucket_table``)
@@ -102,6 +106,7 @@ class SupportBlend:
         return {
             "edges": list(self.edges), "lam": self.lam, "valid_rmse": self.rmse,
             "constant_valid_rmse": self.constant_rmse, "cells_valid_rmse": self.cells_rmse,
+            "cells_oof_rmse": self.cells_oof_rmse, "constant_oof_rmse": self.constant_oof_rmse,
             "refined_cells": 0 if self.refine_cells is None else int(self.refine_cells.sum()),
             "buckets": self.buckets,
         }  # fmt: skip
@@ -129,7 +134,7 @@ def fit_support(
     n_cells = (len(edges) + 1) ** 2
     scale = float(np.mean(P**2)) if len(P) else 1.0
     folds = np.random.default_rng(seed).integers(0, FOLDS, len(y))
-    held = {lam: 0.0 for lam in LAMBDAS}
+    held, held_constant, scored = {lam: 0.0 for lam in LAMBDAS}, 0.0, 0
     for f in range(FOLDS):
         fit, out = folds != f, folds == f
         if not fit.any() or not out.any():
@@ -137,6 +142,8 @@ def fit_support(
         w = _solve(P[fit], y[fit], cell[fit], n_cells, baselines, LAMBDAS, scale)
         for lam, weights in w.items():
             held[lam] += float(np.sum((np.einsum("nk,nk->n", P[out], weights[cell[out]]) - y[out]) ** 2))
+        held_constant += float(np.sum((P[out] @ nnls(P[fit], y[fit]) - y[out]) ** 2))
+        scored += int(out.sum())
     lam = min(LAMBDAS, key=lambda x: (held[x], -x))  # ties: the stronger pull
     w0 = nnls(P, y) if len(y) else np.zeros(P.shape[1])
     weights = _solve(P, y, cell, n_cells, baselines, (lam,), scale)[lam]
@@ -148,6 +155,9 @@ def fit_support(
         tuple(edges), weights.reshape(bins, bins, -1), w0, mean_w, lam,
         _rmse(blend, y), _rmse(P @ w0, y), _rmse(blend, y),
     )  # fmt: skip
+    if scored:
+        result.cells_oof_rmse = float(np.sqrt(held[lam] / scored))
+        result.constant_oof_rmse = float(np.sqrt(held_constant / scored))
     if moments is not None and len(y):
         M = _meta(user_count[known], item_count[known], moments[0][known], moments[1][known])
         coef, gate = fit_refinement(P, y, blend, M, cell, n_cells, seed)
