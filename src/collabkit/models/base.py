@@ -655,6 +655,23 @@ def _grow(old: Tensor, shape: torch.Size, fresh: Tensor) -> Tensor:
     return out
 
 
+def dense_rows(indptr: Tensor, cols: Tensor, values: Tensor, rows: Tensor, width: int) -> Tensor:
+    """(len(rows), width) dense rows of a CSR matrix, gathered without a Python loop (the CSR
+    buffers of kinds that keep training rows: svdpp's N(u), EASE's x_u, knn's residuals)."""
+    start, count = indptr[rows], indptr[rows + 1] - indptr[rows]
+    owner = torch.repeat_interleave(torch.arange(len(rows)), count)
+    flat = torch.repeat_interleave(start - (torch.cumsum(count, 0) - count), count) + torch.arange(int(count.sum()))
+    out = torch.zeros(len(rows), width, dtype=values.dtype)
+    out[owner, cols[flat]] = values[flat]
+    return out
+
+
+def extended_indptr(indptr: Tensor, rows: int) -> Tensor:
+    """CSR pointers over ``rows`` rows from those of the first len(indptr) - 1: new rows are empty
+    (how a grown model's CSR buffers cover its new users)."""
+    return torch.cat([indptr, indptr[-1:].expand(rows + 1 - len(indptr))])
+
+
 def _sweep(
     spans: list[slice], known: Callable[[slice], tuple[np.ndarray, np.ndarray, np.ndarray]], side: str,
     mu: float, other: np.ndarray, counts: np.ndarray, reg: float,

@@ -45,6 +45,7 @@ from collabkit.models.base import (
     CollabModel,
     Scorer,
     Sizes,
+    dense_rows,
     require,
 )
 from collabkit.models.config import ModelConfig
@@ -240,7 +241,7 @@ class EASE(ImplicitModel, CollabModel):
 
     def user_repr(self, u: Tensor) -> Tensor:
         """(B,) user indices -> (B, n_items) training rows x_u (dense, gathered from the CSR)."""
-        return _dense_rows(
+        return dense_rows(
             self.history_indptr, self.history_items, self.history_weights, u, len(self.items)
         )
 
@@ -557,15 +558,3 @@ def _user_blocks(data: Interactions) -> Iterator[Tensor]:
         idx = torch.stack([torch.from_numpy(users[lo:hi] - r0), torch.from_numpy(data.items[lo:hi])])
         values = torch.from_numpy(data.weights[lo:hi].astype(np.float64))
         yield torch.sparse_coo_tensor(idx, values, (r1 - r0, n), check_invariants=False).coalesce()
-
-
-def _dense_rows(indptr: Tensor, cols: Tensor, values: Tensor, rows: Tensor, width: int) -> Tensor:
-    """(len(rows), width) dense rows of a CSR matrix, gathered without a Python loop."""
-    start, count = indptr[rows], indptr[rows + 1] - indptr[rows]
-    owner = torch.repeat_interleave(torch.arange(len(rows)), count)
-    flat = torch.repeat_interleave(start - (torch.cumsum(count, 0) - count), count) + torch.arange(
-        int(count.sum())
-    )
-    out = torch.zeros(len(rows), width, dtype=values.dtype)
-    out[owner, cols[flat]] = values[flat]
-    return out

@@ -30,7 +30,17 @@ from torch import Tensor
 from collabkit.core.loop import History, encode
 from collabkit.data.interactions import Ratings
 from collabkit.data.vocab import Vocab
-from collabkit.models.base import BIASES, FOLD_IN, NEIGHBOURS, RATINGS, CollabModel, Scorer, Sizes
+from collabkit.models.base import (
+    BIASES,
+    FOLD_IN,
+    NEIGHBOURS,
+    RATINGS,
+    CollabModel,
+    Scorer,
+    Sizes,
+    dense_rows,
+    extended_indptr,
+)
 from collabkit.models.config import ModelConfig
 from collabkit.models.linear import UserPrior
 
@@ -77,9 +87,9 @@ class ItemKNN(CollabModel):
 
     @classmethod
     def cost(cls, config: dict[str, Any], sizes: Sizes) -> tuple[float, float]:
-        """Three dense (users x items)^T (users x items) products (measured on ML-100k, one
-        thread: ~5e-5 units a multiply-add, 0.2-0.3 s on its 943 x 1650) and the baseline's sweeps; memory: the similarities
-        and the sums beside them, a block of dense rows, the residuals."""
+        """Three dense (users x items)^T (users x items) products (~5e-5 units a multiply-add:
+        0.2-0.3 s on ML-100k's 943 x 1650, one thread) and the baseline's sweeps; memory: the
+        similarities and the sums beside them, a block of dense rows, the residuals."""
         products = 3.0 * sizes.users * float(sizes.items) ** 2
         work = products * 5e-5 + sizes.n * (0.3 + 0.06 * cls.option(config, "sweeps"))
         return work, 20.0 * sizes.items**2 + 8.0 * min(
@@ -99,16 +109,14 @@ class ItemKNN(CollabModel):
     # --- the contract ---------------------------------------------------------------------
     def user_repr(self, u: Tensor) -> Tensor:
         """(B,) -> (B, 2 n_items + 1): the residuals e_u, the rated flags m_u, then b_u."""
-        n = len(self.items)
-        start, lens = self.resid_indptr[u], self.resid_indptr[u + 1] - self.resid_indptr[u]
-        offsets = torch.cumsum(lens, 0) - lens
-        pos = torch.arange(int(lens.sum())) - torch.repeat_interleave(offsets - start, lens)
-        rows = torch.repeat_interleave(torch.arange(len(u)), lens)
-        out = torch.zeros(len(u), 2 * n + 1)
-        out[rows, self.resid_items[pos]] = self.resid_values[pos]
-        out[rows, n + self.resid_items[pos]] = 1.0
-        out[:, -1] = self.baseline_user[u]
-        return out
+        return torch.cat([*self._rows(u), self.baseline_user[u].unsqueeze(1)], 1)
+
+    def _rows(self, u: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, n_items) each: users ``u``'s residuals and 0/1 rated flags, from the CSR buffers."""
+        n, values = len(self.items), self.resid_values
+        flags = values.new_ones(()).expand_as(values)  # a view: no copy of the ratings
+        return (dense_rows(self.resid_indptr, self.resid_items, values, u, n),
+                dense_rows(self.resid_indptr, self.resid_items, flags, u, n))  # fmt: skip
 
     def item_repr(self, i: Tensor) -> Tensor:
         """(B,) -> (B, n_items + 1): the similarities s_i to every item, then b_i."""
@@ -182,12 +190,11 @@ class ItemKNN(CollabModel):
         n = len(self.items)
         prod, common, squares = torch.zeros(n, n), torch.zeros(n, n), torch.zeros(n, n)
         for s in range(0, len(self.users), USER_BLOCK):
-            rows = self.user_repr(torch.arange(s, min(s + USER_BLOCK, len(self.users))))
-            e, m = rows[:, :n], rows[:, n : 2 * n]
+            e, m = self._rows(torch.arange(s, min(s + USER_BLOCK, len(self.users))))
             prod.addmm_(e.T, e)
             common.addmm_(m.T, m)
             squares.addmm_((e * e).T, m)  # [i, j]: sum of e_ui^2 over the users who rated j too
-            del rows, e, m
+            del e, m
         den = (squares * squares.T).sqrt_()
         prod.div_(den.clamp_(min=1e-12))
         del squares, den
@@ -234,10 +241,8 @@ class ItemKNN(CollabModel):
         if side != "user":
             return super().set_reprs(side, index, reprs)
         n = len(self.items)
-        keep = torch.ones(len(self.resid_items), dtype=torch.bool)
-        for u in index.tolist():
-            keep[self.resid_indptr[u] : self.resid_indptr[u + 1]] = False
         old_users = torch.repeat_interleave(torch.arange(len(self.users)), self.resid_indptr.diff())
+        keep = ~torch.isin(old_users, index)  # their old rows go
         rated = reprs[:, n : 2 * n] > 0
         new_users = index.unsqueeze(1).expand(-1, n)[rated]
         new_items = torch.arange(n).unsqueeze(0).expand(len(index), -1)[rated]
@@ -251,6 +256,5 @@ class ItemKNN(CollabModel):
     def grown(self, users: Vocab, items: Vocab) -> CollabModel:
         """New users have no residuals (the CSR pointers repeat the last); new items no neighbours."""
         model = super().grown(users, items)
-        indptr = self.resid_indptr
-        model.resid_indptr = torch.cat([indptr, indptr[-1:].expand(len(users) + 1 - len(indptr))])
+        model.resid_indptr = extended_indptr(self.resid_indptr, len(users))
         return model

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from collabkit.data.interactions import Ratings
 from collabkit.data.vocab import Vocab
-from collabkit.models.base import UPDATE, CollabModel, Sizes
+from collabkit.models.base import UPDATE, CollabModel, Sizes, extended_indptr
 from collabkit.models.dot import BiasConfig, DotProductBias
 
 
@@ -105,10 +105,6 @@ class SVDpp(DotProductBias):
     def grown(self, users: Vocab, items: Vocab) -> CollabModel:
         """New users have no history: N(u) is empty for them (the CSR pointers repeat the last)."""
         model = super().grown(users, items)
-        model.history_indptr = _extended_indptr(self.history_indptr, len(users))
+        model.history_indptr = extended_indptr(self.history_indptr, len(users))
         return model
 
-
-def _extended_indptr(indptr: Tensor, rows: int) -> Tensor:
-    """CSR pointers over ``rows`` rows from those of the first len(indptr) - 1: new rows are empty."""
-    return torch.cat([indptr, indptr[-1:].expand(rows + 1 - len(indptr))])
