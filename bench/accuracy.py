@@ -144,6 +144,10 @@ def one_run(spec: dict) -> dict:
         out["skipped"] = [
             f"{c['spec']}: {c['status']}" for c in model.meta["auto"]["candidates"] if "valid_rmse" not in c
         ]
+        auto = model.meta["auto"]  # the blend's form and the out-of-fold figures it was chosen by
+        out["blend_form"] = auto.get("blend_form", "cells")
+        out["oof_rmse"] = {"cells": auto["blend_oof_rmse"], "constant": auto["constant_blend_oof_rmse"],
+                           "single": auto.get("single_rmse", float("nan"))}  # fmt: skip
     return out
 
 
@@ -207,6 +211,8 @@ def benchmark(args: argparse.Namespace) -> dict:
                     "split": split,
                     **median_of(runs),
                     "rmse_runs": [r["rmse"] for r in runs],
+                    **({"blend_forms": [r["blend_form"] for r in runs], "oof_rmse_runs": [r["oof_rmse"] for r in runs]}
+                       if "blend_form" in runs[0] else {}),
                 }
             )
             log(args, rows[-1])
@@ -378,6 +384,8 @@ def show(result: dict) -> None:
     for r in result["runs"]:
         if "chosen" in r:
             print(f"{r['run']} [{r['split']}] chose: {'; '.join(r['chosen'])}")
+            for form, oof in zip(r.get("blend_forms", []), r.get("oof_rmse_runs", [])):
+                print(f"  form: {form} (out of fold: {', '.join(f'{k} {v:.4f}' for k, v in oof.items())})")
             for line in r.get("skipped", []):
                 print(f"  {line}")
     print(

@@ -164,6 +164,31 @@ def test_train_warns_when_the_model_loses_to_the_baseline(tmp_path):
     assert baseline["rmse"] == pytest.approx(out["baseline_rmse"])  # the named model scores what was said
 
 
+def test_an_auto_model_that_loses_to_its_baseline_is_told_the_exact_baseline_spec():
+    """auto's baseline predictor is its fallback candidate's (here reg 5/5), not --model baseline's
+    (25/10): the advice names that spec, and training it scores what the advice said."""
+    from rich.console import Console
+
+    from collabkit.cli.train import _warn_if_worse_than_baseline
+    from collabkit.data.split import random_split
+    from collabkit.train.auto import build_auto
+    from collabkit.train.build import build_model
+    from collabkit.train.spec import ModelSpec
+
+    train, test = random_split(make_ratings(n_users=60, n_items=40, density=0.3, seed=5), 0.2, seed=1)
+    spec = "baseline(reg_item=5.0, reg_user=5.0)"
+    net, _ = build_auto(train, candidates=(spec, "dot-bias(n_factors=4, epochs=3)"), budget=60)
+    assert net.meta["auto"]["fallback"]["spec"] == spec
+    log, result = Console(record=True, width=400), {"rmse": 99.0}
+    _warn_if_worse_than_baseline(net, test, result, log, ModelSpec.parse("auto"))
+    advice = " ".join(log.export_text().split())
+    assert f"--model '{spec}' (the baseline predictor mu + b_u + b_i: RMSE {result['baseline_rmse']:.4f}" in advice
+    assert "--preset auto" not in advice  # auto is the model that lost
+    named, _ = build_model(spec, train)
+    p = named.predict(test.frame["user"], test.frame["item"])
+    assert float(np.sqrt(np.mean((p - test.frame["rating"].to_numpy()) ** 2))) == pytest.approx(result["baseline_rmse"], rel=1e-5)
+
+
 def test_lr_flag_sets_each_kinds_own_learning_rate():
     """--lr is the one-cycle lr_max of gradient-trained kinds, and AutoRec's own Adam lr."""
     from collabkit.cli.train import _overrides

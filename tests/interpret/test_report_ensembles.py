@@ -57,6 +57,7 @@ def test_the_auto_report_shows_its_choices_as_tables(reports):
     page = (folder / "index.html").read_text()
     assert "Weights by support bucket" in page and "Candidates tried, skipped or dropped" in page
     assert "Pairs with an unknown user or item: the baseline predictor of baseline" in page
+    assert "the form that erred least out of fold" in page
     auto = result["model"]["auto"]
     assert auto["support"]["buckets"] and all("status" in c for c in auto["candidates"])
     json.loads((folder / "report.json").read_text())  # strict JSON

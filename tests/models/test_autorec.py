@@ -51,8 +51,14 @@ def test_unknown_user_gets_the_baseline(tiny):
     assert out[0] == pytest.approx(want, rel=1e-5)
 
 
-def test_a_zero_rating_is_refused():
+def test_a_zero_rating_is_fitted_as_a_rating():
+    """On a scale holding 0 (here 0..4) a 0 is a rating the loss counts, not an unrated cell."""
     data = make_ratings()
     data = data.with_frame(data.frame.assign(rating=data.frame["rating"] - 1))  # 0..4
-    with pytest.raises(ValueError, match="0 as 'unrated'"):
-        AutoRec.from_data(data, n_factors=4, epochs=1).fit(data)
+    model = AutoRec.from_data(data, n_factors=32, epochs=200, reg=0.1, lr=1e-2)
+    model.fit(data)
+    f = data.frame
+    p = model.predict(f["user"], f["item"])
+    zero, four = p[(f["rating"] == 0).to_numpy()], p[(f["rating"] == 4).to_numpy()]
+    assert len(zero) and len(four)
+    assert four.mean() - zero.mean() > 2.0  # fitted: the 0s are predicted low

@@ -156,3 +156,33 @@ def test_out_of_fold_figures_score_each_fold_with_blends_fitted_without_it():
     flat = fit_support(noise, y, cu, ci, baselines=[0], names=["a", "b", "c"])
     assert flat.cells_rmse < flat.constant_rmse  # fitted on its own rows, the cells always look better
     assert flat.cells_oof_rmse > flat.constant_oof_rmse  # out of fold they are not
+
+
+def test_the_ensemble_takes_the_form_that_errs_least_out_of_fold():
+    """choose_form: the support cells where support drives the errors; the constant blend where
+    members err independently whatever the support; the best member alone where the others only
+    add noise to it; each form's weights in every cell and its figures in the bucket table."""
+    from collabkit.train.blend import choose_form
+
+    names = ["a", "b", "c"]
+    P, y, cu, ci = synthetic(20_000, seed=4)
+    cells = fit_support(P, y, cu, ci, baselines=[0], names=names)
+    assert choose_form(cells, P, y, cu, ci, [0], names).form == "cells"
+
+    rng = np.random.default_rng(6)
+    independent = y[:, None] + rng.normal(0, 1, (len(y), 3))  # averaging them halves the error
+    flat = choose_form(fit_support(independent, y, cu, ci, baselines=[0], names=names), independent, y, cu, ci, [0], names)
+    assert flat.form == "constant" and flat.refine is None
+    np.testing.assert_allclose(flat.cells, np.broadcast_to(flat.constant, flat.cells.shape))
+    assert flat.rmse == rmse(independent @ flat.constant, y) < flat.single_rmse
+
+    n, rng = 150, np.random.default_rng(7)  # few validation rows: a weight fitted to them fits their noise
+    good = y[:n] + rng.normal(0, 0.3, n)
+    copies = np.stack([good, good + rng.normal(0, 1, n), good + rng.normal(0, 1, n)], 1)
+    args = (copies, y[:n], cu[:n], ci[:n], [1], names)
+    blend = fit_support(*args)
+    alone = choose_form(blend, *args)
+    assert blend.constant_rmse < rmse(good, y[:n])  # fitted on these rows a blend looks better...
+    assert alone.form == "single" and alone.single_rmse < min(blend.constant_oof_rmse, blend.cells_oof_rmse)  # ...not out of fold
+    np.testing.assert_array_equal(alone.mean_weights, [1.0, 0.0, 0.0])
+    assert alone.rmse == rmse(good, y[:n]) and all(r["weights"]["a"] == 1.0 for r in alone.buckets)

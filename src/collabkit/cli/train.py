@@ -288,9 +288,10 @@ def _layers(text: str) -> tuple[int, ...]:
 def _warn_if_worse_than_baseline(net: Any, test_set: Ratings, result: dict, log: Console, spec: Any) -> None:
     """Guard rail: a model that loses to its own baseline predictor (mu + b_u + b_i) on the held-out
     ratings is told what is better there, measured: the baseline predictor itself (``--model
-    baseline`` is exactly it), and, unless it is the model that lost, ``--preset auto``, which blends
-    the baseline with factor models by support and is never worse than it on its validation part.
-    Nothing that was not measured better is suggested."""
+    baseline``, or for ``auto`` the baseline spec whose predictor it falls back on, is exactly it),
+    and, unless it is the model that lost, ``--preset auto``, which blends the baseline with factor
+    models by support and keeps whichever of its blends errs least out of fold. Nothing that was not
+    measured better is suggested."""
     from collabkit.core.loop import encode
 
     enc = encode(net, test_set, strict=False)
@@ -299,11 +300,14 @@ def _warn_if_worse_than_baseline(net: Any, test_set: Ratings, result: dict, log:
     result["baseline_rmse"] = base_rmse
     if result["rmse"] <= base_rmse:
         return
-    better = [f"--model baseline (the baseline predictor mu + b_u + b_i: RMSE {base_rmse:.4f} on these held-out ratings)"]
+    fallback = (net.meta.get("auto") or {}).get("fallback") or {}
+    named = fallback.get("spec", "baseline")
+    named = named if named == "baseline" else f"'{named}'"
+    better = [f"--model {named} (the baseline predictor mu + b_u + b_i: RMSE {base_rmse:.4f} on these held-out ratings)"]
     if spec.kind != "auto":
         better.append("--preset auto (blends that predictor with factor models, weighting each by the "
-                      "user's and the item's number of ratings; on its validation part it is never worse "
-                      "than the baseline predictor, overall and for every support bucket)")  # fmt: skip
+                      "user's and the item's number of ratings, and keeps that blend, one weight per "
+                      "model or the best single model, whichever errs least out of fold)")  # fmt: skip
     log.print(
         f"[yellow]warning: this model (RMSE {result['rmse']:.4f}) is worse than the baseline predictor "
         f"(RMSE {base_rmse:.4f}) on the held-out ratings. Better on this data: {'; or '.join(better)}.[/yellow]"

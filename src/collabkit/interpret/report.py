@@ -248,10 +248,13 @@ def _auto_tables(auto: dict[str, Any]) -> str:
         "spec": "member", "weight": "mean weight", "constant_weight": "constant-blend weight",
         "valid_rmse": "validation RMSE"})  # fmt: skip
     nan = float("nan")
-    out = budget + table_html(chosen, f"Blend: validation RMSE {auto['blend_valid_rmse']:.4f}, fitted on those ratings "
-                              f"(one weight per member: {auto.get('constant_blend_valid_rmse', nan):.4f}); out of fold: "
-                              f"support cells {auto.get('blend_oof_rmse', nan):.4f}, one weight per member "
-                              f"{auto.get('constant_blend_oof_rmse', nan):.4f}")
+    form = {"cells": "weights by support cell", "constant": "one weight per member",
+            "single": "the best single member"}[auto.get("blend_form", "cells")]  # fmt: skip
+    out = budget + table_html(chosen, f"Blend: {form}, the form that erred least out of fold (support cells "
+                              f"{auto.get('blend_oof_rmse', nan):.4f}, one weight per member "
+                              f"{auto.get('constant_blend_oof_rmse', nan):.4f}, best single member "
+                              f"{auto.get('single_rmse', nan):.4f}); validation RMSE {auto['blend_valid_rmse']:.4f} "
+                              "fitted on those ratings")  # fmt: skip
     buckets = (auto.get("support") or {}).get("buckets") or []
     if buckets:
         rows = []

@@ -132,7 +132,10 @@ class AutoRec(CollabModel):
         self._set_columns(data.users, data.items, data.ratings)
         R = self._columns(torch.arange(len(self.items)))  # (n_items, n_users) sparse
         target = R.to_dense()
-        observed = target != 0  # ratings are on the scale, never 0 (checked in _set_columns)
+        # observed cells from the stored pattern, not from target != 0: a rating of 0 (a 0..10 or
+        # -10..10 scale) is a rating to fit, though as an input it reads like an unrated cell
+        observed = torch.zeros(R.shape, dtype=torch.bool)
+        observed[R.indices()[0], R.indices()[1]] = True
         params = [p for p in self.parameters() if p.requires_grad]
         opt = torch.optim.Adam(params, lr=cfg.lr)
         torch.manual_seed(cfg.seed)
@@ -182,8 +185,6 @@ class AutoRec(CollabModel):
 
     def _set_columns(self, users: Tensor, items: Tensor, ratings: Tensor) -> None:
         """Keep each item's training ratings r_i as CSR (items by index, users sorted within)."""
-        if (ratings == 0).any():
-            raise ValueError("AutoRec reads 0 as 'unrated': shift a rating scale that contains 0")
         u, i = users.numpy(), items.numpy()
         order = np.lexsort((u, i))
         counts = np.bincount(i, minlength=len(self.items))

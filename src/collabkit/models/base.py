@@ -152,6 +152,7 @@ class Sizes:
     users: int
     items: int
     speed: float = 1e6  # dot-bias rating-epochs per second (the self-tuning preset measures it)
+    levels: int = 0  # distinct rating values (0: not counted)
 
 
 class CollabModel(nn.Module):

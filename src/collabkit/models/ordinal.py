@@ -233,6 +233,15 @@ class OrdinalMF(BiasLinear, CollabModel):
         cells = (sizes.users + sizes.items) * (f + 1)
         return epochs * (5.0 * sizes.n + 0.23 * cells), cells * 4 * 3 + sizes.n * 150
 
+    @classmethod
+    def sized(cls, config: dict[str, Any], sizes: Sizes, limit: float) -> tuple[dict[str, Any] | None, str]:
+        """Skipped, with the reason, on data whose ratings are not a few levels (a continuous
+        scale such as Jester's -10..10) unless the levels are given; else the memory rule."""
+        if sizes.levels and not config.get("levels") and not 2 <= sizes.levels <= MAX_LEVELS:
+            return None, (f"skipped: it needs 2 to {MAX_LEVELS} distinct rating values and the data "
+                          f"has {sizes.levels}")  # fmt: skip
+        return super().sized(config, sizes, limit)
+
     @torch.no_grad()
     def scorer(self, items: Tensor | None = None) -> Scorer:
         """Expected ratings of every item by one matrix product (z) and the link."""

@@ -12,8 +12,10 @@
    shrunk or skipped by its size rule (``sized``);
 3. blend: a support-aware blend of the candidates' validation predictions (``train.blend``): one
    weight per member in each cell of (user support) x (item support), refined by the users' and
-   items' rating means and deviations, never worse on the validation part than the constant
-   blend, nor in any support bucket than a baseline member;
+   items' rating means and deviations, never worse on the rows it is fitted on than the constant
+   blend, nor in any support bucket than a baseline member. Those rows are few on small data,
+   so the ensemble takes whichever errs least out of fold: these cells, the constant blend or
+   the best single member (``choose_form``);
 4. refit the members the blend uses on the whole of ``train``, dropping (smallest mean weight
    first, weights refitted) any whose refit would break the time or memory budget, and return
    their support-aware Ensemble. Pairs with an unknown user or item get the baseline predictor of
@@ -45,7 +47,7 @@ from collabkit.data.interactions import Ratings
 from collabkit.data.split import random_split
 from collabkit.models.base import CollabModel, Sizes, get_model_class
 from collabkit.models.ensemble import Ensemble, moments_of
-from collabkit.train.blend import SupportBlend, fit_support, nnls
+from collabkit.train.blend import SupportBlend, choose_form, fit_support, nnls
 from collabkit.train.spec import ModelSpec, build_untrained
 
 __all__ = ["Sizes", "build_auto", "default_memory", "estimate", "fit_size", "nnls"]
@@ -72,6 +74,9 @@ CALIBRATE_SECONDS = 1.0
 #: the fallback is chosen on the validation pairs with an unknown side when there are at least
 #: this many (on fewer, RMSE differences of a few thousandths are noise): else on every pair
 MIN_FALLBACK_PAIRS = 100
+
+#: how the blend's forms (``train.blend.choose_form``) are named in what auto prints
+FORM_TEXT = {"cells": "the support-aware blend", "constant": "the constant-weight blend", "single": "the best single member"}
 
 #: candidates in the order they are tried (cheap first); later ones are hyper-parameter variants
 CANDIDATES = (
@@ -168,7 +173,8 @@ class Run:
         n = len(self.fit_part) + len(self.valid)
         users = len(set(self.fit_part.frame["user"]) | set(self.valid.frame["user"]))
         items = len(set(self.fit_part.frame["item"]) | set(self.valid.frame["item"]))
-        self.sizes = Sizes(len(self.fit_part), users, items)
+        levels = len(np.union1d(self.fit_part.frame["rating"].unique(), self.valid.frame["rating"].unique()))
+        self.sizes = Sizes(len(self.fit_part), users, items, levels=levels)
         self.scale = n / max(1, len(self.fit_part))  # a refit's work, against the search fit's
         _warm_up(self.fit_part)
         self.base = resident_bytes()  # the data and libraries: what every fit starts from
@@ -257,9 +263,11 @@ def build_auto(
     if fallback is not None:
         say(f"  unknown ids: the baseline of {run.fitted[fallback[0]]['spec']} (validation RMSE "
             f"{fallback[1]:.4f} on {fallback[2]} pairs)")  # fmt: skip
-    say(f"  blend of {len(chosen)}: validation RMSE {blend.rmse:.4f} fitted on those rows (constant weights: "
-        f"{blend.constant_rmse:.4f}, support cells alone: {blend.cells_rmse:.4f}); out of fold: support cells "
-        f"{blend.cells_oof_rmse:.4f}, constant weights {blend.constant_oof_rmse:.4f}; refitting on all {len(train)} ratings")  # fmt: skip
+    say(f"  blend: out of fold, support cells {blend.cells_oof_rmse:.4f}, constant weights "
+        f"{blend.constant_oof_rmse:.4f}, best single member {blend.single_rmse:.4f} (fitted on the "
+        f"validation rows: cells {blend.cells_rmse:.4f}, constant {blend.constant_rmse:.4f})")
+    what = FORM_TEXT[blend.form] + (f" of {len(chosen)} members" if len(chosen) > 1 else f", {names[0]}")
+    say(f"  using {what}: validation RMSE {blend.rmse:.4f}; refitting on all {len(train)} ratings")
     t_search = run.clock()
     history, members = History(), [None] * len(chosen)
     for n in _refit_order(run.fitted, chosen):  # the most working memory first, while little is kept
@@ -281,6 +289,7 @@ def build_auto(
         ],
         "blend_valid_rmse": blend.rmse, "constant_blend_valid_rmse": blend.constant_rmse,
         "blend_oof_rmse": blend.cells_oof_rmse, "constant_blend_oof_rmse": blend.constant_oof_rmse,
+        "single_rmse": blend.single_rmse, "blend_form": blend.form,
         "fallback": None if fallback is None else {
             "spec": run.fitted[fallback[0]]["spec"], "valid_rmse": fallback[1], "pairs": fallback[2]},
         "support": blend.to_json(), "search_seconds": t_search,
@@ -420,10 +429,11 @@ def _blend(
     counts: tuple[np.ndarray, np.ndarray], moments: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> SupportBlend:  # fmt: skip
     """The support-aware blend of the ``chosen`` fits (the baseline kind's fits are its baselines),
-    refined by ``moments`` (``_moments``) when given."""
+    refined by ``moments`` (``_moments``) when given, in the form that errs least out of fold."""
     P = np.stack([preds[j] for j in chosen], 1)
     baselines = [n for n, j in enumerate(chosen) if ModelSpec.parse(fitted[j]["spec"]).kind == "baseline"]
-    return fit_support(P, y, *counts, baselines, [fitted[j]["spec"] for j in chosen], moments=moments)
+    names = [fitted[j]["spec"] for j in chosen]
+    return choose_form(fit_support(P, y, *counts, baselines, names, moments=moments), P, y, *counts, baselines, names)
 
 
 def _rmse(p: np.ndarray, y: np.ndarray) -> float:

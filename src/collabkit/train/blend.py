@@ -28,12 +28,18 @@ the user and of the item; on Epinions the weights then follow how spread a user'
 corrects it. Its ridge strength is cross-validated over REFINE_LAMBDAS, and it is kept only in the
 cells where it lowers both the out-of-fold and the fitted squared error of the cell blend, so the
 guarantees above still hold on the fitted rows.
+
+Form (``choose_form``): those guarantees are about the rows the blend is fitted on. On a small
+validation part (a few thousand rows) the cells' weights fit its noise, and so, with many members,
+does the constant blend. So the form the ensemble takes is the one that errs least out of fold:
+the support cells, the constant blend, or the single best member (whose validation error involves
+no fitting at all); on ties the simpler one.
 """
 
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -96,8 +102,10 @@ class SupportBlend:
     cells_rmse: float = float("nan")  # the cells' blend's, before the refinement
     # the same rows scored out of fold (fitted on the other FOLDS - 1 folds): the figures above are
     # of blends fitted on the rows they score, so they are optimistic
-    cells_oof_rmse: float = float("nan")  # the cells' blend at the chosen lam
+    cells_oof_rmse: float = float("nan")  # the cells' blend at the chosen lam, refined as the final one is
     constant_oof_rmse: float = float("nan")  # the constant blend
+    single_rmse: float = float("nan")  # the best single member (no weights fitted: out of fold as it is)
+    form: str = "cells"  # what the ensemble uses (``choose_form``): cells, constant or single
     refine: np.ndarray | None = None  # (meta-features, K + 1) the refinement, or None
     refine_cells: np.ndarray | None = None  # (bins, bins) 1.0 where the refinement applies
     buckets: list[dict[str, Any]] = field(default_factory=list)  # by side and bucket (``bucket_table``)
@@ -107,6 +115,7 @@ class SupportBlend:
             "edges": list(self.edges), "lam": self.lam, "valid_rmse": self.rmse,
             "constant_valid_rmse": self.constant_rmse, "cells_valid_rmse": self.cells_rmse,
             "cells_oof_rmse": self.cells_oof_rmse, "constant_oof_rmse": self.constant_oof_rmse,
+            "single_rmse": self.single_rmse, "form": self.form,
             "refined_cells": 0 if self.refine_cells is None else int(self.refine_cells.sum()),
             "buckets": self.buckets,
         }  # fmt: skip
@@ -134,17 +143,21 @@ def fit_support(
     n_cells = (len(edges) + 1) ** 2
     scale = float(np.mean(P**2)) if len(P) else 1.0
     folds = np.random.default_rng(seed).integers(0, FOLDS, len(y))
-    held, held_constant, scored = {lam: 0.0 for lam in LAMBDAS}, 0.0, 0
+    held, held_constant, scored, fold_weights = {lam: 0.0 for lam in LAMBDAS}, 0.0, 0, {}
     for f in range(FOLDS):
         fit, out = folds != f, folds == f
         if not fit.any() or not out.any():
             continue
-        w = _solve(P[fit], y[fit], cell[fit], n_cells, baselines, LAMBDAS, scale)
+        w = fold_weights[f] = _solve(P[fit], y[fit], cell[fit], n_cells, baselines, LAMBDAS, scale)
         for lam, weights in w.items():
             held[lam] += float(np.sum((np.einsum("nk,nk->n", P[out], weights[cell[out]]) - y[out]) ** 2))
         held_constant += float(np.sum((P[out] @ nnls(P[fit], y[fit]) - y[out]) ** 2))
         scored += int(out.sum())
     lam = min(LAMBDAS, key=lambda x: (held[x], -x))  # ties: the stronger pull
+    M = None
+    if moments is not None and len(y):
+        M = _meta(user_count[known], item_count[known], moments[0][known], moments[1][known])
+        held[lam] = _refined_oof(P, y, M, cell, n_cells, folds, {f: w[lam] for f, w in fold_weights.items()}, seed)
     w0 = nnls(P, y) if len(y) else np.zeros(P.shape[1])
     weights = _solve(P, y, cell, n_cells, baselines, (lam,), scale)[lam]
     bins = len(edges) + 1
@@ -158,8 +171,7 @@ def fit_support(
     if scored:
         result.cells_oof_rmse = float(np.sqrt(held[lam] / scored))
         result.constant_oof_rmse = float(np.sqrt(held_constant / scored))
-    if moments is not None and len(y):
-        M = _meta(user_count[known], item_count[known], moments[0][known], moments[1][known])
+    if M is not None:
         coef, gate = fit_refinement(P, y, blend, M, cell, n_cells, seed)
         blend = blend + gate[cell] * (_design(M, P) @ coef.ravel())
         result.refine, result.refine_cells, result.rmse = coef, gate.reshape(bins, bins), _rmse(blend, y)
@@ -167,6 +179,36 @@ def fit_support(
         P, y, blend, user_count[known], item_count[known], weights[cell], w0, baselines, names
     )
     return result
+
+
+#: the forms, simplest first (``choose_form`` keeps the simpler on ties)
+FORMS = ("single", "constant", "cells")
+
+
+def choose_form(
+    blend: SupportBlend, P: np.ndarray, y: np.ndarray, user_count: np.ndarray, item_count: np.ndarray,
+    baselines: list[int], names: list[str],
+) -> SupportBlend:  # fmt: skip
+    """``blend`` in the form that errs least out of fold on the rows with known sides (module
+    docstring): itself (the support cells), or every cell given the constant weights, or every
+    cell given the best member alone; the fitted figures and bucket table are then the form's."""
+    known = (user_count > 0) & (item_count > 0)
+    P, y = P[known].astype(np.float64), y[known].astype(np.float64)
+    if not len(y) or np.isnan(blend.cells_oof_rmse):
+        return blend
+    single = [_rmse(P[:, j], y) for j in range(P.shape[1])]
+    best = int(np.argmin(single))
+    errs = {"single": single[best], "constant": blend.constant_oof_rmse, "cells": blend.cells_oof_rmse}
+    form = min(FORMS, key=lambda f: (round(errs[f], 12), FORMS.index(f)))
+    if form == "cells":
+        return replace(blend, single_rmse=single[best])
+    w = blend.constant if form == "constant" else np.eye(P.shape[1])[best]
+    rows = np.broadcast_to(w, P.shape)
+    return replace(
+        blend, form=form, single_rmse=single[best], cells=np.broadcast_to(w, blend.cells.shape).copy(),
+        mean_weights=w.copy(), rmse=_rmse(P @ w, y), refine=None, refine_cells=None,
+        buckets=bucket_table(P, y, P @ w, user_count[known], item_count[known], rows, blend.constant, baselines, names),
+    )  # fmt: skip
 
 
 def fit_refinement(
@@ -188,6 +230,22 @@ def fit_refinement(
     before = sse(r)
     gate = ((sse(r - out[lam]) < before) & (sse(r - X @ coef) < before)).astype(np.float64)
     return coef.reshape(M.shape[1], P.shape[1] + 1), gate
+
+
+def _refined_oof(
+    P: np.ndarray, y: np.ndarray, M: np.ndarray, cell: np.ndarray, n_cells: int, folds: np.ndarray,
+    fold_weights: dict[int, np.ndarray], seed: int,
+) -> float:  # fmt: skip
+    """Squared error of the cells' blend out of fold with its refinement, as the final blend is
+    built: each fold scored by the cells and the refinement fitted without it."""
+    sse = 0.0
+    for f, weights in fold_weights.items():
+        fit, out = folds != f, folds == f
+        base = np.einsum("nk,nk->n", P, weights[cell])
+        coef, gate = fit_refinement(P[fit], y[fit], base[fit], M[fit], cell[fit], n_cells, seed)
+        pred = base[out] + gate[cell[out]] * (_design(M[out], P[out]) @ coef.ravel())
+        sse += float(np.sum((pred - y[out]) ** 2))
+    return sse
 
 
 def _meta(user_count: np.ndarray, item_count: np.ndarray, user_moments: np.ndarray, item_moments: np.ndarray) -> np.ndarray:
