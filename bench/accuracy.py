@@ -145,9 +145,9 @@ def one_run(spec: dict) -> dict:
             f"{c['spec']}: {c['status']}" for c in model.meta["auto"]["candidates"] if "valid_rmse" not in c
         ]
         auto = model.meta["auto"]  # the blend's form and the out-of-fold figures it was chosen by
-        out["blend_form"] = auto.get("blend_form", "cells")
+        out["blend_form"] = auto["blend_form"]
         out["oof_rmse"] = {"cells": auto["blend_oof_rmse"], "constant": auto["constant_blend_oof_rmse"],
-                           "single": auto.get("single_rmse", float("nan"))}  # fmt: skip
+                           "single": auto["single_rmse"]}  # fmt: skip
     return out
 
 

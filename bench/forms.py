@@ -98,13 +98,11 @@ def run_set(name: str, data_dir: Path, budget: float) -> dict:
     members = list(model.members)
 
     def of(ms: list, ws: list) -> Ensemble:  # same members, same fallback for unknown ids
-        e = Ensemble.of(ms, ws)
-        e.baseline_user.copy_(model.baseline_user)
-        e.baseline_item.copy_(model.baseline_item)
-        e.meta["global_mean"] = model.meta["global_mean"]
-        return e
+        return Ensemble.of(ms, ws, fallback=model)
 
-    best = int(np.argmin([np.sqrt(np.mean((seen["args"][0][:, j] - seen["args"][1]) ** 2)) for j in range(len(members))]))
+    P, y, uc, ic = seen["args"][:4]
+    known = (uc > 0) & (ic > 0)  # the rows choose_form compares the members on
+    best = int(np.argmin([np.mean((P[known, j] - y[known]) ** 2) for j in range(len(members))]))
     test_rmse = {"cells": rmse(model, test), "constant": rmse(of(members, list(blend.constant)), test),
                  "single": rmse(of([members[best]], [1.0]), test)}  # fmt: skip
     base = ck.build_model("baseline", train)[0]

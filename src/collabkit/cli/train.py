@@ -301,9 +301,7 @@ def _warn_if_worse_than_baseline(net: Any, test_set: Ratings, result: dict, log:
     if result["rmse"] <= base_rmse:
         return
     fallback = (net.meta.get("auto") or {}).get("fallback") or {}
-    named = fallback.get("spec", "baseline")
-    named = named if named == "baseline" else f"'{named}'"
-    better = [f"--model {named} (the baseline predictor mu + b_u + b_i: RMSE {base_rmse:.4f} on these held-out ratings)"]
+    better = [f"--model {shlex.quote(fallback.get('spec', 'baseline'))} (the baseline predictor mu + b_u + b_i: RMSE {base_rmse:.4f} on these held-out ratings)"]
     if spec.kind != "auto":
         better.append("--preset auto (blends that predictor with factor models, weighting each by the "
                       "user's and the item's number of ratings, and keeps that blend, one weight per "

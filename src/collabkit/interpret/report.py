@@ -55,6 +55,7 @@ from collabkit.interpret.groups import save_png as save_groups_png
 from collabkit.interpret.pca import item_pca, map_figure, save_html, save_png
 from collabkit.interpret.similar import default_min_ratings, similar_items, supported
 from collabkit.models.base import CollabModel
+from collabkit.train.blend import FORMS
 from collabkit.train.build import ModelSpec, build_model
 
 REPORT = "report"  # what the marker of a report folder says it holds
@@ -248,8 +249,7 @@ def _auto_tables(auto: dict[str, Any]) -> str:
         "spec": "member", "weight": "mean weight", "constant_weight": "constant-blend weight",
         "valid_rmse": "validation RMSE"})  # fmt: skip
     nan = float("nan")
-    form = {"cells": "weights by support cell", "constant": "one weight per member",
-            "single": "the best single member"}[auto.get("blend_form", "cells")]  # fmt: skip
+    form = FORMS[auto.get("blend_form", "cells")]
     out = budget + table_html(chosen, f"Blend: {form}, the form that erred least out of fold (support cells "
                               f"{auto.get('blend_oof_rmse', nan):.4f}, one weight per member "
                               f"{auto.get('constant_blend_oof_rmse', nan):.4f}, best single member "

@@ -11,8 +11,9 @@ validation part). A pair with no rated neighbour is scored by its baseline.
 
 It reads what factor models summarise, the items a user rated themselves, so its similar items
 and its reasons are its own similarities (NEIGHBOURS), and a new user is folded in by their
-answers' residuals (one user sweep of the baseline). In the contract's terms user_repr(u) = [e_u, m_u, b_u] (residuals and 0/1 rated flags over every item)
-and item_repr(i) = [s_i, b_i], so the head is two dot products; the residuals are kept as CSR
+answers' residuals (one user sweep of the baseline). In the contract's terms
+user_repr(u) = [e_u, m_u, b_u] (residuals and 0/1 rated flags over every item) and
+item_repr(i) = [s_i, b_i], so the head is two dot products; the residuals are kept as CSR
 buffers and the similarities as a dense items x items matrix, which is fine up to tens of
 thousands of items (``cost``/``sized`` skip it past the memory limit).
 """

@@ -59,14 +59,16 @@ class OrdinalConfig(SGDConfig):
     levels: tuple[float, ...] = field(default=(), metadata={"increasing": True})
 
 
+def levels_problem(n: int) -> str:
+    """'' when ``n`` distinct ratings can be an ordinal model's classes, else what is wrong."""
+    return "" if 2 <= n <= MAX_LEVELS else f"the ordinal model needs 2 to {MAX_LEVELS} distinct rating values, found {n}"
+
+
 def rating_levels(ratings: Ratings) -> tuple[float, ...]:
     """The distinct ratings of ``ratings``, ascending: the classes of an ordinal model."""
     levels = np.unique(ratings.frame["rating"].to_numpy(np.float64))
-    if not 2 <= len(levels) <= MAX_LEVELS:
-        raise ValueError(
-            f"{ratings.name}: the ordinal model needs 2 to {MAX_LEVELS} distinct rating values, "
-            f"found {len(levels)}"
-        )
+    if problem := levels_problem(len(levels)):
+        raise ValueError(f"{ratings.name}: {problem}")
     return tuple(float(v) for v in levels)
 
 
@@ -237,9 +239,8 @@ class OrdinalMF(BiasLinear, CollabModel):
     def sized(cls, config: dict[str, Any], sizes: Sizes, limit: float) -> tuple[dict[str, Any] | None, str]:
         """Skipped, with the reason, on data whose ratings are not a few levels (a continuous
         scale such as Jester's -10..10) unless the levels are given; else the memory rule."""
-        if sizes.levels and not config.get("levels") and not 2 <= sizes.levels <= MAX_LEVELS:
-            return None, (f"skipped: it needs 2 to {MAX_LEVELS} distinct rating values and the data "
-                          f"has {sizes.levels}")  # fmt: skip
+        if sizes.levels and not config.get("levels") and (problem := levels_problem(sizes.levels)):
+            return None, f"skipped: {problem}"
         return super().sized(config, sizes, limit)
 
     @torch.no_grad()

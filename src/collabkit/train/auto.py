@@ -47,7 +47,7 @@ from collabkit.data.interactions import Ratings
 from collabkit.data.split import random_split
 from collabkit.models.base import CollabModel, Sizes, get_model_class
 from collabkit.models.ensemble import Ensemble, moments_of
-from collabkit.train.blend import SupportBlend, choose_form, fit_support, nnls
+from collabkit.train.blend import FORMS, SupportBlend, choose_form, fit_support, nnls
 from collabkit.train.spec import ModelSpec, build_untrained
 
 __all__ = ["Sizes", "build_auto", "default_memory", "estimate", "fit_size", "nnls"]
@@ -74,9 +74,6 @@ CALIBRATE_SECONDS = 1.0
 #: the fallback is chosen on the validation pairs with an unknown side when there are at least
 #: this many (on fewer, RMSE differences of a few thousandths are noise): else on every pair
 MIN_FALLBACK_PAIRS = 100
-
-#: how the blend's forms (``train.blend.choose_form``) are named in what auto prints
-FORM_TEXT = {"cells": "the support-aware blend", "constant": "the constant-weight blend", "single": "the best single member"}
 
 #: candidates in the order they are tried (cheap first); later ones are hyper-parameter variants
 CANDIDATES = (
@@ -171,10 +168,9 @@ class Run:
     def __post_init__(self) -> None:
         self.y = self.valid.frame["rating"].to_numpy(np.float64)
         n = len(self.fit_part) + len(self.valid)
-        users = len(set(self.fit_part.frame["user"]) | set(self.valid.frame["user"]))
-        items = len(set(self.fit_part.frame["item"]) | set(self.valid.frame["item"]))
-        levels = len(np.union1d(self.fit_part.frame["rating"].unique(), self.valid.frame["rating"].unique()))
-        self.sizes = Sizes(len(self.fit_part), users, items, levels=levels)
+        cols = ["user", "item", "rating"]  # distinct users, items and rating values of the whole
+        distinct = pd.concat([self.fit_part.frame[cols], self.valid.frame[cols]]).nunique()
+        self.sizes = Sizes(len(self.fit_part), int(distinct["user"]), int(distinct["item"]), levels=int(distinct["rating"]))
         self.scale = n / max(1, len(self.fit_part))  # a refit's work, against the search fit's
         _warm_up(self.fit_part)
         self.base = resident_bytes()  # the data and libraries: what every fit starts from
@@ -266,7 +262,7 @@ def build_auto(
     say(f"  blend: out of fold, support cells {blend.cells_oof_rmse:.4f}, constant weights "
         f"{blend.constant_oof_rmse:.4f}, best single member {blend.single_rmse:.4f} (fitted on the "
         f"validation rows: cells {blend.cells_rmse:.4f}, constant {blend.constant_rmse:.4f})")
-    what = FORM_TEXT[blend.form] + (f" of {len(chosen)} members" if len(chosen) > 1 else f", {names[0]}")
+    what = FORMS[blend.form] + (f" of {len(chosen)} members" if len(chosen) > 1 else f", {names[0]}")
     say(f"  using {what}: validation RMSE {blend.rmse:.4f}; refitting on all {len(train)} ratings")
     t_search = run.clock()
     history, members = History(), [None] * len(chosen)

@@ -181,8 +181,8 @@ def fit_support(
     return result
 
 
-#: the forms, simplest first (``choose_form`` keeps the simpler on ties)
-FORMS = ("single", "constant", "cells")
+#: the forms, simplest first (``choose_form`` keeps the simpler on ties), as auto and report name them
+FORMS = {"single": "the best single member", "constant": "the constant-weight blend", "cells": "the support-aware blend"}
 
 
 def choose_form(
@@ -199,7 +199,7 @@ def choose_form(
     single = [_rmse(P[:, j], y) for j in range(P.shape[1])]
     best = int(np.argmin(single))
     errs = {"single": single[best], "constant": blend.constant_oof_rmse, "cells": blend.cells_oof_rmse}
-    form = min(FORMS, key=lambda f: (round(errs[f], 12), FORMS.index(f)))
+    form = min(FORMS, key=lambda f: round(errs[f], 12))  # the first, so the simplest, of equals
     if form == "cells":
         return replace(blend, single_rmse=single[best])
     w = blend.constant if form == "constant" else np.eye(P.shape[1])[best]
