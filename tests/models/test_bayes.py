@@ -8,8 +8,9 @@ import torch
 
 import collabkit as ck
 from collabkit.checkpoint import load_model, save_model
+from collabkit.models import bayes
 from collabkit.models.bayes import BayesianMF, _wishart
-from tests.conftest import make_ratings
+from tests.conftest import make_ratings, peak_rss
 
 
 def test_tables_give_the_average_of_the_samples(tiny):
@@ -29,6 +30,40 @@ def test_wishart_draws_have_the_right_mean():
     W = np.array([[2.0, 0.3], [0.3, 0.5]])
     mean = np.mean([_wishart(5.0, W, rng) for _ in range(4000)], axis=0)
     np.testing.assert_allclose(mean, 5.0 * W, rtol=0.05, atol=0.05)  # E = nu W
+
+
+def test_a_draw_is_the_textbook_conditional_draw(monkeypatch):
+    """Blocks of outer products and two triangular solves draw what P^-1 b + chol(P)^-T z does,
+    P and b summed over all the ratings at once (blocks of 7 ratings: the last one partial)."""
+    monkeypatch.setattr(bayes, "OUTER_CELLS", 7 * 16)
+    g = torch.Generator().manual_seed(1)
+    rows, cols = torch.randint(0, 30, (500,), generator=g), torch.randint(0, 20, (500,), generator=g)
+    target, feats = torch.randn(500, generator=g, dtype=torch.float64), torch.randn(20, 4, dtype=torch.float64, generator=g)
+    X = torch.randn(30, 4, generator=g, dtype=torch.float64)
+    got = bayes._draw_rows(rows, cols, target, feats, X, 2.0, np.random.default_rng(3), torch.Generator().manual_seed(4))
+
+    m, L = bayes._draw_hyper(X, np.random.default_rng(3))
+    f = feats[cols]
+    P = torch.zeros(30, 4, 4, dtype=torch.float64).index_put_((rows,), f[:, :, None] * f[:, None, :], accumulate=True)
+    P = 2.0 * P + L
+    b = 2.0 * torch.zeros(30, 4, dtype=torch.float64).index_put_((rows,), f * target[:, None], accumulate=True) + L @ m
+    chol = torch.linalg.cholesky(P)
+    z = torch.randn(30, 4, 1, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    want = torch.cholesky_solve(b[:, :, None], chol) + torch.linalg.solve_triangular(chol.mT, z, upper=True)
+    torch.testing.assert_close(got, want.squeeze(2))
+
+
+def test_a_sweep_holds_one_block_of_outer_products():
+    """200 k ratings at d = 21: all the outer products at once are 706 MB of float64; a block
+    is 4 MB, so the draw's peak stays near the per-rating gathers (~24 d + 150 bytes a rating)."""
+    n_rows, R, d = 2000, 200_000, 21
+    g = torch.Generator().manual_seed(0)
+    rows, cols = torch.randint(0, n_rows, (R,), generator=g), torch.randint(0, 500, (R,), generator=g)
+    feats = torch.randn(500, d, generator=g, dtype=torch.float64)
+    X = torch.randn(n_rows, d, generator=g, dtype=torch.float64)
+    target = torch.randn(R, generator=g, dtype=torch.float64)
+    _, peak = peak_rss(bayes._draw_rows, rows, cols, target, feats, X, 2.0, np.random.default_rng(0), g)
+    assert peak < 150e6, peak / 1e6  # before the blocks: > 700 MB
 
 
 def test_learns_clips_and_round_trips(tmp_path):

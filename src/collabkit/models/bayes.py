@@ -73,14 +73,15 @@ class BayesianMF(DotProductBias):
 
     @classmethod
     def cost(cls, config: dict[str, Any], sizes: Sizes) -> tuple[float, float]:
-        """A sweep: the d x d outer products per rating, (0.86 + 0.03 d^2) units a rating, and a
-        batched d x d Cholesky per row, 0.128 d^2 a row (fitted to ML-100k and Epinions, one
-        thread). Memory: the kept samples three times (the samples, the concatenated tables and
-        their copy while storing) and a sweep's temporaries (``_sweep_bytes``)."""
+        """A sweep: the d x d outer products per rating, (0.38 + 0.0015 d^2) units a rating, and a
+        batched d x d Cholesky and two triangular solves per row, (0.8 + 0.095 d^2) a row (fitted
+        to sweeps on ML-100k u1 and Epinions at d = 3 to 21, one thread: within 15%). Memory:
+        the kept samples three times (the samples, the concatenated tables and their copy while
+        storing) and a sweep's temporaries (``_sweep_bytes``)."""
         d = cls.option(config, "n_factors") + 1
         samples = cls.option(config, "samples")
         sweeps = samples + cls.option(config, "burn_in")
-        work = sweeps * (sizes.n * (0.86 + 0.03 * d * d) + (sizes.users + sizes.items) * d * d * 0.128 + STEP_WORK)
+        work = sweeps * (sizes.n * (0.38 + 0.0015 * d * d) + (sizes.users + sizes.items) * (0.8 + 0.095 * d * d) + STEP_WORK)
         return work, _sample_bytes(d, samples, sizes) + _sweep_bytes(d, sizes)
 
     @classmethod
@@ -130,8 +131,8 @@ class BayesianMF(DotProductBias):
         kept_u = torch.empty(cfg.samples, n_users, d, dtype=torch.float32)
         kept_v = torch.empty(cfg.samples, n_items, d, dtype=torch.float32)
         history = History()
-        # a sweep is many small batched solves: thread hand-offs cost more than they save (one
-        # thread: 3.6 s for 25 sweeps on ML-100k u1, two: 6.8 s on the shared 2-core machine)
+        # a sweep is many small batched solves: thread hand-offs cost more than they save (a
+        # sweep at d = 21 on ML-100k u1: 0.10-0.12 s on one thread, 0.16-0.20 s on two, 2 cores)
         threads_was = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
@@ -176,12 +177,14 @@ class BayesianMF(DotProductBias):
 
 #: the fewest kept samples the size rule shrinks to
 MIN_SAMPLES = 30
+#: outer products summed per block (float64: 4 MB, near the fastest from 1/4 to 2 M at d = 11..51)
+OUTER_CELLS = 1 << 19
 
 
 def _sweep_bytes(d: int, s: Sizes) -> float:
-    """A Gibbs sweep's temporaries: a d x d outer product per rating and a precision and its
-    Cholesky factor per row (float64), the per-rating gathers (~24 d + 150 bytes a rating)."""
-    return (s.n + 2 * (s.users + s.items)) * d * d * 8 + s.n * (24 * d + 150)
+    """A Gibbs sweep's temporaries: a precision and its Cholesky factor per row and one block of
+    outer products (float64), the per-rating gathers (~24 d + 150 bytes a rating)."""
+    return (2 * (s.users + s.items) * d * d + OUTER_CELLS) * 8 + s.n * (24 * d + 150)
 
 
 def _sample_bytes(d: int, samples: int, s: Sizes) -> float:
@@ -212,17 +215,32 @@ def _draw_rows(
     n, d = X.shape
     m, L = _draw_hyper(X, rng)
     f = feats[cols]  # (R, d)
-    outer = (f.unsqueeze(2) * f.unsqueeze(1)).reshape(len(f), d * d)
-    P = torch.zeros(n, d * d, dtype=X.dtype).index_add_(0, rows, outer).view(n, d, d) * alpha + L
-    b = (
-        torch.zeros(n, d, dtype=X.dtype).index_add_(0, rows, f * target.unsqueeze(1)) * alpha
-        + L @ m
-    )
+    P = _sum_outer(rows, f, n).view(n, d, d).mul_(alpha).add_(L)  # in place: (n, d, d) is large
+    b = torch.zeros(n, d, dtype=X.dtype).index_add_(0, rows, f * target.unsqueeze(1)).mul_(alpha).add_(L @ m)
     chol = torch.linalg.cholesky(P)
-    mean = torch.cholesky_solve(b.unsqueeze(2), chol)
+    del P
     z = torch.randn(n, d, 1, generator=gen, dtype=X.dtype)
-    # x = mean + chol^-T z has covariance P^-1
-    return (mean + torch.linalg.solve_triangular(chol.transpose(1, 2), z, upper=True)).squeeze(2)
+    # x = P^-1 b + chol^-T z (covariance P^-1) = chol^-T (chol^-1 b + z): two triangular solves.
+    # torch's batched cholesky_solve took 20x as long as they do (2.3 s a side on Epinions).
+    y = torch.linalg.solve_triangular(chol, b.unsqueeze(2), upper=False).add_(z)
+    return torch.linalg.solve_triangular(chol.transpose(1, 2), y, upper=True).squeeze(2)
+
+
+def _sum_outer(rows: Tensor, f: Tensor, n: int) -> Tensor:
+    """(n, d * d): the sum of f_j f_j^T over each row's ratings, OUTER_CELLS numbers at a time.
+
+    One buffer reused: the (R, d, d) outer products at once were a fresh ~280 MB each side of a
+    sweep on ML-100k at d = 21 (page faults made the sweep 7x slower) and 2.9 GB on Epinions."""
+    d = f.shape[1]
+    step = max(1, OUTER_CELLS // (d * d))
+    total = torch.zeros(n, d * d, dtype=f.dtype)
+    buf = torch.empty(min(step, len(f)), d, d, dtype=f.dtype)
+    for s in range(0, len(f), step):
+        part = f[s : s + step]
+        out = buf[: len(part)]
+        torch.mul(part.unsqueeze(2), part.unsqueeze(1), out=out)
+        total.index_add_(0, rows[s : s + step], out.view(len(part), d * d))
+    return total
 
 
 def _draw_hyper(X: Tensor, rng: np.random.Generator, beta0: float = 2.0) -> tuple[Tensor, Tensor]:
