@@ -221,7 +221,7 @@ def _draw_rows(
     del P
     z = torch.randn(n, d, 1, generator=gen, dtype=X.dtype)
     # x = P^-1 b + chol^-T z (covariance P^-1) = chol^-T (chol^-1 b + z): two triangular solves.
-    # torch's batched cholesky_solve took 20x as long as they do (2.3 s a side on Epinions).
+    # torch's batched cholesky_solve took 10x as long as both (2.3 s a side on Epinions at d = 21).
     y = torch.linalg.solve_triangular(chol, b.unsqueeze(2), upper=False).add_(z)
     return torch.linalg.solve_triangular(chol.transpose(1, 2), y, upper=True).squeeze(2)
 
@@ -230,7 +230,7 @@ def _sum_outer(rows: Tensor, f: Tensor, n: int) -> Tensor:
     """(n, d * d): the sum of f_j f_j^T over each row's ratings, OUTER_CELLS numbers at a time.
 
     One buffer reused: the (R, d, d) outer products at once were a fresh ~280 MB each side of a
-    sweep on ML-100k at d = 21 (page faults made the sweep 7x slower) and 2.9 GB on Epinions."""
+    sweep on ML-100k at d = 21 (page faults made this step 7x slower) and 2.9 GB on Epinions."""
     d = f.shape[1]
     step = max(1, OUTER_CELLS // (d * d))
     total = torch.zeros(n, d * d, dtype=f.dtype)
