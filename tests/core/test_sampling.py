@@ -16,6 +16,7 @@ from collabkit.core.sampling import (
     pairs_batch,
 )
 from collabkit.data.implicit import Interactions, to_implicit
+from collabkit.models.base import get_model_class
 from tests.conftest import make_ratings
 
 
@@ -101,7 +102,7 @@ def test_bpr_through_the_shared_engine_learns_and_is_seeded():
     train, valid = ck.user_split(data, 0.2, seed=0)
     runs = []
     for _ in range(2):
-        model = ck.CollabModel.registry["bpr"].from_data(train, n_factors=8, seed=0)
+        model = get_model_class("bpr").from_data(train, n_factors=8, seed=0)
         history = fit_ranking(model, train, valid, epochs=15, lr_max=3e-2, wd=0.1, bs=64, seed=3)
         runs.append(model.item_factors.weight.detach().clone())
     frame = history.to_frame()

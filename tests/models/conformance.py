@@ -123,7 +123,7 @@ def check_fold_in(model: CollabModel, data: Data, bound: float | None = None) ->
 
 def check_recommend_with_reasons(model: CollabModel, data: Data) -> None:
     """Top-n never repeats what the user rated; kinds with factors or item similarities say why
-    ("because you rated")."""
+    ("because you rated"), kinds with item biases alone by the item's bias."""
     train = trained_on(model, data)
     user = train.frame["user"].iloc[0]
     recs = ck.recommend(model, train, [user], n=4)
@@ -132,6 +132,9 @@ def check_recommend_with_reasons(model: CollabModel, data: Data) -> None:
     assert recs["score"].is_monotonic_decreasing
     if supports(model, FACTORS) or supports(model, NEIGHBOURS):
         assert recs["because"].str.startswith("because you rated").any()
+    elif supports(model, BIASES):
+        b = model.biases("item")[torch.from_numpy(model.items.lookup(recs["item"]))].tolist()
+        assert recs["because"].tolist() == [f"rated {'above' if x >= 0 else 'below'} average overall (item bias {x:+.2f})" for x in b]
     if supports(model, PROBA):
         assert recs["p_love"].between(0, 1).all()
 

@@ -8,13 +8,13 @@ import pytest
 import torch
 
 import collabkit as ck
-from collabkit.models.base import default_y_range
+from collabkit.models.base import default_y_range, get_model_class
 
 MODELS = ["dot", "dot-bias", "nn", "bias", "mean", "hybrid"]
 
 
 def trained(kind: str, ratings: ck.Ratings, epochs: int = 5) -> ck.CollabModel:
-    model = ck.CollabModel.registry[kind].from_data(ratings, seed=0)
+    model = get_model_class(kind).from_data(ratings, seed=0)
     model.fit(ratings, epochs=epochs, lr_max=1e-2, wd=0.01, bs=32)
     return model
 
@@ -69,7 +69,7 @@ def test_checkerboard_oracle(kind):
     keep = np.random.default_rng(0).random(len(u)) < 0.6
     rating = np.where(u % 2 == i % 2, 5.0, 1.0)
     r = ck.Ratings(pd.DataFrame({"user": u[keep], "item": i[keep], "rating": rating[keep]}), scale=(1, 5))
-    model = ck.CollabModel.registry[kind].from_data(r, n_factors=4, seed=0)
+    model = get_model_class(kind).from_data(r, n_factors=4, seed=0)
     model.fit(r, epochs=40, lr_max=3e-2, wd=0.0, bs=64)
     held_u, held_i = u[~keep], i[~keep]
     pred = model.predict(held_u, held_i)

@@ -117,6 +117,20 @@ def test_the_representation_member_shows_the_ensemble(tiny, members):
         Ensemble.of([a, b], [0.2, 0.8], represent=2)
 
 
+def test_an_ensemble_of_bias_models_is_shown_and_explained_by_its_biases(tiny):
+    from collabkit.models.base import BIASES, FACTORS, supports
+
+    base = ck.build_model("baseline", tiny)[0]  # auto's single form when a baseline errs least
+    model = Ensemble.of([base], [1.0])
+    assert supports(model, BIASES) and not supports(model, FACTORS)
+    assert model.meta["representation"] == "member 1 of 1, baseline (weight 1.00; the bias model with the largest weight)"
+    torch.testing.assert_close(model.biases("item"), base.biases("item"))
+    user = tiny.frame["user"].iloc[0]
+    recs = ck.recommend(model, tiny, [user], n=3)
+    assert recs["because"].tolist() == ck.recommend(base, tiny, [user], n=3)["because"].tolist()
+    assert recs["because"].str.match(r"rated (above|below) average overall \(item bias [+-]\d\.\d\d\)").all()
+
+
 def test_the_fallback_models_baseline_scores_unknown_ids(tiny, members):
     fallback = ck.build_model("baseline(reg_item=100.0, reg_user=0.5)", tiny)[0]
     model = Ensemble.of(list(members), [0.5, 0.5], fallback=fallback)

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import collabkit as ck
+from collabkit.models.base import get_model_class
 from collabkit.models.linear import (
     DEFAULT_NOISE,
     NOISE_GRID,
@@ -162,7 +163,7 @@ def test_stronger_prior_shrinks_towards_the_centre(setup):
 def test_hybrid_and_plain_dot_fold_in_too(setup):
     data, _, _ = setup
     for kind in ("dot", "hybrid", "bias"):
-        model = ck.CollabModel.registry[kind].from_data(data, seed=0)
+        model = get_model_class(kind).from_data(data, seed=0)
         ck.fit_one_cycle(model, data, epochs=2, progress=False)
         users, reprs = fold_in_frame(model, data.frame.head(30), model.user_prior())
         assert reprs.shape == (len(users), model.user_repr(torch.tensor([0])).shape[1])

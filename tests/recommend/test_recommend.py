@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import collabkit as ck
+from collabkit.models.base import get_model_class
 from collabkit.recommend import (
     explain_items,
     rated_csr,
@@ -25,7 +26,7 @@ from tests.conftest import make_ratings
 def trained(
     ratings: ck.Ratings, kind: str = "dot-bias", epochs: int = 3, **config
 ) -> ck.CollabModel:
-    model = ck.CollabModel.registry[kind].from_data(ratings, seed=0, **config)
+    model = get_model_class(kind).from_data(ratings, seed=0, **config)
     ck.fit_one_cycle(model, ratings, epochs=epochs, lr_max=1e-2, wd=0.01, bs=32, progress=False)
     return model
 
@@ -48,7 +49,7 @@ def setup():
 )
 def test_never_recommends_a_rated_item(n_users, n_items, density, n, seed, kind, restrict):
     data = make_ratings(n_users, n_items, density, seed=seed)
-    model = ck.CollabModel.registry[kind].from_data(data, seed=seed)  # random weights are enough
+    model = get_model_class(kind).from_data(data, seed=seed)  # random weights are enough
     rng = np.random.default_rng(seed)
     items = data.frame["item"].unique()
     candidates = (
@@ -165,7 +166,7 @@ def test_a_model_with_a_distribution_gives_the_chance_of_loving_each_pick(setup)
 
     data, dot = setup
     assert love_at(dot) is None and "p_love" not in recommend(dot, data, [1], n=3).columns
-    ordinal = ck.CollabModel.registry["ordinal"].from_data(data, seed=0, n_factors=4, epochs=4)
+    ordinal = get_model_class("ordinal").from_data(data, seed=0, n_factors=4, epochs=4)
     ordinal.fit(data, progress=False)
     assert love_at(ordinal) == 4.0  # the top quarter of 1-5 stars
     known = recommend(ordinal, data, [1, 2], n=5)
@@ -214,3 +215,15 @@ def test_huge_n_is_capped_at_the_catalogue_without_allocating_for_it(setup):
     assert (recs.groupby("user").size() <= len(model.items)).all()
     assert len(recommend_new_users(model, {model.items.ids[0]: 5.0}, n=10**8)) == len(model.items) - 1
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KiB: < 200 MB
+
+
+def test_a_model_of_biases_alone_gives_each_item_its_bias_as_the_reason(setup):
+    data = setup[0]
+    model = ck.build_model("baseline", data)[0]
+    recs = ck.recommend(model, data, None, n=2)
+    b = model.biases("item").double().numpy()[model.items.lookup(recs["item"])]
+    best = recs["rank"] == 1
+    assert (b[best] >= b[~best]).all()  # its ranking is the item's bias ...
+    assert recs["because"].tolist() == [  # ... so that is its reason
+        f"rated {'above' if x >= 0 else 'below'} average overall (item bias {x:+.2f})" for x in b
+    ]

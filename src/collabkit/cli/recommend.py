@@ -58,6 +58,7 @@ def recommend_cmd(
 ) -> None:
     """Top-N items for USER with scores and a reason ("because you rated X and Y highly")."""
     from collabkit.data.vocab import UnknownIdError
+    from collabkit.models.base import FACTORS, supports
     from collabkit.recommend.recommend import recommend
 
     model, items = load_model_dir(model_dir)
@@ -87,7 +88,8 @@ def recommend_cmd(
     seen = "" if include_seen else " (items you rated are left out)"
     consoles(False)[0].print(_table(f"Top {n} for user {user}{seen}", recs))
     if reasons_from and "because" in recs.columns:
-        consoles(False)[1].print(f"reasons: nearness in the factors of the ensemble's {reasons_from}")
+        by = "nearness in the factors" if supports(model, FACTORS) else "the item biases"
+        consoles(False)[1].print(f"reasons: {by} of the ensemble's {reasons_from}")
 
 
 @app.command("recommend-all")

@@ -30,7 +30,8 @@ members share the ensemble's vocabularies.
 What the ensemble shows of itself (similar items, reasons, the map, biases) comes from one
 **representation member** (``representative``): the one the user chose (``represent``), else the
 member with the largest weight among those with factors and biases, else among those with
-factors. It is named in ``meta["representation"]`` so every output that uses it can say so.
+factors, else (an ensemble of bias models, such as auto's single baseline member) among those with
+biases, whose item biases are then its reasons. It is named in ``meta["representation"]`` so every output that uses it can say so.
 """
 
 from __future__ import annotations
@@ -271,10 +272,11 @@ class Ensemble(CollabModel):
 
     # --- the representation member ---------------------------------------------------------------
     def representative(self) -> int:
-        """Index of the member the ensemble is shown by (module docstring); -1 when none has factors."""
+        """Index of the member the ensemble is shown by (module docstring); -1 when none has factors
+        or biases."""
         if self.config.represent >= 0:
             return self.config.represent
-        for wanted in ({FACTORS, BIASES}, {FACTORS}):
+        for wanted in ({FACTORS, BIASES}, {FACTORS}, {BIASES}):
             having = [k for k, m in enumerate(self.members) if wanted <= m.capabilities]
             if having:
                 return max(having, key=lambda k: (self.config.weights[k], -k))
@@ -296,7 +298,8 @@ class Ensemble(CollabModel):
         k = self.representative()
         if k < 0:
             return ""
-        how = "chosen" if self.config.represent >= 0 else "the factor model with the largest weight"
+        shown = "factor" if FACTORS in self.members[k].capabilities else "bias"
+        how = "chosen" if self.config.represent >= 0 else f"the {shown} model with the largest weight"
         return f"member {k + 1} of {len(self.members)}, {self.member_name(k)} (weight {self.config.weights[k]:.2f}; {how})"
 
     @torch.no_grad()

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from collabkit.data.interactions import Ratings
 from collabkit.data.vocab import UnknownIdError
-from collabkit.models.base import FACTORS, NEIGHBOURS, PROBA, CollabModel, supports
+from collabkit.models.base import BIASES, FACTORS, NEIGHBOURS, PROBA, CollabModel, supports
 from collabkit.models.linear import UserPrior
 from collabkit.recommend.foldin import fold_in_frame
 from collabkit.recommend.topn import _top_k, rated_csr, top_n
@@ -50,7 +50,8 @@ def recommend(
     (PROBA) p_love: the probability of a rating of ``love_at(model)`` or more. ``data`` holds
     the training ratings: with ``exclude_seen`` a user's rated items are never recommended, and
     ``because`` names the (up to two) items the user rated highly (at or above their own mean)
-    nearest the recommendation in factor space (cosine). ``candidates`` (raw item ids) restricts
+    nearest the recommendation in factor space (cosine); a kind that ranks by item biases alone
+    says that instead (``item_reasons``). ``candidates`` (raw item ids) restricts
     the catalogue. Unknown users raise UnknownIdError (``unknown="error"``) or get the
     average-taste user's list (``unknown="fallback"``; ``prior`` from ``model.user_prior``
     saves recomputing it). Lists are shorter than ``n`` only when fewer
@@ -219,7 +220,7 @@ def _recommend(
             because = explain_items(model, items, history, rows).reshape(-1, 2)
             names = lambda idx: _titles(titles, model.items.decode(idx))
             text = np.where(text == "", because_text(because, names), text)
-        frame["because"] = text
+        frame["because"] = with_item_reasons(text, items.ravel(), item_reasons(model))
     return frame[keep].reset_index(drop=True)
 
 
@@ -251,6 +252,25 @@ def because_text(because: np.ndarray, names: Callable[[np.ndarray], np.ndarray])
     both = "because you rated " + first + " and " + second + " highly"
     one = "because you rated " + first + " highly"
     return np.where(because[:, 1] >= 0, both, np.where(because[:, 0] >= 0, one, ""))
+
+
+def item_reasons(model: CollabModel) -> np.ndarray | None:
+    """(n_items,) the reason of a kind that has item biases but neither factors nor similarities
+    to compare items by (baseline, bias, an ensemble of such): its ranking of an item for a user
+    is the item's bias, so that is what it says; None for the other kinds."""
+    if not supports(model, BIASES) or supports(model, FACTORS) or supports(model, NEIGHBOURS):
+        return None
+    b = model.biases("item").double().numpy()
+    side = np.where(b >= 0, "above", "below")
+    return np.char.add(np.char.add("rated " + side + " average overall (item bias ", np.char.mod("%+.2f", b)), ")").astype(object)
+
+
+def with_item_reasons(text: np.ndarray, items: np.ndarray, reasons: np.ndarray | None) -> np.ndarray:
+    """``text`` with each empty reason given the item's own (``item_reasons``; ``items``
+    (R,) item indices, -1 = none) when the kind has them."""
+    if reasons is None or not len(text):
+        return text
+    return np.where(text == "", reasons[np.maximum(items, 0)], text)
 
 
 def _liked(history: History, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -78,8 +78,10 @@ from collabkit.recommend.recommend import (
     _p_love,
     because_text,
     explain_items,
+    item_reasons,
     love_at,
     unit_factors,
+    with_item_reasons,
 )
 from collabkit.recommend.topn import top_n
 from collabkit.serve.engine_cache import cache_folder, cache_key, shared_arrays
@@ -139,6 +141,7 @@ class Engine:
             self.item_ids = dict(zip(self.item_text, model.items.ids.tolist()))  # text -> the model's own id
             self.waiting = _unknown_counts(self.item_text, ratings) if self.new_items else {}  # item -> its ratings
             self.names, self.titles = _names(model, items)
+            self.item_reasons = item_reasons(model)  # None unless the kind ranks by item biases alone
             self.scorer = model.scorer()
             self.love_at = love_at(model)
             self.foldable = supports(model, FOLD_IN)
@@ -256,9 +259,14 @@ class Engine:
         """A known user's list as prepared at load: slices of arrays."""
         top = self.top_items[row, :n]
         k = int((top >= 0).sum())
-        text = because_text(self.top_because[row, :k], self.names.__getitem__)
+        text = self._because(self.top_because[row, :k], top[:k])
         p = None if self.top_p_love is None else self.top_p_love[row, :k]
         return Answer("model", top[:k], self.top_scores[row, :k], text, p)
+
+    def _because(self, because: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Reasons for ``items`` from the liked items behind each (``explain_items``'s (k, 2)), or
+        the item's own (``item_reasons``) for a kind without factors."""
+        return with_item_reasons(because_text(because, self.names.__getitem__), items, self.item_reasons)
 
     @torch.no_grad()
     def _precompute(self, ratings: pd.DataFrame, stamps: dict[str, int] | None) -> dict[str, np.ndarray]:
@@ -321,7 +329,7 @@ class Engine:
         out = []
         for u, (how, _, _, _, n) in enumerate(places):
             keep = np.flatnonzero(top[u] >= 0)[:n]  # short lists end in -1 padding
-            text = because_text(because[u, keep], self.names.__getitem__)
+            text = self._because(because[u, keep], top[u, keep])
             out.append(Answer(how, top[u, keep], scores[u, keep], text, None if p_love is None else p_love[u, keep]))
         return out
 
@@ -333,7 +341,7 @@ class Engine:
         top, scores = items[keep][:n], scores[keep][:n]
         history = (np.array([0, len(idx)]), idx, vals.astype(np.float32))
         because = explain_items(self.model, top[None], history, np.zeros(1, dtype=np.int64), vectors=self.unit)
-        return Answer("average-taste", top, scores, because_text(because.reshape(-1, 2), self.names.__getitem__))
+        return Answer("average-taste", top, scores, self._because(because.reshape(-1, 2), top))
 
     @torch.no_grad()
     def _average_taste(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:

@@ -293,7 +293,7 @@ def build_auto(
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }  # fmt: skip
     say(f"auto: done in {history.fit_seconds:.0f} s (search {t_search:.0f} s); the ensemble is "
-        f"shown by {model.meta['representation'] or 'no factor model'}")  # fmt: skip
+        f"shown by {model.meta['representation'] or 'no factor or bias model'}")  # fmt: skip
     return model, history
 
 
