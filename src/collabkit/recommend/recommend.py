@@ -255,22 +255,24 @@ def because_text(because: np.ndarray, names: Callable[[np.ndarray], np.ndarray])
 
 
 def item_reasons(model: CollabModel) -> np.ndarray | None:
-    """(n_items,) the reason of a kind that has item biases but neither factors nor similarities
-    to compare items by (baseline, bias, an ensemble of such): its ranking of an item for a user
-    is the item's bias, so that is what it says; None for the other kinds."""
+    """(n_items,) item biases when they are the kind's reasons: it has biases but neither factors
+    nor similarities to compare items by (baseline, bias, an ensemble of such), so its ranking
+    of items for a user is by their bias; None for the other kinds."""
     if not supports(model, BIASES) or supports(model, FACTORS) or supports(model, NEIGHBOURS):
         return None
-    b = model.biases("item").double().numpy()
-    side = np.where(b >= 0, "above", "below")
-    return np.char.add(np.char.add("rated " + side + " average overall (item bias ", np.char.mod("%+.2f", b)), ")").astype(object)
+    return model.biases("item").double().numpy()
 
 
-def with_item_reasons(text: np.ndarray, items: np.ndarray, reasons: np.ndarray | None) -> np.ndarray:
-    """``text`` with each empty reason given the item's own (``item_reasons``; ``items``
-    (R,) item indices, -1 = none) when the kind has them."""
-    if reasons is None or not len(text):
+def with_item_reasons(text: np.ndarray, items: np.ndarray, biases: np.ndarray | None) -> np.ndarray:
+    """``text`` with each empty reason replaced by the item's bias ('rated above average overall
+    (item bias +0.62)'; ``items`` (R,) item indices, -1 = none) when ``item_reasons`` gave them."""
+    empty = np.flatnonzero(text == "") if biases is not None else ()
+    if not len(empty):
         return text
-    return np.where(text == "", reasons[np.maximum(items, 0)], text)
+    b = biases[np.maximum(items[empty], 0)]
+    out = text.astype(object)
+    out[empty] = [f"rated {'above' if x >= 0 else 'below'} average overall (item bias {x:+.2f})" for x in b]
+    return out
 
 
 def _liked(history: History, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
