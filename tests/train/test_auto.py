@@ -205,3 +205,13 @@ def test_on_a_continuous_scale_holding_zeros_auto_skips_the_ordinal_model_and_sa
     rows = {c["spec"].split("(")[0]: c for c in model.meta["auto"]["candidates"]}
     assert rows["ordinal"]["status"].startswith("skipped") and "distinct rating values" in rows["ordinal"]["status"]
     assert "valid_rmse" in rows["autorec"] and "valid_rmse" in rows["bias"]
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # no mean of an empty validation part
+def test_too_few_ratings_to_validate_on_leave_the_baseline_alone(tiny):
+    few = tiny.subset(np.arange(len(tiny.frame)) < 5)  # a validation tenth of 5 ratings is empty
+    model, _ = build_auto(few, candidates=("baseline", *FAST), budget=60)
+    meta = model.meta["auto"]
+    assert meta["n_valid"] == 0 and [m["spec"] for m in meta["chosen"]] == ["baseline"]
+    assert "nothing beat the baseline member baseline by one standard error on the 0" in meta["blend_note"]
+    assert model.meta["representation"].startswith("member 1 of 1, baseline")

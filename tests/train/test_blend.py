@@ -186,3 +186,34 @@ def test_the_ensemble_takes_the_form_that_errs_least_out_of_fold():
     assert alone.form == "single" and alone.single_rmse < min(blend.constant_oof_rmse, blend.cells_oof_rmse)  # ...not out of fold
     np.testing.assert_array_equal(alone.mean_weights, [1.0, 0.0, 0.0])
     assert alone.rmse == rmse(good, y[:n]) and all(r["weights"]["a"] == 1.0 for r in alone.buckets)
+
+
+def test_on_a_few_rows_a_member_must_beat_the_baseline_by_a_standard_error():
+    """The best of many members on a handful of validation rows is best by luck: unless it (or a
+    blend) beats the best baseline member by one standard error, the baseline member is the model."""
+    from collabkit.train.blend import choose_form
+
+    n, rng = 12, np.random.default_rng(3)
+    y = rng.integers(1, 6, n).astype(float)
+    base = y + rng.normal(0, 1, n)
+    P = base[:, None] + rng.normal(0, 0.5, (n, 8)) * (np.arange(8) > 0)  # the baseline plus noise
+    names = [f"m{k}" for k in range(8)]
+    args = (P, y, np.full(n, 30.0), np.full(n, 30.0), [0], names)
+    errors = [rmse(P[:, k], y) for k in range(8)]
+    assert int(np.argmin(errors)) != 0  # by luck a noisier member looks best on these rows
+    chosen = choose_form(fit_support(*args), *args)
+    assert chosen.form == "single" and chosen.mean_weights.tolist() == [1.0] + [0.0] * 7
+    assert "nothing beat the baseline member m0 by one standard error on the 12" in chosen.note
+
+    P[:, 3] = y + rng.normal(0, 0.2, n)  # one member far better: the evidence is there
+    chosen = choose_form(fit_support(*args), *args)
+    assert chosen.mean_weights[0] < 1.0 and not chosen.note
+
+
+def test_with_no_validation_rows_the_baseline_member_is_the_model():
+    from collabkit.train.blend import choose_form
+
+    P, y, c = np.zeros((0, 3)), np.zeros(0), np.zeros(0)
+    args = (P, y, c, c, [1], ["a", "b", "c"])
+    chosen = choose_form(fit_support(*args), *args)
+    assert chosen.form == "single" and chosen.mean_weights.tolist() == [0.0, 1.0, 0.0]

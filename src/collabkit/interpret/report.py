@@ -249,12 +249,15 @@ def _auto_tables(auto: dict[str, Any]) -> str:
         "spec": "member", "weight": "mean weight", "constant_weight": "constant-blend weight",
         "valid_rmse": "validation RMSE"})  # fmt: skip
     nan = float("nan")
-    form = FORMS[auto.get("blend_form", "cells")]
-    out = budget + table_html(chosen, f"Blend: {form}, the form that erred least out of fold (support cells "
-                              f"{auto.get('blend_oof_rmse', nan):.4f}, one weight per member "
-                              f"{auto.get('constant_blend_oof_rmse', nan):.4f}, best single member "
-                              f"{auto.get('single_rmse', nan):.4f}); validation RMSE {auto['blend_valid_rmse']:.4f} "
-                              "fitted on those ratings")  # fmt: skip
+    errs = (f"support cells {auto.get('blend_oof_rmse', nan):.4f}, one weight per member "
+            f"{auto.get('constant_blend_oof_rmse', nan):.4f}, best single member {auto.get('single_rmse', nan):.4f}")
+    valid = f"validation RMSE {auto['blend_valid_rmse']:.4f}"
+    if auto.get("blend_note"):  # the baseline member for want of evidence, not the lowest error
+        caption = f"Blend: the baseline member alone: {auto['blend_note']} (out of fold: {errs}); {valid}"
+    else:
+        caption = (f"Blend: {FORMS[auto.get('blend_form', 'cells')]}, the form that erred least out of fold "
+                   f"({errs}); {valid} fitted on those ratings")  # fmt: skip
+    out = budget + table_html(chosen, caption)
     buckets = (auto.get("support") or {}).get("buckets") or []
     if buckets:
         rows = []

@@ -36,7 +36,7 @@ import resource
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Self
 
 import numpy as np
@@ -263,6 +263,9 @@ def build_auto(
         f"{blend.constant_oof_rmse:.4f}, best single member {blend.single_rmse:.4f} (fitted on the "
         f"validation rows: cells {blend.cells_rmse:.4f}, constant {blend.constant_rmse:.4f})")
     what = FORMS[blend.form] + (f" of {len(chosen)} members" if len(chosen) > 1 else f", {names[0]}")
+    if blend.note:
+        say(f"  {blend.note}")
+        what = f"the baseline member alone, {names[0]}"
     say(f"  using {what}: validation RMSE {blend.rmse:.4f}; refitting on all {len(train)} ratings")
     t_search = run.clock()
     history, members = History(), [None] * len(chosen)
@@ -285,7 +288,7 @@ def build_auto(
         ],
         "blend_valid_rmse": blend.rmse, "constant_blend_valid_rmse": blend.constant_rmse,
         "blend_oof_rmse": blend.cells_oof_rmse, "constant_blend_oof_rmse": blend.constant_oof_rmse,
-        "single_rmse": blend.single_rmse, "blend_form": blend.form,
+        "single_rmse": blend.single_rmse, "blend_form": blend.form, "blend_note": blend.note,
         "fallback": None if fallback is None else {
             "spec": run.fitted[fallback[0]]["spec"], "valid_rmse": fallback[1], "pairs": fallback[2]},
         "support": blend.to_json(), "search_seconds": t_search,
@@ -372,9 +375,10 @@ def _choose(
 ) -> tuple[list[int], Any]:  # fmt: skip
     """(indices of the members to refit, their support-aware blend): the members the blend uses,
     without those whose refit would not fit the time or memory left (smallest weight first)."""
-    chosen = list(range(len(fitted)))
+    chosen, note = list(range(len(fitted))), ""
     while True:
         blend = _blend(fitted, preds, chosen, y, counts, moments)
+        note = blend.note or note  # a baseline chosen for want of evidence: refitted alone next
         used = blend.cells.reshape(-1, len(chosen)).max(0) >= MIN_WEIGHT
         if not used.all():  # unused members: refit the blend without them
             for j in [c for c, u in zip(chosen, used) if not u]:
@@ -384,7 +388,7 @@ def _choose(
         need_s = sum(fitted[j]["seconds"] * scale for j in chosen)
         need_b = _refit_bytes(fitted, chosen, scale)
         if len(chosen) == 1 or (need_s <= seconds and need_b <= limit):
-            return chosen, blend
+            return chosen, replace(blend, note=note)
         # drop, among the members whose refit costs at least a tenth of the excess (dropping a
         # cheap one would not help), the one that gives least weight for what it costs
         slow = need_s > seconds
@@ -433,5 +437,5 @@ def _blend(
 
 
 def _rmse(p: np.ndarray, y: np.ndarray) -> float:
-    return float(np.sqrt(np.mean((p - y) ** 2)))
+    return float(np.sqrt(np.mean((p - y) ** 2))) if len(y) else float("nan")
 
