@@ -9,6 +9,7 @@ import torch
 
 import collabkit as ck
 from collabkit.checkpoint import load_model, save_model
+from collabkit.interpret.similar import similar_items
 from collabkit.models.autorec import AutoRec
 from collabkit.models.ensemble import Ensemble
 
@@ -129,6 +130,10 @@ def test_an_ensemble_of_bias_models_is_shown_and_explained_by_its_biases(tiny):
     recs = ck.recommend(model, tiny, [user], n=3)
     assert recs["because"].tolist() == ck.recommend(base, tiny, [user], n=3)["because"].tolist()
     assert recs["because"].str.match(r"rated (above|below) average overall \(item bias [+-]\d\.\d\d\)").all()
+    with pytest.raises(TypeError) as e:  # not "an ensemble has no factors; kinds that do: ..., ensemble"
+        similar_items(model, tiny.frame["item"].iloc[0])
+    assert str(e.value).startswith("this ensemble has no 'factors' capability, which it takes from its members (baseline); kinds that do: ")
+    assert "ensemble" not in str(e.value).split("kinds that do:")[1]
 
 
 def test_the_fallback_models_baseline_scores_unknown_ids(tiny, members):

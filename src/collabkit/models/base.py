@@ -720,6 +720,12 @@ def require(model: CollabModel, capability: str) -> None:
     """Raise CapabilityError, naming the kinds that have ``capability``, unless ``model`` has it."""
     if not supports(model, capability):
         having = sorted(k for k, cls in registry().items() if capability in cls.capabilities)
+        if capability in type(model).capabilities:  # the kind can, this one cannot: its parts decide
+            parts = ", ".join(sorted({part.kind for _, part in model.components()}))
+            raise CapabilityError(
+                f"this {model.kind} has no {capability!r} capability, which it takes from its members ({parts}); "
+                f"kinds that do: {', '.join(k for k in having if k != model.kind)}"
+            )
         raise CapabilityError(
             f"a {model.kind!r} model has no {capability!r} capability; kinds that do: {', '.join(having)}"
         )
