@@ -30,8 +30,9 @@ members share the ensemble's vocabularies.
 What the ensemble shows of itself (similar items, reasons, the map, biases) comes from one
 **representation member** (``representative``): the one the user chose (``represent``), else the
 member with the largest weight among those with factors and biases, else among those with
-factors, else (an ensemble of bias models, such as auto's single baseline member) among those with
-biases, whose item biases are then its reasons. It is named in ``meta["representation"]`` so every output that uses it can say so.
+factors, else (an ensemble of bias models, such as auto's single baseline member) among those
+with biases, whose item biases are then its reasons. It is named in ``meta["representation"]``
+so every output that uses it can say so.
 """
 
 from __future__ import annotations

@@ -224,7 +224,8 @@ def _beats_baseline(rmse: float, P: np.ndarray, y: np.ndarray, best: int, b: int
     error of the mean difference in squared error between the best member and ``b`` (the
     one-standard-error rule, Hastie et al. 2009, 7.10: the simplest model within one standard
     error of the best). On a few validation rows the best of many members is best by luck: a
-    50-factor model chosen on 16 ratings was worse than the baseline on the test part."""
+    Bayesian MF chosen on 4 ratings and a dot-bias model on 8 were worse than the baseline on
+    the test part."""
     if len(y) < 2 or np.isnan(rmse):
         return False
     diff = (P[:, best] - y) ** 2 - (P[:, b] - y) ** 2
