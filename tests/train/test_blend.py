@@ -217,3 +217,17 @@ def test_with_no_validation_rows_the_baseline_member_is_the_model():
     args = (P, y, c, c, [1], ["a", "b", "c"])
     chosen = choose_form(fit_support(*args), *args)
     assert chosen.form == "single" and chosen.mean_weights.tolist() == [0.0, 1.0, 0.0]
+
+
+def test_below_ten_rows_a_member_no_weights_are_fitted():
+    """Eight members with independent errors: averaging them helps, which 400 rows show; 40 rows
+    (five a member) are too few to fit eight weights on, so only the single members compete."""
+    from collabkit.train.blend import ROWS_PER_WEIGHT, choose_form
+
+    rng, names = np.random.default_rng(5), [f"m{k}" for k in range(8)]
+    y = rng.integers(1, 6, 400).astype(float)
+    P = y[:, None] + rng.normal(0, 1, (400, 8))
+    for n, form in ((400, "constant"), (40, "single")):
+        args = (P[:n], y[:n], np.full(n, 30.0), np.full(n, 30.0), [], names)
+        assert (n >= ROWS_PER_WEIGHT * 8) == (form == "constant")
+        assert choose_form(fit_support(*args), *args).form == form, n
