@@ -51,7 +51,7 @@ def recommend(
     the training ratings: with ``exclude_seen`` a user's rated items are never recommended, and
     ``because`` names the (up to two) items the user rated highly (at or above their own mean)
     nearest the recommendation in factor space (cosine); a kind that ranks by item biases alone
-    says that instead (``item_reasons``). ``candidates`` (raw item ids) restricts
+    says that instead (``reason_biases``). ``candidates`` (raw item ids) restricts
     the catalogue. Unknown users raise UnknownIdError (``unknown="error"``) or get the
     average-taste user's list (``unknown="fallback"``; ``prior`` from ``model.user_prior``
     saves recomputing it). Lists are shorter than ``n`` only when fewer
@@ -220,7 +220,7 @@ def _recommend(
             because = explain_items(model, items, history, rows).reshape(-1, 2)
             names = lambda idx: _titles(titles, model.items.decode(idx))
             text = np.where(text == "", because_text(because, names), text)
-        frame["because"] = with_item_reasons(text, items.ravel(), item_reasons(model))
+        frame["because"] = with_item_reasons(text, items.ravel(), reason_biases(model))
     return frame[keep].reset_index(drop=True)
 
 
@@ -254,7 +254,7 @@ def because_text(because: np.ndarray, names: Callable[[np.ndarray], np.ndarray])
     return np.where(because[:, 1] >= 0, both, np.where(because[:, 0] >= 0, one, ""))
 
 
-def item_reasons(model: CollabModel) -> np.ndarray | None:
+def reason_biases(model: CollabModel) -> np.ndarray | None:
     """(n_items,) item biases when they are the kind's reasons: it has biases but neither factors
     nor similarities to compare items by (baseline, bias, an ensemble of such), so its ranking
     of items for a user is by their bias; None for the other kinds."""
@@ -265,7 +265,7 @@ def item_reasons(model: CollabModel) -> np.ndarray | None:
 
 def with_item_reasons(text: np.ndarray, items: np.ndarray, biases: np.ndarray | None) -> np.ndarray:
     """``text`` with each empty reason replaced by the item's bias ('rated above average overall
-    (item bias +0.62)'; ``items`` (R,) item indices, -1 = none) when ``item_reasons`` gave them."""
+    (item bias +0.62)'; ``items`` (R,) item indices, -1 = none) when ``reason_biases`` gave them."""
     empty = np.flatnonzero(text == "") if biases is not None else ()
     if not len(empty):
         return text

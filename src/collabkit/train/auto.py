@@ -47,7 +47,7 @@ from collabkit.data.interactions import Ratings
 from collabkit.data.split import random_split
 from collabkit.models.base import CollabModel, Sizes, get_model_class
 from collabkit.models.ensemble import Ensemble, moments_of
-from collabkit.train.blend import FORMS, SupportBlend, choose_form, fit_support, nnls
+from collabkit.train.blend import FORMS, SupportBlend, choose_form, fit_support, nnls, rmse_of
 from collabkit.train.spec import ModelSpec, build_untrained
 
 __all__ = ["Sizes", "build_auto", "default_memory", "estimate", "fit_size", "nnls"]
@@ -207,7 +207,7 @@ class Run:
         if took >= CALIBRATE_SECONDS:  # this machine's speed, as the kinds' cost rules count work
             self.speeds.append(get_model_class(spec.kind).cost(cfg, self.sizes)[0] / took)
             self.sizes.speed = float(np.median(self.speeds))
-        row.update(status=note or "fitted", valid_rmse=_rmse(p, self.y), seconds=took,
+        row.update(status=note or "fitted", valid_rmse=rmse_of(p, self.y), seconds=took,
                    mb=(peak.bytes - self.base) / 1e6, kept_mb=state_bytes(model) / 1e6)  # fmt: skip
         self.fitted.append(row)
         self.preds.append(p)
@@ -340,7 +340,7 @@ def _fallback(
     if not kinds:
         return None
     rows = unknown if unknown.sum() >= MIN_FALLBACK_PAIRS else np.ones_like(unknown)
-    errs = {j: _rmse(preds[j][rows], y[rows]) for j in kinds}
+    errs = {j: rmse_of(preds[j][rows], y[rows]) for j in kinds}
     best = min(kinds, key=lambda j: errs[j])
     return best, errs[best], int(rows.sum())
 
@@ -434,8 +434,3 @@ def _blend(
     baselines = [n for n, j in enumerate(chosen) if ModelSpec.parse(fitted[j]["spec"]).kind == "baseline"]
     names = [fitted[j]["spec"] for j in chosen]
     return choose_form(fit_support(P, y, *counts, baselines, names, moments=moments), P, y, *counts, baselines, names)
-
-
-def _rmse(p: np.ndarray, y: np.ndarray) -> float:
-    return float(np.sqrt(np.mean((p - y) ** 2))) if len(y) else float("nan")
-

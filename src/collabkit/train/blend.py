@@ -171,7 +171,7 @@ def fit_support(
     mean_w = (weights * counts[:, None]).sum(0) / max(1, counts.sum())
     result = SupportBlend(
         tuple(edges), weights.reshape(bins, bins, -1), w0, mean_w, lam,
-        _rmse(blend, y), _rmse(P @ w0, y), _rmse(blend, y),
+        rmse_of(blend, y), rmse_of(P @ w0, y), rmse_of(blend, y),
     )  # fmt: skip
     if scored:
         result.cells_oof_rmse = float(np.sqrt(held[lam] / scored))
@@ -179,7 +179,7 @@ def fit_support(
     if M is not None:
         coef, gate = fit_refinement(P, y, blend, M, cell, n_cells, seed)
         blend = blend + gate[cell] * (_design(M, P) @ coef.ravel())
-        result.refine, result.refine_cells, result.rmse = coef, gate.reshape(bins, bins), _rmse(blend, y)
+        result.refine, result.refine_cells, result.rmse = coef, gate.reshape(bins, bins), rmse_of(blend, y)
     result.buckets = bucket_table(
         P, y, blend, user_count[known], item_count[known], weights[cell], w0, baselines, names
     )
@@ -201,7 +201,7 @@ def choose_form(
     enough on these rows (``_beats_baseline``): the ensemble is then that baseline member."""
     known = (user_count > 0) & (item_count > 0)
     P, y = P[known].astype(np.float64), y[known].astype(np.float64)
-    single = [_rmse(P[:, j], y) for j in range(P.shape[1])]
+    single = [rmse_of(P[:, j], y) for j in range(P.shape[1])]
     best = int(np.nanargmin(single)) if len(y) else 0
     errs = {"single": single[best], "constant": blend.constant_oof_rmse, "cells": blend.cells_oof_rmse}
     if len(y) < ROWS_PER_WEIGHT * P.shape[1]:  # too few rows to fit a weight per member
@@ -220,7 +220,7 @@ def choose_form(
     rows = np.broadcast_to(w, P.shape)
     return replace(
         blend, form=form, single_rmse=single[best], cells=np.broadcast_to(w, blend.cells.shape).copy(),
-        mean_weights=w.copy(), rmse=_rmse(P @ w, y), refine=None, refine_cells=None, note=note,
+        mean_weights=w.copy(), rmse=rmse_of(P @ w, y), refine=None, refine_cells=None, note=note,
         buckets=bucket_table(P, y, P @ w, user_count[known], item_count[known], rows, blend.constant, baselines, names),
     )  # fmt: skip
 
@@ -348,15 +348,16 @@ def bucket_table(
                 continue
             row: dict[str, Any] = {
                 "side": side, "ratings": f"{lo}" if lo == hi else (f"{lo}-{hi}" if hi else f"> {lo - 1}"),
-                "pairs": int(mask.sum()), "rmse": _rmse(blend[mask], y[mask]),
-                "constant_rmse": _rmse(constant[mask], y[mask]),
+                "pairs": int(mask.sum()), "rmse": rmse_of(blend[mask], y[mask]),
+                "constant_rmse": rmse_of(constant[mask], y[mask]),
             }  # fmt: skip
             if baselines:
-                row["baseline_rmse"] = min(_rmse(P[mask, j], y[mask]) for j in baselines)
+                row["baseline_rmse"] = min(rmse_of(P[mask, j], y[mask]) for j in baselines)
             row["weights"] = dict(zip(names, row_weights[mask].mean(0).tolist()))
             rows.append(row)
     return rows
 
 
-def _rmse(p: np.ndarray, y: np.ndarray) -> float:
+def rmse_of(p: np.ndarray, y: np.ndarray) -> float:
+    """RMSE of predictions ``p`` against ``y``; NaN when there are none."""
     return float(np.sqrt(np.mean((p - y) ** 2))) if len(y) else float("nan")
