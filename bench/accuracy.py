@@ -148,6 +148,7 @@ def one_run(spec: dict) -> dict:
         out["blend_form"] = auto["blend_form"]
         out["oof_rmse"] = {"cells": auto["blend_oof_rmse"], "constant": auto["constant_blend_oof_rmse"],
                            "single": auto["single_rmse"]}  # fmt: skip
+        out["rmse_without_days"] = metrics.get("rmse_without_days", metrics["rmse"])  # the same models
     return out
 
 
@@ -211,6 +212,8 @@ def benchmark(args: argparse.Namespace) -> dict:
                     "split": split,
                     **median_of(runs),
                     "rmse_runs": [r["rmse"] for r in runs],
+                    **({"rmse_without_days_runs": [r["rmse_without_days"] for r in runs],
+                        "skipped_runs": [r["skipped"] for r in runs]} if "rmse_without_days" in runs[0] else {}),
                     **({"blend_forms": [r["blend_form"] for r in runs], "oof_rmse_runs": [r["oof_rmse"] for r in runs]}
                        if "blend_form" in runs[0] else {}),
                 }
@@ -386,8 +389,13 @@ def show(result: dict) -> None:
             print(f"{r['run']} [{r['split']}] chose: {'; '.join(r['chosen'])}")
             for form, oof in zip(r.get("blend_forms", []), r.get("oof_rmse_runs", [])):
                 print(f"  form: {form} (out of fold: {', '.join(f'{k} {v:.4f}' for k, v in oof.items())})")
-            for line in r.get("skipped", []):
-                print(f"  {line}")
+            if "rmse_without_days" in r:
+                print(f"  test RMSE without day offsets (the same models): {r['rmse_without_days']:.4f} "
+                      f"(runs: {', '.join(f'{x:.4f}' for x in r['rmse_without_days_runs'])}; with: "
+                      f"{', '.join(f'{x:.4f}' for x in r['rmse_runs'])})")  # fmt: skip
+            for k, lines in enumerate(r.get("skipped_runs", [r.get("skipped", [])])):
+                for line in lines:
+                    print(f"  run {k + 1}: {line}")
     print(
         " ".join(
             f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"

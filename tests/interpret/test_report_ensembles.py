@@ -80,3 +80,15 @@ def test_the_reports_tables_fit_a_1280_pixel_window(reports, name):
         )
         browser.close()
     assert page_width <= 1280 and overflow == [], overflow
+
+
+def test_the_auto_report_says_what_its_day_offsets_do(tmp_path):
+    from tests.train.test_auto import rated_in_sessions
+
+    train, test = ck.random_split(rated_in_sessions(0.6), 0.2, seed=1)
+    model, history = build_auto(train, candidates=SMALL, budget=120)
+    save_model(model, tmp_path / "m", extra={"history": history.rows})
+    write_report(tmp_path / "m", tmp_path / "report", train, test, baselines=["mean"])
+    page = (tmp_path / "report" / "index.html").read_text()
+    day = model.meta["auto"]["day_offsets"]
+    assert f"Day offsets (each user's shift on a day, shrinkage {day['reg']:g}, {day['groups']} user-days)" in page

@@ -207,3 +207,26 @@ def test_the_serving_engine_answers_for_a_refined_ensemble_what_recommend_answer
     from tests.models import conformance
 
     conformance.check_engine(refined[0], (tiny, tiny))
+
+
+def test_day_offsets_shift_predictions_given_times_and_survive_saving(tiny, members, tmp_path):
+    from collabkit.models import days
+
+    model = Ensemble.of(list(members), [0.5, 0.5])
+    f = tiny.frame
+    plain = model.predict(f["user"], f["item"])
+    model.set_day_offsets(*days.fit_offsets(model, tiny, reg=1.0), 1.0)
+    assert model.config.day_offsets == len(f.groupby(["user", f["timestamp"] // 86_400]))
+    np.testing.assert_array_equal(model.predict(f["user"], f["item"]), plain)  # no times: the blend alone
+    timed = model.predict(f["user"], f["item"], timestamps=f["timestamp"])
+    shift = days.lookup(model.day_keys.numpy(), model.day_values.numpy(),
+                        days.day_keys(model.users.lookup(f["user"]), f["timestamp"].to_numpy()))  # fmt: skip
+    np.testing.assert_allclose(timed, np.clip(plain + shift, 1, 5), rtol=1e-6)
+    assert np.abs(shift).max() > 0.1  # each user's few ratings a day leave residuals to shift by
+    later = f["timestamp"] + 10**9  # days without training ratings: no shift
+    np.testing.assert_allclose(model.predict(f["user"], f["item"], timestamps=later), plain, rtol=1e-6)
+    assert ck.evaluate_ratings(model, tiny)["rmse"] < ck.evaluate_ratings(model, tiny.with_frame(f.drop(columns="timestamp")))["rmse"]
+    save_model(model, tmp_path / "m")
+    again = load_model(tmp_path / "m")
+    assert again.config.day_reg == 1.0
+    np.testing.assert_array_equal(again.predict(f["user"], f["item"], timestamps=f["timestamp"]), timed)

@@ -60,6 +60,11 @@ class Ratings:
     def has_timestamps(self) -> bool:
         return "timestamp" in self.frame.columns
 
+    @property
+    def times(self) -> np.ndarray | None:
+        """Each row's epoch seconds (int64), or None without a timestamp column."""
+        return self.frame["timestamp"].to_numpy(np.int64) if self.has_timestamps else None
+
     def subset(self, rows: np.ndarray | pd.Series, name: str | None = None) -> Ratings:
         """A Ratings holding only the given rows (boolean mask or positions); metadata is shared."""
         rows = np.asarray(rows)

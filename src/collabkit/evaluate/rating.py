@@ -16,12 +16,14 @@ def evaluate_ratings(model: CollabModel, test: Ratings) -> dict[str, float | int
 
     Unknown ids are not dropped: such rows are scored by the model's documented fallback (the
     baseline predictor mu + b_u + b_i, ``models.base``); ``rmse_known``/``rmse_fallback`` (left out
-    when a part has no rows) and ``n_fallback`` show how much each part weighs in ``rmse``.
+    when a part has no rows) and ``n_fallback`` show how much each part weighs in ``rmse``. With
+    times in ``test`` a model with day offsets (``models.days``) uses them, and
+    ``rmse_without_days`` is its RMSE without them.
     """
     if len(test) == 0:
         raise ValueError(f"{test.name}: no ratings to evaluate")
     enc = encode(model, test, strict=False)
-    pred = model.predict_idx(enc.users, enc.items).numpy().astype(np.float64)
+    pred = model.predict_idx(enc.users, enc.items, timestamps=test.times).numpy().astype(np.float64)
     true = enc.ratings.numpy().astype(np.float64)
     known = enc.known.numpy()
     parts = {  # only parts that have rows
@@ -29,6 +31,9 @@ def evaluate_ratings(model: CollabModel, test: Ratings) -> dict[str, float | int
         for name, rows in (("known", known), ("fallback", ~known))
         if rows.any()
     }
+    if test.times is not None and model.time_offsets(enc.users[:1], test.times[:1]) is not None:
+        plain = model.predict_idx(enc.users, enc.items).numpy().astype(np.float64)  # what the day offsets add
+        parts["rmse_without_days"] = rating_metrics(true, plain)["rmse"]
     return {
         **rating_metrics(true, pred),
         **parts,

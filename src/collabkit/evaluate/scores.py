@@ -160,7 +160,7 @@ def outcome(
     predicts = supports(model, RATINGS)
     if predicts:
         enc = encode(model, test, strict=False)
-        pred = model.predict_idx(enc.users, enc.items).numpy().astype(np.float64)
+        pred = model.predict_idx(enc.users, enc.items, timestamps=test.times).numpy().astype(np.float64)
         held["error"] = pred - enc.ratings.numpy()
     return Outcome(
         users, counts, lists, (indptr, items[order]), item_popularity(model, train), held,

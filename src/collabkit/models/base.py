@@ -347,18 +347,21 @@ class CollabModel(nn.Module):
         return self.head(ur, ir)
 
     @torch.no_grad()
-    def predict(self, users: Any, items: Any, batch_size: int | None = None) -> np.ndarray:
-        """Predicted scores for raw (user, item) id pairs; unknown ids use the zero fallback."""
+    def predict(self, users: Any, items: Any, batch_size: int | None = None, timestamps: Any = None) -> np.ndarray:
+        """Predicted scores for raw (user, item) id pairs; unknown ids use the zero fallback.
+        ``timestamps`` (epoch seconds, one per pair): when the ratings were made, for a kind
+        with day offsets (``time_offsets``)."""
         u = torch.from_numpy(self.users.lookup(users, strict=False))
         i = torch.from_numpy(self.items.lookup(items, strict=False))
         if len(u) != len(i):
             u, i = torch.broadcast_tensors(u, i)
-        return self.predict_idx(u, i, batch_size).numpy()
+        return self.predict_idx(u, i, batch_size, timestamps).numpy()
 
     @torch.no_grad()
-    def predict_idx(self, u: Tensor, i: Tensor, batch_size: int | None = None) -> Tensor:
+    def predict_idx(self, u: Tensor, i: Tensor, batch_size: int | None = None, timestamps: Any = None) -> Tensor:
         """Scores of index pairs, in chunks of ``batch_size`` pairs (default: PREDICT_CELLS //
-        the user representation's width, so wide models such as Bayesian MF stay small)."""
+        the user representation's width, so wide models such as Bayesian MF stay small), plus
+        the kind's day offsets when ``timestamps`` are given."""
         was = self.training
         self.eval()
         if batch_size is None:
@@ -366,7 +369,17 @@ class CollabModel(nn.Module):
             batch_size = max(1024, PREDICT_CELLS // max(1, width))
         out = torch.cat([self.score(u[s : s + batch_size], i[s : s + batch_size]) for s in range(0, len(u), batch_size)]) if len(u) else torch.empty(0)
         self.train(was)
+        shift = None if timestamps is None or not len(u) else self.time_offsets(u, np.asarray(timestamps))
+        if shift is not None:
+            scale = self.meta.get("scale") or ()
+            out = out + torch.from_numpy(shift)
+            out = out.clamp(*scale) if len(scale) == 2 else out
         return out
+
+    def time_offsets(self, u: Tensor, timestamps: np.ndarray) -> np.ndarray | None:
+        """(B,) float32 shifts of the scores of users ``u`` rating at ``timestamps``, or None: a
+        kind without time effects (all but a blend given day offsets, ``models.days``)."""
+        return None
 
     @torch.no_grad()
     def score_all_items(self, u: Tensor) -> Tensor:

@@ -33,12 +33,17 @@ member with the largest weight among those with factors and biases, else among t
 factors, else (an ensemble of bias models, such as auto's single baseline member) among those
 with biases, whose item biases are then its reasons. It is named in ``meta["representation"]``
 so every output that uses it can say so.
+
+With **day offsets** (``day_offsets`` > 0: ``models.days``, fitted by ``set_day_offsets`` on the
+blend's training residuals) a prediction given the time of the rating adds the shrunk mean
+residual of the user's ratings on that day; scoring without times (top-N, the service) is the
+blend alone.
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -48,6 +53,7 @@ from torch import Tensor, nn
 from collabkit.core.loop import History
 from collabkit.data.interactions import Ratings
 from collabkit.data.vocab import Vocab
+from collabkit.models import days
 from collabkit.models.base import (
     BIASES,
     FACTORS,
@@ -88,6 +94,10 @@ class EnsembleConfig(ModelConfig):
     refine: tuple[tuple[float, ...], ...] = ()
     # [user bin][item bin] -> 1.0 where the refinement applies
     refine_cells: tuple[tuple[float, ...], ...] = ()
+    # (user, day) groups with an offset (``models.days``); 0: none
+    day_offsets: int = field(default=0, metadata={"min": 0})
+    # their shrinkage: offset = residual sum / (count + day_reg)
+    day_reg: float = field(default=0.0, metadata={"min": 0})
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -153,6 +163,9 @@ class Ensemble(CollabModel):
             self._set_refinement(config)
             self.register_buffer("user_moments", torch.zeros(len(users), 2))  # rating mean, std per user
             self.register_buffer("item_moments", torch.zeros(len(items), 2))  # ... and per item
+        if config.day_offsets:
+            self.register_buffer("day_keys", torch.zeros(config.day_offsets, dtype=torch.int64))  # sorted
+            self.register_buffer("day_values", torch.zeros(config.day_offsets))
         self._set_capabilities()
 
     def _set_cells(self, config: EnsembleConfig) -> None:
@@ -352,6 +365,19 @@ class Ensemble(CollabModel):
             w, offset = self._weights(self._support("user", u), self._support("item", i))
         return offset + sum(wk * m.score(u, i) for wk, m in zip(w, self.members))
 
+    def set_day_offsets(self, keys: np.ndarray, values: np.ndarray, reg: float) -> None:
+        """Give the ensemble the (user, day) offsets ``values`` at sorted ``keys`` (``models.days``)."""
+        self.config = replace(self.config, day_offsets=len(keys), day_reg=float(reg))
+        self.register_buffer("day_keys", torch.from_numpy(np.asarray(keys, dtype=np.int64)))
+        self.register_buffer("day_values", torch.from_numpy(np.asarray(values, dtype=np.float32)))
+
+    def time_offsets(self, u: Tensor, timestamps: np.ndarray) -> np.ndarray | None:
+        if not self.config.day_offsets:
+            return None
+        if len(timestamps) != len(u):
+            raise ValueError(f"{len(timestamps)} timestamps for {len(u)} pairs")
+        return days.lookup(self.day_keys.numpy(), self.day_values.numpy(), days.day_keys(u.numpy(), timestamps))
+
     def _weights(self, user_side: Tensor, item_side: Tensor) -> tuple[list[Tensor | float], Tensor | float]:
         """(member k's weight for each pair, the pairs' offset) from the sides' support columns
         (..., 1 or 3): count (mean, std); numbers without support bins."""
@@ -536,6 +562,9 @@ class Ensemble(CollabModel):
         if self.refined:
             model.user_moments.zero_()[: len(self.users)] = self.user_moments
             model.item_moments.zero_()[: len(self.items)] = self.item_moments
+        if self.config.day_offsets:  # keys hold user indices, which growing keeps
+            model.day_keys.copy_(self.day_keys)
+            model.day_values.copy_(self.day_values)
         model.meta = copy.deepcopy(self.meta)
         return model
 

@@ -20,7 +20,10 @@
    first, weights refitted) any whose refit would break the time or memory budget, and return
    their support-aware Ensemble. Pairs with an unknown user or item get the baseline predictor of
    the baseline-kind candidate that erred least on such validation pairs (on every validation
-   pair when they are few: ``_fallback``).
+   pair when they are few: ``_fallback``);
+5. with timestamps, add day offsets (``models.days``: each user's shift on a day, fitted on the
+   blend's residuals on its training ratings) when, fitted so on the fit part, they beat the
+   blend on the validation part by one standard error, with the shrinkage that does best there.
 
 What it tried and chose (candidates with their estimates, validation RMSE, seconds, peak memory,
 why any was skipped; the members with their weights; the weights by support bucket) is kept in
@@ -45,6 +48,7 @@ import pandas as pd
 from collabkit.core.loop import History
 from collabkit.data.interactions import Ratings
 from collabkit.data.split import random_split
+from collabkit.models import days
 from collabkit.models.base import CollabModel, Sizes, get_model_class
 from collabkit.models.ensemble import Ensemble, moments_of
 from collabkit.train.blend import FORMS, SupportBlend, choose_form, fit_support, nnls, rmse_of
@@ -74,6 +78,9 @@ CALIBRATE_SECONDS = 1.0
 #: the fallback is chosen on the validation pairs with an unknown side when there are at least
 #: this many (on fewer, RMSE differences of a few thousandths are noise): else on every pair
 MIN_FALLBACK_PAIRS = 100
+
+#: shrinkage values tried for the day offsets (``DayGroups.choose``)
+DAY_REGS = (1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0)
 
 #: candidates in the order they are tried (cheap first); later ones are hyper-parameter variants
 CANDIDATES = (
@@ -163,6 +170,7 @@ class Run:
     tried: list[dict[str, Any]] = field(default_factory=list)  # every candidate's row
     fitted: list[dict[str, Any]] = field(default_factory=list)  # the fitted ones' rows
     preds: list[np.ndarray] = field(default_factory=list)  # and their validation predictions
+    day_sums: list[np.ndarray] = field(default_factory=list)  # and their fit-part predictions' day sums
     speeds: list[float] = field(default_factory=list)  # work per second of the fits so far
 
     def __post_init__(self) -> None:
@@ -172,6 +180,7 @@ class Run:
         distinct = pd.concat([self.fit_part.frame[cols], self.valid.frame[cols]]).nunique()
         self.sizes = Sizes(len(self.fit_part), int(distinct["user"]), int(distinct["item"]), levels=int(distinct["rating"]))
         self.scale = n / max(1, len(self.fit_part))  # a refit's work, against the search fit's
+        self.days = DayGroups.of(self.fit_part, self.valid) if self.fit_part.has_timestamps else None
         _warm_up(self.fit_part)
         self.base = resident_bytes()  # the data and libraries: what every fit starts from
 
@@ -203,6 +212,8 @@ class Run:
             model = build_untrained(spec, self.fit_part, self.seed + k)
             model.fit(self.fit_part, progress=self.progress)
             p = model.predict(self.valid.frame["user"], self.valid.frame["item"]).astype(np.float64)
+            if self.days is not None:  # in-sample, as the refit's offsets will be fitted
+                self.day_sums.append(self.days.sums(model.predict(self.fit_part.frame["user"], self.fit_part.frame["item"])))
         took = time.perf_counter() - t0
         if took >= CALIBRATE_SECONDS:  # this machine's speed, as the kinds' cost rules count work
             self.speeds.append(get_model_class(spec.kind).cost(cfg, self.sizes)[0] / took)
@@ -255,6 +266,7 @@ def build_auto(
     counts, moments = _counts(fit_part, valid), _moments(fit_part, valid)
     chosen, blend = _choose(run.fitted, run.preds, run.y, counts, moments, seconds, limit - run.base, run.scale, say)
     names = [run.fitted[j]["spec"] for j in chosen]
+    day = None if run.days is None else run.days.choose(run, chosen, blend.mean_weights, say)
     fallback = _fallback(run.fitted, run.preds, run.y, counts)
     if fallback is not None:
         say(f"  unknown ids: the baseline of {run.fitted[fallback[0]]['spec']} (validation RMSE "
@@ -277,6 +289,9 @@ def build_auto(
     model = Ensemble.of(members, list(blend.mean_weights), support=(blend.edges, blend.cells), train=train,
                         fallback=_fallback_model(run.fitted, chosen, members, fallback, train, seed),
                         refine=refine)  # fmt: skip
+    if day is not None:
+        model.set_day_offsets(*days.fit_offsets(model, train, day["reg"]), day["reg"])
+        day["groups"] = model.config.day_offsets
     history.fit_seconds = run.clock()
     model.meta["auto"] = {
         "budget_seconds": budget, "memory_gb": limit / 1e9, "n_fit": len(fit_part), "n_valid": len(valid),
@@ -291,7 +306,7 @@ def build_auto(
         "single_rmse": blend.single_rmse, "blend_form": blend.form, "blend_note": blend.note,
         "fallback": None if fallback is None else {
             "spec": run.fitted[fallback[0]]["spec"], "valid_rmse": fallback[1], "pairs": fallback[2]},
-        "support": blend.to_json(), "search_seconds": t_search,
+        "support": blend.to_json(), "day_offsets": day, "search_seconds": t_search,
         "refit_seconds": history.fit_seconds - t_search, "total_seconds": history.fit_seconds,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }  # fmt: skip
@@ -326,6 +341,60 @@ def _moments(fit_part: Ratings, valid: Ratings) -> tuple[np.ndarray, np.ndarray]
         at = keys.get_indexer(valid.frame[side])
         out.append(np.where((at >= 0)[:, None], stats[np.maximum(at, 0)], 0.0))
     return out[0], out[1]
+
+
+@dataclass
+class DayGroups:
+    """The fit part's (user, day) groups, to choose the day offsets' shrinkage (``models.days``)
+    on the validation part: each group's count and rating sum, the group of each fit row, and of
+    each validation row (-1: its user rated nothing in the fit part that day)."""
+
+    inverse: np.ndarray
+    counts: np.ndarray
+    rating_sums: np.ndarray
+    valid_at: np.ndarray
+
+    @classmethod
+    def of(cls, fit_part: Ratings, valid: Ratings) -> DayGroups:
+        users = pd.Index(fit_part.frame["user"].unique())
+        table, inverse = np.unique(days.day_keys(users.get_indexer(fit_part.frame["user"]), fit_part.times), return_inverse=True)
+        keys = days.day_keys(users.get_indexer(valid.frame["user"]), valid.times)
+        at = np.minimum(np.searchsorted(table, keys), max(len(table) - 1, 0))
+        valid_at = np.where((table[at] == keys) & (keys >= 0), at, -1) if len(table) else np.full(len(keys), -1)
+        r = fit_part.frame["rating"].to_numpy(np.float64)
+        return cls(inverse, np.bincount(inverse, minlength=len(table)), np.bincount(inverse, r, len(table)), valid_at)
+
+    def sums(self, pred: np.ndarray) -> np.ndarray:
+        """Each group's sum of a member's in-sample predictions ``pred`` (one per fit row)."""
+        return np.bincount(self.inverse, pred.astype(np.float64), len(self.counts))
+
+    def choose(self, run: Run, chosen: list[int], weights: np.ndarray, say: Callable[..., Any]) -> dict[str, Any] | None:
+        """The shrinkage in DAY_REGS whose offsets, fitted on the in-sample residuals of the blend
+        (at its mean ``weights``) on the fit part, err least on the validation part, as a record
+        for ``meta["auto"]``; None unless they beat no offsets there by one standard error."""
+        seen = self.valid_at >= 0
+        if seen.sum() < 2:
+            say("  day offsets: not used (no validation ratings share a day with the user's fit ratings)")
+            return None
+        resid = self.rating_sums - sum(w * run.day_sums[j] for w, j in zip(weights, chosen))
+        e = run.y - np.stack([run.preds[j] for j in chosen], 1) @ weights
+        at = self.valid_at[seen]
+
+        def errors(reg: float) -> np.ndarray:
+            out = e.copy()
+            out[seen] -= resid[at] / (self.counts[at] + reg)
+            return out
+
+        reg = min(DAY_REGS, key=lambda r: float(np.mean(errors(r) ** 2)))
+        diff = errors(reg) ** 2 - e**2
+        without, within = float(np.sqrt(np.mean(e**2))), float(np.sqrt(np.mean(errors(reg) ** 2)))
+        if not diff.mean() < -diff.std(ddof=1) / np.sqrt(len(e)):
+            say(f"  day offsets: not used (validation RMSE {without:.4f}, with them {within:.4f}: "
+                "not better by one standard error)")  # fmt: skip
+            return None
+        say(f"  day offsets: validation RMSE {without:.4f} -> {within:.4f} (each user's shift on a day, "
+            f"shrinkage {reg:g}; {int(seen.sum())} of {len(e)} validation ratings share a day with fit ratings)")  # fmt: skip
+        return {"reg": reg, "valid_rmse_without": without, "valid_rmse_with": within, "valid_rows_with_day": int(seen.sum())}
 
 
 def _fallback(
