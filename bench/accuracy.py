@@ -8,6 +8,7 @@
         --peers baseline,svd --peers-python .peers-venv/bin/python --runs 1
     python bench/accuracy.py --split timecut --data-dir ../shared/data --presets chapter,auto,best
     python bench/accuracy.py --tune [--json]                               # how "best" was chosen
+    python bench/accuracy.py --tune-days [--json]                          # and its day offsets
 
 Splits (``--split``, comma-separated; default u1,random for ML-100k):
   u1       GroupLens's u1.base/u1.test
@@ -348,6 +349,31 @@ def tune(args: argparse.Namespace) -> dict:
     return {"splits": splits, "candidates": rows, "blends": blends[:10], "best_pair": best_pair}
 
 
+def tune_days(args: argparse.Namespace) -> dict:
+    """Validation RMSE of the best preset with day offsets of each shrinkage (auto's DAY_REGS),
+    fitted on its in-sample residuals of the fit part, as ``Ensemble`` fits them on the whole
+    training part: the ``day_reg`` of the preset. The test part is never read."""
+    import torch
+
+    import collabkit as ck
+    from collabkit.models import days
+    from collabkit.train.auto import DAY_REGS
+
+    torch.set_num_threads(args.threads)
+    train, _ = load_split(args.split or "u1", args.data_dir)
+    fit_part, valid = ck.random_split(train, 0.1, seed=7)  # as --tune carves it
+    model, _ = ck.build_model("best", fit_part, seed=42)  # scored without times: the blend alone
+    f, v = fit_part.frame, valid.frame
+    residual = f["rating"].to_numpy(np.float64) - model.predict(f["user"], f["item"]).astype(np.float64)
+    table, sums, counts = days.residual_sums(days.day_keys(model.users.lookup(f["user"], strict=False), fit_part.times), residual)
+    keys = days.day_keys(model.users.lookup(v["user"], strict=False), valid.times)
+    p, y = model.predict(v["user"], v["item"]).astype(np.float64), v["rating"].to_numpy(np.float64)
+    rows = [{"day_reg": 0.0, "valid_rmse": _rmse(p, y)}]
+    rows += [{"day_reg": reg, "valid_rmse": _rmse(np.clip(p + days.lookup(table, days.shrunk(sums, counts, reg), keys), 1, 5), y)}
+             for reg in DAY_REGS]  # fmt: skip
+    return {"split": args.split or "u1", "rows": rows, "best": min(rows, key=lambda r: r["valid_rmse"])}
+
+
 def _rmse(p: np.ndarray, y: np.ndarray) -> float:
     return float(np.sqrt(np.mean((p - y) ** 2)))
 
@@ -456,15 +482,20 @@ def main() -> None:
     ap.add_argument(
         "--tune", action="store_true", help="validation-only search behind the best preset"
     )
+    ap.add_argument("--tune-days", action="store_true", help="validation-only choice of best's day offsets")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         print(json.dumps(one_run(json.loads(args.child))))
         return
-    result = tune(args) if args.tune else benchmark(args)
+    result = tune(args) if args.tune else tune_days(args) if args.tune_days else benchmark(args)
     if args.json:
         print(json.dumps(result))
+    elif args.tune_days:
+        for r in result["rows"]:
+            print(f"day_reg {r['day_reg']:g}: validation RMSE {r['valid_rmse']:.4f}")
+        print(f"best: day_reg {result['best']['day_reg']:g}")
     elif args.tune:
         show_tune(result)
     else:

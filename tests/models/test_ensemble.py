@@ -230,3 +230,21 @@ def test_day_offsets_shift_predictions_given_times_and_survive_saving(tiny, memb
     again = load_model(tmp_path / "m")
     assert again.config.day_reg == 1.0
     np.testing.assert_array_equal(again.predict(f["user"], f["item"], timestamps=f["timestamp"]), timed)
+
+
+def test_an_ensemble_given_a_day_shrinkage_fits_offsets_whenever_it_is_fitted_on_timed_ratings(tiny):
+    def fresh(reg):
+        return Ensemble.of([ck.DotProductBias.from_data(tiny, n_factors=3), AutoRec.from_data(tiny, n_factors=8, epochs=5)],
+                           [0.5, 0.5], day_reg=reg)  # fmt: skip
+
+    model = fresh(2.0)
+    assert model.config.day_offsets == 0  # untrained: nothing to fit them on yet
+    model.fit(tiny)
+    assert model.config.day_offsets == len(tiny.frame.groupby(["user", tiny.frame["timestamp"] // 86_400]))
+    assert model.config.day_reg == 2.0
+    untimed = fresh(2.0)
+    untimed.fit(tiny.with_frame(tiny.frame.drop(columns="timestamp")))
+    assert untimed.config.day_offsets == 0
+    plain = fresh(0.0)
+    plain.fit(tiny)
+    assert plain.config.day_offsets == 0

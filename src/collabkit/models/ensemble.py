@@ -209,6 +209,7 @@ class Ensemble(CollabModel):
         train: Ratings | None = None,
         fallback: CollabModel | None = None,
         refine: tuple[np.ndarray, np.ndarray] | None = None,
+        day_reg: float = 0.0,
     ) -> Ensemble:
         """An ensemble of trained ``members`` (same users and items, in the same order).
 
@@ -217,7 +218,9 @@ class Ensemble(CollabModel):
         ``represent``: the member that shows the ensemble (-1: ``representative``'s rule).
         ``fallback``: a rating model of the same ids whose baseline predictor scores the pairs with
         an unknown side (default: the first member's). ``refine`` = (A (F, members + 1), gate
-        (bins, bins)) adds the refinement (module docstring); it needs ``support``.
+        (bins, bins)) adds the refinement (module docstring); it needs ``support``. ``day_reg`` > 0
+        gives it day offsets of that shrinkage, fitted on ``train`` when it has timestamps (and by
+        every later ``fit``).
         """
         first = members[0]
         for m in [*members[1:], *([fallback] if fallback is not None else [])]:
@@ -240,6 +243,7 @@ class Ensemble(CollabModel):
             represent=represent,
             refine=np.asarray(refine[0], dtype=np.float64).tolist() if refine is not None else (),
             refine_cells=np.asarray(refine[1], dtype=np.float64).tolist() if refine is not None else (),
+            day_reg=float(day_reg),
             seed=first.config.seed,
         )
         model = cls(config, first.users, first.items, members)
@@ -250,6 +254,8 @@ class Ensemble(CollabModel):
         model.baseline_item.copy_(source.baseline_item)
         if support is not None:
             model._count_support(train)
+        if train is not None:
+            model._fit_days(train)
         model.meta["representation"] = model.representation()
         return model
 
@@ -272,7 +278,14 @@ class Ensemble(CollabModel):
             history.fit_seconds += h.fit_seconds
         if self.supported:
             self._count_support(train)
+        self._fit_days(train)
         return history
+
+    def _fit_days(self, train: Ratings) -> None:
+        """Day offsets of shrinkage ``day_reg`` fitted on the blend's residuals on ``train`` (none
+        without a shrinkage or timestamps)."""
+        if self.config.day_reg > 0 and train.has_timestamps:
+            self.set_day_offsets(*days.fit_offsets(self, train, self.config.day_reg), self.config.day_reg)
 
     def _count_support(self, train: Ratings) -> None:
         """Every user's and item's count (and, refined, rating mean and std) in ``train``."""
@@ -366,7 +379,8 @@ class Ensemble(CollabModel):
         return offset + sum(wk * m.score(u, i) for wk, m in zip(w, self.members))
 
     def set_day_offsets(self, keys: np.ndarray, values: np.ndarray, reg: float) -> None:
-        """Give the ensemble the (user, day) offsets ``values`` at sorted ``keys`` (``models.days``)."""
+        """Give the ensemble the (user, day) offsets ``values`` at sorted ``keys`` (``models.days``),
+        fitted with shrinkage ``reg``."""
         self.config = replace(self.config, day_offsets=len(keys), day_reg=float(reg))
         self.register_buffer("day_keys", torch.from_numpy(np.asarray(keys, dtype=np.int64)))
         self.register_buffer("day_values", torch.from_numpy(np.asarray(values, dtype=np.float32)))

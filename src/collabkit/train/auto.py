@@ -288,9 +288,8 @@ def build_auto(
     refine = None if blend.refine is None else (blend.refine, blend.refine_cells)
     model = Ensemble.of(members, list(blend.mean_weights), support=(blend.edges, blend.cells), train=train,
                         fallback=_fallback_model(run.fitted, chosen, members, fallback, train, seed),
-                        refine=refine)  # fmt: skip
+                        refine=refine, day_reg=0.0 if day is None else day["reg"])  # fmt: skip
     if day is not None:
-        model.set_day_offsets(*days.fit_offsets(model, train, day["reg"]), day["reg"])
         day["groups"] = model.config.day_offsets
     history.fit_seconds = run.clock()
     model.meta["auto"] = {
