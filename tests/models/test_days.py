@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from collabkit.models import days
 
@@ -23,3 +24,12 @@ def test_offsets_are_shrunk_residual_means_and_missing_groups_get_none():
     query = days.day_keys(np.array([0, 1, 1, -1]), np.array([50, 40, 86_400 * 2, 10]))
     np.testing.assert_allclose(days.lookup(table, values, query), [0.5, -1.0, 0.0, 0.0])
     assert days.lookup(table[:0], values[:0], query).tolist() == [0, 0, 0, 0]
+
+
+def test_ratings_of_users_the_model_does_not_know_get_no_offsets(tiny):
+    import collabkit as ck
+
+    model = ck.DotProductBias.from_data(tiny, n_factors=2)
+    stranger = tiny.frame.assign(user=-7)  # ids the model has never seen
+    table, _ = days.fit_offsets(model, tiny.with_frame(pd.concat([tiny.frame, stranger])), reg=1.0)
+    assert (table >= 0).all() and len(table) == len(tiny.frame.groupby(["user", tiny.frame["timestamp"] // 86_400]))

@@ -54,5 +54,7 @@ def fit_offsets(model: Any, ratings: Ratings, reg: float) -> tuple[np.ndarray, n
     if ratings.times is None:
         raise ValueError(f"{ratings.name}: day offsets need a timestamp column")
     residuals = f["rating"].to_numpy(np.float64) - model.predict(f["user"], f["item"]).astype(np.float64)
-    table, sums, counts = residual_sums(day_keys(model.users.lookup(f["user"], strict=False), ratings.times), residuals)
+    keys = day_keys(model.users.lookup(f["user"], strict=False), ratings.times)
+    known = keys >= 0  # a user the model does not know has no offsets
+    table, sums, counts = residual_sums(keys[known], residuals[known])
     return table, shrunk(sums, counts, reg)
