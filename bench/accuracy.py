@@ -213,9 +213,8 @@ def benchmark(args: argparse.Namespace) -> dict:
                     "split": split,
                     **median_of(runs),
                     "rmse_runs": [r["rmse"] for r in runs],
-                    **({"rmse_without_days_runs": [r["rmse_without_days"] for r in runs],
-                        "skipped_runs": [r["skipped"] for r in runs]} if "rmse_without_days" in runs[0] else {}),
-                    **({"blend_forms": [r["blend_form"] for r in runs], "oof_rmse_runs": [r["oof_rmse"] for r in runs]}
+                    **({"blend_forms": [r["blend_form"] for r in runs],  # auto's, run by run
+                        **{key + "_runs": [r[key] for r in runs] for key in ("oof_rmse", "rmse_without_days", "skipped")}}
                        if "blend_form" in runs[0] else {}),
                 }
             )
@@ -362,15 +361,13 @@ def tune_days(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     train, _ = load_split(args.split or "u1", args.data_dir)
     fit_part, valid = ck.random_split(train, 0.1, seed=7)  # as --tune carves it
-    model, _ = ck.build_model("best", fit_part, seed=42)  # scored without times: the blend alone
-    f, v = fit_part.frame, valid.frame
-    residual = f["rating"].to_numpy(np.float64) - model.predict(f["user"], f["item"]).astype(np.float64)
-    table, sums, counts = days.residual_sums(days.day_keys(model.users.lookup(f["user"], strict=False), fit_part.times), residual)
-    keys = days.day_keys(model.users.lookup(v["user"], strict=False), valid.times)
-    p, y = model.predict(v["user"], v["item"]).astype(np.float64), v["rating"].to_numpy(np.float64)
-    rows = [{"day_reg": 0.0, "valid_rmse": _rmse(p, y)}]
-    rows += [{"day_reg": reg, "valid_rmse": _rmse(np.clip(p + days.lookup(table, days.shrunk(sums, counts, reg), keys), 1, 5), y)}
-             for reg in DAY_REGS]  # fmt: skip
+    model, _ = ck.build_model("best", fit_part, seed=42)
+    table, sums, counts = days.residual_groups(model, fit_part)  # scored without times: the blend alone
+    v, rows = valid.frame, []
+    for reg in (0.0, *DAY_REGS):
+        model.set_day_offsets(table, days.shrunk(sums, counts, reg) * (reg > 0), reg)  # 0: no offsets
+        p = model.predict(v["user"], v["item"], timestamps=valid.times).astype(np.float64)
+        rows.append({"day_reg": reg, "valid_rmse": _rmse(p, v["rating"].to_numpy(np.float64))})
     return {"split": args.split or "u1", "rows": rows, "best": min(rows, key=lambda r: r["valid_rmse"])}
 
 
@@ -413,13 +410,13 @@ def show(result: dict) -> None:
     for r in result["runs"]:
         if "chosen" in r:
             print(f"{r['run']} [{r['split']}] chose: {'; '.join(r['chosen'])}")
-            for form, oof in zip(r.get("blend_forms", []), r.get("oof_rmse_runs", [])):
+            for form, oof in zip(r["blend_forms"], r["oof_rmse_runs"]):
                 print(f"  form: {form} (out of fold: {', '.join(f'{k} {v:.4f}' for k, v in oof.items())})")
-            if "rmse_without_days" in r:
+            if r["rmse_without_days_runs"] != r["rmse_runs"]:  # the models had day offsets
                 print(f"  test RMSE without day offsets (the same models): {r['rmse_without_days']:.4f} "
                       f"(runs: {', '.join(f'{x:.4f}' for x in r['rmse_without_days_runs'])}; with: "
                       f"{', '.join(f'{x:.4f}' for x in r['rmse_runs'])})")  # fmt: skip
-            for k, lines in enumerate(r.get("skipped_runs", [r.get("skipped", [])])):
+            for k, lines in enumerate(r["skipped_runs"]):
                 for line in lines:
                     print(f"  run {k + 1}: {line}")
     print(

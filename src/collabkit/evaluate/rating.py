@@ -23,7 +23,9 @@ def evaluate_ratings(model: CollabModel, test: Ratings) -> dict[str, float | int
     if len(test) == 0:
         raise ValueError(f"{test.name}: no ratings to evaluate")
     enc = encode(model, test, strict=False)
-    pred = model.predict_idx(enc.users, enc.items, timestamps=test.times).numpy().astype(np.float64)
+    plain, times = model.predict_idx(enc.users, enc.items), test.times
+    timed = plain if times is None else model.at_times(plain, enc.users, times)
+    pred = timed.numpy().astype(np.float64)
     true = enc.ratings.numpy().astype(np.float64)
     known = enc.known.numpy()
     parts = {  # only parts that have rows
@@ -31,9 +33,8 @@ def evaluate_ratings(model: CollabModel, test: Ratings) -> dict[str, float | int
         for name, rows in (("known", known), ("fallback", ~known))
         if rows.any()
     }
-    if test.times is not None and model.time_offsets(enc.users[:1], test.times[:1]) is not None:
-        plain = model.predict_idx(enc.users, enc.items).numpy().astype(np.float64)  # what the day offsets add
-        parts["rmse_without_days"] = rating_metrics(true, plain)["rmse"]
+    if timed is not plain:  # the model has day offsets: what they add
+        parts["rmse_without_days"] = rating_metrics(true, plain.numpy().astype(np.float64))["rmse"]
     return {
         **rating_metrics(true, pred),
         **parts,

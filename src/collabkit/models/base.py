@@ -369,12 +369,17 @@ class CollabModel(nn.Module):
             batch_size = max(1024, PREDICT_CELLS // max(1, width))
         out = torch.cat([self.score(u[s : s + batch_size], i[s : s + batch_size]) for s in range(0, len(u), batch_size)]) if len(u) else torch.empty(0)
         self.train(was)
-        shift = None if timestamps is None or not len(u) else self.time_offsets(u, np.asarray(timestamps))
-        if shift is not None:
-            scale = self.meta.get("scale") or ()
-            out = out + torch.from_numpy(shift)
-            out = out.clamp(*scale) if len(scale) == 2 else out
-        return out
+        return out if timestamps is None else self.at_times(out, u, timestamps)
+
+    def at_times(self, scores: Tensor, u: Tensor, timestamps: Any) -> Tensor:
+        """``scores`` of users ``u`` shifted by the kind's offsets at ``timestamps`` and clipped to
+        the scale; ``scores`` itself (the same tensor) for a kind without time effects."""
+        shift = self.time_offsets(u, np.asarray(timestamps)) if len(u) else None
+        if shift is None:
+            return scores
+        scale = self.meta.get("scale") or ()
+        out = scores + torch.from_numpy(shift)
+        return out.clamp(*scale) if len(scale) == 2 else out
 
     def time_offsets(self, u: Tensor, timestamps: np.ndarray) -> np.ndarray | None:
         """(B,) float32 shifts of the scores of users ``u`` rating at ``timestamps``, or None: a

@@ -39,22 +39,36 @@ def shrunk(sums: np.ndarray, counts: np.ndarray, reg: float) -> np.ndarray:
     return (sums / (counts + reg)).astype(np.float32)
 
 
+def positions(table: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Each key's position in the sorted ``table``; -1 for keys it does not hold (or < 0)."""
+    if len(table) == 0:
+        return np.full(len(keys), -1)
+    at = np.minimum(np.searchsorted(table, keys), len(table) - 1)
+    return np.where((table[at] == keys) & (keys >= 0), at, -1)
+
+
 def lookup(table: np.ndarray, values: np.ndarray, keys: np.ndarray) -> np.ndarray:
     """``values`` at ``keys`` in the sorted ``table``; 0 for keys it does not hold."""
-    if len(table) == 0:
-        return np.zeros(len(keys), dtype=np.float32)
-    at = np.minimum(np.searchsorted(table, keys), len(table) - 1)
-    return np.where(table[at] == keys, values[at], 0).astype(np.float32)
+    at = positions(table, keys)
+    out = np.zeros(len(keys), dtype=np.float32)
+    out[at >= 0] = values[at[at >= 0]]
+    return out
 
 
-def fit_offsets(model: Any, ratings: Ratings, reg: float) -> tuple[np.ndarray, np.ndarray]:
-    """(sorted keys, offsets) of the (user, day) groups of ``ratings``: ``model``'s residuals on
-    them (scored without times), summed per group and shrunk by ``reg``."""
+def residual_groups(model: Any, ratings: Ratings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(sorted keys, residual sum, count) of the (user, day) groups of ``ratings``: ``model``'s
+    residuals on them, scored without times; a user the model does not know has no group."""
     f = ratings.frame
     if ratings.times is None:
         raise ValueError(f"{ratings.name}: day offsets need a timestamp column")
     residuals = f["rating"].to_numpy(np.float64) - model.predict(f["user"], f["item"]).astype(np.float64)
     keys = day_keys(model.users.lookup(f["user"], strict=False), ratings.times)
-    known = keys >= 0  # a user the model does not know has no offsets
-    table, sums, counts = residual_sums(keys[known], residuals[known])
+    known = keys >= 0
+    return residual_sums(keys[known], residuals[known])
+
+
+def fit_offsets(model: Any, ratings: Ratings, reg: float) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted keys, offsets) of the (user, day) groups of ``ratings`` (``residual_groups``),
+    shrunk by ``reg``."""
+    table, sums, counts = residual_groups(model, ratings)
     return table, shrunk(sums, counts, reg)

@@ -51,7 +51,15 @@ from collabkit.data.split import random_split
 from collabkit.models import days
 from collabkit.models.base import CollabModel, Sizes, get_model_class
 from collabkit.models.ensemble import Ensemble, moments_of
-from collabkit.train.blend import FORMS, SupportBlend, choose_form, fit_support, nnls, rmse_of
+from collabkit.train.blend import (
+    FORMS,
+    SupportBlend,
+    choose_form,
+    fit_support,
+    nnls,
+    rmse_of,
+    standard_error,
+)
 from collabkit.train.spec import ModelSpec, build_untrained
 
 __all__ = ["Sizes", "build_auto", "default_memory", "estimate", "fit_size", "nnls"]
@@ -357,9 +365,7 @@ class DayGroups:
     def of(cls, fit_part: Ratings, valid: Ratings) -> DayGroups:
         users = pd.Index(fit_part.frame["user"].unique())
         table, inverse = np.unique(days.day_keys(users.get_indexer(fit_part.frame["user"]), fit_part.times), return_inverse=True)
-        keys = days.day_keys(users.get_indexer(valid.frame["user"]), valid.times)
-        at = np.minimum(np.searchsorted(table, keys), max(len(table) - 1, 0))
-        valid_at = np.where((table[at] == keys) & (keys >= 0), at, -1) if len(table) else np.full(len(keys), -1)
+        valid_at = days.positions(table, days.day_keys(users.get_indexer(valid.frame["user"]), valid.times))
         r = fit_part.frame["rating"].to_numpy(np.float64)
         return cls(inverse, np.bincount(inverse, minlength=len(table)), np.bincount(inverse, r, len(table)), valid_at)
 
@@ -379,15 +385,14 @@ class DayGroups:
         e = run.y - np.stack([run.preds[j] for j in chosen], 1) @ weights
         at = self.valid_at[seen]
 
-        def errors(reg: float) -> np.ndarray:
-            out = e.copy()
-            out[seen] -= resid[at] / (self.counts[at] + reg)
-            return out
-
-        reg = min(DAY_REGS, key=lambda r: float(np.mean(errors(r) ** 2)))
-        diff = errors(reg) ** 2 - e**2
-        without, within = float(np.sqrt(np.mean(e**2))), float(np.sqrt(np.mean(errors(reg) ** 2)))
-        if not diff.mean() < -diff.std(ddof=1) / np.sqrt(len(e)):
+        errors = {}
+        for r in DAY_REGS:
+            errors[r] = e.copy()
+            errors[r][seen] -= resid[at] / (self.counts[at] + r)
+        reg = min(DAY_REGS, key=lambda r: float(np.mean(errors[r] ** 2)))
+        diff = errors[reg] ** 2 - e**2
+        without, within = (float(np.sqrt(np.mean(x**2))) for x in (e, errors[reg]))
+        if not diff.mean() < -standard_error(diff):
             say(f"  day offsets: not used (validation RMSE {without:.4f}, with them {within:.4f}: "
                 "not better by one standard error)")  # fmt: skip
             return None

@@ -235,8 +235,13 @@ def _beats_baseline(rmse: float, P: np.ndarray, y: np.ndarray, best: int, b: int
     if len(y) < 2 or np.isnan(rmse):
         return False
     diff = (P[:, best] - y) ** 2 - (P[:, b] - y) ** 2
-    se = float(diff.std(ddof=1)) / np.sqrt(len(y))
-    return rmse**2 < float(np.mean((P[:, b] - y) ** 2)) - se
+    return rmse**2 < float(np.mean((P[:, b] - y) ** 2)) - standard_error(diff)
+
+
+def standard_error(diff: np.ndarray) -> float:
+    """The standard error of the mean of per-row differences ``diff`` (the one-standard-error
+    rule's yardstick: ``_beats_baseline``, and auto's day offsets); needs two rows."""
+    return float(diff.std(ddof=1)) / np.sqrt(len(diff))
 
 
 def fit_refinement(
