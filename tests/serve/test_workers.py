@@ -69,7 +69,6 @@ def test_promotion_under_load_fails_nothing_and_reaches_every_worker(db_url, tin
     second = save_model(_train("dot-bias(n_factors=6, epochs=4, lr_max=2e-2)", tiny_data), tmp_path / "second")
     port = free_port()
     proc = start(db_url, tiny_model, port)
-    answers: list[tuple[int, int]] = []  # (status, version)
     done = threading.Event()
     try:  # a bound, not a benchmark: without TCP_NODELAY each answer waited ~40 ms for an ACK
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
@@ -80,14 +79,18 @@ def test_promotion_under_load_fails_nothing_and_reaches_every_worker(db_url, tin
         stop(proc)
         raise
 
-    def reader() -> None:
+    def reader(mine: list[tuple[int, int]]) -> None:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
             while not done.is_set():
-                r = http.get(f"/v1/users/{tiny_data.frame['user'].iloc[len(answers) % 50]}/recommendations")
-                answers.append((r.status_code, r.json().get("model_version", -1) if r.status_code == 200 else -1))
+                r = http.get(f"/v1/users/{tiny_data.frame['user'].iloc[len(mine) % 50]}/recommendations")
+                mine.append((r.status_code, r.json().get("model_version", -1) if r.status_code == 200 else -1))
 
+    # one list per reader: a keep-alive connection stays with one worker, so once a reader has seen
+    # the new version it must never see the old one again (a window over all readers' answers is
+    # no proof: a worker busy loading the new version answers late, after 50 from the other)
+    answers: list[list[tuple[int, int]]] = [[] for _ in range(4)]
     try:
-        threads = [threading.Thread(target=reader) for _ in range(4)]
+        threads = [threading.Thread(target=reader, args=(mine,)) for mine in answers]
         for t in threads:
             t.start()
         time.sleep(2)
@@ -99,9 +102,8 @@ def test_promotion_under_load_fails_nothing_and_reaches_every_worker(db_url, tin
         promoted = CliRunner().invoke(app, ["models", "promote", str(new), "--db", db_url])
         assert promoted.exit_code == 0, promoted.output
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not (len(answers) > 50 and all(v == new for _, v in answers[-50:])):
+        while time.monotonic() < deadline and not all(mine and mine[-1][1] == new for mine in answers):
             time.sleep(0.5)
-        seen_new = len(answers)
         time.sleep(3)
         done.set()
         for t in threads:
@@ -109,9 +111,13 @@ def test_promotion_under_load_fails_nothing_and_reaches_every_worker(db_url, tin
     finally:
         done.set()
         stop(proc)
-    assert all(status == 200 for status, _ in answers), [s for s, _ in answers if s != 200][:5]
-    later = answers[seen_new:]
-    assert later and all(v == new for _, v in later), "a worker kept serving the old version"
+    every = [a for mine in answers for a in mine]
+    assert all(status == 200 for status, _ in every), [s for s, _ in every if s != 200][:5]
+    for mine in answers:
+        versions = [v for _, v in mine]
+        assert new in versions, "a worker never served the promoted version"
+        later = versions[versions.index(new):]
+        assert len(later) > 1 and all(v == new for v in later), "a worker went back to the old version"
 
 
 @pytest.mark.slow
