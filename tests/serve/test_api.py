@@ -208,6 +208,10 @@ def test_models_list_promote_rollback(api, tiny_model):
     r = api.client.post("/v1/models/rollback", headers=api.admin)
     assert r.status_code == 200 and r.json()["id"] == first[0]["id"]
     assert recs(api, "1")["model_version"] == first[0]["id"]
+    statuses = {v["id"]: v["status"] for v in api.client.get("/v1/models").json()}
+    assert statuses == {first[0]["id"]: "live", second: "rolled back"}
+    again = api.client.post("/v1/models/rollback", headers=api.admin)  # not back to what it left
+    assert again.status_code == 409 and recs(api, "1")["model_version"] == first[0]["id"], again.text
     assert api.client.post("/v1/models/999/promote", headers=api.admin).status_code == 404
     assert register  # the CLI path is covered in test_cli_serve
 
@@ -345,3 +349,21 @@ def test_a_request_hands_its_exposures_to_the_writer_thread(db_url, tiny_data, t
         while log.written < 4 and time.monotonic() < deadline:
             time.sleep(0.01)
         assert log.written == 4 and writers == ["exposure-log"]
+
+
+def test_a_live_model_without_factors_answers_similar_with_409_and_keeps_its_reasons(api, tiny_data, tmp_path):
+    """The live model's kind, not the request, is why there are no similar items: 409 as /v1/map."""
+    from collabkit.checkpoint import save_model
+    from collabkit.serve.rollout import _train
+
+    folder = save_model(_train("baseline", tiny_data), tmp_path / "baseline")
+    engine = store.make_engine(api.url)
+    with Session(engine) as s:
+        version = store.add_version(s, str(folder), "baseline").id
+    engine.dispose()
+    assert api.client.post(f"/v1/models/{version}/promote", headers=api.admin).status_code == 200
+    item = str(tiny_data.frame["item"].iloc[0])
+    r = api.client.get(f"/v1/items/{item}/similar")
+    assert r.status_code == 409 and "no similar items" in r.json()["error"], r.text
+    assert api.client.get("/v1/map").status_code == 409
+    assert all(x["because"].startswith("rated ") for x in recs(api, "1")["items"])

@@ -25,9 +25,10 @@ def test_non_utf8_bytes_are_named():
 @pytest.mark.parametrize(
     ("scale", "good", "bad"),
     [
-        (v.Scale(1, 5, 1), [1, 3, 5], [0, 5.5, 2.5, 6, np.nan, np.inf, 999999]),
+        (v.Scale(1, 5, 1), [1, 3, 5], [0, 5.5, 2.5, 6, np.nan, np.inf, 999999, 4.9999999, 4.0000001]),
         (v.Scale(0.5, 5, 0.5), [0.5, 2.5, 5], [0, 0.75, 5.5, -np.inf]),
         (v.Scale(1, 5), [1, 2.7, 5], [0.99, 5.01]),
+        (v.Scale(0.1, 1, 0.1), [0.1, 0.3, 0.7, 1.0], [0.15, 0.30001]),  # 0.3 is 0.1 + 2 steps, give or take 1e-16
         (v.Scale(0, None, None, "interactions"), [0, 1, 250], [-1, np.nan, 2e6]),
     ],
 )

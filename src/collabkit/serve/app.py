@@ -42,7 +42,7 @@ from collabkit.serve.live import Live
 from collabkit.serve.metrics import Metrics
 from collabkit.serve.settings import Settings
 from collabkit.serve.store import make_engine
-from collabkit.serve.validation import utf8_problem
+from collabkit.serve.validation import ID_PATTERN, id_problem, utf8_problem
 from collabkit.serve.web import pages
 
 log = logging.getLogger("collabkit.serve")
@@ -90,6 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="collabkit", version="1",
         description="Ratings in, recommendations out: fold-in for new users, a measured model rollout.",
         lifespan=lifespan, docs_url=None, redoc_url=None,  # /docs: web.pages, offline
+        redirect_slashes=False,  # "/v1/models/" is a 404, not a redirect built from the Host header
     )  # fmt: skip
     app.state.settings = settings
     app.state.metrics = Metrics()
@@ -106,10 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-    problems = [
-        {"field": ".".join(str(p) for p in e.get("loc", ())), "problem": e.get("msg", "invalid")}
-        for e in exc.errors()
-    ]
+    problems = [_problem(e) for e in exc.errors()]
     first = problems[0] if problems else {"field": "", "problem": "invalid request"}
     return JSONResponse(
         {
@@ -119,6 +117,19 @@ async def _invalid(request: Request, exc: RequestValidationError) -> JSONRespons
         },
         status_code=422,
     )
+
+
+def _problem(e: dict[str, Any]) -> dict[str, str]:
+    """One pydantic error as {field, problem}, in words rather than a regex or a character offset."""
+    loc, msg, kind = tuple(e.get("loc", ())), e.get("msg", "invalid"), e.get("type")
+    if kind == "json_invalid":  # loc is ("body", offset)
+        where = f" at character {loc[-1]}" if len(loc) > 1 else ""
+        return {"field": "body", "problem": f"not valid JSON{where}: {e.get('ctx', {}).get('error', msg)}"}
+    if kind == "string_pattern_mismatch" and e.get("ctx", {}).get("pattern") == ID_PATTERN:
+        msg = id_problem(e["input"]) or msg
+    elif kind == "value_error":
+        msg = msg.removeprefix("Value error, ")
+    return {"field": ".".join(str(p) for p in loc), "problem": msg}
 
 
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -74,8 +74,9 @@ class Live:
             log.info("serving model version %d (%s)", version.id, version.path)
             return True
 
-    def activate(self, version_id: int) -> store.ModelVersion:
-        """Load ``version_id``, then make it live in the store and here (promote, rollback)."""
+    def activate(self, version_id: int, retire_as: str = "retired") -> store.ModelVersion:
+        """Load ``version_id``, then make it live in the store and here (promote, rollback: the
+        version it replaces gets status ``retire_as``)."""
         with self._load_lock:
             with Session(self.engine) as session:
                 target = session.get(store.ModelVersion, version_id)
@@ -84,7 +85,7 @@ class Live:
             # a folder that does not load or answer raises NotServable, changing nothing
             served = checked_load(self.load, target)
             with Session(self.engine, expire_on_commit=False) as session:
-                version = store.set_live(session, version_id)
+                version = store.set_live(session, version_id, retire_as)
             self._serve(served)
             self._failed = None
             self.on_swap(version.id)

@@ -299,7 +299,7 @@ def load_served(engine: Engine, version: store.ModelVersion, **options: Any) -> 
     return Served.load(version.id, version.path, version.trained_through, ratings, scale, stamps=stamps, **options)
 
 
-def promote_version(engine: Engine, version_id: int) -> store.ModelVersion:
+def promote_version(engine: Engine, version_id: int, retire_as: str = "retired") -> store.ModelVersion:
     """Load ``version_id`` and answer a smoke request, then make it live (the CLI's and the gate's
     promote; a running server does the same through ``Live.activate``). NotServable leaves the
     live version as it is; LookupError for an unknown version."""
@@ -309,7 +309,7 @@ def promote_version(engine: Engine, version_id: int) -> store.ModelVersion:
             raise LookupError(f"no model version {version_id}")
     checked_load(lambda v: load_served(engine, v), target)
     with Session(engine, expire_on_commit=False) as session:
-        return store.set_live(session, version_id)
+        return store.set_live(session, version_id, retire_as)
 
 
 def register(engine: Engine, path: str | Path, spec: str = "") -> int:
@@ -359,4 +359,4 @@ def rollback(engine: Engine) -> int:
         previous = store.previous_version(session)
         if previous is None:
             raise LookupError("no earlier live version to roll back to")
-    return promote_version(engine, previous.id).id
+    return promote_version(engine, previous.id, "rolled back").id

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
+import time
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from collabkit.serve.validation import BOUND, ID_LENGTH, ID_PATTERN
 
@@ -21,14 +22,27 @@ def text(value: object) -> str | None:
 
 
 class Strict(BaseModel):
-    """A request body: unknown fields are refused, and nothing is coerced ("5" is not 5, true not 1)."""
+    """A request body: unknown fields are refused, nothing is coerced ("5" is not 5, true not 1), and
+    no number is NaN or infinite (refused as such, not as "out of range")."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+
+#: how far past the server's clock a rating's time may be (clocks drift; a day is no drift)
+CLOCK_SKEW = 86_400.0
+
+
+def _not_future(t: float | None) -> float | None:
+    """A rating from the future would be the newest forever (it would sit in every recency holdout)."""
+    if t is not None and t > time.time() + CLOCK_SKEW:
+        raise ValueError(f"{t:.0f} is in the future (the server's clock says {time.time():.0f}, epoch seconds)")
+    return t
 
 
 Timestamp = Annotated[
     float | None,
-    Field(ge=0, le=1e11, allow_inf_nan=False, description="epoch seconds (default: now)"),
+    Field(ge=0, le=1e11, allow_inf_nan=False, description="epoch seconds, not later than a day from now (default: now)"),
+    AfterValidator(_not_future),
 ]
 
 
@@ -127,7 +141,7 @@ class VersionOut(BaseModel):
     id: int
     path: str
     spec: str
-    status: Literal["candidate", "live", "retired"]
+    status: Literal["candidate", "live", "retired", "rolled back"]
     metrics: dict
     created_at: str | None
     promoted_at: str | None
@@ -191,7 +205,8 @@ ERRORS = {
     s: {"model": ErrorOut, "description": d}
     for s, d in {
         400: "Bad request", 401: "Missing or invalid API key", 403: "The key's role may not do this",
-        404: "Not found", 409: "Conflict", 413: "Body too large", 422: "Invalid field",
+        404: "Not found", 409: "Conflict", 413: "Body too large", 415: "Body not sent as application/json",
+        422: "Invalid field",
         503: "No live model yet",
     }.items()
 }  # fmt: skip

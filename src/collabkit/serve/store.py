@@ -44,7 +44,7 @@ from collabkit.serve.validation import ID_LENGTH, UNRECORDED, Scale, usable
 
 log = logging.getLogger("collabkit.serve")
 ROLES = ("writer", "admin")
-STATUSES = ("candidate", "live", "retired")
+STATUSES = ("candidate", "live", "retired", "rolled back")
 JOB_STATUSES = ("queued", "running", "failed", "done")
 
 
@@ -88,7 +88,8 @@ class Rating(Base):
 
 
 class ModelVersion(Base):
-    """A saved model folder and its fate: candidate -> live -> retired (and back by rollback)."""
+    """A saved model folder and its fate: candidate -> live -> retired (live again by rollback), or
+    rolled back (a rollback left it: never a rollback's target, only promoted again by hand)."""
 
     __tablename__ = "model_versions"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -458,14 +459,15 @@ def versions(session: Session) -> list[ModelVersion]:
     return list(session.scalars(select(ModelVersion).order_by(ModelVersion.id)))
 
 
-def set_live(session: Session, version_id: int) -> ModelVersion:
-    """Make ``version_id`` live and retire the current live version, in one transaction."""
+def set_live(session: Session, version_id: int, retire_as: str = "retired") -> ModelVersion:
+    """Make ``version_id`` live and give the current live version status ``retire_as``, in one
+    transaction (a rollback passes "rolled back")."""
     target = session.get(ModelVersion, version_id)
     if target is None:
         raise LookupError(f"no model version {version_id}")
     for v in session.scalars(select(ModelVersion).where(ModelVersion.status == "live")):
         if v.id != version_id:
-            v.status = "retired"
+            v.status = retire_as
     target.status, target.promoted_at = "live", now()
     session.commit()
     return target

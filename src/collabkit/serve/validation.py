@@ -1,8 +1,11 @@
 """One rule for ids and values, wherever they enter the store: the API, onboarding, `db import`.
 
 Ids are text exactly as given: 1 to ``ID_LENGTH`` characters of valid UTF-8 with no control
-characters (NUL included: PostgreSQL refuses it). ``"5e1"`` is the id ``5e1``, never the number 50:
-an id is matched to a model's ids only when it is the text of one of them (``exact``).
+characters (C0 and C1; NUL included: PostgreSQL refuses it), no invisible ones (zero-width space,
+byte-order mark, direction overrides, soft hyphen: "50" and "50" + U+200B would look like one id)
+and no ``/`` (an API path could not name the id, so it could be written but never read back or
+forgotten). ``"5e1"`` is the id ``5e1``, never the number 50: an id is matched to a model's ids
+only when it is the text of one of them (``exact``).
 
 A value must be finite and on the store's **scale**, which the store records (``Scale``: from the
 imported model or data, e.g. 1 to 5 in steps of 1, or 0.5 to 5 in half steps; interactions are
@@ -22,9 +25,11 @@ import numpy as np
 import pandas as pd
 
 ID_LENGTH = 64  # longest user or item id accepted (API, import and database agree)
-ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"  # printable; JSON and paths are checked for UTF-8 before this
+#: what no id may hold: control characters (C0, DEL, C1), invisible ones, and "/"
+NOT_IN_IDS = r"\x00-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u2028-\u202e\u2060-\u2064\ufeff/"
+ID_PATTERN = rf"^[^{NOT_IN_IDS}]+$"  # JSON and paths are checked for UTF-8 before this
 BOUND = 1e6  # no value beyond this, even before a store has a scale
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL = re.compile(rf"[{NOT_IN_IDS}]")
 _NOT_UTF8 = re.compile(r"[\ud800-\udfff]")  # lone surrogates: a str that has no UTF-8 encoding
 
 
@@ -53,7 +58,7 @@ class Scale:
                 good &= v <= self.high
             if self.step:
                 k = (v - self.low) / self.step
-                good &= np.abs(k - np.round(k)) < 1e-6
+                good &= np.abs(k - np.round(k)) < 1e-9  # round-off of steps such as 0.1, not 4.9999999
         return good
 
     def to_json(self) -> dict[str, Any]:
@@ -104,8 +109,10 @@ def id_problem(value: object) -> str | None:
         return f"an id has at most {ID_LENGTH} characters, this one has {len(value)}"
     if _NOT_UTF8.search(value):
         return "an id must be valid UTF-8 text"
+    if "/" in value:
+        return "an id must not hold '/' (an API path could not name it)"
     if _CONTROL.search(value):
-        return "an id must not hold control characters (NUL, newline, ...)"
+        return "an id must not hold control or invisible characters (NUL, newline, zero-width space, byte-order mark, ...)"
     return None
 
 
@@ -146,7 +153,7 @@ def usable(frame: pd.DataFrame, scale: Scale) -> tuple[np.ndarray, dict[str, int
         text = frame[col].astype(str)
         lengths = text.str.len().to_numpy()
         ids_ok &= (lengths >= 1) & (lengths <= ID_LENGTH)
-        ids_ok &= ~text.str.contains(r"[\x00-\x1f\x7f\ud800-\udfff]", regex=True).to_numpy(dtype=bool)
+        ids_ok &= ~text.str.contains(rf"[{NOT_IN_IDS}\ud800-\udfff]", regex=True).to_numpy(dtype=bool)
     values_ok = scale.ok(frame["rating"].to_numpy(dtype=np.float64))
     reasons = {"bad id": int((~ids_ok).sum()),
                f"value not {scale.describe()}": int((ids_ok & ~values_ok).sum())}  # fmt: skip

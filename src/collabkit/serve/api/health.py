@@ -10,8 +10,9 @@ from sqlalchemy.orm import Session
 
 from collabkit.serve import store
 from collabkit.serve.deps import Reader
+from collabkit.serve.strict import StrictRoute
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=StrictRoute)
 
 
 @router.get("/healthz")

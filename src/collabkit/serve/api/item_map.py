@@ -23,8 +23,9 @@ from collabkit.serve import store
 from collabkit.serve.api.ratings import PathId
 from collabkit.serve.deps import DB, FieldError, Model, Reader
 from collabkit.serve.schemas import ERRORS, V1, text
+from collabkit.serve.strict import StrictRoute
 
-router = APIRouter(prefix=V1, tags=["map"], responses=ERRORS)
+router = APIRouter(prefix=V1, tags=["map"], responses=ERRORS, route_class=StrictRoute)
 PCA_TOP = 1000  # the PCA is fitted on the most-rated items: their factors are the best estimated
 
 

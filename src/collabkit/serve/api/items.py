@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 
+from collabkit.models.capabilities import CapabilityError
 from collabkit.serve import store
 from collabkit.serve.api.ratings import PathId
 from collabkit.serve.deps import DB, FieldError, Model, Reader
 from collabkit.serve.schemas import ERRORS, V1, ItemOut, Similar, SimilarItems, text
+from collabkit.serve.strict import StrictRoute
 from collabkit.serve.validation import ID_PATTERN
 
-router = APIRouter(prefix=V1, tags=["items"], responses=ERRORS)
+router = APIRouter(prefix=V1, tags=["items"], responses=ERRORS, route_class=StrictRoute)
 
 
 @router.get("/items", dependencies=[Reader])
@@ -40,7 +42,9 @@ def similar(
         raise FieldError(404, "item", f"item {item!r} is unknown to the live model")
     try:
         near, sims = served.similar(item, k)
-    except ValueError as e:  # a kind without factors (CapabilityError), or too few of them
+    except CapabilityError as e:  # the live model's kind, not the request: as /v1/map
+        raise HTTPException(409, f"the live model has no similar items: {e}") from None
+    except ValueError as e:  # too few factors
         raise FieldError(422, "item", str(e)) from None
     titles = served.titles[near].tolist() if served.titles is not None else [None] * len(near)
     new = served.new_item[near].tolist()

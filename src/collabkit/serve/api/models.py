@@ -17,8 +17,9 @@ from collabkit.serve import canary, jobs, store
 from collabkit.serve.deps import DB, Admin, FieldError, Reader
 from collabkit.serve.rollout import NotServable
 from collabkit.serve.schemas import ERRORS, V1, JobOut, RetrainIn, Strict, VersionOut
+from collabkit.serve.strict import StrictRoute
 
-router = APIRouter(prefix=V1, tags=["models"], responses=ERRORS)
+router = APIRouter(prefix=V1, tags=["models"], responses=ERRORS, route_class=StrictRoute)
 VersionId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 Row = TypeVar("Row")
 
@@ -43,7 +44,7 @@ def rollback(request: Request, session: DB) -> VersionOut:
     """Make the previously live version live again (after it loads and answers)."""
     previous = _needed(store.previous_version(session), "version", "no earlier live version to roll back to")
     session.close()
-    return _activate(request, previous.id)
+    return _activate(request, previous.id, "rolled back")
 
 
 def _needed(row: Row | None, field: str, problem: str) -> Row:
@@ -53,9 +54,9 @@ def _needed(row: Row | None, field: str, problem: str) -> Row:
     return row
 
 
-def _activate(request: Request, version: int) -> VersionOut:
+def _activate(request: Request, version: int, retire_as: str = "retired") -> VersionOut:
     try:
-        done = request.app.state.live.activate(version)
+        done = request.app.state.live.activate(version, retire_as)
     except LookupError:
         raise FieldError(404, "version", f"no model version {version}") from None
     except NotServable as e:  # the live version stays as it is

@@ -36,8 +36,9 @@ from collabkit.evaluate import exposure as metrics
 from collabkit.serve import store
 from collabkit.serve.deps import DB, Admin, Reader
 from collabkit.serve.schemas import ERRORS, V1, Strict
+from collabkit.serve.strict import StrictRoute
 
-router = APIRouter(prefix=V1, tags=["monitor"], responses=ERRORS)
+router = APIRouter(prefix=V1, tags=["monitor"], responses=ERRORS, route_class=StrictRoute)
 
 # metric -> the side of its threshold that raises an alert
 ALERT_WHEN = {
@@ -147,7 +148,7 @@ def monitor(
     request: Request,
     session: DB,
     periods: Annotated[int, Query(ge=1, le=200, description="periods the time range is cut into")] = 24,
-    hours: Annotated[float, Query(gt=0, le=24 * 366, description="the window: the last hours")] = 168,
+    hours: Annotated[float, Query(gt=0, le=24 * 366, allow_inf_nan=False, description="the window: the last hours")] = 168,
 ) -> MonitorOut:
     """Concentration of exposure and of the training signal over the last ``hours``, over time
     and per model version, with the alerts the admin's thresholds raise on the latest period."""

@@ -14,8 +14,9 @@ from collabkit.serve.api.ratings import check_scale
 from collabkit.serve.api.recommendations import respond
 from collabkit.serve.deps import FieldError, Model, Reader, Writer
 from collabkit.serve.schemas import ERRORS, V1, NewUser, Question, Questions, Recommendations, text
+from collabkit.serve.strict import StrictRoute
 
-router = APIRouter(prefix=V1, tags=["onboarding"], responses=ERRORS)
+router = APIRouter(prefix=V1, tags=["onboarding"], responses=ERRORS, route_class=StrictRoute)
 
 
 @router.get("/onboarding/questions", dependencies=[Reader])

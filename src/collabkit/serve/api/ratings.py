@@ -15,9 +15,10 @@ from sqlalchemy.orm import Session
 from collabkit.serve import store
 from collabkit.serve.deps import DB, FieldError, Writer
 from collabkit.serve.schemas import ERRORS, V1, Deleted, RatingsIn, RatingValue, Written
+from collabkit.serve.strict import StrictRoute
 from collabkit.serve.validation import ID_LENGTH, ID_PATTERN, first_problem
 
-router = APIRouter(prefix=V1, tags=["ratings"], responses=ERRORS)
+router = APIRouter(prefix=V1, tags=["ratings"], responses=ERRORS, route_class=StrictRoute)
 PathId = Annotated[str, Path(min_length=1, max_length=ID_LENGTH, pattern=ID_PATTERN)]
 
 

@@ -18,8 +18,9 @@ from collabkit.serve import store
 from collabkit.serve.api.ratings import PathId
 from collabkit.serve.deps import Model, Reader
 from collabkit.serve.schemas import ERRORS, V1, Recommendations
+from collabkit.serve.strict import StrictRoute
 
-router = APIRouter(prefix=V1, tags=["recommendations"], responses=ERRORS)
+router = APIRouter(prefix=V1, tags=["recommendations"], responses=ERRORS, route_class=StrictRoute)
 N = Annotated[int, Query(ge=1, le=100, description="list length")]
 
 

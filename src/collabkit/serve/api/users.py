@@ -10,9 +10,10 @@ from collabkit.serve import store
 from collabkit.serve.api.ratings import PathId
 from collabkit.serve.deps import DB, FieldError, Writer
 from collabkit.serve.schemas import ERRORS, V1, StoredRating, UserDeleted, UserRatings
+from collabkit.serve.strict import StrictRoute
 from collabkit.serve.validation import ID_LENGTH, ID_PATTERN
 
-router = APIRouter(prefix=V1, tags=["users"], responses=ERRORS)
+router = APIRouter(prefix=V1, tags=["users"], responses=ERRORS, route_class=StrictRoute)
 
 
 @router.get("/users/{user}/ratings", dependencies=[Writer])
