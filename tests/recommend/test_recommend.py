@@ -136,11 +136,20 @@ def test_because_names_the_nearest_liked_items(setup):
     indptr, items, ratings = history
     for u in range(5):
         own, r = items[indptr[u] : indptr[u + 1]], ratings[indptr[u] : indptr[u + 1]]
-        liked = own[r >= r.mean() - 1e-6]
+        liked = own[(r >= r.mean() - 1e-6) & (r >= model.meta["global_mean"] - 1e-6)]
         for k, item in enumerate(recs[u]):
             sims = (vectors[liked] @ vectors[item]).numpy()
             expected = liked[np.argsort(-sims, kind="stable")[:2]]
             assert because[u, k, : len(expected)].tolist() == expected.tolist()
+
+
+def test_a_low_rating_is_never_the_reason_even_when_it_is_the_users_mean(setup):
+    """One 1-star rating is its user's mean; "because you rated X highly" would be false. The
+    item's own bias is the reason then."""
+    _, model = setup
+    recs = recommend_new_users(model, {101: 1.0}, n=5)
+    assert not recs["because"].str.contains("highly").any(), recs["because"].tolist()
+    assert recs["because"].str.startswith("rated above average overall").all(), recs["because"].tolist()
 
 
 def test_new_users_get_fold_in_recommendations(setup):

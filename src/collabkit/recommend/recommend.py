@@ -18,7 +18,7 @@ from torch import Tensor
 
 from collabkit.data.interactions import Ratings
 from collabkit.data.vocab import UnknownIdError
-from collabkit.models.base import BIASES, FACTORS, NEIGHBOURS, PROBA, CollabModel, supports
+from collabkit.models.base import BIASES, FACTORS, NEIGHBOURS, PROBA, RATINGS, CollabModel, supports
 from collabkit.models.linear import UserPrior
 from collabkit.recommend.foldin import fold_in_frame
 from collabkit.recommend.topn import _top_k, rated_csr, top_n
@@ -131,7 +131,7 @@ def explain_items(
 ) -> np.ndarray:
     """(U, n, k) item indices (-1 padded): for each recommendation, the user's liked items nearest it.
 
-    Liked = rated at or above the user's own mean rating; nearness = cosine similarity of the
+    Liked = rated at or above the user's own mean rating and the training mean; nearness = cosine similarity of the
     items' factor vectors (the item representation without its bias), or the kind's own item
     similarities (NEIGHBOURS: knn's s_ij). ``rows`` (U,) index the users in ``history`` (-1: no
     history, so no reason). ``vectors``: ``unit_factors(model)`` computed once by the caller.
@@ -141,7 +141,8 @@ def explain_items(
     vectors = unit_factors(model) if vectors is None else vectors
     if (vectors.shape[1] == 0 and not own) or not recs.size:
         return out
-    owner, liked = _liked(history, rows)  # liked item indices, grouped by user
+    floor = float(model.meta.get("global_mean", -np.inf)) if supports(model, RATINGS) else -np.inf  # clicks: any
+    owner, liked = _liked(history, rows, floor)  # liked item indices, grouped by user
     per = np.bincount(owner, minlength=len(rows))
     first = np.cumsum(per) - per
     by_size = np.argsort(per, kind="stable")  # users with as many liked items side by side:
@@ -255,10 +256,11 @@ def because_text(because: np.ndarray, names: Callable[[np.ndarray], np.ndarray])
 
 
 def reason_biases(model: CollabModel) -> np.ndarray | None:
-    """(n_items,) item biases when they are the kind's reasons: it has biases but neither factors
-    nor similarities to compare items by (baseline, bias, an ensemble of such), so its ranking
-    of items for a user is by their bias; None for the other kinds."""
-    if not supports(model, BIASES) or supports(model, FACTORS) or supports(model, NEIGHBOURS):
+    """(n_items,) item biases, the reason of an item no liked item explains: every reason of a kind
+    with biases but neither factors nor similarities (baseline, bias: it ranks a user's items by
+    their bias), and of a user with no rating at or above their mean and the training mean; None
+    for kinds without biases."""
+    if not supports(model, BIASES):
         return None
     return model.biases("item").double().numpy()
 
@@ -275,9 +277,10 @@ def with_item_reasons(text: np.ndarray, items: np.ndarray, biases: np.ndarray | 
     return out
 
 
-def _liked(history: History, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(owner, item) of the items each user ``rows[owner]`` rated at or above their own mean,
-    grouped by owner in history order."""
+def _liked(history: History, rows: np.ndarray, floor: float) -> tuple[np.ndarray, np.ndarray]:
+    """(owner, item) of the items each user ``rows[owner]`` rated at or above their own mean and
+    at or above ``floor`` (the training ratings' mean: one 1-star rating is its user's mean, but
+    not "rated highly"), grouped by owner in history order."""
     indptr, items, ratings = history
     known = rows >= 0
     start = np.where(known, indptr[np.maximum(rows, 0)], 0)
@@ -286,7 +289,7 @@ def _liked(history: History, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     flat = np.repeat(start - (np.cumsum(count) - count), count) + np.arange(count.sum())
     r = ratings[flat]
     mean = np.bincount(owner, weights=r, minlength=len(rows)) / np.maximum(count, 1)
-    good = r >= mean[owner] - 1e-6
+    good = (r >= mean[owner] - 1e-6) & (r >= floor - 1e-6)
     return owner[good], items[flat[good]]
 
 

@@ -141,7 +141,7 @@ class Engine:
             self.item_ids = dict(zip(self.item_text, model.items.ids.tolist()))  # text -> the model's own id
             self.waiting = _unknown_counts(self.item_text, ratings) if self.new_items else {}  # item -> its ratings
             self.names, self.titles = _names(model, items)
-            self.item_biases = reason_biases(model)  # None unless the kind ranks by item biases alone
+            self.item_biases = reason_biases(model)  # reasons no liked item gives (None: no biases)
             self.scorer = model.scorer()
             self.love_at = love_at(model)
             self.foldable = supports(model, FOLD_IN)
@@ -265,7 +265,7 @@ class Engine:
 
     def _because(self, because: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Reasons for ``items`` from the liked items behind each (``explain_items``'s (k, 2)), or
-        the item's own (``reason_biases``) for a kind without factors."""
+        the item's own (``reason_biases``) where no liked item explains it."""
         return with_item_reasons(because_text(because, self.names.__getitem__), items, self.item_biases)
 
     @torch.no_grad()
