@@ -124,3 +124,14 @@ def test_canary_from_the_command_line(tmp_path, tiny_data, tiny_model):
     assert "no canary" in run("models", "canary", "--stop", "--db", db, ok=False).output
     assert "live already" in run("models", "canary", live, "--db", db, ok=False).output
     assert "0 < --fraction < 1" in run("models", "canary", other, "--fraction", 1.5, "--db", db, ok=False).output
+
+
+def test_import_of_a_models_data_takes_what_it_was_trained_on_not_its_test_part(tmp_path):
+    db = f"sqlite:///{tmp_path / 's.db'}"
+    run("db", "upgrade", "--db", db)
+    csv = tmp_path / "ratings.csv"
+    make_ratings(n_users=50, n_items=40, density=0.3, seed=6).frame.to_csv(csv, index=False)
+    trained = json.loads(run("train", "--ratings", csv, "--model", "baseline", "--out", tmp_path / "m", "--json").stdout)
+    out = json.loads(run("db", "import", "--db", db, "--model", tmp_path / "m", "--json").stdout)
+    assert trained["n_test"] > 0
+    assert (out["ratings_imported"], out["test_ratings_left_out"]) == (trained["n_train"], trained["n_test"])

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from collabkit.cli.common import Json, app, consoles, fail, metrics_table, print_json
-from collabkit.cli.source import DataSource, model_data, with_source
+from collabkit.cli.source import DataSource, model_data, training_data, with_source
 from collabkit.files import clip_text
 
 if TYPE_CHECKING:
@@ -114,7 +114,8 @@ def db_import(
     db: Db = None,
     model: Annotated[
         Path | None,
-        typer.Option(help="A model folder: its recorded training data (unless data options are given) and its item names."),
+        typer.Option(help="A model folder: the ratings it was trained on (its recorded data's training part, "
+                          "not its test part; or the data options' ratings, all of them) and its item names."),
     ] = None,
     as_json: Json = False,
 ) -> None:
@@ -126,8 +127,13 @@ def db_import(
 
     engine = _engine(db)
     source = replace(source, duplicates=source.duplicates or "last")
+    held_out = 0  # the model's test ratings: not what it was trained on, so not what the store says it saw
     try:
-        data = model_data(model, source)[1] if model is not None else source.load()
+        if model is not None and source.ratings is None and source.dataset is None:
+            _, data, test = training_data(model, source)
+            held_out = 0 if test is None else len(test)
+        else:
+            data = model_data(model, source)[1] if model is not None else source.load()
         items = load_items(model) if model is not None else data.items
     except (FileNotFoundError, ValueError, OSError) as e:
         fail(str(e))
@@ -148,7 +154,7 @@ def db_import(
             store.upsert_ratings(session, rows.iloc[s : s + 10_000].to_dict("records"))
         total = store.count_ratings(session)
     result = {"ratings_imported": len(rows), "items_imported": n_items, "ratings_in_store": total,
-              "scale": scale.describe()}  # fmt: skip
+              "test_ratings_left_out": held_out, "scale": scale.describe()}  # fmt: skip
     print_json(result) if as_json else consoles(False)[0].print(metrics_table("import", result))
 
 
