@@ -7,7 +7,8 @@ Outputs are checked before the work (``check_can_write``), and an OS error while
 space, a file-size limit, a read-only file system) becomes an ``OutputError``: one line naming the
 path. A folder collabkit writes carries a marker saying what it holds (``MARKER``: a model, a
 report); ``claim_folder`` lets an output replace only a folder written as the same kind of output
-with nothing else in it, so a user's files are never deleted. Values quoted in error messages are
+with nothing else in it, so a user's files are never deleted; ``claim_file`` likewise lets a file
+output replace only an earlier output of its kind. Values quoted in error messages are
 cut to a bounded length (``clip_text``). Processes take turns through a lock file (``FileLock``).
 """
 
@@ -140,6 +141,43 @@ def claim_folder(
             f"{folder}: a collabkit {holds}, but it also holds {_listing(foreign)}, which collabkit did "
             "not write; refusing to delete them: move them or choose another --out"
         )
+
+
+def claim_file(path: str | Path, what: str, flag: str, ours: Callable[[Path], bool]) -> None:
+    """Raise ValueError unless ``path`` may be written as a ``what`` output (named by ``flag``): it
+    does not exist, or it is a regular file (no link) that ``ours`` recognises as an earlier
+    ``what``, which collabkit wrote. Anything else is the user's and is never replaced."""
+    path = Path(path)
+    if not os.path.lexists(path):
+        return
+    try:
+        mine = not path.is_symlink() and path.is_file() and ours(path)
+    except (OSError, ValueError):
+        mine = False
+    if not mine:
+        raise ValueError(
+            f"{path}: exists and is not a {what} collabkit wrote; refusing to replace it: choose another {flag}"
+        )
+
+
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """Whether ``a`` and ``b`` are one file (links followed); False when either is missing."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def file_head(path: str | Path, size: int = 4096) -> bytes:
+    """The first ``size`` bytes of a regular file (what an output is recognised by)."""
+    check_regular(path)
+    with open(path, "rb") as f:
+        return f.read(size)
+
+
+def matplotlib_png(path: str | Path) -> bool:
+    """Whether ``path`` is a PNG matplotlib drew (its Software text chunk): an earlier plot or map."""
+    return b"tEXtSoftware\x00Matplotlib" in file_head(path, 256)
 
 
 def _listing(names: list[str], shown: int = 4) -> str:

@@ -149,14 +149,14 @@ def test_an_unwritable_output_is_refused_before_the_work(model_dir, ratings, rea
 
 def test_a_full_disk_is_one_line_and_keeps_the_old_file(model_dir, tmp_path, monkeypatch):
     out = tmp_path / "recs.csv"
-    out.write_text("the old list")
+    out.write_text("user,rank,item,score\n1,1,2,4.5\n")  # an earlier recommend-all output
 
     def full(path):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(files, "fsync_file", full)
     assert _error("recommend-all", model_dir, "--out", out) == f"error: cannot write {out}: no space left on the device"
-    assert out.read_text() == "the old list"
+    assert out.read_text() == "user,rank,item,score\n1,1,2,4.5\n"
     line = _error("report", model_dir, "--out", tmp_path / "rep", "--baselines", "")
     assert line.startswith(f"error: cannot write {tmp_path / 'rep'}") and line.endswith("no space left on the device")
 

@@ -24,11 +24,26 @@ if TYPE_CHECKING:
 
     from collabkit.data.interactions import Ratings
 
-K = Annotated[int, typer.Option("-k", "--k", help="Length of the top-k lists ranking metrics score.")]
+K = Annotated[int, typer.Option("-k", "--k", min=1, help="Length of the top-k lists ranking metrics score.")]
 Relevant = Annotated[float, typer.Option("--relevant", help="Held-out ratings >= this are the relevant items.")]
 Baseline = Annotated[str | None, typer.Option("--baseline", help="A spec among --models: every other model gets a paired test against it (difference, interval, p).")]
 By = Annotated[str | None, typer.Option("--by", help="Split every metric by training ratings: user-activity (of the user) or item-popularity (of the item); buckets 0, 1, 2-5, 6-20, 21-100, >100.")]
 SPEC_HELP = "e.g. dot-bias or dot-bias(n_factors=20, epochs=10); `collabkit kinds` lists the kinds"
+
+
+def _check_scale(model: Any, test: Ratings, where: Path) -> None:
+    """Refuse held-out ratings off the model's scale: their errors would measure the file, not the model."""
+    from collabkit.models.base import RATINGS, supports
+
+    scale = model.meta.get("scale") or ()
+    if not supports(model, RATINGS) or len(scale) != 2 or test.frame.empty:
+        return
+    r = test.frame["rating"].to_numpy(dtype=float)
+    off = (r < scale[0] - 1e-9) | (r > scale[1] + 1e-9)
+    if off.any():
+        k, f = int(off.argmax()), test.frame
+        raise ValueError(f"{where}: {int(off.sum())} rating(s) are off the model's scale {scale[0]:g}-{scale[1]:g} (the "
+                         f"first: {r[k]:g}, user {str(f['user'].iloc[k])!r}, item {str(f['item'].iloc[k])!r})")  # fmt: skip
 
 
 @common.app.command()
@@ -36,7 +51,7 @@ SPEC_HELP = "e.g. dot-bias or dot-bias(n_factors=20, epochs=10); `collabkit kind
 def evaluate(
     model_dir: common.ModelDir,
     source: DataSource,
-    test: Annotated[Path | None, typer.Option("--test", help="Score this held-out file (same columns as training) instead of the recorded split's test part.")] = None,
+    test: Annotated[Path | None, typer.Option("--test", help="Score this held-out file instead of the recorded split's test part: read as the training file was (its columns, --names, --no-header, --timestamp-col; given ones override).")] = None,
     allow_train_overlap: Annotated[bool, typer.Option("--allow-train-overlap", help="Score ratings the model was trained on (labelled 'training data').")] = False,
     k: K = 10,
     by: By = None,
@@ -62,9 +77,11 @@ def evaluate(
         full, train_set, test_set = training_data(model_dir, source)
         if test is not None:
             test_set = DataSource(
-                ratings=test, user_col=full.user_col, item_col=full.item_col,
-                rating_col=full.rating_col, duplicates=full.duplicates,
+                ratings=test, user_col=full.user_col, item_col=full.item_col, rating_col=full.rating_col,
+                timestamp_col=full.timestamp_col, duplicates=full.duplicates, no_header=full.no_header,
+                names=full.names,
             ).load()  # fmt: skip
+            _check_scale(net, test_set, test)
         if test_set is None:
             raise ValueError("the model was trained with --split none: nothing was held out; pass --test FILE")
         if test is not None and recipe.get("implicit"):  # positives as at train

@@ -82,9 +82,9 @@ def biases(
 def pca(
     model_dir: ModelDir,
     source: DataSource,
-    png: Annotated[Path, typer.Option(help="Where to save the map as PNG.")] = Path("item_map.png"),
+    png: Annotated[Path, typer.Option(help="Where to save the map as PNG (a .png; an existing file only if an earlier map).")] = Path("item_map.png"),
     html: Annotated[
-        Path, typer.Option(help="Where to save the interactive map (self-contained HTML).")
+        Path, typer.Option(help="Where to save the interactive map (self-contained .html; an existing file only if collabkit wrote it).")
     ] = Path("item_map.html"),
     n: Annotated[int, typer.Option("-n", "--n", min=1, help="Most-rated items to show on the map.")] = 50,
     components: Annotated[
@@ -104,10 +104,18 @@ def pca(
         fail(f"--components takes two numbers like 1,2, not {clip_text(repr(components), 60)}")
     if min(x, y) < 1 or x == y:
         fail(f"--components takes two different components from 1 up, like 1,2; not {components!r}")
-    for path in (png, html):
+    from collabkit.files import claim_file, file_head, matplotlib_png
+    from collabkit.interpret.charts import GENERATOR
+
+    drawn = {"--png": (png, ".png", "PNG map", matplotlib_png),
+             "--html": (html, ".html", "HTML map", lambda p: GENERATOR.encode() in file_head(p, 1024))}  # fmt: skip
+    for flag, (path, suffix, what, ours) in drawn.items():
+        if path.suffix.lower() != suffix:
+            fail(f"{flag} must end in {suffix}, not {clip_text(repr(path.name), 60)}")
         try:
+            claim_file(path, what, flag, ours)
             check_can_write(path)  # before the work, not after it
-        except OSError as e:
+        except (OSError, ValueError) as e:
             fail(str(e))
     out, _ = consoles(as_json)
     model, items = _load(model_dir)

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from collabkit.cli.common import Device, Json, ModelDir, app, consoles, fail, on_device, print_json
 from collabkit.cli.source import DataSource, model_data, with_source
-from collabkit.files import atomic_path, check_can_write, writing
+from collabkit.files import atomic_path, check_can_write, claim_file, file_head, same_file, writing
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -97,7 +97,14 @@ def recommend_cmd(
 def recommend_all_cmd(
     model_dir: ModelDir,
     source: DataSource,
-    out: Annotated[Path, typer.Option("--out", help="Where to write: .parquet or .csv.")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            help="Where to write: .parquet or .csv. An existing file is replaced only if it is an earlier "
+            "recommend-all output (columns user, rank, item, score first), never the model's data.",
+        ),
+    ],
     n: TopN = 10,
     include_seen: IncludeSeen = False,
     genre: Genre = None,
@@ -112,9 +119,12 @@ def recommend_all_cmd(
         fail(f"--out must end in .parquet or .csv, not {out.name!r}")
     if out.is_dir():
         fail(f"--out {out} is a folder; give a file name ending in .parquet or .csv")
+    if any(same_file(out, data) for data in _data_files(model_dir, source)):
+        fail(f"{out}: is a data file of the model; refusing to replace it: choose another --out")
     try:
+        claim_file(out, "recommend-all output", "--out", _is_recs_file)
         check_can_write(out)  # before the work, not after it
-    except OSError as e:
+    except (OSError, ValueError) as e:
         fail(str(e))
     out_console, _ = consoles(as_json)
     placement = on_device(device)
@@ -226,6 +236,32 @@ def load_model_dir(model_dir: Path) -> tuple[Any, pd.DataFrame | None]:
         return load_model(model_dir), load_items(model_dir)
     except (FileNotFoundError, ValueError, KeyError, OSError, RuntimeError) as e:
         fail(f"cannot load the model in {model_dir}: {e}")
+
+
+def _data_files(model_dir: Path, source: DataSource) -> list[Path]:
+    """The files the model was trained on (its record, its updates') and those given here."""
+    from collabkit.checkpoint import read_config
+
+    try:
+        config = read_config(model_dir)
+    except (OSError, ValueError):
+        return []  # loading the model says what is wrong
+    meta = config.get("meta", {})
+    records = [config.get("data") or meta.get("data") or {}]
+    records += [step.get("added", {}).get("origin") or {} for step in meta.get("lineage", [])]
+    named = [source.ratings, source.items, *(r.get(k) for r in records for k in ("ratings", "items"))]
+    return [Path(p) for p in named if p]
+
+
+def _is_recs_file(path: Path) -> bool:
+    """Whether ``path`` is an earlier recommend-all output: its columns start user, rank, item, score."""
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        names = pq.read_schema(path).names
+    else:
+        names = file_head(path).split(b"\n", 1)[0].rstrip(b"\r").decode(errors="replace").split(",")
+    return names[:4] == ["user", "rank", "item", "score"]
 
 
 def _training_ratings(model_dir: Path, source: DataSource, needed: bool) -> Ratings | None:

@@ -38,7 +38,7 @@ SOURCE_OPTIONS: dict[str, Any] = {
     "item_columns": Annotated[str | None, typer.Option(help="Columns of --ratings that describe the item (e.g. category), kept as its metadata for hybrid and auto; an item given several values keeps them all (a|b).")],
     "split": Annotated[str | None, typer.Option(help=f"Split: {SPLITS}.")],
     "valid_pct": Annotated[float | None, typer.Option(help="Held-out fraction for random/user/timecut splits (default 0.2).")],
-    "seed": Annotated[int | None, typer.Option(help="Seeds the split (and weights, when training; default 42).")],
+    "seed": Annotated[int | None, typer.Option(min=0, help="Seeds the split (and weights, when training; default 42).")],
 }
 
 

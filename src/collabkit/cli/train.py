@@ -354,17 +354,21 @@ def lr_find_cmd(
     model: Annotated[str, typer.Option(help=f"Model: {SPEC_HELP}.")] = "dot-bias",
     wd: Annotated[float, typer.Option()] = 0.1,
     validate: Annotated[bool, typer.Option(help="Fit at fractions of the valley and keep the rate that validates best (on 10% carved from the data).")] = True,
-    plot: Annotated[Path | None, typer.Option(help="Save the loss-vs-lr plot (PNG), the suggestion marked.")] = None,
+    plot: Annotated[Path | None, typer.Option(help="Save the loss-vs-lr plot (a .png), the suggestion marked. An existing file is replaced only if it is a PNG matplotlib drew (an earlier plot).")] = None,
     as_json: Json = False,
 ) -> None:
     """Sweep the learning rate; suggest the valley (fastai's rule), checked by short validated fits."""
+    from collabkit.files import claim_file, matplotlib_png
     from collabkit.train.build import build_untrained
     from collabkit.train.lr_find import lr_find, validate_lr
 
     _, log = consoles(as_json)
+    if plot is not None and plot.suffix.lower() != ".png":
+        fail(f"--plot must end in .png (the plot is a PNG), not {clip_text(repr(plot.name), 60)}")
     try:
-        if plot is not None:
-            check_can_write(plot)  # before the work, not after it
+        if plot is not None:  # before the work, not after it
+            claim_file(plot, "PNG plot", "--plot", matplotlib_png)
+            check_can_write(plot)
         data = source.load()
         net = build_untrained(model, data)
         if "wd" in net.config.to_json():  # the validated fits use the wd the sweep used
@@ -399,8 +403,8 @@ def lr_find_cmd(
 @with_source
 def crosstab(
     source: DataSource,
-    n_users: Annotated[int, typer.Option(help="Most active users to show.")] = 15,
-    n_items: Annotated[int, typer.Option(help="Most rated items to show.")] = 15,
+    n_users: Annotated[int, typer.Option(min=1, help="Most active users to show.")] = 15,
+    n_items: Annotated[int, typer.Option(min=1, help="Most rated items to show.")] = 15,
 ) -> None:
     """The chapter's table: most active users x most rated items, blanks where the model must fill in."""
     import pandas as pd

@@ -9,6 +9,7 @@ import typer
 
 from collabkit.cli.common import Json, ModelDir, app, consoles, fail, metrics_table, print_json
 from collabkit.cli.source import SOURCE_OPTIONS
+from collabkit.files import same_file
 
 #: how --ratings is read: train's options of the same names
 UserCol, ItemCol, RatingCol, TimestampCol, Duplicates, Names = (
@@ -44,6 +45,8 @@ def update_cmd(
     from collabkit.models.base import UPDATE, require
 
     out_console, log = consoles(as_json)
+    if same_file(out, model_dir):
+        fail(f"--out {out} is the model being updated; the parent is left as it is: choose another --out")
     model, items = load_model_dir(model_dir)
     recipe = {k: v for k, v in (("epochs", epochs), ("replay", replay), ("lr_max", lr)) if v is not None}
     try:

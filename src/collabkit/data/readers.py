@@ -10,7 +10,7 @@ from __future__ import annotations
 import codecs
 import csv
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -143,6 +143,7 @@ def _read_ratings(
         path = Path(source)
         header = names is None
         where, label, first_line = str(source), "line", 2 if header else 1
+        _check_names(names)
         if path.suffix == ".parquet":
             first_line, label = 0, "row"
             locate = partial(offset_lines, 0)
@@ -150,6 +151,8 @@ def _read_ratings(
             locate = partial(_csv_lines, path, _sep_for(path, sep), header=header)
         name = name or path.stem
         _check_file(path)
+        if path.suffix != ".parquet":  # before Arrow: it would pick the first of two 'rating' columns
+            _check_first_rows(path, sep, names)
         if path.suffix == ".parquet" or (path.suffix not in COMPRESSED and len(_sep_for(path, sep)) == 1):
             wanted = {k: v for k, v in columns.items() if v is not None}
             try:  # pyarrow, a chunk at a time, into compact columns
@@ -245,14 +248,19 @@ def _read_table(
             return frame[[c for c in frame.columns if usecols(c)]] if usecols else frame
         except (OSError, ValueError, TypeError, NotImplementedError) as e:  # pyarrow's errors derive from these
             raise RatingsFormatError(f"{path}: not a readable Parquet file ({str(e).strip()[:200]})") from None
+    _check_first_rows(path, sep, names)
+    headless = {} if names is None else {"header": None, "names": list(names) or None}
+    frame = _csv(path, sep, usecols=usecols, **headless)
+    frame.columns = [str(c) for c in frame.columns]  # position names 0, 1, ... as text
+    return frame
+
+
+def _csv(path: Path, sep: str | None, **options: Any) -> pd.DataFrame:
+    """``pd.read_csv`` of ``path``, every cell text; its parser errors as one line naming the file."""
     try:
-        headless = {} if names is None else {"header": None, "names": list(names) or None}
-        frame = pd.read_csv(
-            path, sep=_sep_for(path, sep), dtype=str, keep_default_na=False, skipinitialspace=True,
-            usecols=usecols, **headless,
-        )  # fmt: skip
-        frame.columns = [str(c) for c in frame.columns]  # position names 0, 1, ... as text
-        return frame
+        return pd.read_csv(
+            path, sep=_sep_for(path, sep), dtype=str, keep_default_na=False, skipinitialspace=True, **options
+        )
     except pd.errors.ParserError as e:  # e.g. "Expected 3 fields in line 7, saw 4"
         m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(e))
         if m:
@@ -264,6 +272,39 @@ def _read_table(
         raise RatingsFormatError(f"{path}: the file is empty") from None
     except UnicodeDecodeError as e:
         raise RatingsFormatError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
+
+
+def _check_names(names: Sequence[str] | None) -> None:
+    """Refuse a name given twice in ``names`` (--names): two columns cannot share it."""
+    twice = _repeated(names or ())
+    if twice is not None:
+        raise RatingsFormatError(f"--names: {clip_text(repr(twice), 80)} is given twice")
+
+
+def _check_first_rows(path: Path, sep: str | None, names: Sequence[str] | None) -> None:
+    """Refuse a header naming a column twice, a first data row wider than the header, or a first
+    row whose field count differs from ``names``: pandas would rename, index or shift the columns."""
+    first = _csv(path, sep, header=None, nrows=2)  # a data row wider than the header: "malformed row"
+    if first.empty:
+        return
+    fields = [str(v) for v in first.iloc[0]]
+    twice = _repeated(f for f in fields if f) if names is None else None  # blank names: "Unnamed: 3"
+    if twice is None and (not names or len(fields) == len(names)):
+        return
+    line = _csv_lines(path, _sep_for(path, sep), [0], header=False)[0]
+    if twice is not None:
+        raise RatingsFormatError(f"{path}: line {line}: column {clip_text(repr(twice), 80)} appears twice")
+    raise RatingsFormatError(f"{path}: line {line}: {len(fields)} fields but --names gives {len(names or ())} names")
+
+
+def _repeated(values: Iterable[str]) -> str | None:
+    """The first value seen a second time, or None."""
+    seen: set[str] = set()
+    for value in values:
+        if value in seen:
+            return value
+        seen.add(value)
+    return None
 
 
 FIRST_BLOCK = 1 << 16

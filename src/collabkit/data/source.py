@@ -27,6 +27,19 @@ if TYPE_CHECKING:  # the CLI builds a DataSource before it needs pandas: --help 
 ROW_SPLITS = ("random", "user", "temporal", "timecut", "none")
 
 
+def _distinct_roles(options: dict[str, Any]) -> None:
+    """One column, one role: ``--rating-col user`` would train on user ids as ratings."""
+    roles = [(f"--{k.replace('_', '-')}", options[k]) for k in ("user_col", "item_col", "rating_col", "timestamp_col")]
+    roles += [("--item-columns", c) for c in options["item_columns"]]
+    seen: dict[str, str] = {}
+    for flag, column in roles:
+        if column is None:
+            continue
+        if str(column) in seen:
+            raise ValueError(f"{flag} {column!r} is also {seen[str(column)]}'s column: each column has one role")
+        seen[str(column)] = flag
+
+
 @dataclass(frozen=True)
 class DataSource:
     """Where ratings come from and how they are split; None fields take the recorded or default value."""
@@ -97,13 +110,15 @@ class DataSource:
     def read_options(self) -> dict[str, Any]:
         """How ``read_ratings`` reads this source's files (the ratings, and ``test``)."""
         names = [n.strip() for n in self.names.split(",")] if self.names else None
-        return {
+        options = {
             "user_col": self.user_col or "user", "item_col": self.item_col or "item",
             "rating_col": "rating" if self.rating_col is None else (self.rating_col or None),
             "timestamp_col": self.timestamp_col, "duplicates": self.duplicates or "error",
             "names": () if self.no_header and not names else names,
             "item_columns": tuple(c.strip() for c in (self.item_columns or "").split(",") if c.strip()),
         }  # fmt: skip
+        _distinct_roles(options)
+        return options
 
     def split_data(self, data: Ratings, threshold: float | None = None) -> tuple[Ratings, Ratings | None]:
         """(train, test) for the split: random, user, temporal, timecut, none, or canonical ML-100k u1..u5/ua/ub.

@@ -42,6 +42,10 @@ def figure_html(fig: go.Figure, div_id: str, height: int = 500) -> str:
     return f"{CHART}{inner}</div>"
 
 
+#: what marks a page collabkit wrote (an output may replace only its own earlier output: files.claim_file)
+GENERATOR = "<meta name='generator' content='collabkit'>"
+
+
 def html_page(title: str, body: str) -> str:
     """A self-contained page around ``body``: inline CSS, and Plotly's JS inline if it has charts."""
     script = ""
@@ -51,7 +55,7 @@ def html_page(title: str, body: str) -> str:
         script = f"<script>{get_plotlyjs()}</script>"
     return (
         f"<!doctype html>\n<html lang='en'><head><meta charset='utf-8'>"
-        f"<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<meta name='viewport' content='width=device-width, initial-scale=1'>{GENERATOR}"
         f"<title>{html.escape(title)}</title><style>{PAGE_CSS}</style>{script}</head>\n"
         f"<body><h1>{html.escape(title)}</h1>\n{body}\n</body></html>\n"
     )

@@ -14,7 +14,7 @@ from collabkit.core.loop import encode, lr_scale, train_step
 from collabkit.core.optim import RowAdamW
 from collabkit.data.interactions import Ratings
 from collabkit.files import atomic_path
-from collabkit.models.base import CollabModel
+from collabkit.models.base import CollabModel, registry
 
 
 @dataclass
@@ -65,6 +65,10 @@ def lr_find(
     Rates are reported as ``fit_one_cycle`` takes them: at batch size ``bs`` both scale them by
     ``lr_scale(bs)``, so the suggestion can be passed straight to ``fit_one_cycle(bs=bs)``.
     """
+    swept = sorted(k for k, cls in registry().items() if cls._fit is CollabModel._fit)
+    if type(model)._fit is not CollabModel._fit:
+        raise ValueError(f"lr-find: a {model.kind!r} model is not trained by the one-cycle engine whose learning rate "
+                         f"it sweeps (it has its own fit); kinds that are: {', '.join(swept)}")  # fmt: skip
     bs = bs or model.default_bs
     trial = copy.deepcopy(model)
     trial.train()

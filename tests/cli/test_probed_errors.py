@@ -1,0 +1,61 @@
+"""Inputs a prober found slipping through at the command line: each is now one error line (exit 2)
+naming the option or the file, or read as the user described it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.cli.test_edge_errors import _error, _run, model_dir, ratings  # noqa: F401 (fixtures)
+from tests.conftest import make_ratings
+
+
+@pytest.mark.parametrize("k", ["0", "-5"])
+def test_evaluate_refuses_a_top_k_below_one(model_dir, k):  # noqa: F811
+    result = _run("evaluate", model_dir, "-k", k)
+    assert result.exit_code == 2 and "Traceback" not in result.output and "-k" in result.output, result.output
+
+
+@pytest.mark.parametrize("kind", ["mean", "baseline", "knn"])
+def test_lr_find_refuses_kinds_it_cannot_sweep(ratings, kind):  # noqa: F811
+    line = _error("lr-find", "--ratings", ratings, "--no-validate", "--model", kind)
+    assert f"a {kind!r} model is not trained by the one-cycle engine" in line and "dot-bias" in line
+
+
+def test_a_negative_seed_names_the_option(ratings):  # noqa: F811
+    result = _run("train", "--ratings", ratings, "--model", "baseline", "--seed", "-1", "--out", "unused")
+    assert result.exit_code == 2 and "--seed" in result.output and "Traceback" not in result.output
+
+
+def test_evaluate_reads_a_test_file_as_the_training_file_was_read_and_refuses_off_scale_ratings(tmp_path):
+    frame = make_ratings(n_users=60, n_items=40, density=0.3, seed=4).frame[["user", "item", "rating", "timestamp"]]
+    frame.iloc[:-50].to_csv(tmp_path / "train.csv", index=False, header=False)
+    frame.iloc[-50:].to_csv(tmp_path / "test.csv", index=False, header=False)
+    names = ["--names", "user,item,rating,when", "--timestamp-col", "when"]
+    trained = _run("train", "--ratings", tmp_path / "train.csv", *names, "--model", "baseline", "--out", tmp_path / "m")
+    assert trained.exit_code == 0, trained.output
+    scored = _run("evaluate", tmp_path / "m", "--test", tmp_path / "test.csv", "--json")
+    assert scored.exit_code == 0, scored.output
+    assert json.loads(scored.stdout)["n_test"] == 50  # the recorded --names, not a header from row 1
+    bad = frame.iloc[-50:].copy()
+    bad.iloc[3, 2] = 50
+    bad.to_csv(tmp_path / "bad.csv", index=False, header=False)
+    line = _error("evaluate", tmp_path / "m", "--test", tmp_path / "bad.csv")
+    assert "bad.csv" in line and "off the model's scale" in line and "the first: 50" in line
+
+
+@pytest.mark.parametrize(
+    ("flags", "words"),
+    [(["--rating-col", "user"], "--rating-col 'user' is also --user-col's column"),
+     (["--item-col", "user"], "--item-col 'user' is also --user-col's column"),
+     (["--item-columns", "rating"], "--item-columns 'rating' is also --rating-col's column")],
+)  # fmt: skip
+def test_one_column_has_one_role(ratings, flags, words):  # noqa: F811
+    assert words in _error("train", "--ratings", ratings, "--model", "baseline", *flags, "--out", "unused")
+
+
+@pytest.mark.parametrize("flag", ["--n-users", "--n-items"])
+def test_crosstab_refuses_a_count_below_one(ratings, flag):  # noqa: F811
+    result = _run("crosstab", "--ratings", ratings, flag, "0")
+    assert result.exit_code == 2 and flag in result.output and "Traceback" not in result.output
