@@ -170,7 +170,7 @@ def compare(
 
     from collabkit.evaluate.compare import compare as compare_models
     from collabkit.evaluate.compare import compare_heldout
-    from collabkit.train.build import ModelSpec, split_specs
+    from collabkit.train.spec import parse_specs
 
     out, log = common.consoles(as_json)
     if protocol not in ("split", "heldout-users"):
@@ -179,7 +179,9 @@ def compare(
         common.fail("--protocol heldout-users makes its own split and has no groups: leave out --split and --by")
     seed = source.resolved().seed
     try:
-        specs = [ModelSpec.parse(s) for s in split_specs(models)]
+        specs = parse_specs(models, "--models")
+        if not specs:
+            raise ValueError("--models is empty; e.g. mean,dot-bias,most-popular")
         data = source.load()
         if protocol == "split":
             train, test = source.resolved().split_data(data)

@@ -1,6 +1,6 @@
 """`collabkit biases`, `pca`, `similar` and `report`: what a saved model learned.
 
-Each reads a folder written by `collabkit train --out`; titles come from its items.json. Those
+Each reads a folder written by `collabkit train --out`; titles come from its items.json (`similar`: or --items). Those
 that need rating counts and means read the training part again, described by the model folder
 itself (source, columns, split and seed as recorded at `train`); data options override it.
 """
@@ -19,6 +19,8 @@ from collabkit.cli.source import DataSource, training_data, with_source
 from collabkit.files import check_can_write, clip_text
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from collabkit.data.interactions import Ratings
 
 
@@ -172,12 +174,17 @@ def similar(
 
     out, log = consoles(as_json)
     model, items = _load(model_dir)
+    if source.items is not None:
+        items = _given_items(source.items, model)
     side = "user" if user else "item"
     train = None
     if min_ratings is None or min_ratings > 0:
         try:
             _, train, _ = training_data(model_dir, source)
         except (ValueError, FileNotFoundError, KeyError, OSError) as e:
+            # options given here must work; only a record that cannot be read leaves counts out
+            if source != DataSource():
+                fail(str(e))
             log.print(f"[yellow]no rating counts ({e}): every {side} may be a neighbour[/yellow]")
     try:
         table = (
@@ -219,11 +226,12 @@ def report(
 ) -> None:
     """Write an HTML report: training curves, biases, the item map, similar items, the comparison table."""
     from collabkit.interpret.report import SECTIONS, check_out, write_report
-    from collabkit.train.build import split_specs
+    from collabkit.train.spec import parse_specs
 
     console, log = consoles(as_json)
-    try:
-        check_out(out)  # a model folder, a user's folder, an unwritable place: before the work
+    try:  # before the work: a bad spec, a model folder, a user's folder, an unwritable place
+        specs = [s.name for s in parse_specs(baselines, "--baselines")]
+        check_out(out)
     except (ValueError, OSError) as e:
         fail(str(e))
     train, test = _train_test(model_dir, source)
@@ -231,7 +239,7 @@ def report(
         fail(f"-k {k}: the top-k lists hold 1 to {train.n_items} items (the training data's)")
     log.print(f"writing the report of {model_dir} to {out}/ ...")
     try:
-        result = write_report(model_dir, out, train, test, split_specs(baselines), k, relevant)
+        result = write_report(model_dir, out, train, test, specs, k, relevant)
     except (ValueError, FileNotFoundError, KeyError, OSError) as e:
         fail(str(e))
     if as_json:
@@ -262,6 +270,24 @@ def _load(model_dir: Path) -> tuple[Any, Any]:
     from collabkit.cli.recommend import load_model_dir
 
     return load_model_dir(model_dir)
+
+
+def _given_items(path: Path, model: Any) -> pd.DataFrame:
+    """The --items file given here, indexed like the model's item ids, or one error line naming --items."""
+    import pandas as pd
+
+    from collabkit.data.readers import read_items
+
+    try:
+        table = read_items(path)
+    except (ValueError, OSError) as e:
+        fail(f"--items {e}")
+    # ids as the model holds them: integer ids match integers, text ids text
+    if not pd.api.types.is_integer_dtype(model.items.ids.dtype):
+        return table.set_axis(table.index.astype(str))
+    if pd.api.types.is_integer_dtype(table.index.dtype):
+        return table
+    return table.set_axis(pd.to_numeric(table.index, errors="coerce"))
 
 
 def _train_test(model_dir: Path, source: DataSource) -> tuple[Ratings, Ratings | None]:

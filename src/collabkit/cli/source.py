@@ -90,6 +90,11 @@ def model_data(model_dir: Path, source: DataSource) -> tuple[DataSource, Ratings
             f"{model_dir} does not record its training data (trained on a DataFrame?): pass --dataset or --ratings FILE"
         )
     same_file = full.ratings is not None and str(full.ratings.resolve()) == record.get("ratings")
+    if same_file and not full.ratings.exists():
+        raise ValueError(
+            f"{full.ratings}: the ratings {model_dir} was trained on are no longer there; "
+            "pass --ratings FILE (or --dataset) to read them from elsewhere"
+        )
     if same_file and record.get("sha256") and file_sha256(full.ratings) != record["sha256"]:
         raise ValueError(f"{full.ratings} changed since the model was trained on it (sha256 differs)")
     return full, full.load()

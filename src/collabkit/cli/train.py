@@ -68,6 +68,8 @@ def train(
     out_console, log = consoles(as_json)
     if preset is not None and (model is not None or implicit):
         fail("--preset is a whole recipe: give it without --model and --implicit")
+    if model is not None and not model.strip():
+        fail("--model is empty; e.g. dot-bias or dot-bias(n_factors=20); `collabkit kinds` lists the kinds")
     if not implicit and threshold is not None:
         fail("--threshold only applies with --implicit")
     if (budget is not None or memory is not None) and preset != "auto":

@@ -45,8 +45,14 @@ def to_implicit(
     if threshold is not None:
         keep = values >= threshold
         if not keep.any():
+            low, high = np.nanmin(values), np.nanmax(values)
+            # a log without ratings reads as all 1s: the default threshold 4 keeps none of it
+            hint = (
+                "; a log without ratings counts every row as 1: pass --threshold 0 (threshold=None) "
+                "to take every row as a positive"
+            ) if low == high == 1 else ""
             raise ValueError(
-                f"{ratings.name}: no rating is >= {threshold} (ratings span {np.nanmin(values):g}..{np.nanmax(values):g})"
+                f"{ratings.name}: no rating is >= {threshold} (ratings span {low:g}..{high:g}){hint}"
             )
         f = f[keep]
     if weight == "rating":

@@ -176,7 +176,9 @@ def _read_ratings(
 
 
 def _sep_for(path: Path, sep: str | None) -> str:
-    return sep or ("\t" if path.suffix in (".tsv", ".tab") else ",")
+    """The separator given, else by the suffix under any compression's: .tsv/.tab (also .tsv.gz) tab, else comma."""
+    suffix = path.with_suffix("").suffix if path.suffix in COMPRESSED else path.suffix
+    return sep or ("\t" if suffix in (".tsv", ".tab") else ",")
 
 
 def _csv_lines(path: Path, sep: str, positions: Sequence[int], header: bool = True) -> list[int]:
@@ -284,6 +286,7 @@ def _check_names(names: Sequence[str] | None) -> None:
 def _check_first_rows(path: Path, sep: str | None, names: Sequence[str] | None) -> None:
     """Refuse a header naming a column twice, a first data row wider than the header, or a first
     row whose field count differs from ``names``: pandas would rename, index or shift the columns."""
+    _check_separator(path, sep)
     first = _csv(path, sep, header=None, nrows=2)  # a data row wider than the header: "malformed row"
     if first.empty:
         return
@@ -295,6 +298,33 @@ def _check_first_rows(path: Path, sep: str | None, names: Sequence[str] | None) 
     if twice is not None:
         raise RatingsFormatError(f"{path}: line {line}: column {clip_text(repr(twice), 80)} appears twice")
     raise RatingsFormatError(f"{path}: line {line}: {len(fields)} fields but --names gives {len(names or ())} names")
+
+
+_SEPARATORS = {"\t": "tabs", ",": "commas", ";": "semicolons"}
+_RENAME = {"\t": ".tsv", ",": ".csv"}  # the suffix that reads each separator (none reads ';')
+
+
+def _check_separator(path: Path, sep: str | None) -> None:
+    """Refuse a text file whose first line is one field holding another separator (a tab file
+    named .csv, a semicolon file): its columns would be reported missing, not its separator."""
+    used = _sep_for(path, sep)
+    if path.suffix in COMPRESSED or len(used) != 1:
+        return
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
+        line, text = next(((n, t) for n, t in enumerate(fh, 1) if t.strip()), (0, ""))
+    fields = next(csv.reader([text.rstrip("\r\n")], delimiter=used, skipinitialspace=True), [])
+    if len(fields) != 1:
+        return
+    other = next((c for c in _SEPARATORS if c != used and c in fields[0]), None)
+    if other is None:
+        return
+    if sep is not None:
+        fix = f"it is read with sep={sep!r}; pass sep={other!r}"
+    elif other in _RENAME:
+        fix = f"the separator is chosen by the suffix (.csv: comma, .tsv: tab); rename the file to {_RENAME[other]}"
+    else:
+        fix = "only comma (.csv) and tab (.tsv) separated files are read; convert the file to one of them"
+    raise RatingsFormatError(f"{path}: line {line}: 1 field, but the line holds {_SEPARATORS[other]}: {fix}")
 
 
 def _repeated(values: Iterable[str]) -> str | None:

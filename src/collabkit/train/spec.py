@@ -238,6 +238,33 @@ class _Reader:
 
 def split_specs(text: str) -> list[str]:
     """'mean,bias,nn(layers=(100, 50))' -> ['mean', 'bias', 'nn(layers=(100, 50))']: commas outside brackets."""
+    return [p.strip() for p in _entries(text) if p.strip()]
+
+
+def parse_specs(text: str, option: str) -> list[ModelSpec]:
+    """The comma-separated specs given to ``option`` (e.g. '--models'), every one parsed before any
+    is trained; '' is none. An empty entry, a spec that does not parse, or one given twice (the
+    same kind and options) is a one-line ValueError naming ``option``: nothing is dropped."""
+    if not text.strip():
+        return []
+    specs: list[ModelSpec] = []
+    for n, entry in enumerate(_entries(text), start=1):
+        if not entry.strip():
+            raise ValueError(f"{option}: entry {n} is empty")
+        try:
+            spec = ModelSpec.parse(entry)
+        except ValueError as e:
+            raise ValueError(f"{option}: {e}") from None
+        first = next((s for s in specs if (s.kind, s.config) == (spec.kind, spec.config)), None)
+        if first is not None:
+            again = "" if first.name == spec.name else f" (as {clip_text(first.name, 120)!r} first)"
+            raise ValueError(f"{option}: {clip_text(spec.name, 120)!r} is given twice{again}")
+        specs.append(spec)
+    return specs
+
+
+def _entries(text: str) -> list[str]:
+    """``text`` cut at the commas outside brackets, empty pieces kept."""
     parts, depth, start = [], 0, 0
     for pos, ch in enumerate(text):
         if ch in "([":
@@ -248,7 +275,7 @@ def split_specs(text: str) -> list[str]:
             parts.append(text[start:pos])
             start = pos + 1
     parts.append(text[start:])
-    return [p.strip() for p in parts if p.strip()]
+    return parts
 
 
 # --- building -------------------------------------------------------------------------------------
