@@ -59,3 +59,13 @@ def test_one_column_has_one_role(ratings, flags, words):  # noqa: F811
 def test_crosstab_refuses_a_count_below_one(ratings, flag):  # noqa: F811
     result = _run("crosstab", "--ratings", ratings, flag, "0")
     assert result.exit_code == 2 and flag in result.output and "Traceback" not in result.output
+
+
+def test_an_unknown_split_is_named_with_the_splits_there_are(ratings):  # noqa: F811
+    line = _error("train", "--ratings", ratings, "--model", "baseline", "--split", "bogus", "--out", "unused")
+    assert "--split 'bogus' is not a split" in line and "timecut" in line and "u1" in line
+
+
+def test_cross_validate_refuses_a_split_it_would_ignore(ratings):  # noqa: F811
+    line = _error("cross-validate", "--ratings", ratings, "--model", "baseline", "--split", "none", "--folds", "2")
+    assert "makes its own folds" in line

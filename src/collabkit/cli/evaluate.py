@@ -281,6 +281,8 @@ def cross_validate_cmd(
 
     if canonical and source.dataset is None:
         common.fail("--canonical needs --dataset ml-100k (the u1..u5 folds ship with it)")
+    if source.split is not None or source.valid_pct is not None:
+        common.fail("cross-validate makes its own folds (--folds, or --canonical): leave out --split and --valid-pct")
     out, log = common.consoles(as_json)
     seed = source.resolved().seed
     try:

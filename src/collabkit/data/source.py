@@ -148,7 +148,7 @@ class DataSource:
         """The split's (train, test); a part left empty (too few ratings) is an error, not a run
         that trains on nothing or scores nothing."""
         from collabkit.data import split as sp
-        from collabkit.data.movielens import canonical_split
+        from collabkit.data.movielens import SPLITS, canonical_split
 
         source = self.resolved()
         split = source.split
@@ -167,6 +167,9 @@ class DataSource:
             parts = sp.time_cut(data, source.valid_pct)
         elif split == "none":
             return data, None
+        elif split not in SPLITS:
+            raise ValueError(f"--split {split!r} is not a split: choose one of {', '.join(ROW_SPLITS)}, "
+                             f"or {', '.join(SPLITS)} (ML-100k's canonical splits)")  # fmt: skip
         elif self.dataset is None:
             raise ValueError(f"--split {split} needs --dataset ml-100k (canonical splits ship with it)")
         else:
