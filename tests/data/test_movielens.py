@@ -609,3 +609,18 @@ def test_real_100k_canonical_split(ml100k_root: Path) -> None:
     assert test.items.loc[1, "title"] == "Toy Story (1995)"
     train, test = canonical_split("ua", data_dir=ml100k_root / "ml-100k")
     assert len(test) == 9430 and test.frame.groupby("user").size().eq(10).all()
+
+
+def test_a_data_dir_that_is_a_file_or_a_partial_set_is_named(tmp_path):
+    from collabkit.data.movielens import DatasetIntegrityError, fetch_movielens
+
+    not_a_folder = tmp_path / "ok.csv"
+    not_a_folder.write_text("user,item,rating\n")
+    with pytest.raises(DatasetIntegrityError, match="ok.csv is a file, not a folder"):
+        fetch_movielens("ml-100k", not_a_folder, progress=False, base_url="http://127.0.0.1:9")
+    partial = tmp_path / "data" / "ml-100k"
+    partial.mkdir(parents=True)
+    (partial / "u.data").write_text("1\t1\t5\t0\n")
+    with pytest.raises(DatasetIntegrityError, match="lacks u.item") as e:
+        fetch_movielens("ml-100k", tmp_path / "data", progress=False, base_url="http://127.0.0.1:9")
+    assert "u.data" not in str(e.value).split("lacks")[1]

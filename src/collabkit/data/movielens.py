@@ -398,9 +398,10 @@ def _fetch(
     if final.is_dir() and not any(final.iterdir()):
         final.rmdir()  # an empty placeholder (e.g. made by mkdir) is not a dataset
     if final.exists():
-        raise DatasetIntegrityError(
-            f"{final} exists but lacks {', '.join(spec.required)}; remove it and retry"
-        )
+        missing = [f for f in spec.required if not (final / f).is_file()] if final.is_dir() else list(spec.required)
+        raise DatasetIntegrityError(f"{final} exists but lacks {', '.join(missing)}; remove it and retry")
+    if root.exists() and not root.is_dir():
+        raise DatasetIntegrityError(f"--data-dir {root} is a file, not a folder")
     root.mkdir(parents=True, exist_ok=True)
     _clean_stale(root, spec)
     url, zip_path = _url(spec, base_url), root / spec.zip_name
