@@ -22,6 +22,7 @@ from fastapi import Request, Response
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
+from collabkit.files import clip_text
 from collabkit.serve.deps import FieldError
 
 _WHOLE = re.compile(r"-?[0-9]+")
@@ -41,8 +42,9 @@ class StrictRoute(APIRoute):
 
         async def strict(request: Request) -> Response:
             seen: set[str] = set()
-            for name, value in request.query_params.multi_items():
+            for name, _ in request.query_params.multi_items():
                 if name not in query:
+                    name = clip_text(name, 60)
                     takes = ", ".join(sorted(query)) or "no query parameters"
                     raise FieldError(422, f"query.{name}", f"query.{name}: this route takes no parameter {name!r} (it takes {takes})")
                 if name in seen:
@@ -52,11 +54,11 @@ class StrictRoute(APIRoute):
                 raw = (request.query_params if where == "query" else request.path_params).get(name)
                 if raw is not None and not form.fullmatch(raw):
                     kind = "a whole number" if form is _WHOLE else "a number"
-                    raise FieldError(422, f"{where}.{name}", f"{where}.{name}: {raw!r} is not written as {kind} (digits, e.g. 10)")
+                    raise FieldError(422, f"{where}.{name}", f"{where}.{name}: {clip_text(repr(raw), 60)} is not written as {kind} (digits, e.g. 10)")
             if takes_body and _has_body(request):
                 kind = request.headers.get("content-type")
                 if kind is None or kind.split(";")[0].strip().lower() != "application/json":
-                    given = "none given" if kind is None else f"not {kind!r}"
+                    given = "none given" if kind is None else f"not {clip_text(repr(kind), 60)}"
                     raise FieldError(415, "content-type", f"content-type: send the body as JSON (application/json), {given}")
             return await handler(StrictJSON(request.scope, request.receive))
 
