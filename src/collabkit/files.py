@@ -146,10 +146,15 @@ def claim_folder(
 def claim_file(path: str | Path, what: str, flag: str, ours: Callable[[Path], bool]) -> None:
     """Raise ValueError unless ``path`` may be written as a ``what`` output (named by ``flag``): it
     does not exist, or it is a regular file (no link) that ``ours`` recognises as an earlier
-    ``what``, which collabkit wrote. Anything else is the user's and is never replaced."""
+    ``what``, which collabkit wrote. Anything else is the user's and is never replaced. Then, as
+    ``check_can_write``, an OSError when nothing can be written there."""
     path = Path(path)
-    if not os.path.lexists(path):
-        return
+    if os.path.lexists(path):
+        _claim_existing(path, what, flag, ours)
+    check_can_write(path)
+
+
+def _claim_existing(path: Path, what: str, flag: str, ours: Callable[[Path], bool]) -> None:
     try:
         mine = not path.is_symlink() and path.is_file() and ours(path)
     except (OSError, ValueError):

@@ -37,21 +37,6 @@ def _failed(result) -> str:
     return lines[0]
 
 
-@pytest.fixture(scope="module")
-def ratings(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "r.csv"
-    make_ratings().frame.to_csv(path, index=False)
-    return path
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory, ratings):
-    out = tmp_path_factory.mktemp("models") / "m"
-    result = _run("train", "--ratings", ratings, "--n-factors", "4", "--epochs", "1", "--no-progress", "--out", out)
-    assert result.exit_code == 0, result.output
-    return out
-
-
 @pytest.fixture
 def readonly_dir(tmp_path):
     """A folder nothing can be written in: a read-only tmpfs as root (who ignores permissions),

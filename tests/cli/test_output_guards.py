@@ -5,26 +5,9 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
-from collabkit.cli import app
+from tests.cli.test_edge_errors import _error, _run
 from tests.conftest import make_ratings
-
-runner = CliRunner()
-
-
-def _run(*args):
-    return runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "1000"})
-
-
-def _error(*args) -> str:
-    """The one error line of a command that must fail cleanly (exit 2, no traceback)."""
-    result = _run(*args)
-    assert result.exit_code == 2, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -132,8 +115,6 @@ def test_update_never_writes_over_its_parent(tmp_path):
 
 def test_pca_replaces_only_its_own_earlier_maps(tmp_path):
     """A re-run replaces the map it drew; the user's files, and a path of the wrong kind, are refused."""
-    from tests.cli.test_edge_errors import _error, _run
-
     ratings = tmp_path / "r.csv"
     make_ratings().frame.to_csv(ratings, index=False)
     model = tmp_path / "m"

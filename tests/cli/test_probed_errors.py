@@ -7,23 +7,23 @@ import json
 
 import pytest
 
-from tests.cli.test_edge_errors import _error, _run, model_dir, ratings  # noqa: F401 (fixtures)
+from tests.cli.test_edge_errors import _error, _run
 from tests.conftest import make_ratings
 
 
 @pytest.mark.parametrize("k", ["0", "-5"])
-def test_evaluate_refuses_a_top_k_below_one(model_dir, k):  # noqa: F811
+def test_evaluate_refuses_a_top_k_below_one(model_dir, k):
     result = _run("evaluate", model_dir, "-k", k)
     assert result.exit_code == 2 and "Traceback" not in result.output and "-k" in result.output, result.output
 
 
 @pytest.mark.parametrize("kind", ["mean", "baseline", "knn"])
-def test_lr_find_refuses_kinds_it_cannot_sweep(ratings, kind):  # noqa: F811
+def test_lr_find_refuses_kinds_it_cannot_sweep(ratings, kind):
     line = _error("lr-find", "--ratings", ratings, "--no-validate", "--model", kind)
     assert f"a {kind!r} model is not trained by the one-cycle engine" in line and "dot-bias" in line
 
 
-def test_a_negative_seed_names_the_option(ratings):  # noqa: F811
+def test_a_negative_seed_names_the_option(ratings):
     result = _run("train", "--ratings", ratings, "--model", "baseline", "--seed", "-1", "--out", "unused")
     assert result.exit_code == 2 and "--seed" in result.output and "Traceback" not in result.output
 
@@ -51,21 +51,21 @@ def test_evaluate_reads_a_test_file_as_the_training_file_was_read_and_refuses_of
      (["--item-col", "user"], "--item-col 'user' is also --user-col's column"),
      (["--item-columns", "rating"], "--item-columns 'rating' is also --rating-col's column")],
 )  # fmt: skip
-def test_one_column_has_one_role(ratings, flags, words):  # noqa: F811
+def test_one_column_has_one_role(ratings, flags, words):
     assert words in _error("train", "--ratings", ratings, "--model", "baseline", *flags, "--out", "unused")
 
 
 @pytest.mark.parametrize("flag", ["--n-users", "--n-items"])
-def test_crosstab_refuses_a_count_below_one(ratings, flag):  # noqa: F811
+def test_crosstab_refuses_a_count_below_one(ratings, flag):
     result = _run("crosstab", "--ratings", ratings, flag, "0")
     assert result.exit_code == 2 and flag in result.output and "Traceback" not in result.output
 
 
-def test_an_unknown_split_is_named_with_the_splits_there_are(ratings):  # noqa: F811
+def test_an_unknown_split_is_named_with_the_splits_there_are(ratings):
     line = _error("train", "--ratings", ratings, "--model", "baseline", "--split", "bogus", "--out", "unused")
     assert "--split 'bogus' is not a split" in line and "timecut" in line and "u1" in line
 
 
-def test_cross_validate_refuses_a_split_it_would_ignore(ratings):  # noqa: F811
+def test_cross_validate_refuses_a_split_it_would_ignore(ratings):
     line = _error("cross-validate", "--ratings", ratings, "--model", "baseline", "--split", "none", "--folds", "2")
     assert "makes its own folds" in line

@@ -13,25 +13,10 @@ from tests.conftest import make_ratings
 
 
 @pytest.fixture(scope="module")
-def ratings(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "r.csv"
-    make_ratings().frame.to_csv(path, index=False)
-    return path
-
-
-@pytest.fixture(scope="module")
 def items(tmp_path_factory):
     path = tmp_path_factory.mktemp("items") / "items.csv"
     make_ratings().items.reset_index().to_csv(path, index=False)
     return path
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory, ratings):
-    out = tmp_path_factory.mktemp("models") / "m"
-    result = _run("train", "--ratings", ratings, "--n-factors", "4", "--epochs", "1", "--no-progress", "--out", out)
-    assert result.exit_code == 0, result.output
-    return out
 
 
 def test_parse_specs_keeps_bracketed_commas_and_refuses_gaps_and_repeats():

@@ -6,25 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from collabkit.cli import app
 from collabkit.data.implicit import to_implicit
 from collabkit.data.readers import RatingsFormatError, read_items, read_ratings
+from tests.cli.test_edge_errors import _error, _run
 from tests.conftest import make_ratings
-
-runner = CliRunner()
-
-
-def _error(*args) -> str:
-    """The one error line of a command that must fail cleanly."""
-    result = runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "1000"})
-    assert result.exit_code == 2, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    assert "Traceback" not in result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +96,7 @@ def test_deleted_training_ratings_say_how_to_point_elsewhere(tmp_path: Path, fra
     path = tmp_path / "src.csv"
     frame.to_csv(path, index=False)
     model = tmp_path / "model"
-    result = runner.invoke(app, ["train", "--ratings", str(path), "--model", "baseline", "--out", str(model)])
+    result = _run("train", "--ratings", path, "--model", "baseline", "--out", model)
     assert result.exit_code == 0, result.output
     path.unlink()
     expected = (
@@ -121,7 +107,7 @@ def test_deleted_training_ratings_say_how_to_point_elsewhere(tmp_path: Path, fra
     assert "Errno" not in _error("recommend", model, "1")
     moved = tmp_path / "moved.csv"
     frame.to_csv(moved, index=False)
-    result = runner.invoke(app, ["evaluate", str(model), "--ratings", str(moved)])
+    result = _run("evaluate", model, "--ratings", moved)
     assert result.exit_code == 0, result.output
 
 

@@ -34,16 +34,11 @@ SPEC_HELP = "e.g. dot-bias or dot-bias(n_factors=20, epochs=10); `collabkit kind
 def _check_scale(model: Any, test: Ratings, where: Path) -> None:
     """Refuse held-out ratings off the model's scale: their errors would measure the file, not the model."""
     from collabkit.models.base import RATINGS, supports
+    from collabkit.models.incremental import off_scale
 
-    scale = model.meta.get("scale") or ()
-    if not supports(model, RATINGS) or len(scale) != 2 or test.frame.empty:
-        return
-    r = test.frame["rating"].to_numpy(dtype=float)
-    off = (r < scale[0] - 1e-9) | (r > scale[1] + 1e-9)
-    if off.any():
-        k, f = int(off.argmax()), test.frame
-        raise ValueError(f"{where}: {int(off.sum())} rating(s) are off the model's scale {scale[0]:g}-{scale[1]:g} (the "
-                         f"first: {r[k]:g}, user {str(f['user'].iloc[k])!r}, item {str(f['item'].iloc[k])!r})")  # fmt: skip
+    problem = off_scale(model, test.frame["rating"].to_numpy(dtype=float)) if supports(model, RATINGS) else None
+    if problem is not None:
+        raise ValueError(f"{where}: {problem}")
 
 
 @common.app.command()

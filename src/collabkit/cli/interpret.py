@@ -16,7 +16,7 @@ from rich.table import Table
 from collabkit.cli.common import Json, ModelDir, app, consoles, fail, print_json
 from collabkit.cli.evaluate import K, Relevant, frame_table
 from collabkit.cli.source import DataSource, training_data, with_source
-from collabkit.files import check_can_write, clip_text
+from collabkit.files import clip_text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -115,8 +115,7 @@ def pca(
         if path.suffix.lower() != suffix:
             fail(f"{flag} must end in {suffix}, not {clip_text(repr(path.name), 60)}")
         try:
-            claim_file(path, what, flag, ours)
-            check_can_write(path)  # before the work, not after it
+            claim_file(path, what, flag, ours)  # before the work, not after it
         except (OSError, ValueError) as e:
             fail(str(e))
     out, _ = consoles(as_json)
@@ -274,20 +273,13 @@ def _load(model_dir: Path) -> tuple[Any, Any]:
 
 def _given_items(path: Path, model: Any) -> pd.DataFrame:
     """The --items file given here, indexed like the model's item ids, or one error line naming --items."""
-    import pandas as pd
-
     from collabkit.data.readers import read_items
+    from collabkit.data.source import aligned_items
 
     try:
-        table = read_items(path)
+        return aligned_items(read_items(path), model.items.ids)
     except (ValueError, OSError) as e:
         fail(f"--items {e}")
-    # ids as the model holds them: integer ids match integers, text ids text
-    if not pd.api.types.is_integer_dtype(model.items.ids.dtype):
-        return table.set_axis(table.index.astype(str))
-    if pd.api.types.is_integer_dtype(table.index.dtype):
-        return table
-    return table.set_axis(pd.to_numeric(table.index, errors="coerce"))
 
 
 def _train_test(model_dir: Path, source: DataSource) -> tuple[Ratings, Ratings | None]:

@@ -16,8 +16,8 @@ import typer
 from rich.table import Table
 
 from collabkit.cli.common import Device, Json, ModelDir, app, consoles, fail, on_device, print_json
-from collabkit.cli.source import DataSource, model_data, with_source
-from collabkit.files import atomic_path, check_can_write, claim_file, file_head, same_file, writing
+from collabkit.cli.source import DataSource, model_data, recorded_data, with_source
+from collabkit.files import atomic_path, claim_file, file_head, same_file, writing
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -122,8 +122,7 @@ def recommend_all_cmd(
     if any(same_file(out, data) for data in _data_files(model_dir, source)):
         fail(f"{out}: is a data file of the model; refusing to replace it: choose another --out")
     try:
-        claim_file(out, "recommend-all output", "--out", _is_recs_file)
-        check_can_write(out)  # before the work, not after it
+        claim_file(out, "recommend-all output", "--out", _is_recs_file)  # before the work
     except (OSError, ValueError) as e:
         fail(str(e))
     out_console, _ = consoles(as_json)
@@ -246,9 +245,8 @@ def _data_files(model_dir: Path, source: DataSource) -> list[Path]:
         config = read_config(model_dir)
     except (OSError, ValueError):
         return []  # loading the model says what is wrong
-    meta = config.get("meta", {})
-    records = [config.get("data") or meta.get("data") or {}]
-    records += [step.get("added", {}).get("origin") or {} for step in meta.get("lineage", [])]
+    records = [recorded_data(config)]
+    records += [step.get("added", {}).get("origin") or {} for step in config.get("meta", {}).get("lineage", [])]
     named = [source.ratings, source.items, *(r.get(k) for r in records for k in ("ratings", "items"))]
     return [Path(p) for p in named if p]
 

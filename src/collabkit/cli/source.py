@@ -75,6 +75,11 @@ def source_args(source: DataSource) -> list[str]:
     return args
 
 
+def recorded_data(config: dict[str, Any]) -> dict[str, Any]:
+    """The description of the data a model folder's ``config`` says it was trained on ({}: none)."""
+    return config.get("data") or config.get("meta", {}).get("data") or {}
+
+
 def model_data(model_dir: Path, source: DataSource) -> tuple[DataSource, Ratings]:
     """(the source, all its ratings) for ``model_dir``: its record, overridden by ``source``.
 
@@ -83,7 +88,7 @@ def model_data(model_dir: Path, source: DataSource) -> tuple[DataSource, Ratings
     from collabkit.checkpoint import read_config
 
     config = read_config(model_dir)
-    record = config.get("data") or config.get("meta", {}).get("data") or {}
+    record = recorded_data(config)
     full = source.over(DataSource.from_json(record))
     if full.dataset is None and full.ratings is None:
         raise ValueError(

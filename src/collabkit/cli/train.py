@@ -23,7 +23,7 @@ from collabkit.cli.common import (
     print_json,
 )
 from collabkit.cli.source import DataSource, source_args, with_source
-from collabkit.files import check_can_write, clip_text
+from collabkit.files import clip_text
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -370,7 +370,6 @@ def lr_find_cmd(
     try:
         if plot is not None:  # before the work, not after it
             claim_file(plot, "PNG plot", "--plot", matplotlib_png)
-            check_can_write(plot)
         data = source.load()
         net = build_untrained(model, data)
         if "wd" in net.config.to_json():  # the validated fits use the wd the sweep used

@@ -97,7 +97,7 @@ class DataSource:
         else:
             data = load_movielens(self.dataset, data_dir=self.data_dir)
         if self.items is not None:
-            table = _aligned(read_items(self.items), data)
+            table = aligned_items(read_items(self.items), data.frame["item"])
             if data.items is not None:  # --item-columns too: one table, no column given twice
                 both = sorted(set(table.columns) & set(data.items.columns))
                 if both:
@@ -197,11 +197,12 @@ class DataSource:
         return cls(**kw)
 
 
-def _aligned(items: pd.DataFrame, data: Ratings) -> pd.DataFrame:
-    """``items`` indexed like ``data``'s item ids (text ids stay text, integer ids integers)."""
+def aligned_items(items: pd.DataFrame, ids: Any) -> pd.DataFrame:
+    """``items`` indexed like the item ids ``ids`` (a data's or a model's: text ids stay text,
+    integer ids integers)."""
     import pandas as pd
 
-    if pd.api.types.is_integer_dtype(data.frame["item"].dtype):
+    if pd.api.types.is_integer_dtype(ids.dtype):
         return items if pd.api.types.is_integer_dtype(items.index.dtype) else items.set_axis(
             pd.to_numeric(items.index, errors="coerce")
         )

@@ -201,19 +201,28 @@ def _place(grown: CollabModel, side: str, frame: pd.DataFrame, n_old: int, rater
     return rows
 
 
+def off_scale(model: CollabModel, values: np.ndarray) -> str | None:
+    """Why ``values`` (ratings given to ``model``) are off its scale, naming the first, or None."""
+    scale = model.meta.get("scale") or ()
+    if len(scale) != 2 or not len(values):
+        return None
+    off = (values < scale[0]) | (values > scale[1])
+    if not off.any():
+        return None
+    first = int(np.flatnonzero(off)[0])
+    return f"{int(off.sum())} rating(s) are off the model's scale {scale[0]:g}-{scale[1]:g} (the first: {values[first]:g}, row {first})"
+
+
 def _checked(model: CollabModel, new: Ratings) -> pd.DataFrame:
     """The new ratings (user, item, rating), refused when a value is off the model's scale or a
     (user, item) pair is repeated: nothing is dropped or reinterpreted silently."""
     f = new.frame[["user", "item", "rating"]]
-    scale = model.meta.get("scale") or ()
     values = f["rating"].to_numpy(dtype=np.float64)
     if not np.isfinite(values).all():
         raise ValueError(f"{new.name}: {int((~np.isfinite(values)).sum())} rating(s) are not finite numbers")
-    if len(scale) == 2 and len(f):
-        off = (values < scale[0]) | (values > scale[1])
-        if off.any():
-            raise ValueError(f"{new.name}: {int(off.sum())} rating(s) are off the model's scale {scale[0]:g}-{scale[1]:g} "
-                             f"(the first: {values[off][0]:g}, row {int(np.flatnonzero(off)[0])})")  # fmt: skip
+    problem = off_scale(model, values)
+    if problem is not None:
+        raise ValueError(f"{new.name}: {problem}")
     if f.duplicated(["user", "item"]).any():
         raise ValueError(f"{new.name}: a (user, item) pair is rated twice; keep one rating a pair")
     return f.reset_index(drop=True)

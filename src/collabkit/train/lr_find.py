@@ -65,8 +65,8 @@ def lr_find(
     Rates are reported as ``fit_one_cycle`` takes them: at batch size ``bs`` both scale them by
     ``lr_scale(bs)``, so the suggestion can be passed straight to ``fit_one_cycle(bs=bs)``.
     """
-    swept = sorted(k for k, cls in registry().items() if cls._fit is CollabModel._fit)
     if type(model)._fit is not CollabModel._fit:
+        swept = sorted(k for k, cls in registry().items() if cls._fit is CollabModel._fit)
         raise ValueError(f"lr-find: a {model.kind!r} model is not trained by the one-cycle engine whose learning rate "
                          f"it sweeps (it has its own fit); kinds that are: {', '.join(swept)}")  # fmt: skip
     bs = bs or model.default_bs
