@@ -8,7 +8,7 @@
         --peers baseline,svd --peers-python .peers-venv/bin/python --runs 1
     python bench/accuracy.py --split timecut --data-dir ../shared/data --presets chapter,auto,best
     python bench/accuracy.py --tune [--json]                               # how "best" was chosen
-    python bench/accuracy.py --tune-days [--json]                          # and its day offsets
+    python bench/accuracy.py --tune-times [--json]                         # and its time offsets
 
 Splits (``--split``, comma-separated; default u1,random for ML-100k):
   u1       GroupLens's u1.base/u1.test
@@ -149,7 +149,9 @@ def one_run(spec: dict) -> dict:
         out["blend_form"] = auto["blend_form"]
         out["oof_rmse"] = {"cells": auto["blend_oof_rmse"], "constant": auto["constant_blend_oof_rmse"],
                            "single": auto["single_rmse"]}  # fmt: skip
-        out["rmse_without_days"] = metrics.get("rmse_without_days", metrics["rmse"])  # the same models
+        out["rmse_without_times"] = metrics.get("rmse_without_times", metrics["rmse"])  # the same models
+        shift = auto["time_offsets"]
+        out["time_offsets"] = None if shift is None else {k: shift[k] for k in ("scale", "reg")}
     return out
 
 
@@ -214,7 +216,7 @@ def benchmark(args: argparse.Namespace) -> dict:
                     **median_of(runs),
                     "rmse_runs": [r["rmse"] for r in runs],
                     **({"blend_forms": [r["blend_form"] for r in runs],  # auto's, run by run
-                        **{key + "_runs": [r[key] for r in runs] for key in ("oof_rmse", "rmse_without_days", "skipped")}}
+                        **{key + "_runs": [r[key] for r in runs] for key in ("oof_rmse", "rmse_without_times", "time_offsets", "skipped")}}
                        if "blend_form" in runs[0] else {}),
                 }
             )
@@ -348,26 +350,28 @@ def tune(args: argparse.Namespace) -> dict:
     return {"splits": splits, "candidates": rows, "blends": blends[:10], "best_pair": best_pair}
 
 
-def tune_days(args: argparse.Namespace) -> dict:
-    """Validation RMSE of the best preset with day offsets of each shrinkage (auto's DAY_REGS),
-    fitted on its in-sample residuals of the fit part, as ``Ensemble`` fits them on the whole
-    training part: the ``day_reg`` of the preset. The test part is never read."""
+def tune_times(args: argparse.Namespace) -> dict:
+    """Validation RMSE of the best preset with time offsets of each kernel width and shrinkage
+    (auto's grid, ``timeshift.SCALES`` x ``timeshift.REGS``), fitted on its in-sample residuals of
+    the fit part, as ``Ensemble`` fits them on the whole training part: the preset's ``times``.
+    The test part is never read."""
     import torch
 
     import collabkit as ck
-    from collabkit.models import days
-    from collabkit.train.auto import DAY_REGS
+    from collabkit.models import timeshift
 
     torch.set_num_threads(args.threads)
     train, _ = load_split(args.split or "u1", args.data_dir)
     fit_part, valid = ck.random_split(train, 0.1, seed=7)  # as --tune carves it
     model, _ = ck.build_model("best", fit_part, seed=42)
-    table, sums, counts = days.residual_groups(model, fit_part)  # scored without times: the blend alone
-    v, rows = valid.frame, []
-    for reg in (0.0, *DAY_REGS):
-        model.set_day_offsets(table, days.shrunk(sums, counts, reg) * (reg > 0), reg)  # 0: no offsets
-        p = model.predict(v["user"], v["item"], timestamps=valid.times).astype(np.float64)
-        rows.append({"day_reg": reg, "valid_rmse": _rmse(p, v["rating"].to_numpy(np.float64))})
+    points = timeshift.residual_points(model, fit_part)  # scored without times: the blend alone
+    v, y = valid.frame, valid.frame["rating"].to_numpy(np.float64)
+    rows = [{"scale": 0.0, "reg": 0.0, "valid_rmse": _rmse(model.predict(v["user"], v["item"]).astype(np.float64), y)}]
+    for scale in timeshift.SCALES:
+        for reg in timeshift.REGS:
+            model.set_time_offsets(*points, scale, reg)
+            p = model.predict(v["user"], v["item"], timestamps=valid.times).astype(np.float64)
+            rows.append({"scale": scale, "reg": reg, "valid_rmse": _rmse(p, y)})
     return {"split": args.split or "u1", "rows": rows, "best": min(rows, key=lambda r: r["valid_rmse"])}
 
 
@@ -412,10 +416,12 @@ def show(result: dict) -> None:
             print(f"{r['run']} [{r['split']}] chose: {'; '.join(r['chosen'])}")
             for form, oof in zip(r["blend_forms"], r["oof_rmse_runs"]):
                 print(f"  form: {form} (out of fold: {', '.join(f'{k} {v:.4f}' for k, v in oof.items())})")
-            if r["rmse_without_days_runs"] != r["rmse_runs"]:  # the models had day offsets
-                print(f"  test RMSE without day offsets (the same models): {r['rmse_without_days']:.4f} "
-                      f"(runs: {', '.join(f'{x:.4f}' for x in r['rmse_without_days_runs'])}; with: "
+            if r["rmse_without_times_runs"] != r["rmse_runs"]:  # the models had time offsets
+                print(f"  test RMSE without time offsets (the same models): {r['rmse_without_times']:.4f} "
+                      f"(runs: {', '.join(f'{x:.4f}' for x in r['rmse_without_times_runs'])}; with: "
                       f"{', '.join(f'{x:.4f}' for x in r['rmse_runs'])})")  # fmt: skip
+                print("  time offsets (kernel width s, shrinkage): "
+                      + ", ".join("none" if t is None else f"{t['scale']:g}, {t['reg']:g}" for t in r["time_offsets_runs"]))
             for k, lines in enumerate(r["skipped_runs"]):
                 for line in lines:
                     print(f"  run {k + 1}: {line}")
@@ -479,20 +485,20 @@ def main() -> None:
     ap.add_argument(
         "--tune", action="store_true", help="validation-only search behind the best preset"
     )
-    ap.add_argument("--tune-days", action="store_true", help="validation-only choice of best's day offsets")
+    ap.add_argument("--tune-times", action="store_true", help="validation-only choice of best's time offsets")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         print(json.dumps(one_run(json.loads(args.child))))
         return
-    result = tune(args) if args.tune else tune_days(args) if args.tune_days else benchmark(args)
+    result = tune(args) if args.tune else tune_times(args) if args.tune_times else benchmark(args)
     if args.json:
         print(json.dumps(result))
-    elif args.tune_days:
+    elif args.tune_times:
         for r in result["rows"]:
-            print(f"day_reg {r['day_reg']:g}: validation RMSE {r['valid_rmse']:.4f}")
-        print(f"best: day_reg {result['best']['day_reg']:g}")
+            print(f"kernel width {r['scale']:g} s, shrinkage {r['reg']:g}: validation RMSE {r['valid_rmse']:.4f}")
+        print(f"best: kernel width {result['best']['scale']:g} s, shrinkage {result['best']['reg']:g}")
     elif args.tune:
         show_tune(result)
     else:

@@ -32,11 +32,13 @@ def test_chapter_recipe_embedding_nn_on_u1(data_root):
     assert out["rmse"] <= 0.945
 
 
-def test_preset_best_reaches_0_890_on_u1(data_root):
-    """The accuracy preset (tuned on validation ratings of u1.base only) on the u1 test ratings:
-    the issue's stretch goal, GLocal-K's published 0.889 (bench/accuracy.py measures 0.8818)."""
+def test_preset_best_reaches_0_880_on_u1_with_its_time_offsets(data_root):
+    """The accuracy preset (tuned on validation ratings of u1.base only) on the u1 test ratings,
+    scored with their times: below GLocal-K's published 0.889 and issue 26's 0.880
+    (bench/accuracy.py measures 0.8747); without the time offsets the same model scores ~0.886."""
     out = train_json(data_root, "--preset", "best")
-    assert out["rmse"] <= 0.890
+    assert out["rmse"] <= 0.880
+    assert out["rmse_without_times"] >= out["rmse"] + 0.005
 
 
 def test_implicit_models_beat_most_popular_and_reach_ease(data_root):

@@ -82,7 +82,7 @@ def test_the_reports_tables_fit_a_1280_pixel_window(reports, name):
     assert page_width <= 1280 and overflow == [], overflow
 
 
-def test_the_auto_report_says_what_its_day_offsets_do(tmp_path):
+def test_the_auto_report_says_what_its_time_offsets_do(tmp_path):
     from tests.train.test_auto import rated_in_sessions
 
     train, test = ck.random_split(rated_in_sessions(0.6), 0.2, seed=1)
@@ -90,5 +90,6 @@ def test_the_auto_report_says_what_its_day_offsets_do(tmp_path):
     save_model(model, tmp_path / "m", extra={"history": history.rows})
     write_report(tmp_path / "m", tmp_path / "report", train, test, baselines=["mean"])
     page = (tmp_path / "report" / "index.html").read_text()
-    day = model.meta["auto"]["day_offsets"]
-    assert f"Day offsets (each user's shift on a day, shrinkage {day['reg']:g}, {day['groups']} user-days)" in page
+    shift = model.meta["auto"]["time_offsets"]
+    assert (f"Time offsets (each user's shift near a rating's time: kernel width {shift['scale']:g} s, "
+            f"shrinkage {shift['reg']:g}, {shift['points']} user-seconds of training residuals)") in page

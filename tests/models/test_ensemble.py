@@ -209,42 +209,55 @@ def test_the_serving_engine_answers_for_a_refined_ensemble_what_recommend_answer
     conformance.check_engine(refined[0], (tiny, tiny))
 
 
-def test_day_offsets_shift_predictions_given_times_and_survive_saving(tiny, members, tmp_path):
-    from collabkit.models import days
+def test_time_offsets_shift_predictions_given_times_and_survive_saving(tiny, members, tmp_path):
+    from collabkit.models import timeshift
 
     model = Ensemble.of(list(members), [0.5, 0.5])
     f = tiny.frame
     plain = model.predict(f["user"], f["item"])
-    model.set_day_offsets(*days.fit_offsets(model, tiny, reg=1.0), 1.0)
-    assert model.config.day_offsets == len(f.groupby(["user", f["timestamp"] // 86_400]))
+    model.set_time_offsets(*timeshift.residual_points(model, tiny), 3600.0, 1.0)
+    assert model.config.time_points == len(f.groupby(["user", "timestamp"]))
     np.testing.assert_array_equal(model.predict(f["user"], f["item"]), plain)  # no times: the blend alone
     timed = model.predict(f["user"], f["item"], timestamps=f["timestamp"])
-    shift = days.lookup(model.day_keys.numpy(), model.day_values.numpy(),
-                        days.day_keys(model.users.lookup(f["user"]), f["timestamp"].to_numpy()))  # fmt: skip
+    shift = timeshift.offsets(model.time_keys.numpy(), model.time_sums.numpy(), model.time_counts.numpy(),
+                              model.config.time_origin, 3600.0, 1.0, model.users.lookup(f["user"]), f["timestamp"].to_numpy())  # fmt: skip
     np.testing.assert_allclose(timed, np.clip(plain + shift, 1, 5), rtol=1e-6)
-    assert np.abs(shift).max() > 0.1  # each user's few ratings a day leave residuals to shift by
-    later = f["timestamp"] + 10**9  # days without training ratings: no shift
+    assert np.abs(shift).max() > 0.1  # each user's few ratings leave residuals to shift by
+    later = f["timestamp"] + 10**8  # years after every training rating: no shift
     np.testing.assert_allclose(model.predict(f["user"], f["item"], timestamps=later), plain, rtol=1e-6)
     assert ck.evaluate_ratings(model, tiny)["rmse"] < ck.evaluate_ratings(model, tiny.with_frame(f.drop(columns="timestamp")))["rmse"]
     save_model(model, tmp_path / "m")
     again = load_model(tmp_path / "m")
-    assert again.config.day_reg == 1.0
+    assert (again.config.time_scale, again.config.time_reg) == (3600.0, 1.0)
     np.testing.assert_array_equal(again.predict(f["user"], f["item"], timestamps=f["timestamp"]), timed)
 
 
-def test_an_ensemble_given_a_day_shrinkage_fits_offsets_whenever_it_is_fitted_on_timed_ratings(tiny):
-    def fresh(reg):
-        return Ensemble.of([ck.DotProductBias.from_data(tiny, n_factors=3), AutoRec.from_data(tiny, n_factors=8, epochs=5)],
-                           [0.5, 0.5], day_reg=reg)  # fmt: skip
+def test_time_offsets_survive_growing_for_new_users_and_items(tiny, members):
+    from collabkit.models import timeshift
 
-    model = fresh(2.0)
-    assert model.config.day_offsets == 0  # untrained: nothing to fit them on yet
+    model = Ensemble.of(list(members), [0.5, 0.5])
+    model.set_time_offsets(*timeshift.residual_points(model, tiny), 600.0, 1.0)
+    f = tiny.frame
+    grown = model.grown(model.users.extended([10**6]), model.items.extended([10**6]))
+    assert grown.config.time_points == model.config.time_points
+    np.testing.assert_array_equal(grown.predict(f["user"], f["item"], timestamps=f["timestamp"]),
+                                  model.predict(f["user"], f["item"], timestamps=f["timestamp"]))  # fmt: skip
+    assert grown.time_offsets(torch.from_numpy(grown.users.lookup([10**6])), f["timestamp"].to_numpy()[:1]).tolist() == [0.0]
+
+
+def test_an_ensemble_given_a_time_kernel_fits_offsets_whenever_it_is_fitted_on_timed_ratings(tiny):
+    def fresh(times):
+        return Ensemble.of([ck.DotProductBias.from_data(tiny, n_factors=3), AutoRec.from_data(tiny, n_factors=8, epochs=5)],
+                           [0.5, 0.5], times=times)  # fmt: skip
+
+    model = fresh((600.0, 2.0))
+    assert model.config.time_points == 0  # untrained: nothing to fit them on yet
     model.fit(tiny)
-    assert model.config.day_offsets == len(tiny.frame.groupby(["user", tiny.frame["timestamp"] // 86_400]))
-    assert model.config.day_reg == 2.0
-    untimed = fresh(2.0)
+    assert model.config.time_points == len(tiny.frame.groupby(["user", "timestamp"]))
+    assert (model.config.time_scale, model.config.time_reg) == (600.0, 2.0)
+    untimed = fresh((600.0, 2.0))
     untimed.fit(tiny.with_frame(tiny.frame.drop(columns="timestamp")))
-    assert untimed.config.day_offsets == 0
-    plain = fresh(0.0)
+    assert untimed.config.time_points == 0
+    plain = fresh((0.0, 0.0))
     plain.fit(tiny)
-    assert plain.config.day_offsets == 0
+    assert plain.config.time_points == 0

@@ -217,35 +217,48 @@ def test_too_few_ratings_to_validate_on_leave_the_baseline_alone(tiny):
     assert model.meta["representation"].startswith("member 1 of 1, baseline")
 
 
-def rated_in_sessions(shift_sd: float, seed: int = 0) -> ck.Ratings:
-    """Ratings of a low-rank taste plus biases, each user rating on three days, all of one day
-    moved by the user's mood that day (``shift_sd``): the effect day offsets model."""
+def rated_in_sessions(shift_sd: float, seed: int = 0, session_seconds: int = 80_000, gap: int = 86_400) -> ck.Ratings:
+    """Ratings of a low-rank taste plus biases, each user rating in three sessions ``gap`` seconds
+    apart (by default on three days), each session's ratings within ``session_seconds`` and moved
+    by the user's mood then (``shift_sd``): the effect time offsets model."""
     rng = np.random.default_rng(seed)
     n_users, n_items = 150, 80
     U, V = rng.normal(size=(n_users, 2)), rng.normal(size=(n_items, 2))
     u, i = np.nonzero(rng.random((n_users, n_items)) < 0.3)
-    day = rng.integers(0, 3, len(u))
+    session = rng.integers(0, 3, len(u))
     mood = rng.normal(0, shift_sd, (n_users, 3))
-    score = 3 + 0.6 * (U[u] * V[i]).sum(1) + mood[u, day] + rng.normal(0, 0.3, len(u))
+    score = 3 + 0.6 * (U[u] * V[i]).sum(1) + mood[u, session] + rng.normal(0, 0.3, len(u))
+    start = 10**9 + 86_400 * 7 * u + gap * session
     frame = pd.DataFrame({"user": u, "item": i, "rating": np.clip(np.round(score), 1, 5).astype(np.float32),
-                          "timestamp": 10**9 + 86_400 * (7 * u + day) + rng.integers(0, 80_000, len(u))})  # fmt: skip
+                          "timestamp": start + rng.integers(0, session_seconds, len(u))})  # fmt: skip
     return ck.Ratings(frame, scale=(1.0, 5.0), name="sessions")
 
 
-def test_auto_adds_day_offsets_where_users_moods_move_a_days_ratings():
+def test_auto_adds_time_offsets_where_users_moods_move_a_days_ratings():
     train, test = ck.random_split(rated_in_sessions(0.6), 0.2, seed=1)
     model, _ = build_auto(train, candidates=FAST, budget=60)
-    day = model.meta["auto"]["day_offsets"]
-    assert day is not None and day["valid_rmse_with"] < day["valid_rmse_without"]
-    assert model.config.day_offsets == len(train.frame.groupby(["user", train.frame["timestamp"] // 86_400]))
+    shift = model.meta["auto"]["time_offsets"]
+    assert shift is not None and shift["valid_rmse_with"] < shift["valid_rmse_without"]
+    assert model.config.time_points == len(train.frame.groupby(["user", "timestamp"]))
     untimed = test.with_frame(test.frame.drop(columns="timestamp"))
-    with_days, without = ck.evaluate_ratings(model, test)["rmse"], ck.evaluate_ratings(model, untimed)["rmse"]
-    assert with_days < without - 0.05  # held-out ratings of the same days, scored with their time
-    assert ck.evaluate_ratings(model, test)["rmse_without_days"] == pytest.approx(without)
-    assert "rmse_without_days" not in ck.evaluate_ratings(model, untimed)
+    with_times, without = ck.evaluate_ratings(model, test)["rmse"], ck.evaluate_ratings(model, untimed)["rmse"]
+    assert with_times < without - 0.05  # held-out ratings of the same days, scored with their time
+    assert ck.evaluate_ratings(model, test)["rmse_without_times"] == pytest.approx(without)
+    assert "rmse_without_times" not in ck.evaluate_ratings(model, untimed)
 
 
-def test_auto_leaves_day_offsets_out_where_days_do_not_matter():
+def test_auto_chooses_a_kernel_as_narrow_as_the_sessions_a_mood_lasts():
+    """Three ten-minute sessions an hour apart, each with its own mood: one offset per day would
+    average the moods away; auto picks a width of minutes, not hours."""
+    train, test = ck.random_split(rated_in_sessions(0.6, session_seconds=600, gap=3600), 0.2, seed=1)
+    model, _ = build_auto(train, candidates=FAST, budget=60)
+    shift = model.meta["auto"]["time_offsets"]
+    assert shift is not None and shift["scale"] <= 900
+    untimed = test.with_frame(test.frame.drop(columns="timestamp"))
+    assert ck.evaluate_ratings(model, test)["rmse"] < ck.evaluate_ratings(model, untimed)["rmse"] - 0.05
+
+
+def test_auto_leaves_time_offsets_out_where_times_do_not_matter():
     train, _ = ck.random_split(rated_in_sessions(0.0), 0.2, seed=1)
     model, _ = build_auto(train, candidates=FAST, budget=60)
-    assert model.meta["auto"]["day_offsets"] is None and model.config.day_offsets == 0
+    assert model.meta["auto"]["time_offsets"] is None and model.config.time_points == 0

@@ -85,7 +85,7 @@ SMALL = {  # the presets' members with tiny budgets, for generated data
 
 def shrunk(preset: Preset) -> Preset:
     members = tuple(SMALL.get(m.split("(")[0], m) for m in preset.members)
-    return Preset(preset.description, members, preset.weights, preset.day_reg)
+    return Preset(preset.description, members, preset.weights, preset.times)
 
 
 @pytest.mark.parametrize(

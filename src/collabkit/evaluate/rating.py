@@ -17,8 +17,8 @@ def evaluate_ratings(model: CollabModel, test: Ratings) -> dict[str, float | int
     Unknown ids are not dropped: such rows are scored by the model's documented fallback (the
     baseline predictor mu + b_u + b_i, ``models.base``); ``rmse_known``/``rmse_fallback`` (left out
     when a part has no rows) and ``n_fallback`` show how much each part weighs in ``rmse``. With
-    times in ``test`` a model with day offsets (``models.days``) uses them, and
-    ``rmse_without_days`` is its RMSE without them.
+    times in ``test`` a model with time offsets (``models.timeshift``) uses them, and
+    ``rmse_without_times`` is its RMSE without them.
     """
     if len(test) == 0:
         raise ValueError(f"{test.name}: no ratings to evaluate")
@@ -33,8 +33,8 @@ def evaluate_ratings(model: CollabModel, test: Ratings) -> dict[str, float | int
         for name, rows in (("known", known), ("fallback", ~known))
         if rows.any()
     }
-    if timed is not plain:  # the model has day offsets: what they add
-        parts["rmse_without_days"] = rating_metrics(true, plain.numpy().astype(np.float64))["rmse"]
+    if timed is not plain:  # the model has time offsets: what they add
+        parts["rmse_without_times"] = rating_metrics(true, plain.numpy().astype(np.float64))["rmse"]
     return {
         **rating_metrics(true, pred),
         **parts,

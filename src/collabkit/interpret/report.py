@@ -245,9 +245,10 @@ def _auto_tables(auto: dict[str, Any]) -> str:
         fb = auto["fallback"]
         budget += (f"<p>Pairs with an unknown user or item: the baseline predictor of {fb['spec']} "
                    f"(validation RMSE {fb['valid_rmse']:.4f} on {fb['pairs']} pairs).</p>")  # fmt: skip
-    if auto.get("day_offsets"):
-        d = auto["day_offsets"]
-        budget += (f"<p>Day offsets (each user's shift on a day, shrinkage {d['reg']:g}, {d['groups']} user-days): "
+    if auto.get("time_offsets"):
+        d = auto["time_offsets"]
+        budget += (f"<p>Time offsets (each user's shift near a rating's time: kernel width {d['scale']:g} s, "
+                   f"shrinkage {d['reg']:g}, {d['points']} user-seconds of training residuals): "
                    f"validation RMSE {d['valid_rmse_without']:.4f} without, {d['valid_rmse_with']:.4f} with; "
                    "they apply to ratings scored with their time, such as a test part with timestamps.</p>")  # fmt: skip
     chosen = pd.DataFrame(auto["chosen"]).rename(columns={

@@ -350,7 +350,7 @@ class CollabModel(nn.Module):
     def predict(self, users: Any, items: Any, batch_size: int | None = None, timestamps: Any = None) -> np.ndarray:
         """Predicted scores for raw (user, item) id pairs; unknown ids use the zero fallback.
         ``timestamps`` (epoch seconds, one per pair): when the ratings were made, for a kind
-        with day offsets (``time_offsets``)."""
+        with time offsets (``time_offsets``)."""
         u = torch.from_numpy(self.users.lookup(users, strict=False))
         i = torch.from_numpy(self.items.lookup(items, strict=False))
         if len(u) != len(i):
@@ -361,7 +361,7 @@ class CollabModel(nn.Module):
     def predict_idx(self, u: Tensor, i: Tensor, batch_size: int | None = None, timestamps: Any = None) -> Tensor:
         """Scores of index pairs, in chunks of ``batch_size`` pairs (default: PREDICT_CELLS //
         the user representation's width, so wide models such as Bayesian MF stay small), plus
-        the kind's day offsets when ``timestamps`` are given."""
+        the kind's time offsets when ``timestamps`` are given."""
         was = self.training
         self.eval()
         if batch_size is None:
@@ -383,7 +383,7 @@ class CollabModel(nn.Module):
 
     def time_offsets(self, u: Tensor, timestamps: np.ndarray) -> np.ndarray | None:
         """(B,) float32 shifts of the scores of users ``u`` rating at ``timestamps``, or None: a
-        kind without time effects (all but a blend given day offsets, ``models.days``)."""
+        kind without time effects (all but a blend given time offsets, ``models.timeshift``)."""
         return None
 
     @torch.no_grad()

@@ -34,10 +34,10 @@ factors, else (an ensemble of bias models, such as auto's single baseline member
 with biases, whose item biases are then its reasons. It is named in ``meta["representation"]``
 so every output that uses it can say so.
 
-With **day offsets** (``day_offsets`` > 0: ``models.days``, fitted by ``set_day_offsets`` on the
-blend's training residuals) a prediction given the time of the rating adds the shrunk mean
-residual of the user's ratings on that day; scoring without times (top-N, the service) is the
-blend alone.
+With **time offsets** (``time_points`` > 0: ``models.timeshift``, fitted by ``set_time_offsets``
+on the blend's training residuals) a prediction given the time of the rating adds the shrunk,
+kernel-weighted mean residual of the user's ratings near that time; scoring without times (top-N,
+the service) is the blend alone.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ from torch import Tensor, nn
 from collabkit.core.loop import History
 from collabkit.data.interactions import Ratings
 from collabkit.data.vocab import Vocab
-from collabkit.models import days
+from collabkit.models import timeshift
 from collabkit.models.base import (
     BIASES,
     FACTORS,
@@ -94,10 +94,14 @@ class EnsembleConfig(ModelConfig):
     refine: tuple[tuple[float, ...], ...] = ()
     # [user bin][item bin] -> 1.0 where the refinement applies
     refine_cells: tuple[tuple[float, ...], ...] = ()
-    # (user, day) groups with an offset (``models.days``); 0: none
-    day_offsets: int = field(default=0, metadata={"min": 0})
-    # their shrinkage: offset = residual sum / (count + day_reg)
-    day_reg: float = field(default=0.0, metadata={"min": 0})
+    # (user, second) points of training residuals the time offsets weigh (``models.timeshift``); 0: none
+    time_points: int = field(default=0, metadata={"min": 0})
+    # their kernel width in seconds (> 0 with time_reg: fit them whenever fitted on timed ratings)
+    time_scale: float = field(default=0.0, metadata={"min": 0})
+    # their shrinkage: offset = weighted residual sum / (weight + time_reg)
+    time_reg: float = field(default=0.0, metadata={"min": 0})
+    # the points' times are seconds after this epoch second
+    time_origin: int = 0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -163,9 +167,10 @@ class Ensemble(CollabModel):
             self._set_refinement(config)
             self.register_buffer("user_moments", torch.zeros(len(users), 2))  # rating mean, std per user
             self.register_buffer("item_moments", torch.zeros(len(items), 2))  # ... and per item
-        if config.day_offsets:
-            self.register_buffer("day_keys", torch.zeros(config.day_offsets, dtype=torch.int64))  # sorted
-            self.register_buffer("day_values", torch.zeros(config.day_offsets))
+        if config.time_points:
+            self.register_buffer("time_keys", torch.zeros(config.time_points, dtype=torch.int64))  # sorted
+            self.register_buffer("time_sums", torch.zeros(config.time_points))  # residual sum per point
+            self.register_buffer("time_counts", torch.zeros(config.time_points))  # ratings per point
         self._set_capabilities()
 
     def _set_cells(self, config: EnsembleConfig) -> None:
@@ -209,7 +214,7 @@ class Ensemble(CollabModel):
         train: Ratings | None = None,
         fallback: CollabModel | None = None,
         refine: tuple[np.ndarray, np.ndarray] | None = None,
-        day_reg: float = 0.0,
+        times: tuple[float, float] = (0.0, 0.0),
     ) -> Ensemble:
         """An ensemble of trained ``members`` (same users and items, in the same order).
 
@@ -218,9 +223,9 @@ class Ensemble(CollabModel):
         ``represent``: the member that shows the ensemble (-1: ``representative``'s rule).
         ``fallback``: a rating model of the same ids whose baseline predictor scores the pairs with
         an unknown side (default: the first member's). ``refine`` = (A (F, members + 1), gate
-        (bins, bins)) adds the refinement (module docstring); it needs ``support``. ``day_reg`` > 0
-        gives it day offsets of that shrinkage, fitted on ``train`` when it has timestamps (and by
-        every later ``fit``).
+        (bins, bins)) adds the refinement (module docstring); it needs ``support``. ``times`` = (kernel
+        width in seconds, shrinkage), both > 0, gives it time offsets, fitted on ``train`` when it
+        has timestamps (and by every later ``fit``).
         """
         first = members[0]
         for m in [*members[1:], *([fallback] if fallback is not None else [])]:
@@ -243,7 +248,8 @@ class Ensemble(CollabModel):
             represent=represent,
             refine=np.asarray(refine[0], dtype=np.float64).tolist() if refine is not None else (),
             refine_cells=np.asarray(refine[1], dtype=np.float64).tolist() if refine is not None else (),
-            day_reg=float(day_reg),
+            time_scale=float(times[0]),
+            time_reg=float(times[1]),
             seed=first.config.seed,
         )
         model = cls(config, first.users, first.items, members)
@@ -255,7 +261,7 @@ class Ensemble(CollabModel):
         if support is not None:
             model._count_support(train)
         if train is not None:
-            model._fit_days(train)
+            model._fit_times(train)
         model.meta["representation"] = model.representation()
         return model
 
@@ -278,14 +284,15 @@ class Ensemble(CollabModel):
             history.fit_seconds += h.fit_seconds
         if self.supported:
             self._count_support(train)
-        self._fit_days(train)
+        self._fit_times(train)
         return history
 
-    def _fit_days(self, train: Ratings) -> None:
-        """Day offsets of shrinkage ``day_reg`` fitted on the blend's residuals on ``train`` (none
-        without a shrinkage or timestamps)."""
-        if self.config.day_reg > 0 and train.has_timestamps:
-            self.set_day_offsets(*days.fit_offsets(self, train, self.config.day_reg), self.config.day_reg)
+    def _fit_times(self, train: Ratings) -> None:
+        """Time offsets of the configured width and shrinkage, fitted on the blend's residuals on
+        ``train`` (none without them or without timestamps)."""
+        c = self.config
+        if c.time_scale > 0 and c.time_reg > 0 and train.has_timestamps:
+            self.set_time_offsets(*timeshift.residual_points(self, train), c.time_scale, c.time_reg)
 
     def _count_support(self, train: Ratings) -> None:
         """Every user's and item's count (and, refined, rating mean and std) in ``train``."""
@@ -378,19 +385,26 @@ class Ensemble(CollabModel):
             w, offset = self._weights(self._support("user", u), self._support("item", i))
         return offset + sum(wk * m.score(u, i) for wk, m in zip(w, self.members))
 
-    def set_day_offsets(self, keys: np.ndarray, values: np.ndarray, reg: float) -> None:
-        """Give the ensemble the (user, day) offsets ``values`` at sorted ``keys`` (``models.days``),
-        fitted with shrinkage ``reg``."""
-        self.config = replace(self.config, day_offsets=len(keys), day_reg=float(reg))
-        self.register_buffer("day_keys", torch.from_numpy(np.asarray(keys, dtype=np.int64)))
-        self.register_buffer("day_values", torch.from_numpy(np.asarray(values, dtype=np.float32)))
+    def set_time_offsets(
+        self, keys: np.ndarray, sums: np.ndarray, counts: np.ndarray, origin: int, scale: float, reg: float
+    ) -> None:
+        """Give the ensemble the residual points (sorted ``keys``, ``sums``, ``counts`` and
+        ``origin``: ``models.timeshift.residual_points``) its time offsets weigh with kernel width
+        ``scale`` and shrinkage ``reg``."""
+        self.config = replace(self.config, time_points=len(keys), time_scale=float(scale),
+                              time_reg=float(reg), time_origin=int(origin))  # fmt: skip
+        self.register_buffer("time_keys", torch.from_numpy(np.asarray(keys, dtype=np.int64)))
+        self.register_buffer("time_sums", torch.from_numpy(np.asarray(sums, dtype=np.float32)))
+        self.register_buffer("time_counts", torch.from_numpy(np.asarray(counts, dtype=np.float32)))
 
     def time_offsets(self, u: Tensor, timestamps: np.ndarray) -> np.ndarray | None:
-        if not self.config.day_offsets:
+        c = self.config
+        if not c.time_points:
             return None
         if len(timestamps) != len(u):
             raise ValueError(f"{len(timestamps)} timestamps for {len(u)} pairs")
-        return days.lookup(self.day_keys.numpy(), self.day_values.numpy(), days.day_keys(u.numpy(), timestamps))
+        return timeshift.offsets(self.time_keys.numpy(), self.time_sums.numpy(), self.time_counts.numpy(),
+                                 c.time_origin, c.time_scale, c.time_reg, u.numpy(), np.asarray(timestamps))  # fmt: skip
 
     def _weights(self, user_side: Tensor, item_side: Tensor) -> tuple[list[Tensor | float], Tensor | float]:
         """(member k's weight for each pair, the pairs' offset) from the sides' support columns
@@ -576,9 +590,10 @@ class Ensemble(CollabModel):
         if self.refined:
             model.user_moments.zero_()[: len(self.users)] = self.user_moments
             model.item_moments.zero_()[: len(self.items)] = self.item_moments
-        if self.config.day_offsets:  # keys hold user indices, which growing keeps
-            model.day_keys.copy_(self.day_keys)
-            model.day_values.copy_(self.day_values)
+        if self.config.time_points:  # keys hold user indices, which growing keeps
+            model.time_keys.copy_(self.time_keys)
+            model.time_sums.copy_(self.time_sums)
+            model.time_counts.copy_(self.time_counts)
         model.meta = copy.deepcopy(self.meta)
         return model
 

@@ -21,9 +21,10 @@
    their support-aware Ensemble. Pairs with an unknown user or item get the baseline predictor of
    the baseline-kind candidate that erred least on such validation pairs (on every validation
    pair when they are few: ``_fallback``);
-5. with timestamps, add day offsets (``models.days``: each user's shift on a day, fitted on the
-   blend's residuals on its training ratings) when, fitted so on the fit part, they beat the
-   blend on the validation part by one standard error, with the shrinkage that does best there.
+5. with timestamps, add time offsets (``models.timeshift``: each user's shift near a rating's
+   time, fitted on the blend's residuals on its training ratings) when, fitted so on the fit
+   part, they beat the blend on the validation part by one standard error, with the kernel width
+   and shrinkage that do best there.
 
 What it tried and chose (candidates with their estimates, validation RMSE, seconds, peak memory,
 why any was skipped; the members with their weights; the weights by support bucket) is kept in
@@ -48,7 +49,7 @@ import pandas as pd
 from collabkit.core.loop import History
 from collabkit.data.interactions import Ratings
 from collabkit.data.split import random_split
-from collabkit.models import days
+from collabkit.models import timeshift
 from collabkit.models.base import CollabModel, Sizes, get_model_class
 from collabkit.models.ensemble import Ensemble, moments_of
 from collabkit.train.blend import (
@@ -86,9 +87,6 @@ CALIBRATE_SECONDS = 1.0
 #: the fallback is chosen on the validation pairs with an unknown side when there are at least
 #: this many (on fewer, RMSE differences of a few thousandths are noise): else on every pair
 MIN_FALLBACK_PAIRS = 100
-
-#: shrinkage values tried for the day offsets (``DayGroups.choose``)
-DAY_REGS = (1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0)
 
 #: candidates in the order they are tried (cheap first); later ones are hyper-parameter variants
 CANDIDATES = (
@@ -178,7 +176,7 @@ class Run:
     tried: list[dict[str, Any]] = field(default_factory=list)  # every candidate's row
     fitted: list[dict[str, Any]] = field(default_factory=list)  # the fitted ones' rows
     preds: list[np.ndarray] = field(default_factory=list)  # and their validation predictions
-    day_sums: list[np.ndarray] = field(default_factory=list)  # and their fit-part predictions' day sums
+    point_sums: list[np.ndarray] = field(default_factory=list)  # and their fit-part predictions' time-point sums
     speeds: list[float] = field(default_factory=list)  # work per second of the fits so far
 
     def __post_init__(self) -> None:
@@ -188,7 +186,7 @@ class Run:
         distinct = pd.concat([self.fit_part.frame[cols], self.valid.frame[cols]]).nunique()
         self.sizes = Sizes(len(self.fit_part), int(distinct["user"]), int(distinct["item"]), levels=int(distinct["rating"]))
         self.scale = n / max(1, len(self.fit_part))  # a refit's work, against the search fit's
-        self.days = DayGroups.of(self.fit_part, self.valid) if self.fit_part.has_timestamps else None
+        self.times = TimePoints.of(self.fit_part, self.valid) if self.fit_part.has_timestamps else None
         _warm_up(self.fit_part)
         self.base = resident_bytes()  # the data and libraries: what every fit starts from
 
@@ -220,8 +218,8 @@ class Run:
             model = build_untrained(spec, self.fit_part, self.seed + k)
             model.fit(self.fit_part, progress=self.progress)
             p = model.predict(self.valid.frame["user"], self.valid.frame["item"]).astype(np.float64)
-            if self.days is not None:  # in-sample, as the refit's offsets will be fitted
-                self.day_sums.append(self.days.sums(model.predict(self.fit_part.frame["user"], self.fit_part.frame["item"])))
+            if self.times is not None:  # in-sample, as the refit's offsets will be fitted
+                self.point_sums.append(self.times.sums(model.predict(self.fit_part.frame["user"], self.fit_part.frame["item"])))
         took = time.perf_counter() - t0
         if took >= CALIBRATE_SECONDS:  # this machine's speed, as the kinds' cost rules count work
             self.speeds.append(get_model_class(spec.kind).cost(cfg, self.sizes)[0] / took)
@@ -274,7 +272,7 @@ def build_auto(
     counts, moments = _counts(fit_part, valid), _moments(fit_part, valid)
     chosen, blend = _choose(run.fitted, run.preds, run.y, counts, moments, seconds, limit - run.base, run.scale, say)
     names = [run.fitted[j]["spec"] for j in chosen]
-    day = None if run.days is None else run.days.choose(run, chosen, blend.mean_weights, say)
+    shift = None if run.times is None else run.times.choose(run, chosen, blend.mean_weights, say)
     fallback = _fallback(run.fitted, run.preds, run.y, counts)
     if fallback is not None:
         say(f"  unknown ids: the baseline of {run.fitted[fallback[0]]['spec']} (validation RMSE "
@@ -296,9 +294,9 @@ def build_auto(
     refine = None if blend.refine is None else (blend.refine, blend.refine_cells)
     model = Ensemble.of(members, list(blend.mean_weights), support=(blend.edges, blend.cells), train=train,
                         fallback=_fallback_model(run.fitted, chosen, members, fallback, train, seed),
-                        refine=refine, day_reg=0.0 if day is None else day["reg"])  # fmt: skip
-    if day is not None:
-        day["groups"] = model.config.day_offsets
+                        refine=refine, times=(0.0, 0.0) if shift is None else (shift["scale"], shift["reg"]))  # fmt: skip
+    if shift is not None:
+        shift["points"] = model.config.time_points
     history.fit_seconds = run.clock()
     model.meta["auto"] = {
         "budget_seconds": budget, "memory_gb": limit / 1e9, "n_fit": len(fit_part), "n_valid": len(valid),
@@ -313,7 +311,7 @@ def build_auto(
         "single_rmse": blend.single_rmse, "blend_form": blend.form, "blend_note": blend.note,
         "fallback": None if fallback is None else {
             "spec": run.fitted[fallback[0]]["spec"], "valid_rmse": fallback[1], "pairs": fallback[2]},
-        "support": blend.to_json(), "day_offsets": day, "search_seconds": t_search,
+        "support": blend.to_json(), "time_offsets": shift, "search_seconds": t_search,
         "refit_seconds": history.fit_seconds - t_search, "total_seconds": history.fit_seconds,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }  # fmt: skip
@@ -351,54 +349,59 @@ def _moments(fit_part: Ratings, valid: Ratings) -> tuple[np.ndarray, np.ndarray]
 
 
 @dataclass
-class DayGroups:
-    """The fit part's (user, day) groups, to choose the day offsets' shrinkage (``models.days``)
-    on the validation part: each group's count and rating sum, the group of each fit row, and of
-    each validation row (-1: its user rated nothing in the fit part that day)."""
+class TimePoints:
+    """The fit part's (user, second) points, to choose the time offsets' kernel width and
+    shrinkage (``models.timeshift``) on the validation part: each point's count and rating sum,
+    the point of each fit row, and each validation row's user index and time."""
 
+    keys: np.ndarray
+    origin: int
     inverse: np.ndarray
     counts: np.ndarray
     rating_sums: np.ndarray
-    valid_at: np.ndarray
+    valid_users: np.ndarray
+    valid_times: np.ndarray
 
     @classmethod
-    def of(cls, fit_part: Ratings, valid: Ratings) -> DayGroups:
+    def of(cls, fit_part: Ratings, valid: Ratings) -> TimePoints:
         users = pd.Index(fit_part.frame["user"].unique())
-        table, inverse = np.unique(days.day_keys(users.get_indexer(fit_part.frame["user"]), fit_part.times), return_inverse=True)
-        valid_at = days.positions(table, days.day_keys(users.get_indexer(valid.frame["user"]), valid.times))
+        origin = int(fit_part.times.min())
+        keys, inverse = np.unique(timeshift.point_keys(users.get_indexer(fit_part.frame["user"]), fit_part.times, origin),
+                                  return_inverse=True)  # fmt: skip
         r = fit_part.frame["rating"].to_numpy(np.float64)
-        return cls(inverse, np.bincount(inverse, minlength=len(table)), np.bincount(inverse, r, len(table)), valid_at)
+        return cls(keys, origin, inverse, np.bincount(inverse, minlength=len(keys)), np.bincount(inverse, r, len(keys)),
+                   users.get_indexer(valid.frame["user"]), valid.times)  # fmt: skip
 
     def sums(self, pred: np.ndarray) -> np.ndarray:
-        """Each group's sum of a member's in-sample predictions ``pred`` (one per fit row)."""
-        return np.bincount(self.inverse, pred.astype(np.float64), len(self.counts))
+        """Each point's sum of a member's in-sample predictions ``pred`` (one per fit row)."""
+        return np.bincount(self.inverse, pred.astype(np.float64), len(self.counts)).astype(np.float32)
 
     def choose(self, run: Run, chosen: list[int], weights: np.ndarray, say: Callable[..., Any]) -> dict[str, Any] | None:
-        """The shrinkage in DAY_REGS whose offsets, fitted on the in-sample residuals of the blend
-        (at its mean ``weights``) on the fit part, err least on the validation part, as a record
-        for ``meta["auto"]``; None unless they beat no offsets there by one standard error."""
-        seen = self.valid_at >= 0
+        """The kernel width in ``timeshift.SCALES`` and shrinkage in ``timeshift.REGS`` whose
+        offsets, fitted on the in-sample residuals of the blend (at its mean ``weights``) on the fit
+        part, err least on the validation part, as a record for ``meta["auto"]``; None unless they
+        beat no offsets there by one standard error."""
+        seen = self.valid_users >= 0
         if seen.sum() < 2:
-            say("  day offsets: not used (no validation ratings share a day with the user's fit ratings)")
+            say("  time offsets: not used (no validation ratings of users with timed fit ratings)")
             return None
-        resid = self.rating_sums - sum(w * run.day_sums[j] for w, j in zip(weights, chosen))
+        resid = self.rating_sums - sum(w * run.point_sums[j] for w, j in zip(weights, chosen))
         e = run.y - np.stack([run.preds[j] for j in chosen], 1) @ weights
-        at = self.valid_at[seen]
-
-        errors = {}
-        for r in DAY_REGS:
-            errors[r] = e.copy()
-            errors[r][seen] -= resid[at] / (self.counts[at] + r)
-        reg = min(DAY_REGS, key=lambda r: float(np.mean(errors[r] ** 2)))
-        diff = errors[reg] ** 2 - e**2
-        without, within = (float(np.sqrt(np.mean(x**2))) for x in (e, errors[reg]))
+        num, den = timeshift.weighed(self.keys, resid, self.counts, self.origin, timeshift.SCALES,
+                                     self.valid_users, self.valid_times)  # fmt: skip
+        grid = [(k, reg) for k in range(len(timeshift.SCALES)) for reg in timeshift.REGS]
+        k, reg = min(grid, key=lambda g: float(np.mean((e - num[g[0]] / (den[g[0]] + g[1])) ** 2)))
+        errors = e - num[k] / (den[k] + reg)
+        diff = errors**2 - e**2
+        without, within = (float(np.sqrt(np.mean(x**2))) for x in (e, errors))
         if not diff.mean() < -standard_error(diff):
-            say(f"  day offsets: not used (validation RMSE {without:.4f}, with them {within:.4f}: "
+            say(f"  time offsets: not used (validation RMSE {without:.4f}, with them {within:.4f}: "
                 "not better by one standard error)")  # fmt: skip
             return None
-        say(f"  day offsets: validation RMSE {without:.4f} -> {within:.4f} (each user's shift on a day, "
-            f"shrinkage {reg:g}; {int(seen.sum())} of {len(e)} validation ratings share a day with fit ratings)")  # fmt: skip
-        return {"reg": reg, "valid_rmse_without": without, "valid_rmse_with": within, "valid_rows_with_day": int(seen.sum())}
+        scale = timeshift.SCALES[k]
+        say(f"  time offsets: validation RMSE {without:.4f} -> {within:.4f} (each user's shift near a rating's "
+            f"time: kernel width {scale:g} s, shrinkage {reg:g})")  # fmt: skip
+        return {"scale": scale, "reg": reg, "valid_rmse_without": without, "valid_rmse_with": within}
 
 
 def _fallback(

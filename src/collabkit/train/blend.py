@@ -240,7 +240,7 @@ def _beats_baseline(rmse: float, P: np.ndarray, y: np.ndarray, best: int, b: int
 
 def standard_error(diff: np.ndarray) -> float:
     """The standard error of the mean of per-row differences ``diff`` (the one-standard-error
-    rule's yardstick: ``_beats_baseline``, and auto's day offsets); needs two rows."""
+    rule's yardstick: ``_beats_baseline``, and auto's time offsets); needs two rows."""
     return float(diff.std(ddof=1)) / np.sqrt(len(diff))
 
 

@@ -9,8 +9,8 @@ training part it is given. ``auto`` (train.auto) tunes on the user's own data in
     chapter  the fastai chapter: dot-bias, 50 factors, 5 epochs, lr 5e-3, wd 0.1 (dot-bias's defaults)
     best     a weighted average of Bayesian MF (Gibbs-sampled), item-based AutoRec and the hybrid
              model (ids + user/item metadata, SGD-trained), which err differently: ~0.013 RMSE
-             better than the best of them alone on validation; with timestamps, day offsets
-             (``models.days``) of a shrinkage tuned the same way
+             better than the best of them alone on validation; with timestamps, time offsets
+             (``models.timeshift``) of a kernel width and shrinkage tuned the same way
 
 Single kinds need no preset: ``bpmf`` and ``autorec`` with their defaults are those recipes.
 """
@@ -27,7 +27,8 @@ class Preset:
     description: str
     members: tuple[str, ...]
     weights: tuple[float, ...] = ()  # one per member; () for a single member
-    day_reg: float = 0.0  # > 0: an ensemble's day offsets (``models.days``), of this shrinkage
+    # (kernel width in seconds, shrinkage), both > 0: an ensemble's time offsets (``models.timeshift``)
+    times: tuple[float, float] = (0.0, 0.0)
 
 
 PRESETS: dict[str, Preset] = {
@@ -47,8 +48,8 @@ PRESETS: dict[str, Preset] = {
             "hybrid(n_factors=50)",
         ),
         (0.25, 0.5, 0.25),
-        # bench/accuracy.py --tune-days: validation RMSE 0.8806 without day offsets, 0.8754 with
-        # shrinkage 3 (2 and 5: 0.8755; 20: 0.8765)
-        day_reg=3.0,
+        # bench/accuracy.py --tune-times: validation RMSE 0.8806 without time offsets, 0.8643 with
+        # a kernel width of 60 s and shrinkage 3 (120 s: 0.8644; a day: 0.8734)
+        times=(60.0, 3.0),
     ),
 }

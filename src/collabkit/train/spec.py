@@ -296,7 +296,7 @@ def build_untrained(spec: str | ModelSpec, train: Ratings, seed: int = 42) -> Co
     members = [build_untrained(m, train, seed + k) for k, m in enumerate(preset.members)]
     if len(members) == 1:
         return members[0]
-    return Ensemble.of(members, list(preset.weights), day_reg=preset.day_reg)
+    return Ensemble.of(members, list(preset.weights), times=preset.times)
 
 
 def _check_members_memory(name: str, members: list[ModelSpec], train: Ratings, seed: int) -> None:
