@@ -43,6 +43,18 @@ def test_parquet_small_uint64_ids_are_fine(tmp_path):
     assert read_ratings(path).frame["user"].max() == 2**63 - 1
 
 
+@pytest.mark.parametrize("kind", ["bool", "object"])
+def test_a_true_false_rating_is_refused_in_parquet_as_in_csv(tmp_path, kind):
+    """pandas would read True as 1; a CSV's "true" is no number either, so both are refused."""
+    path = tmp_path / "r.parquet"
+    pd.DataFrame({"user": [1, 2], "item": [1, 2], "rating": pd.Series([True, False], dtype=kind)}).to_parquet(path)
+    with pytest.raises(RatingsFormatError, match=r"'rating'.*row 0: rating is true/false, not a number"):
+        read_ratings(path)
+    csv = _csv(tmp_path, "user,item,rating\n1,1,true\n")
+    with pytest.raises(RatingsFormatError, match="rating is not a number"):
+        read_ratings(csv)
+
+
 def test_a_directory_is_a_clear_error(tmp_path):
     (tmp_path / "ratings.csv").mkdir()
     with pytest.raises(RatingsFormatError, match="directory"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from pathlib import Path
 
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, text
@@ -191,6 +192,25 @@ def test_similar_search_and_onboarding(api):
         "/v1/users", json={"answers": [{"item": "nope", "rating": 3}]}, headers=api.writer
     )
     assert r.status_code == 422 and r.json()["field"] == "answers.0.item"
+
+
+def test_model_folders_on_the_server_are_shown_to_admin_keys_only(api):
+    engine = store.make_engine(api.url)
+    with Session(engine) as s:
+        job = store.RetrainJob(spec="dot-bias", status="done", result={"path": "/srv/models/v2", "rmse": 0.9})
+        s.add(job)
+        s.commit()
+        job = job.id
+    engine.dispose()
+    for headers in ({}, api.writer, {"X-API-Key": "ck_not_a_key"}):
+        [live] = api.client.get("/v1/models", headers=headers).json()
+        assert live["path"] is None and live["name"] == "model", live
+        for found in (api.client.get(f"/v1/models/retrain/{job}", headers=headers).json(),
+                      api.client.get("/v1/models/retrain", headers=headers).json()[0]):  # fmt: skip
+            assert found["result"] == {"path": None, "rmse": 0.9}, found
+    [live] = api.client.get("/v1/models", headers=api.admin).json()
+    assert Path(live["path"]).name == "model" and (Path(live["path"]) / "config.json").is_file(), live
+    assert api.client.get(f"/v1/models/retrain/{job}", headers=api.admin).json()["result"]["path"] == "/srv/models/v2"
 
 
 def test_models_list_promote_rollback(api, tiny_model):

@@ -74,11 +74,20 @@ def test_a_trailing_slash_is_a_404_not_a_redirect_to_the_host_header(api):
 @pytest.mark.parametrize(
     "user, words",
     [("a/b", ("'/'",)), ("a\u0085", ("invisible",)), ("\ufeff50", ("invisible",)), ("50\u200b", ("invisible",)),
-     ("\u202eevil", ("invisible",))],
+     ("\u202eevil", ("invisible",)), (" 50", ("start or end", "blank")), ("50\u3000", ("start or end",))],
 )  # fmt: skip
 def test_ids_that_could_never_be_read_back_or_look_like_others_are_refused(api, user, words):
     r = api.client.post("/v1/ratings", json={"ratings": [{"user": user, "item": "101", "value": 4}]}, headers=api.writer)
     refused(r, 422, "body.ratings.0.user", *words)
+
+
+def test_ids_with_blanks_at_either_end_are_refused_in_paths_and_inner_blanks_are_kept(api):
+    """Files' ids are read stripped: " 50" could never meet its ratings in an imported file."""
+    r = api.client.put("/v1/users/%2050/ratings/101", json={"value": 4}, headers=api.writer)
+    refused(r, 422, "path.user", "start or end")
+    r = api.client.put("/v1/users/a%20b/ratings/101", json={"value": 4}, headers=api.writer)
+    assert r.status_code == 200, r.text
+    assert api.client.get("/v1/items", params={"q": " star"}).status_code == 200  # search text may hold blanks
 
 
 def test_a_rating_from_the_future_is_refused(api):

@@ -54,11 +54,11 @@ def test_steps_are_inferred_from_the_values():
 
 
 def test_usable_counts_the_rows_that_break_the_rule():
-    frame = pd.DataFrame({"user": ["a", "b", "c", "x" * 65, "e\x00"], "item": ["1", "1e400", "2", "3", "4"],
-                          "rating": [4.0, 3.0, 999999.0, 3.0, 3.0]})  # fmt: skip
+    frame = pd.DataFrame({"user": ["a", "b", "c", "x" * 65, "e\x00", "a b"], "item": ["1", "1e400", "2", "3", "4", " 5"],
+                          "rating": [4.0, 3.0, 999999.0, 3.0, 3.0, 3.0]})  # fmt: skip
     keep, reasons = v.usable(frame, v.Scale(1, 5, 1))
-    assert keep.tolist() == [True, True, False, False, False]
-    assert reasons == {"bad id": 2, "value not from 1 to 5 in steps of 1": 1}
+    assert keep.tolist() == [True, True, False, False, False, False]
+    assert reasons == {"bad id": 3, "value not from 1 to 5 in steps of 1": 1}
 
 
 def test_exact_matches_only_the_text_of_a_known_id():

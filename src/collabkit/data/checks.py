@@ -154,6 +154,9 @@ def convert(
         blank = is_blank(values)
         if blank.any():
             fail(blank, col, "rating is missing:")
+        if pd.api.types.is_bool_dtype(values.dtype) or pd.api.types.infer_dtype(values, skipna=True) == "boolean":
+            # pandas reads True as 1, where a CSV's "true" is no number: neither is taken as one
+            fail(np.ones(len(values), dtype=bool), col, "rating is true/false, not a number:")
         rating = pd.to_numeric(values, errors="coerce")
         bad = rating.isna().to_numpy()
         if bad.any():

@@ -42,7 +42,7 @@ from collabkit.serve.live import Live
 from collabkit.serve.metrics import Metrics
 from collabkit.serve.settings import Settings
 from collabkit.serve.store import make_engine
-from collabkit.serve.validation import ID_PATTERN, id_problem, utf8_problem
+from collabkit.serve.validation import ID_PATTERN, TEXT_PATTERN, id_problem, utf8_problem
 from collabkit.serve.web import pages
 
 log = logging.getLogger("collabkit.serve")
@@ -125,7 +125,7 @@ def _problem(e: dict[str, Any]) -> dict[str, str]:
     if kind == "json_invalid":  # loc is ("body", offset)
         where = f" at character {loc[-1]}" if len(loc) > 1 else ""
         return {"field": "body", "problem": f"not valid JSON{where}: {e.get('ctx', {}).get('error', msg)}"}
-    if kind == "string_pattern_mismatch" and e.get("ctx", {}).get("pattern") == ID_PATTERN:
+    if kind == "string_pattern_mismatch" and e.get("ctx", {}).get("pattern") in (ID_PATTERN, TEXT_PATTERN):
         msg = id_problem(e["input"]) or msg
     elif kind == "value_error":
         msg = msg.removeprefix("Value error, ")

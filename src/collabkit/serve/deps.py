@@ -113,6 +113,19 @@ def require(role: str) -> Callable[..., Any]:
     return check
 
 
+def _given_key(request: Request) -> str | None:
+    """The key a request carries (Authorization: Bearer, else X-API-Key), if any."""
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    return credentials if scheme.lower() == "bearer" else request.headers.get("x-api-key")
+
+
+async def key_holder(request: Request) -> str | None:
+    """The role of the key the request carries; None without one or with one that is not valid.
+    It refuses nothing: endpoints open to readers use it to show admins more."""
+    given = _given_key(request)
+    return request.app.state.recent.role(request, given) if given else None
+
+
 async def reader(request: Request) -> str:
     """Reads are open unless COLLABKIT_READ_KEY=true; then any valid key (same headers) will do.
     Async: no thread hop; a key is checked like a writer's (``Recent``).
@@ -121,12 +134,10 @@ async def reader(request: Request) -> str:
     """
     if not request.app.state.settings.read_key:
         return "reader"
-    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
-    given = credentials if scheme.lower() == "bearer" else request.headers.get("x-api-key")
-
-    return _check(request, given, "reader")
+    return _check(request, _given_key(request), "reader")
 
 
 Reader = Depends(reader)
+KeyHolder = Annotated[str | None, Depends(key_holder)]
 Writer = Depends(require("writer"))
 Admin = Depends(require("admin"))

@@ -139,7 +139,8 @@ class Questions(BaseModel):
 
 class VersionOut(BaseModel):
     id: int
-    path: str
+    name: str = Field(description="the model's folder name")
+    path: str | None = Field(description="the model's folder on the server: shown to admin keys only, else null")
     spec: str
     status: Literal["candidate", "live", "retired", "rolled back"]
     metrics: dict

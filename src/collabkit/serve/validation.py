@@ -27,7 +27,9 @@ import pandas as pd
 ID_LENGTH = 64  # longest user or item id accepted (API, import and database agree)
 #: what no id may hold: control characters (C0, DEL, C1), invisible ones, and "/"
 NOT_IN_IDS = r"\x00-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u2028-\u202e\u2060-\u2064\ufeff/"
-ID_PATTERN = rf"^[^{NOT_IN_IDS}]+$"  # JSON and paths are checked for UTF-8 before this
+# no blank at either end: files' ids are read stripped, so " 5" could never meet its ratings there
+ID_PATTERN = rf"^[^{NOT_IN_IDS}\s](?:[^{NOT_IN_IDS}]*[^{NOT_IN_IDS}\s])?$"  # UTF-8 is checked before this
+TEXT_PATTERN = rf"^[^{NOT_IN_IDS}]+$"  # search text: the same characters, blanks anywhere
 BOUND = 1e6  # no value beyond this, even before a store has a scale
 _CONTROL = re.compile(rf"[{NOT_IN_IDS}]")
 _NOT_UTF8 = re.compile(r"[\ud800-\udfff]")  # lone surrogates: a str that has no UTF-8 encoding
@@ -113,6 +115,8 @@ def id_problem(value: object) -> str | None:
         return "an id must not hold '/' (an API path could not name it)"
     if _CONTROL.search(value):
         return "an id must not hold control or invisible characters (NUL, newline, zero-width space, byte-order mark, ...)"
+    if value != value.strip():
+        return "an id must not start or end with a space or other blank (ids read from files never do)"
     return None
 
 
@@ -154,6 +158,7 @@ def usable(frame: pd.DataFrame, scale: Scale) -> tuple[np.ndarray, dict[str, int
         lengths = text.str.len().to_numpy()
         ids_ok &= (lengths >= 1) & (lengths <= ID_LENGTH)
         ids_ok &= ~text.str.contains(rf"[{NOT_IN_IDS}\ud800-\udfff]", regex=True).to_numpy(dtype=bool)
+        ids_ok &= (text.str.strip() == text).to_numpy(dtype=bool)
     values_ok = scale.ok(frame["rating"].to_numpy(dtype=np.float64))
     reasons = {"bad id": int((~ids_ok).sum()),
                f"value not {scale.describe()}": int((ids_ok & ~values_ok).sum())}  # fmt: skip

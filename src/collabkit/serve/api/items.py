@@ -12,7 +12,7 @@ from collabkit.serve.api.ratings import PathId
 from collabkit.serve.deps import DB, FieldError, Model, Reader
 from collabkit.serve.schemas import ERRORS, V1, ItemOut, Similar, SimilarItems, text
 from collabkit.serve.strict import StrictRoute
-from collabkit.serve.validation import ID_PATTERN
+from collabkit.serve.validation import TEXT_PATTERN
 
 router = APIRouter(prefix=V1, tags=["items"], responses=ERRORS, route_class=StrictRoute)
 
@@ -21,7 +21,7 @@ router = APIRouter(prefix=V1, tags=["items"], responses=ERRORS, route_class=Stri
 def search(
     session: DB,
     q: Annotated[
-        str, Query(min_length=1, max_length=200, pattern=ID_PATTERN, description="part of a title")
+        str, Query(min_length=1, max_length=200, pattern=TEXT_PATTERN, description="part of a title")
     ],
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> list[ItemOut]:

@@ -6,6 +6,7 @@ A version becomes live (or a canary) only after it has loaded and answered a smo
 
 from __future__ import annotations
 
+from pathlib import PurePath
 from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Path, Query, Request
@@ -14,9 +15,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from collabkit.serve import canary, jobs, store
-from collabkit.serve.deps import DB, Admin, FieldError, Reader
+from collabkit.serve.deps import DB, Admin, FieldError, KeyHolder, Reader
 from collabkit.serve.rollout import NotServable
 from collabkit.serve.schemas import ERRORS, V1, JobOut, RetrainIn, Strict, VersionOut
+from collabkit.serve.security import allows
 from collabkit.serve.strict import StrictRoute
 
 router = APIRouter(prefix=V1, tags=["models"], responses=ERRORS, route_class=StrictRoute)
@@ -24,19 +26,22 @@ VersionId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 Row = TypeVar("Row")
 
 
-def _out(v: store.ModelVersion, running: store.Canary | None = None) -> VersionOut:
+def _out(v: store.ModelVersion, running: store.Canary | None = None, admin: bool = True) -> VersionOut:
+    """A version as the API shows it; its folder's full path only to an ``admin``."""
     fraction = running.fraction if running is not None and running.version == v.id else None
     return VersionOut(
-        id=v.id, path=v.path, spec=v.spec, status=v.status, metrics=v.metrics or {},
+        id=v.id, name=PurePath(v.path).name, path=v.path if admin else None, spec=v.spec, status=v.status,
+        metrics=v.metrics or {},
         created_at=store.iso(v.created_at), promoted_at=store.iso(v.promoted_at), canary=fraction,
     )  # fmt: skip
 
 
 @router.get("/models", dependencies=[Reader])
-def list_versions(session: DB) -> list[VersionOut]:
-    """Every model version, oldest first, with its metrics and status (and canary share)."""
+def list_versions(session: DB, role: KeyHolder) -> list[VersionOut]:
+    """Every model version, oldest first, with its metrics and status (and canary share); the
+    folders' paths on the server only to an admin key."""
     running = canary.running(session)
-    return [_out(v, running) for v in store.versions(session)]
+    return [_out(v, running, allows(role, "admin")) for v in store.versions(session)]
 
 
 @router.post("/models/rollback", dependencies=[Admin])
@@ -71,9 +76,13 @@ def _is_canary(request: Request, version: int) -> bool:
 
 
 # --- retraining: a job in its own process ---------------------------------------------------------
-def _job(j: store.RetrainJob) -> JobOut:
+def _job(j: store.RetrainJob, admin: bool = True) -> JobOut:
+    """A job as the API shows it; the trained folder's path (``result.path``) only to an ``admin``."""
+    result = dict(j.result or {})
+    if not admin and result.get("path") is not None:
+        result["path"] = None
     return JobOut(
-        id=j.id, spec=j.spec, status=j.status, reason=j.reason, version=j.version, result=j.result or {},
+        id=j.id, spec=j.spec, status=j.status, reason=j.reason, version=j.version, result=result,
         estimate_mb=round(j.estimate_bytes / 2**20, 1), limit_mb=round(j.limit_bytes / 2**20, 1),
         created_at=store.iso(j.created_at), started_at=store.iso(j.started_at), finished_at=store.iso(j.finished_at),
     )  # fmt: skip
@@ -114,19 +123,19 @@ def retrain(body: RetrainIn, request: Request) -> JobOut:
 
 
 @router.get("/models/retrain", dependencies=[Reader])
-def list_jobs(session: DB, limit: Annotated[int, Query(ge=1, le=100)] = 20) -> list[JobOut]:
+def list_jobs(session: DB, role: KeyHolder, limit: Annotated[int, Query(ge=1, le=100)] = 20) -> list[JobOut]:
     """The latest retraining jobs, newest first."""
     rows = session.scalars(select(store.RetrainJob).order_by(store.RetrainJob.id.desc()).limit(limit))
-    return [_job(j) for j in rows]
+    return [_job(j, allows(role, "admin")) for j in rows]
 
 
 @router.get("/models/retrain/{job}", dependencies=[Reader])
-def job_status(job: VersionId, session: DB) -> JobOut:
+def job_status(job: VersionId, session: DB, role: KeyHolder) -> JobOut:
     """One retraining job: queued, running, failed (with the reason) or done (with the gate's record)."""
     row = session.get(store.RetrainJob, job)
     if row is None:
         raise FieldError(404, "job", f"no retraining job {job}")
-    return _job(row)
+    return _job(row, allows(role, "admin"))
 
 
 # --- the canary ------------------------------------------------------------------------------------

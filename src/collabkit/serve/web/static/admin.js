@@ -52,7 +52,7 @@
       el('td', { class: 'num', text: String(v.id) }),
       el('td', { class: v.status === 'live' ? 'status-live' : '',
         text: v.status + (v.canary ? ' (canary, ' + Math.round(100 * v.canary) + '% of users)' : '') }),
-      el('td', { text: v.spec || v.path.split(/[\\/]/).pop() || '–' }),
+      el('td', { text: v.spec || v.name || '–' }),
       el('td', { text: ck.when(v.created_at) }),
       el('td', { text: gate(v.metrics || {}) }),
       el('td', {}, v.status === 'live' ? '–' : el('button', {
