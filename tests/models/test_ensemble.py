@@ -245,7 +245,7 @@ def test_time_offsets_survive_growing_for_new_users_and_items(tiny, members):
     assert grown.time_offsets(torch.from_numpy(grown.users.lookup([10**6])), f["timestamp"].to_numpy()[:1]).tolist() == [0.0]
 
 
-def test_an_ensemble_given_a_time_kernel_fits_offsets_whenever_it_is_fitted_on_timed_ratings(tiny):
+def test_an_ensemble_given_a_time_kernel_fits_offsets_whenever_it_is_fitted_on_timed_ratings(tiny, tmp_path):
     def fresh(times):
         return Ensemble.of([ck.DotProductBias.from_data(tiny, n_factors=3), AutoRec.from_data(tiny, n_factors=8, epochs=5)],
                            [0.5, 0.5], times=times)  # fmt: skip
@@ -258,6 +258,10 @@ def test_an_ensemble_given_a_time_kernel_fits_offsets_whenever_it_is_fitted_on_t
     untimed = fresh((600.0, 2.0))
     untimed.fit(tiny.with_frame(tiny.frame.drop(columns="timestamp")))
     assert untimed.config.time_points == 0
+    model.fit(tiny.with_frame(tiny.frame.drop(columns="timestamp")))  # refitted without times: no stale points
+    assert model.config.time_points == 0 and model.time_offsets(torch.zeros(1, dtype=torch.int64), np.zeros(1)) is None
+    save_model(model, tmp_path / "m")  # and it saves and loads as a model without points
+    assert load_model(tmp_path / "m").config.time_points == 0
     plain = fresh((0.0, 0.0))
     plain.fit(tiny)
     assert plain.config.time_points == 0

@@ -289,10 +289,12 @@ class Ensemble(CollabModel):
 
     def _fit_times(self, train: Ratings) -> None:
         """Time offsets of the configured width and shrinkage, fitted on the blend's residuals on
-        ``train`` (none without them or without timestamps)."""
+        ``train`` (none without them or without timestamps: earlier points described another fit)."""
         c = self.config
         if c.time_scale > 0 and c.time_reg > 0 and train.has_timestamps:
             self.set_time_offsets(*timeshift.residual_points(self, train), c.time_scale, c.time_reg)
+        elif c.time_points:
+            self.set_time_offsets(np.zeros(0, np.int64), np.zeros(0), np.zeros(0), 0, c.time_scale, c.time_reg)
 
     def _count_support(self, train: Ratings) -> None:
         """Every user's and item's count (and, refined, rating mean and std) in ``train``."""
@@ -390,12 +392,16 @@ class Ensemble(CollabModel):
     ) -> None:
         """Give the ensemble the residual points (sorted ``keys``, ``sums``, ``counts`` and
         ``origin``: ``models.timeshift.residual_points``) its time offsets weigh with kernel width
-        ``scale`` and shrinkage ``reg``."""
+        ``scale`` and shrinkage ``reg``; no points drop the buffers, as a config without points
+        has none to load."""
         self.config = replace(self.config, time_points=len(keys), time_scale=float(scale),
                               time_reg=float(reg), time_origin=int(origin))  # fmt: skip
-        self.register_buffer("time_keys", torch.from_numpy(np.asarray(keys, dtype=np.int64)))
-        self.register_buffer("time_sums", torch.from_numpy(np.asarray(sums, dtype=np.float32)))
-        self.register_buffer("time_counts", torch.from_numpy(np.asarray(counts, dtype=np.float32)))
+        for name, values, dtype in (("time_keys", keys, np.int64), ("time_sums", sums, np.float32),
+                                    ("time_counts", counts, np.float32)):  # fmt: skip
+            if len(keys):
+                self.register_buffer(name, torch.from_numpy(np.asarray(values, dtype=dtype)))
+            else:
+                self._buffers.pop(name, None)
 
     def time_offsets(self, u: Tensor, timestamps: np.ndarray) -> np.ndarray | None:
         c = self.config
