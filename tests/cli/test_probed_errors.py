@@ -69,3 +69,12 @@ def test_an_unknown_split_is_named_with_the_splits_there_are(ratings):
 def test_cross_validate_refuses_a_split_it_would_ignore(ratings):
     line = _error("cross-validate", "--ratings", ratings, "--model", "baseline", "--split", "none", "--folds", "2")
     assert "makes its own folds" in line
+
+
+@pytest.mark.parametrize("include_seen", [False, True])
+def test_a_broken_items_file_is_named_as_itself_not_as_what_users_rated(model_dir, tmp_path, include_seen):
+    """--include-seen would not mend it, and with --include-seen it was silently ignored."""
+    (tmp_path / "items.csv").write_text("item,title\n7,a\n7,b\n")
+    flags = ["--include-seen"] if include_seen else []
+    line = _error("recommend", model_dir, "1", "--items", tmp_path / "items.csv", *flags)
+    assert line == f"error: {tmp_path / 'items.csv'}: 1 item id(s) appear more than once, e.g. 7", line

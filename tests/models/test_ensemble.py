@@ -245,6 +245,20 @@ def test_time_offsets_survive_growing_for_new_users_and_items(tiny, members):
     assert grown.time_offsets(torch.from_numpy(grown.users.lookup([10**6])), f["timestamp"].to_numpy()[:1]).tolist() == [0.0]
 
 
+def test_a_model_saved_with_day_offsets_is_named_as_such_when_loaded(tiny, members, tmp_path):
+    import json
+
+    save_model(Ensemble.of(list(members), [0.5, 0.5]), tmp_path / "m")
+    path = tmp_path / "m" / "config.json"
+    saved = json.loads(path.read_text())
+    for name in ("time_points", "time_scale", "time_reg", "time_origin"):
+        saved["config"].pop(name)
+    saved["config"].update(day_offsets=0, day_reg=3.0)  # as collabkit wrote it before time offsets
+    path.write_text(json.dumps(saved))
+    with pytest.raises(ValueError, match="saved by an earlier collabkit: its day offsets became time offsets .* retrain it"):
+        load_model(tmp_path / "m")
+
+
 def test_an_ensemble_given_a_time_kernel_fits_offsets_whenever_it_is_fitted_on_timed_ratings(tiny, tmp_path):
     def fresh(times):
         return Ensemble.of([ck.DotProductBias.from_data(tiny, n_factors=3), AutoRec.from_data(tiny, n_factors=8, epochs=5)],

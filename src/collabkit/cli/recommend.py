@@ -270,6 +270,8 @@ def _training_ratings(model_dir: Path, source: DataSource, needed: bool) -> Rati
     try:
         return model_data(model_dir, source)[1]
     except (ValueError, FileNotFoundError, OSError) as e:
+        if source.items is not None and str(e).startswith(str(source.items)):
+            fail(str(e))  # the --items file given is at fault: --include-seen would not help
         if needed:
             fail(f"cannot tell what users have already rated: {e} (or pass --include-seen)")
     return None

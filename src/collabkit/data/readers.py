@@ -387,7 +387,8 @@ def read_items(path: str | Path, id_col: str | None = None, sep: str | None = No
     repeated = ids[ids.duplicated()].unique()
     if len(repeated):
         raise RatingsFormatError(
-            f"{path}: {len(repeated)} item id(s) appear more than once, e.g. {list(repeated[:3])}"
+            f"{path}: {len(repeated)} item id(s) appear more than once, e.g. "
+            + clip_text(", ".join(repr(v.item() if hasattr(v, "item") else v) for v in repeated[:3]), 200)
         )
     table = frame.drop(columns=id_col).set_axis(pd.Index(ids, name="item"))
     if "title" not in table.columns and "name" in table.columns:

@@ -147,9 +147,16 @@ def check_options(model_cls: type, options: dict[str, Any]) -> dict[str, Any]:
     return {k: check_value(k, v, *known[k]) for k, v in options.items()}
 
 
+#: options a config saved by an earlier collabkit may hold, and what became of them
+RETIRED = {"day_offsets": "its day offsets became time offsets (models.timeshift) on 2026-12-07; retrain it"}
+
+
 def _check_names(cls: type, options: dict[str, Any]) -> None:
     names = {f.name for f in fields(cls)}
     unknown = sorted(map(str, set(options) - names))
+    retired = [RETIRED[name] for name in unknown if name in RETIRED]
+    if retired:
+        raise ValueError(f"saved by an earlier collabkit: {retired[0]}")
     if unknown:
         raise ValueError(
             f"unknown option(s) {clip_text(', '.join(unknown), 100)}; this model's options: {', '.join(sorted(names))}"
