@@ -44,6 +44,15 @@ def point_keys(user_index: np.ndarray, timestamps: np.ndarray, origin: int) -> n
     return np.where(u >= 0, (u << _TIME_BITS) | t, -1)
 
 
+def group(user_index: np.ndarray, timestamps: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(sorted distinct keys, sum of ``values``, count, origin, each row's point) of the rows'
+    (user index, second) points, the origin their earliest time; rows of unknown users (index < 0)
+    must be left out first."""
+    origin = int(np.min(timestamps)) if len(timestamps) else 0
+    keys, inverse = np.unique(point_keys(user_index, timestamps, origin), return_inverse=True)
+    return keys, np.bincount(inverse, values, len(keys)), np.bincount(inverse, minlength=len(keys)), origin, inverse
+
+
 def residual_points(model: Any, ratings: Ratings) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """(sorted distinct keys, residual sum, count, origin) of ``ratings`` at each (user, second):
     ``model``'s residuals, scored without times; a user the model does not know has no points."""
@@ -53,31 +62,7 @@ def residual_points(model: Any, ratings: Ratings) -> tuple[np.ndarray, np.ndarra
     residuals = f["rating"].to_numpy(np.float64) - model.predict(f["user"], f["item"]).astype(np.float64)
     users = model.users.lookup(f["user"], strict=False)
     known = users >= 0
-    origin = int(np.min(ratings.times[known])) if known.any() else 0
-    keys, inverse = np.unique(point_keys(users[known], ratings.times[known], origin), return_inverse=True)
-    return keys, np.bincount(inverse, residuals[known], len(keys)), np.bincount(inverse, minlength=len(keys)), origin
-
-
-class Window:
-    """The training points near each query (user index, time): positions (queries, 2 *
-    NEIGHBOURS) in the sorted ``keys``, whether each is the query user's, and its distance in
-    seconds; ``weights(scale)`` turns them into kernel weights (0 for another user's point)."""
-
-    def __init__(self, keys: np.ndarray, origin: int, user_index: np.ndarray, timestamps: np.ndarray) -> None:
-        q = point_keys(user_index, timestamps, origin)
-        n = len(keys)
-        window = np.searchsorted(keys, q)[:, None] + np.arange(-NEIGHBOURS, NEIGHBOURS)
-        self.at = np.clip(window, 0, max(n - 1, 0))
-        self.mine = (window >= 0) & (window < n) & (q[:, None] >= 0)
-        if n:
-            self.mine &= (keys[self.at] >> _TIME_BITS) == (q[:, None] >> _TIME_BITS)
-            point_time = origin + (keys[self.at] & _TIME_MASK)
-            self.seconds = np.abs(point_time - np.asarray(timestamps, dtype=np.int64)[:, None]).astype(np.float64)
-        else:
-            self.seconds = np.zeros(self.at.shape)
-
-    def weights(self, scale: float) -> np.ndarray:
-        return np.where(self.mine, np.exp(-self.seconds / scale), 0.0)
+    return group(users[known], ratings.times[known], residuals[known])[:4]
 
 
 def weighed(
@@ -90,16 +75,21 @@ def weighed(
     timestamps: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(kernel-weighted residual sums, weights), each (scales, queries), of the queries (user
-    index, time) over the points (``residual_points``) at each kernel width in ``scales``."""
+    index, time) over the points (``residual_points``) at each kernel width in ``scales``: each
+    query weighs the 2 * NEIGHBOURS points around its place in ``keys`` that are its user's."""
     num, den = np.zeros((2, len(scales), len(user_index)))
     if len(keys) == 0:
         return num, den
     for s in range(0, len(user_index), _CHUNK):
-        window = Window(keys, origin, user_index[s : s + _CHUNK], timestamps[s : s + _CHUNK])
+        q = point_keys(user_index[s : s + _CHUNK], timestamps[s : s + _CHUNK], origin)
+        window = np.searchsorted(keys, q)[:, None] + np.arange(-NEIGHBOURS, NEIGHBOURS)
+        at = np.clip(window, 0, len(keys) - 1)
+        mine = (window >= 0) & (window < len(keys)) & (q[:, None] >= 0) & (keys[at] >> _TIME_BITS == q[:, None] >> _TIME_BITS)
+        seconds = np.abs(origin + (keys[at] & _TIME_MASK) - np.asarray(timestamps[s : s + _CHUNK], dtype=np.int64)[:, None])
         for k, scale in enumerate(scales):
-            w = window.weights(scale)
-            num[k, s : s + _CHUNK] = (w * sums[window.at]).sum(1)
-            den[k, s : s + _CHUNK] = (w * counts[window.at]).sum(1)
+            w = np.where(mine, np.exp(-seconds / scale), 0.0)
+            num[k, s : s + _CHUNK] = (w * sums[at]).sum(1)
+            den[k, s : s + _CHUNK] = (w * counts[at]).sum(1)
     return num, den
 
 

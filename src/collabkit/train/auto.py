@@ -365,12 +365,9 @@ class TimePoints:
     @classmethod
     def of(cls, fit_part: Ratings, valid: Ratings) -> TimePoints:
         users = pd.Index(fit_part.frame["user"].unique())
-        origin = int(fit_part.times.min())
-        keys, inverse = np.unique(timeshift.point_keys(users.get_indexer(fit_part.frame["user"]), fit_part.times, origin),
-                                  return_inverse=True)  # fmt: skip
         r = fit_part.frame["rating"].to_numpy(np.float64)
-        return cls(keys, origin, inverse, np.bincount(inverse, minlength=len(keys)), np.bincount(inverse, r, len(keys)),
-                   users.get_indexer(valid.frame["user"]), valid.times)  # fmt: skip
+        keys, rating_sums, counts, origin, inverse = timeshift.group(users.get_indexer(fit_part.frame["user"]), fit_part.times, r)
+        return cls(keys, origin, inverse, counts, rating_sums, users.get_indexer(valid.frame["user"]), valid.times)
 
     def sums(self, pred: np.ndarray) -> np.ndarray:
         """Each point's sum of a member's in-sample predictions ``pred`` (one per fit row)."""
